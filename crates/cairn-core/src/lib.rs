@@ -1,0 +1,23 @@
+//! Domain types shared by every cairn crate: ids, conversation messages, tool
+//! specifications, model requests and responses, runs, journal entries and the
+//! events a run emits. This crate does no I/O.
+
+pub mod api;
+pub mod ids;
+pub mod message;
+pub mod model;
+pub mod run;
+pub mod tool;
+
+pub use message::{ContentBlock, Message, Role};
+pub use model::{ModelRequest, ModelResponse, StopReason, StreamEvent, Usage};
+pub use run::{JournalEntry, JournalKind, RunEvent, RunRecord, RunStatus};
+pub use tool::{ToolCall, ToolOutput, ToolSpec};
+
+/// Milliseconds since the Unix epoch, the one timestamp format in the store.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

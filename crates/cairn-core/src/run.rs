@@ -1,0 +1,203 @@
+//! Runs, their journal, and the events a run emits while it works.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Usage;
+
+/// Lifecycle of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Waiting for its session to be free.
+    Queued,
+    /// Working.
+    Running,
+    /// Finished with a final answer.
+    Completed,
+    /// Stopped by an error.
+    Failed,
+    /// Stopped on request.
+    Cancelled,
+}
+
+impl RunStatus {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => RunStatus::Queued,
+            "running" => RunStatus::Running,
+            "completed" => RunStatus::Completed,
+            "failed" => RunStatus::Failed,
+            "cancelled" => RunStatus::Cancelled,
+            _ => return None,
+        })
+    }
+
+    /// Whether the run can no longer change.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled
+        )
+    }
+}
+
+/// A run as stored: one turn of work in a session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Run id.
+    pub id: String,
+    /// Session it belongs to.
+    pub session_id: String,
+    /// Agent that ran it.
+    pub agent: String,
+    /// Where it is in its life.
+    pub status: RunStatus,
+    /// The message that started it.
+    pub input: String,
+    /// The final answer, when completed.
+    pub output: Option<String>,
+    /// What went wrong, when failed.
+    pub error: Option<String>,
+    /// Provider name.
+    pub provider: String,
+    /// Model name.
+    pub model: String,
+    /// Model calls made.
+    pub steps: u32,
+    /// Tokens used across all model calls.
+    pub usage: Usage,
+    /// Cost in US dollars from the pricing table (0 for unknown/local models).
+    pub cost_usd: f64,
+    /// Creation time (ms since epoch).
+    pub created_at: i64,
+    /// Finish time (ms since epoch).
+    pub finished_at: Option<i64>,
+}
+
+/// What a journal entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JournalKind {
+    /// Intent: a model call is about to be made.
+    ModelCall,
+    /// Result of a model call (response, usage, cost).
+    ModelResult,
+    /// Intent: a tool call is about to run.
+    ToolCall,
+    /// Result of a tool call.
+    ToolResult,
+    /// The run ended (status and reason).
+    RunEnd,
+}
+
+impl JournalKind {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JournalKind::ModelCall => "model_call",
+            JournalKind::ModelResult => "model_result",
+            JournalKind::ToolCall => "tool_call",
+            JournalKind::ToolResult => "tool_result",
+            JournalKind::RunEnd => "run_end",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "model_call" => JournalKind::ModelCall,
+            "model_result" => JournalKind::ModelResult,
+            "tool_call" => JournalKind::ToolCall,
+            "tool_result" => JournalKind::ToolResult,
+            "run_end" => JournalKind::RunEnd,
+            _ => return None,
+        })
+    }
+}
+
+/// One append-only journal entry `(run_id, seq)`. Intents are written before
+/// the step happens and results after, so a restart can tell what finished.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    /// Run it belongs to.
+    pub run_id: String,
+    /// Position in the run, from 1.
+    pub seq: i64,
+    /// What it records.
+    pub kind: JournalKind,
+    /// For results: the seq of the intent they complete.
+    pub ref_seq: Option<i64>,
+    /// Details (request summary, response, tool arguments, output…).
+    pub payload: serde_json::Value,
+    /// When it was written (ms since epoch).
+    pub at: i64,
+}
+
+/// What a run tells its watchers while it works.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RunEvent {
+    /// The run started.
+    RunStarted {
+        /// Run id.
+        run_id: String,
+        /// Session id.
+        session_id: String,
+    },
+    /// Waiting for another run on the same session to finish.
+    WaitingForSession {
+        /// Session id.
+        session_id: String,
+    },
+    /// A piece of answer text.
+    TextDelta {
+        /// The piece.
+        text: String,
+    },
+    /// A tool call is starting.
+    ToolCall {
+        /// Call id.
+        id: String,
+        /// Tool name.
+        name: String,
+        /// Arguments.
+        input: serde_json::Value,
+    },
+    /// A tool call finished.
+    ToolResult {
+        /// Call id.
+        id: String,
+        /// Tool name.
+        name: String,
+        /// Whether it failed.
+        is_error: bool,
+        /// Output size in bytes.
+        bytes: usize,
+    },
+    /// A model call is being retried after a transient error.
+    Retrying {
+        /// Attempt number about to be made (2 = first retry).
+        attempt: u32,
+        /// Wait before it, in ms.
+        wait_ms: u64,
+        /// What failed.
+        reason: String,
+    },
+    /// The run ended.
+    RunFinished {
+        /// Final record.
+        run: Box<crate::RunRecord>,
+    },
+}

@@ -1,0 +1,44 @@
+//! Model providers behind one trait: Anthropic's Messages API and OpenAI's
+//! Chat Completions API (which also serves Ollama, llama.cpp, vLLM and other
+//! OpenAI-compatible local servers via `OPENAI_BASE_URL`). Both stream over
+//! SSE, both carry tool calls and token usage. Retries, pricing and the
+//! choice of provider from the environment live here too.
+
+mod anthropic;
+mod error;
+mod http;
+mod openai;
+pub mod pricing;
+mod retry;
+mod select;
+mod sse;
+
+use async_trait::async_trait;
+use cairn_core::{ModelRequest, ModelResponse, StreamEvent};
+
+pub use anthropic::AnthropicProvider;
+pub use error::LlmError;
+pub use openai::OpenAiProvider;
+pub use retry::{RetryPolicy, complete_with_retry};
+pub use select::{ProviderChoice, ProviderKind, ProviderSettings, select_provider};
+
+/// Callback receiving streaming events as they arrive.
+pub type EventSink<'a> = &'a (dyn Fn(StreamEvent) + Send + Sync);
+
+/// A model provider.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// Short name: `anthropic`, `openai`.
+    fn name(&self) -> &str;
+
+    /// Model used when a request names none.
+    fn default_model(&self) -> &str;
+
+    /// One model call. Streams through `on_event` when `req.stream` is set;
+    /// always returns the complete response.
+    async fn complete(
+        &self,
+        req: &ModelRequest,
+        on_event: EventSink<'_>,
+    ) -> Result<ModelResponse, LlmError>;
+}

@@ -1,0 +1,80 @@
+use thiserror::Error;
+
+/// What can go wrong in the store.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The database could not be opened.
+    #[error("cannot open database {target}: {reason}")]
+    Open {
+        /// Path or URL.
+        target: String,
+        /// Why.
+        reason: String,
+    },
+    /// A compare-and-swap lost: someone else changed the row first.
+    #[error("session {session_id} changed concurrently (expected version {expected}, found {found})")]
+    VersionConflict {
+        /// Session id.
+        session_id: String,
+        /// Version the writer read.
+        expected: i64,
+        /// Version found.
+        found: i64,
+    },
+    /// The thing asked for does not exist.
+    #[error("{what} {id:?} not found")]
+    NotFound {
+        /// Kind of thing.
+        what: &'static str,
+        /// Id asked for.
+        id: String,
+    },
+    /// An id prefix matched more than one row.
+    #[error("{what} id prefix {prefix:?} is ambiguous: matches {count}")]
+    Ambiguous {
+        /// Kind of thing.
+        what: &'static str,
+        /// Prefix given.
+        prefix: String,
+        /// How many matched.
+        count: usize,
+    },
+    /// A session belongs to another agent.
+    #[error("session {session_id:?} belongs to agent {owner:?}, not {requested:?}")]
+    WrongAgent {
+        /// Session id.
+        session_id: String,
+        /// Its agent.
+        owner: String,
+        /// Agent asked for.
+        requested: String,
+    },
+    /// A stored row could not be decoded (corruption or a newer schema).
+    #[error("corrupt row in {table}: {reason}")]
+    Corrupt {
+        /// Table.
+        table: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The database is newer than this binary.
+    #[error("database schema version {found} is newer than this cairn understands ({known}); upgrade cairn")]
+    SchemaTooNew {
+        /// Version in the database.
+        found: i64,
+        /// Newest version this binary knows.
+        known: i64,
+    },
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    pub(crate) fn corrupt(table: &'static str, e: impl std::fmt::Display) -> Self {
+        StoreError::Corrupt {
+            table,
+            reason: e.to_string(),
+        }
+    }
+}

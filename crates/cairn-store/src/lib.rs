@@ -1,0 +1,80 @@
+//! cairn's durable state. Today one backend, SQLite (one file, WAL, safe for
+//! several processes on one host); PostgreSQL joins behind the same methods
+//! when the cluster lands.
+
+mod error;
+mod journal;
+mod migrate;
+mod runs;
+mod sessions;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+
+pub use error::StoreError;
+pub use journal::{NewEntry, StepCommit};
+pub use sessions::SessionLease;
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database at `path` and brings its
+    /// schema up to date.
+    pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+                target: path.display().to_string(),
+                reason: format!("cannot create directory {}: {e}", dir.display()),
+            })?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(|e| StoreError::Open {
+                target: path.display().to_string(),
+                reason: e.to_string(),
+            })?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            // Several cairn processes may share the file; wait for the writer
+            // rather than failing.
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Open {
+                target: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        let store = Store { pool };
+        migrate::run(&store.pool).await?;
+        Ok(store)
+    }
+
+    /// Checks the database answers (for `doctor` and readiness).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Version of the newest applied schema migration.
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        migrate::current_version(&self.pool).await
+    }
+
+    /// Starts a write transaction that holds SQLite's write lock from its
+    /// first statement, so read-then-write never fails on upgrade.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}

@@ -1,0 +1,50 @@
+//! Schema migrations: numbered SQL files applied in order, each in its own
+//! transaction, recorded in `schema_migrations`. Hand-rolled rather than
+//! sqlx's `migrate!` so the same list serves SQLite and (later) PostgreSQL
+//! without the macros feature.
+
+use sqlx::SqlitePool;
+
+use crate::StoreError;
+
+const SQLITE: &[(i64, &'static str)] = &[(1, include_str!("../migrations/sqlite/0001_core.sql"))];
+
+pub(crate) async fn current_version(pool: &SqlitePool) -> Result<i64, StoreError> {
+    let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")
+        .fetch_one(pool)
+        .await?;
+    Ok(v.unwrap_or(0))
+}
+
+pub(crate) async fn run(pool: &SqlitePool) -> Result<(), StoreError> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )
+    .execute(pool)
+    .await?;
+    let known = SQLITE.last().map(|m| m.0).unwrap_or(0);
+    for &(version, sql) in SQLITE {
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        let done: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if done.is_some() {
+            continue;
+        }
+        sqlx::raw_sql(sql).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
+            .bind(version)
+            .bind(cairn_core::now_ms())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::debug!(version, "applied migration");
+    }
+    let found = current_version(pool).await?;
+    if found > known {
+        return Err(StoreError::SchemaTooNew { found, known });
+    }
+    Ok(())
+}

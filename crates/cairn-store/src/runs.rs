@@ -1,0 +1,159 @@
+//! Runs: one turn of work in a session, with its status and totals.
+
+use cairn_core::{RunRecord, RunStatus, Usage};
+use sqlx::Row;
+
+use crate::{Store, StoreError};
+
+/// `SELECT <all run columns> FROM runs <tail>` as one static string.
+macro_rules! select_runs {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, session_id, agent, status, input, output, error, provider, model, ",
+            "steps, input_tokens, output_tokens, cost_usd, created_at, finished_at FROM runs ",
+            $tail
+        )
+    };
+}
+
+impl Store {
+    /// Records a new run.
+    pub async fn create_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO runs (id, session_id, agent, status, input, output, error, provider, model,
+                steps, input_tokens, output_tokens, cost_usd, created_at, finished_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&run.id)
+        .bind(&run.session_id)
+        .bind(&run.agent)
+        .bind(run.status.as_str())
+        .bind(&run.input)
+        .bind(&run.output)
+        .bind(&run.error)
+        .bind(&run.provider)
+        .bind(&run.model)
+        .bind(run.steps as i64)
+        .bind(run.usage.input_tokens as i64)
+        .bind(run.usage.output_tokens as i64)
+        .bind(run.cost_usd)
+        .bind(run.created_at)
+        .bind(run.finished_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Saves a run's status and totals.
+    pub async fn update_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+        update_run_tx(&mut *self.pool.acquire().await?, run).await
+    }
+
+    /// A run by id or by a unique id prefix (as users type them).
+    pub async fn get_run(&self, id_or_prefix: &str) -> Result<RunRecord, StoreError> {
+        let pattern = format!("{}%", id_or_prefix.replace(['%', '_'], ""));
+        let exact = sqlx::query(select_runs!("WHERE id = ?"))
+            .bind(id_or_prefix)
+            .fetch_optional(&self.pool)
+            .await?;
+        if let Some(row) = exact {
+            return run_from_row(&row);
+        }
+        let rows = sqlx::query(select_runs!(
+            "WHERE id LIKE ? OR substr(id, 5) LIKE ? LIMIT 2"
+        ))
+        .bind(&pattern)
+        .bind(&pattern)
+        .fetch_all(&self.pool)
+        .await?;
+        match rows.len() {
+            0 => Err(StoreError::NotFound {
+                what: "run",
+                id: id_or_prefix.to_string(),
+            }),
+            1 => run_from_row(&rows[0]),
+            n => Err(StoreError::Ambiguous {
+                what: "run",
+                prefix: id_or_prefix.to_string(),
+                count: n,
+            }),
+        }
+    }
+
+    /// Runs, newest first, optionally of one session.
+    pub async fn list_runs(
+        &self,
+        session_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let rows = sqlx::query(select_runs!(
+            "WHERE (?1 IS NULL OR session_id = ?1) ORDER BY created_at DESC, id DESC LIMIT ?2"
+        ))
+        .bind(session_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    /// Counts of runs per status, for `cairn status`.
+    pub async fn run_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM runs GROUP BY status ORDER BY status")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
+            .collect()
+    }
+}
+
+pub(crate) async fn update_run_tx(
+    conn: &mut sqlx::SqliteConnection,
+    run: &RunRecord,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE runs SET status = ?, output = ?, error = ?, steps = ?, input_tokens = ?,
+            output_tokens = ?, cost_usd = ?, finished_at = ?, model = ?
+         WHERE id = ?",
+    )
+    .bind(run.status.as_str())
+    .bind(&run.output)
+    .bind(&run.error)
+    .bind(run.steps as i64)
+    .bind(run.usage.input_tokens as i64)
+    .bind(run.usage.output_tokens as i64)
+    .bind(run.cost_usd)
+    .bind(run.finished_at)
+    .bind(&run.model)
+    .bind(&run.id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+fn run_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<RunRecord, StoreError> {
+    let status: String = row.try_get("status")?;
+    let input_tokens: i64 = row.try_get("input_tokens")?;
+    let output_tokens: i64 = row.try_get("output_tokens")?;
+    let steps: i64 = row.try_get("steps")?;
+    Ok(RunRecord {
+        id: row.try_get("id")?,
+        session_id: row.try_get("session_id")?,
+        agent: row.try_get("agent")?,
+        status: RunStatus::parse(&status)
+            .ok_or_else(|| StoreError::corrupt("runs", format!("unknown status {status:?}")))?,
+        input: row.try_get("input")?,
+        output: row.try_get("output")?,
+        error: row.try_get("error")?,
+        provider: row.try_get("provider")?,
+        model: row.try_get("model")?,
+        steps: steps.max(0) as u32,
+        usage: Usage {
+            input_tokens: input_tokens.max(0) as u64,
+            output_tokens: output_tokens.max(0) as u64,
+        },
+        cost_usd: row.try_get("cost_usd")?,
+        created_at: row.try_get("created_at")?,
+        finished_at: row.try_get("finished_at")?,
+    })
+}

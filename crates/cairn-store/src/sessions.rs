@@ -1,0 +1,217 @@
+//! Sessions: creation, the per-session run lease, and messages appended with
+//! compare-and-swap on the session's version.
+
+use cairn_core::api::SessionInfo;
+use cairn_core::{Message, now_ms};
+use sqlx::Row;
+
+use crate::{Store, StoreError};
+
+/// Proof that a run owns a session right now, with the version it last saw.
+#[derive(Debug, Clone)]
+pub struct SessionLease {
+    /// Session id.
+    pub session_id: String,
+    /// Run holding the lease.
+    pub run_id: String,
+    /// Session version as of this holder's last write.
+    pub version: i64,
+}
+
+impl Store {
+    /// Returns the session, creating it for `agent` if it does not exist.
+    pub async fn ensure_session(&self, id: &str, agent: &str) -> Result<SessionInfo, StoreError> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO sessions (id, agent, version, created_at, updated_at) VALUES (?, ?, 0, ?, ?)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(agent)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        let info = self.get_session(id).await?;
+        if info.agent != agent {
+            return Err(StoreError::WrongAgent {
+                session_id: id.to_string(),
+                owner: info.agent,
+                requested: agent.to_string(),
+            });
+        }
+        Ok(info)
+    }
+
+    /// One session.
+    pub async fn get_session(&self, id: &str) -> Result<SessionInfo, StoreError> {
+        let row = sqlx::query(
+            "SELECT s.id, s.agent, s.version, s.created_at, s.updated_at,
+                    (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id) AS n
+             FROM sessions s WHERE s.id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "session",
+            id: id.to_string(),
+        })?;
+        Ok(session_from_row(&row)?)
+    }
+
+    /// Sessions, most recently changed first.
+    pub async fn list_sessions(&self, limit: i64) -> Result<Vec<SessionInfo>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.id, s.agent, s.version, s.created_at, s.updated_at,
+                    (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id) AS n
+             FROM sessions s ORDER BY s.updated_at DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| session_from_row(r).map_err(StoreError::from))
+            .collect()
+    }
+
+    /// Tries to take the session for `run_id` for `lease_ms`. Returns `None`
+    /// while another live run holds it; an expired lease (its process died)
+    /// is taken over.
+    pub async fn try_acquire_session(
+        &self,
+        session_id: &str,
+        run_id: &str,
+        lease_ms: i64,
+    ) -> Result<Option<SessionLease>, StoreError> {
+        let now = now_ms();
+        let version: Option<i64> = sqlx::query_scalar(
+            "UPDATE sessions SET busy_run = ?, busy_until = ?, version = version + 1, updated_at = ?
+             WHERE id = ? AND (busy_run IS NULL OR busy_until < ? OR busy_run = ?)
+             RETURNING version",
+        )
+        .bind(run_id)
+        .bind(now + lease_ms)
+        .bind(now)
+        .bind(session_id)
+        .bind(now)
+        .bind(run_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(version.map(|version| SessionLease {
+            session_id: session_id.to_string(),
+            run_id: run_id.to_string(),
+            version,
+        }))
+    }
+
+    /// Extends a held lease. Fails with `VersionConflict` if it was lost.
+    pub async fn renew_session_lease(
+        &self,
+        lease: &SessionLease,
+        lease_ms: i64,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE sessions SET busy_until = ? WHERE id = ? AND busy_run = ?")
+            .bind(now_ms() + lease_ms)
+            .bind(&lease.session_id)
+            .bind(&lease.run_id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(self.conflict(&lease.session_id, lease.version).await);
+        }
+        Ok(())
+    }
+
+    /// Gives the session back.
+    pub async fn release_session(&self, lease: &SessionLease) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE sessions SET busy_run = NULL, busy_until = NULL WHERE id = ? AND busy_run = ?",
+        )
+        .bind(&lease.session_id)
+        .bind(&lease.run_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every message of a session, oldest first.
+    pub async fn messages(&self, session_id: &str) -> Result<Vec<Message>, StoreError> {
+        let rows: Vec<String> =
+            sqlx::query_scalar("SELECT content FROM messages WHERE session_id = ? ORDER BY seq")
+                .bind(session_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|c| serde_json::from_str(c).map_err(|e| StoreError::corrupt("messages", e)))
+            .collect()
+    }
+
+    pub(crate) async fn conflict(&self, session_id: &str, expected: i64) -> StoreError {
+        let found: Result<Option<i64>, _> =
+            sqlx::query_scalar("SELECT version FROM sessions WHERE id = ?")
+                .bind(session_id)
+                .fetch_optional(&self.pool)
+                .await;
+        match found {
+            Ok(Some(found)) => StoreError::VersionConflict {
+                session_id: session_id.to_string(),
+                expected,
+                found,
+            },
+            Ok(None) => StoreError::NotFound {
+                what: "session",
+                id: session_id.to_string(),
+            },
+            Err(e) => e.into(),
+        }
+    }
+}
+
+/// Appends `message` within `tx` if the session is still at `lease.version`.
+pub(crate) async fn append_message_tx(
+    tx: &mut sqlx::SqliteConnection,
+    lease: &mut SessionLease,
+    message: &Message,
+) -> Result<bool, StoreError> {
+    let now = now_ms();
+    let new_version: Option<i64> = sqlx::query_scalar(
+        "UPDATE sessions SET version = version + 1, updated_at = ?
+         WHERE id = ? AND version = ? AND busy_run = ? RETURNING version",
+    )
+    .bind(now)
+    .bind(&lease.session_id)
+    .bind(lease.version)
+    .bind(&lease.run_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(new_version) = new_version else {
+        return Ok(false);
+    };
+    let content = serde_json::to_string(message).map_err(|e| StoreError::corrupt("messages", e))?;
+    sqlx::query(
+        "INSERT INTO messages (session_id, seq, run_id, role, content, created_at)
+         SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ? FROM messages WHERE session_id = ?",
+    )
+    .bind(&lease.session_id)
+    .bind(&lease.run_id)
+    .bind(message.role.as_str())
+    .bind(content)
+    .bind(now)
+    .bind(&lease.session_id)
+    .execute(&mut *tx)
+    .await?;
+    lease.version = new_version;
+    Ok(true)
+}
+
+fn session_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<SessionInfo, sqlx::Error> {
+    Ok(SessionInfo {
+        id: row.try_get("id")?,
+        agent: row.try_get("agent")?,
+        version: row.try_get("version")?,
+        messages: row.try_get("n")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
