@@ -38,7 +38,7 @@ impl SseParser {
                 data: String::new(),
             };
             let mut has_data = false;
-            for line in text.lines() {
+            for line in text.lines().map(|l| l.trim_end_matches('\r')) {
                 if line.is_empty() || line.starts_with(':') {
                     continue;
                 }

@@ -1,1 +1,12 @@
-//! placeholder
+//! Test support shared by every crate's tests: a scripted fake LLM server
+//! speaking Anthropic's Messages API and OpenAI's Chat Completions API (both
+//! streaming and not) over real HTTP, and helpers to drive the `cairn`
+//! binary in a throwaway home.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cli;
+mod fake_llm;
+mod wire;
+
+pub use cli::{CairnHome, describe};
+pub use fake_llm::{FakeLlm, RecordedRequest, Reply};

@@ -1,0 +1,280 @@
+//! The fake LLM: a real HTTP server on 127.0.0.1 answering from a script.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use crate::wire;
+
+/// What the fake answers to one model call.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// A final text answer.
+    Text(String),
+    /// Tool calls `(name, arguments)`, optionally preceded by text.
+    ToolCalls {
+        /// Text before the calls (may be empty).
+        text: String,
+        /// Calls in order.
+        calls: Vec<(String, Value)>,
+    },
+    /// Tool calls whose arguments are sent verbatim (e.g. invalid JSON).
+    RawToolCall {
+        /// Tool name.
+        name: String,
+        /// Arguments exactly as sent.
+        arguments: String,
+    },
+    /// An HTTP error with the provider's error body and extra headers.
+    Error {
+        /// Status code.
+        status: u16,
+        /// Message inside the provider's error JSON.
+        message: String,
+        /// Extra headers such as `retry-after`.
+        headers: Vec<(String, String)>,
+    },
+    /// A raw body sent as `text/event-stream` (for malformed streams).
+    RawSse(String),
+    /// Waits, then answers with the inner reply.
+    Delayed(Duration, Box<Reply>),
+    /// Streams the inner reply with a pause between chunks.
+    Slow(Duration, Box<Reply>),
+}
+
+impl Reply {
+    /// A text answer.
+    pub fn text(t: &str) -> Reply {
+        Reply::Text(t.to_string())
+    }
+
+    /// One tool call.
+    pub fn tool(name: &str, args: Value) -> Reply {
+        Reply::ToolCalls { text: String::new(), calls: vec![(name.to_string(), args)] }
+    }
+
+    /// Several tool calls in one response (the model asks for them in parallel).
+    pub fn tools(calls: Vec<(&str, Value)>) -> Reply {
+        Reply::ToolCalls {
+            text: String::new(),
+            calls: calls.into_iter().map(|(n, a)| (n.to_string(), a)).collect(),
+        }
+    }
+
+    /// An HTTP error.
+    pub fn error(status: u16, message: &str) -> Reply {
+        Reply::Error { status, message: message.to_string(), headers: vec![] }
+    }
+}
+
+/// A request the fake received.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    /// Path, e.g. `/v1/messages`.
+    pub path: String,
+    /// Headers, names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// JSON body (Null when not JSON).
+    pub body: Value,
+}
+
+impl RecordedRequest {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the request asked for streaming.
+    pub fn stream(&self) -> bool {
+        self.body["stream"].as_bool().unwrap_or(false)
+    }
+
+    /// All message texts (any role), in order, as plain strings; for
+    /// asserting that history was sent.
+    pub fn message_texts(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for m in self.body["messages"].as_array().into_iter().flatten() {
+            match &m["content"] {
+                Value::String(s) => out.push(s.clone()),
+                Value::Array(parts) => {
+                    for p in parts {
+                        if let Some(t) = p["text"].as_str() {
+                            out.push(t.to_string());
+                        } else if let Some(t) = p["content"].as_str() {
+                            out.push(t.to_string());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    script: VecDeque<Reply>,
+    requests: Vec<RecordedRequest>,
+}
+
+/// Handle to a running fake LLM; stops when dropped.
+pub struct FakeLlm {
+    addr: SocketAddr,
+    shared: Arc<Mutex<Shared>>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl FakeLlm {
+    /// Starts the server on its own thread (usable from sync and async tests).
+    pub fn start() -> FakeLlm {
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let state = shared.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let app = Router::new()
+                    .route("/v1/messages", post(anthropic))
+                    .route("/v1/chat/completions", post(openai))
+                    .route("/v1/models", get(models))
+                    .with_state(state);
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stop_rx.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        let addr = addr_rx.recv().expect("fake llm failed to start");
+        FakeLlm { addr, shared, _stop: stop_tx }
+    }
+
+    /// `ANTHROPIC_BASE_URL` value.
+    pub fn anthropic_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `OPENAI_BASE_URL` value.
+    pub fn openai_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Appends replies to the script, answered in order.
+    pub fn push(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.shared.lock().unwrap().script.extend(replies);
+    }
+
+    /// Every model-call request received so far.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.lock().unwrap().requests.clone()
+    }
+
+    /// Replies not yet used.
+    pub fn remaining(&self) -> usize {
+        self.shared.lock().unwrap().script.len()
+    }
+}
+
+type AppState = State<Arc<Mutex<Shared>>>;
+
+fn record(state: &Arc<Mutex<Shared>>, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> (Value, Option<Reply>) {
+    let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let mut s = state.lock().unwrap();
+    s.requests.push(RecordedRequest {
+        path: uri.path().to_string(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect(),
+        body: body.clone(),
+    });
+    (body, s.script.pop_front())
+}
+
+async fn anthropic(State(state): AppState, uri: Uri, headers: HeaderMap, body: bytes::Bytes) -> Response {
+    let (req, reply) = record(&state, &uri, &headers, &body);
+    respond(wire::Dialect::Anthropic, &req, reply).await
+}
+
+async fn openai(State(state): AppState, uri: Uri, headers: HeaderMap, body: bytes::Bytes) -> Response {
+    let (req, reply) = record(&state, &uri, &headers, &body);
+    respond(wire::Dialect::OpenAi, &req, reply).await
+}
+
+async fn models() -> Response {
+    json_response(200, json!({"object": "list", "data": [{"id": "fake-local-model", "object": "model", "owned_by": "fake"}]}), &[])
+}
+
+async fn respond(dialect: wire::Dialect, req: &Value, reply: Option<Reply>) -> Response {
+    let Some(mut reply) = reply else {
+        return json_response(500, dialect.error_body(500, "fake llm: script exhausted (test pushed too few replies)"), &[]);
+    };
+    let mut chunk_delay = Duration::ZERO;
+    loop {
+        match reply {
+            Reply::Delayed(d, inner) => {
+                tokio::time::sleep(d).await;
+                reply = *inner;
+            }
+            Reply::Slow(d, inner) => {
+                chunk_delay = d;
+                reply = *inner;
+            }
+            _ => break,
+        }
+    }
+    match reply {
+        Reply::Error { status, message, headers } => json_response(status, dialect.error_body(status, &message), &headers),
+        Reply::RawSse(raw) => sse_response(vec![raw], Duration::ZERO),
+        other => {
+            let stream = req["stream"].as_bool().unwrap_or(false);
+            let model = req["model"].as_str().unwrap_or("fake-model").to_string();
+            let input_tokens = (req.to_string().len() / 4) as u64;
+            if stream {
+                sse_response(dialect.stream_chunks(&other, &model, input_tokens), chunk_delay)
+            } else {
+                json_response(200, dialect.full_body(&other, &model, input_tokens), &[])
+            }
+        }
+    }
+}
+
+fn json_response(status: u16, body: Value, headers: &[(String, String)]) -> Response {
+    let mut b = Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        b = b.header(k.as_str(), v.as_str());
+    }
+    b.body(Body::from(body.to_string())).unwrap()
+}
+
+fn sse_response(chunks: Vec<String>, delay: Duration) -> Response {
+    let stream = futures_util::stream::unfold((chunks.into_iter(), delay, true), |(mut it, delay, first)| async move {
+        let next = it.next()?;
+        if !first && !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        Some((Ok::<_, std::io::Error>(bytes::Bytes::from(next)), (it, delay, false)))
+    });
+    Response::builder()
+        .status(200)
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
