@@ -1,0 +1,200 @@
+//! File tools: read_file, write_file, edit_file, list_dir.
+
+use async_trait::async_trait;
+use cairn_core::{ToolOutput, ToolSpec};
+use serde_json::json;
+
+use crate::{CappedOutput, Tool, ToolContext, str_arg};
+
+fn path_schema(extra: serde_json::Value, required: &[&str]) -> serde_json::Value {
+    let mut props = json!({"path": {"type": "string", "description": "Path relative to the workspace"}});
+    if let (Some(p), Some(e)) = (props.as_object_mut(), extra.as_object()) {
+        p.extend(e.clone());
+    }
+    json!({"type": "object", "properties": props, "required": required})
+}
+
+/// Resolves the `path` argument or returns the tool error to give back.
+fn resolve(ctx: &ToolContext, input: &serde_json::Value) -> Result<std::path::PathBuf, ToolOutput> {
+    let raw = str_arg(input, "path")?;
+    ctx.workspace.resolve(raw).map_err(ToolOutput::error)
+}
+
+/// `read_file`.
+pub struct ReadFile;
+
+#[async_trait]
+impl Tool for ReadFile {
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: "read_file".into(),
+            description: "Read a text file from the workspace. Long files are shortened in the middle.".into(),
+            input_schema: path_schema(json!({}), &["path"]),
+        }
+    }
+
+    fn idempotent(&self) -> bool {
+        true
+    }
+
+    async fn call(&self, ctx: &ToolContext, input: serde_json::Value) -> ToolOutput {
+        let path = match resolve(ctx, &input) {
+            Ok(p) => p,
+            Err(e) => return e,
+        };
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => {
+                let mut out = CappedOutput::new(ctx.output_limit);
+                out.push(&bytes);
+                ToolOutput::ok(out.render())
+            }
+            Err(e) => ToolOutput::error(format!("{}: {e}", ctx.workspace.display(&path))),
+        }
+    }
+}
+
+/// `write_file`.
+pub struct WriteFile;
+
+#[async_trait]
+impl Tool for WriteFile {
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: "write_file".into(),
+            description: "Create or replace a file in the workspace with the given content (parent directories are created).".into(),
+            input_schema: path_schema(json!({"content": {"type": "string"}}), &["path", "content"]),
+        }
+    }
+
+    fn idempotent(&self) -> bool {
+        false
+    }
+
+    async fn call(&self, ctx: &ToolContext, input: serde_json::Value) -> ToolOutput {
+        let path = match resolve(ctx, &input) {
+            Ok(p) => p,
+            Err(e) => return e,
+        };
+        let content = match str_arg(&input, "content") {
+            Ok(c) => c,
+            Err(e) => return e,
+        };
+        match write_atomic(&path, content.as_bytes()).await {
+            Ok(()) => ToolOutput::ok(format!("wrote {} bytes to {}", content.len(), ctx.workspace.display(&path))),
+            Err(e) => ToolOutput::error(format!("{}: {e}", ctx.workspace.display(&path))),
+        }
+    }
+}
+
+/// Writes through a temporary file and a rename, so a crash never leaves a
+/// half-written file.
+async fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir).await?;
+    }
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.cairn-tmp-{}", std::process::id()));
+    tokio::fs::write(&tmp, bytes).await?;
+    tokio::fs::rename(&tmp, path).await
+}
+
+/// `edit_file`.
+pub struct EditFile;
+
+#[async_trait]
+impl Tool for EditFile {
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: "edit_file".into(),
+            description: "Replace one exact occurrence of `old` with `new` in a workspace file. Fails if `old` occurs zero or several times.".into(),
+            input_schema: path_schema(json!({"old": {"type": "string"}, "new": {"type": "string"}}), &["path", "old", "new"]),
+        }
+    }
+
+    fn idempotent(&self) -> bool {
+        false
+    }
+
+    async fn call(&self, ctx: &ToolContext, input: serde_json::Value) -> ToolOutput {
+        let path = match resolve(ctx, &input) {
+            Ok(p) => p,
+            Err(e) => return e,
+        };
+        let (old, new) = match (str_arg(&input, "old"), str_arg(&input, "new")) {
+            (Ok(o), Ok(n)) => (o, n),
+            (Err(e), _) | (_, Err(e)) => return e,
+        };
+        if old.is_empty() {
+            return ToolOutput::error("\"old\" must not be empty");
+        }
+        let shown = ctx.workspace.display(&path);
+        let text = match tokio::fs::read_to_string(&path).await {
+            Ok(t) => t,
+            Err(e) => return ToolOutput::error(format!("{shown}: {e}")),
+        };
+        match text.matches(old).count() {
+            0 => ToolOutput::error(format!("{shown}: \"old\" text not found")),
+            1 => match write_atomic(&path, text.replacen(old, new, 1).as_bytes()).await {
+                Ok(()) => ToolOutput::ok(format!("edited {shown}")),
+                Err(e) => ToolOutput::error(format!("{shown}: {e}")),
+            },
+            n => ToolOutput::error(format!("{shown}: \"old\" occurs {n} times; include more context to make it unique")),
+        }
+    }
+}
+
+/// `list_dir`.
+pub struct ListDir;
+
+const MAX_ENTRIES: usize = 1000;
+
+#[async_trait]
+impl Tool for ListDir {
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: "list_dir".into(),
+            description: "List a workspace directory: one entry per line, directories end with /, files show their size.".into(),
+            input_schema: path_schema(json!({}), &[]),
+        }
+    }
+
+    fn idempotent(&self) -> bool {
+        true
+    }
+
+    async fn call(&self, ctx: &ToolContext, mut input: serde_json::Value) -> ToolOutput {
+        if input.get("path").is_none_or(|p| p.is_null()) {
+            input["path"] = json!(".");
+        }
+        let path = match resolve(ctx, &input) {
+            Ok(p) => p,
+            Err(e) => return e,
+        };
+        let shown = ctx.workspace.display(&path);
+        let mut rd = match tokio::fs::read_dir(&path).await {
+            Ok(rd) => rd,
+            Err(e) => return ToolOutput::error(format!("{shown}: {e}")),
+        };
+        let mut entries = Vec::new();
+        while let Ok(Some(e)) = rd.next_entry().await {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let line = match e.metadata().await {
+                Ok(m) if m.is_dir() => format!("{name}/"),
+                Ok(m) => format!("{name}\t{} bytes", m.len()),
+                Err(_) => name,
+            };
+            entries.push(line);
+        }
+        entries.sort();
+        let total = entries.len();
+        entries.truncate(MAX_ENTRIES);
+        let mut out = entries.join("\n");
+        if total > MAX_ENTRIES {
+            out.push_str(&format!("\n[… {} more entries]", total - MAX_ENTRIES));
+        }
+        if total == 0 {
+            out = "(empty directory)".into();
+        }
+        ToolOutput::ok(out)
+    }
+}

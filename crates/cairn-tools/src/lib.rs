@@ -1,0 +1,53 @@
+//! Built-in tools. Every path a tool touches resolves inside the agent's
+//! workspace directory; `..`, absolute paths elsewhere and symlinks that
+//! leave it are refused. Output is capped (head and tail kept) so one call
+//! cannot flood the model's context. Each tool says whether it is
+//! idempotent, which decides whether a crash-interrupted call may re-run.
+
+mod cap;
+mod exec;
+mod files;
+mod http_fetch;
+mod registry;
+mod workspace;
+
+use async_trait::async_trait;
+use cairn_core::{ToolOutput, ToolSpec};
+use tokio_util::sync::CancellationToken;
+
+pub use cap::CappedOutput;
+pub use registry::{BUILTIN_TOOLS, ToolRegistry, UnknownTool};
+pub use workspace::Workspace;
+
+/// What a tool call runs with.
+#[derive(Clone)]
+pub struct ToolContext {
+    /// The agent's workspace.
+    pub workspace: Workspace,
+    /// Fires when the run is cancelled; long tools stop and clean up.
+    pub cancel: CancellationToken,
+    /// Bytes of output kept per call (half head, half tail).
+    pub output_limit: usize,
+}
+
+/// A tool the model can call.
+#[async_trait]
+pub trait Tool: Send + Sync {
+    /// Name, description and argument schema.
+    fn spec(&self) -> ToolSpec;
+
+    /// Whether running it twice has the same effect as once. Only idempotent
+    /// calls are re-run after a crash interrupted them.
+    fn idempotent(&self) -> bool;
+
+    /// Runs the call. Failures are results (`is_error`), for the model to read.
+    async fn call(&self, ctx: &ToolContext, input: serde_json::Value) -> ToolOutput;
+}
+
+/// Reads a required string argument.
+pub(crate) fn str_arg<'a>(input: &'a serde_json::Value, key: &str) -> Result<&'a str, ToolOutput> {
+    input
+        .get(key)
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| ToolOutput::error(format!("missing string argument \"{key}\"")))
+}

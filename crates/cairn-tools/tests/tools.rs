@@ -1,0 +1,137 @@
+//! Built-in tools through their public interface.
+
+use std::time::{Duration, Instant};
+
+use cairn_tools::{ToolContext, ToolRegistry, Workspace};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    ctx: ToolContext,
+    reg: ToolRegistry,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = Workspace::open(&dir.path().join("ws")).unwrap();
+    Fixture {
+        ctx: ToolContext { workspace: ws, cancel: CancellationToken::new(), output_limit: 32 * 1024 },
+        reg: ToolRegistry::builtin(&["*".to_string()]).unwrap(),
+        _dir: dir,
+    }
+}
+
+impl Fixture {
+    async fn call(&self, name: &str, input: Value) -> cairn_core::ToolOutput {
+        self.reg.get(name).unwrap().call(&self.ctx, input).await
+    }
+}
+
+#[tokio::test]
+async fn file_tools_work_inside_the_workspace() {
+    let f = fixture();
+    let w = f.call("write_file", json!({"path": "dir/notes.txt", "content": "hello world"})).await;
+    assert!(!w.is_error, "{}", w.content);
+    assert_eq!(std::fs::read_to_string(f.ctx.workspace.root().join("dir/notes.txt")).unwrap(), "hello world");
+    assert_eq!(f.call("read_file", json!({"path": "dir/notes.txt"})).await.content, "hello world");
+    let e = f.call("edit_file", json!({"path": "dir/notes.txt", "old": "world", "new": "there"})).await;
+    assert!(!e.is_error, "{}", e.content);
+    assert_eq!(f.call("read_file", json!({"path": "dir/notes.txt"})).await.content, "hello there");
+    let twice = f.call("edit_file", json!({"path": "dir/notes.txt", "old": "", "new": "x"})).await;
+    assert!(twice.is_error);
+    let missing = f.call("edit_file", json!({"path": "dir/notes.txt", "old": "nope", "new": "x"})).await;
+    assert!(missing.is_error && missing.content.contains("not found"));
+    let l = f.call("list_dir", json!({})).await;
+    assert_eq!(l.content, "dir/");
+    let l = f.call("list_dir", json!({"path": "dir"})).await;
+    assert_eq!(l.content, "notes.txt\t11 bytes");
+}
+
+#[tokio::test]
+async fn escapes_are_refused_by_every_file_tool() {
+    let f = fixture();
+    std::os::unix::fs::symlink("/etc", f.ctx.workspace.root().join("out")).unwrap();
+    for path in ["../x", "/etc/passwd", "out/passwd", "a/../../x"] {
+        for (tool, extra) in [
+            ("read_file", json!({})),
+            ("write_file", json!({"content": "x"})),
+            ("edit_file", json!({"old": "a", "new": "b"})),
+            ("list_dir", json!({})),
+        ] {
+            let mut input = extra.clone();
+            input["path"] = json!(path);
+            let r = f.call(tool, input).await;
+            assert!(r.is_error, "{tool} {path}: {}", r.content);
+            assert!(r.content.contains("refused") || r.content.contains("not a workspace path"), "{tool} {path}: {}", r.content);
+        }
+    }
+    assert!(!std::path::Path::new("/etc/x").exists());
+}
+
+#[tokio::test]
+async fn exec_runs_in_the_workspace_and_reports_exit_codes() {
+    let f = fixture();
+    let r = f.call("exec", json!({"command": "pwd; echo out; echo err >&2"})).await;
+    assert!(!r.is_error);
+    assert!(r.content.starts_with("exit code: 0"));
+    assert!(r.content.contains(f.ctx.workspace.root().to_str().unwrap()));
+    assert!(r.content.contains("out") && r.content.contains("err"));
+    let r = f.call("exec", json!({"command": "exit 3"})).await;
+    assert!(r.is_error && r.content.starts_with("exit code: 3"), "{}", r.content);
+    assert!(f.call("exec", json!({})).await.is_error);
+}
+
+#[tokio::test]
+async fn exec_caps_fifty_megabytes_of_output() {
+    let f = fixture();
+    let r = f.call("exec", json!({"command": "head -c 52428800 /dev/zero | tr '\\0' 'a'; echo; echo THE-END"})).await;
+    assert!(r.content.len() < 40 * 1024, "{} bytes", r.content.len());
+    assert!(r.content.contains("bytes omitted of 52428809"), "{}", &r.content[..200.min(r.content.len())]);
+    assert!(r.content.trim_end().ends_with("THE-END"));
+}
+
+#[tokio::test]
+async fn exec_timeout_kills_the_command_and_its_children() {
+    let f = fixture();
+    let marker = f.ctx.workspace.root().join("child.pid");
+    let started = Instant::now();
+    let r = f
+        .call("exec", json!({"command": format!("sleep 300 & echo $! > {}; sleep 300", marker.display()), "timeout_s": 1}))
+        .await;
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(r.is_error && r.content.contains("timed out after 1 s"), "{}", r.content);
+    let pid: i32 = std::fs::read_to_string(&marker).unwrap().trim().parse().unwrap();
+    // The background child is gone too (give the kernel a moment to reap).
+    let mut alive = true;
+    for _ in 0..50 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat.is_empty() || stat.contains(") Z ") {
+            alive = false;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!alive, "background child {pid} survived the timeout");
+}
+
+#[tokio::test]
+async fn cancellation_stops_exec() {
+    let f = fixture();
+    let cancel = f.ctx.cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cancel.cancel();
+    });
+    let started = Instant::now();
+    let r = f.call("exec", json!({"command": "sleep 60"})).await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(r.is_error && r.content.contains("cancelled"));
+}
+
+#[tokio::test]
+async fn http_fetch_rejects_bad_urls() {
+    let f = fixture();
+    assert!(f.call("http_fetch", json!({"url": "file:///etc/passwd"})).await.content.contains("unsupported scheme"));
+    assert!(f.call("http_fetch", json!({"url": "not a url"})).await.is_error);
+}
