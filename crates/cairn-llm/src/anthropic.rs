@@ -47,7 +47,7 @@ impl AnthropicProvider {
         let mut body = json!({
             "model": model,
             "max_tokens": req.max_tokens,
-            "messages": req.messages.iter().map(wire_message).collect::<Vec<_>>(),
+            "messages": merge_same_role(req.messages.iter().map(wire_message)),
         });
         if !req.system.is_empty() {
             body["system"] = json!(req.system);
@@ -206,6 +206,24 @@ fn wire_message(m: &Message) -> Value {
         })
         .collect();
     json!({"role": match m.role { Role::User => "user", Role::Assistant => "assistant" }, "content": content})
+}
+
+/// The API wants user and assistant turns to alternate; a turn cancelled
+/// before the model answered leaves two user messages in a row, so adjacent
+/// messages of one role are joined.
+fn merge_same_role(messages: impl Iterator<Item = Value>) -> Vec<Value> {
+    let mut out: Vec<Value> = Vec::new();
+    for m in messages {
+        match out.last_mut() {
+            Some(prev) if prev["role"] == m["role"] => {
+                if let (Some(a), Some(b)) = (prev["content"].as_array_mut(), m["content"].as_array()) {
+                    a.extend(b.iter().cloned());
+                }
+            }
+            _ => out.push(m),
+        }
+    }
+    out
 }
 
 fn stop_reason(s: &str) -> StopReason {

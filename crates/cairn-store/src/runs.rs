@@ -51,7 +51,6 @@ impl Store {
 
     /// A run by id or by a unique id prefix (as users type them).
     pub async fn get_run(&self, id_or_prefix: &str) -> Result<RunRecord, StoreError> {
-        let pattern = format!("{}%", id_or_prefix.replace(['%', '_'], ""));
         let exact = sqlx::query(select_runs!("WHERE id = ?"))
             .bind(id_or_prefix)
             .fetch_optional(&self.pool)
@@ -60,10 +59,9 @@ impl Store {
             return run_from_row(&row);
         }
         let rows = sqlx::query(select_runs!(
-            "WHERE id LIKE ? OR substr(id, 5) LIKE ? LIMIT 2"
+            "WHERE substr(id, 1, length(?1)) = ?1 OR substr(id, 5, length(?1)) = ?1 LIMIT 2"
         ))
-        .bind(&pattern)
-        .bind(&pattern)
+        .bind(id_or_prefix)
         .fetch_all(&self.pool)
         .await?;
         match rows.len() {

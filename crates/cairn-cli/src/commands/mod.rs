@@ -1,0 +1,31 @@
+//! One module per subcommand.
+
+pub mod chat;
+pub mod doctor;
+pub mod init;
+pub mod run;
+pub mod runs;
+pub mod sessions;
+pub mod status;
+
+use anyhow::Result;
+use cairn_core::{RunEvent, RunRecord};
+use cairn_runtime::{Runtime, TurnRequest};
+use tokio_util::sync::CancellationToken;
+
+/// Runs a turn; the first Ctrl-C cancels it (the run is recorded as
+/// cancelled, its tools killed, its session freed).
+pub async fn turn_with_ctrl_c(rt: &Runtime, req: TurnRequest, on_event: &(dyn Fn(RunEvent) + Send + Sync)) -> Result<RunRecord> {
+    let cancel = CancellationToken::new();
+    let turn = rt.run_turn(req, on_event, cancel.clone());
+    tokio::pin!(turn);
+    loop {
+        tokio::select! {
+            r = &mut turn => return Ok(r?),
+            _ = tokio::signal::ctrl_c(), if !cancel.is_cancelled() => {
+                eprintln!("\n· stopping this turn (Ctrl-C)…");
+                cancel.cancel();
+            }
+        }
+    }
+}

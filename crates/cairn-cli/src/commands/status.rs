@@ -1,0 +1,66 @@
+//! `cairn status`.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use serde_json::json;
+
+use crate::{config, render, wiring};
+
+/// Arguments of `cairn status`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// As JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs the command.
+pub async fn run(args: Args) -> Result<ExitCode> {
+    let loaded = config::load()?;
+    let provider = wiring::provider(&loaded).map(|p| (p.name().to_string(), p.default_model().to_string()));
+    let store = wiring::store(&loaded).await?;
+    let sessions = store.list_sessions(1_000_000).await?.len();
+    let counts = store.run_counts().await?;
+    let recent = store.list_runs(None, 5).await?;
+    let spent: f64 = store.list_runs(None, 1_000_000).await?.iter().map(|r| r.cost_usd).sum();
+    if args.json {
+        let v = json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "home": loaded.home,
+            "config_file": loaded.file,
+            "overrides": loaded.overrides,
+            "database": loaded.database_path(),
+            "schema_version": store.schema_version().await?,
+            "provider": provider.as_ref().map(|(n, m)| json!({"name": n, "model": m})).unwrap_or_else(|e| json!({"error": e.to_string()})),
+            "sessions": sessions,
+            "runs": counts.iter().map(|(s, n)| (s.clone(), json!(n))).collect::<serde_json::Map<_, _>>(),
+            "cost_usd": spent,
+            "recent_runs": recent,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("cairn {} · single-node (SQLite)", env!("CARGO_PKG_VERSION"));
+    println!("home       {}", loaded.home.display());
+    println!("config     {}", loaded.file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "none (defaults; `cairn init` writes one)".into()));
+    if !loaded.overrides.is_empty() {
+        println!("overrides  {}", loaded.overrides.join(", "));
+    }
+    println!("database   {} (schema v{})", loaded.database_path().display(), store.schema_version().await?);
+    match &provider {
+        Ok((n, m)) => println!("provider   {n} · model {}", if m.is_empty() { "(the server's first)" } else { m }),
+        Err(e) => println!("provider   not configured: {e}"),
+    }
+    let total: i64 = counts.iter().map(|(_, n)| n).sum();
+    println!("sessions   {sessions}");
+    println!(
+        "runs       {total}{} · spent {}",
+        if counts.is_empty() { String::new() } else { format!(" ({})", counts.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ")) },
+        render::cost(spent)
+    );
+    for r in recent {
+        println!("  {}  {:<9}  {}  {}", render::time(r.created_at), r.status.as_str(), r.id, render::short(&r.input, 50));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,311 @@
+//! `cairn.toml` under `CAIRN_HOME`, with every key overridable by an
+//! environment variable `CAIRN_<SECTION>__<KEY>` (double underscore between
+//! levels, e.g. `CAIRN_LLM__MODEL=gpt-4.1`). Errors name the file or
+//! variable, the line and the key, and what was expected.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use cairn_llm::ProviderChoice;
+use cairn_llm::pricing::Price;
+use cairn_runtime::AgentSpec;
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Model provider settings.
+    pub llm: LlmConfig,
+    /// Where state lives.
+    pub store: StoreConfig,
+    /// Tool limits.
+    pub tools: ToolsConfig,
+    /// Agents by name.
+    pub agents: BTreeMap<String, AgentConfig>,
+    /// Extra or overriding prices, dollars per million tokens, by model prefix.
+    pub pricing: BTreeMap<String, Price>,
+}
+
+/// `[llm]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmConfig {
+    /// `auto`, `anthropic` or `openai`.
+    pub provider: ProviderChoice,
+    /// Model; empty for the provider's default.
+    pub model: String,
+    /// Seconds a request (or a silent stream) may take.
+    pub timeout_s: u64,
+    /// Attempts per model call, the first included.
+    pub max_attempts: u32,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        LlmConfig { provider: ProviderChoice::Auto, model: String::new(), timeout_s: 300, max_attempts: 5 }
+    }
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// SQLite file, relative to `CAIRN_HOME` unless absolute.
+    pub database: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { database: "cairn.db".into() }
+    }
+}
+
+/// `[tools]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ToolsConfig {
+    /// Bytes of output kept per tool call (head and tail).
+    pub output_limit_bytes: usize,
+}
+
+impl Default for ToolsConfig {
+    fn default() -> Self {
+        ToolsConfig { output_limit_bytes: 32 * 1024 }
+    }
+}
+
+/// `[agents.<name>]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// System prompt.
+    pub system_prompt: String,
+    /// Model; empty uses `llm.model`.
+    pub model: String,
+    /// Model calls allowed per turn.
+    pub max_steps: u32,
+    /// Output tokens per model call.
+    pub max_tokens: u32,
+    /// Built-in tools allowed; `["*"]` for all.
+    pub tools: Vec<String>,
+    /// Stream model output.
+    pub stream: bool,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        let d = AgentSpec::default();
+        AgentConfig {
+            system_prompt: d.system_prompt,
+            model: d.model,
+            max_steps: d.max_steps,
+            max_tokens: d.max_tokens,
+            tools: d.tools,
+            stream: d.stream,
+        }
+    }
+}
+
+/// The loaded configuration and where it came from.
+pub struct Loaded {
+    /// The configuration in force.
+    pub config: Config,
+    /// `CAIRN_HOME`.
+    pub home: PathBuf,
+    /// The config file, if one exists.
+    pub file: Option<PathBuf>,
+    /// Environment variables that overrode keys.
+    pub overrides: Vec<String>,
+}
+
+impl Loaded {
+    /// The SQLite file.
+    pub fn database_path(&self) -> PathBuf {
+        let p = Path::new(&self.config.store.database);
+        if p.is_absolute() { p.to_path_buf() } else { self.home.join(p) }
+    }
+
+    /// Where agents' workspaces live.
+    pub fn workspaces_dir(&self) -> PathBuf {
+        self.home.join("workspaces")
+    }
+
+    /// The named agent, built from config (the `default` agent always exists).
+    pub fn agent(&self, name: &str) -> Result<AgentSpec> {
+        cairn_core::ids::validate_name("agent", name)?;
+        let cfg = match self.config.agents.get(name) {
+            Some(c) => c.clone(),
+            None if name == "default" => AgentConfig::default(),
+            None => {
+                let known: Vec<&str> = self.config.agents.keys().map(String::as_str).collect();
+                bail!("no agent named {name:?} in the config (known: {})", if known.is_empty() { "default".into() } else { known.join(", ") });
+            }
+        };
+        cairn_tools::ToolRegistry::builtin(&cfg.tools).map_err(|e| anyhow!("agent {name:?}: {e}"))?;
+        Ok(AgentSpec {
+            name: name.to_string(),
+            system_prompt: cfg.system_prompt,
+            model: if cfg.model.is_empty() { self.config.llm.model.clone() } else { cfg.model },
+            max_steps: cfg.max_steps,
+            max_tokens: cfg.max_tokens,
+            tools: cfg.tools,
+            stream: cfg.stream,
+        })
+    }
+}
+
+/// `CAIRN_HOME`, or `~/.cairn`.
+pub fn home_dir() -> Result<PathBuf> {
+    if let Some(h) = std::env::var_os("CAIRN_HOME").filter(|h| !h.is_empty()) {
+        return Ok(PathBuf::from(h));
+    }
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).context("neither CAIRN_HOME nor HOME is set")?;
+    Ok(PathBuf::from(home).join(".cairn"))
+}
+
+/// Loads `$CAIRN_HOME/cairn.toml` (defaults if absent) and applies `CAIRN_*` overrides.
+pub fn load() -> Result<Loaded> {
+    let home = home_dir()?;
+    let path = home.join("cairn.toml");
+    let (mut table, file) = match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            // Parse into the typed config first: that keeps line numbers in errors.
+            toml::from_str::<Config>(&text).map_err(|e| anyhow!(describe_toml_error(&path, &text, &e)))?;
+            let table: toml::Table = toml::from_str(&text).map_err(|e| anyhow!(describe_toml_error(&path, &text, &e)))?;
+            (table, Some(path.clone()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (toml::Table::new(), None),
+        Err(e) => return Err(anyhow!("cannot read {}: {e}", path.display())),
+    };
+    let mut overrides = Vec::new();
+    let mut vars: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("CAIRN_") && k != "CAIRN_HOME").collect();
+    vars.sort();
+    for (var, value) in vars {
+        let keys: Vec<String> = var["CAIRN_".len()..].split("__").map(|k| k.to_ascii_lowercase()).collect();
+        if keys.iter().any(|k| k.is_empty()) {
+            bail!("environment variable {var}: cannot be read as a config key (use CAIRN_<SECTION>__<KEY>, e.g. CAIRN_LLM__MODEL)");
+        }
+        set_key(&mut table, &keys, parse_env_value(&value)).map_err(|e| anyhow!("environment variable {var}: {e}"))?;
+        // Check after each one so the error names the variable at fault.
+        toml::Value::Table(table.clone())
+            .try_into::<Config>()
+            .map_err(|e| anyhow!("environment variable {var} (key {}): {}", keys.join("."), e.message()))?;
+        overrides.push(var);
+    }
+    let config: Config = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| anyhow!("config: {}", e.message()))?;
+    for name in config.agents.keys() {
+        cairn_core::ids::validate_name("agent", name).map_err(|e| anyhow!("{}: [agents.{name}]: {e}", path.display()))?;
+    }
+    Ok(Loaded { config, home, file, overrides })
+}
+
+fn parse_env_value(raw: &str) -> toml::Value {
+    match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+fn set_key(table: &mut toml::Table, keys: &[String], value: toml::Value) -> Result<(), String> {
+    let (last, parents) = keys.split_last().ok_or("empty key")?;
+    let mut t = table;
+    for k in parents {
+        let entry = t.entry(k.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = entry.as_table_mut().ok_or_else(|| format!("{k} is not a table"))?;
+    }
+    t.insert(last.clone(), value);
+    Ok(())
+}
+
+/// "file:line:col: message" plus the offending line.
+fn describe_toml_error(path: &Path, text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return format!("{}: {}", path.display(), e.message());
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    let source_line = text.lines().nth(line - 1).unwrap_or("");
+    format!("{}:{line}:{col}: {}\n  {line} | {source_line}", path.display(), e.message())
+}
+
+/// The file `cairn init` writes.
+pub fn initial_config() -> String {
+    let agent = AgentConfig::default();
+    format!(
+        r#"# cairn configuration. Every key can be overridden by an environment variable
+# CAIRN_<SECTION>__<KEY> (double underscore between levels), e.g.
+#   CAIRN_LLM__MODEL=gpt-4.1   CAIRN_AGENTS__DEFAULT__MAX_STEPS=20
+
+[llm]
+# "auto": Anthropic when ANTHROPIC_API_KEY is set, else OpenAI when OPENAI_API_KEY
+# is set, else an OpenAI-compatible local server named by OPENAI_BASE_URL
+# (Ollama: http://127.0.0.1:11434/v1, llama.cpp: http://127.0.0.1:8080/v1,
+# vLLM: http://127.0.0.1:8000/v1). Or "anthropic" / "openai".
+provider = "auto"
+# Empty: the provider's default (claude-sonnet-4-5, gpt-4.1, or the first
+# model a local server lists).
+model = ""
+# Seconds a model request (or a silent stream) may take.
+timeout_s = 300
+# Attempts per model call on 429/5xx/connection errors (jittered backoff,
+# honouring retry-after).
+max_attempts = 5
+
+[store]
+# SQLite file, relative to CAIRN_HOME.
+database = "cairn.db"
+
+[tools]
+# Bytes of tool output given to the model per call (head and tail kept).
+output_limit_bytes = 32768
+
+[agents.default]
+system_prompt = {prompt}
+model = ""
+max_steps = {steps}
+max_tokens = {tokens}
+# Built-in tools: exec, read_file, write_file, edit_file, list_dir, http_fetch ("*" = all).
+tools = ["*"]
+stream = true
+
+[pricing]
+# Dollars per million tokens by model-name prefix, added to the built-in table:
+# "llama3" = {{ input = 0.0, output = 0.0 }}
+"#,
+        prompt = toml::Value::String(agent.system_prompt),
+        steps = agent.max_steps,
+        tokens = agent.max_tokens,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initial_config_parses_to_defaults() {
+        let c: Config = toml::from_str(&initial_config()).unwrap();
+        assert_eq!(c.llm.max_attempts, 5);
+        assert_eq!(c.agents["default"].tools, vec!["*"]);
+        assert_eq!(c.agents["default"].system_prompt, AgentSpec::default().system_prompt);
+    }
+
+    #[test]
+    fn errors_name_line_and_key() {
+        let text = "[llm]\nmodel = \"x\"\nmax_attempts = \"five\"\n";
+        let e = toml::from_str::<Config>(text).unwrap_err();
+        let msg = describe_toml_error(Path::new("/h/cairn.toml"), text, &e);
+        assert!(msg.starts_with("/h/cairn.toml:3:"), "{msg}");
+        assert!(msg.contains("max_attempts"), "{msg}");
+    }
+
+    #[test]
+    fn env_values_are_typed() {
+        assert_eq!(parse_env_value("40"), toml::Value::Integer(40));
+        assert_eq!(parse_env_value("gpt-4.1"), toml::Value::String("gpt-4.1".into()));
+        assert_eq!(parse_env_value("true"), toml::Value::Boolean(true));
+    }
+}

@@ -1,0 +1,66 @@
+//! The `cairn` binary.
+
+mod commands;
+mod config;
+mod render;
+mod wiring;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// cairn: a runtime for AI agents, from one laptop to a cluster.
+#[derive(Parser)]
+#[command(name = "cairn", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create $CAIRN_HOME (default ~/.cairn) with a config file and the default agent.
+    Init(commands::init::Args),
+    /// Run one turn of an agent and print its answer.
+    Run(commands::run::Args),
+    /// Talk with an agent interactively (streaming; Ctrl-C stops a turn, Ctrl-D quits).
+    Chat(commands::chat::Args),
+    /// Inspect runs: every step, tokens and cost.
+    Runs(commands::runs::Args),
+    /// Inspect sessions and their messages.
+    Sessions(commands::sessions::Args),
+    /// Show configuration, database and recent activity.
+    Status(commands::status::Args),
+    /// Check configuration, keys, database and sandbox tools, and say what to fix.
+    Doctor,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    wiring::init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Init(a) => commands::init::run(a).await,
+            Command::Run(a) => commands::run::run(a).await,
+            Command::Chat(a) => commands::chat::run(a).await,
+            Command::Runs(a) => commands::runs::run(a).await,
+            Command::Sessions(a) => commands::sessions::run(a).await,
+            Command::Status(a) => commands::status::run(a).await,
+            Command::Doctor => commands::doctor::run().await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

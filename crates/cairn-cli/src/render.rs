@@ -1,0 +1,74 @@
+//! Showing runs to a person: live events while a turn works, and tables of
+//! stored runs.
+
+use std::io::Write;
+
+use cairn_core::{RunEvent, RunRecord, RunStatus};
+
+/// Prints a run's events: answer text to stdout, activity to stderr.
+pub fn live_event(e: &RunEvent, quiet: bool) {
+    match e {
+        RunEvent::TextDelta { text } => {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+        }
+        _ if quiet => {}
+        RunEvent::WaitingForSession { session_id } => {
+            eprintln!("· session {session_id} is busy with another run; waiting for it to finish");
+        }
+        RunEvent::ToolCall { name, input, .. } => {
+            println!();
+            eprintln!("→ {name} {}", short(&input.to_string(), 160));
+        }
+        RunEvent::ToolResult { name, is_error, bytes, .. } => {
+            eprintln!("{} {name}: {bytes} bytes{}", if *is_error { "✗" } else { "←" }, if *is_error { " (error)" } else { "" });
+        }
+        RunEvent::Retrying { attempt, wait_ms, reason } => {
+            eprintln!("· {reason}; retrying (attempt {attempt}) in {:.1} s", *wait_ms as f64 / 1000.0);
+        }
+        RunEvent::RunStarted { .. } | RunEvent::RunFinished { .. } => {}
+    }
+}
+
+/// One line summing up a finished run.
+pub fn summary(run: &RunRecord) -> String {
+    format!(
+        "{} {} · session {} · {} step{} · {} in / {} out tokens · {}",
+        run.status.as_str(),
+        run.id,
+        run.session_id,
+        run.steps,
+        if run.steps == 1 { "" } else { "s" },
+        run.usage.input_tokens,
+        run.usage.output_tokens,
+        cost(run.cost_usd)
+    )
+}
+
+/// Dollars, with enough digits for small calls.
+pub fn cost(usd: f64) -> String {
+    if usd == 0.0 { "$0".into() } else if usd < 0.01 { format!("${usd:.5}") } else { format!("${usd:.4}") }
+}
+
+/// A timestamp in local time.
+pub fn time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// First `n` chars of `s`, with an ellipsis when cut.
+pub fn short(s: &str, n: usize) -> String {
+    let one_line = s.replace('\n', "⏎");
+    if one_line.chars().count() <= n { one_line } else { format!("{}…", one_line.chars().take(n).collect::<String>()) }
+}
+
+/// Exit code for a finished run.
+pub fn exit_code(status: RunStatus) -> std::process::ExitCode {
+    match status {
+        RunStatus::Completed => std::process::ExitCode::SUCCESS,
+        RunStatus::Cancelled => std::process::ExitCode::from(130),
+        _ => std::process::ExitCode::FAILURE,
+    }
+}

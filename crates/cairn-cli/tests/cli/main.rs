@@ -1,0 +1,60 @@
+//! The `cairn` binary end to end, against the fake LLM over real HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod concurrency;
+mod config_errors;
+mod provider_errors;
+mod tool_runs;
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use cairn_testkit::{CairnHome, FakeLlm, describe};
+use serde_json::Value;
+
+pub fn home() -> CairnHome {
+    CairnHome::new(env!("CARGO_BIN_EXE_cairn"))
+}
+
+/// Runs `cmd args` and returns its output.
+pub fn run(cmd: Command, args: &[&str]) -> Output {
+    CairnHome::run(cmd, args)
+}
+
+/// Runs and asserts success.
+pub fn ok(cmd: Command, args: &[&str]) -> Output {
+    let out = run(cmd, args);
+    assert!(out.status.success(), "cairn {args:?} failed:\n{}", describe(&out));
+    out
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `cairn <args> --json` parsed.
+pub fn json(h: &CairnHome, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = ok(h.cmd(), &all);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)))
+}
+
+/// Waits until the fake has received `n` requests.
+pub fn wait_for_requests(fake: &FakeLlm, n: usize) {
+    let start = Instant::now();
+    while fake.requests().len() < n {
+        assert!(start.elapsed() < Duration::from_secs(30), "fake LLM got {} of {n} requests", fake.requests().len());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The journal kinds of a run, in order.
+pub fn journal_kinds(h: &CairnHome, run_id: &str) -> Vec<String> {
+    let detail = json(h, &["runs", "show", run_id]);
+    detail["journal"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap().to_string()).collect()
+}

@@ -1,0 +1,41 @@
+//! What an agent is, as far as a turn is concerned.
+
+use serde::{Deserialize, Serialize};
+
+/// An agent's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentSpec {
+    /// Name; also names its workspace directory.
+    pub name: String,
+    /// System prompt.
+    pub system_prompt: String,
+    /// Model; empty for the provider's default.
+    pub model: String,
+    /// Model calls allowed per turn.
+    pub max_steps: u32,
+    /// Output token limit per model call.
+    pub max_tokens: u32,
+    /// Built-in tools it may use (`*` for all).
+    pub tools: Vec<String>,
+    /// Whether to stream model output.
+    pub stream: bool,
+}
+
+impl Default for AgentSpec {
+    fn default() -> Self {
+        AgentSpec {
+            name: "default".into(),
+            system_prompt: DEFAULT_SYSTEM_PROMPT.into(),
+            model: String::new(),
+            max_steps: 40,
+            max_tokens: 8192,
+            tools: vec!["*".into()],
+            stream: true,
+        }
+    }
+}
+
+/// The default agent's system prompt.
+pub const DEFAULT_SYSTEM_PROMPT: &str = "You are cairn, a capable assistant running on the user's machine. \
+You have tools to run shell commands and to read, write and edit files in your workspace directory, and to fetch URLs. \
+Use them when they help; prefer doing over describing. Keep answers short and concrete.";

@@ -1,0 +1,68 @@
+//! Owning a session for the length of a turn: wait while another run holds
+//! it, then keep the lease alive with a heartbeat.
+
+use std::time::Duration;
+
+use cairn_core::RunEvent;
+use cairn_store::{SessionLease, Store};
+use tokio_util::sync::CancellationToken;
+
+use crate::RuntimeError;
+
+/// Waits until the session is free and takes it. `None` if cancelled first.
+pub(crate) async fn acquire(
+    store: &Store,
+    session_id: &str,
+    run_id: &str,
+    lease_ms: i64,
+    cancel: &CancellationToken,
+    events: &(dyn Fn(RunEvent) + Send + Sync),
+) -> Result<Option<SessionLease>, RuntimeError> {
+    let mut told = false;
+    loop {
+        if let Some(lease) = store.try_acquire_session(session_id, run_id, lease_ms).await? {
+            return Ok(Some(lease));
+        }
+        if !told {
+            events(RunEvent::WaitingForSession { session_id: session_id.to_string() });
+            told = true;
+        }
+        let pause = Duration::from_millis(100 + fastrand::u64(0..150));
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = cancel.cancelled() => return Ok(None),
+        }
+    }
+}
+
+/// Renews the lease every third of its length until dropped.
+pub(crate) struct Heartbeat {
+    stop: CancellationToken,
+}
+
+impl Heartbeat {
+    pub fn start(store: Store, lease: SessionLease, lease_ms: i64) -> Heartbeat {
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        let every = Duration::from_millis((lease_ms / 3).max(50) as u64);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {
+                        if let Err(e) = store.renew_session_lease(&lease, lease_ms).await {
+                            tracing::warn!(session = %lease.session_id, error = %e, "session lease renewal failed");
+                        }
+                    }
+                    _ = stopped.cancelled() => break,
+                }
+            }
+        });
+        Heartbeat { stop }
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}

@@ -1,0 +1,78 @@
+//! The agent loop. A turn takes a session (waiting while another run holds
+//! it), appends the user's message, then alternates model calls and tool
+//! calls until the model answers without tools, the step limit is hit, or
+//! the turn is cancelled. Every step is journaled: intent before, result
+//! after, committed together with the session message and run totals.
+
+mod agent;
+mod history;
+mod lease;
+mod turn;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cairn_llm::pricing::PriceTable;
+use cairn_llm::{Provider, RetryPolicy};
+use cairn_store::{Store, StoreError};
+use thiserror::Error;
+
+pub use agent::AgentSpec;
+pub use history::close_open_tool_calls;
+pub use turn::TurnRequest;
+
+/// What stops a turn before it can even be recorded as failed.
+#[derive(Debug, Error)]
+pub enum RuntimeError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A user-given name was refused.
+    #[error(transparent)]
+    InvalidName(#[from] cairn_core::ids::InvalidName),
+    /// The agent's workspace could not be prepared.
+    #[error("cannot prepare workspace {path}: {source}")]
+    Workspace {
+        /// Directory.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The agent's tool list names a tool that does not exist.
+    #[error(transparent)]
+    UnknownTool(#[from] cairn_tools::UnknownTool),
+}
+
+/// Everything a turn needs; cheap to clone and share.
+#[derive(Clone)]
+pub struct Runtime {
+    /// Durable state.
+    pub store: Store,
+    /// Model provider.
+    pub provider: Arc<dyn Provider>,
+    /// Prices for cost accounting.
+    pub prices: PriceTable,
+    /// Retry policy for model calls.
+    pub retry: RetryPolicy,
+    /// Directory holding one workspace per agent.
+    pub workspaces: PathBuf,
+    /// Bytes of tool output kept per call.
+    pub tool_output_limit: usize,
+    /// How long a session lease lasts without renewal (ms).
+    pub session_lease_ms: i64,
+}
+
+impl Runtime {
+    /// A runtime with default limits.
+    pub fn new(store: Store, provider: Arc<dyn Provider>, workspaces: PathBuf) -> Self {
+        Runtime {
+            store,
+            provider,
+            prices: PriceTable::default(),
+            retry: RetryPolicy::default(),
+            workspaces,
+            tool_output_limit: 32 * 1024,
+            session_lease_ms: 30_000,
+        }
+    }
+}
