@@ -44,7 +44,12 @@ pub struct LlmConfig {
 
 impl Default for LlmConfig {
     fn default() -> Self {
-        LlmConfig { provider: ProviderChoice::Auto, model: String::new(), timeout_s: 300, max_attempts: 5 }
+        LlmConfig {
+            provider: ProviderChoice::Auto,
+            model: String::new(),
+            timeout_s: 300,
+            max_attempts: 5,
+        }
     }
 }
 
@@ -58,7 +63,9 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { database: "cairn.db".into() }
+        StoreConfig {
+            database: "cairn.db".into(),
+        }
     }
 }
 
@@ -72,7 +79,9 @@ pub struct ToolsConfig {
 
 impl Default for ToolsConfig {
     fn default() -> Self {
-        ToolsConfig { output_limit_bytes: 32 * 1024 }
+        ToolsConfig {
+            output_limit_bytes: 32 * 1024,
+        }
     }
 }
 
@@ -124,7 +133,11 @@ impl Loaded {
     /// The SQLite file.
     pub fn database_path(&self) -> PathBuf {
         let p = Path::new(&self.config.store.database);
-        if p.is_absolute() { p.to_path_buf() } else { self.home.join(p) }
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.home.join(p)
+        }
     }
 
     /// Where agents' workspaces live.
@@ -140,14 +153,26 @@ impl Loaded {
             None if name == "default" => AgentConfig::default(),
             None => {
                 let known: Vec<&str> = self.config.agents.keys().map(String::as_str).collect();
-                bail!("no agent named {name:?} in the config (known: {})", if known.is_empty() { "default".into() } else { known.join(", ") });
+                bail!(
+                    "no agent named {name:?} in the config (known: {})",
+                    if known.is_empty() {
+                        "default".into()
+                    } else {
+                        known.join(", ")
+                    }
+                );
             }
         };
-        cairn_tools::ToolRegistry::builtin(&cfg.tools).map_err(|e| anyhow!("agent {name:?}: {e}"))?;
+        cairn_tools::ToolRegistry::builtin(&cfg.tools)
+            .map_err(|e| anyhow!("agent {name:?}: {e}"))?;
         Ok(AgentSpec {
             name: name.to_string(),
             system_prompt: cfg.system_prompt,
-            model: if cfg.model.is_empty() { self.config.llm.model.clone() } else { cfg.model },
+            model: if cfg.model.is_empty() {
+                self.config.llm.model.clone()
+            } else {
+                cfg.model
+            },
             max_steps: cfg.max_steps,
             max_tokens: cfg.max_tokens,
             tools: cfg.tools,
@@ -161,7 +186,9 @@ pub fn home_dir() -> Result<PathBuf> {
     if let Some(h) = std::env::var_os("CAIRN_HOME").filter(|h| !h.is_empty()) {
         return Ok(PathBuf::from(h));
     }
-    let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).context("neither CAIRN_HOME nor HOME is set")?;
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .context("neither CAIRN_HOME nor HOME is set")?;
     Ok(PathBuf::from(home).join(".cairn"))
 }
 
@@ -172,38 +199,64 @@ pub fn load() -> Result<Loaded> {
     let (mut table, file) = match std::fs::read_to_string(&path) {
         Ok(text) => {
             // Parse into the typed config first: that keeps line numbers in errors.
-            toml::from_str::<Config>(&text).map_err(|e| anyhow!(describe_toml_error(&path, &text, &e)))?;
-            let table: toml::Table = toml::from_str(&text).map_err(|e| anyhow!(describe_toml_error(&path, &text, &e)))?;
+            toml::from_str::<Config>(&text)
+                .map_err(|e| anyhow!(describe_toml_error(&path, &text, &e)))?;
+            let table: toml::Table = toml::from_str(&text)
+                .map_err(|e| anyhow!(describe_toml_error(&path, &text, &e)))?;
             (table, Some(path.clone()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => (toml::Table::new(), None),
         Err(e) => return Err(anyhow!("cannot read {}: {e}", path.display())),
     };
     let mut overrides = Vec::new();
-    let mut vars: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("CAIRN_") && k != "CAIRN_HOME").collect();
+    let mut vars: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("CAIRN_") && k != "CAIRN_HOME")
+        .collect();
     vars.sort();
     for (var, value) in vars {
-        let keys: Vec<String> = var["CAIRN_".len()..].split("__").map(|k| k.to_ascii_lowercase()).collect();
+        let keys: Vec<String> = var["CAIRN_".len()..]
+            .split("__")
+            .map(|k| k.to_ascii_lowercase())
+            .collect();
         if keys.iter().any(|k| k.is_empty()) {
-            bail!("environment variable {var}: cannot be read as a config key (use CAIRN_<SECTION>__<KEY>, e.g. CAIRN_LLM__MODEL)");
+            bail!(
+                "environment variable {var}: cannot be read as a config key (use CAIRN_<SECTION>__<KEY>, e.g. CAIRN_LLM__MODEL)"
+            );
         }
-        set_key(&mut table, &keys, parse_env_value(&value)).map_err(|e| anyhow!("environment variable {var}: {e}"))?;
+        set_key(&mut table, &keys, parse_env_value(&value))
+            .map_err(|e| anyhow!("environment variable {var}: {e}"))?;
         // Check after each one so the error names the variable at fault.
         toml::Value::Table(table.clone())
             .try_into::<Config>()
-            .map_err(|e| anyhow!("environment variable {var} (key {}): {}", keys.join("."), e.message()))?;
+            .map_err(|e| {
+                anyhow!(
+                    "environment variable {var} (key {}): {}",
+                    keys.join("."),
+                    e.message()
+                )
+            })?;
         overrides.push(var);
     }
-    let config: Config = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| anyhow!("config: {}", e.message()))?;
+    let config: Config = toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| anyhow!("config: {}", e.message()))?;
     for name in config.agents.keys() {
-        cairn_core::ids::validate_name("agent", name).map_err(|e| anyhow!("{}: [agents.{name}]: {e}", path.display()))?;
+        cairn_core::ids::validate_name("agent", name)
+            .map_err(|e| anyhow!("{}: [agents.{name}]: {e}", path.display()))?;
     }
-    Ok(Loaded { config, home, file, overrides })
+    Ok(Loaded {
+        config,
+        home,
+        file,
+        overrides,
+    })
 }
 
 fn parse_env_value(raw: &str) -> toml::Value {
     match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
-        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_string())),
         Err(_) => toml::Value::String(raw.to_string()),
     }
 }
@@ -212,8 +265,12 @@ fn set_key(table: &mut toml::Table, keys: &[String], value: toml::Value) -> Resu
     let (last, parents) = keys.split_last().ok_or("empty key")?;
     let mut t = table;
     for k in parents {
-        let entry = t.entry(k.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        t = entry.as_table_mut().ok_or_else(|| format!("{k} is not a table"))?;
+        let entry = t
+            .entry(k.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("{k} is not a table"))?;
     }
     t.insert(last.clone(), value);
     Ok(())
@@ -228,7 +285,11 @@ fn describe_toml_error(path: &Path, text: &str, e: &toml::de::Error) -> String {
     let line = before.matches('\n').count() + 1;
     let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
     let source_line = text.lines().nth(line - 1).unwrap_or("");
-    format!("{}:{line}:{col}: {}\n  {line} | {source_line}", path.display(), e.message())
+    format!(
+        "{}:{line}:{col}: {}\n  {line} | {source_line}",
+        path.display(),
+        e.message()
+    )
 }
 
 /// The file `cairn init` writes.
@@ -290,7 +351,10 @@ mod tests {
         let c: Config = toml::from_str(&initial_config()).unwrap();
         assert_eq!(c.llm.max_attempts, 5);
         assert_eq!(c.agents["default"].tools, vec!["*"]);
-        assert_eq!(c.agents["default"].system_prompt, AgentSpec::default().system_prompt);
+        assert_eq!(
+            c.agents["default"].system_prompt,
+            AgentSpec::default().system_prompt
+        );
     }
 
     #[test]
@@ -305,7 +369,10 @@ mod tests {
     #[test]
     fn env_values_are_typed() {
         assert_eq!(parse_env_value("40"), toml::Value::Integer(40));
-        assert_eq!(parse_env_value("gpt-4.1"), toml::Value::String("gpt-4.1".into()));
+        assert_eq!(
+            parse_env_value("gpt-4.1"),
+            toml::Value::String("gpt-4.1".into())
+        );
         assert_eq!(parse_env_value("true"), toml::Value::Boolean(true));
     }
 }

@@ -21,11 +21,27 @@ pub fn live_event(e: &RunEvent, quiet: bool) {
             println!();
             eprintln!("→ {name} {}", short(&input.to_string(), 160));
         }
-        RunEvent::ToolResult { name, is_error, bytes, .. } => {
-            eprintln!("{} {name}: {bytes} bytes{}", if *is_error { "✗" } else { "←" }, if *is_error { " (error)" } else { "" });
+        RunEvent::ToolResult {
+            name,
+            is_error,
+            bytes,
+            ..
+        } => {
+            eprintln!(
+                "{} {name}: {bytes} bytes{}",
+                if *is_error { "✗" } else { "←" },
+                if *is_error { " (error)" } else { "" }
+            );
         }
-        RunEvent::Retrying { attempt, wait_ms, reason } => {
-            eprintln!("· {reason}; retrying (attempt {attempt}) in {:.1} s", *wait_ms as f64 / 1000.0);
+        RunEvent::Retrying {
+            attempt,
+            wait_ms,
+            reason,
+        } => {
+            eprintln!(
+                "· {reason}; retrying (attempt {attempt}) in {:.1} s",
+                *wait_ms as f64 / 1000.0
+            );
         }
         RunEvent::RunStarted { .. } | RunEvent::RunFinished { .. } => {}
     }
@@ -48,20 +64,34 @@ pub fn summary(run: &RunRecord) -> String {
 
 /// Dollars, with enough digits for small calls.
 pub fn cost(usd: f64) -> String {
-    if usd == 0.0 { "$0".into() } else if usd < 0.01 { format!("${usd:.5}") } else { format!("${usd:.4}") }
+    if usd == 0.0 {
+        "$0".into()
+    } else if usd < 0.01 {
+        format!("${usd:.5}")
+    } else {
+        format!("${usd:.4}")
+    }
 }
 
 /// A timestamp in local time.
 pub fn time(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string())
+        .map(|t| {
+            t.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
         .unwrap_or_else(|| ms.to_string())
 }
 
 /// First `n` chars of `s`, with an ellipsis when cut.
 pub fn short(s: &str, n: usize) -> String {
     let one_line = s.replace('\n', "⏎");
-    if one_line.chars().count() <= n { one_line } else { format!("{}…", one_line.chars().take(n).collect::<String>()) }
+    if one_line.chars().count() <= n {
+        one_line
+    } else {
+        format!("{}…", one_line.chars().take(n).collect::<String>())
+    }
 }
 
 /// Exit code for a finished run.

@@ -13,8 +13,13 @@ use crate::config::Loaded;
 
 /// Logs go to stderr, quiet unless `RUST_LOG` asks.
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
 }
 
 /// The provider the config and environment point at.
@@ -30,7 +35,12 @@ pub fn provider(loaded: &Loaded) -> Result<Arc<dyn Provider>, cairn_llm::LlmErro
 /// Opens the store.
 pub async fn store(loaded: &Loaded) -> Result<Store> {
     let path = loaded.database_path();
-    Store::open_sqlite(&path).await.with_context(|| format!("opening the database (set store.database in {})", loaded.home.join("cairn.toml").display()))
+    Store::open_sqlite(&path).await.with_context(|| {
+        format!(
+            "opening the database (set store.database in {})",
+            loaded.home.join("cairn.toml").display()
+        )
+    })
 }
 
 /// Everything a turn needs.
@@ -39,7 +49,10 @@ pub async fn runtime(loaded: &Loaded) -> Result<Runtime> {
     let store = store(loaded).await?;
     let mut rt = Runtime::new(store, provider, loaded.workspaces_dir());
     rt.prices = PriceTable::new(loaded.config.pricing.clone());
-    rt.retry = RetryPolicy { max_attempts: loaded.config.llm.max_attempts.max(1), ..RetryPolicy::default() };
+    rt.retry = RetryPolicy {
+        max_attempts: loaded.config.llm.max_attempts.max(1),
+        ..RetryPolicy::default()
+    };
     rt.tool_output_limit = loaded.config.tools.output_limit_bytes.max(1024);
     Ok(rt)
 }

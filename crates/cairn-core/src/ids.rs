@@ -9,7 +9,9 @@ pub fn new_id(prefix: &str) -> String {
 
 /// Why a user-chosen name (session name, agent name) was refused.
 #[derive(Debug, Error, PartialEq, Eq)]
-#[error("invalid {what} {value:?}: use 1-128 characters from A-Z a-z 0-9 . _ - (not starting with . or -)")]
+#[error(
+    "invalid {what} {value:?}: use 1-128 characters from A-Z a-z 0-9 . _ - (not starting with . or -)"
+)]
 pub struct InvalidName {
     /// What kind of name it was ("session", "agent").
     pub what: &'static str,

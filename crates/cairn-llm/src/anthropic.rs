@@ -83,8 +83,12 @@ impl AnthropicProvider {
             match kind {
                 "message_start" => {
                     model = data["message"]["model"].as_str().unwrap_or("").to_string();
-                    usage.input_tokens = data["message"]["usage"]["input_tokens"].as_u64().unwrap_or(0);
-                    usage.output_tokens = data["message"]["usage"]["output_tokens"].as_u64().unwrap_or(0);
+                    usage.input_tokens = data["message"]["usage"]["input_tokens"]
+                        .as_u64()
+                        .unwrap_or(0);
+                    usage.output_tokens = data["message"]["usage"]["output_tokens"]
+                        .as_u64()
+                        .unwrap_or(0);
                 }
                 "content_block_start" => {
                     let index = self.index(&data)?;
@@ -93,10 +97,19 @@ impl AnthropicProvider {
                         Some("tool_use") => {
                             let id = cb["id"].as_str().unwrap_or("").to_string();
                             let name = cb["name"].as_str().unwrap_or("").to_string();
-                            on_event(StreamEvent::ToolUseStart { id: id.clone(), name: name.clone() });
-                            PartialBlock::Tool { id, name, json: String::new() }
+                            on_event(StreamEvent::ToolUseStart {
+                                id: id.clone(),
+                                name: name.clone(),
+                            });
+                            PartialBlock::Tool {
+                                id,
+                                name,
+                                json: String::new(),
+                            }
                         }
-                        Some("text") => PartialBlock::Text(cb["text"].as_str().unwrap_or("").to_string()),
+                        Some("text") => {
+                            PartialBlock::Text(cb["text"].as_str().unwrap_or("").to_string())
+                        }
                         // Thinking and other block kinds are not kept.
                         _ => PartialBlock::Ignored,
                     };
@@ -111,14 +124,17 @@ impl AnthropicProvider {
                 "content_block_delta" => {
                     let index = self.index(&data)?;
                     let block = blocks.get_mut(index).ok_or_else(|| {
-                        self.endpoint.protocol(format!("delta for unknown content block {index}"))
+                        self.endpoint
+                            .protocol(format!("delta for unknown content block {index}"))
                     })?;
                     let delta = &data["delta"];
                     match (block, delta["type"].as_str()) {
                         (PartialBlock::Text(text), Some("text_delta")) => {
                             let piece = delta["text"].as_str().unwrap_or("");
                             text.push_str(piece);
-                            on_event(StreamEvent::TextDelta { text: piece.to_string() });
+                            on_event(StreamEvent::TextDelta {
+                                text: piece.to_string(),
+                            });
                         }
                         (PartialBlock::Tool { json, .. }, Some("input_json_delta")) => {
                             json.push_str(delta["partial_json"].as_str().unwrap_or(""));
@@ -138,8 +154,16 @@ impl AnthropicProvider {
                     }
                 }
                 "message_stop" => {
-                    let content = blocks.into_iter().filter_map(PartialBlock::finish).collect();
-                    return Ok(ModelResponse { content, stop_reason: stop, usage, model });
+                    let content = blocks
+                        .into_iter()
+                        .filter_map(PartialBlock::finish)
+                        .collect();
+                    return Ok(ModelResponse {
+                        content,
+                        stop_reason: stop,
+                        usage,
+                        model,
+                    });
                 }
                 "error" => return Err(self.stream_error(&data)),
                 _ => {} // ping, content_block_stop, future event types
@@ -149,28 +173,47 @@ impl AnthropicProvider {
     }
 
     fn index(&self, data: &Value) -> Result<usize, LlmError> {
-        data["index"]
-            .as_u64()
-            .map(|i| i as usize)
-            .ok_or_else(|| self.endpoint.protocol("content block event without an index"))
+        data["index"].as_u64().map(|i| i as usize).ok_or_else(|| {
+            self.endpoint
+                .protocol("content block event without an index")
+        })
     }
 
     /// An `error` event mid-stream, e.g. `overloaded_error`.
     fn stream_error(&self, data: &Value) -> LlmError {
         let kind = data["error"]["type"].as_str().unwrap_or("error");
-        let message = data["error"]["message"].as_str().unwrap_or(kind).to_string();
+        let message = data["error"]["message"]
+            .as_str()
+            .unwrap_or(kind)
+            .to_string();
         let provider = self.endpoint.provider.clone();
         match kind {
-            "overloaded_error" | "api_error" => LlmError::Server { provider, status: 529, message, retry_after: None },
-            "rate_limit_error" => LlmError::RateLimited { provider, message, retry_after: None },
-            _ => LlmError::Protocol { provider, message: format!("{kind}: {message}") },
+            "overloaded_error" | "api_error" => LlmError::Server {
+                provider,
+                status: 529,
+                message,
+                retry_after: None,
+            },
+            "rate_limit_error" => LlmError::RateLimited {
+                provider,
+                message,
+                retry_after: None,
+            },
+            _ => LlmError::Protocol {
+                provider,
+                message: format!("{kind}: {message}"),
+            },
         }
     }
 }
 
 enum PartialBlock {
     Text(String),
-    Tool { id: String, name: String, json: String },
+    Tool {
+        id: String,
+        name: String,
+        json: String,
+    },
     Ignored,
 }
 
@@ -216,7 +259,9 @@ fn merge_same_role(messages: impl Iterator<Item = Value>) -> Vec<Value> {
     for m in messages {
         match out.last_mut() {
             Some(prev) if prev["role"] == m["role"] => {
-                if let (Some(a), Some(b)) = (prev["content"].as_array_mut(), m["content"].as_array()) {
+                if let (Some(a), Some(b)) =
+                    (prev["content"].as_array_mut(), m["content"].as_array())
+                {
                     a.extend(b.iter().cloned());
                 }
             }
@@ -278,7 +323,11 @@ impl Provider for AnthropicProvider {
         &self.default_model
     }
 
-    async fn complete(&self, req: &ModelRequest, on_event: EventSink<'_>) -> Result<ModelResponse, LlmError> {
+    async fn complete(
+        &self,
+        req: &ModelRequest,
+        on_event: EventSink<'_>,
+    ) -> Result<ModelResponse, LlmError> {
         let url = format!("{}/v1/messages", self.base_url);
         let builder = self
             .http
@@ -288,9 +337,14 @@ impl Provider for AnthropicProvider {
             .json(&self.body(req));
         let resp = self.endpoint.send(builder, &url, req.stream).await?;
         if req.stream {
-            return self.read_stream(SseReader::new(resp, &self.endpoint, &url), on_event).await;
+            return self
+                .read_stream(SseReader::new(resp, &self.endpoint, &url), on_event)
+                .await;
         }
-        let text = resp.text().await.map_err(|e| self.endpoint.transport(e, &url))?;
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| self.endpoint.transport(e, &url))?;
         let v: Value = serde_json::from_str(&text)
             .map_err(|e| self.endpoint.protocol(format!("body is not JSON: {e}")))?;
         let out = parse_full(&self.endpoint, &v)?;

@@ -43,7 +43,11 @@ impl Endpoint {
     ) -> Result<reqwest::Response, LlmError> {
         // A streaming call may legitimately last long; its idle gaps are
         // bounded by `SseReader` instead of a total timeout.
-        let req = if stream { req } else { req.timeout(self.timeout) };
+        let req = if stream {
+            req
+        } else {
+            req.timeout(self.timeout)
+        };
         let resp = req.send().await.map_err(|e| self.transport(e, url))?;
         if resp.status().is_success() {
             return Ok(resp);
@@ -185,7 +189,9 @@ impl SseReader {
                 }
                 Ok(None) => {
                     if self.parser.has_partial() {
-                        return Err(self.endpoint.protocol("stream ended in the middle of an event"));
+                        return Err(self
+                            .endpoint
+                            .protocol("stream ended in the middle of an event"));
                     }
                     return Ok(None);
                 }

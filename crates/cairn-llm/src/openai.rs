@@ -29,7 +29,12 @@ impl OpenAiProvider {
     /// `base_url` including `/v1`, e.g. `https://api.openai.com/v1` or
     /// `http://127.0.0.1:11434/v1`. An empty `default_model` means "ask the
     /// server".
-    pub fn new(base_url: &str, api_key: Option<&str>, default_model: &str, timeout: Duration) -> Self {
+    pub fn new(
+        base_url: &str,
+        api_key: Option<&str>,
+        default_model: &str,
+        timeout: Duration,
+    ) -> Self {
         OpenAiProvider {
             http: client(),
             base_url: base_url.trim_end_matches('/').to_string(),
@@ -87,14 +92,20 @@ impl OpenAiProvider {
             wire_messages(m, &mut messages);
         }
         let mut body = json!({"model": model, "messages": messages});
-        let limit_key = if self.is_openai_cloud() { "max_completion_tokens" } else { "max_tokens" };
+        let limit_key = if self.is_openai_cloud() {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        };
         body[limit_key] = json!(req.max_tokens);
         if !req.tools.is_empty() {
             body["tools"] = req
                 .tools
                 .iter()
-                .map(|t| json!({"type": "function", "function": {
-                    "name": t.name, "description": t.description, "parameters": t.input_schema}}))
+                .map(|t| {
+                    json!({"type": "function", "function": {
+                    "name": t.name, "description": t.description, "parameters": t.input_schema}})
+                })
                 .collect();
         }
         if req.stream {
@@ -104,7 +115,11 @@ impl OpenAiProvider {
         body
     }
 
-    async fn read_stream(&self, mut sse: SseReader, on_event: EventSink<'_>) -> Result<ModelResponse, LlmError> {
+    async fn read_stream(
+        &self,
+        mut sse: SseReader,
+        on_event: EventSink<'_>,
+    ) -> Result<ModelResponse, LlmError> {
         let mut text = String::new();
         let mut calls: Vec<(String, String, String)> = Vec::new();
         let mut usage = Usage::default();
@@ -119,8 +134,16 @@ impl OpenAiProvider {
             let chunk: Value = serde_json::from_str(&ev.data)
                 .map_err(|e| self.endpoint.protocol(format!("chunk is not JSON: {e}")))?;
             if let Some(err) = chunk.get("error") {
-                let message = err["message"].as_str().unwrap_or("stream error").to_string();
-                return Err(LlmError::Server { provider: "openai".into(), status: 500, message, retry_after: None });
+                let message = err["message"]
+                    .as_str()
+                    .unwrap_or("stream error")
+                    .to_string();
+                return Err(LlmError::Server {
+                    provider: "openai".into(),
+                    status: 500,
+                    message,
+                    retry_after: None,
+                });
             }
             if let Some(m) = chunk["model"].as_str() {
                 model = m.to_string();
@@ -128,16 +151,22 @@ impl OpenAiProvider {
             if let Some(u) = chunk.get("usage").filter(|u| u.is_object()) {
                 usage = parse_usage(u);
             }
-            let Some(choice) = chunk["choices"].get(0) else { continue };
+            let Some(choice) = chunk["choices"].get(0) else {
+                continue;
+            };
             let delta = &choice["delta"];
             if let Some(piece) = delta["content"].as_str().filter(|p| !p.is_empty()) {
                 text.push_str(piece);
-                on_event(StreamEvent::TextDelta { text: piece.to_string() });
+                on_event(StreamEvent::TextDelta {
+                    text: piece.to_string(),
+                });
             }
             for tc in delta["tool_calls"].as_array().into_iter().flatten() {
                 let index = tc["index"].as_u64().unwrap_or(calls.len() as u64) as usize;
                 if index > calls.len() {
-                    return Err(self.endpoint.protocol(format!("tool call index {index} skips ahead")));
+                    return Err(self
+                        .endpoint
+                        .protocol(format!("tool call index {index} skips ahead")));
                 }
                 if index == calls.len() {
                     calls.push((String::new(), String::new(), String::new()));
@@ -148,7 +177,10 @@ impl OpenAiProvider {
                 }
                 if let Some(name) = tc["function"]["name"].as_str() {
                     call.1.push_str(name);
-                    on_event(StreamEvent::ToolUseStart { id: call.0.clone(), name: call.1.clone() });
+                    on_event(StreamEvent::ToolUseStart {
+                        id: call.0.clone(),
+                        name: call.1.clone(),
+                    });
                 }
                 if let Some(args) = tc["function"]["arguments"].as_str() {
                     call.2.push_str(args);
@@ -161,16 +193,30 @@ impl OpenAiProvider {
         // Some compatible servers close without `[DONE]`; a finish reason is
         // enough to know the answer is whole.
         let Some(finish) = finish else {
-            return Err(if done { self.endpoint.protocol("stream finished without a finish_reason") } else { sse.cut_off() });
+            return Err(if done {
+                self.endpoint
+                    .protocol("stream finished without a finish_reason")
+            } else {
+                sse.cut_off()
+            });
         };
         let mut content = Vec::new();
         if !text.is_empty() {
             content.push(ContentBlock::Text { text });
         }
         for (id, name, args) in calls {
-            content.push(ContentBlock::ToolUse { id, name, input: parse_tool_args(&args) });
+            content.push(ContentBlock::ToolUse {
+                id,
+                name,
+                input: parse_tool_args(&args),
+            });
         }
-        Ok(ModelResponse { content, stop_reason: stop_reason(&finish), usage, model })
+        Ok(ModelResponse {
+            content,
+            stop_reason: stop_reason(&finish),
+            usage,
+            model,
+        })
     }
 }
 
@@ -220,7 +266,11 @@ fn wire_messages(m: &Message, out: &mut Vec<Value>) {
             let mut text = String::new();
             for b in &m.content {
                 match b {
-                    ContentBlock::ToolResult { tool_use_id, content, .. } => {
+                    ContentBlock::ToolResult {
+                        tool_use_id,
+                        content,
+                        ..
+                    } => {
                         out.push(json!({"role": "tool", "tool_call_id": tool_use_id, "content": content}));
                     }
                     ContentBlock::Text { text: t } => text.push_str(t),
@@ -244,23 +294,40 @@ impl Provider for OpenAiProvider {
         &self.configured_model
     }
 
-    async fn complete(&self, req: &ModelRequest, on_event: EventSink<'_>) -> Result<ModelResponse, LlmError> {
+    async fn complete(
+        &self,
+        req: &ModelRequest,
+        on_event: EventSink<'_>,
+    ) -> Result<ModelResponse, LlmError> {
         let model = self.model_for(req).await?;
         let url = format!("{}/chat/completions", self.base_url);
-        let builder = self.authed(self.http.post(&url)).json(&self.body(req, &model));
+        let builder = self
+            .authed(self.http.post(&url))
+            .json(&self.body(req, &model));
         let resp = self.endpoint.send(builder, &url, req.stream).await?;
         if req.stream {
-            return self.read_stream(SseReader::new(resp, &self.endpoint, &url), on_event).await;
+            return self
+                .read_stream(SseReader::new(resp, &self.endpoint, &url), on_event)
+                .await;
         }
-        let text = resp.text().await.map_err(|e| self.endpoint.transport(e, &url))?;
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| self.endpoint.transport(e, &url))?;
         let v: Value = serde_json::from_str(&text)
             .map_err(|e| self.endpoint.protocol(format!("body is not JSON: {e}")))?;
-        let choice = v["choices"].get(0).ok_or_else(|| self.endpoint.protocol("response has no choices"))?;
+        let choice = v["choices"]
+            .get(0)
+            .ok_or_else(|| self.endpoint.protocol("response has no choices"))?;
         let msg = &choice["message"];
         let mut content = Vec::new();
         if let Some(t) = msg["content"].as_str().filter(|t| !t.is_empty()) {
-            on_event(StreamEvent::TextDelta { text: t.to_string() });
-            content.push(ContentBlock::Text { text: t.to_string() });
+            on_event(StreamEvent::TextDelta {
+                text: t.to_string(),
+            });
+            content.push(ContentBlock::Text {
+                text: t.to_string(),
+            });
         }
         for tc in msg["tool_calls"].as_array().into_iter().flatten() {
             content.push(ContentBlock::ToolUse {

@@ -60,7 +60,15 @@ impl PriceTable {
             .iter()
             .filter(|(prefix, _, _)| model.starts_with(prefix))
             .max_by_key(|(prefix, _, _)| prefix.len())
-            .map(|(p, i, o)| (p.len(), Price { input: *i, output: *o }));
+            .map(|(p, i, o)| {
+                (
+                    p.len(),
+                    Price {
+                        input: *i,
+                        output: *o,
+                    },
+                )
+            });
         match (from_overrides, builtin) {
             (Some((a, pa)), Some((b, _))) if a >= b => Some(pa),
             (Some(_), Some((_, pb))) => Some(pb),
@@ -88,14 +96,23 @@ mod tests {
         assert_eq!(t.price("gpt-4o-2024-08-06").unwrap().input, 2.5);
         assert_eq!(t.price("claude-sonnet-4-5-20250929").unwrap().output, 15.0);
         assert!(t.price("llama3.2").is_none());
-        let usage = cairn_core::Usage { input_tokens: 1_000_000, output_tokens: 100_000 };
+        let usage = cairn_core::Usage {
+            input_tokens: 1_000_000,
+            output_tokens: 100_000,
+        };
         assert!((t.cost("claude-sonnet-4-5", usage) - 4.5).abs() < 1e-9);
     }
 
     #[test]
     fn overrides_add_models() {
         let mut o = BTreeMap::new();
-        o.insert("llama".to_string(), Price { input: 0.01, output: 0.02 });
+        o.insert(
+            "llama".to_string(),
+            Price {
+                input: 0.01,
+                output: 0.02,
+            },
+        );
         let t = PriceTable::new(o);
         assert_eq!(t.price("llama3.2").unwrap().output, 0.02);
     }

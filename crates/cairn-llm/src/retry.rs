@@ -80,13 +80,21 @@ mod tests {
     #[test]
     fn backoff_grows_with_jitter_and_honours_retry_after() {
         let p = RetryPolicy::default();
-        let transient = LlmError::Connect { provider: "x".into(), url: "u".into(), message: "m".into() };
+        let transient = LlmError::Connect {
+            provider: "x".into(),
+            url: "u".into(),
+            message: "m".into(),
+        };
         for attempt in 1..6 {
             let d = p.delay(attempt, &transient);
             let full = p.base_delay * (1 << (attempt - 1));
             assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
         }
-        let asked = LlmError::RateLimited { provider: "x".into(), message: "m".into(), retry_after: Some(Duration::from_secs(7)) };
+        let asked = LlmError::RateLimited {
+            provider: "x".into(),
+            message: "m".into(),
+            retry_after: Some(Duration::from_secs(7)),
+        };
         assert_eq!(p.delay(1, &asked), Duration::from_secs(7));
         assert!(p.delay(40, &transient) <= p.max_delay);
     }

@@ -76,15 +76,27 @@ pub fn select_provider(
                 var: "ANTHROPIC_API_KEY",
             })?;
             let base = get("ANTHROPIC_BASE_URL").unwrap_or_else(|| ANTHROPIC_DEFAULT_URL.into());
-            let model = if settings.model.is_empty() { ANTHROPIC_DEFAULT_MODEL } else { &settings.model };
-            Ok(Arc::new(AnthropicProvider::new(&base, &key, model, settings.timeout)))
+            let model = if settings.model.is_empty() {
+                ANTHROPIC_DEFAULT_MODEL
+            } else {
+                &settings.model
+            };
+            Ok(Arc::new(AnthropicProvider::new(
+                &base,
+                &key,
+                model,
+                settings.timeout,
+            )))
         }
         ProviderKind::OpenAi => {
             let base = get("OPENAI_BASE_URL").unwrap_or_else(|| OPENAI_DEFAULT_URL.into());
             let cloud = base.contains("api.openai.com");
             let key = get("OPENAI_API_KEY");
             if cloud && key.is_none() {
-                return Err(LlmError::MissingKey { provider: "openai".into(), var: "OPENAI_API_KEY" });
+                return Err(LlmError::MissingKey {
+                    provider: "openai".into(),
+                    var: "OPENAI_API_KEY",
+                });
             }
             // A local server picks its own model when none is configured.
             let model = match (settings.model.is_empty(), cloud) {
@@ -92,7 +104,12 @@ pub fn select_provider(
                 (true, true) => OPENAI_DEFAULT_MODEL,
                 (true, false) => "",
             };
-            Ok(Arc::new(OpenAiProvider::new(&base, key.as_deref(), model, settings.timeout)))
+            Ok(Arc::new(OpenAiProvider::new(
+                &base,
+                key.as_deref(),
+                model,
+                settings.timeout,
+            )))
         }
     }
 }
@@ -102,26 +119,47 @@ mod tests {
     use super::*;
 
     fn settings() -> ProviderSettings {
-        ProviderSettings { choice: ProviderChoice::Auto, model: String::new(), timeout: Duration::from_secs(5) }
+        ProviderSettings {
+            choice: ProviderChoice::Auto,
+            model: String::new(),
+            timeout: Duration::from_secs(5),
+        }
     }
 
     #[test]
     fn auto_prefers_anthropic_then_openai_then_says_what_to_set() {
         let env = |k: &str| (k == "ANTHROPIC_API_KEY").then(|| "k".to_string());
-        assert_eq!(select_provider(&settings(), &env).unwrap().name(), "anthropic");
-        let env = |k: &str| (k == "OPENAI_BASE_URL").then(|| "http://127.0.0.1:11434/v1".to_string());
+        assert_eq!(
+            select_provider(&settings(), &env).unwrap().name(),
+            "anthropic"
+        );
+        let env =
+            |k: &str| (k == "OPENAI_BASE_URL").then(|| "http://127.0.0.1:11434/v1".to_string());
         let p = select_provider(&settings(), &env).unwrap();
         assert_eq!((p.name(), p.default_model()), ("openai", ""));
-        let err = select_provider(&settings(), &|_| None).err().unwrap().to_string();
-        assert!(err.contains("ANTHROPIC_API_KEY") && err.contains("OPENAI_API_KEY") && err.contains("OPENAI_BASE_URL"));
+        let err = select_provider(&settings(), &|_| None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("ANTHROPIC_API_KEY")
+                && err.contains("OPENAI_API_KEY")
+                && err.contains("OPENAI_BASE_URL")
+        );
     }
 
     #[test]
     fn explicit_choice_without_key_names_the_variable() {
-        let s = ProviderSettings { choice: ProviderChoice::Anthropic, ..settings() };
+        let s = ProviderSettings {
+            choice: ProviderChoice::Anthropic,
+            ..settings()
+        };
         let err = select_provider(&s, &|_| None).err().unwrap().to_string();
         assert!(err.contains("ANTHROPIC_API_KEY"), "{err}");
-        let s = ProviderSettings { choice: ProviderChoice::Openai, ..settings() };
+        let s = ProviderSettings {
+            choice: ProviderChoice::Openai,
+            ..settings()
+        };
         let err = select_provider(&s, &|_| None).err().unwrap().to_string();
         assert!(err.contains("OPENAI_API_KEY"), "{err}");
     }

@@ -34,7 +34,13 @@ pub fn close_open_tool_calls(messages: &mut Vec<Message>) {
                         content.append(&mut next.content);
                         next.content = content;
                     }
-                    _ => messages.insert(i + 1, Message { role: Role::User, content: results.collect() }),
+                    _ => messages.insert(
+                        i + 1,
+                        Message {
+                            role: Role::User,
+                            content: results.collect(),
+                        },
+                    ),
                 }
             }
         }
@@ -56,31 +62,54 @@ mod tests {
     use serde_json::json;
 
     fn call(id: &str) -> ContentBlock {
-        ContentBlock::ToolUse { id: id.into(), name: "exec".into(), input: json!({}) }
+        ContentBlock::ToolUse {
+            id: id.into(),
+            name: "exec".into(),
+            input: json!({}),
+        }
     }
 
     #[test]
     fn open_calls_get_an_unknown_outcome() {
         let mut h = vec![
             Message::user_text("go"),
-            Message { role: Role::Assistant, content: vec![call("a"), call("b")] },
+            Message {
+                role: Role::Assistant,
+                content: vec![call("a"), call("b")],
+            },
             Message {
                 role: Role::User,
-                content: vec![ContentBlock::ToolResult { tool_use_id: "a".into(), content: "ok".into(), is_error: false }],
+                content: vec![ContentBlock::ToolResult {
+                    tool_use_id: "a".into(),
+                    content: "ok".into(),
+                    is_error: false,
+                }],
             },
-            Message { role: Role::Assistant, content: vec![call("c")] },
+            Message {
+                role: Role::Assistant,
+                content: vec![call("c")],
+            },
             Message::user_text("next question"),
         ];
         close_open_tool_calls(&mut h);
         assert_eq!(h.len(), 5);
         let ids = |m: &Message| -> Vec<String> {
-            m.content.iter().filter_map(|b| match b { ContentBlock::ToolResult { tool_use_id, .. } => Some(tool_use_id.clone()), _ => None }).collect()
+            m.content
+                .iter()
+                .filter_map(|b| match b {
+                    ContentBlock::ToolResult { tool_use_id, .. } => Some(tool_use_id.clone()),
+                    _ => None,
+                })
+                .collect()
         };
         assert_eq!(ids(&h[2]), vec!["b", "a"]);
         assert_eq!(ids(&h[4]), vec!["c"]);
         assert_eq!(h[4].text(), "next question");
 
-        let mut tail = vec![Message { role: Role::Assistant, content: vec![call("z")] }];
+        let mut tail = vec![Message {
+            role: Role::Assistant,
+            content: vec![call("z")],
+        }];
         close_open_tool_calls(&mut tail);
         assert_eq!(tail.len(), 2);
         assert_eq!(ids(&tail[1]), vec!["z"]);

@@ -20,11 +20,16 @@ pub(crate) async fn acquire(
 ) -> Result<Option<SessionLease>, RuntimeError> {
     let mut told = false;
     loop {
-        if let Some(lease) = store.try_acquire_session(session_id, run_id, lease_ms).await? {
+        if let Some(lease) = store
+            .try_acquire_session(session_id, run_id, lease_ms)
+            .await?
+        {
             return Ok(Some(lease));
         }
         if !told {
-            events(RunEvent::WaitingForSession { session_id: session_id.to_string() });
+            events(RunEvent::WaitingForSession {
+                session_id: session_id.to_string(),
+            });
             told = true;
         }
         let pause = Duration::from_millis(100 + fastrand::u64(0..150));

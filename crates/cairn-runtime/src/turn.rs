@@ -33,7 +33,11 @@ pub struct TurnRequest {
 type Events<'a> = &'a (dyn Fn(RunEvent) + Send + Sync);
 
 fn entry(kind: JournalKind, ref_seq: Option<i64>, payload: serde_json::Value) -> NewEntry {
-    NewEntry { kind, ref_seq, payload }
+    NewEntry {
+        kind,
+        ref_seq,
+        payload,
+    }
 }
 
 impl Runtime {
@@ -60,7 +64,9 @@ impl Runtime {
             path: ws_dir.display().to_string(),
             source,
         })?;
-        self.store.ensure_session(&session_id, &req.agent.name).await?;
+        self.store
+            .ensure_session(&session_id, &req.agent.name)
+            .await?;
 
         let model = if req.agent.model.is_empty() {
             self.provider.default_model().to_string()
@@ -84,23 +90,50 @@ impl Runtime {
             finished_at: None,
         };
         self.store.create_run(&run).await?;
-        events(RunEvent::RunStarted { run_id: run.id.clone(), session_id: session_id.clone() });
+        events(RunEvent::RunStarted {
+            run_id: run.id.clone(),
+            session_id: session_id.clone(),
+        });
 
-        let Some(mut lease) =
-            acquire(&self.store, &session_id, &run.id, self.session_lease_ms, &cancel, events).await?
+        let Some(mut lease) = acquire(
+            &self.store,
+            &session_id,
+            &run.id,
+            self.session_lease_ms,
+            &cancel,
+            events,
+        )
+        .await?
         else {
-            return self.finish(&mut run, RunStatus::Cancelled, Some("cancelled while waiting for the session".into()), events).await;
+            return self
+                .finish(
+                    &mut run,
+                    RunStatus::Cancelled,
+                    Some("cancelled while waiting for the session".into()),
+                    events,
+                )
+                .await;
         };
         let heartbeat = Heartbeat::start(self.store.clone(), lease.clone(), self.session_lease_ms);
-        let ctx = ToolContext { workspace, cancel: cancel.child_token(), output_limit: self.tool_output_limit };
-        let outcome = self.work(&req.agent, &tools, &ctx, &mut run, &mut lease, events, &cancel).await;
+        let ctx = ToolContext {
+            workspace,
+            cancel: cancel.child_token(),
+            output_limit: self.tool_output_limit,
+        };
+        let outcome = self
+            .work(
+                &req.agent, &tools, &ctx, &mut run, &mut lease, events, &cancel,
+            )
+            .await;
         drop(heartbeat);
         let result = match outcome {
             Ok((status, error)) => self.finish(&mut run, status, error, events).await,
             Err(e) => {
                 // The store failed mid-turn; record what we can.
                 let msg = e.to_string();
-                let _ = self.finish(&mut run, RunStatus::Failed, Some(msg), events).await;
+                let _ = self
+                    .finish(&mut run, RunStatus::Failed, Some(msg), events)
+                    .await;
                 Err(e)
             }
         };
@@ -130,14 +163,28 @@ impl Runtime {
         let user = Message::user_text(&run.input);
         run.status = RunStatus::Running;
         self.store
-            .commit_step(&run.id, Some(lease), StepCommit { message: Some(&user), run: Some(run), ..Default::default() })
+            .commit_step(
+                &run.id,
+                Some(lease),
+                StepCommit {
+                    message: Some(&user),
+                    run: Some(run),
+                    ..Default::default()
+                },
+            )
             .await?;
         history.push(user);
 
         let specs = tools.specs();
         loop {
             if run.steps >= agent.max_steps {
-                return Ok((RunStatus::Failed, Some(format!("step limit reached: {} model calls without a final answer (agent max_steps)", agent.max_steps))));
+                return Ok((
+                    RunStatus::Failed,
+                    Some(format!(
+                        "step limit reached: {} model calls without a final answer (agent max_steps)",
+                        agent.max_steps
+                    )),
+                ));
             }
             let request = ModelRequest {
                 model: run.model.clone(),
@@ -148,7 +195,17 @@ impl Runtime {
                 stream: agent.stream,
             };
             let intent = json!({"provider": run.provider, "model": run.model, "messages": history.len(), "tools": specs.len(), "stream": agent.stream});
-            let call_seq = self.store.commit_step(&run.id, None, StepCommit { entries: vec![entry(JournalKind::ModelCall, None, intent)], ..Default::default() }).await?[0];
+            let call_seq = self
+                .store
+                .commit_step(
+                    &run.id,
+                    None,
+                    StepCommit {
+                        entries: vec![entry(JournalKind::ModelCall, None, intent)],
+                        ..Default::default()
+                    },
+                )
+                .await?[0];
 
             let response = tokio::select! {
                 r = self.call_model(&request, events) => r,
@@ -157,10 +214,20 @@ impl Runtime {
             let response = match response {
                 Ok(r) => r,
                 Err(e) => {
-                    self.store.commit_step(&run.id, None, StepCommit {
-                        entries: vec![entry(JournalKind::ModelResult, Some(call_seq), json!({"error": e.to_string()}))],
-                        ..Default::default()
-                    }).await?;
+                    self.store
+                        .commit_step(
+                            &run.id,
+                            None,
+                            StepCommit {
+                                entries: vec![entry(
+                                    JournalKind::ModelResult,
+                                    Some(call_seq),
+                                    json!({"error": e.to_string()}),
+                                )],
+                                ..Default::default()
+                            },
+                        )
+                        .await?;
                     return Ok((RunStatus::Failed, Some(e.to_string())));
                 }
             };
@@ -171,16 +238,29 @@ impl Runtime {
             if !response.model.is_empty() && run.model.is_empty() {
                 run.model = response.model.clone();
             }
-            let assistant = Message { role: Role::Assistant, content: response.content.clone() };
+            let assistant = Message {
+                role: Role::Assistant,
+                content: response.content.clone(),
+            };
             let calls = tool_calls(&response);
             if calls.is_empty() {
                 run.output = Some(assistant.text());
             }
-            self.store.commit_step(&run.id, Some(lease), StepCommit {
-                entries: vec![entry(JournalKind::ModelResult, Some(call_seq), json!({"response": response, "cost_usd": cost}))],
-                message: Some(&assistant),
-                run: Some(run),
-            }).await?;
+            self.store
+                .commit_step(
+                    &run.id,
+                    Some(lease),
+                    StepCommit {
+                        entries: vec![entry(
+                            JournalKind::ModelResult,
+                            Some(call_seq),
+                            json!({"response": response, "cost_usd": cost}),
+                        )],
+                        message: Some(&assistant),
+                        run: Some(run),
+                    },
+                )
+                .await?;
             history.push(assistant);
             if calls.is_empty() {
                 return Ok((RunStatus::Completed, None));
@@ -192,27 +272,58 @@ impl Runtime {
                 content: calls
                     .iter()
                     .zip(&results)
-                    .map(|(c, r)| ContentBlock::ToolResult { tool_use_id: c.id.clone(), content: r.content.clone(), is_error: r.is_error })
+                    .map(|(c, r)| ContentBlock::ToolResult {
+                        tool_use_id: c.id.clone(),
+                        content: r.content.clone(),
+                        is_error: r.is_error,
+                    })
                     .collect(),
             };
-            self.store.commit_step(&run.id, Some(lease), StepCommit { message: Some(&message), ..Default::default() }).await?;
+            self.store
+                .commit_step(
+                    &run.id,
+                    Some(lease),
+                    StepCommit {
+                        message: Some(&message),
+                        ..Default::default()
+                    },
+                )
+                .await?;
             history.push(message);
             if cancel.is_cancelled() {
-                return Ok((RunStatus::Cancelled, Some("cancelled during a tool call".into())));
+                return Ok((
+                    RunStatus::Cancelled,
+                    Some("cancelled during a tool call".into()),
+                ));
             }
         }
     }
 
-    async fn call_model(&self, request: &ModelRequest, events: Events<'_>) -> Result<ModelResponse, cairn_llm::LlmError> {
+    async fn call_model(
+        &self,
+        request: &ModelRequest,
+        events: Events<'_>,
+    ) -> Result<ModelResponse, cairn_llm::LlmError> {
         let on_event = |e: StreamEvent| {
             if let StreamEvent::TextDelta { text } = e {
                 events(RunEvent::TextDelta { text });
             }
         };
         let on_retry = |attempt: u32, wait: std::time::Duration, err: &cairn_llm::LlmError| {
-            events(RunEvent::Retrying { attempt, wait_ms: wait.as_millis() as u64, reason: err.to_string() });
+            events(RunEvent::Retrying {
+                attempt,
+                wait_ms: wait.as_millis() as u64,
+                reason: err.to_string(),
+            });
         };
-        cairn_llm::complete_with_retry(self.provider.as_ref(), request, &self.retry, &on_event, &on_retry).await
+        cairn_llm::complete_with_retry(
+            self.provider.as_ref(),
+            request,
+            &self.retry,
+            &on_event,
+            &on_retry,
+        )
+        .await
     }
 
     /// Runs the calls of one model response in parallel; each intent is
@@ -229,12 +340,30 @@ impl Runtime {
             .iter()
             .map(|c| {
                 let idempotent = tools.get(&c.name).is_some_and(|t| t.idempotent());
-                entry(JournalKind::ToolCall, None, json!({"id": c.id, "name": c.name, "input": c.input, "idempotent": idempotent}))
+                entry(
+                    JournalKind::ToolCall,
+                    None,
+                    json!({"id": c.id, "name": c.name, "input": c.input, "idempotent": idempotent}),
+                )
             })
             .collect();
-        let seqs = self.store.commit_step(&run.id, None, StepCommit { entries: intents, ..Default::default() }).await?;
+        let seqs = self
+            .store
+            .commit_step(
+                &run.id,
+                None,
+                StepCommit {
+                    entries: intents,
+                    ..Default::default()
+                },
+            )
+            .await?;
         for c in calls {
-            events(RunEvent::ToolCall { id: c.id.clone(), name: c.name.clone(), input: c.input.clone() });
+            events(RunEvent::ToolCall {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                input: c.input.clone(),
+            });
         }
         let futures = calls.iter().zip(seqs).map(|(call, seq)| async move {
             let started = Instant::now();
@@ -250,7 +379,11 @@ impl Runtime {
             events(RunEvent::ToolResult { id: call.id.clone(), name: call.name.clone(), is_error: output.is_error, bytes: output.content.len() });
             committed.map(|_| output)
         });
-        join_all(futures).await.into_iter().map(|r| r.map_err(RuntimeError::from)).collect()
+        join_all(futures)
+            .await
+            .into_iter()
+            .map(|r| r.map_err(RuntimeError::from))
+            .collect()
     }
 
     async fn finish(
@@ -264,9 +397,15 @@ impl Runtime {
         run.error = error;
         run.finished_at = Some(now_ms());
         let payload = json!({"status": status, "error": run.error});
-        let step = StepCommit { entries: vec![entry(JournalKind::RunEnd, None, payload)], run: Some(run), ..Default::default() };
+        let step = StepCommit {
+            entries: vec![entry(JournalKind::RunEnd, None, payload)],
+            run: Some(run),
+            ..Default::default()
+        };
         self.store.commit_step(&run.id, None, step).await?;
-        events(RunEvent::RunFinished { run: Box::new(run.clone()) });
+        events(RunEvent::RunFinished {
+            run: Box::new(run.clone()),
+        });
         Ok(run.clone())
     }
 }
@@ -275,7 +414,11 @@ fn tool_calls(r: &ModelResponse) -> Vec<ToolCall> {
     r.content
         .iter()
         .filter_map(|b| match b {
-            ContentBlock::ToolUse { id, name, input } => Some(ToolCall { id: id.clone(), name: name.clone(), input: input.clone() }),
+            ContentBlock::ToolUse { id, name, input } => Some(ToolCall {
+                id: id.clone(),
+                name: name.clone(),
+                input: input.clone(),
+            }),
             _ => None,
         })
         .collect()
@@ -285,14 +428,21 @@ fn tool_calls(r: &ModelResponse) -> Vec<ToolCall> {
 /// can read and correct.
 async fn invoke(tools: &ToolRegistry, ctx: &ToolContext, call: &ToolCall) -> ToolOutput {
     let Some(tool) = tools.get(&call.name) else {
-        return ToolOutput::error(format!("unknown tool {:?}; available tools: {}", call.name, tools.names().join(", ")));
+        return ToolOutput::error(format!(
+            "unknown tool {:?}; available tools: {}",
+            call.name,
+            tools.names().join(", ")
+        ));
     };
     if !call.input.is_object() {
         let raw = match &call.input {
             serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        return ToolOutput::error(format!("the arguments were not a valid JSON object ({raw}); call {} again with a JSON object matching its schema", call.name));
+        return ToolOutput::error(format!(
+            "the arguments were not a valid JSON object ({raw}); call {} again with a JSON object matching its schema",
+            call.name
+        ));
     }
     // A panicking tool fails its call, not the run.
     let tool = Arc::clone(tool);

@@ -12,7 +12,9 @@ pub enum StoreError {
         reason: String,
     },
     /// A compare-and-swap lost: someone else changed the row first.
-    #[error("session {session_id} changed concurrently (expected version {expected}, found {found})")]
+    #[error(
+        "session {session_id} changed concurrently (expected version {expected}, found {found})"
+    )]
     VersionConflict {
         /// Session id.
         session_id: String,
@@ -58,7 +60,9 @@ pub enum StoreError {
         reason: String,
     },
     /// The database is newer than this binary.
-    #[error("database schema version {found} is newer than this cairn understands ({known}); upgrade cairn")]
+    #[error(
+        "database schema version {found} is newer than this cairn understands ({known}); upgrade cairn"
+    )]
     SchemaTooNew {
         /// Version in the database.
         found: i64,

@@ -7,7 +7,12 @@ use std::process::{Command, Output};
 use crate::FakeLlm;
 
 /// Variables a developer's shell may carry that would leak into tests.
-const PROVIDER_VARS: &[&str] = &["ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL"];
+const PROVIDER_VARS: &[&str] = &[
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+];
 
 /// A temporary cairn home directory; removed when dropped.
 pub struct CairnHome {
@@ -18,7 +23,10 @@ pub struct CairnHome {
 impl CairnHome {
     /// A fresh, empty home for the binary at `bin`.
     pub fn new(bin: impl Into<PathBuf>) -> CairnHome {
-        CairnHome { dir: tempfile::tempdir().unwrap(), bin: bin.into() }
+        CairnHome {
+            dir: tempfile::tempdir().unwrap(),
+            bin: bin.into(),
+        }
     }
 
     /// The home directory.
@@ -34,7 +42,9 @@ impl CairnHome {
     /// `cairn` with `CAIRN_HOME` set and no provider variables.
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(&self.bin);
-        c.env("CAIRN_HOME", self.path()).env("NO_COLOR", "1").env_remove("RUST_LOG");
+        c.env("CAIRN_HOME", self.path())
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG");
         for (k, _) in std::env::vars() {
             if k.starts_with("CAIRN_") && k != "CAIRN_HOME" {
                 c.env_remove(k);
@@ -49,20 +59,25 @@ impl CairnHome {
     /// `cairn` pointed at the fake's Anthropic endpoint.
     pub fn anthropic(&self, fake: &FakeLlm) -> Command {
         let mut c = self.cmd();
-        c.env("ANTHROPIC_API_KEY", "sk-ant-test").env("ANTHROPIC_BASE_URL", fake.anthropic_url());
+        c.env("ANTHROPIC_API_KEY", "sk-ant-test")
+            .env("ANTHROPIC_BASE_URL", fake.anthropic_url());
         c
     }
 
     /// `cairn` pointed at the fake's OpenAI endpoint.
     pub fn openai(&self, fake: &FakeLlm) -> Command {
         let mut c = self.cmd();
-        c.env("OPENAI_API_KEY", "sk-test").env("OPENAI_BASE_URL", fake.openai_url());
+        c.env("OPENAI_API_KEY", "sk-test")
+            .env("OPENAI_BASE_URL", fake.openai_url());
         c
     }
 
     /// Runs `cmd` with `args`, returning its output.
     pub fn run(mut cmd: Command, args: &[&str]) -> Output {
-        cmd.args(args).stdin(std::process::Stdio::null()).output().unwrap()
+        cmd.args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
     }
 }
 

@@ -59,7 +59,10 @@ impl Reply {
 
     /// One tool call.
     pub fn tool(name: &str, args: Value) -> Reply {
-        Reply::ToolCalls { text: String::new(), calls: vec![(name.to_string(), args)] }
+        Reply::ToolCalls {
+            text: String::new(),
+            calls: vec![(name.to_string(), args)],
+        }
     }
 
     /// Several tool calls in one response (the model asks for them in parallel).
@@ -72,7 +75,11 @@ impl Reply {
 
     /// An HTTP error.
     pub fn error(status: u16, message: &str) -> Reply {
-        Reply::Error { status, message: message.to_string(), headers: vec![] }
+        Reply::Error {
+            status,
+            message: message.to_string(),
+            headers: vec![],
+        }
     }
 }
 
@@ -90,7 +97,10 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     /// A header's value.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Whether the request asked for streaming.
@@ -142,7 +152,10 @@ impl FakeLlm {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let state = shared.clone();
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 let app = Router::new()
                     .route("/v1/messages", post(anthropic))
@@ -160,7 +173,11 @@ impl FakeLlm {
             });
         });
         let addr = addr_rx.recv().expect("fake llm failed to start");
-        FakeLlm { addr, shared, _stop: stop_tx }
+        FakeLlm {
+            addr,
+            shared,
+            _stop: stop_tx,
+        }
     }
 
     /// `ANTHROPIC_BASE_URL` value.
@@ -191,7 +208,12 @@ impl FakeLlm {
 
 type AppState = State<Arc<Mutex<Shared>>>;
 
-fn record(state: &Arc<Mutex<Shared>>, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> (Value, Option<Reply>) {
+fn record(
+    state: &Arc<Mutex<Shared>>,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> (Value, Option<Reply>) {
     let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let mut s = state.lock().unwrap();
     s.requests.push(RecordedRequest {
@@ -205,23 +227,44 @@ fn record(state: &Arc<Mutex<Shared>>, uri: &Uri, headers: &HeaderMap, body: &[u8
     (body, s.script.pop_front())
 }
 
-async fn anthropic(State(state): AppState, uri: Uri, headers: HeaderMap, body: bytes::Bytes) -> Response {
+async fn anthropic(
+    State(state): AppState,
+    uri: Uri,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
     let (req, reply) = record(&state, &uri, &headers, &body);
     respond(wire::Dialect::Anthropic, &req, reply).await
 }
 
-async fn openai(State(state): AppState, uri: Uri, headers: HeaderMap, body: bytes::Bytes) -> Response {
+async fn openai(
+    State(state): AppState,
+    uri: Uri,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
     let (req, reply) = record(&state, &uri, &headers, &body);
     respond(wire::Dialect::OpenAi, &req, reply).await
 }
 
 async fn models() -> Response {
-    json_response(200, json!({"object": "list", "data": [{"id": "fake-local-model", "object": "model", "owned_by": "fake"}]}), &[])
+    json_response(
+        200,
+        json!({"object": "list", "data": [{"id": "fake-local-model", "object": "model", "owned_by": "fake"}]}),
+        &[],
+    )
 }
 
 async fn respond(dialect: wire::Dialect, req: &Value, reply: Option<Reply>) -> Response {
     let Some(mut reply) = reply else {
-        return json_response(500, dialect.error_body(500, "fake llm: script exhausted (test pushed too few replies)"), &[]);
+        return json_response(
+            500,
+            dialect.error_body(
+                500,
+                "fake llm: script exhausted (test pushed too few replies)",
+            ),
+            &[],
+        );
     };
     let mut chunk_delay = Duration::ZERO;
     loop {
@@ -238,14 +281,21 @@ async fn respond(dialect: wire::Dialect, req: &Value, reply: Option<Reply>) -> R
         }
     }
     match reply {
-        Reply::Error { status, message, headers } => json_response(status, dialect.error_body(status, &message), &headers),
+        Reply::Error {
+            status,
+            message,
+            headers,
+        } => json_response(status, dialect.error_body(status, &message), &headers),
         Reply::RawSse(raw) => sse_response(vec![raw], Duration::ZERO),
         other => {
             let stream = req["stream"].as_bool().unwrap_or(false);
             let model = req["model"].as_str().unwrap_or("fake-model").to_string();
             let input_tokens = (req.to_string().len() / 4) as u64;
             if stream {
-                sse_response(dialect.stream_chunks(&other, &model, input_tokens), chunk_delay)
+                sse_response(
+                    dialect.stream_chunks(&other, &model, input_tokens),
+                    chunk_delay,
+                )
             } else {
                 json_response(200, dialect.full_body(&other, &model, input_tokens), &[])
             }
@@ -264,13 +314,19 @@ fn json_response(status: u16, body: Value, headers: &[(String, String)]) -> Resp
 }
 
 fn sse_response(chunks: Vec<String>, delay: Duration) -> Response {
-    let stream = futures_util::stream::unfold((chunks.into_iter(), delay, true), |(mut it, delay, first)| async move {
-        let next = it.next()?;
-        if !first && !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        Some((Ok::<_, std::io::Error>(bytes::Bytes::from(next)), (it, delay, false)))
-    });
+    let stream = futures_util::stream::unfold(
+        (chunks.into_iter(), delay, true),
+        |(mut it, delay, first)| async move {
+            let next = it.next()?;
+            if !first && !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            Some((
+                Ok::<_, std::io::Error>(bytes::Bytes::from(next)),
+                (it, delay, false),
+            ))
+        },
+    );
     Response::builder()
         .status(200)
         .header("content-type", "text/event-stream")

@@ -34,16 +34,25 @@ fn parts(reply: &Reply, dialect: Dialect) -> Parts {
         Dialect::OpenAi => "call_fake",
     };
     match reply {
-        Reply::Text(t) => Parts { text: t.clone(), calls: vec![] },
+        Reply::Text(t) => Parts {
+            text: t.clone(),
+            calls: vec![],
+        },
         Reply::ToolCalls { text, calls } => Parts {
             text: text.clone(),
-            calls: calls.iter().map(|(n, a)| (call_id(prefix), n.clone(), a.to_string())).collect(),
+            calls: calls
+                .iter()
+                .map(|(n, a)| (call_id(prefix), n.clone(), a.to_string()))
+                .collect(),
         },
         Reply::RawToolCall { name, arguments } => Parts {
             text: String::new(),
             calls: vec![(call_id(prefix), name.clone(), arguments.clone())],
         },
-        _ => Parts { text: String::new(), calls: vec![] },
+        _ => Parts {
+            text: String::new(),
+            calls: vec![],
+        },
     }
 }
 
@@ -96,8 +105,10 @@ impl Dialect {
                     content.push(json!({"type": "text", "text": p.text}));
                 }
                 for (id, name, args) in &p.calls {
-                    let input: Value = serde_json::from_str(args).unwrap_or(Value::String(args.clone()));
-                    content.push(json!({"type": "tool_use", "id": id, "name": name, "input": input}));
+                    let input: Value =
+                        serde_json::from_str(args).unwrap_or(Value::String(args.clone()));
+                    content
+                        .push(json!({"type": "tool_use", "id": id, "name": name, "input": input}));
                 }
                 json!({
                     "id": call_id("msg_fake"), "type": "message", "role": "assistant", "model": model,
@@ -142,9 +153,12 @@ fn anthropic_event(kind: &str, data: Value) -> String {
 
 fn anthropic_stream(p: &Parts, model: &str, input_tokens: u64, out: u64) -> Vec<String> {
     let mut ev = vec![
-        anthropic_event("message_start", json!({"type": "message_start", "message": {
+        anthropic_event(
+            "message_start",
+            json!({"type": "message_start", "message": {
             "id": call_id("msg_fake"), "type": "message", "role": "assistant", "content": [], "model": model,
-            "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": input_tokens, "output_tokens": 1}}})),
+            "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": input_tokens, "output_tokens": 1}}}),
+        ),
         anthropic_event("ping", json!({"type": "ping"})),
     ];
     let mut index = 0;
@@ -153,23 +167,38 @@ fn anthropic_stream(p: &Parts, model: &str, input_tokens: u64, out: u64) -> Vec<
         for piece in pieces(&p.text, 7) {
             ev.push(anthropic_event("content_block_delta", json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece}})));
         }
-        ev.push(anthropic_event("content_block_stop", json!({"type": "content_block_stop", "index": index})));
+        ev.push(anthropic_event(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": index}),
+        ));
         index += 1;
     }
     for (id, name, args) in &p.calls {
-        ev.push(anthropic_event("content_block_start", json!({"type": "content_block_start", "index": index,
-            "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}})));
+        ev.push(anthropic_event(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": index,
+            "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}}),
+        ));
         for piece in pieces(args, 5) {
-            ev.push(anthropic_event("content_block_delta", json!({"type": "content_block_delta", "index": index,
-                "delta": {"type": "input_json_delta", "partial_json": piece}})));
+            ev.push(anthropic_event(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": index,
+                "delta": {"type": "input_json_delta", "partial_json": piece}}),
+            ));
         }
-        ev.push(anthropic_event("content_block_stop", json!({"type": "content_block_stop", "index": index})));
+        ev.push(anthropic_event(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": index}),
+        ));
         index += 1;
     }
     ev.push(anthropic_event("message_delta", json!({"type": "message_delta",
         "delta": {"stop_reason": if p.calls.is_empty() { "end_turn" } else { "tool_use" }, "stop_sequence": null},
         "usage": {"output_tokens": out}})));
-    ev.push(anthropic_event("message_stop", json!({"type": "message_stop"})));
+    ev.push(anthropic_event(
+        "message_stop",
+        json!({"type": "message_stop"}),
+    ));
     ev
 }
 
@@ -183,7 +212,10 @@ fn openai_stream(p: &Parts, model: &str, input_tokens: u64, out: u64) -> Vec<Str
         }
         format!("data: {c}\n\n")
     };
-    let mut ev = vec![chunk(json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]), Value::Null)];
+    let mut ev = vec![chunk(
+        json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]),
+        Value::Null,
+    )];
     for piece in pieces(&p.text, 7) {
         ev.push(chunk(json!([{"index": 0, "delta": {"content": piece}, "logprobs": null, "finish_reason": null}]), Value::Null));
     }
@@ -195,8 +227,15 @@ fn openai_stream(p: &Parts, model: &str, input_tokens: u64, out: u64) -> Vec<Str
                 "logprobs": null, "finish_reason": null}]), Value::Null));
         }
     }
-    let finish = if p.calls.is_empty() { "stop" } else { "tool_calls" };
-    ev.push(chunk(json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": finish}]), Value::Null));
+    let finish = if p.calls.is_empty() {
+        "stop"
+    } else {
+        "tool_calls"
+    };
+    ev.push(chunk(
+        json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": finish}]),
+        Value::Null,
+    ));
     ev.push(chunk(json!([]), json!({"prompt_tokens": input_tokens, "completion_tokens": out, "total_tokens": input_tokens + out})));
     ev.push("data: [DONE]\n\n".to_string());
     ev

@@ -14,7 +14,12 @@ pub struct CappedOutput {
 impl CappedOutput {
     /// A collector keeping at most `limit` bytes.
     pub fn new(limit: usize) -> Self {
-        CappedOutput { limit: limit.max(2), head: Vec::new(), tail: Default::default(), total: 0 }
+        CappedOutput {
+            limit: limit.max(2),
+            head: Vec::new(),
+            tail: Default::default(),
+            total: 0,
+        }
     }
 
     /// Adds bytes.
@@ -48,7 +53,11 @@ impl CappedOutput {
         let tail: Vec<u8> = self.tail.iter().copied().collect();
         let mut out = String::from_utf8_lossy(&self.head).into_owned();
         if self.total > kept {
-            out.push_str(&format!("\n[… {} bytes omitted of {} …]\n", self.total - kept, self.total));
+            out.push_str(&format!(
+                "\n[… {} bytes omitted of {} …]\n",
+                self.total - kept,
+                self.total
+            ));
         }
         out.push_str(&String::from_utf8_lossy(&tail));
         out

@@ -22,7 +22,9 @@ const MAX_TIMEOUT_S: u64 = 3600;
 fn is_secret(name: &str) -> bool {
     let n = name.to_ascii_uppercase();
     n.starts_with("CAIRN_")
-        || ["API_KEY", "SECRET", "TOKEN", "PASSWORD", "CREDENTIAL"].iter().any(|s| n.contains(s))
+        || ["API_KEY", "SECRET", "TOKEN", "PASSWORD", "CREDENTIAL"]
+            .iter()
+            .any(|s| n.contains(s))
 }
 
 /// The `exec` tool.
@@ -116,16 +118,26 @@ async fn run(ctx: &ToolContext, command: &str, timeout: Duration) -> ToolOutput 
     let text = out.lock().map(|o| o.render()).unwrap_or_default();
     match end {
         End::Exited(Ok(status)) => {
-            let code = status.code().map_or_else(|| "killed by a signal".to_string(), |c| c.to_string());
+            let code = status
+                .code()
+                .map_or_else(|| "killed by a signal".to_string(), |c| c.to_string());
             let body = format!("exit code: {code}\n{text}");
-            if status.success() { ToolOutput::ok(body) } else { ToolOutput::error(body) }
+            if status.success() {
+                ToolOutput::ok(body)
+            } else {
+                ToolOutput::error(body)
+            }
         }
-        End::Exited(Err(e)) => ToolOutput::error(format!("waiting for the command failed: {e}\n{text}")),
+        End::Exited(Err(e)) => {
+            ToolOutput::error(format!("waiting for the command failed: {e}\n{text}"))
+        }
         End::TimedOut => ToolOutput::error(format!(
             "timed out after {} s: the command and its children were killed\n{text}",
             timeout.as_secs()
         )),
-        End::Cancelled => ToolOutput::error(format!("cancelled: the command and its children were killed\n{text}")),
+        End::Cancelled => ToolOutput::error(format!(
+            "cancelled: the command and its children were killed\n{text}"
+        )),
     }
 }
 
@@ -164,7 +176,14 @@ mod tests {
 
     #[test]
     fn secrets_are_recognised() {
-        for s in ["ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GITHUB_TOKEN", "DB_PASSWORD", "CAIRN_HOME", "aws_secret_access_key"] {
+        for s in [
+            "ANTHROPIC_API_KEY",
+            "OPENAI_API_KEY",
+            "GITHUB_TOKEN",
+            "DB_PASSWORD",
+            "CAIRN_HOME",
+            "aws_secret_access_key",
+        ] {
             assert!(is_secret(s), "{s}");
         }
         for s in ["PATH", "HOME", "LANG"] {

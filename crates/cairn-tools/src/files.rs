@@ -7,7 +7,8 @@ use serde_json::json;
 use crate::{CappedOutput, Tool, ToolContext, str_arg};
 
 fn path_schema(extra: serde_json::Value, required: &[&str]) -> serde_json::Value {
-    let mut props = json!({"path": {"type": "string", "description": "Path relative to the workspace"}});
+    let mut props =
+        json!({"path": {"type": "string", "description": "Path relative to the workspace"}});
     if let (Some(p), Some(e)) = (props.as_object_mut(), extra.as_object()) {
         p.extend(e.clone());
     }
@@ -28,7 +29,9 @@ impl Tool for ReadFile {
     fn spec(&self) -> ToolSpec {
         ToolSpec {
             name: "read_file".into(),
-            description: "Read a text file from the workspace. Long files are shortened in the middle.".into(),
+            description:
+                "Read a text file from the workspace. Long files are shortened in the middle."
+                    .into(),
             input_schema: path_schema(json!({}), &["path"]),
         }
     }
@@ -80,7 +83,11 @@ impl Tool for WriteFile {
             Err(e) => return e,
         };
         match write_atomic(&path, content.as_bytes()).await {
-            Ok(()) => ToolOutput::ok(format!("wrote {} bytes to {}", content.len(), ctx.workspace.display(&path))),
+            Ok(()) => ToolOutput::ok(format!(
+                "wrote {} bytes to {}",
+                content.len(),
+                ctx.workspace.display(&path)
+            )),
             Err(e) => ToolOutput::error(format!("{}: {e}", ctx.workspace.display(&path))),
         }
     }
@@ -92,7 +99,10 @@ async fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<(
     if let Some(dir) = path.parent() {
         tokio::fs::create_dir_all(dir).await?;
     }
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.cairn-tmp-{}", std::process::id()));
     tokio::fs::write(&tmp, bytes).await?;
     tokio::fs::rename(&tmp, path).await
@@ -138,7 +148,9 @@ impl Tool for EditFile {
                 Ok(()) => ToolOutput::ok(format!("edited {shown}")),
                 Err(e) => ToolOutput::error(format!("{shown}: {e}")),
             },
-            n => ToolOutput::error(format!("{shown}: \"old\" occurs {n} times; include more context to make it unique")),
+            n => ToolOutput::error(format!(
+                "{shown}: \"old\" occurs {n} times; include more context to make it unique"
+            )),
         }
     }
 }

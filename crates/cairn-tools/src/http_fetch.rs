@@ -59,7 +59,12 @@ impl Tool for HttpFetch {
         };
         let parsed = match reqwest::Url::parse(url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => u,
-            Ok(u) => return ToolOutput::error(format!("unsupported scheme {:?}: only http and https", u.scheme())),
+            Ok(u) => {
+                return ToolOutput::error(format!(
+                    "unsupported scheme {:?}: only http and https",
+                    u.scheme()
+                ));
+            }
             Err(e) => return ToolOutput::error(format!("invalid URL {url:?}: {e}")),
         };
         let fetch = async {

@@ -11,7 +11,14 @@ use crate::files::{EditFile, ListDir, ReadFile, WriteFile};
 use crate::http_fetch::HttpFetch;
 
 /// Names of the built-in tools.
-pub const BUILTIN_TOOLS: &[&str] = &["exec", "read_file", "write_file", "edit_file", "list_dir", "http_fetch"];
+pub const BUILTIN_TOOLS: &[&str] = &[
+    "exec",
+    "read_file",
+    "write_file",
+    "edit_file",
+    "list_dir",
+    "http_fetch",
+];
 
 /// A tool name nobody provides.
 #[derive(Debug)]
@@ -21,7 +28,12 @@ impl std::error::Error for UnknownTool {}
 
 impl std::fmt::Display for UnknownTool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "unknown tool {:?}; built-in tools are: {}", self.0, BUILTIN_TOOLS.join(", "))
+        write!(
+            f,
+            "unknown tool {:?}; built-in tools are: {}",
+            self.0,
+            BUILTIN_TOOLS.join(", ")
+        )
     }
 }
 

@@ -12,7 +12,9 @@ impl Workspace {
     /// Creates the directory if needed and pins its canonical path.
     pub fn open(dir: &Path) -> std::io::Result<Workspace> {
         std::fs::create_dir_all(dir)?;
-        Ok(Workspace { root: dir.canonicalize()? })
+        Ok(Workspace {
+            root: dir.canonicalize()?,
+        })
     }
 
     /// The canonical root.
@@ -76,7 +78,9 @@ impl Workspace {
                         }
                     })?;
                     if !real.starts_with(&self.root) {
-                        return Err(format!("{raw}: resolves outside the workspace (through a symlink); refused"));
+                        return Err(format!(
+                            "{raw}: resolves outside the workspace (through a symlink); refused"
+                        ));
                     }
                     return Ok(());
                 }
@@ -91,7 +95,9 @@ impl Workspace {
 
     /// A path shown to the model: relative to the root.
     pub fn display(&self, p: &Path) -> String {
-        p.strip_prefix(&self.root).map(|r| r.display().to_string()).unwrap_or_else(|_| p.display().to_string())
+        p.strip_prefix(&self.root)
+            .map(|r| r.display().to_string())
+            .unwrap_or_else(|_| p.display().to_string())
     }
 }
 
@@ -106,7 +112,10 @@ mod tests {
         std::fs::create_dir(ws.root().join("sub")).unwrap();
         assert_eq!(ws.resolve("a.txt").unwrap(), ws.root().join("a.txt"));
         assert_eq!(ws.resolve("sub/../b").unwrap(), ws.root().join("b"));
-        assert_eq!(ws.resolve("new/dir/c").unwrap(), ws.root().join("new/dir/c"));
+        assert_eq!(
+            ws.resolve("new/dir/c").unwrap(),
+            ws.root().join("new/dir/c")
+        );
         let inside = ws.root().join("sub/x").display().to_string();
         assert!(ws.resolve(&inside).is_ok());
         for bad in ["../x", "sub/../../x", "/etc/passwd", ""] {

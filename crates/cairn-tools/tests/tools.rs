@@ -1,4 +1,5 @@
 //! Built-in tools through their public interface.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,11 @@ fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let ws = Workspace::open(&dir.path().join("ws")).unwrap();
     Fixture {
-        ctx: ToolContext { workspace: ws, cancel: CancellationToken::new(), output_limit: 32 * 1024 },
+        ctx: ToolContext {
+            workspace: ws,
+            cancel: CancellationToken::new(),
+            output_limit: 32 * 1024,
+        },
         reg: ToolRegistry::builtin(&["*".to_string()]).unwrap(),
         _dir: dir,
     }
@@ -31,16 +36,49 @@ impl Fixture {
 #[tokio::test]
 async fn file_tools_work_inside_the_workspace() {
     let f = fixture();
-    let w = f.call("write_file", json!({"path": "dir/notes.txt", "content": "hello world"})).await;
+    let w = f
+        .call(
+            "write_file",
+            json!({"path": "dir/notes.txt", "content": "hello world"}),
+        )
+        .await;
     assert!(!w.is_error, "{}", w.content);
-    assert_eq!(std::fs::read_to_string(f.ctx.workspace.root().join("dir/notes.txt")).unwrap(), "hello world");
-    assert_eq!(f.call("read_file", json!({"path": "dir/notes.txt"})).await.content, "hello world");
-    let e = f.call("edit_file", json!({"path": "dir/notes.txt", "old": "world", "new": "there"})).await;
+    assert_eq!(
+        std::fs::read_to_string(f.ctx.workspace.root().join("dir/notes.txt")).unwrap(),
+        "hello world"
+    );
+    assert_eq!(
+        f.call("read_file", json!({"path": "dir/notes.txt"}))
+            .await
+            .content,
+        "hello world"
+    );
+    let e = f
+        .call(
+            "edit_file",
+            json!({"path": "dir/notes.txt", "old": "world", "new": "there"}),
+        )
+        .await;
     assert!(!e.is_error, "{}", e.content);
-    assert_eq!(f.call("read_file", json!({"path": "dir/notes.txt"})).await.content, "hello there");
-    let twice = f.call("edit_file", json!({"path": "dir/notes.txt", "old": "", "new": "x"})).await;
+    assert_eq!(
+        f.call("read_file", json!({"path": "dir/notes.txt"}))
+            .await
+            .content,
+        "hello there"
+    );
+    let twice = f
+        .call(
+            "edit_file",
+            json!({"path": "dir/notes.txt", "old": "", "new": "x"}),
+        )
+        .await;
     assert!(twice.is_error);
-    let missing = f.call("edit_file", json!({"path": "dir/notes.txt", "old": "nope", "new": "x"})).await;
+    let missing = f
+        .call(
+            "edit_file",
+            json!({"path": "dir/notes.txt", "old": "nope", "new": "x"}),
+        )
+        .await;
     assert!(missing.is_error && missing.content.contains("not found"));
     let l = f.call("list_dir", json!({})).await;
     assert_eq!(l.content, "dir/");
@@ -63,7 +101,11 @@ async fn escapes_are_refused_by_every_file_tool() {
             input["path"] = json!(path);
             let r = f.call(tool, input).await;
             assert!(r.is_error, "{tool} {path}: {}", r.content);
-            assert!(r.content.contains("refused") || r.content.contains("not a workspace path"), "{tool} {path}: {}", r.content);
+            assert!(
+                r.content.contains("refused") || r.content.contains("not a workspace path"),
+                "{tool} {path}: {}",
+                r.content
+            );
         }
     }
     assert!(!std::path::Path::new("/etc/x").exists());
@@ -72,22 +114,37 @@ async fn escapes_are_refused_by_every_file_tool() {
 #[tokio::test]
 async fn exec_runs_in_the_workspace_and_reports_exit_codes() {
     let f = fixture();
-    let r = f.call("exec", json!({"command": "pwd; echo out; echo err >&2"})).await;
+    let r = f
+        .call("exec", json!({"command": "pwd; echo out; echo err >&2"}))
+        .await;
     assert!(!r.is_error);
     assert!(r.content.starts_with("exit code: 0"));
     assert!(r.content.contains(f.ctx.workspace.root().to_str().unwrap()));
     assert!(r.content.contains("out") && r.content.contains("err"));
     let r = f.call("exec", json!({"command": "exit 3"})).await;
-    assert!(r.is_error && r.content.starts_with("exit code: 3"), "{}", r.content);
+    assert!(
+        r.is_error && r.content.starts_with("exit code: 3"),
+        "{}",
+        r.content
+    );
     assert!(f.call("exec", json!({})).await.is_error);
 }
 
 #[tokio::test]
 async fn exec_caps_fifty_megabytes_of_output() {
     let f = fixture();
-    let r = f.call("exec", json!({"command": "head -c 52428800 /dev/zero | tr '\\0' 'a'; echo; echo THE-END"})).await;
+    let r = f
+        .call(
+            "exec",
+            json!({"command": "head -c 52428800 /dev/zero | tr '\\0' 'a'; echo; echo THE-END"}),
+        )
+        .await;
     assert!(r.content.len() < 40 * 1024, "{} bytes", r.content.len());
-    assert!(r.content.contains("bytes omitted of 52428809"), "{}", &r.content[..200.min(r.content.len())]);
+    assert!(
+        r.content.contains("bytes omitted of 52428809"),
+        "{}",
+        &r.content[..200.min(r.content.len())]
+    );
     assert!(r.content.trim_end().ends_with("THE-END"));
 }
 
@@ -100,8 +157,16 @@ async fn exec_timeout_kills_the_command_and_its_children() {
         .call("exec", json!({"command": format!("sleep 300 & echo $! > {}; sleep 300", marker.display()), "timeout_s": 1}))
         .await;
     assert!(started.elapsed() < Duration::from_secs(20));
-    assert!(r.is_error && r.content.contains("timed out after 1 s"), "{}", r.content);
-    let pid: i32 = std::fs::read_to_string(&marker).unwrap().trim().parse().unwrap();
+    assert!(
+        r.is_error && r.content.contains("timed out after 1 s"),
+        "{}",
+        r.content
+    );
+    let pid: i32 = std::fs::read_to_string(&marker)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     // The background child is gone too (give the kernel a moment to reap).
     let mut alive = true;
     for _ in 0..50 {
@@ -132,6 +197,15 @@ async fn cancellation_stops_exec() {
 #[tokio::test]
 async fn http_fetch_rejects_bad_urls() {
     let f = fixture();
-    assert!(f.call("http_fetch", json!({"url": "file:///etc/passwd"})).await.content.contains("unsupported scheme"));
-    assert!(f.call("http_fetch", json!({"url": "not a url"})).await.is_error);
+    assert!(
+        f.call("http_fetch", json!({"url": "file:///etc/passwd"}))
+            .await
+            .content
+            .contains("unsupported scheme")
+    );
+    assert!(
+        f.call("http_fetch", json!({"url": "not a url"}))
+            .await
+            .is_error
+    );
 }

@@ -35,7 +35,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
         None => new_id("ses"),
     };
-    eprintln!("cairn chat · agent {} · session {session} · {}", agent.name, HELP);
+    eprintln!(
+        "cairn chat · agent {} · session {session} · {}",
+        agent.name, HELP
+    );
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     loop {
         print!("\n> ");
@@ -68,7 +71,11 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             _ => {}
         }
         let on_event = |e: cairn_core::RunEvent| render::live_event(&e, false);
-        let req = TurnRequest { agent: agent.clone(), session_id: Some(session.clone()), input: line.to_string() };
+        let req = TurnRequest {
+            agent: agent.clone(),
+            session_id: Some(session.clone()),
+            input: line.to_string(),
+        };
         let run = super::turn_with_ctrl_c(&rt, req, &on_event).await?;
         println!();
         if let Some(err) = run.error.as_deref() {

@@ -27,7 +27,11 @@ pub async fn run() -> Result<ExitCode> {
     let mut healthy = true;
     let loaded = match config::load() {
         Ok(l) => {
-            let src = l.file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "no cairn.toml, using defaults (run `cairn init`)".into());
+            let src = l
+                .file
+                .as_ref()
+                .map(|f| f.display().to_string())
+                .unwrap_or_else(|| "no cairn.toml, using defaults (run `cairn init`)".into());
             report(Level::Ok, "config", &src);
             l
         }
@@ -38,39 +42,70 @@ pub async fn run() -> Result<ExitCode> {
         }
     };
     healthy &= match wiring::provider(&loaded) {
-        Ok(p) => report(Level::Ok, "model provider", &format!(
-            "{} · model {} (key present; not verified without a request)",
-            p.name(),
-            if p.default_model().is_empty() { "(the server's first)" } else { p.default_model() }
-        )),
+        Ok(p) => report(
+            Level::Ok,
+            "model provider",
+            &format!(
+                "{} · model {} (key present; not verified without a request)",
+                p.name(),
+                if p.default_model().is_empty() {
+                    "(the server's first)"
+                } else {
+                    p.default_model()
+                }
+            ),
+        ),
         Err(e) => report(Level::Fail, "model provider", &e.to_string()),
     };
     healthy &= match wiring::store(&loaded).await {
         Ok(store) => match (store.ping().await, store.schema_version().await) {
-            (Ok(()), Ok(v)) => report(Level::Ok, "database", &format!("{} (schema v{v})", loaded.database_path().display())),
+            (Ok(()), Ok(v)) => report(
+                Level::Ok,
+                "database",
+                &format!("{} (schema v{v})", loaded.database_path().display()),
+            ),
             (Err(e), _) | (_, Err(e)) => report(Level::Fail, "database", &e.to_string()),
         },
         Err(e) => report(Level::Fail, "database", &format!("{e:#}")),
     };
     let ws = loaded.workspaces_dir();
     let probe = ws.join(".cairn-doctor");
-    healthy &= match std::fs::create_dir_all(&ws).and_then(|_| std::fs::write(&probe, b"ok")).and_then(|_| std::fs::remove_file(&probe)) {
-        Ok(()) => report(Level::Ok, "workspaces", &format!("{} is writable", ws.display())),
+    healthy &= match std::fs::create_dir_all(&ws)
+        .and_then(|_| std::fs::write(&probe, b"ok"))
+        .and_then(|_| std::fs::remove_file(&probe))
+    {
+        Ok(()) => report(
+            Level::Ok,
+            "workspaces",
+            &format!("{} is writable", ws.display()),
+        ),
         Err(e) => report(Level::Fail, "workspaces", &format!("{}: {e}", ws.display())),
     };
     healthy &= match which("sh") {
         Some(p) => report(Level::Ok, "shell", &format!("{p} (used by the exec tool)")),
-        None => report(Level::Fail, "shell", "no `sh` on PATH: the exec tool cannot run"),
+        None => report(
+            Level::Fail,
+            "shell",
+            "no `sh` on PATH: the exec tool cannot run",
+        ),
     };
     healthy &= match which("bwrap") {
         Some(p) => report(Level::Ok, "sandbox", &format!("bubblewrap at {p}")),
-        None => report(Level::Warn, "sandbox", "bubblewrap not found (apt-get install bubblewrap); tools run confined to their workspace by path checks only"),
+        None => report(
+            Level::Warn,
+            "sandbox",
+            "bubblewrap not found (apt-get install bubblewrap); tools run confined to their workspace by path checks only",
+        ),
     };
     let lsm = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
     healthy &= if lsm.split(',').any(|m| m.trim() == "landlock") {
         report(Level::Ok, "landlock", "enabled in this kernel")
     } else {
-        report(Level::Warn, "landlock", "not reported by this kernel (/sys/kernel/security/lsm)")
+        report(
+            Level::Warn,
+            "landlock",
+            "not reported by this kernel (/sys/kernel/security/lsm)",
+        )
     };
     if healthy {
         println!("\nall required checks passed");
@@ -83,5 +118,8 @@ pub async fn run() -> Result<ExitCode> {
 
 fn which(cmd: &str) -> Option<String> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(cmd)).find(|p| p.is_file()).map(|p| p.display().to_string())
+    std::env::split_paths(&path)
+        .map(|d| d.join(cmd))
+        .find(|p| p.is_file())
+        .map(|p| p.display().to_string())
 }

@@ -21,9 +21,13 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     restrict(&home, 0o700);
     let path = home.join("cairn.toml");
     if path.exists() && !args.force {
-        eprintln!("{} already exists; leaving it as it is (use --force to overwrite)", path.display());
+        eprintln!(
+            "{} already exists; leaving it as it is (use --force to overwrite)",
+            path.display()
+        );
     } else {
-        std::fs::write(&path, config::initial_config()).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, config::initial_config())
+            .with_context(|| format!("writing {}", path.display()))?;
         restrict(&path, 0o600);
         eprintln!("wrote {}", path.display());
     }
@@ -35,7 +39,15 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     std::fs::create_dir_all(&ws).with_context(|| format!("creating {}", ws.display()))?;
     eprintln!("workspace of the default agent: {}", ws.display());
     match wiring::provider(&loaded) {
-        Ok(p) => eprintln!("model provider: {} ({})\n\nready: cairn run \"hello\"   or   cairn chat", p.name(), if p.default_model().is_empty() { "the server's first model" } else { p.default_model() }),
+        Ok(p) => eprintln!(
+            "model provider: {} ({})\n\nready: cairn run \"hello\"   or   cairn chat",
+            p.name(),
+            if p.default_model().is_empty() {
+                "the server's first model"
+            } else {
+                p.default_model()
+            }
+        ),
         Err(e) => eprintln!("\nnext: {e}\nthen: cairn run \"hello\"   or   cairn chat"),
     }
     Ok(ExitCode::SUCCESS)

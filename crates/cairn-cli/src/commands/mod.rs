@@ -15,7 +15,11 @@ use tokio_util::sync::CancellationToken;
 
 /// Runs a turn; the first Ctrl-C cancels it (the run is recorded as
 /// cancelled, its tools killed, its session freed).
-pub async fn turn_with_ctrl_c(rt: &Runtime, req: TurnRequest, on_event: &(dyn Fn(RunEvent) + Send + Sync)) -> Result<RunRecord> {
+pub async fn turn_with_ctrl_c(
+    rt: &Runtime,
+    req: TurnRequest,
+    on_event: &(dyn Fn(RunEvent) + Send + Sync),
+) -> Result<RunRecord> {
     let cancel = CancellationToken::new();
     let turn = rt.run_turn(req, on_event, cancel.clone());
     tokio::pin!(turn);

@@ -36,7 +36,9 @@ pub struct Args {
 pub async fn run(args: Args) -> Result<ExitCode> {
     let input = if args.message == ["-"] {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).context("reading the message from stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading the message from stdin")?;
         s
     } else {
         args.message.join(" ")
@@ -57,7 +59,16 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             render::live_event(&e, quiet);
         }
     };
-    let run = super::turn_with_ctrl_c(&rt, TurnRequest { agent, session_id: args.session, input }, &on_event).await?;
+    let run = super::turn_with_ctrl_c(
+        &rt,
+        TurnRequest {
+            agent,
+            session_id: args.session,
+            input,
+        },
+        &on_event,
+    )
+    .await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&run)?);
     } else {
@@ -66,7 +77,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             eprintln!("{}", render::summary(&run));
         }
         if run.status != RunStatus::Completed {
-            eprintln!("error: {}", run.error.as_deref().unwrap_or("the run did not complete"));
+            eprintln!(
+                "error: {}",
+                run.error.as_deref().unwrap_or("the run did not complete")
+            );
         }
     }
     Ok(render::exit_code(run.status))

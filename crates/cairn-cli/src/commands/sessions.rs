@@ -42,9 +42,18 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&sessions)?);
             } else {
-                println!("{:<40}  {:<12}  {:>8}  LAST ACTIVE", "SESSION", "AGENT", "MESSAGES");
+                println!(
+                    "{:<40}  {:<12}  {:>8}  LAST ACTIVE",
+                    "SESSION", "AGENT", "MESSAGES"
+                );
                 for s in sessions {
-                    println!("{:<40}  {:<12}  {:>8}  {}", s.id, s.agent, s.messages, render::time(s.updated_at));
+                    println!(
+                        "{:<40}  {:<12}  {:>8}  {}",
+                        s.id,
+                        s.agent,
+                        s.messages,
+                        render::time(s.updated_at)
+                    );
                 }
             }
         }
@@ -63,9 +72,17 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                     };
                     match b {
                         ContentBlock::Text { text } => println!("{who}: {text}"),
-                        ContentBlock::ToolUse { name, input, .. } => println!("{who} → {name} {}", render::short(&input.to_string(), 120)),
-                        ContentBlock::ToolResult { content, is_error, .. } => {
-                            println!("  {} {}", if *is_error { "✗" } else { "←" }, render::short(content, 120))
+                        ContentBlock::ToolUse { name, input, .. } => {
+                            println!("{who} → {name} {}", render::short(&input.to_string(), 120))
+                        }
+                        ContentBlock::ToolResult {
+                            content, is_error, ..
+                        } => {
+                            println!(
+                                "  {} {}",
+                                if *is_error { "✗" } else { "←" },
+                                render::short(content, 120)
+                            )
                         }
                     }
                 }

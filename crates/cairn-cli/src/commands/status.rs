@@ -18,12 +18,18 @@ pub struct Args {
 /// Runs the command.
 pub async fn run(args: Args) -> Result<ExitCode> {
     let loaded = config::load()?;
-    let provider = wiring::provider(&loaded).map(|p| (p.name().to_string(), p.default_model().to_string()));
+    let provider =
+        wiring::provider(&loaded).map(|p| (p.name().to_string(), p.default_model().to_string()));
     let store = wiring::store(&loaded).await?;
     let sessions = store.list_sessions(1_000_000).await?.len();
     let counts = store.run_counts().await?;
     let recent = store.list_runs(None, 5).await?;
-    let spent: f64 = store.list_runs(None, 1_000_000).await?.iter().map(|r| r.cost_usd).sum();
+    let spent: f64 = store
+        .list_runs(None, 1_000_000)
+        .await?
+        .iter()
+        .map(|r| r.cost_usd)
+        .sum();
     if args.json {
         let v = json!({
             "version": env!("CARGO_PKG_VERSION"),
@@ -43,24 +49,59 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     }
     println!("cairn {} · single-node (SQLite)", env!("CARGO_PKG_VERSION"));
     println!("home       {}", loaded.home.display());
-    println!("config     {}", loaded.file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "none (defaults; `cairn init` writes one)".into()));
+    println!(
+        "config     {}",
+        loaded
+            .file
+            .as_ref()
+            .map(|f| f.display().to_string())
+            .unwrap_or_else(|| "none (defaults; `cairn init` writes one)".into())
+    );
     if !loaded.overrides.is_empty() {
         println!("overrides  {}", loaded.overrides.join(", "));
     }
-    println!("database   {} (schema v{})", loaded.database_path().display(), store.schema_version().await?);
+    println!(
+        "database   {} (schema v{})",
+        loaded.database_path().display(),
+        store.schema_version().await?
+    );
     match &provider {
-        Ok((n, m)) => println!("provider   {n} · model {}", if m.is_empty() { "(the server's first)" } else { m }),
+        Ok((n, m)) => println!(
+            "provider   {n} · model {}",
+            if m.is_empty() {
+                "(the server's first)"
+            } else {
+                m
+            }
+        ),
         Err(e) => println!("provider   not configured: {e}"),
     }
     let total: i64 = counts.iter().map(|(_, n)| n).sum();
     println!("sessions   {sessions}");
     println!(
         "runs       {total}{} · spent {}",
-        if counts.is_empty() { String::new() } else { format!(" ({})", counts.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ")) },
+        if counts.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({})",
+                counts
+                    .iter()
+                    .map(|(s, n)| format!("{n} {s}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        },
         render::cost(spent)
     );
     for r in recent {
-        println!("  {}  {:<9}  {}  {}", render::time(r.created_at), r.status.as_str(), r.id, render::short(&r.input, 50));
+        println!(
+            "  {}  {:<9}  {}  {}",
+            render::time(r.created_at),
+            r.status.as_str(),
+            r.id,
+            render::short(&r.input, 50)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

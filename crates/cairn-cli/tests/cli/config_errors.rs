@@ -6,7 +6,10 @@ use crate::*;
 fn init_writes_a_config_that_loads() {
     let h = home();
     let out = ok(h.cmd(), &["init"]);
-    assert!(stderr(&out).contains("ANTHROPIC_API_KEY"), "init says how to configure a provider");
+    assert!(
+        stderr(&out).contains("ANTHROPIC_API_KEY"),
+        "init says how to configure a provider"
+    );
     assert!(h.path().join("cairn.toml").exists());
     assert!(h.workspace().exists());
     let again = ok(h.cmd(), &["init"]);
@@ -21,9 +24,15 @@ fn a_bad_config_names_file_line_and_key() {
     let h = home();
     ok(h.cmd(), &["init"]);
     let path = h.path().join("cairn.toml");
-    let text = std::fs::read_to_string(&path).unwrap().replace("max_attempts = 5", "max_attempts = \"five\"");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("max_attempts = 5", "max_attempts = \"five\"");
     std::fs::write(&path, &text).unwrap();
-    let line = text.lines().position(|l| l.starts_with("max_attempts")).unwrap() + 1;
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("max_attempts"))
+        .unwrap()
+        + 1;
     let out = run(h.cmd(), &["status"]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
@@ -32,7 +41,10 @@ fn a_bad_config_names_file_line_and_key() {
 
     std::fs::write(&path, "[llm]\nmodle = \"x\"\n").unwrap();
     let err = stderr(&run(h.cmd(), &["status"]));
-    assert!(err.contains("cairn.toml:2:") && err.contains("unknown field `modle`"), "{err}");
+    assert!(
+        err.contains("cairn.toml:2:") && err.contains("unknown field `modle`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -42,10 +54,17 @@ fn a_bad_environment_override_names_the_variable() {
     cmd.env("CAIRN_LLM__MAX_ATTEMPTS", "lots");
     let out = run(cmd, &["status"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("CAIRN_LLM__MAX_ATTEMPTS"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("CAIRN_LLM__MAX_ATTEMPTS"),
+        "{}",
+        stderr(&out)
+    );
     let mut cmd = h.cmd();
     cmd.env("CAIRN_LLM__MODEL", "my-model");
-    assert_eq!(json_with(cmd, &["status"])["overrides"][0], "CAIRN_LLM__MODEL");
+    assert_eq!(
+        json_with(cmd, &["status"])["overrides"][0],
+        "CAIRN_LLM__MODEL"
+    );
 }
 
 fn json_with(cmd: std::process::Command, args: &[&str]) -> serde_json::Value {
@@ -80,7 +99,10 @@ fn doctor_says_what_to_fix() {
     let out = run(h.cmd(), &["doctor"]);
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
-    assert!(text.contains("[FAIL] model provider") && text.contains("ANTHROPIC_API_KEY"), "{text}");
+    assert!(
+        text.contains("[FAIL] model provider") && text.contains("ANTHROPIC_API_KEY"),
+        "{text}"
+    );
     assert!(text.contains("[ok  ] database"), "{text}");
     let mut cmd = h.cmd();
     cmd.env("ANTHROPIC_API_KEY", "k");

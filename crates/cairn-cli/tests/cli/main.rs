@@ -24,7 +24,11 @@ pub fn run(cmd: Command, args: &[&str]) -> Output {
 /// Runs and asserts success.
 pub fn ok(cmd: Command, args: &[&str]) -> Output {
     let out = run(cmd, args);
-    assert!(out.status.success(), "cairn {args:?} failed:\n{}", describe(&out));
+    assert!(
+        out.status.success(),
+        "cairn {args:?} failed:\n{}",
+        describe(&out)
+    );
     out
 }
 
@@ -48,7 +52,11 @@ pub fn json(h: &CairnHome, args: &[&str]) -> Value {
 pub fn wait_for_requests(fake: &FakeLlm, n: usize) {
     let start = Instant::now();
     while fake.requests().len() < n {
-        assert!(start.elapsed() < Duration::from_secs(30), "fake LLM got {} of {n} requests", fake.requests().len());
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "fake LLM got {} of {n} requests",
+            fake.requests().len()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -56,5 +64,10 @@ pub fn wait_for_requests(fake: &FakeLlm, n: usize) {
 /// The journal kinds of a run, in order.
 pub fn journal_kinds(h: &CairnHome, run_id: &str) -> Vec<String> {
     let detail = json(h, &["runs", "show", run_id]);
-    detail["journal"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap().to_string()).collect()
+    detail["journal"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect()
 }

@@ -17,7 +17,11 @@ fn no_key_names_the_variables_to_set() {
     cmd.env("CAIRN_LLM__PROVIDER", "anthropic");
     let out = run(cmd, &["run", "hello"]);
     assert_ne!(out.status.code(), Some(0));
-    assert!(stderr(&out).contains("no API key: set ANTHROPIC_API_KEY"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no API key: set ANTHROPIC_API_KEY"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -26,12 +30,23 @@ fn a_rejected_key_gives_a_clear_message_and_a_failed_run() {
         let h = home();
         let fake = FakeLlm::start();
         fake.push([Reply::error(401, "invalid x-api-key")]);
-        let cmd = if provider == "anthropic" { h.anthropic(&fake) } else { h.openai(&fake) };
+        let cmd = if provider == "anthropic" {
+            h.anthropic(&fake)
+        } else {
+            h.openai(&fake)
+        };
         let out = run(cmd, &["run", "hello"]);
         assert_eq!(out.status.code(), Some(1));
         let err = stderr(&out);
-        assert!(err.contains("rejected the API key") && err.contains("invalid x-api-key"), "{err}");
-        let var = if provider == "anthropic" { "ANTHROPIC_API_KEY" } else { "OPENAI_API_KEY" };
+        assert!(
+            err.contains("rejected the API key") && err.contains("invalid x-api-key"),
+            "{err}"
+        );
+        let var = if provider == "anthropic" {
+            "ANTHROPIC_API_KEY"
+        } else {
+            "OPENAI_API_KEY"
+        };
         assert!(err.contains(var), "{err}");
         assert_eq!(fake.requests().len(), 1, "auth errors are not retried");
         assert_eq!(json(&h, &["runs", "list"])[0]["status"], "failed");
@@ -42,11 +57,19 @@ fn a_rejected_key_gives_a_clear_message_and_a_failed_run() {
 fn rate_limited_twice_then_success() {
     let h = home();
     let fake = FakeLlm::start();
-    let limited = || Reply::Error { status: 429, message: "rate limited".into(), headers: vec![("retry-after".into(), "0".into())] };
+    let limited = || Reply::Error {
+        status: 429,
+        message: "rate limited".into(),
+        headers: vec![("retry-after".into(), "0".into())],
+    };
     fake.push([limited(), limited(), Reply::text("made it")]);
     let out = ok(h.anthropic(&fake), &["run", "hello"]);
     assert!(stdout(&out).contains("made it"));
-    assert!(stderr(&out).contains("retrying (attempt 3)"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("retrying (attempt 3)"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(fake.requests().len(), 3);
 }
 
@@ -55,10 +78,21 @@ fn malformed_stream_fails_the_run_with_a_clear_error() {
     for provider in ["anthropic", "openai"] {
         let h = home();
         let fake = FakeLlm::start();
-        fake.push([Reply::RawSse("event: message_start\ndata: {\"type\": \"message_start\", broken\n\n".into())]);
-        let cmd = if provider == "anthropic" { h.anthropic(&fake) } else { h.openai(&fake) };
+        fake.push([Reply::RawSse(
+            "event: message_start\ndata: {\"type\": \"message_start\", broken\n\n".into(),
+        )]);
+        let cmd = if provider == "anthropic" {
+            h.anthropic(&fake)
+        } else {
+            h.openai(&fake)
+        };
         let out = run(cmd, &["run", "hello"]);
-        assert_eq!(out.status.code(), Some(1), "{}", cairn_testkit::describe(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}",
+            cairn_testkit::describe(&out)
+        );
         let err = stderr(&out);
         assert!(err.contains("malformed response"), "{err}");
         assert!(!err.contains("panicked"), "{err}");
@@ -78,6 +112,9 @@ fn a_local_openai_compatible_server_needs_no_key() {
     let out = ok(cmd, &["run", "hello"]);
     assert!(stdout(&out).contains("local answer"));
     let r = &fake.requests()[0];
-    assert_eq!(r.body["model"], "fake-local-model", "the server's first model is used");
+    assert_eq!(
+        r.body["model"], "fake-local-model",
+        "the server's first model is used"
+    );
     assert_eq!(r.header("authorization"), None);
 }

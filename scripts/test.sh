@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian machine with only the Rust toolchain:
+# installs what the tests need (idempotently, through the ordinary package
+# tools), starts what must be running, then runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Build outputs live outside the clone so repeated runs (and CI on the same
+# machine) reuse them.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+# System packages the tests use. Each is installed only when missing.
+APT_PACKAGES=(ca-certificates procps)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+
+cargo test --workspace --locked "$@"
