@@ -14,6 +14,11 @@ pub fn live_event(e: &RunEvent, quiet: bool) {
             let _ = out.flush();
         }
         _ if quiet => {}
+        RunEvent::ResumingRun { run_id } => {
+            eprintln!(
+                "· first finishing {run_id}, an earlier turn of this session that a stopped process left unfinished"
+            );
+        }
         RunEvent::WaitingForSession { session_id } => {
             eprintln!("· session {session_id} is busy with another run; waiting for it to finish");
         }

@@ -161,6 +161,12 @@ pub enum RunEvent {
         /// Session id.
         session_id: String,
     },
+    /// An earlier turn of the session, interrupted by a stopped process, is
+    /// being finished first.
+    ResumingRun {
+        /// That run's id.
+        run_id: String,
+    },
     /// A piece of answer text.
     TextDelta {
         /// The piece.

@@ -71,3 +71,47 @@ impl Drop for Heartbeat {
         self.stop.cancel();
     }
 }
+
+/// Keeps a job's lease alive; if the lease is lost (another process took
+/// the job over after it expired), cancels this driver so two never write.
+pub(crate) struct JobHeartbeat {
+    stop: CancellationToken,
+}
+
+impl JobHeartbeat {
+    pub fn start(
+        store: Store,
+        job: cairn_store::Job,
+        lease_ms: i64,
+        on_lost: CancellationToken,
+    ) -> JobHeartbeat {
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        let every = Duration::from_millis((lease_ms / 3).max(50) as u64);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {
+                        match store.heartbeat_job(&job, lease_ms).await {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                tracing::warn!(job = %job.id, "job lease lost; stopping this driver");
+                                on_lost.cancel();
+                                break;
+                            }
+                            Err(e) => tracing::warn!(job = %job.id, error = %e, "job heartbeat failed"),
+                        }
+                    }
+                    _ = stopped.cancelled() => break,
+                }
+            }
+        });
+        JobHeartbeat { stop }
+    }
+}
+
+impl Drop for JobHeartbeat {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}

@@ -7,6 +7,7 @@
 mod agent;
 mod history;
 mod lease;
+mod steps;
 mod turn;
 
 use std::path::PathBuf;
@@ -19,7 +20,7 @@ use thiserror::Error;
 
 pub use agent::AgentSpec;
 pub use history::close_open_tool_calls;
-pub use turn::TurnRequest;
+pub use turn::{JOB_LEASE_MS, TurnRequest};
 
 /// What stops a turn before it can even be recorded as failed.
 #[derive(Debug, Error)]

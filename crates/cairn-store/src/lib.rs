@@ -5,6 +5,8 @@
 mod error;
 mod journal;
 mod migrate;
+mod owner;
+mod queue;
 mod runs;
 mod sessions;
 
@@ -17,6 +19,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub use error::StoreError;
 pub use journal::{NewEntry, StepCommit};
+pub use owner::{is_dead_local, this_process};
+pub use queue::{Job, NewJob, kinds};
 pub use sessions::SessionLease;
 
 /// Handle to the store; cheap to clone.

@@ -7,7 +7,10 @@ use sqlx::SqlitePool;
 
 use crate::StoreError;
 
-const SQLITE: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_core.sql"))];
+const SQLITE: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_core.sql")),
+    (2, include_str!("../migrations/sqlite/0002_jobs.sql")),
+];
 
 pub(crate) async fn current_version(pool: &SqlitePool) -> Result<i64, StoreError> {
     let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")

@@ -17,8 +17,10 @@ macro_rules! select_runs {
 }
 
 impl Store {
-    /// Records a new run.
-    pub async fn create_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+    /// Records a new run and the job that will drive it, atomically: a run
+    /// never exists without a way to finish. Returns the job id.
+    pub async fn create_run(&self, run: &RunRecord) -> Result<String, StoreError> {
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO runs (id, session_id, agent, status, input, output, error, provider, model,
                 steps, input_tokens, output_tokens, cost_usd, created_at, finished_at)
@@ -39,9 +41,23 @@ impl Store {
         .bind(run.cost_usd)
         .bind(run.created_at)
         .bind(run.finished_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        let job_id = cairn_core::ids::new_id("job");
+        sqlx::query(
+            "INSERT INTO jobs (id, kind, run_id, payload, priority, run_at, status, dedup_key, created_at)
+             VALUES (?, ?, ?, '{}', 0, ?, 'ready', ?, ?)",
+        )
+        .bind(&job_id)
+        .bind(crate::kinds::ADVANCE_RUN)
+        .bind(&run.id)
+        .bind(run.created_at)
+        .bind(format!("run:{}", run.id))
+        .bind(run.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(job_id)
     }
 
     /// Saves a run's status and totals.

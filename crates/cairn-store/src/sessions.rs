@@ -76,8 +76,9 @@ impl Store {
     }
 
     /// Tries to take the session for `run_id` for `lease_ms`. Returns `None`
-    /// while another live run holds it; an expired lease (its process died)
-    /// is taken over.
+    /// while another live run holds it, or while an older run of the session
+    /// is unfinished (turns go in the order they were asked); an expired
+    /// lease (its process died) is taken over.
     pub async fn try_acquire_session(
         &self,
         session_id: &str,
@@ -86,16 +87,22 @@ impl Store {
     ) -> Result<Option<SessionLease>, StoreError> {
         let now = now_ms();
         let version: Option<i64> = sqlx::query_scalar(
-            "UPDATE sessions SET busy_run = ?, busy_until = ?, version = version + 1, updated_at = ?
+            "UPDATE sessions SET busy_run = ?, busy_owner = ?, busy_until = ?, version = version + 1, updated_at = ?
              WHERE id = ? AND (busy_run IS NULL OR busy_until < ? OR busy_run = ?)
+               AND NOT EXISTS (
+                   SELECT 1 FROM runs o, runs me
+                   WHERE me.id = ?7 AND o.session_id = me.session_id AND o.id != me.id
+                     AND o.status IN ('queued', 'running')
+                     AND (o.created_at < me.created_at OR (o.created_at = me.created_at AND o.id < me.id)))
              RETURNING version",
         )
         .bind(run_id)
+        .bind(crate::owner::this_process())
         .bind(now + lease_ms)
         .bind(now)
         .bind(session_id)
         .bind(now)
-        .bind(run_id)
+        .bind(run_id) // ?7, also the "me" of the ordering check
         .fetch_optional(&self.pool)
         .await?;
         Ok(version.map(|version| SessionLease {
@@ -126,7 +133,7 @@ impl Store {
     /// Gives the session back.
     pub async fn release_session(&self, lease: &SessionLease) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE sessions SET busy_run = NULL, busy_until = NULL WHERE id = ? AND busy_run = ?",
+            "UPDATE sessions SET busy_run = NULL, busy_until = NULL, busy_owner = NULL WHERE id = ? AND busy_run = ?",
         )
         .bind(&lease.session_id)
         .bind(&lease.run_id)
@@ -142,6 +149,24 @@ impl Store {
                 .bind(session_id)
                 .fetch_all(&self.pool)
                 .await?;
+        rows.iter()
+            .map(|c| serde_json::from_str(c).map_err(|e| StoreError::corrupt("messages", e)))
+            .collect()
+    }
+
+    /// The messages one run added to its session, oldest first.
+    pub async fn run_messages(
+        &self,
+        session_id: &str,
+        run_id: &str,
+    ) -> Result<Vec<Message>, StoreError> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT content FROM messages WHERE session_id = ? AND run_id = ? ORDER BY seq",
+        )
+        .bind(session_id)
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|c| serde_json::from_str(c).map_err(|e| StoreError::corrupt("messages", e)))
             .collect()

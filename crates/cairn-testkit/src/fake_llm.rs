@@ -200,6 +200,11 @@ impl FakeLlm {
         self.shared.lock().unwrap().requests.clone()
     }
 
+    /// Drops the replies not yet used.
+    pub fn clear_script(&self) {
+        self.shared.lock().unwrap().script.clear();
+    }
+
     /// Replies not yet used.
     pub fn remaining(&self) -> usize {
         self.shared.lock().unwrap().script.len()

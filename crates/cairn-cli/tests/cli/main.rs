@@ -3,6 +3,7 @@
 
 mod concurrency;
 mod config_errors;
+mod crash;
 mod provider_errors;
 mod tool_runs;
 

@@ -1,0 +1,249 @@
+//! The job queue: enqueue, claim under a lease, heartbeat, complete, and
+//! re-queue expired leases. On SQLite one writer at a time makes a claim
+//! atomic; the claim picks the ready job with the lowest
+//! `(priority, run_at, id)` through a partial index.
+
+use cairn_core::{ids::new_id, now_ms};
+use sqlx::Row;
+
+use crate::owner::{is_dead_local, this_process};
+use crate::{Store, StoreError};
+
+/// Kinds of job.
+pub mod kinds {
+    /// Drive a run from its journal to its end.
+    pub const ADVANCE_RUN: &str = "advance_run";
+}
+
+/// A job to add.
+#[derive(Debug, Clone, Default)]
+pub struct NewJob {
+    /// What to do (see [`kinds`]).
+    pub kind: String,
+    /// The run it concerns, if any.
+    pub run_id: Option<String>,
+    /// Extra data.
+    pub payload: serde_json::Value,
+    /// Lower runs first.
+    pub priority: i64,
+    /// Not before (ms since epoch); 0 for now.
+    pub run_at: i64,
+    /// At most one live job per key.
+    pub dedup_key: Option<String>,
+}
+
+/// A claimed job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// Job id.
+    pub id: String,
+    /// Kind.
+    pub kind: String,
+    /// Run it concerns.
+    pub run_id: Option<String>,
+    /// Extra data.
+    pub payload: serde_json::Value,
+    /// Fencing token: this claim's attempt number.
+    pub attempt: i64,
+}
+
+impl Store {
+    /// Adds a job; `None` when a live job with the same dedup key exists.
+    pub async fn enqueue(&self, job: NewJob) -> Result<Option<String>, StoreError> {
+        let id = new_id("job");
+        let now = now_ms();
+        let done = sqlx::query(
+            "INSERT INTO jobs (id, kind, run_id, payload, priority, run_at, status, dedup_key, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, 'ready', ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(&id)
+        .bind(&job.kind)
+        .bind(&job.run_id)
+        .bind(job.payload.to_string())
+        .bind(job.priority)
+        .bind(if job.run_at == 0 { now } else { job.run_at })
+        .bind(&job.dedup_key)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok((done.rows_affected() == 1).then_some(id))
+    }
+
+    /// Claims the next ready job of one of `kinds` for `lease_ms`.
+    pub async fn claim_job(
+        &self,
+        kinds: &[&str],
+        lease_ms: i64,
+    ) -> Result<Option<Job>, StoreError> {
+        let now = now_ms();
+        let kinds_json =
+            serde_json::to_string(kinds).map_err(|e| StoreError::corrupt("jobs", e))?;
+        let row = sqlx::query(
+            "UPDATE jobs SET status = 'leased', attempt = attempt + 1, lease_owner = ?, lease_until = ?
+             WHERE id = (SELECT id FROM jobs WHERE status = 'ready' AND run_at <= ?
+                         AND kind IN (SELECT value FROM json_each(?))
+                         ORDER BY priority, run_at, id LIMIT 1)
+             RETURNING id, kind, run_id, payload, attempt",
+        )
+        .bind(this_process())
+        .bind(now + lease_ms)
+        .bind(now)
+        .bind(kinds_json)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| job_from_row(&r)).transpose()
+    }
+
+    /// Claims one particular job (the CLI driving the run it just created).
+    pub async fn claim_job_by_id(
+        &self,
+        id: &str,
+        lease_ms: i64,
+    ) -> Result<Option<Job>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE jobs SET status = 'leased', attempt = attempt + 1, lease_owner = ?, lease_until = ?
+             WHERE id = ? AND status = 'ready' RETURNING id, kind, run_id, payload, attempt",
+        )
+        .bind(this_process())
+        .bind(now_ms() + lease_ms)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| job_from_row(&r)).transpose()
+    }
+
+    /// Claims the oldest ready run-driving job among the runs of a session,
+    /// so interrupted earlier turns are finished before later ones.
+    pub async fn claim_session_backlog(
+        &self,
+        session_id: &str,
+        lease_ms: i64,
+    ) -> Result<Option<Job>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE jobs SET status = 'leased', attempt = attempt + 1, lease_owner = ?, lease_until = ?
+             WHERE id = (SELECT j.id FROM jobs j JOIN runs r ON r.id = j.run_id
+                         WHERE j.status = 'ready' AND j.kind = ? AND r.session_id = ?
+                         ORDER BY r.created_at, r.id LIMIT 1)
+             RETURNING id, kind, run_id, payload, attempt",
+        )
+        .bind(this_process())
+        .bind(now_ms() + lease_ms)
+        .bind(kinds::ADVANCE_RUN)
+        .bind(session_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| job_from_row(&r)).transpose()
+    }
+
+    /// Extends a lease. `false` if the lease was lost (expired and re-claimed).
+    pub async fn heartbeat_job(&self, job: &Job, lease_ms: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET lease_until = ? WHERE id = ? AND attempt = ? AND status = 'leased'",
+        )
+        .bind(now_ms() + lease_ms)
+        .bind(&job.id)
+        .bind(job.attempt)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Finishes a job: it leaves the table. `false` (and nothing changes) if
+    /// this claim was fenced off by a newer attempt.
+    pub async fn complete_job(&self, job: &Job) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM jobs WHERE id = ? AND attempt = ?")
+            .bind(&job.id)
+            .bind(job.attempt)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Hands a job back unfinished (graceful shutdown), ready at once.
+    pub async fn release_job(&self, job: &Job) -> Result<(), StoreError> {
+        sqlx::query("UPDATE jobs SET status = 'ready', lease_owner = NULL, lease_until = NULL WHERE id = ? AND attempt = ?")
+            .bind(&job.id)
+            .bind(job.attempt)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Makes jobs whose lease expired, or whose holder on this host is dead,
+    /// ready again; frees sessions held by dead local processes. Returns how
+    /// many jobs were re-queued.
+    pub async fn recover_leases(&self) -> Result<u64, StoreError> {
+        let now = now_ms();
+        let mut requeued = sqlx::query(
+            "UPDATE jobs SET status = 'ready', lease_owner = NULL, lease_until = NULL
+             WHERE status = 'leased' AND lease_until < ?",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        let held = sqlx::query("SELECT id, lease_owner FROM jobs WHERE status = 'leased'")
+            .fetch_all(&self.pool)
+            .await?;
+        for r in held {
+            let owner: Option<String> = r.try_get("lease_owner")?;
+            if owner.as_deref().is_some_and(is_dead_local) {
+                let id: String = r.try_get("id")?;
+                requeued += sqlx::query("UPDATE jobs SET status = 'ready', lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?")
+                    .bind(&id)
+                    .bind(&owner)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+            }
+        }
+        let sessions =
+            sqlx::query("SELECT id, busy_owner FROM sessions WHERE busy_run IS NOT NULL")
+                .fetch_all(&self.pool)
+                .await?;
+        for r in sessions {
+            let owner: Option<String> = r.try_get("busy_owner")?;
+            if owner.as_deref().is_some_and(is_dead_local) {
+                let id: String = r.try_get("id")?;
+                sqlx::query("UPDATE sessions SET busy_run = NULL, busy_until = NULL, busy_owner = NULL WHERE id = ? AND busy_owner = ?")
+                    .bind(&id)
+                    .bind(&owner)
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        Ok(requeued)
+    }
+
+    /// Live jobs by status, for `status` and readiness.
+    pub async fn job_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status ORDER BY status")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
+            .collect()
+    }
+
+    /// The live job driving a run, if any.
+    pub async fn job_for_run(&self, run_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM jobs WHERE run_id = ? LIMIT 1")
+                .bind(run_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+}
+
+fn job_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Job, StoreError> {
+    let payload: String = r.try_get("payload")?;
+    Ok(Job {
+        id: r.try_get("id")?,
+        kind: r.try_get("kind")?,
+        run_id: r.try_get("run_id")?,
+        payload: serde_json::from_str(&payload).map_err(|e| StoreError::corrupt("jobs", e))?,
+        attempt: r.try_get("attempt")?,
+    })
+}
