@@ -22,6 +22,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Tool limits.
     pub tools: ToolsConfig,
+    /// `cairn serve`.
+    pub server: ServerConfig,
     /// Agents by name.
     pub agents: BTreeMap<String, AgentConfig>,
     /// Extra or overriding prices, dollars per million tokens, by model prefix.
@@ -81,6 +83,35 @@ impl Default for ToolsConfig {
     fn default() -> Self {
         ToolsConfig {
             output_limit_bytes: 32 * 1024,
+        }
+    }
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address `cairn serve` listens on.
+    pub listen: String,
+    /// Runs driven at once.
+    pub concurrency: usize,
+    /// Largest request body (bytes).
+    pub body_limit_bytes: usize,
+    /// On SIGTERM, seconds running steps get to finish.
+    pub shutdown_grace_s: u64,
+    /// Bearer key the API requires; set it with CAIRN_SERVER__API_KEY, not
+    /// in the file (a file holding it must be mode 0600).
+    pub api_key: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:7420".into(),
+            concurrency: 16,
+            body_limit_bytes: 1024 * 1024,
+            shutdown_grace_s: 10,
+            api_key: None,
         }
     }
 }
@@ -199,8 +230,11 @@ pub fn load() -> Result<Loaded> {
     let (mut table, file) = match std::fs::read_to_string(&path) {
         Ok(text) => {
             // Parse into the typed config first: that keeps line numbers in errors.
-            toml::from_str::<Config>(&text)
+            let parsed = toml::from_str::<Config>(&text)
                 .map_err(|e| anyhow!(describe_toml_error(&path, &text, &e)))?;
+            if parsed.server.api_key.is_some() {
+                check_private(&path)?;
+            }
             let table: toml::Table = toml::from_str(&text)
                 .map_err(|e| anyhow!(describe_toml_error(&path, &text, &e)))?;
             (table, Some(path.clone()))
@@ -250,6 +284,24 @@ pub fn load() -> Result<Loaded> {
         file,
         overrides,
     })
+}
+
+/// Secrets may live in a file only when nobody else can read it.
+fn check_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "{} holds server.api_key but is readable by others (mode {:o}); run `chmod 600 {}` or set CAIRN_SERVER__API_KEY instead",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 fn parse_env_value(raw: &str) -> toml::Value {
@@ -322,6 +374,16 @@ database = "cairn.db"
 [tools]
 # Bytes of tool output given to the model per call (head and tail kept).
 output_limit_bytes = 32768
+
+[server]
+# `cairn serve`: the native API (/api/v1), the OpenAI-compatible /v1, health.
+# Listening beyond 127.0.0.1 requires an API key: set CAIRN_SERVER__API_KEY.
+listen = "127.0.0.1:7420"
+# Runs driven at once.
+concurrency = 16
+body_limit_bytes = 1048576
+# On SIGTERM, seconds running steps get to finish; the rest resume at the next start.
+shutdown_grace_s = 10
 
 [agents.default]
 system_prompt = {prompt}

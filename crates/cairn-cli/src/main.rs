@@ -1,5 +1,6 @@
 //! The `cairn` binary.
 
+mod client;
 mod commands;
 mod config;
 mod render;
@@ -21,6 +22,8 @@ struct Cli {
 enum Command {
     /// Create $CAIRN_HOME (default ~/.cairn) with a config file and the default agent.
     Init(commands::init::Args),
+    /// Serve the native API, the OpenAI-compatible API and run queued work (127.0.0.1:7420).
+    Serve(commands::serve::Args),
     /// Run one turn of an agent and print its answer.
     Run(commands::run::Args),
     /// Talk with an agent interactively (streaming; Ctrl-C stops a turn, Ctrl-D quits).
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Init(a) => commands::init::run(a).await,
+            Command::Serve(a) => commands::serve::run(a).await,
             Command::Run(a) => commands::run::run(a).await,
             Command::Chat(a) => commands::chat::run(a).await,
             Command::Runs(a) => commands::runs::run(a).await,

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::{JournalEntry, RunRecord};
 
 /// A run with its full journal.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunDetail {
     /// The run.
@@ -15,6 +16,7 @@ pub struct RunDetail {
 }
 
 /// A session as listed.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionInfo {
     /// Session id.
@@ -29,4 +31,64 @@ pub struct SessionInfo {
     pub created_at: i64,
     /// Last change (ms since epoch).
     pub updated_at: i64,
+}
+
+/// `POST /api/v1/sessions`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSession {
+    /// Agent the session talks to.
+    #[serde(default = "default_agent")]
+    pub agent: String,
+    /// Id to use (letters, digits, `.`, `_`, `-`); generated when absent.
+    /// Creating an existing session of the same agent returns it.
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+fn default_agent() -> String {
+    "default".into()
+}
+
+/// `POST /api/v1/sessions/{id}/messages`: a user message, which starts a run.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostMessage {
+    /// The message text.
+    pub content: String,
+    /// Answer only when the run has finished (instead of 202 at once).
+    #[serde(default)]
+    pub wait: bool,
+}
+
+/// Every error the native API returns.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The error inside [`ErrorBody`].
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code: `bad_request`, `not_found`, `conflict`,
+    /// `payload_too_large`, `unauthorized`, `internal`.
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+/// `GET /healthz` and `GET /readyz`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    /// `ok` or `unavailable`.
+    pub status: String,
+    /// Details per check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<String>,
 }

@@ -2,6 +2,7 @@
 //! specifications, model requests and responses, runs, journal entries and the
 //! events a run emits. This crate does no I/O.
 
+pub mod agent;
 pub mod api;
 pub mod ids;
 pub mod message;
@@ -9,6 +10,7 @@ pub mod model;
 pub mod run;
 pub mod tool;
 
+pub use agent::AgentSpec;
 pub use message::{ContentBlock, Message, Role};
 pub use model::{ModelRequest, ModelResponse, StopReason, StreamEvent, Usage};
 pub use run::{JournalEntry, JournalKind, RunEvent, RunRecord, RunStatus};

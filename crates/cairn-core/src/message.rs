@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Who said a message.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -24,6 +25,7 @@ impl Role {
 }
 
 /// One piece of a message.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ContentBlock {
@@ -39,6 +41,7 @@ pub enum ContentBlock {
         /// Tool name.
         name: String,
         /// Arguments as JSON.
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
         input: serde_json::Value,
     },
     /// The result of a tool call, sent back to the model.
@@ -54,6 +57,7 @@ pub enum ContentBlock {
 }
 
 /// A message in a session.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     /// Who said it.

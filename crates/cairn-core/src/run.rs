@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::Usage;
 
 /// Lifecycle of a run.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
@@ -54,6 +55,7 @@ impl RunStatus {
 }
 
 /// A run as stored: one turn of work in a session.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
     /// Run id.
@@ -87,6 +89,7 @@ pub struct RunRecord {
 }
 
 /// What a journal entry records.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JournalKind {
@@ -129,6 +132,7 @@ impl JournalKind {
 
 /// One append-only journal entry `(run_id, seq)`. Intents are written before
 /// the step happens and results after, so a restart can tell what finished.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JournalEntry {
     /// Run it belongs to.
@@ -140,12 +144,14 @@ pub struct JournalEntry {
     /// For results: the seq of the intent they complete.
     pub ref_seq: Option<i64>,
     /// Details (request summary, response, tool arguments, output…).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub payload: serde_json::Value,
     /// When it was written (ms since epoch).
     pub at: i64,
 }
 
 /// What a run tells its watchers while it works.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum RunEvent {
@@ -179,6 +185,7 @@ pub enum RunEvent {
         /// Tool name.
         name: String,
         /// Arguments.
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
         input: serde_json::Value,
     },
     /// A tool call finished.
@@ -204,6 +211,7 @@ pub enum RunEvent {
     /// The run ended.
     RunFinished {
         /// Final record.
+        #[cfg_attr(feature = "openapi", schema(value_type = RunRecord))]
         run: Box<crate::RunRecord>,
     },
 }

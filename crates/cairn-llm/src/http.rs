@@ -13,7 +13,7 @@ use crate::sse::{SseEvent, SseParser};
 static CRYPTO: Once = Once::new();
 
 /// A client with sane timeouts; rustls with the ring provider.
-pub(crate) fn client() -> reqwest::Client {
+pub fn client() -> reqwest::Client {
     CRYPTO.call_once(|| {
         // Fails only if another provider was installed first, which is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();

@@ -11,13 +11,14 @@ mod openai;
 pub mod pricing;
 mod retry;
 mod select;
-mod sse;
+pub mod sse;
 
 use async_trait::async_trait;
 use cairn_core::{ModelRequest, ModelResponse, StreamEvent};
 
 pub use anthropic::AnthropicProvider;
 pub use error::LlmError;
+pub use http::client as http_client;
 pub use openai::OpenAiProvider;
 pub use retry::{RetryPolicy, complete_with_retry};
 pub use select::{ProviderChoice, ProviderKind, ProviderSettings, select_provider};

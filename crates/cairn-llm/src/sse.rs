@@ -1,11 +1,11 @@
 //! Incremental Server-Sent Events parser (the subset model APIs use: `event:`
 //! and `data:` fields, comments, blank-line framing, LF or CRLF). Written here
 //! because it is forty lines and must report malformed input as an error
-//! rather than skip it.
+//! rather than skip it. Also used by the CLI to read cairn's own event streams.
 
 /// One event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SseEvent {
+pub struct SseEvent {
     /// `event:` field, empty when absent.
     pub event: String,
     /// `data:` lines joined with `\n`.
@@ -14,7 +14,7 @@ pub(crate) struct SseEvent {
 
 /// Buffers bytes and yields complete events.
 #[derive(Default)]
-pub(crate) struct SseParser {
+pub struct SseParser {
     buf: Vec<u8>,
 }
 

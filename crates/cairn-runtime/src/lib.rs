@@ -4,7 +4,6 @@
 //! the turn is cancelled. Every step is journaled: intent before, result
 //! after, committed together with the session message and run totals.
 
-mod agent;
 mod history;
 mod lease;
 mod steps;
@@ -18,7 +17,9 @@ use cairn_llm::{Provider, RetryPolicy};
 use cairn_store::{Store, StoreError};
 use thiserror::Error;
 
-pub use agent::AgentSpec;
+pub use cairn_core::AgentSpec;
+pub use cairn_core::agent::DEFAULT_SYSTEM_PROMPT;
+pub use cairn_tools::BUILTIN_TOOLS;
 pub use history::close_open_tool_calls;
 pub use turn::{JOB_LEASE_MS, TurnRequest};
 

@@ -75,7 +75,7 @@ impl Runtime {
                 }
                 let prior = self.prior_tool_calls(&run.id).await?;
                 self.store.update_run(run).await?;
-                if let Some(stop) = self
+                if let Err(stop) = self
                     .tool_step(tools, ctx, run, lease, &calls, &prior, events, cancel)
                     .await?
                 {
@@ -171,28 +171,19 @@ impl Runtime {
             if calls.is_empty() {
                 return Ok((RunStatus::Completed, None));
             }
-            if let Some(stop) = self
-                .tool_step(
-                    tools,
-                    ctx,
-                    run,
-                    lease,
-                    &calls,
-                    &HashMap::new(),
-                    events,
-                    cancel,
-                )
+            let empty = HashMap::new();
+            match self
+                .tool_step(tools, ctx, run, lease, &calls, &empty, events, cancel)
                 .await?
             {
-                return Ok(stop);
+                Err(stop) => return Ok(stop),
+                Ok(results) => history.push(results),
             }
-            history = self.store.messages(&run.session_id).await?;
-            close_open_tool_calls(&mut history);
         }
     }
 
-    /// Runs a response's tool calls and appends their results message.
-    /// Returns a final status when the run must stop (cancelled).
+    /// Runs a response's tool calls and appends their results message, which
+    /// it returns; or the final status when the run must stop (cancelled).
     #[allow(clippy::too_many_arguments)]
     async fn tool_step(
         &self,
@@ -204,7 +195,7 @@ impl Runtime {
         prior: &HashMap<String, Prior>,
         events: Events<'_>,
         cancel: &CancellationToken,
-    ) -> Result<Option<(RunStatus, Option<String>)>, RuntimeError> {
+    ) -> Result<Result<Message, (RunStatus, Option<String>)>, RuntimeError> {
         let results = self
             .run_tools(tools, ctx, run, calls, prior, events)
             .await?;
@@ -231,12 +222,12 @@ impl Runtime {
             )
             .await?;
         if cancel.is_cancelled() {
-            return Ok(Some((
+            return Ok(Err((
                 RunStatus::Cancelled,
                 Some("cancelled during a tool call".into()),
             )));
         }
-        Ok(None)
+        Ok(Ok(message))
     }
 
     /// Tool calls of this run the journal knows about, by call id.

@@ -132,6 +132,10 @@ impl Runtime {
             self.store.complete_job(&job).await?;
             return Ok(run);
         }
+        events(RunEvent::RunStarted {
+            run_id: run.id.clone(),
+            session_id: run.session_id.clone(),
+        });
         let cancel = cancel.child_token();
         let _job_beat = JobHeartbeat::start(
             self.store.clone(),

@@ -41,26 +41,18 @@ impl Store {
         lease: Option<&mut SessionLease>,
         step: StepCommit<'_>,
     ) -> Result<Vec<i64>, StoreError> {
+        let now = now_ms();
+        // One journal entry alone is one statement, atomic by itself: skip the
+        // transaction's extra round trips (this is most steps' intent/result).
+        if let ([entry], None, None) = (step.entries.as_slice(), step.message, step.run) {
+            return Ok(vec![
+                insert_entry(&mut *self.pool.acquire().await?, run_id, entry, now).await?,
+            ]);
+        }
         let mut tx = self.write_tx().await?;
         let mut seqs = Vec::with_capacity(step.entries.len());
-        let now = now_ms();
         for entry in &step.entries {
-            let payload = serde_json::to_string(&entry.payload)
-                .map_err(|e| StoreError::corrupt("run_journal", e))?;
-            let seq: i64 = sqlx::query_scalar(
-                "INSERT INTO run_journal (run_id, seq, kind, ref_seq, payload, at)
-                 SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ? FROM run_journal WHERE run_id = ?
-                 RETURNING seq",
-            )
-            .bind(run_id)
-            .bind(entry.kind.as_str())
-            .bind(entry.ref_seq)
-            .bind(payload)
-            .bind(now)
-            .bind(run_id)
-            .fetch_one(&mut *tx)
-            .await?;
-            seqs.push(seq);
+            seqs.push(insert_entry(&mut tx, run_id, entry, now).await?);
         }
         if let Some(message) = step.message {
             let Some(lease) = lease else {
@@ -108,4 +100,26 @@ impl Store {
             })
             .collect()
     }
+}
+
+async fn insert_entry(
+    conn: &mut sqlx::SqliteConnection,
+    run_id: &str,
+    entry: &NewEntry,
+    now: i64,
+) -> Result<i64, StoreError> {
+    let payload =
+        serde_json::to_string(&entry.payload).map_err(|e| StoreError::corrupt("run_journal", e))?;
+    Ok(sqlx::query_scalar(
+        "INSERT INTO run_journal (run_id, seq, kind, ref_seq, payload, at)
+         SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5 FROM run_journal WHERE run_id = ?1
+         RETURNING seq",
+    )
+    .bind(run_id)
+    .bind(entry.kind.as_str())
+    .bind(entry.ref_seq)
+    .bind(payload)
+    .bind(now)
+    .fetch_one(conn)
+    .await?)
 }

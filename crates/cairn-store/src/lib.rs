@@ -2,6 +2,7 @@
 //! several processes on one host); PostgreSQL joins behind the same methods
 //! when the cluster lands.
 
+mod agents;
 mod error;
 mod journal;
 mod migrate;

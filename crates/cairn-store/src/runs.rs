@@ -172,3 +172,28 @@ fn run_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<RunRecord, StoreError> 
         finished_at: row.try_get("finished_at")?,
     })
 }
+
+impl Store {
+    /// Cancels a run that no executor has claimed yet: the run ends as
+    /// cancelled and its job is withdrawn. `false` if it was already claimed
+    /// (or finished).
+    pub async fn cancel_queued_run(&self, run_id: &str, reason: &str) -> Result<bool, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let withdrawn = sqlx::query("DELETE FROM jobs WHERE run_id = ? AND status = 'ready'")
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if withdrawn == 0 {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE runs SET status = 'cancelled', error = ?, finished_at = ? WHERE id = ? AND status IN ('queued', 'running')")
+            .bind(reason)
+            .bind(cairn_core::now_ms())
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}

@@ -240,3 +240,43 @@ fn session_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<SessionInfo, sqlx::
         updated_at: row.try_get("updated_at")?,
     })
 }
+
+impl Store {
+    /// Puts earlier conversation into a session that has no messages yet
+    /// (a client that sends the whole history, as OpenAI clients do).
+    /// Returns `false` and writes nothing if the session already has messages.
+    pub async fn seed_messages(
+        &self,
+        session_id: &str,
+        messages: &[Message],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE session_id = ?")
+            .bind(session_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if n > 0 {
+            return Ok(false);
+        }
+        let now = now_ms();
+        for (i, m) in messages.iter().enumerate() {
+            let content =
+                serde_json::to_string(m).map_err(|e| StoreError::corrupt("messages", e))?;
+            sqlx::query("INSERT INTO messages (session_id, seq, run_id, role, content, created_at) VALUES (?, ?, NULL, ?, ?, ?)")
+                .bind(session_id)
+                .bind(i as i64 + 1)
+                .bind(m.role.as_str())
+                .bind(content)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("UPDATE sessions SET version = version + 1, updated_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(session_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}

@@ -6,7 +6,9 @@
 
 mod cli;
 mod fake_llm;
+mod server;
 mod wire;
 
 pub use cli::{CairnHome, describe};
 pub use fake_llm::{FakeLlm, RecordedRequest, Reply};
+pub use server::ServerProcess;

@@ -5,6 +5,7 @@ pub mod doctor;
 pub mod init;
 pub mod run;
 pub mod runs;
+pub mod serve;
 pub mod sessions;
 pub mod status;
 

@@ -27,6 +27,9 @@ pub struct Args {
     /// Only the answer: no tool activity or summary on stderr.
     #[arg(long, short)]
     quiet: bool,
+    /// Run on a `cairn serve` at this URL (e.g. http://127.0.0.1:7420) instead of in this process.
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
     /// The message. `-` reads it from stdin.
     #[arg(required = true, value_name = "MESSAGE")]
     message: Vec<String>,
@@ -45,6 +48,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     };
     if input.trim().is_empty() {
         bail!("the message is empty");
+    }
+    if let Some(url) = &args.server {
+        return remote(url, &args, input).await;
     }
     let loaded = config::load()?;
     let mut agent = loaded.agent(&args.agent)?;
@@ -69,12 +75,16 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         &on_event,
     )
     .await?;
+    finish(&run, json, quiet)
+}
+
+fn finish(run: &cairn_core::RunRecord, json: bool, quiet: bool) -> Result<ExitCode> {
     if json {
-        println!("{}", serde_json::to_string_pretty(&run)?);
+        println!("{}", serde_json::to_string_pretty(run)?);
     } else {
         println!();
         if !quiet {
-            eprintln!("{}", render::summary(&run));
+            eprintln!("{}", render::summary(run));
         }
         if run.status != RunStatus::Completed {
             eprintln!(
@@ -84,4 +94,36 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
     }
     Ok(render::exit_code(run.status))
+}
+
+/// The same turn through a server's native API; Ctrl-C cancels it there.
+async fn remote(url: &str, args: &Args, input: String) -> Result<ExitCode> {
+    let client = crate::client::Client::new(url);
+    let session = client.session(&args.agent, args.session.clone()).await?;
+    let json = args.json;
+    let quiet = args.quiet || json;
+    let run_id = std::sync::Mutex::new(None::<String>);
+    let on_event = |e: &cairn_core::RunEvent| {
+        if let cairn_core::RunEvent::RunStarted { run_id: id, .. } = e {
+            *run_id.lock().unwrap_or_else(|p| p.into_inner()) = Some(id.clone());
+        }
+        if !json {
+            render::live_event(e, quiet);
+        }
+    };
+    let follow = client.post_and_follow(&session.id, input, &on_event);
+    tokio::pin!(follow);
+    let run = loop {
+        tokio::select! {
+            r = &mut follow => break r?,
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("\n· stopping this turn (Ctrl-C)…");
+                let id = run_id.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                if let Some(id) = id {
+                    client.cancel(&id).await?;
+                }
+            }
+        }
+    };
+    finish(&run, json, quiet)
 }

@@ -1,10 +1,12 @@
 //! The `cairn` binary end to end, against the fake LLM over real HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod api;
 mod concurrency;
 mod config_errors;
 mod crash;
 mod provider_errors;
+mod server_api;
 mod tool_runs;
 
 use std::process::{Command, Output};

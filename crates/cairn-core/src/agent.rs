@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// An agent's settings.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentSpec {
     /// Name; also names its workspace directory.

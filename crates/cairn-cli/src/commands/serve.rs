@@ -1,0 +1,85 @@
+//! `cairn serve`: the single-node agent host every surface talks to.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use cairn_server::{ServeOptions, serve};
+use tokio_util::sync::CancellationToken;
+
+use crate::{config, wiring};
+
+/// Arguments of `cairn serve`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Address to listen on (default: server.listen, 127.0.0.1:7420).
+    #[arg(long)]
+    listen: Option<String>,
+}
+
+/// Runs the command.
+pub async fn run(args: Args) -> Result<ExitCode> {
+    let loaded = config::load()?;
+    let server = &loaded.config.server;
+    let listen_text = args.listen.unwrap_or_else(|| server.listen.clone());
+    let listen: SocketAddr = listen_text.parse().with_context(|| {
+        format!("--listen / server.listen {listen_text:?} is not an address such as 127.0.0.1:7420")
+    })?;
+    let rt = wiring::runtime(&loaded).await?;
+    // Agents from the config file are what the API serves (the file wins
+    // over API edits of the same name at each start).
+    let mut names: Vec<String> = loaded.config.agents.keys().cloned().collect();
+    if !names.iter().any(|n| n == "default") {
+        names.push("default".into());
+    }
+    for name in names {
+        rt.store.put_agent(&loaded.agent(&name)?).await?;
+    }
+    let opts = ServeOptions {
+        listen,
+        concurrency: server.concurrency.max(1),
+        body_limit: server.body_limit_bytes.max(1024),
+        shutdown_grace: Duration::from_secs(server.shutdown_grace_s),
+        api_key: server.api_key.clone().filter(|k| !k.is_empty()),
+    };
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        eprintln!(
+            "stopping: no new work; running steps get up to the grace period, the rest resume at the next start"
+        );
+        stop.cancel();
+    });
+    let provider = format!(
+        "{} · model {}",
+        rt.provider.name(),
+        if rt.provider.default_model().is_empty() {
+            "(the server's first)"
+        } else {
+            rt.provider.default_model()
+        }
+    );
+    let db = loaded.database_path();
+    serve(rt, opts, shutdown, |addr| {
+        eprintln!(
+            "cairn {} serving on http://{addr}",
+            env!("CARGO_PKG_VERSION")
+        );
+        eprintln!("  native API  http://{addr}/api/v1   (OpenAPI: /api/v1/openapi.json)");
+        eprintln!("  OpenAI API  http://{addr}/v1       (model \"cairn:<agent>\")");
+        eprintln!("  provider    {provider}");
+        eprintln!("  database    {}", db.display());
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+    }
+}

@@ -1,0 +1,112 @@
+//! Helpers to talk to a running `cairn serve` over HTTP.
+
+use std::time::{Duration, Instant};
+
+use cairn_testkit::{CairnHome, FakeLlm, ServerProcess};
+use serde_json::{Value, json};
+
+pub struct Api {
+    pub http: reqwest::Client,
+    pub url: String,
+}
+
+impl Api {
+    pub fn new(server: &ServerProcess) -> Api {
+        Api {
+            http: cairn_llm::http_client(),
+            url: server.url.clone(),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn raw(&self, method: reqwest::Method, path: &str, body: Vec<u8>) -> (u16, String) {
+        let r = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    }
+
+    /// Posts a message asking for SSE; returns (event type, data) pairs until the stream ends.
+    pub async fn post_sse(&self, session: &str, content: &str) -> Vec<(String, Value)> {
+        let r = self
+            .http
+            .post(format!("{}/api/v1/sessions/{session}/messages", self.url))
+            .header("accept", "text/event-stream")
+            .json(&json!({"content": content}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        let body = r.text().await.unwrap();
+        let mut parser = cairn_llm::sse::SseParser::default();
+        parser.push(body.as_bytes());
+        let mut out = Vec::new();
+        while let Some(ev) = parser.next_event().unwrap() {
+            out.push((ev.event, serde_json::from_str(&ev.data).unwrap()));
+        }
+        out
+    }
+
+    pub async fn session(&self, id: &str) {
+        let (status, body) = self.post("/api/v1/sessions", json!({"id": id})).await;
+        assert!(status == 201 || status == 200, "{status} {body}");
+    }
+
+    /// Polls a run until it is finished.
+    pub async fn wait_run(&self, id: &str, within: Duration) -> Value {
+        let start = Instant::now();
+        loop {
+            let (status, detail) = self.get(&format!("/api/v1/runs/{id}")).await;
+            assert_eq!(status, 200, "{detail}");
+            if ["completed", "failed", "cancelled"]
+                .contains(&detail["run"]["status"].as_str().unwrap())
+            {
+                return detail;
+            }
+            assert!(
+                start.elapsed() < within,
+                "run {id} still {} after {within:?}",
+                detail["run"]["status"]
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A server on a fresh home talking to the fake LLM (Anthropic wire).
+pub fn start(h: &CairnHome, fake: &FakeLlm) -> ServerProcess {
+    ServerProcess::start(h.anthropic(fake))
+}

@@ -1,0 +1,325 @@
+//! The native API: agents, sessions, messages (which start runs), runs.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use cairn_core::api::{CreateSession, ErrorBody, Health, PostMessage, RunDetail, SessionInfo};
+use cairn_core::ids::validate_name;
+use cairn_core::{AgentSpec, Message, RunRecord};
+use cairn_runtime::TurnRequest;
+use serde::Deserialize;
+
+use super::ApiJson;
+use super::events::{run_sse, wait_for_run};
+use crate::AppState;
+use crate::error::ApiError;
+
+type S = State<Arc<AppState>>;
+
+/// Largest message accepted, in bytes.
+const MAX_MESSAGE: usize = 256 * 1024;
+
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        checks: vec![],
+    })
+}
+
+#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, body = Health), (status = 503, body = Health)))]
+pub async fn readyz(State(state): S) -> Response {
+    match state.rt.store.ping().await {
+        Ok(()) => Json(Health {
+            status: "ok".into(),
+            checks: vec![
+                "store: ok".into(),
+                format!("provider: {}", state.rt.provider.name()),
+            ],
+        })
+        .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "unavailable".into(),
+                checks: vec![format!("store: {e}")],
+            }),
+        )
+            .into_response(),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/agents", tag = "agents", responses((status = 200, body = Vec<AgentSpec>)))]
+pub async fn list_agents(State(state): S) -> Result<Json<Vec<AgentSpec>>, ApiError> {
+    let mut agents = state.rt.store.list_agents().await?;
+    if !agents.iter().any(|a| a.name == "default") {
+        agents.insert(0, AgentSpec::default());
+    }
+    Ok(Json(agents))
+}
+
+#[utoipa::path(get, path = "/api/v1/agents/{name}", tag = "agents", params(("name" = String, Path)),
+    responses((status = 200, body = AgentSpec), (status = 404, body = ErrorBody)))]
+pub async fn get_agent(
+    State(state): S,
+    Path(name): Path<String>,
+) -> Result<Json<AgentSpec>, ApiError> {
+    Ok(Json(state.agent(&name).await?))
+}
+
+fn check_agent(spec: &AgentSpec) -> Result<(), ApiError> {
+    validate_name("agent", &spec.name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    cairn_tools_check(&spec.tools)?;
+    if spec.max_steps == 0 || spec.max_tokens == 0 {
+        return Err(ApiError::bad_request(
+            "max_steps and max_tokens must be at least 1",
+        ));
+    }
+    Ok(())
+}
+
+fn cairn_tools_check(tools: &[String]) -> Result<(), ApiError> {
+    for t in tools {
+        if t != "*" && !cairn_runtime::BUILTIN_TOOLS.contains(&t.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "unknown tool {t:?}; built-in tools are: {}",
+                cairn_runtime::BUILTIN_TOOLS.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[utoipa::path(post, path = "/api/v1/agents", tag = "agents", request_body = AgentSpec,
+    responses((status = 201, body = AgentSpec), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create_agent(
+    State(state): S,
+    ApiJson(spec): ApiJson<AgentSpec>,
+) -> Result<(StatusCode, Json<AgentSpec>), ApiError> {
+    check_agent(&spec)?;
+    if state.rt.store.get_agent(&spec.name).await.is_ok() {
+        return Err(ApiError::conflict(format!(
+            "agent {:?} exists; PUT /api/v1/agents/{} to change it",
+            spec.name, spec.name
+        )));
+    }
+    state.rt.store.put_agent(&spec).await?;
+    Ok((StatusCode::CREATED, Json(spec)))
+}
+
+#[utoipa::path(put, path = "/api/v1/agents/{name}", tag = "agents", params(("name" = String, Path)), request_body = AgentSpec,
+    responses((status = 200, body = AgentSpec), (status = 400, body = ErrorBody)))]
+pub async fn put_agent(
+    State(state): S,
+    Path(name): Path<String>,
+    ApiJson(mut spec): ApiJson<AgentSpec>,
+) -> Result<Json<AgentSpec>, ApiError> {
+    spec.name = name;
+    check_agent(&spec)?;
+    state.rt.store.put_agent(&spec).await?;
+    Ok(Json(spec))
+}
+
+/// `?limit=` on listings.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ListQuery {
+    /// Most items to return (default 50, at most 1000).
+    limit: Option<i64>,
+    /// Only runs of this session.
+    session: Option<String>,
+}
+
+impl ListQuery {
+    fn limit(&self) -> i64 {
+        self.limit.unwrap_or(50).clamp(1, 1000)
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions", params(ListQuery), responses((status = 200, body = Vec<SessionInfo>)))]
+pub async fn list_sessions(
+    State(state): S,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<SessionInfo>>, ApiError> {
+    Ok(Json(state.rt.store.list_sessions(q.limit()).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions", request_body = CreateSession,
+    responses((status = 201, body = SessionInfo), (status = 200, body = SessionInfo, description = "it already existed"),
+              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create_session(
+    State(state): S,
+    ApiJson(req): ApiJson<CreateSession>,
+) -> Result<(StatusCode, Json<SessionInfo>), ApiError> {
+    state.agent(&req.agent).await?;
+    let id = match req.id {
+        Some(id) => {
+            validate_name("session", &id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            id
+        }
+        None => cairn_core::ids::new_id("ses"),
+    };
+    let existed = state.rt.store.get_session(&id).await.is_ok();
+    let info = state.rt.store.ensure_session(&id, &req.agent).await?;
+    Ok((
+        if existed {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        },
+        Json(info),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/sessions/{id}", tag = "sessions", params(("id" = String, Path)),
+    responses((status = 200, body = SessionInfo), (status = 404, body = ErrorBody)))]
+pub async fn get_session(
+    State(state): S,
+    Path(id): Path<String>,
+) -> Result<Json<SessionInfo>, ApiError> {
+    Ok(Json(state.rt.store.get_session(&id).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/messages", tag = "sessions", params(("id" = String, Path)),
+    responses((status = 200, body = Vec<Message>), (status = 404, body = ErrorBody)))]
+pub async fn session_messages(
+    State(state): S,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<Message>>, ApiError> {
+    state.rt.store.get_session(&id).await?;
+    Ok(Json(state.rt.store.messages(&id).await?))
+}
+
+/// Queues a run for `input` in an existing session and wakes an executor.
+pub(crate) async fn start_run(
+    state: &AppState,
+    session_id: &str,
+    input: String,
+) -> Result<RunRecord, ApiError> {
+    if input.trim().is_empty() {
+        return Err(ApiError::bad_request("the message is empty"));
+    }
+    if input.len() > MAX_MESSAGE {
+        return Err(ApiError::too_large(format!(
+            "the message is {} bytes; the limit is {MAX_MESSAGE}",
+            input.len()
+        )));
+    }
+    let session = state.rt.store.get_session(session_id).await?;
+    let agent = state.agent(&session.agent).await?;
+    let (run, _job) = state
+        .rt
+        .submit(&TurnRequest {
+            agent,
+            session_id: Some(session_id.to_string()),
+            input,
+        })
+        .await?;
+    Ok(run)
+}
+
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/messages", tag = "sessions", params(("id" = String, Path)), request_body = PostMessage,
+    description = "Posts a user message, which starts a run. Answers 202 with the queued run; with `Accept: text/event-stream` streams the run's events (SSE) until it ends; with `wait: true` answers when it has finished.",
+    responses((status = 202, body = RunRecord), (status = 200, body = RunRecord, description = "finished run (wait: true)"),
+              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub async fn post_message(
+    State(state): S,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<PostMessage>,
+) -> Result<Response, ApiError> {
+    let run = start_run(&state, &id, req.content).await?;
+    let events = state.hub.subscribe(&run.id);
+    state.wake.notify_one();
+    let wants_sse = headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/event-stream"));
+    if wants_sse {
+        return Ok(run_sse(state.clone(), run.id.clone(), events).into_response());
+    }
+    if req.wait {
+        let done = wait_for_run(&state, &run.id, events).await?;
+        return Ok((StatusCode::OK, Json(done)).into_response());
+    }
+    drop(events);
+    state.hub.forget_if_unwatched(&run.id);
+    Ok((StatusCode::ACCEPTED, Json(run)).into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/runs", tag = "runs", params(ListQuery), responses((status = 200, body = Vec<RunRecord>)))]
+pub async fn list_runs(
+    State(state): S,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<RunRecord>>, ApiError> {
+    Ok(Json(
+        state
+            .rt
+            .store
+            .list_runs(q.session.as_deref(), q.limit())
+            .await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "runs", params(("id" = String, Path, description = "run id or a unique prefix")),
+    responses((status = 200, body = RunDetail), (status = 404, body = ErrorBody)))]
+pub async fn get_run(State(state): S, Path(id): Path<String>) -> Result<Json<RunDetail>, ApiError> {
+    let run = state.rt.store.get_run(&id).await?;
+    let journal = state.rt.store.journal(&run.id).await?;
+    Ok(Json(RunDetail { run, journal }))
+}
+
+#[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", tag = "runs", params(("id" = String, Path)),
+    responses((status = 202, body = RunRecord), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn cancel_run(
+    State(state): S,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<RunRecord>), ApiError> {
+    let mut run = state.rt.store.get_run(&id).await?;
+    if run.status.is_terminal() {
+        return Err(ApiError::conflict(format!(
+            "run {} has already {}",
+            run.id,
+            run.status.as_str()
+        )));
+    }
+    let token = state
+        .cancels
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&run.id)
+        .cloned();
+    match token {
+        Some(t) => t.cancel(),
+        None => {
+            if state
+                .rt
+                .store
+                .cancel_queued_run(&run.id, "cancelled before it started")
+                .await?
+            {
+                run = state.rt.store.get_run(&run.id).await?;
+                state.hub.publish(
+                    &run.id,
+                    cairn_core::RunEvent::RunFinished {
+                        run: Box::new(run.clone()),
+                    },
+                );
+            } else {
+                // Claimed by an executor just now: its cancel switch exists soon.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                if let Some(t) = state
+                    .cancels
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&run.id)
+                {
+                    t.cancel();
+                }
+            }
+        }
+    }
+    Ok((StatusCode::ACCEPTED, Json(run)))
+}

@@ -1,0 +1,38 @@
+//! The OpenAPI document, generated from the handlers' annotations.
+
+use axum::Json;
+use utoipa::OpenApi;
+
+use super::{events, native, openai};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "cairn API", description = "The native API every cairn surface uses (CLI, console, channels), plus the OpenAI-compatible endpoint."),
+    paths(
+        native::healthz, native::readyz,
+        native::list_agents, native::get_agent, native::create_agent, native::put_agent,
+        native::list_sessions, native::create_session, native::get_session, native::session_messages, native::post_message,
+        native::list_runs, native::get_run, native::cancel_run,
+        events::run_events_sse, events::run_events_ws,
+        openai::models, openai::chat_completions,
+    ),
+    tags(
+        (name = "agents", description = "Agent definitions"),
+        (name = "sessions", description = "Conversations; posting a message starts a run"),
+        (name = "runs", description = "Runs, their journals and live events"),
+        (name = "openai", description = "OpenAI-compatible surface"),
+        (name = "health", description = "Liveness and readiness"),
+    )
+)]
+struct ApiDoc;
+
+/// The OpenAPI document as JSON.
+pub fn openapi_json() -> String {
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| serde_json::json!({"error": e.to_string()}).to_string())
+}
+
+pub async fn serve_openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,157 @@
+//! Drives queued runs: each executor claims a run's job, drives it with the
+//! runtime, publishes its events, and goes back for more. A panic while
+//! driving fails that run only.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_core::{RunEvent, RunStatus, now_ms};
+use cairn_runtime::JOB_LEASE_MS;
+use cairn_store::{Job, kinds};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::AppState;
+
+/// Starts `n` executors and the lease-recovery loop.
+pub fn start(state: Arc<AppState>, n: usize) -> JoinSet<()> {
+    let mut set = JoinSet::new();
+    for _ in 0..n {
+        let state = state.clone();
+        set.spawn(async move { executor_loop(state).await });
+    }
+    let recovery = state.clone();
+    set.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = recovery.shutdown.cancelled() => break,
+            }
+            match recovery.rt.store.recover_leases().await {
+                Ok(n) if n > 0 => recovery.wake.notify_waiters(),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "lease recovery failed"),
+            }
+        }
+    });
+    set
+}
+
+/// After shutdown: waits up to `grace` for running steps, then leaves the
+/// rest (their leases lapse; the next start resumes them from the journal).
+pub async fn drain(mut set: JoinSet<()>, grace: Duration) {
+    let all = async { while set.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, all).await.is_err() {
+        tracing::warn!(
+            grace_s = grace.as_secs(),
+            "runs still working at shutdown will resume at the next start"
+        );
+    }
+}
+
+async fn executor_loop(state: Arc<AppState>) {
+    loop {
+        if state.shutdown.is_cancelled() {
+            return;
+        }
+        match state
+            .rt
+            .store
+            .claim_job(&[kinds::ADVANCE_RUN], JOB_LEASE_MS)
+            .await
+        {
+            Ok(Some(job)) => drive(&state, job).await,
+            Ok(None) => {
+                tokio::select! {
+                    _ = state.wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = state.shutdown.cancelled() => return,
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "claiming a job failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+async fn drive(state: &Arc<AppState>, job: Job) {
+    let Some(run_id) = job.run_id.clone() else {
+        let _ = state.rt.store.complete_job(&job).await;
+        return;
+    };
+    let cancel = CancellationToken::new();
+    state
+        .cancels
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(run_id.clone(), cancel.clone());
+    let task_state = state.clone();
+    let task_job = job.clone();
+    let task_run = run_id.clone();
+    let handle = tokio::spawn(async move {
+        let run = task_state.rt.store.get_run(&task_run).await?;
+        let agent = match task_state.agent(&run.agent).await {
+            Ok(a) => a,
+            Err(e) => {
+                fail(
+                    &task_state,
+                    &task_job,
+                    &task_run,
+                    &format!("agent {:?} is not available: {e}", run.agent),
+                )
+                .await;
+                return Ok(());
+            }
+        };
+        let hub_state = task_state.clone();
+        let events = move |e: RunEvent| hub_state.hub.publish(&task_run, e);
+        task_state
+            .rt
+            .drive(task_job, agent, &events, cancel)
+            .await
+            .map(|_| ())
+    });
+    match handle.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(run = %run_id, error = %e, "driving the run failed"),
+        Err(panic) => {
+            fail(
+                state,
+                &job,
+                &run_id,
+                &format!("internal error while driving the run: {panic}"),
+            )
+            .await
+        }
+    }
+    state
+        .cancels
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&run_id);
+}
+
+/// Ends a run as failed outside the runtime (panic, missing agent).
+async fn fail(state: &AppState, job: &Job, run_id: &str, reason: &str) {
+    tracing::error!(run = %run_id, reason, "run failed");
+    if let Ok(mut run) = state.rt.store.get_run(run_id).await {
+        if !run.status.is_terminal() {
+            run.status = RunStatus::Failed;
+            run.error = Some(reason.to_string());
+            run.finished_at = Some(now_ms());
+            let _ = state.rt.store.update_run(&run).await;
+        }
+        let lease = cairn_store::SessionLease {
+            session_id: run.session_id.clone(),
+            run_id: run_id.to_string(),
+            version: 0,
+        };
+        let _ = state.rt.store.release_session(&lease).await;
+        state
+            .hub
+            .publish(run_id, RunEvent::RunFinished { run: Box::new(run) });
+    }
+    let _ = state.rt.store.complete_job(job).await;
+}

@@ -1,0 +1,103 @@
+//! cairn's HTTP surface. One stable native API under `/api/v1` (described by
+//! the OpenAPI document at `/api/v1/openapi.json`, with run events over SSE
+//! and WebSocket), an OpenAI-compatible `/v1/chat/completions` and
+//! `/v1/models`, health endpoints, and the executor that drives queued runs.
+
+mod api;
+mod error;
+mod executor;
+mod hub;
+mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_runtime::Runtime;
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+
+pub use api::openapi::openapi_json;
+pub use state::AppState;
+
+/// How to serve.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Runs driven at once.
+    pub concurrency: usize,
+    /// Largest request body accepted (bytes).
+    pub body_limit: usize,
+    /// On SIGTERM, how long running steps may take to finish.
+    pub shutdown_grace: Duration,
+    /// Bearer key required on the API; `None` allows only loopback use.
+    pub api_key: Option<String>,
+}
+
+/// Why the server could not start or stopped badly.
+#[derive(Debug, Error)]
+pub enum ServeError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Listening beyond this host without an API key.
+    #[error(
+        "refusing to listen on {0} without an API key: anyone who can reach it could run tools on this host. Set CAIRN_SERVER__API_KEY (clients send `Authorization: Bearer <key>`), or listen on 127.0.0.1"
+    )]
+    Unprotected(SocketAddr),
+    /// The store failed at start.
+    #[error(transparent)]
+    Store(#[from] cairn_store::StoreError),
+    /// Serving failed.
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves until `shutdown` fires (or SIGTERM/SIGINT when `handle_signals`),
+/// then stops taking work, lets running steps finish up to the grace period
+/// and leaves the rest to resume at the next start. `on_ready` is called
+/// with the bound address once the listener is up.
+pub async fn serve(
+    rt: Runtime,
+    opts: ServeOptions,
+    shutdown: CancellationToken,
+    on_ready: impl FnOnce(SocketAddr),
+) -> Result<(), ServeError> {
+    if !opts.listen.ip().is_loopback() && opts.api_key.is_none() {
+        return Err(ServeError::Unprotected(opts.listen));
+    }
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: opts.listen,
+            source,
+        })?;
+    let addr = listener.local_addr()?;
+    // Runs a previous process left unfinished become claimable now.
+    let recovered = rt.store.recover_leases().await?;
+    if recovered > 0 {
+        tracing::info!(
+            recovered,
+            "resuming runs left unfinished by a stopped process"
+        );
+    }
+    let state = Arc::new(AppState::new(rt, opts.api_key.clone(), shutdown.clone()));
+    let executors = executor::start(state.clone(), opts.concurrency.max(1));
+    let app = api::router(state.clone(), opts.body_limit);
+    on_ready(addr);
+    let stop = shutdown.clone();
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { stop.cancelled().await })
+    .await?;
+    executor::drain(executors, opts.shutdown_grace).await;
+    Ok(())
+}

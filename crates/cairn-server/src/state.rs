@@ -1,0 +1,50 @@
+//! What every handler and executor shares.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use cairn_core::AgentSpec;
+use cairn_runtime::Runtime;
+use cairn_store::StoreError;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::EventHub;
+
+/// Shared server state.
+pub struct AppState {
+    /// The runtime (store, provider, limits).
+    pub rt: Runtime,
+    /// Live run events by run id.
+    pub hub: EventHub,
+    /// Wakes an executor when a run is queued.
+    pub wake: Notify,
+    /// Cancel switches of runs being driven here.
+    pub cancels: Mutex<HashMap<String, CancellationToken>>,
+    /// Bearer key the API requires, if any.
+    pub api_key: Option<String>,
+    /// Fires when the server stops.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// New state around a runtime.
+    pub fn new(rt: Runtime, api_key: Option<String>, shutdown: CancellationToken) -> Self {
+        AppState {
+            rt,
+            hub: EventHub::default(),
+            wake: Notify::new(),
+            cancels: Mutex::new(HashMap::new()),
+            api_key,
+            shutdown,
+        }
+    }
+
+    /// An agent by name: the store's, or the built-in default.
+    pub async fn agent(&self, name: &str) -> Result<AgentSpec, StoreError> {
+        match self.rt.store.get_agent(name).await {
+            Err(StoreError::NotFound { .. }) if name == "default" => Ok(AgentSpec::default()),
+            other => other,
+        }
+    }
+}
