@@ -11,7 +11,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 # System packages the tests use. Each is installed only when missing.
-APT_PACKAGES=(ca-certificates procps)
+APT_PACKAGES=(ca-certificates procps python3 python3-venv)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -22,5 +22,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
 fi
+
+# Python packages the tests drive cairn with: the official OpenAI SDK and
+# schemathesis (fuzzing the OpenAPI document).
+venv="${TEST_VENV:-$HOME/.cache/cairn/test-venv}"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -r scripts/test-requirements.txt
+export TEST_PYTHON="$venv/bin/python"
 
 cargo test --workspace --locked "$@"

@@ -62,6 +62,8 @@ pub struct Runtime {
     pub tool_output_limit: usize,
     /// How long a session lease lasts without renewal (ms).
     pub session_lease_ms: i64,
+    /// When fired, runs pause at their next step boundary (graceful stop).
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 impl Runtime {
@@ -75,6 +77,7 @@ impl Runtime {
             workspaces,
             tool_output_limit: 32 * 1024,
             session_lease_ms: 30_000,
+            stopping: Default::default(),
         }
     }
 }

@@ -37,7 +37,9 @@ enum Prior {
 }
 
 impl Runtime {
-    /// Runs the loop; returns the final status and error text.
+    /// Runs the loop; returns the final status and error text, or
+    /// `Running` when it paused at a step boundary because the process is
+    /// stopping.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn work(
         &self,
@@ -91,6 +93,11 @@ impl Runtime {
         close_open_tool_calls(&mut history);
         let specs = tools.specs();
         loop {
+            if self.stopping.is_cancelled() {
+                // The process is stopping: leave at this step boundary; the
+                // run resumes here at the next start.
+                return Ok((RunStatus::Running, None));
+            }
             if run.steps >= agent.max_steps {
                 return Ok((
                     RunStatus::Failed,

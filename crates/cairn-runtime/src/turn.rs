@@ -183,6 +183,12 @@ impl Runtime {
             .await;
         drop(heartbeat);
         let result = match outcome {
+            Ok((RunStatus::Running, _)) => {
+                // Paused for shutdown: hand the job back, ready for the next start.
+                self.store.release_session(&lease).await?;
+                self.store.release_job(&job).await?;
+                return Ok(run);
+            }
             Ok((status, error)) => self.finish(&mut run, status, error, events).await,
             Err(e) => {
                 let _ = self

@@ -98,6 +98,7 @@ pub async fn serve(
     )
     .with_graceful_shutdown(async move { stop.cancelled().await })
     .await?;
+    state.rt.stopping.cancel();
     executor::drain(executors, opts.shutdown_grace).await;
     Ok(())
 }

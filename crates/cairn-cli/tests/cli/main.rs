@@ -5,8 +5,10 @@ mod api;
 mod concurrency;
 mod config_errors;
 mod crash;
+mod openai_compat;
 mod provider_errors;
 mod server_api;
+mod server_crash;
 mod tool_runs;
 
 use std::process::{Command, Output};

@@ -23,12 +23,11 @@ pub(crate) async fn next_event(
     rx: &mut Receiver<RunEvent>,
     first: bool,
 ) -> Option<RunEvent> {
-    if first {
-        if let Ok(run) = state.rt.store.get_run(run_id).await {
-            if run.status.is_terminal() {
-                return Some(RunEvent::RunFinished { run: Box::new(run) });
-            }
-        }
+    if first
+        && let Ok(run) = state.rt.store.get_run(run_id).await
+        && run.status.is_terminal()
+    {
+        return Some(RunEvent::RunFinished { run: Box::new(run) });
     }
     loop {
         tokio::select! {
