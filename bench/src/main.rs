@@ -278,6 +278,72 @@ fn python_peer(py: &str, script_name: &str, fake: &FakeLlm) -> Option<(f64, f64)
     Some((median(loops), median(walls)))
 }
 
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// `cairn serve` under load: `/v1/chat/completions` (non-streaming) at
+/// several client counts, each request a fresh session and a one-step run.
+async fn server_load(fake: &FakeLlm, bin: &Path) -> Result<()> {
+    let home = tempfile::tempdir()?;
+    let mut cmd = Command::new(bin);
+    cmd.env("CAIRN_HOME", home.path()).env("ANTHROPIC_API_KEY", "k").env("ANTHROPIC_BASE_URL", fake.anthropic_url()).env("CAIRN_SERVER__CONCURRENCY", "64");
+    let server = cairn_testkit::ServerProcess::start(cmd);
+    let http = reqwest::Client::builder().pool_max_idle_per_host(512).build()?;
+    let url = format!("{}/v1/chat/completions", server.url);
+    println!("server (/v1/chat/completions, non-streaming, fresh session per request, 64 executors)");
+    for clients in [1usize, 16, 256] {
+        let total = (clients * 8).clamp(200, 2048);
+        for _ in 0..total {
+            fake.push([Reply::text("ok")]);
+        }
+        let next = Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..clients {
+            let (http, url, next) = (http.clone(), url.clone(), next.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                while (next.fetch_add(1, Ordering::Relaxed) as usize) < total {
+                    let t = Instant::now();
+                    let r = http.post(&url).json(&json!({"model": "cairn:default", "messages": [{"role": "user", "content": "hi"}]})).send().await?;
+                    if !r.status().is_success() {
+                        bail!("HTTP {}: {}", r.status(), r.text().await.unwrap_or_default());
+                    }
+                    let _ = r.bytes().await?;
+                    lat.push(t.elapsed().as_secs_f64() * 1e3);
+                }
+                Ok(lat)
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await??);
+        }
+        let secs = started.elapsed().as_secs_f64();
+        all.sort_by(|a, b| a.total_cmp(b));
+        println!(
+            "  {clients:>3} clients  {:>7.0} runs/s   p50 {:>7.2} ms   p99 {:>7.2} ms   ({} requests)",
+            all.len() as f64 / secs,
+            percentile(&all, 0.5),
+            percentile(&all, 0.99),
+            all.len()
+        );
+    }
+    // Sessions resident: 1,000 sessions with a turn each, then idle.
+    let sessions_url = format!("{}/api/v1/sessions", server.url);
+    for i in 0..1000 {
+        fake.push([Reply::text("noted")]);
+        let id = format!("idle-{i}");
+        http.post(&sessions_url).json(&json!({"id": id})).send().await?.error_for_status()?;
+        http.post(format!("{sessions_url}/{id}/messages")).json(&json!({"content": "remember this", "wait": true})).send().await?.error_for_status()?;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss = vm_rss_kib(server.pid()).unwrap_or(0);
+    println!("  1,000 sessions (one turn each), idle: {:.1} MB RSS (target < 100)", rss as f64 / 1024.0);
+    Ok(())
+}
+
 fn ratio(peer: f64, ours: f64) -> String {
     format!("{:.1}x", peer / ours)
 }
@@ -321,6 +387,7 @@ async fn main() -> Result<()> {
         "  cairn chat idle {:>8.1} MB RSS (target < 30)",
         chat_kib as f64 / 1024.0
     );
+    server_load(&fake, &bin).await?;
 
     println!(
         "peers (same fake, same machine, same run; ratio = peer time / cairn time, >1 means cairn is faster)"
