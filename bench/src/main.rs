@@ -287,11 +287,18 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 async fn server_load(fake: &FakeLlm, bin: &Path) -> Result<()> {
     let home = tempfile::tempdir()?;
     let mut cmd = Command::new(bin);
-    cmd.env("CAIRN_HOME", home.path()).env("ANTHROPIC_API_KEY", "k").env("ANTHROPIC_BASE_URL", fake.anthropic_url()).env("CAIRN_SERVER__CONCURRENCY", "64");
+    cmd.env("CAIRN_HOME", home.path())
+        .env("ANTHROPIC_API_KEY", "k")
+        .env("ANTHROPIC_BASE_URL", fake.anthropic_url())
+        .env("CAIRN_SERVER__CONCURRENCY", "64");
     let server = cairn_testkit::ServerProcess::start(cmd);
-    let http = reqwest::Client::builder().pool_max_idle_per_host(512).build()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(512)
+        .build()?;
     let url = format!("{}/v1/chat/completions", server.url);
-    println!("server (/v1/chat/completions, non-streaming, fresh session per request, 64 executors)");
+    println!(
+        "server (/v1/chat/completions, non-streaming, fresh session per request, 64 executors)"
+    );
     for clients in [1usize, 16, 256] {
         let total = (clients * 8).clamp(200, 2048);
         for _ in 0..total {
@@ -330,17 +337,35 @@ async fn server_load(fake: &FakeLlm, bin: &Path) -> Result<()> {
             all.len()
         );
     }
-    // Sessions resident: 1,000 sessions with a turn each, then idle.
+    drop(server);
+    // Sessions resident: a fresh server, 1,000 sessions with a turn each, then idle.
+    let home = tempfile::tempdir()?;
+    let mut cmd = Command::new(bin);
+    cmd.env("CAIRN_HOME", home.path())
+        .env("ANTHROPIC_API_KEY", "k")
+        .env("ANTHROPIC_BASE_URL", fake.anthropic_url());
+    let server = cairn_testkit::ServerProcess::start(cmd);
     let sessions_url = format!("{}/api/v1/sessions", server.url);
     for i in 0..1000 {
         fake.push([Reply::text("noted")]);
         let id = format!("idle-{i}");
-        http.post(&sessions_url).json(&json!({"id": id})).send().await?.error_for_status()?;
-        http.post(format!("{sessions_url}/{id}/messages")).json(&json!({"content": "remember this", "wait": true})).send().await?.error_for_status()?;
+        http.post(&sessions_url)
+            .json(&json!({"id": id}))
+            .send()
+            .await?
+            .error_for_status()?;
+        http.post(format!("{sessions_url}/{id}/messages"))
+            .json(&json!({"content": "remember this", "wait": true}))
+            .send()
+            .await?
+            .error_for_status()?;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss = vm_rss_kib(server.pid()).unwrap_or(0);
-    println!("  1,000 sessions (one turn each), idle: {:.1} MB RSS (target < 100)", rss as f64 / 1024.0);
+    println!(
+        "  1,000 sessions (one turn each), idle: {:.1} MB RSS (target < 100)",
+        rss as f64 / 1024.0
+    );
     Ok(())
 }
 

@@ -18,7 +18,7 @@ impl EventHub {
     pub fn subscribe(&self, run_id: &str) -> broadcast::Receiver<RunEvent> {
         let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(run_id.to_string())
-            .or_insert_with(|| broadcast::channel(4096).0)
+            .or_insert_with(|| broadcast::channel(256).0)
             .subscribe()
     }
 

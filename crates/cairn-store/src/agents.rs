@@ -18,7 +18,7 @@ impl Store {
         .bind(config)
         .bind(now)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }

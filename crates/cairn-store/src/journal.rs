@@ -46,7 +46,7 @@ impl Store {
         // transaction's extra round trips (this is most steps' intent/result).
         if let ([entry], None, None) = (step.entries.as_slice(), step.message, step.run) {
             return Ok(vec![
-                insert_entry(&mut *self.pool.acquire().await?, run_id, entry, now).await?,
+                insert_entry(&mut *self.writer.acquire().await?, run_id, entry, now).await?,
             ]);
         }
         let mut tx = self.write_tx().await?;

@@ -25,9 +25,16 @@ pub use queue::{Job, NewJob, kinds};
 pub use sessions::SessionLease;
 
 /// Handle to the store; cheap to clone.
+///
+/// SQLite allows one writer at a time. All writes go through one connection
+/// (`writer`), so writers in this process queue in order instead of
+/// colliding on the file lock and sleeping in SQLite's busy handler; reads
+/// use a pool of read-only connections, which WAL lets run beside the writer.
+/// Other processes on the same file still wait via the busy timeout.
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    writer: SqlitePool,
 }
 
 impl Store {
@@ -53,16 +60,22 @@ impl Store {
             // Several cairn processes may share the file; wait for the writer
             // rather than failing.
             .busy_timeout(Duration::from_secs(30));
+        let open_err = |e: sqlx::Error| StoreError::Open {
+            target: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(open_err)?;
+        migrate::run(&writer).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .connect_with(options.read_only(true))
             .await
-            .map_err(|e| StoreError::Open {
-                target: path.display().to_string(),
-                reason: e.to_string(),
-            })?;
-        let store = Store { pool };
-        migrate::run(&store.pool).await?;
+            .map_err(open_err)?;
+        let store = Store { pool, writer };
         Ok(store)
     }
 
@@ -80,6 +93,6 @@ impl Store {
     /// Starts a write transaction that holds SQLite's write lock from its
     /// first statement, so read-then-write never fails on upgrade.
     async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 }

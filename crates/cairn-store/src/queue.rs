@@ -64,7 +64,7 @@ impl Store {
         .bind(if job.run_at == 0 { now } else { job.run_at })
         .bind(&job.dedup_key)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok((done.rows_affected() == 1).then_some(id))
     }
@@ -89,7 +89,7 @@ impl Store {
         .bind(now + lease_ms)
         .bind(now)
         .bind(kinds_json)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         row.map(|r| job_from_row(&r)).transpose()
     }
@@ -107,7 +107,7 @@ impl Store {
         .bind(this_process())
         .bind(now_ms() + lease_ms)
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         row.map(|r| job_from_row(&r)).transpose()
     }
@@ -130,7 +130,7 @@ impl Store {
         .bind(now_ms() + lease_ms)
         .bind(kinds::ADVANCE_RUN)
         .bind(session_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         row.map(|r| job_from_row(&r)).transpose()
     }
@@ -143,7 +143,7 @@ impl Store {
         .bind(now_ms() + lease_ms)
         .bind(&job.id)
         .bind(job.attempt)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -154,7 +154,7 @@ impl Store {
         let done = sqlx::query("DELETE FROM jobs WHERE id = ? AND attempt = ?")
             .bind(&job.id)
             .bind(job.attempt)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -164,7 +164,7 @@ impl Store {
         sqlx::query("UPDATE jobs SET status = 'ready', lease_owner = NULL, lease_until = NULL WHERE id = ? AND attempt = ?")
             .bind(&job.id)
             .bind(job.attempt)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -179,7 +179,7 @@ impl Store {
              WHERE status = 'leased' AND lease_until < ?",
         )
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?
         .rows_affected();
         let held = sqlx::query("SELECT id, lease_owner FROM jobs WHERE status = 'leased'")
@@ -192,7 +192,7 @@ impl Store {
                 requeued += sqlx::query("UPDATE jobs SET status = 'ready', lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?")
                     .bind(&id)
                     .bind(&owner)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?
                     .rows_affected();
             }
@@ -208,7 +208,7 @@ impl Store {
                 sqlx::query("UPDATE sessions SET busy_run = NULL, busy_until = NULL, busy_owner = NULL WHERE id = ? AND busy_owner = ?")
                     .bind(&id)
                     .bind(&owner)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
             }
         }

@@ -62,7 +62,7 @@ impl Store {
 
     /// Saves a run's status and totals.
     pub async fn update_run(&self, run: &RunRecord) -> Result<(), StoreError> {
-        update_run_tx(&mut *self.pool.acquire().await?, run).await
+        update_run_tx(&mut *self.writer.acquire().await?, run).await
     }
 
     /// A run by id or by a unique id prefix (as users type them).

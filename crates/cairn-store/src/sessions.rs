@@ -30,7 +30,7 @@ impl Store {
         .bind(agent)
         .bind(now)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         let info = self.get_session(id).await?;
         if info.agent != agent {
@@ -103,7 +103,7 @@ impl Store {
         .bind(session_id)
         .bind(now)
         .bind(run_id) // ?7, also the "me" of the ordering check
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         Ok(version.map(|version| SessionLease {
             session_id: session_id.to_string(),
@@ -122,7 +122,7 @@ impl Store {
             .bind(now_ms() + lease_ms)
             .bind(&lease.session_id)
             .bind(&lease.run_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         if done.rows_affected() == 0 {
             return Err(self.conflict(&lease.session_id, lease.version).await);
@@ -137,7 +137,7 @@ impl Store {
         )
         .bind(&lease.session_id)
         .bind(&lease.run_id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }

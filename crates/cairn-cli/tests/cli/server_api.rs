@@ -321,3 +321,80 @@ async fn an_api_key_is_enforced_when_set() {
     assert_eq!(r.status().as_u16(), 200);
     assert!(!server.log().contains("s3cret"), "the key is never logged");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_events_over_websocket() {
+    use futures_util::StreamExt;
+    let h = home();
+    let fake = FakeLlm::start();
+    let server = start(&h, &fake);
+    let api = Api::new(&server);
+    api.session("ws").await;
+    fake.push([Reply::Delayed(
+        Duration::from_millis(700),
+        Box::new(Reply::text("over the socket")),
+    )]);
+    let (_, run) = api
+        .post("/api/v1/sessions/ws/messages", json!({"content": "hi"}))
+        .await;
+    let id = run["id"].as_str().unwrap();
+    let ws_url = format!(
+        "{}/api/v1/runs/{id}/ws",
+        server.url.replace("http://", "ws://")
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
+    let mut kinds = Vec::new();
+    let mut text = String::new();
+    while let Some(msg) = tokio::time::timeout(Duration::from_secs(20), socket.next())
+        .await
+        .unwrap()
+    {
+        match msg.unwrap() {
+            tokio_tungstenite::tungstenite::Message::Text(t) => {
+                let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                if v["type"] == "text_delta" {
+                    text.push_str(v["text"].as_str().unwrap());
+                }
+                kinds.push(v["type"].as_str().unwrap().to_string());
+            }
+            tokio_tungstenite::tungstenite::Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    assert_eq!(
+        kinds.last().map(String::as_str),
+        Some("run_finished"),
+        "{kinds:?}"
+    );
+    assert_eq!(text, "over the socket", "{kinds:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_does_not_hold_up_others() {
+    use tokio::io::AsyncWriteExt;
+    let h = home();
+    let fake = FakeLlm::start();
+    let server = start(&h, &fake);
+    let api = Api::new(&server);
+    // Ten clients that send half a request and then stall.
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let mut stalled = Vec::new();
+    for _ in 0..10 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"POST /api/v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"id\":").await.unwrap();
+        stalled.push(s);
+    }
+    let started = std::time::Instant::now();
+    for i in 0..20 {
+        let (status, _) = api
+            .post("/api/v1/sessions", json!({"id": format!("quick-{i}")}))
+            .await;
+        assert_eq!(status, 201);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "others were served while the slow ones stalled"
+    );
+    drop(stalled);
+    assert_eq!(api.get("/healthz").await.0, 200);
+}

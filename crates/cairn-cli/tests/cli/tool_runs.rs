@@ -329,3 +329,39 @@ fn ctrl_c_cancels_the_turn_and_frees_the_session() {
     let texts = fake.requests()[1].message_texts();
     assert!(texts.iter().any(|t| t.contains("cancelled")), "{texts:?}");
 }
+
+#[test]
+fn chat_streams_answers_and_keeps_one_session() {
+    use std::io::Write;
+    let h = home();
+    let fake = FakeLlm::start();
+    fake.push([
+        Reply::text("Hello! How can I help?"),
+        Reply::text("You said hello."),
+    ]);
+    let mut cmd = h.anthropic(&fake);
+    cmd.args(["chat", "--session", "talk"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"hello\n").unwrap();
+    wait_for_requests(&fake, 1);
+    stdin.write_all(b"/session\nwhat did I say?\n").unwrap();
+    wait_for_requests(&fake, 2);
+    stdin.write_all(b"/exit\n").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", cairn_testkit::describe(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("Hello! How can I help?") && text.contains("You said hello."),
+        "{text}"
+    );
+    assert!(stderr(&out).contains("session talk"), "{}", stderr(&out));
+    assert_eq!(
+        fake.requests()[1].message_texts(),
+        ["hello", "Hello! How can I help?", "what did I say?"]
+    );
+}
