@@ -136,6 +136,72 @@ async fn cairn_loop(fake: &FakeLlm, provider_kind: &str) -> Result<LoopResult> {
     })
 }
 
+/// Cost of the store's two kinds of write, which a step is made of.
+async fn store_writes() -> Result<(f64, f64)> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open_sqlite(&dir.path().join("s.db")).await?;
+    let agent = AgentSpec::default();
+    store.ensure_session("s", &agent.name).await?;
+    let run = cairn_core::RunRecord {
+        id: "run_bench".into(),
+        session_id: "s".into(),
+        agent: agent.name.clone(),
+        status: cairn_core::RunStatus::Running,
+        input: "x".into(),
+        output: None,
+        error: None,
+        provider: "p".into(),
+        model: "m".into(),
+        steps: 0,
+        usage: Default::default(),
+        cost_usd: 0.0,
+        created_at: cairn_core::now_ms(),
+        finished_at: None,
+    };
+    store.create_run(&run).await?;
+    let mut lease = store
+        .try_acquire_session("s", &run.id, 60_000)
+        .await?
+        .context("lease")?;
+    let entry = || cairn_store::NewEntry {
+        kind: cairn_core::JournalKind::ToolResult,
+        ref_seq: Some(1),
+        payload: json!({"output": "x".repeat(200)}),
+    };
+    let n = 2000;
+    let t = Instant::now();
+    for _ in 0..n {
+        store
+            .commit_step(
+                &run.id,
+                None,
+                cairn_store::StepCommit {
+                    entries: vec![entry()],
+                    ..Default::default()
+                },
+            )
+            .await?;
+    }
+    let single = t.elapsed().as_secs_f64() / n as f64 * 1e6;
+    let msg = cairn_core::Message::user_text("y".repeat(200));
+    let t = Instant::now();
+    for _ in 0..n {
+        store
+            .commit_step(
+                &run.id,
+                Some(&mut lease),
+                cairn_store::StepCommit {
+                    entries: vec![entry()],
+                    message: Some(&msg),
+                    run: Some(&run),
+                },
+            )
+            .await?;
+    }
+    let step = t.elapsed().as_secs_f64() / n as f64 * 1e6;
+    Ok((single, step))
+}
+
 fn cairn_bin() -> Result<PathBuf> {
     let me = std::env::current_exe()?;
     let bin = me.with_file_name("cairn");
@@ -391,6 +457,7 @@ async fn main() -> Result<()> {
         .env("ANTHROPIC_BASE_URL", fake.anthropic_url());
     let chat_kib = idle_rss_kib(chat)?;
 
+    let (single_us, step_us) = store_writes().await?;
     let a = cairn_loop(&fake, "anthropic").await?;
     let o = cairn_loop(&fake, "openai").await?;
     println!("agent loop (in-process, median of {RUNS} runs)");
@@ -401,6 +468,9 @@ async fn main() -> Result<()> {
     println!(
         "  openai wire     {:>8.2} ms/run   overhead {:>6.0} µs/step (target < 500)",
         o.per_run_ms, o.overhead_us_per_step
+    );
+    println!(
+        "  store writes: journal entry {single_us:.0} µs; entry + message + run in one transaction {step_us:.0} µs"
     );
     println!("process");
     println!(

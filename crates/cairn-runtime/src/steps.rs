@@ -34,6 +34,18 @@ enum Prior {
     Done(ToolOutput),
     /// Started (intent at `seq`) but no result.
     Started { seq: i64, idempotent: bool },
+    /// Intent just journaled (at `seq`) with the response; not started.
+    Journaled { seq: i64 },
+}
+
+/// The journal intent of a tool call.
+fn tool_intent(tools: &ToolRegistry, c: &ToolCall) -> NewEntry {
+    let idempotent = tools.get(&c.name).is_some_and(|t| t.idempotent());
+    entry(
+        JournalKind::ToolCall,
+        None,
+        json!({"id": c.id, "name": c.name, "input": c.input, "idempotent": idempotent}),
+    )
 }
 
 impl Runtime {
@@ -159,16 +171,21 @@ impl Runtime {
             if calls.is_empty() {
                 run.output = Some(assistant.text());
             }
-            self.store
+            // The tool calls' intents commit with the response that asked
+            // for them: journaled before they run, in one transaction.
+            let mut entries = vec![entry(
+                JournalKind::ModelResult,
+                Some(call_seq),
+                json!({"response": response, "cost_usd": cost}),
+            )];
+            entries.extend(calls.iter().map(|c| tool_intent(tools, c)));
+            let seqs = self
+                .store
                 .commit_step(
                     &run.id,
                     Some(lease),
                     StepCommit {
-                        entries: vec![entry(
-                            JournalKind::ModelResult,
-                            Some(call_seq),
-                            json!({"response": response, "cost_usd": cost}),
-                        )],
+                        entries,
                         message: Some(&assistant),
                         run: Some(run),
                     },
@@ -178,9 +195,13 @@ impl Runtime {
             if calls.is_empty() {
                 return Ok((RunStatus::Completed, None));
             }
-            let empty = HashMap::new();
+            let journaled: HashMap<String, Prior> = calls
+                .iter()
+                .zip(seqs.into_iter().skip(1))
+                .map(|(c, seq)| (c.id.clone(), Prior::Journaled { seq }))
+                .collect();
             match self
-                .tool_step(tools, ctx, run, lease, &calls, &empty, events, cancel)
+                .tool_step(tools, ctx, run, lease, &calls, &journaled, events, cancel)
                 .await?
             {
                 Err(stop) => return Ok(stop),
@@ -317,14 +338,7 @@ impl Runtime {
             .collect();
         let intents = fresh
             .iter()
-            .map(|c| {
-                let idempotent = tools.get(&c.name).is_some_and(|t| t.idempotent());
-                entry(
-                    JournalKind::ToolCall,
-                    None,
-                    json!({"id": c.id, "name": c.name, "input": c.input, "idempotent": idempotent}),
-                )
-            })
+            .map(|c| tool_intent(tools, c))
             .collect::<Vec<_>>();
         let new_seqs = if intents.is_empty() {
             vec![]
@@ -348,6 +362,7 @@ impl Runtime {
                 Some(Prior::Done(out)) => Plan::Reuse(out.clone()),
                 Some(Prior::Started { seq, idempotent: true }) => Plan::Run(*seq),
                 Some(Prior::Started { seq, idempotent: false }) => Plan::Unknown(*seq),
+                Some(Prior::Journaled { seq }) => Plan::Run(*seq),
                 None => Plan::Run(seq_of.remove(call.id.as_str()).unwrap_or(0)),
             };
             async move {

@@ -1,6 +1,6 @@
 //! `http_fetch`: an HTTP GET, body capped.
 
-use std::sync::Once;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,20 +14,24 @@ pub struct HttpFetch {
     client: reqwest::Client,
 }
 
-static CRYPTO: Once = Once::new();
+/// One client per process: building one loads the system's TLS roots,
+/// which costs milliseconds, so it is not done per run.
+static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
 
 impl HttpFetch {
     /// A fetcher with a 30 s timeout.
     pub fn new() -> Self {
-        CRYPTO.call_once(|| {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        });
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .redirect(reqwest::redirect::Policy::limited(5))
-            .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+        let client = CLIENT
+            .get_or_init(|| {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                reqwest::Client::builder()
+                    .timeout(Duration::from_secs(30))
+                    .redirect(reqwest::redirect::Policy::limited(5))
+                    .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .unwrap_or_else(|_| reqwest::Client::new())
+            })
+            .clone();
         HttpFetch { client }
     }
 }

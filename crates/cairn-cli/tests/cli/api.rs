@@ -41,9 +41,14 @@ impl Api {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// A request on its own connection: a server answers an oversized body
+    /// early (413) and closes the connection, which must not be reused.
     pub async fn raw(&self, method: reqwest::Method, path: &str, body: Vec<u8>) -> (u16, String) {
-        let r = self
-            .http
+        let fresh = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let r = fresh
             .request(method, format!("{}{path}", self.url))
             .header("content-type", "application/json")
             .body(body)
