@@ -64,14 +64,18 @@ impl Store {
             target: path.display().to_string(),
             reason: e.to_string(),
         };
+        // A local file needs no liveness ping before each use (sqlx's default
+        // costs a round trip per write).
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await
             .map_err(open_err)?;
         migrate::run(&writer).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await
             .map_err(open_err)?;
