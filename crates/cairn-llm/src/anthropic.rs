@@ -341,12 +341,7 @@ impl Provider for AnthropicProvider {
                 .read_stream(SseReader::new(resp, &self.endpoint, &url), on_event)
                 .await;
         }
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| self.endpoint.transport(e, &url))?;
-        let v: Value = serde_json::from_str(&text)
-            .map_err(|e| self.endpoint.protocol(format!("body is not JSON: {e}")))?;
+        let v = self.endpoint.json_body(resp, &url).await?;
         let out = parse_full(&self.endpoint, &v)?;
         for b in &out.content {
             if let ContentBlock::Text { text } = b {

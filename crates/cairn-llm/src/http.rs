@@ -102,6 +102,16 @@ impl Endpoint {
         }
     }
 
+    /// Reads a complete (non-streaming) answer as JSON.
+    pub async fn json_body(
+        &self,
+        resp: reqwest::Response,
+        url: &str,
+    ) -> Result<serde_json::Value, LlmError> {
+        let text = resp.text().await.map_err(|e| self.transport(e, url))?;
+        serde_json::from_str(&text).map_err(|e| self.protocol(format!("body is not JSON: {e}")))
+    }
+
     pub fn protocol(&self, message: impl Into<String>) -> LlmError {
         LlmError::Protocol {
             provider: self.provider.clone(),

@@ -310,12 +310,7 @@ impl Provider for OpenAiProvider {
                 .read_stream(SseReader::new(resp, &self.endpoint, &url), on_event)
                 .await;
         }
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| self.endpoint.transport(e, &url))?;
-        let v: Value = serde_json::from_str(&text)
-            .map_err(|e| self.endpoint.protocol(format!("body is not JSON: {e}")))?;
+        let v = self.endpoint.json_body(resp, &url).await?;
         let choice = v["choices"]
             .get(0)
             .ok_or_else(|| self.endpoint.protocol("response has no choices"))?;

@@ -40,77 +40,74 @@ pub(crate) async fn acquire(
     }
 }
 
-/// Renews the lease every third of its length until dropped.
+/// Runs `beat` every third of a lease's length until dropped, or until
+/// `beat` answers `false`.
 pub(crate) struct Heartbeat {
     stop: CancellationToken,
 }
 
 impl Heartbeat {
-    pub fn start(store: Store, lease: SessionLease, lease_ms: i64) -> Heartbeat {
+    pub fn start<F, Fut>(lease_ms: i64, mut beat: F) -> Heartbeat
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = bool> + Send,
+    {
         let stop = CancellationToken::new();
         let stopped = stop.clone();
         let every = Duration::from_millis((lease_ms / 3).max(50) as u64);
         tokio::spawn(async move {
             loop {
                 tokio::select! {
-                    _ = tokio::time::sleep(every) => {
-                        if let Err(e) = store.renew_session_lease(&lease, lease_ms).await {
-                            tracing::warn!(session = %lease.session_id, error = %e, "session lease renewal failed");
-                        }
-                    }
+                    _ = tokio::time::sleep(every) => if !beat().await { break },
                     _ = stopped.cancelled() => break,
                 }
             }
         });
         Heartbeat { stop }
     }
-}
 
-impl Drop for Heartbeat {
-    fn drop(&mut self) {
-        self.stop.cancel();
+    /// Keeps a session lease alive.
+    pub fn session(store: Store, lease: SessionLease, lease_ms: i64) -> Heartbeat {
+        Heartbeat::start(lease_ms, move || {
+            let (store, lease) = (store.clone(), lease.clone());
+            async move {
+                if let Err(e) = store.renew_session_lease(&lease, lease_ms).await {
+                    tracing::warn!(session = %lease.session_id, error = %e, "session lease renewal failed");
+                }
+                true
+            }
+        })
     }
-}
 
-/// Keeps a job's lease alive; if the lease is lost (another process took
-/// the job over after it expired), cancels this driver so two never write.
-pub(crate) struct JobHeartbeat {
-    stop: CancellationToken,
-}
-
-impl JobHeartbeat {
-    pub fn start(
+    /// Keeps a job lease alive; if the lease is lost (another process took
+    /// the job over after it expired), fires `on_lost` so two never write.
+    pub fn job(
         store: Store,
         job: cairn_store::Job,
         lease_ms: i64,
         on_lost: CancellationToken,
-    ) -> JobHeartbeat {
-        let stop = CancellationToken::new();
-        let stopped = stop.clone();
-        let every = Duration::from_millis((lease_ms / 3).max(50) as u64);
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(every) => {
-                        match store.heartbeat_job(&job, lease_ms).await {
-                            Ok(true) => {}
-                            Ok(false) => {
-                                tracing::warn!(job = %job.id, "job lease lost; stopping this driver");
-                                on_lost.cancel();
-                                break;
-                            }
-                            Err(e) => tracing::warn!(job = %job.id, error = %e, "job heartbeat failed"),
-                        }
+    ) -> Heartbeat {
+        Heartbeat::start(lease_ms, move || {
+            let (store, job, on_lost) = (store.clone(), job.clone(), on_lost.clone());
+            async move {
+                match store.heartbeat_job(&job, lease_ms).await {
+                    Ok(true) => true,
+                    Ok(false) => {
+                        tracing::warn!(job = %job.id, "job lease lost; stopping this driver");
+                        on_lost.cancel();
+                        false
                     }
-                    _ = stopped.cancelled() => break,
+                    Err(e) => {
+                        tracing::warn!(job = %job.id, error = %e, "job heartbeat failed");
+                        true
+                    }
                 }
             }
-        });
-        JobHeartbeat { stop }
+        })
     }
 }
 
-impl Drop for JobHeartbeat {
+impl Drop for Heartbeat {
     fn drop(&mut self) {
         self.stop.cancel();
     }

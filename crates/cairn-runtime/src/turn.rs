@@ -11,7 +11,7 @@ use cairn_store::Job;
 use cairn_tools::{ToolContext, ToolRegistry, Workspace};
 use tokio_util::sync::CancellationToken;
 
-use crate::lease::{Heartbeat, JobHeartbeat, acquire};
+use crate::lease::{Heartbeat, acquire};
 use crate::{AgentSpec, Runtime, RuntimeError};
 
 /// A turn to run.
@@ -137,7 +137,7 @@ impl Runtime {
             session_id: run.session_id.clone(),
         });
         let cancel = cancel.child_token();
-        let _job_beat = JobHeartbeat::start(
+        let _job_beat = Heartbeat::job(
             self.store.clone(),
             job.clone(),
             JOB_LEASE_MS,
@@ -172,7 +172,8 @@ impl Runtime {
             self.store.complete_job(&job).await?;
             return result;
         };
-        let heartbeat = Heartbeat::start(self.store.clone(), lease.clone(), self.session_lease_ms);
+        let heartbeat =
+            Heartbeat::session(self.store.clone(), lease.clone(), self.session_lease_ms);
         let ctx = ToolContext {
             workspace,
             cancel: cancel.child_token(),
