@@ -8,6 +8,7 @@ use crate::{Store, StoreError};
 impl Store {
     /// Creates or replaces an agent.
     pub async fn put_agent(&self, spec: &AgentSpec) -> Result<(), StoreError> {
+        let _writing = self.lock_writes().await;
         let now = now_ms();
         let config = serde_json::to_string(spec).map_err(|e| StoreError::corrupt("agents", e))?;
         sqlx::query(

@@ -5,9 +5,8 @@
 use cairn_core::{JournalEntry, JournalKind, Message, RunRecord, now_ms};
 use sqlx::Row;
 
-use crate::runs::update_run_tx;
-use crate::sessions::append_message_tx;
 use crate::{SessionLease, Store, StoreError};
+use rusqlite::OptionalExtension;
 
 /// A journal entry about to be written.
 #[derive(Debug, Clone)]
@@ -34,7 +33,7 @@ pub struct StepCommit<'a> {
 impl Store {
     /// Commits one step for `run_id`; returns the seqs given to `entries`.
     /// Fails with `VersionConflict` (and writes nothing) if the session lease
-    /// was lost.
+    /// was lost. The whole transaction is one request to the writer thread.
     pub async fn commit_step(
         &self,
         run_id: &str,
@@ -42,36 +41,111 @@ impl Store {
         step: StepCommit<'_>,
     ) -> Result<Vec<i64>, StoreError> {
         let now = now_ms();
-        // One journal entry alone is one statement, atomic by itself: skip the
-        // transaction's extra round trips (this is most steps' intent/result).
-        if let ([entry], None, None) = (step.entries.as_slice(), step.message, step.run) {
-            return Ok(vec![
-                insert_entry(&mut *self.writer.acquire().await?, run_id, entry, now).await?,
-            ]);
-        }
-        let mut tx = self.write_tx().await?;
-        let mut seqs = Vec::with_capacity(step.entries.len());
-        for entry in &step.entries {
-            seqs.push(insert_entry(&mut tx, run_id, entry, now).await?);
-        }
-        if let Some(message) = step.message {
-            let Some(lease) = lease else {
-                return Err(StoreError::corrupt(
-                    "messages",
-                    "a message append needs the session lease",
-                ));
-            };
-            let expected = lease.version;
-            if !append_message_tx(&mut tx, lease, message).await? {
-                drop(tx);
-                return Err(self.conflict(&lease.session_id, expected).await);
+        let entries = step
+            .entries
+            .iter()
+            .map(|e| {
+                let payload = serde_json::to_string(&e.payload)
+                    .map_err(|e| StoreError::corrupt("run_journal", e))?;
+                Ok((e.kind.as_str(), e.ref_seq, payload))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let message = match step.message {
+            None => None,
+            Some(m) => {
+                let Some(lease) = lease.as_deref() else {
+                    return Err(StoreError::corrupt(
+                        "messages",
+                        "a message append needs the session lease",
+                    ));
+                };
+                let content =
+                    serde_json::to_string(m).map_err(|e| StoreError::corrupt("messages", e))?;
+                Some((
+                    m.role.as_str(),
+                    content,
+                    lease.session_id.clone(),
+                    lease.run_id.clone(),
+                    lease.version,
+                ))
             }
+        };
+        let run = step.run.cloned();
+        let run_id = run_id.to_string();
+        let outcome = {
+            let _writing = self.lock_writes().await;
+            self.fast
+                .run(move |conn| {
+                    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                    let mut seqs = Vec::with_capacity(entries.len());
+                    {
+                        let mut insert = tx.prepare_cached(
+                            "INSERT INTO run_journal (run_id, seq, kind, ref_seq, payload, at)
+                             SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5 FROM run_journal WHERE run_id = ?1
+                             RETURNING seq",
+                        )?;
+                        for (kind, ref_seq, payload) in &entries {
+                            seqs.push(insert.query_row(rusqlite::params![run_id, kind, ref_seq, payload, now], |r| r.get(0))?);
+                        }
+                    }
+                    let mut new_version = None;
+                    if let Some((role, content, session_id, holder, version)) = &message {
+                        let bumped: Option<i64> = tx
+                            .query_row(
+                                "UPDATE sessions SET version = version + 1, updated_at = ?1
+                                 WHERE id = ?2 AND version = ?3 AND busy_run = ?4 RETURNING version",
+                                rusqlite::params![now, session_id, version, holder],
+                                |r| r.get(0),
+                            )
+                            .optional()?;
+                        let Some(bumped) = bumped else {
+                            // Lease lost: the transaction rolls back on drop.
+                            return Ok(Err(()));
+                        };
+                        tx.execute(
+                            "INSERT INTO messages (session_id, seq, run_id, role, content, created_at)
+                             SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5 FROM messages WHERE session_id = ?1",
+                            rusqlite::params![session_id, holder, role, content, now],
+                        )?;
+                        new_version = Some(bumped);
+                    }
+                    if let Some(run) = &run {
+                        tx.execute(
+                            "UPDATE runs SET status = ?1, output = ?2, error = ?3, steps = ?4, input_tokens = ?5,
+                                output_tokens = ?6, cost_usd = ?7, finished_at = ?8, model = ?9
+                             WHERE id = ?10",
+                            rusqlite::params![
+                                run.status.as_str(),
+                                run.output,
+                                run.error,
+                                run.steps as i64,
+                                run.usage.input_tokens as i64,
+                                run.usage.output_tokens as i64,
+                                run.cost_usd,
+                                run.finished_at,
+                                run.model,
+                                run.id
+                            ],
+                        )?;
+                    }
+                    tx.commit()?;
+                    Ok(Ok((seqs, new_version)))
+                })
+                .await?
+        };
+        match (outcome, lease) {
+            (Ok((seqs, new_version)), lease) => {
+                if let (Some(v), Some(lease)) = (new_version, lease) {
+                    lease.version = v;
+                }
+                Ok(seqs)
+            }
+            (Err(()), Some(lease)) => Err(self.conflict(&lease.session_id, lease.version).await),
+            (Err(()), None) => Err(StoreError::corrupt(
+                "messages",
+                "a message append needs the session lease",
+            )),
         }
-        if let Some(run) = step.run {
-            update_run_tx(&mut tx, run).await?;
-        }
-        tx.commit().await?;
-        Ok(seqs)
     }
 
     /// The journal of a run, in order.
@@ -100,26 +174,4 @@ impl Store {
             })
             .collect()
     }
-}
-
-async fn insert_entry(
-    conn: &mut sqlx::SqliteConnection,
-    run_id: &str,
-    entry: &NewEntry,
-    now: i64,
-) -> Result<i64, StoreError> {
-    let payload =
-        serde_json::to_string(&entry.payload).map_err(|e| StoreError::corrupt("run_journal", e))?;
-    Ok(sqlx::query_scalar(
-        "INSERT INTO run_journal (run_id, seq, kind, ref_seq, payload, at)
-         SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5 FROM run_journal WHERE run_id = ?1
-         RETURNING seq",
-    )
-    .bind(run_id)
-    .bind(entry.kind.as_str())
-    .bind(entry.ref_seq)
-    .bind(payload)
-    .bind(now)
-    .fetch_one(conn)
-    .await?)
 }

@@ -4,6 +4,7 @@
 
 mod agents;
 mod error;
+mod fast_writer;
 mod journal;
 mod migrate;
 mod owner;
@@ -35,6 +36,9 @@ pub use sessions::SessionLease;
 pub struct Store {
     pool: SqlitePool,
     writer: SqlitePool,
+    fast: std::sync::Arc<fast_writer::FastWriter>,
+    /// Held around every write, whichever connection makes it.
+    write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -79,7 +83,13 @@ impl Store {
             .connect_with(options.read_only(true))
             .await
             .map_err(open_err)?;
-        let store = Store { pool, writer };
+        let fast = std::sync::Arc::new(fast_writer::FastWriter::open(path)?);
+        let store = Store {
+            pool,
+            writer,
+            fast,
+            write_lock: Default::default(),
+        };
         Ok(store)
     }
 
@@ -94,9 +104,15 @@ impl Store {
         migrate::current_version(&self.pool).await
     }
 
+    /// Takes the in-process write lock; every write holds it.
+    async fn lock_writes(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.write_lock.lock().await
+    }
+
     /// Starts a write transaction that holds SQLite's write lock from its
     /// first statement, so read-then-write never fails on upgrade.
     async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        // Callers hold `write_lock` (see `lock_writes`).
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 }

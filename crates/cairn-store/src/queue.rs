@@ -50,6 +50,7 @@ pub struct Job {
 impl Store {
     /// Adds a job; `None` when a live job with the same dedup key exists.
     pub async fn enqueue(&self, job: NewJob) -> Result<Option<String>, StoreError> {
+        let _writing = self.lock_writes().await;
         let id = new_id("job");
         let now = now_ms();
         let done = sqlx::query(
@@ -75,6 +76,7 @@ impl Store {
         kinds: &[&str],
         lease_ms: i64,
     ) -> Result<Option<Job>, StoreError> {
+        let _writing = self.lock_writes().await;
         let now = now_ms();
         let kinds_json =
             serde_json::to_string(kinds).map_err(|e| StoreError::corrupt("jobs", e))?;
@@ -100,6 +102,7 @@ impl Store {
         id: &str,
         lease_ms: i64,
     ) -> Result<Option<Job>, StoreError> {
+        let _writing = self.lock_writes().await;
         let row = sqlx::query(
             "UPDATE jobs SET status = 'leased', attempt = attempt + 1, lease_owner = ?, lease_until = ?
              WHERE id = ? AND status = 'ready' RETURNING id, kind, run_id, payload, attempt",
@@ -119,6 +122,7 @@ impl Store {
         session_id: &str,
         lease_ms: i64,
     ) -> Result<Option<Job>, StoreError> {
+        let _writing = self.lock_writes().await;
         let row = sqlx::query(
             "UPDATE jobs SET status = 'leased', attempt = attempt + 1, lease_owner = ?, lease_until = ?
              WHERE id = (SELECT j.id FROM jobs j JOIN runs r ON r.id = j.run_id
@@ -137,6 +141,7 @@ impl Store {
 
     /// Extends a lease. `false` if the lease was lost (expired and re-claimed).
     pub async fn heartbeat_job(&self, job: &Job, lease_ms: i64) -> Result<bool, StoreError> {
+        let _writing = self.lock_writes().await;
         let done = sqlx::query(
             "UPDATE jobs SET lease_until = ? WHERE id = ? AND attempt = ? AND status = 'leased'",
         )
@@ -151,6 +156,7 @@ impl Store {
     /// Finishes a job: it leaves the table. `false` (and nothing changes) if
     /// this claim was fenced off by a newer attempt.
     pub async fn complete_job(&self, job: &Job) -> Result<bool, StoreError> {
+        let _writing = self.lock_writes().await;
         let done = sqlx::query("DELETE FROM jobs WHERE id = ? AND attempt = ?")
             .bind(&job.id)
             .bind(job.attempt)
@@ -161,6 +167,7 @@ impl Store {
 
     /// Hands a job back unfinished (graceful shutdown), ready at once.
     pub async fn release_job(&self, job: &Job) -> Result<(), StoreError> {
+        let _writing = self.lock_writes().await;
         sqlx::query("UPDATE jobs SET status = 'ready', lease_owner = NULL, lease_until = NULL WHERE id = ? AND attempt = ?")
             .bind(&job.id)
             .bind(job.attempt)
@@ -173,6 +180,7 @@ impl Store {
     /// ready again; frees sessions held by dead local processes. Returns how
     /// many jobs were re-queued.
     pub async fn recover_leases(&self) -> Result<u64, StoreError> {
+        let _writing = self.lock_writes().await;
         let now = now_ms();
         let mut requeued = sqlx::query(
             "UPDATE jobs SET status = 'ready', lease_owner = NULL, lease_until = NULL

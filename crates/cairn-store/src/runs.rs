@@ -20,6 +20,7 @@ impl Store {
     /// Records a new run and the job that will drive it, atomically: a run
     /// never exists without a way to finish. Returns the job id.
     pub async fn create_run(&self, run: &RunRecord) -> Result<String, StoreError> {
+        let _writing = self.lock_writes().await;
         let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO runs (id, session_id, agent, status, input, output, error, provider, model,
@@ -62,6 +63,7 @@ impl Store {
 
     /// Saves a run's status and totals.
     pub async fn update_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+        let _writing = self.lock_writes().await;
         update_run_tx(&mut *self.writer.acquire().await?, run).await
     }
 
@@ -178,6 +180,7 @@ impl Store {
     /// cancelled and its job is withdrawn. `false` if it was already claimed
     /// (or finished).
     pub async fn cancel_queued_run(&self, run_id: &str, reason: &str) -> Result<bool, StoreError> {
+        let _writing = self.lock_writes().await;
         let mut tx = self.write_tx().await?;
         let withdrawn = sqlx::query("DELETE FROM jobs WHERE run_id = ? AND status = 'ready'")
             .bind(run_id)

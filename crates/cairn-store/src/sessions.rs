@@ -21,6 +21,7 @@ pub struct SessionLease {
 impl Store {
     /// Returns the session, creating it for `agent` if it does not exist.
     pub async fn ensure_session(&self, id: &str, agent: &str) -> Result<SessionInfo, StoreError> {
+        let _writing = self.lock_writes().await;
         let now = now_ms();
         sqlx::query(
             "INSERT INTO sessions (id, agent, version, created_at, updated_at) VALUES (?, ?, 0, ?, ?)
@@ -85,6 +86,7 @@ impl Store {
         run_id: &str,
         lease_ms: i64,
     ) -> Result<Option<SessionLease>, StoreError> {
+        let _writing = self.lock_writes().await;
         let now = now_ms();
         let version: Option<i64> = sqlx::query_scalar(
             "UPDATE sessions SET busy_run = ?, busy_owner = ?, busy_until = ?, version = version + 1, updated_at = ?
@@ -118,6 +120,7 @@ impl Store {
         lease: &SessionLease,
         lease_ms: i64,
     ) -> Result<(), StoreError> {
+        let _writing = self.lock_writes().await;
         let done = sqlx::query("UPDATE sessions SET busy_until = ? WHERE id = ? AND busy_run = ?")
             .bind(now_ms() + lease_ms)
             .bind(&lease.session_id)
@@ -132,6 +135,7 @@ impl Store {
 
     /// Gives the session back.
     pub async fn release_session(&self, lease: &SessionLease) -> Result<(), StoreError> {
+        let _writing = self.lock_writes().await;
         sqlx::query(
             "UPDATE sessions SET busy_run = NULL, busy_until = NULL, busy_owner = NULL WHERE id = ? AND busy_run = ?",
         )
@@ -193,43 +197,6 @@ impl Store {
     }
 }
 
-/// Appends `message` within `tx` if the session is still at `lease.version`.
-pub(crate) async fn append_message_tx(
-    tx: &mut sqlx::SqliteConnection,
-    lease: &mut SessionLease,
-    message: &Message,
-) -> Result<bool, StoreError> {
-    let now = now_ms();
-    let new_version: Option<i64> = sqlx::query_scalar(
-        "UPDATE sessions SET version = version + 1, updated_at = ?
-         WHERE id = ? AND version = ? AND busy_run = ? RETURNING version",
-    )
-    .bind(now)
-    .bind(&lease.session_id)
-    .bind(lease.version)
-    .bind(&lease.run_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(new_version) = new_version else {
-        return Ok(false);
-    };
-    let content = serde_json::to_string(message).map_err(|e| StoreError::corrupt("messages", e))?;
-    sqlx::query(
-        "INSERT INTO messages (session_id, seq, run_id, role, content, created_at)
-         SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ? FROM messages WHERE session_id = ?",
-    )
-    .bind(&lease.session_id)
-    .bind(&lease.run_id)
-    .bind(message.role.as_str())
-    .bind(content)
-    .bind(now)
-    .bind(&lease.session_id)
-    .execute(&mut *tx)
-    .await?;
-    lease.version = new_version;
-    Ok(true)
-}
-
 fn session_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<SessionInfo, sqlx::Error> {
     Ok(SessionInfo {
         id: row.try_get("id")?,
@@ -250,6 +217,7 @@ impl Store {
         session_id: &str,
         messages: &[Message],
     ) -> Result<bool, StoreError> {
+        let _writing = self.lock_writes().await;
         let mut tx = self.write_tx().await?;
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE session_id = ?")
             .bind(session_id)
