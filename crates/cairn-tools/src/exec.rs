@@ -52,10 +52,7 @@ impl Tool for Exec {
     }
 
     async fn call(&self, ctx: &ToolContext, input: serde_json::Value) -> ToolOutput {
-        let command = match str_arg(&input, "command") {
-            Ok(c) => c.to_string(),
-            Err(e) => return e,
-        };
+        let command = tool_try!(str_arg(&input, "command")).to_string();
         let timeout_s = match input.get("timeout_s") {
             None | Some(serde_json::Value::Null) => DEFAULT_TIMEOUT_S,
             Some(v) => match v.as_f64() {

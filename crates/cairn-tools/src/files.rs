@@ -41,10 +41,7 @@ impl Tool for ReadFile {
     }
 
     async fn call(&self, ctx: &ToolContext, input: serde_json::Value) -> ToolOutput {
-        let path = match resolve(ctx, &input) {
-            Ok(p) => p,
-            Err(e) => return e,
-        };
+        let path = tool_try!(resolve(ctx, &input));
         match tokio::fs::read(&path).await {
             Ok(bytes) => {
                 let mut out = CappedOutput::new(ctx.output_limit);
@@ -74,14 +71,8 @@ impl Tool for WriteFile {
     }
 
     async fn call(&self, ctx: &ToolContext, input: serde_json::Value) -> ToolOutput {
-        let path = match resolve(ctx, &input) {
-            Ok(p) => p,
-            Err(e) => return e,
-        };
-        let content = match str_arg(&input, "content") {
-            Ok(c) => c,
-            Err(e) => return e,
-        };
+        let path = tool_try!(resolve(ctx, &input));
+        let content = tool_try!(str_arg(&input, "content"));
         match write_atomic(&path, content.as_bytes()).await {
             Ok(()) => ToolOutput::ok(format!(
                 "wrote {} bytes to {}",
@@ -126,14 +117,9 @@ impl Tool for EditFile {
     }
 
     async fn call(&self, ctx: &ToolContext, input: serde_json::Value) -> ToolOutput {
-        let path = match resolve(ctx, &input) {
-            Ok(p) => p,
-            Err(e) => return e,
-        };
-        let (old, new) = match (str_arg(&input, "old"), str_arg(&input, "new")) {
-            (Ok(o), Ok(n)) => (o, n),
-            (Err(e), _) | (_, Err(e)) => return e,
-        };
+        let path = tool_try!(resolve(ctx, &input));
+        let old = tool_try!(str_arg(&input, "old"));
+        let new = tool_try!(str_arg(&input, "new"));
         if old.is_empty() {
             return ToolOutput::error("\"old\" must not be empty");
         }
@@ -178,10 +164,7 @@ impl Tool for ListDir {
         if input.get("path").is_none_or(|p| p.is_null()) {
             input["path"] = json!(".");
         }
-        let path = match resolve(ctx, &input) {
-            Ok(p) => p,
-            Err(e) => return e,
-        };
+        let path = tool_try!(resolve(ctx, &input));
         let shown = ctx.workspace.display(&path);
         let mut rd = match tokio::fs::read_dir(&path).await {
             Ok(rd) => rd,

@@ -57,10 +57,7 @@ impl Tool for HttpFetch {
     }
 
     async fn call(&self, ctx: &ToolContext, input: serde_json::Value) -> ToolOutput {
-        let url = match str_arg(&input, "url") {
-            Ok(u) => u,
-            Err(e) => return e,
-        };
+        let url = tool_try!(str_arg(&input, "url"));
         let parsed = match reqwest::Url::parse(url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => u,
             Ok(u) => {

@@ -4,6 +4,16 @@
 //! cannot flood the model's context. Each tool says whether it is
 //! idempotent, which decides whether a crash-interrupted call may re-run.
 
+/// Unwraps a `Result<T, ToolOutput>`, or returns the tool error from `call`.
+macro_rules! tool_try {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(out) => return out,
+        }
+    };
+}
+
 mod cap;
 mod exec;
 mod files;
