@@ -442,6 +442,15 @@ fn ratio(peer: f64, ours: f64) -> String {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let fake = FakeLlm::start();
+    // `cairn-bench loop`: only the in-process agent loop (for profilers).
+    if std::env::args().nth(1).as_deref() == Some("loop") {
+        let o = cairn_loop(&fake, "openai").await?;
+        println!(
+            "openai wire {:.2} ms/run, overhead {:.0} µs/step",
+            o.per_run_ms, o.overhead_us_per_step
+        );
+        return Ok(());
+    }
     let bin = cairn_bin()?;
     println!(
         "cairn benchmarks · {STEPS}-step tool-calling run (read_file each step) against the fake LLM, journal on (SQLite WAL)\n"
