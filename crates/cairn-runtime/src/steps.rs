@@ -3,7 +3,6 @@
 //! it is in, the journal says which tool calls already ran.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 use cairn_core::{
@@ -466,12 +465,19 @@ async fn invoke(tools: &ToolRegistry, ctx: &ToolContext, call: &ToolCall) -> Too
             call.name
         ));
     }
-    // A panicking tool fails its call, not the run.
-    let tool = Arc::clone(tool);
-    let ctx = ctx.clone();
-    let input = call.input.clone();
-    match tokio::spawn(async move { tool.call(&ctx, input).await }).await {
+    // A panicking tool fails its call, not the run. Caught in place rather
+    // than in a spawned task: a hand-off between threads per call costs more
+    // than the call itself for quick tools.
+    let call_future = std::panic::AssertUnwindSafe(tool.call(ctx, call.input.clone()));
+    match futures_util::FutureExt::catch_unwind(call_future).await {
         Ok(out) => out,
-        Err(e) => ToolOutput::error(format!("the tool crashed: {e}")),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            ToolOutput::error(format!("the tool crashed: {what}"))
+        }
     }
 }

@@ -42,6 +42,13 @@ impl CappedOutput {
         }
     }
 
+    /// Counts `n` bytes that were never read (the middle of a large file);
+    /// they count as omitted.
+    pub fn skip(&mut self, n: u64) {
+        self.total += n as usize;
+        self.tail.clear();
+    }
+
     /// Bytes seen in total.
     pub fn total(&self) -> usize {
         self.total

@@ -87,6 +87,26 @@ async fn file_tools_work_inside_the_workspace() {
 }
 
 #[tokio::test]
+async fn read_file_of_a_large_file_keeps_head_and_tail() {
+    let f = fixture();
+    let mut content = String::from("FIRST-LINE\n");
+    content.push_str(&"x".repeat(5 * 1024 * 1024));
+    content.push_str("\nLAST-LINE");
+    std::fs::write(f.ctx.workspace.root().join("big.txt"), &content).unwrap();
+    let r = f.call("read_file", json!({"path": "big.txt"})).await;
+    assert!(!r.is_error);
+    assert!(r.content.starts_with("FIRST-LINE"));
+    assert!(r.content.ends_with("LAST-LINE"));
+    assert!(r.content.len() < 40 * 1024);
+    assert!(
+        r.content
+            .contains(&format!("bytes omitted of {}", content.len())),
+        "{}",
+        &r.content[16000..16500.min(r.content.len())]
+    );
+}
+
+#[tokio::test]
 async fn escapes_are_refused_by_every_file_tool() {
     let f = fixture();
     std::os::unix::fs::symlink("/etc", f.ctx.workspace.root().join("out")).unwrap();
