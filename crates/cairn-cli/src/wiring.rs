@@ -45,7 +45,24 @@ pub async fn store(loaded: &Loaded) -> Result<Store> {
 
 /// Everything a turn needs.
 pub async fn runtime(loaded: &Loaded) -> Result<Runtime> {
-    let provider = provider(loaded)?;
+    runtime_with(loaded, provider(loaded)?).await
+}
+
+/// The runtime for `cairn serve`: without a provider it still starts (not
+/// ready, every run failing with what to set) instead of refusing to.
+pub async fn serve_runtime(loaded: &Loaded) -> Result<(Runtime, Option<String>)> {
+    match provider(loaded) {
+        Ok(p) => Ok((runtime_with(loaded, p).await?, None)),
+        Err(e) => {
+            let reason = e.to_string();
+            let p: Arc<dyn Provider> =
+                Arc::new(cairn_llm::UnconfiguredProvider::new(reason.clone()));
+            Ok((runtime_with(loaded, p).await?, Some(reason)))
+        }
+    }
+}
+
+async fn runtime_with(loaded: &Loaded, provider: Arc<dyn Provider>) -> Result<Runtime> {
     let store = store(loaded).await?;
     let mut rt = Runtime::new(store, provider, loaded.workspaces_dir());
     rt.prices = PriceTable::new(loaded.config.pricing.clone());

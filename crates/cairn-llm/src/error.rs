@@ -11,6 +11,9 @@ pub enum LlmError {
          or OPENAI_BASE_URL=http://127.0.0.1:11434/v1 for a local Ollama (llama.cpp: :8080/v1, vLLM: :8000/v1)"
     )]
     NotConfigured,
+    /// No provider is configured (the server runs anyway and says why).
+    #[error("{0}")]
+    Unconfigured(String),
     /// The chosen provider needs a key that is not set.
     #[error("{provider}: no API key: set {var}")]
     MissingKey {

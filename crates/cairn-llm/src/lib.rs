@@ -12,6 +12,7 @@ pub mod pricing;
 mod retry;
 mod select;
 pub mod sse;
+mod unconfigured;
 
 use async_trait::async_trait;
 use cairn_core::{ModelRequest, ModelResponse, StreamEvent};
@@ -22,6 +23,7 @@ pub use http::client as http_client;
 pub use openai::OpenAiProvider;
 pub use retry::{RetryPolicy, complete_with_retry};
 pub use select::{ProviderChoice, ProviderKind, ProviderSettings, select_provider};
+pub use unconfigured::UnconfiguredProvider;
 
 /// Callback receiving streaming events as they arrive.
 pub type EventSink<'a> = &'a (dyn Fn(StreamEvent) + Send + Sync);
@@ -34,6 +36,11 @@ pub trait Provider: Send + Sync {
 
     /// Model used when a request names none.
     fn default_model(&self) -> &str;
+
+    /// `Err` with what to fix when this provider cannot serve calls.
+    fn readiness(&self) -> Result<(), String> {
+        Ok(())
+    }
 
     /// One model call. Streams through `on_event` when `req.stream` is set;
     /// always returns the complete response.

@@ -26,7 +26,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let listen: SocketAddr = listen_text.parse().with_context(|| {
         format!("--listen / server.listen {listen_text:?} is not an address such as 127.0.0.1:7420")
     })?;
-    let rt = wiring::runtime(&loaded).await?;
+    let (rt, unconfigured) = wiring::serve_runtime(&loaded).await?;
     // Agents from the config file are what the API serves (the file wins
     // over API edits of the same name at each start).
     let mut names: Vec<String> = loaded.config.agents.keys().cloned().collect();
@@ -71,6 +71,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         eprintln!("  OpenAI API  http://{addr}/v1       (model \"cairn:<agent>\")");
         eprintln!("  provider    {provider}");
         eprintln!("  database    {}", db.display());
+        if let Some(reason) = &unconfigured {
+            eprintln!("\nnot ready: {reason}\n(the server runs; runs fail until a provider is set and cairn serve restarts)");
+        }
     })
     .await?;
     Ok(ExitCode::SUCCESS)

@@ -398,3 +398,39 @@ async fn a_slow_client_does_not_hold_up_others() {
     drop(stalled);
     assert_eq!(api.get("/healthz").await.0, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_provider_the_server_starts_and_says_what_to_set() {
+    let h = home();
+    let server = cairn_testkit::ServerProcess::start(h.cmd());
+    // The explanation follows the "serving on" line the start waits for.
+    let started = std::time::Instant::now();
+    while !server.log().contains("not ready") && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        server.log().contains("ANTHROPIC_API_KEY"),
+        "{}",
+        server.log()
+    );
+    let api = Api::new(&server);
+    assert_eq!(api.get("/healthz").await.0, 200);
+    let (status, ready) = api.get("/readyz").await;
+    assert_eq!(status, 503);
+    assert!(
+        ready["checks"].to_string().contains("OPENAI_BASE_URL"),
+        "{ready}"
+    );
+    api.session("s").await;
+    let (_, run) = api
+        .post(
+            "/api/v1/sessions/s/messages",
+            json!({"content": "hi", "wait": true}),
+        )
+        .await;
+    assert_eq!(run["status"], "failed");
+    assert!(
+        run["error"].as_str().unwrap().contains("ANTHROPIC_API_KEY"),
+        "{run}"
+    );
+}

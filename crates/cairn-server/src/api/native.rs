@@ -32,23 +32,33 @@ pub async fn healthz() -> Json<Health> {
 
 #[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn readyz(State(state): S) -> Response {
-    match state.rt.store.ping().await {
-        Ok(()) => Json(Health {
+    let store = state.rt.store.ping().await.map_err(|e| e.to_string());
+    let provider = state.rt.provider.readiness();
+    let checks = vec![
+        match &store {
+            Ok(()) => "store: ok".to_string(),
+            Err(e) => format!("store: {e}"),
+        },
+        match &provider {
+            Ok(()) => format!("provider: {} ok", state.rt.provider.name()),
+            Err(e) => format!("provider: {e}"),
+        },
+    ];
+    if store.is_ok() && provider.is_ok() {
+        Json(Health {
             status: "ok".into(),
-            checks: vec![
-                "store: ok".into(),
-                format!("provider: {}", state.rt.provider.name()),
-            ],
+            checks,
         })
-        .into_response(),
-        Err(e) => (
+        .into_response()
+    } else {
+        (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(Health {
                 status: "unavailable".into(),
-                checks: vec![format!("store: {e}")],
+                checks,
             }),
         )
-            .into_response(),
+            .into_response()
     }
 }
 
