@@ -17,7 +17,6 @@ use cairn_runtime::Runtime;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
-pub use api::openapi::openapi_json;
 pub use state::AppState;
 
 /// How to serve.

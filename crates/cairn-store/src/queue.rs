@@ -51,23 +51,7 @@ impl Store {
     /// Adds a job; `None` when a live job with the same dedup key exists.
     pub async fn enqueue(&self, job: NewJob) -> Result<Option<String>, StoreError> {
         let _writing = self.lock_writes().await;
-        let id = new_id("job");
-        let now = now_ms();
-        let done = sqlx::query(
-            "INSERT INTO jobs (id, kind, run_id, payload, priority, run_at, status, dedup_key, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, 'ready', ?, ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(&id)
-        .bind(&job.kind)
-        .bind(&job.run_id)
-        .bind(job.payload.to_string())
-        .bind(job.priority)
-        .bind(if job.run_at == 0 { now } else { job.run_at })
-        .bind(&job.dedup_key)
-        .bind(now)
-        .execute(&self.writer)
-        .await?;
-        Ok((done.rows_affected() == 1).then_some(id))
+        insert_job(&mut *self.writer.acquire().await?, &job).await
     }
 
     /// Claims the next ready job of one of `kinds` for `lease_ms`.
@@ -91,25 +75,6 @@ impl Store {
         .bind(now + lease_ms)
         .bind(now)
         .bind(kinds_json)
-        .fetch_optional(&self.writer)
-        .await?;
-        row.map(|r| job_from_row(&r)).transpose()
-    }
-
-    /// Claims one particular job (the CLI driving the run it just created).
-    pub async fn claim_job_by_id(
-        &self,
-        id: &str,
-        lease_ms: i64,
-    ) -> Result<Option<Job>, StoreError> {
-        let _writing = self.lock_writes().await;
-        let row = sqlx::query(
-            "UPDATE jobs SET status = 'leased', attempt = attempt + 1, lease_owner = ?, lease_until = ?
-             WHERE id = ? AND status = 'ready' RETURNING id, kind, run_id, payload, attempt",
-        )
-        .bind(this_process())
-        .bind(now_ms() + lease_ms)
-        .bind(id)
         .fetch_optional(&self.writer)
         .await?;
         row.map(|r| job_from_row(&r)).transpose()
@@ -222,27 +187,31 @@ impl Store {
         }
         Ok(requeued)
     }
+}
 
-    /// Live jobs by status, for `status` and readiness.
-    pub async fn job_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows =
-            sqlx::query("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status ORDER BY status")
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
-            .collect()
-    }
-
-    /// The live job driving a run, if any.
-    pub async fn job_for_run(&self, run_id: &str) -> Result<Option<String>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT id FROM jobs WHERE run_id = ? LIMIT 1")
-                .bind(run_id)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
-    }
+/// Inserts a job within `conn` (a transaction or the writer); `None` when a
+/// live job with the same dedup key exists.
+pub(crate) async fn insert_job(
+    conn: &mut sqlx::SqliteConnection,
+    job: &NewJob,
+) -> Result<Option<String>, StoreError> {
+    let id = new_id("job");
+    let now = now_ms();
+    let done = sqlx::query(
+        "INSERT INTO jobs (id, kind, run_id, payload, priority, run_at, status, dedup_key, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, 'ready', ?, ?) ON CONFLICT DO NOTHING",
+    )
+    .bind(&id)
+    .bind(&job.kind)
+    .bind(&job.run_id)
+    .bind(job.payload.to_string())
+    .bind(job.priority)
+    .bind(if job.run_at == 0 { now } else { job.run_at })
+    .bind(&job.dedup_key)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok((done.rows_affected() == 1).then_some(id))
 }
 
 fn job_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Job, StoreError> {

@@ -44,19 +44,19 @@ impl Store {
         .bind(run.finished_at)
         .execute(&mut *tx)
         .await?;
-        let job_id = cairn_core::ids::new_id("job");
-        sqlx::query(
-            "INSERT INTO jobs (id, kind, run_id, payload, priority, run_at, status, dedup_key, created_at)
-             VALUES (?, ?, ?, '{}', 0, ?, 'ready', ?, ?)",
-        )
-        .bind(&job_id)
-        .bind(crate::kinds::ADVANCE_RUN)
-        .bind(&run.id)
-        .bind(run.created_at)
-        .bind(format!("run:{}", run.id))
-        .bind(run.created_at)
-        .execute(&mut *tx)
-        .await?;
+        let job = crate::NewJob {
+            kind: crate::kinds::ADVANCE_RUN.into(),
+            run_id: Some(run.id.clone()),
+            payload: serde_json::json!({}),
+            run_at: run.created_at,
+            dedup_key: Some(format!("run:{}", run.id)),
+            ..Default::default()
+        };
+        let job_id = crate::queue::insert_job(&mut tx, &job)
+            .await?
+            .ok_or_else(|| {
+                StoreError::corrupt("jobs", format!("a job for run {} already exists", run.id))
+            })?;
         tx.commit().await?;
         Ok(job_id)
     }
@@ -110,6 +110,16 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(run_from_row).collect()
+    }
+
+    /// Sessions and total spend across all runs, for `cairn status`.
+    pub async fn totals(&self) -> Result<(i64, f64), StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM sessions) AS sessions, (SELECT COALESCE(SUM(cost_usd), 0.0) FROM runs) AS cost",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get("sessions")?, row.try_get("cost")?))
     }
 
     /// Counts of runs per status, for `cairn status`.

@@ -204,11 +204,6 @@ impl FakeLlm {
     pub fn clear_script(&self) {
         self.shared.lock().unwrap().script.clear();
     }
-
-    /// Replies not yet used.
-    pub fn remaining(&self) -> usize {
-        self.shared.lock().unwrap().script.len()
-    }
 }
 
 type AppState = State<Arc<Mutex<Shared>>>;

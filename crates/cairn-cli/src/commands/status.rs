@@ -21,15 +21,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let provider =
         wiring::provider(&loaded).map(|p| (p.name().to_string(), p.default_model().to_string()));
     let store = wiring::store(&loaded).await?;
-    let sessions = store.list_sessions(1_000_000).await?.len();
+    let (sessions, spent) = store.totals().await?;
     let counts = store.run_counts().await?;
     let recent = store.list_runs(None, 5).await?;
-    let spent: f64 = store
-        .list_runs(None, 1_000_000)
-        .await?
-        .iter()
-        .map(|r| r.cost_usd)
-        .sum();
     if args.json {
         let v = json!({
             "version": env!("CARGO_PKG_VERSION"),

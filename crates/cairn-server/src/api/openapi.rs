@@ -26,13 +26,7 @@ use super::{events, native, openai};
 )]
 struct ApiDoc;
 
-/// The OpenAPI document as JSON.
-pub fn openapi_json() -> String {
-    ApiDoc::openapi()
-        .to_pretty_json()
-        .unwrap_or_else(|e| serde_json::json!({"error": e.to_string()}).to_string())
-}
-
+/// `GET /api/v1/openapi.json`.
 pub async fn serve_openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
