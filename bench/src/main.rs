@@ -166,6 +166,7 @@ async fn store_writes() -> Result<(f64, f64)> {
     let entry = || cairn_store::NewEntry {
         kind: cairn_core::JournalKind::ToolResult,
         ref_seq: Some(1),
+        ref_entry: None,
         payload: json!({"output": "x".repeat(200)}),
     };
     let n = 2000;
@@ -192,7 +193,7 @@ async fn store_writes() -> Result<(f64, f64)> {
                 Some(&mut lease),
                 cairn_store::StepCommit {
                     entries: vec![entry()],
-                    message: Some(&msg),
+                    messages: vec![&msg],
                     run: Some(&run),
                 },
             )

@@ -7,6 +7,7 @@
 mod history;
 mod lease;
 mod steps;
+mod tool_step;
 mod turn;
 
 use std::path::PathBuf;

@@ -1,50 +1,88 @@
 //! The model ↔ tool loop of a run, and how it picks up where a stopped
 //! process left it: the run's own messages in the session say which phase
 //! it is in, the journal says which tool calls already ran.
-
-use std::collections::HashMap;
-use std::time::Instant;
+//!
+//! A step is one or two commits. The model's response, the intents of the
+//! tool calls it asks for, the assistant message and the run's totals
+//! commit together, before any tool starts. Tool results commit before the
+//! next model call sees them when a tool has side effects; when every call
+//! of the step is idempotent, the results (and the next call's intent)
+//! commit with the next response instead, like Temporal's local
+//! activities: a crash in between re-runs calls that are safe to re-run.
 
 use cairn_core::{
     ContentBlock, JournalKind, Message, ModelRequest, ModelResponse, Role, RunEvent, RunRecord,
-    RunStatus, StreamEvent, ToolCall, ToolOutput, now_ms,
+    RunStatus, StreamEvent, ToolCall, now_ms,
 };
 use cairn_store::{NewEntry, SessionLease, StepCommit};
 use cairn_tools::{ToolContext, ToolRegistry};
-use futures_util::future::join_all;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::history::{OUTCOME_UNKNOWN, close_open_tool_calls};
+use crate::history::close_open_tool_calls;
+use crate::tool_step::{Prior, tool_intent};
 use crate::turn::Events;
 use crate::{AgentSpec, Runtime, RuntimeError};
 
-fn entry(kind: JournalKind, ref_seq: Option<i64>, payload: serde_json::Value) -> NewEntry {
+pub(crate) fn entry(
+    kind: JournalKind,
+    ref_seq: Option<i64>,
+    payload: serde_json::Value,
+) -> NewEntry {
     NewEntry {
         kind,
         ref_seq,
+        ref_entry: None,
         payload,
     }
 }
 
-/// What the journal says about a tool call from before a restart.
-enum Prior {
-    /// Its result was journaled: reuse it.
-    Done(ToolOutput),
-    /// Started (intent at `seq`) but no result.
-    Started { seq: i64, idempotent: bool },
-    /// Intent just journaled (at `seq`) with the response; not started.
-    Journaled { seq: i64 },
+/// The journal intent of a model call over `messages` messages.
+pub(crate) fn model_intent(
+    run: &RunRecord,
+    messages: usize,
+    tools: usize,
+    stream: bool,
+) -> NewEntry {
+    entry(
+        JournalKind::ModelCall,
+        None,
+        json!({"provider": run.provider, "model": run.model, "messages": messages, "tools": tools, "stream": stream}),
+    )
 }
 
-/// The journal intent of a tool call.
-fn tool_intent(tools: &ToolRegistry, c: &ToolCall) -> NewEntry {
-    let idempotent = tools.get(&c.name).is_some_and(|t| t.idempotent());
-    entry(
-        JournalKind::ToolCall,
-        None,
-        json!({"id": c.id, "name": c.name, "input": c.input, "idempotent": idempotent}),
-    )
+/// Where the intent of the next model call is journaled.
+#[derive(Clone, Copy)]
+pub(crate) enum CallRef {
+    /// Committed, at this seq.
+    Seq(i64),
+    /// Not yet committed: at this index of `Carry::entries`.
+    Pending(usize),
+}
+
+/// What a tool step leaves for the next commit.
+#[derive(Default)]
+pub(crate) struct Carry {
+    /// The results message, when it is not committed yet.
+    pub message: Option<Message>,
+    /// Journal entries not committed yet, in order.
+    pub entries: Vec<NewEntry>,
+    /// The next model call's intent, when the tool step journaled it.
+    pub call: Option<CallRef>,
+}
+
+impl Carry {
+    /// A result entry that refers to the pending intent gets its index.
+    fn result_for(&self, kind: JournalKind, payload: serde_json::Value) -> NewEntry {
+        match self.call {
+            Some(CallRef::Seq(seq)) => entry(kind, Some(seq), payload),
+            Some(CallRef::Pending(i)) => NewEntry {
+                ref_entry: Some(i),
+                ..entry(kind, None, payload)
+            },
+            None => entry(kind, None, payload),
+        }
+    }
 }
 
 impl Runtime {
@@ -72,7 +110,7 @@ impl Runtime {
                         &run.id,
                         Some(lease),
                         StepCommit {
-                            message: Some(&user),
+                            messages: vec![&user],
                             run: Some(run),
                             ..Default::default()
                         },
@@ -89,7 +127,7 @@ impl Runtime {
                 let prior = self.prior_tool_calls(&run.id).await?;
                 self.store.update_run(run).await?;
                 if let Err(stop) = self
-                    .tool_step(tools, ctx, run, lease, &calls, &prior, events, cancel)
+                    .tool_step(tools, ctx, run, lease, &calls, &prior, None, events, cancel)
                     .await?
                 {
                     return Ok(stop);
@@ -103,13 +141,16 @@ impl Runtime {
         // result; derived from the stored history each time, never stored.
         close_open_tool_calls(&mut history);
         let specs = tools.specs();
+        let mut carry = Carry::default();
         loop {
             if self.stopping.is_cancelled() {
                 // The process is stopping: leave at this step boundary; the
                 // run resumes here at the next start.
+                self.flush(run, lease, carry).await?;
                 return Ok((RunStatus::Running, None));
             }
             if run.steps >= agent.max_steps {
+                self.flush(run, lease, carry).await?;
                 return Ok((
                     RunStatus::Failed,
                     Some(format!(
@@ -126,35 +167,47 @@ impl Runtime {
                 max_tokens: agent.max_tokens,
                 stream: agent.stream,
             };
-            let intent = json!({"provider": run.provider, "model": run.model, "messages": history.len(), "tools": specs.len(), "stream": agent.stream});
-            let call_seq = self
-                .store
-                .commit_step(
-                    &run.id,
-                    None,
-                    StepCommit {
-                        entries: vec![entry(JournalKind::ModelCall, None, intent)],
-                        ..Default::default()
-                    },
-                )
-                .await?[0];
+            if carry.call.is_none() {
+                let intent = model_intent(run, history.len(), specs.len(), agent.stream);
+                let seqs = self
+                    .store
+                    .commit_step(
+                        &run.id,
+                        None,
+                        StepCommit {
+                            entries: vec![intent],
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                carry.call = seqs.first().copied().map(CallRef::Seq);
+            }
 
             let response = tokio::select! {
                 r = self.call_model(&request, events) => r,
-                _ = cancel.cancelled() => return Ok((RunStatus::Cancelled, Some("cancelled during a model call".into()))),
+                _ = cancel.cancelled() => {
+                    self.flush(run, lease, carry).await?;
+                    return Ok((RunStatus::Cancelled, Some("cancelled during a model call".into())));
+                }
             };
             let response = match response {
                 Ok(r) => r,
                 Err(e) => {
-                    let step = StepCommit {
-                        entries: vec![entry(
-                            JournalKind::ModelResult,
-                            Some(call_seq),
-                            json!({"error": e.to_string()}),
-                        )],
-                        ..Default::default()
-                    };
-                    self.store.commit_step(&run.id, None, step).await?;
+                    let failed =
+                        carry.result_for(JournalKind::ModelResult, json!({"error": e.to_string()}));
+                    let mut entries = std::mem::take(&mut carry.entries);
+                    entries.push(failed);
+                    self.store
+                        .commit_step(
+                            &run.id,
+                            Some(lease),
+                            StepCommit {
+                                entries,
+                                messages: carry.message.iter().collect(),
+                                run: None,
+                            },
+                        )
+                        .await?;
                     return Ok((RunStatus::Failed, Some(e.to_string())));
                 }
             };
@@ -172,12 +225,16 @@ impl Runtime {
             }
             // The tool calls' intents commit with the response that asked
             // for them: journaled before they run, in one transaction.
-            let mut entries = vec![entry(
+            let result = carry.result_for(
                 JournalKind::ModelResult,
-                Some(call_seq),
                 json!({"response": response, "cost_usd": cost}),
-            )];
+            );
+            let mut entries = std::mem::take(&mut carry.entries);
+            let first_intent = entries.len() + 1;
+            entries.push(result);
             entries.extend(calls.iter().map(|c| tool_intent(tools, c)));
+            let mut messages: Vec<&Message> = carry.message.iter().collect();
+            messages.push(&assistant);
             let seqs = self
                 .store
                 .commit_step(
@@ -185,7 +242,7 @@ impl Runtime {
                     Some(lease),
                     StepCommit {
                         entries,
-                        message: Some(&assistant),
+                        messages,
                         run: Some(run),
                     },
                 )
@@ -194,100 +251,56 @@ impl Runtime {
             if calls.is_empty() {
                 return Ok((RunStatus::Completed, None));
             }
-            let journaled: HashMap<String, Prior> = calls
+            let journaled = calls
                 .iter()
-                .zip(seqs.into_iter().skip(1))
+                .zip(seqs.into_iter().skip(first_intent))
                 .map(|(c, seq)| (c.id.clone(), Prior::Journaled { seq }))
                 .collect();
+            // Journal the next model call with these results unless the loop
+            // is about to leave (the checks at its top would stop it).
+            let next = (run.steps < agent.max_steps && !self.stopping.is_cancelled())
+                .then(|| model_intent(run, history.len() + 1, specs.len(), agent.stream));
             match self
-                .tool_step(tools, ctx, run, lease, &calls, &journaled, events, cancel)
+                .tool_step(
+                    tools, ctx, run, lease, &calls, &journaled, next, events, cancel,
+                )
                 .await?
             {
                 Err(stop) => return Ok(stop),
-                Ok(results) => history.push(results),
+                Ok((results, next_carry)) => {
+                    history.push(results);
+                    carry = next_carry;
+                }
             }
         }
     }
 
-    /// Runs a response's tool calls and appends their results message, which
-    /// it returns; or the final status when the run must stop (cancelled).
-    #[allow(clippy::too_many_arguments)]
-    async fn tool_step(
+    /// Commits what a tool step left pending (without the intent of a model
+    /// call that will not happen now).
+    async fn flush(
         &self,
-        tools: &ToolRegistry,
-        ctx: &ToolContext,
         run: &RunRecord,
         lease: &mut SessionLease,
-        calls: &[ToolCall],
-        prior: &HashMap<String, Prior>,
-        events: Events<'_>,
-        cancel: &CancellationToken,
-    ) -> Result<Result<Message, (RunStatus, Option<String>)>, RuntimeError> {
-        let results = self
-            .run_tools(tools, ctx, run, calls, prior, events)
-            .await?;
-        let message = Message {
-            role: Role::User,
-            content: calls
-                .iter()
-                .zip(&results)
-                .map(|(c, r)| ContentBlock::ToolResult {
-                    tool_use_id: c.id.clone(),
-                    content: r.content.clone(),
-                    is_error: r.is_error,
-                })
-                .collect(),
-        };
+        mut carry: Carry,
+    ) -> Result<(), RuntimeError> {
+        if let Some(CallRef::Pending(i)) = carry.call {
+            carry.entries.truncate(i);
+        }
+        if carry.entries.is_empty() && carry.message.is_none() {
+            return Ok(());
+        }
         self.store
             .commit_step(
                 &run.id,
                 Some(lease),
                 StepCommit {
-                    message: Some(&message),
-                    ..Default::default()
+                    entries: carry.entries,
+                    messages: carry.message.iter().collect(),
+                    run: None,
                 },
             )
             .await?;
-        if cancel.is_cancelled() {
-            return Ok(Err((
-                RunStatus::Cancelled,
-                Some("cancelled during a tool call".into()),
-            )));
-        }
-        Ok(Ok(message))
-    }
-
-    /// Tool calls of this run the journal knows about, by call id.
-    async fn prior_tool_calls(&self, run_id: &str) -> Result<HashMap<String, Prior>, RuntimeError> {
-        let mut prior = HashMap::new();
-        for e in self.store.journal(run_id).await? {
-            let Some(id) = e.payload["id"].as_str().map(str::to_string) else {
-                continue;
-            };
-            match e.kind {
-                JournalKind::ToolCall => {
-                    prior.insert(
-                        id,
-                        Prior::Started {
-                            seq: e.seq,
-                            idempotent: e.payload["idempotent"] == true,
-                        },
-                    );
-                }
-                JournalKind::ToolResult => {
-                    let out = e.payload["output"].as_str().unwrap_or("").to_string();
-                    prior.insert(
-                        id,
-                        Prior::Done(ToolOutput {
-                            content: out,
-                            is_error: e.payload["is_error"] == true,
-                        }),
-                    );
-                }
-                _ => {}
-            }
-        }
-        Ok(prior)
+        Ok(())
     }
 
     async fn call_model(
@@ -315,85 +328,6 @@ impl Runtime {
             &on_retry,
         )
         .await
-    }
-
-    /// Runs the calls of one model response in parallel. New calls have
-    /// their intents journaled before any starts and each result as soon as
-    /// it is known. Calls from before a restart: a journaled result is
-    /// reused; a started idempotent call re-runs; a started side-effecting
-    /// call is not re-run and reports an unknown outcome.
-    async fn run_tools(
-        &self,
-        tools: &ToolRegistry,
-        ctx: &ToolContext,
-        run: &RunRecord,
-        calls: &[ToolCall],
-        prior: &HashMap<String, Prior>,
-        events: Events<'_>,
-    ) -> Result<Vec<ToolOutput>, RuntimeError> {
-        let fresh: Vec<&ToolCall> = calls
-            .iter()
-            .filter(|c| !prior.contains_key(&c.id))
-            .collect();
-        let intents = fresh
-            .iter()
-            .map(|c| tool_intent(tools, c))
-            .collect::<Vec<_>>();
-        let new_seqs = if intents.is_empty() {
-            vec![]
-        } else {
-            self.store
-                .commit_step(
-                    &run.id,
-                    None,
-                    StepCommit {
-                        entries: intents,
-                        ..Default::default()
-                    },
-                )
-                .await?
-        };
-        let mut seq_of: HashMap<&str, i64> =
-            fresh.iter().map(|c| c.id.as_str()).zip(new_seqs).collect();
-
-        let futures = calls.iter().map(|call| {
-            let plan = match prior.get(&call.id) {
-                Some(Prior::Done(out)) => Plan::Reuse(out.clone()),
-                Some(Prior::Started { seq, idempotent: true }) => Plan::Run(*seq),
-                Some(Prior::Started { seq, idempotent: false }) => Plan::Unknown(*seq),
-                Some(Prior::Journaled { seq }) => Plan::Run(*seq),
-                None => Plan::Run(seq_of.remove(call.id.as_str()).unwrap_or(0)),
-            };
-            async move {
-                let mut duration_ms = 0u64;
-                let (output, seq, unknown) = match plan {
-                    Plan::Reuse(out) => return Ok(out),
-                    Plan::Unknown(seq) => (ToolOutput::error(OUTCOME_UNKNOWN), seq, true),
-                    Plan::Run(seq) => {
-                        events(RunEvent::ToolCall { id: call.id.clone(), name: call.name.clone(), input: call.input.clone() });
-                        let started = Instant::now();
-                        let out = invoke(tools, ctx, call).await;
-                        duration_ms = started.elapsed().as_millis() as u64;
-                        (out, seq, false)
-                    }
-                };
-                let payload = json!({
-                    "id": call.id, "name": call.name, "output": output.content, "is_error": output.is_error,
-                    "bytes": output.content.len(), "duration_ms": duration_ms, "outcome_unknown": unknown,
-                });
-                let committed = self
-                    .store
-                    .commit_step(&run.id, None, StepCommit { entries: vec![entry(JournalKind::ToolResult, Some(seq), payload)], ..Default::default() })
-                    .await;
-                events(RunEvent::ToolResult { id: call.id.clone(), name: call.name.clone(), is_error: output.is_error, bytes: output.content.len() });
-                committed.map(|_| output)
-            }
-        });
-        join_all(futures)
-            .await
-            .into_iter()
-            .map(|r| r.map_err(RuntimeError::from))
-            .collect()
     }
 
     pub(crate) async fn finish(
@@ -425,13 +359,7 @@ impl Runtime {
     }
 }
 
-enum Plan {
-    Reuse(ToolOutput),
-    Run(i64),
-    Unknown(i64),
-}
-
-fn tool_calls(content: &[ContentBlock]) -> Vec<ToolCall> {
+pub(crate) fn tool_calls(content: &[ContentBlock]) -> Vec<ToolCall> {
     content
         .iter()
         .filter_map(|b| match b {
@@ -443,41 +371,4 @@ fn tool_calls(content: &[ContentBlock]) -> Vec<ToolCall> {
             _ => None,
         })
         .collect()
-}
-
-/// Runs one call, turning every kind of misuse into a tool error the model
-/// can read and correct.
-async fn invoke(tools: &ToolRegistry, ctx: &ToolContext, call: &ToolCall) -> ToolOutput {
-    let Some(tool) = tools.get(&call.name) else {
-        return ToolOutput::error(format!(
-            "unknown tool {:?}; available tools: {}",
-            call.name,
-            tools.names().join(", ")
-        ));
-    };
-    if !call.input.is_object() {
-        let raw = match &call.input {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        return ToolOutput::error(format!(
-            "the arguments were not a valid JSON object ({raw}); call {} again with a JSON object matching its schema",
-            call.name
-        ));
-    }
-    // A panicking tool fails its call, not the run. Caught in place rather
-    // than in a spawned task: a hand-off between threads per call costs more
-    // than the call itself for quick tools.
-    let call_future = std::panic::AssertUnwindSafe(tool.call(ctx, call.input.clone()));
-    match futures_util::FutureExt::catch_unwind(call_future).await {
-        Ok(out) => out,
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            ToolOutput::error(format!("the tool crashed: {what}"))
-        }
-    }
 }

@@ -15,6 +15,9 @@ pub struct NewEntry {
     pub kind: JournalKind,
     /// For results: the intent's seq.
     pub ref_seq: Option<i64>,
+    /// For results whose intent is in the same commit: its index there
+    /// (its seq is not known before the commit).
+    pub ref_entry: Option<usize>,
     /// Details.
     pub payload: serde_json::Value,
 }
@@ -24,8 +27,9 @@ pub struct NewEntry {
 pub struct StepCommit<'a> {
     /// Journal entries to append, in order.
     pub entries: Vec<NewEntry>,
-    /// A message to append to the session (needs the session lease).
-    pub message: Option<&'a Message>,
+    /// Messages to append to the session, in order (needs the session
+    /// lease).
+    pub messages: Vec<&'a Message>,
     /// The run's new status and totals.
     pub run: Option<&'a RunRecord>,
 }
@@ -47,28 +51,33 @@ impl Store {
             .map(|e| {
                 let payload = serde_json::to_string(&e.payload)
                     .map_err(|e| StoreError::corrupt("run_journal", e))?;
-                Ok((e.kind.as_str(), e.ref_seq, payload))
+                Ok((e.kind.as_str(), e.ref_seq, e.ref_entry, payload))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let message = match step.message {
-            None => None,
-            Some(m) => {
-                let Some(lease) = lease.as_deref() else {
-                    return Err(StoreError::corrupt(
-                        "messages",
-                        "a message append needs the session lease",
-                    ));
-                };
-                let content =
-                    serde_json::to_string(m).map_err(|e| StoreError::corrupt("messages", e))?;
-                Some((
-                    m.role.as_str(),
-                    content,
-                    lease.session_id.clone(),
-                    lease.run_id.clone(),
-                    lease.version,
-                ))
-            }
+        let message = if step.messages.is_empty() {
+            None
+        } else {
+            let Some(lease) = lease.as_deref() else {
+                return Err(StoreError::corrupt(
+                    "messages",
+                    "a message append needs the session lease",
+                ));
+            };
+            let contents = step
+                .messages
+                .iter()
+                .map(|m| {
+                    serde_json::to_string(m)
+                        .map(|c| (m.role.as_str(), c))
+                        .map_err(|e| StoreError::corrupt("messages", e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Some((
+                contents,
+                lease.session_id.clone(),
+                lease.run_id.clone(),
+                lease.version,
+            ))
         };
         let run = step.run.cloned();
         let run_id = run_id.to_string();
@@ -84,12 +93,14 @@ impl Store {
                              SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5 FROM run_journal WHERE run_id = ?1
                              RETURNING seq",
                         )?;
-                        for (kind, ref_seq, payload) in &entries {
-                            seqs.push(insert.query_row(rusqlite::params![run_id, kind, ref_seq, payload, now], |r| r.get(0))?);
+                        for (kind, ref_seq, ref_entry, payload) in &entries {
+                            let ref_seq = ref_seq.or_else(|| ref_entry.and_then(|i| seqs.get(i).copied()));
+                            let seq: i64 = insert.query_row(rusqlite::params![run_id, kind, ref_seq, payload, now], |r| r.get(0))?;
+                            seqs.push(seq);
                         }
                     }
                     let mut new_version = None;
-                    if let Some((role, content, session_id, holder, version)) = &message {
+                    if let Some((contents, session_id, holder, version)) = &message {
                         let bumped: Option<i64> = tx
                             .query_row(
                                 "UPDATE sessions SET version = version + 1, updated_at = ?1
@@ -102,11 +113,14 @@ impl Store {
                             // Lease lost: the transaction rolls back on drop.
                             return Ok(Err(()));
                         };
-                        tx.execute(
+                        let mut insert = tx.prepare_cached(
                             "INSERT INTO messages (session_id, seq, run_id, role, content, created_at)
                              SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5 FROM messages WHERE session_id = ?1",
-                            rusqlite::params![session_id, holder, role, content, now],
                         )?;
+                        for (role, content) in contents {
+                            insert.execute(rusqlite::params![session_id, holder, role, content, now])?;
+                        }
+                        drop(insert);
                         new_version = Some(bumped);
                     }
                     if let Some(run) = &run {

@@ -1,6 +1,7 @@
 //! `kill -9` of a `cairn run` process mid-turn: the next process to touch
 //! the session finishes the interrupted turn from its journal — nothing
-//! journaled is requested or run again, nothing is lost.
+//! journaled is requested again, no side effect happens twice, nothing is
+//! lost.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -100,7 +101,50 @@ fn killed_during_a_side_effecting_command_it_is_not_run_again() {
 }
 
 #[test]
-fn killed_between_steps_journaled_steps_are_not_repeated() {
+fn killed_between_steps_a_side_effecting_step_is_not_repeated() {
+    let h = home();
+    let fake = FakeLlm::start();
+    fake.push([
+        Reply::tool("exec", json!({"command": "echo ran >> side.txt"})),
+        Reply::Delayed(
+            Duration::from_secs(60),
+            Box::new(Reply::text("never delivered")),
+        ),
+    ]);
+    let mut child = spawn_run(&h, &fake, &["run", "--session", "s", "append a line"]);
+    wait_for_requests(&fake, 2);
+    kill9(&mut child);
+
+    fake.push([Reply::text("appended"), Reply::text("bye")]);
+    ok(h.anthropic(&fake), &["run", "--session", "s", "thanks"]);
+    let reqs = fake.requests();
+    assert_eq!(reqs.len(), 4);
+    // Step 2 was asked again with exactly the history it had: step 1's
+    // response and the command's result came from the store.
+    assert_eq!(reqs[2].body["messages"], reqs[1].body["messages"]);
+    assert_eq!(
+        std::fs::read_to_string(h.workspace().join("side.txt")).unwrap(),
+        "ran\n",
+        "the command ran once"
+    );
+    let runs = json(&h, &["runs", "list", "--session", "s"]);
+    let first = &runs[1];
+    assert_eq!(first["status"], "completed");
+    assert_eq!(first["output"], "appended");
+    assert_eq!(first["steps"], 2);
+    let kinds = journal_kinds(&h, first["id"].as_str().unwrap());
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "tool_result").count(),
+        1,
+        "{kinds:?}"
+    );
+}
+
+/// Results of idempotent tools commit with the next model response (one
+/// commit per step instead of two): a crash before that re-runs the calls,
+/// which is what idempotent means. The re-run sees the file as it is now.
+#[test]
+fn killed_after_an_idempotent_step_the_step_is_run_again() {
     let h = home();
     std::fs::create_dir_all(h.workspace()).unwrap();
     std::fs::write(h.workspace().join("a.txt"), "alpha").unwrap();
@@ -114,25 +158,55 @@ fn killed_between_steps_journaled_steps_are_not_repeated() {
     ]);
     let mut child = spawn_run(&h, &fake, &["run", "--session", "s", "read a.txt"]);
     wait_for_requests(&fake, 2);
+    assert!(
+        fake.requests()[1]
+            .message_texts()
+            .iter()
+            .any(|t| t.contains("alpha"))
+    );
     kill9(&mut child);
+    std::fs::write(h.workspace().join("a.txt"), "beta").unwrap();
 
-    fake.push([Reply::text("a.txt says alpha"), Reply::text("bye")]);
+    fake.push([Reply::text("a.txt says beta"), Reply::text("bye")]);
     ok(h.anthropic(&fake), &["run", "--session", "s", "thanks"]);
     let reqs = fake.requests();
-    assert_eq!(reqs.len(), 4);
-    // Step 2 was asked again with exactly the history it had: step 1's
-    // response and the tool result came from the journal.
-    assert_eq!(reqs[2].body["messages"], reqs[1].body["messages"]);
+    assert_eq!(reqs.len(), 4, "step 1's model call was not made again");
+    assert_eq!(reqs[2].body["messages"][1], reqs[1].body["messages"][1]);
+    let resumed = reqs[2].message_texts();
+    assert!(resumed.iter().any(|t| t.contains("beta")), "{resumed:?}");
+    assert!(!resumed.iter().any(|t| t.contains("alpha")), "{resumed:?}");
     let runs = json(&h, &["runs", "list", "--session", "s"]);
     let first = &runs[1];
     assert_eq!(first["status"], "completed");
-    assert_eq!(first["output"], "a.txt says alpha");
     assert_eq!(first["steps"], 2);
     let kinds = journal_kinds(&h, first["id"].as_str().unwrap());
     assert_eq!(
+        kinds.iter().filter(|k| *k == "tool_call").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert_eq!(
         kinds.iter().filter(|k| *k == "tool_result").count(),
         1,
-        "read_file ran once: {kinds:?}"
+        "only the result that was used is journaled: {kinds:?}"
+    );
+    let roles: Vec<String> = json(&h, &["sessions", "show", "s"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            "user",
+            "assistant",
+            "user",
+            "assistant",
+            "user",
+            "assistant"
+        ],
+        "one results message, no orphan tool call"
     );
 }
 

@@ -1,0 +1,307 @@
+//! Running the tool calls of one model response: journaled intents,
+//! parallel execution, results reused or re-run after a restart according
+//! to what the journal says and whether the tool is idempotent.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use cairn_core::{
+    ContentBlock, JournalKind, Message, Role, RunEvent, RunRecord, RunStatus, ToolCall, ToolOutput,
+};
+use cairn_store::{NewEntry, SessionLease, StepCommit};
+use cairn_tools::{ToolContext, ToolRegistry};
+use futures_util::future::join_all;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::history::OUTCOME_UNKNOWN;
+use crate::steps::{CallRef, Carry, entry};
+use crate::turn::Events;
+use crate::{Runtime, RuntimeError};
+
+/// What the journal says about a tool call from before a restart.
+pub(crate) enum Prior {
+    /// Its result was journaled: reuse it.
+    Done(ToolOutput),
+    /// Started (intent at `seq`) but no result.
+    Started { seq: i64, idempotent: bool },
+    /// Intent just journaled (at `seq`) with the response; not started.
+    Journaled { seq: i64 },
+}
+
+/// The journal intent of a tool call.
+pub(crate) fn tool_intent(tools: &ToolRegistry, c: &ToolCall) -> NewEntry {
+    let idempotent = tools.get(&c.name).is_some_and(|t| t.idempotent());
+    entry(
+        JournalKind::ToolCall,
+        None,
+        json!({"id": c.id, "name": c.name, "input": c.input, "idempotent": idempotent}),
+    )
+}
+
+impl Runtime {
+    /// Runs a response's tool calls and returns their results message with
+    /// what is left to commit; or the final status when the run must stop
+    /// (cancelled). `next` is the intent of the model call that follows.
+    ///
+    /// When every call is idempotent and the loop goes on, nothing is
+    /// committed here: results, message and `next` ride with the next
+    /// model response. Otherwise they commit now, a lone call's result with
+    /// the message (nothing could use it sooner, and a crash in between
+    /// leaves the same state as a crash before the result was known).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn tool_step(
+        &self,
+        tools: &ToolRegistry,
+        ctx: &ToolContext,
+        run: &RunRecord,
+        lease: &mut SessionLease,
+        calls: &[ToolCall],
+        prior: &HashMap<String, Prior>,
+        next: Option<NewEntry>,
+        events: Events<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<Result<(Message, Carry), (RunStatus, Option<String>)>, RuntimeError> {
+        let all_idempotent = calls
+            .iter()
+            .all(|c| tools.get(&c.name).is_some_and(|t| t.idempotent()));
+        let carry_over = next.is_some() && all_idempotent;
+        let (results, mut entries) = self
+            .run_tools(
+                tools,
+                ctx,
+                run,
+                calls,
+                prior,
+                carry_over || calls.len() == 1,
+                events,
+            )
+            .await?;
+        let message = Message {
+            role: Role::User,
+            content: calls
+                .iter()
+                .zip(&results)
+                .map(|(c, r)| ContentBlock::ToolResult {
+                    tool_use_id: c.id.clone(),
+                    content: r.content.clone(),
+                    is_error: r.is_error,
+                })
+                .collect(),
+        };
+        let next = next.filter(|_| !cancel.is_cancelled());
+        if let (true, Some(next)) = (carry_over, &next) {
+            let at = entries.len();
+            entries.push(next.clone());
+            let carry = Carry {
+                message: Some(message.clone()),
+                entries,
+                call: Some(CallRef::Pending(at)),
+            };
+            return Ok(Ok((message, carry)));
+        }
+        let has_next = next.is_some();
+        entries.extend(next);
+        let seqs = self
+            .store
+            .commit_step(
+                &run.id,
+                Some(lease),
+                StepCommit {
+                    entries,
+                    messages: vec![&message],
+                    run: None,
+                },
+            )
+            .await?;
+        if cancel.is_cancelled() {
+            return Ok(Err((
+                RunStatus::Cancelled,
+                Some("cancelled during a tool call".into()),
+            )));
+        }
+        let call = if has_next {
+            seqs.last().copied().map(CallRef::Seq)
+        } else {
+            None
+        };
+        Ok(Ok((
+            message,
+            Carry {
+                call,
+                ..Carry::default()
+            },
+        )))
+    }
+
+    /// Tool calls of this run the journal knows about, by call id.
+    pub(crate) async fn prior_tool_calls(
+        &self,
+        run_id: &str,
+    ) -> Result<HashMap<String, Prior>, RuntimeError> {
+        let mut prior = HashMap::new();
+        for e in self.store.journal(run_id).await? {
+            let Some(id) = e.payload["id"].as_str().map(str::to_string) else {
+                continue;
+            };
+            match e.kind {
+                JournalKind::ToolCall => {
+                    prior.insert(
+                        id,
+                        Prior::Started {
+                            seq: e.seq,
+                            idempotent: e.payload["idempotent"] == true,
+                        },
+                    );
+                }
+                JournalKind::ToolResult => {
+                    let out = e.payload["output"].as_str().unwrap_or("").to_string();
+                    prior.insert(
+                        id,
+                        Prior::Done(ToolOutput {
+                            content: out,
+                            is_error: e.payload["is_error"] == true,
+                        }),
+                    );
+                }
+                _ => {}
+            }
+        }
+        Ok(prior)
+    }
+
+    /// Runs the calls of one model response in parallel. New calls have
+    /// their intents journaled before any starts and each result as soon as
+    /// it is known. Calls from before a restart: a journaled result is
+    /// reused; a started idempotent call re-runs; a started side-effecting
+    /// call is not re-run and reports an unknown outcome.
+    ///
+    /// With `defer`, results are not committed here but returned, to commit
+    /// with the results message or later (see `tool_step`).
+    #[allow(clippy::too_many_arguments)]
+    async fn run_tools(
+        &self,
+        tools: &ToolRegistry,
+        ctx: &ToolContext,
+        run: &RunRecord,
+        calls: &[ToolCall],
+        prior: &HashMap<String, Prior>,
+        defer: bool,
+        events: Events<'_>,
+    ) -> Result<(Vec<ToolOutput>, Vec<NewEntry>), RuntimeError> {
+        let fresh: Vec<&ToolCall> = calls
+            .iter()
+            .filter(|c| !prior.contains_key(&c.id))
+            .collect();
+        let intents = fresh
+            .iter()
+            .map(|c| tool_intent(tools, c))
+            .collect::<Vec<_>>();
+        let new_seqs = if intents.is_empty() {
+            vec![]
+        } else {
+            self.store
+                .commit_step(
+                    &run.id,
+                    None,
+                    StepCommit {
+                        entries: intents,
+                        ..Default::default()
+                    },
+                )
+                .await?
+        };
+        let mut seq_of: HashMap<&str, i64> =
+            fresh.iter().map(|c| c.id.as_str()).zip(new_seqs).collect();
+
+        let futures = calls.iter().map(|call| {
+            let plan = match prior.get(&call.id) {
+                Some(Prior::Done(out)) => Plan::Reuse(out.clone()),
+                Some(Prior::Started { seq, idempotent: true }) => Plan::Run(*seq),
+                Some(Prior::Started { seq, idempotent: false }) => Plan::Unknown(*seq),
+                Some(Prior::Journaled { seq }) => Plan::Run(*seq),
+                None => Plan::Run(seq_of.remove(call.id.as_str()).unwrap_or(0)),
+            };
+            async move {
+                let mut duration_ms = 0u64;
+                let (output, seq, unknown) = match plan {
+                    Plan::Reuse(out) => return Ok((out, None)),
+                    Plan::Unknown(seq) => (ToolOutput::error(OUTCOME_UNKNOWN), seq, true),
+                    Plan::Run(seq) => {
+                        events(RunEvent::ToolCall { id: call.id.clone(), name: call.name.clone(), input: call.input.clone() });
+                        let started = Instant::now();
+                        let out = invoke(tools, ctx, call).await;
+                        duration_ms = started.elapsed().as_millis() as u64;
+                        (out, seq, false)
+                    }
+                };
+                let payload = json!({
+                    "id": call.id, "name": call.name, "output": output.content, "is_error": output.is_error,
+                    "bytes": output.content.len(), "duration_ms": duration_ms, "outcome_unknown": unknown,
+                });
+                let result = entry(JournalKind::ToolResult, Some(seq), payload);
+                let deferred = if defer {
+                    Some(result)
+                } else {
+                    self.store
+                        .commit_step(&run.id, None, StepCommit { entries: vec![result], ..Default::default() })
+                        .await?;
+                    None
+                };
+                events(RunEvent::ToolResult { id: call.id.clone(), name: call.name.clone(), is_error: output.is_error, bytes: output.content.len() });
+                Ok::<_, cairn_store::StoreError>((output, deferred))
+            }
+        });
+        let mut outputs = Vec::with_capacity(calls.len());
+        let mut deferred = Vec::new();
+        for r in join_all(futures).await {
+            let (output, entry) = r?;
+            outputs.push(output);
+            deferred.extend(entry);
+        }
+        Ok((outputs, deferred))
+    }
+}
+
+enum Plan {
+    Reuse(ToolOutput),
+    Run(i64),
+    Unknown(i64),
+}
+
+/// Runs one call, turning every kind of misuse into a tool error the model
+/// can read and correct.
+async fn invoke(tools: &ToolRegistry, ctx: &ToolContext, call: &ToolCall) -> ToolOutput {
+    let Some(tool) = tools.get(&call.name) else {
+        return ToolOutput::error(format!(
+            "unknown tool {:?}; available tools: {}",
+            call.name,
+            tools.names().join(", ")
+        ));
+    };
+    if !call.input.is_object() {
+        let raw = match &call.input {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        return ToolOutput::error(format!(
+            "the arguments were not a valid JSON object ({raw}); call {} again with a JSON object matching its schema",
+            call.name
+        ));
+    }
+    // A panicking tool fails its call, not the run. Caught in place rather
+    // than in a spawned task: a hand-off between threads per call costs more
+    // than the call itself for quick tools.
+    let call_future = std::panic::AssertUnwindSafe(tool.call(ctx, call.input.clone()));
+    match futures_util::FutureExt::catch_unwind(call_future).await {
+        Ok(out) => out,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            ToolOutput::error(format!("the tool crashed: {what}"))
+        }
+    }
+}
