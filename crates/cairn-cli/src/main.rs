@@ -32,6 +32,8 @@ enum Command {
     Runs(commands::runs::Args),
     /// Inspect sessions and their messages.
     Sessions(commands::sessions::Args),
+    /// Read and edit what agents remember: save, search (--episodic for history), list, forget.
+    Memory(commands::memory::Args),
     /// Show configuration, database and recent activity.
     Status(commands::status::Args),
     /// Check configuration, keys, database and sandbox tools, and say what to fix.
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
             Command::Chat(a) => commands::chat::run(a).await,
             Command::Runs(a) => commands::runs::run(a).await,
             Command::Sessions(a) => commands::sessions::run(a).await,
+            Command::Memory(a) => commands::memory::run(a).await,
             Command::Status(a) => commands::status::run(a).await,
             Command::Doctor => commands::doctor::run().await,
         }

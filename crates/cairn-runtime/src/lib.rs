@@ -6,6 +6,7 @@
 
 mod history;
 mod lease;
+mod recall;
 mod steps;
 mod tool_step;
 mod turn;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 
 use cairn_llm::pricing::PriceTable;
 use cairn_llm::{Provider, RetryPolicy};
+use cairn_memory::Memory;
 use cairn_store::{Store, StoreError};
 use thiserror::Error;
 
@@ -65,13 +67,19 @@ pub struct Runtime {
     pub session_lease_ms: i64,
     /// When fired, runs pause at their next step boundary (graceful stop).
     pub stopping: tokio_util::sync::CancellationToken,
+    /// What agents remember across sessions.
+    pub memory: Arc<Memory>,
+    /// Bytes of remembered facts put in the system prompt of a run (0: none).
+    pub memory_prompt_budget: usize,
+    /// Set while messages are being added to the episodic index.
+    indexing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Runtime {
     /// A runtime with default limits.
     pub fn new(store: Store, provider: Arc<dyn Provider>, workspaces: PathBuf) -> Self {
         Runtime {
-            store,
+            store: store.clone(),
             provider,
             prices: PriceTable::default(),
             retry: RetryPolicy::default(),
@@ -79,6 +87,9 @@ impl Runtime {
             tool_output_limit: 32 * 1024,
             session_lease_ms: 30_000,
             stopping: Default::default(),
+            memory: Arc::new(Memory::new(store.clone(), None)),
+            memory_prompt_budget: 2000,
+            indexing: Default::default(),
         }
     }
 }

@@ -141,6 +141,7 @@ impl Runtime {
         // result; derived from the stored history each time, never stored.
         close_open_tool_calls(&mut history);
         let specs = tools.specs();
+        let system = self.system_prompt(agent, &run.input).await;
         let mut carry = Carry::default();
         loop {
             if self.stopping.is_cancelled() {
@@ -161,7 +162,7 @@ impl Runtime {
             }
             let request = ModelRequest {
                 model: run.model.clone(),
-                system: agent.system_prompt.clone(),
+                system: system.clone(),
                 messages: history.clone(),
                 tools: specs.clone(),
                 max_tokens: agent.max_tokens,
@@ -355,6 +356,7 @@ impl Runtime {
         events(RunEvent::RunFinished {
             run: Box::new(run.clone()),
         });
+        self.index_episodes();
         Ok(run.clone())
     }
 }

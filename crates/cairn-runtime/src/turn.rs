@@ -178,6 +178,10 @@ impl Runtime {
             workspace,
             cancel: cancel.child_token(),
             output_limit: self.tool_output_limit,
+            agent: agent.name.clone(),
+            user_id: None,
+            run_id: Some(run.id.clone()),
+            memory: Some(self.memory.clone()),
         };
         let outcome = self
             .work(&agent, &tools, &ctx, &mut run, &mut lease, events, &cancel)

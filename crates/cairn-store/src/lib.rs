@@ -6,6 +6,7 @@ mod agents;
 mod error;
 mod fast_writer;
 mod journal;
+mod memories;
 mod migrate;
 mod owner;
 mod queue;
@@ -21,6 +22,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub use error::StoreError;
 pub use journal::{NewEntry, StepCommit};
+pub use memories::{
+    NewMemory, SavedMemory, StoredVector, blob_to_vector, fts_query, vector_to_blob,
+};
 pub use owner::{is_dead_local, this_process};
 pub use queue::{Job, NewJob, kinds};
 pub use sessions::SessionLease;

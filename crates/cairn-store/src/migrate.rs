@@ -10,6 +10,7 @@ use crate::StoreError;
 const SQLITE: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_core.sql")),
     (2, include_str!("../migrations/sqlite/0002_jobs.sql")),
+    (3, include_str!("../migrations/sqlite/0003_memory.sql")),
 ];
 
 pub(crate) async fn current_version(pool: &SqlitePool) -> Result<i64, StoreError> {

@@ -135,6 +135,7 @@ impl RecordedRequest {
 struct Shared {
     script: VecDeque<Reply>,
     requests: Vec<RecordedRequest>,
+    embedding_requests: usize,
 }
 
 /// Handle to a running fake LLM; stops when dropped.
@@ -161,6 +162,7 @@ impl FakeLlm {
                     .route("/v1/messages", post(anthropic))
                     .route("/v1/chat/completions", post(openai))
                     .route("/v1/models", get(models))
+                    .route("/v1/embeddings", post(embeddings))
                     .with_state(state);
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
@@ -198,6 +200,11 @@ impl FakeLlm {
     /// Every model-call request received so far.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared.lock().unwrap().requests.clone()
+    }
+
+    /// How many `/v1/embeddings` requests were received.
+    pub fn embedding_requests(&self) -> usize {
+        self.shared.lock().unwrap().embedding_requests
     }
 
     /// Drops the replies not yet used.
@@ -251,6 +258,64 @@ async fn models() -> Response {
     json_response(
         200,
         json!({"object": "list", "data": [{"id": "fake-local-model", "object": "model", "owned_by": "fake"}]}),
+        &[],
+    )
+}
+
+/// Dimensions of the fake's embeddings.
+pub const FAKE_EMBEDDING_DIMS: usize = 64;
+
+/// OpenAI's `POST /v1/embeddings`: each input becomes a bag-of-words vector
+/// (every lower-cased word adds one to a hashed slot), so texts sharing
+/// words are similar and others are not — deterministic, no model. Model
+/// `missing-model` answers 404 the way OpenAI does.
+async fn embeddings(State(state): AppState, body: bytes::Bytes) -> Response {
+    let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    state.lock().unwrap().embedding_requests += 1;
+    let model = req["model"].as_str().unwrap_or("").to_string();
+    if model == "missing-model" {
+        return json_response(
+            404,
+            json!({"error": {"message": "The model `missing-model` does not exist", "type": "invalid_request_error", "param": null, "code": "model_not_found"}}),
+            &[],
+        );
+    }
+    let inputs: Vec<String> = match &req["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => {
+            return json_response(
+                400,
+                json!({"error": {"message": "'input' is a required property", "type": "invalid_request_error", "param": "input", "code": null}}),
+                &[],
+            );
+        }
+    };
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let mut v = vec![0f32; FAKE_EMBEDDING_DIMS];
+            for w in text
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+            {
+                let h = w
+                    .to_lowercase()
+                    .bytes()
+                    .fold(5381u64, |h, b| h.wrapping_mul(33) ^ b as u64);
+                v[(h % FAKE_EMBEDDING_DIMS as u64) as usize] += 1.0;
+            }
+            json!({"object": "embedding", "index": i, "embedding": v})
+        })
+        .collect();
+    let tokens: usize = inputs.iter().map(|t| t.split_whitespace().count()).sum();
+    json_response(
+        200,
+        json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
         &[],
     )
 }

@@ -6,9 +6,11 @@
 
 mod cli;
 mod fake_llm;
+mod python;
 mod server;
 mod wire;
 
 pub use cli::{CairnHome, describe};
-pub use fake_llm::{FakeLlm, RecordedRequest, Reply};
+pub use fake_llm::{FAKE_EMBEDDING_DIMS, FakeLlm, RecordedRequest, Reply};
+pub use python::{minilm_model_dir, test_python};
 pub use server::ServerProcess;

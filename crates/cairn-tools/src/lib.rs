@@ -18,6 +18,7 @@ mod cap;
 mod exec;
 mod files;
 mod http_fetch;
+mod memory;
 mod registry;
 mod workspace;
 
@@ -38,6 +39,14 @@ pub struct ToolContext {
     pub cancel: CancellationToken,
     /// Bytes of output kept per call (half head, half tail).
     pub output_limit: usize,
+    /// The agent running the call (whose memory the memory tools use).
+    pub agent: String,
+    /// The person the session belongs to, when known.
+    pub user_id: Option<String>,
+    /// The run making the call.
+    pub run_id: Option<String>,
+    /// Memory, for the memory tools.
+    pub memory: Option<std::sync::Arc<cairn_memory::Memory>>,
 }
 
 /// A tool the model can call.

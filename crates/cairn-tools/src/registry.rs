@@ -9,6 +9,7 @@ use crate::Tool;
 use crate::exec::Exec;
 use crate::files::{EditFile, ListDir, ReadFile, WriteFile};
 use crate::http_fetch::HttpFetch;
+use crate::memory::{MemoryForget, MemorySave, MemorySearch};
 
 /// Names of the built-in tools.
 pub const BUILTIN_TOOLS: &[&str] = &[
@@ -18,6 +19,9 @@ pub const BUILTIN_TOOLS: &[&str] = &[
     "edit_file",
     "list_dir",
     "http_fetch",
+    "memory_save",
+    "memory_search",
+    "memory_forget",
 ];
 
 /// A tool name nobody provides.
@@ -61,6 +65,9 @@ impl ToolRegistry {
                     "write_file" => Arc::new(WriteFile),
                     "edit_file" => Arc::new(EditFile),
                     "list_dir" => Arc::new(ListDir),
+                    "memory_save" => Arc::new(MemorySave),
+                    "memory_search" => Arc::new(MemorySearch),
+                    "memory_forget" => Arc::new(MemoryForget),
                     _ => Arc::new(HttpFetch::new()),
                 };
                 reg.tools.insert(name.to_string(), tool);

@@ -3,6 +3,7 @@
 pub mod chat;
 pub mod doctor;
 pub mod init;
+pub mod memory;
 pub mod run;
 pub mod runs;
 pub mod serve;

@@ -5,6 +5,7 @@ mod api;
 mod concurrency;
 mod config_errors;
 mod crash;
+mod memory;
 mod openai_compat;
 mod provider_errors;
 mod server_api;

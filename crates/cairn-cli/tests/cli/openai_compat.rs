@@ -1,26 +1,10 @@
 //! The OpenAI-compatible endpoint: raw HTTP and the official Python SDK.
 
-use cairn_testkit::{FakeLlm, Reply};
+use cairn_testkit::{FakeLlm, Reply, test_python};
 use serde_json::json;
 
 use crate::api::{Api, start};
 use crate::*;
-
-/// The Python with the `openai` and `schemathesis` packages that
-/// scripts/test.sh installs. Missing → the test fails and says how to fix it.
-pub fn test_python() -> String {
-    let path = std::env::var("TEST_PYTHON").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache/cairn/test-venv/bin/python",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    });
-    assert!(
-        std::path::Path::new(&path).exists(),
-        "{path} not found: run scripts/test.sh, which installs the Python packages the tests use"
-    );
-    path
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_completions_over_raw_http() {

@@ -1,0 +1,209 @@
+//! `cairn memory save|search|list|forget|reindex`: read and edit what agents
+//! remember.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use cairn_core::MessageFilter;
+use cairn_memory::{SaveMemory, SearchOptions};
+use cairn_store::SavedMemory;
+
+use crate::{config, render, wiring};
+
+/// Arguments of `cairn memory`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: MemoryCommand,
+    /// The agent whose memory to use.
+    #[arg(long, global = true, default_value = "default")]
+    agent: String,
+    /// As JSON.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(clap::Subcommand)]
+enum MemoryCommand {
+    /// Remember a fact.
+    Save {
+        /// The fact.
+        text: String,
+        /// 0 (trivia) to 1 (essential).
+        #[arg(long)]
+        importance: Option<f64>,
+        /// The person it is about.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Search facts (hybrid: words and meaning), or with --episodic every
+    /// message of every session.
+    Search {
+        /// What to look for.
+        query: String,
+        /// Search conversation history instead of saved facts.
+        #[arg(long)]
+        episodic: bool,
+        /// Only this session (episodic).
+        #[arg(long)]
+        session: Option<String>,
+        /// Only this person.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only messages at or after this time (RFC 3339 or YYYY-MM-DD; episodic).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only messages before this time (episodic).
+        #[arg(long)]
+        until: Option<String>,
+        /// Results.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+    },
+    /// Facts, newest first.
+    List {
+        /// Only facts about this person.
+        #[arg(long)]
+        user: Option<String>,
+        /// Results.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Forget a fact by id (or unique id prefix).
+    Forget {
+        /// Memory id.
+        id: String,
+    },
+    /// Embed facts saved before the current embedding model was configured.
+    Reindex,
+}
+
+/// Runs the command.
+pub async fn run(args: Args) -> Result<ExitCode> {
+    let loaded = config::load()?;
+    let store = wiring::store(&loaded).await?;
+    let memory = wiring::memory(&loaded, store)?;
+    let agent = args.agent;
+    match args.command {
+        MemoryCommand::Save {
+            text,
+            importance,
+            user,
+        } => {
+            let saved = memory
+                .save(SaveMemory {
+                    agent,
+                    user_id: user,
+                    text,
+                    importance,
+                    source: Some("cli".into()),
+                })
+                .await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(saved.record())?);
+            } else {
+                match saved {
+                    SavedMemory::New(m) => println!("saved {}", m.id),
+                    SavedMemory::Duplicate(m) => println!("already known as {}: {}", m.id, m.text),
+                }
+            }
+        }
+        MemoryCommand::Search {
+            query,
+            episodic: true,
+            session,
+            user,
+            since,
+            until,
+            limit,
+        } => {
+            let filter = MessageFilter {
+                agent: Some(agent),
+                session_id: session,
+                user_id: user,
+                since: since.as_deref().map(parse_time).transpose()?,
+                until: until.as_deref().map(parse_time).transpose()?,
+            };
+            let hits = memory
+                .search_messages(&query, &filter, limit as i64)
+                .await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&hits)?);
+            } else if hits.is_empty() {
+                eprintln!("no messages match");
+            } else {
+                for h in hits {
+                    println!(
+                        "{}  {}#{}  {}: {}",
+                        render::time(h.created_at),
+                        h.session_id,
+                        h.seq,
+                        h.role,
+                        render::short(&h.text.replace('\n', " "), 160)
+                    );
+                }
+            }
+        }
+        MemoryCommand::Search {
+            query, user, limit, ..
+        } => {
+            let opts = SearchOptions {
+                user_id: user,
+                limit,
+                ..Default::default()
+            };
+            let hits = memory.search(&agent, &query, &opts).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&hits)?);
+            } else if hits.is_empty() {
+                eprintln!("no saved facts match");
+            } else {
+                for h in hits {
+                    println!("{}  {:.4}  {}", h.memory.id, h.score, h.memory.text);
+                }
+            }
+        }
+        MemoryCommand::List { user, limit } => {
+            let facts = memory.list(&agent, user.as_deref(), limit).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&facts)?);
+            } else {
+                for m in facts {
+                    println!(
+                        "{}  {}  {:.1}  {}",
+                        m.id,
+                        render::time(m.updated_at),
+                        m.importance,
+                        m.text
+                    );
+                }
+            }
+        }
+        MemoryCommand::Forget { id } => {
+            let m = memory.forget(&agent, &id).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&m)?);
+            } else {
+                println!("forgot {}: {}", m.id, m.text);
+            }
+        }
+        MemoryCommand::Reindex => {
+            let n = memory.reindex(&agent).await?;
+            println!("embedded {n} facts");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Milliseconds since the epoch from RFC 3339 or a date (midnight UTC).
+fn parse_time(s: &str) -> Result<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_millis());
+    }
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").with_context(|| {
+        format!("{s:?} is not a time: use RFC 3339 (2026-11-25T08:00:00Z) or a date (2026-11-25)")
+    })?;
+    Ok(d.and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc().timestamp_millis())
+        .unwrap_or(0))
+}

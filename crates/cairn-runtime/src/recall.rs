@@ -1,0 +1,60 @@
+//! Memory in the loop: facts relevant to the user's message go into the
+//! system prompt (within a byte budget), and finished runs' messages are
+//! added to the episodic index in the background, off the step path.
+
+use std::sync::atomic::Ordering;
+
+use cairn_memory::{SearchOptions, format_for_prompt};
+
+use crate::{AgentSpec, Runtime};
+
+/// Facts considered for the prompt.
+const RECALLED: usize = 6;
+
+impl Runtime {
+    /// The agent's system prompt plus what it remembers about `input`. A
+    /// memory failure is logged and the run goes on without it.
+    pub(crate) async fn system_prompt(&self, agent: &AgentSpec, input: &str) -> String {
+        if self.memory_prompt_budget == 0 {
+            return agent.system_prompt.clone();
+        }
+        match self.store.has_memories(&agent.name).await {
+            Ok(true) => {}
+            Ok(false) => return agent.system_prompt.clone(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read memories; continuing without them");
+                return agent.system_prompt.clone();
+            }
+        }
+        let opts = SearchOptions {
+            limit: RECALLED,
+            ..Default::default()
+        };
+        match self.memory.search(&agent.name, input, &opts).await {
+            Ok(hits) => match format_for_prompt(&hits, self.memory_prompt_budget) {
+                Some(block) => format!("{}\n\n{block}", agent.system_prompt),
+                None => agent.system_prompt.clone(),
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "memory search failed; continuing without memories");
+                agent.system_prompt.clone()
+            }
+        }
+    }
+
+    /// Adds new messages to the episodic index in the background (one
+    /// indexer at a time; searches catch up on anything it has not done).
+    pub(crate) fn index_episodes(&self) {
+        if self.indexing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let store = self.store.clone();
+        let flag = self.indexing.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.index_messages().await {
+                tracing::warn!(error = %e, "episodic indexing failed; searches will retry");
+            }
+            flag.store(false, Ordering::Release);
+        });
+    }
+}
