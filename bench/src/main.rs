@@ -2,6 +2,8 @@
 //! and the ratio against peers measured in the same run on the same machine.
 //! See bench/README.md.
 
+mod memory;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -451,6 +453,11 @@ async fn main() -> Result<()> {
             o.per_run_ms, o.overhead_us_per_step
         );
         return Ok(());
+    }
+    let model_dir = std::env::var_os("BENCH_MODEL_DIR").map(PathBuf::from);
+    // `cairn-bench memory`: only the memory benchmark.
+    if std::env::args().nth(1).as_deref() == Some("memory") {
+        return memory::run(model_dir).await;
     }
     let bin = cairn_bin()?;
     println!(

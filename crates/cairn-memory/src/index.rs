@@ -1,24 +1,48 @@
-//! The vector side of hybrid search: every embedding of one model held in
-//! one contiguous array and scanned exactly. Exact search needs no tuning,
-//! has recall 1 by construction, and at the sizes one agent host keeps
-//! (10⁵ facts) a full scan is a few milliseconds; see bench/ for the
-//! measurement against an approximate index. Rebuilt from the store at
-//! start and caught up incrementally as memories are added.
+//! The vector side of hybrid search, held in memory and rebuilt from the
+//! store at start (then caught up incrementally as memories are added).
+//!
+//! Two compact codes per vector instead of its 1.5 KB of f32:
+//! - one sign bit per dimension (after subtracting the mean vector): 48
+//!   bytes for 384 dimensions, compared by Hamming distance — a scan of
+//!   100,000 of them takes well under a millisecond;
+//! - the vector in 8 bits per dimension with its scale, to re-rank the
+//!   best few hundred by (almost exact) cosine.
+//!
+//! Measured in bench/ at 100,000 vectors against the exact f32 scan this
+//! replaced (19 ms per query here, memory-bandwidth bound, 150 MB) and
+//! against sqlite-vec: see bench/README.md for the figures and recall.
 
 use std::collections::HashMap;
 
 use cairn_store::{Store, StoreError};
 
-/// In-memory exact index over one embedding model's vectors.
+/// Vectors re-ranked per query: at least this many, or 40 per result.
+const RERANK_MIN: usize = 400;
+
+/// Rows read from the store per page while building.
+const PAGE: i64 = 8192;
+
+/// In-memory index over one embedding model's vectors.
 pub struct VectorIndex {
     model: String,
     dims: usize,
+    words: usize,
     rowids: Vec<i64>,
     agents: Vec<u32>,
-    data: Vec<f32>,
+    /// Sign bits, `words` u64 per vector.
+    bits: Vec<u64>,
+    /// 8-bit values, `dims` per vector.
+    q8: Vec<i8>,
+    /// Per vector: value = q8 / scale.
+    scales: Vec<f32>,
+    /// Subtracted before taking signs (the mean of the first vectors seen),
+    /// so the bits split the data rather than all agreeing.
+    center: Vec<f32>,
     agent_ids: HashMap<String, u32>,
-    /// `(count, highest rowid)` of the memories table when last synced.
+    /// The store's `(added, removed)` counts when last synced.
     seen: (i64, i64),
+    /// Highest row number read from the store.
+    after: i64,
 }
 
 impl VectorIndex {
@@ -27,11 +51,16 @@ impl VectorIndex {
         VectorIndex {
             model: model.to_string(),
             dims,
+            words: dims.div_ceil(64),
             rowids: Vec::new(),
             agents: Vec::new(),
-            data: Vec::new(),
+            bits: Vec::new(),
+            q8: Vec::new(),
+            scales: Vec::new(),
+            center: Vec::new(),
             agent_ids: HashMap::new(),
             seen: (-1, -1),
+            after: 0,
         }
     }
 
@@ -45,6 +74,26 @@ impl VectorIndex {
         self.rowids.is_empty()
     }
 
+    fn clear(&mut self) {
+        self.rowids.clear();
+        self.agents.clear();
+        self.bits.clear();
+        self.q8.clear();
+        self.scales.clear();
+        self.center.clear();
+    }
+
+    fn sign_bits(&self, v: &[f32], out: &mut Vec<u64>) {
+        let start = out.len();
+        out.resize(start + self.words, 0);
+        for (i, x) in v.iter().enumerate() {
+            let c = self.center.get(i).copied().unwrap_or(0.0);
+            if *x > c {
+                out[start + i / 64] |= 1 << (i % 64);
+            }
+        }
+    }
+
     /// Adds one vector (ignored if its length is wrong).
     pub fn add(&mut self, rowid: i64, agent: &str, vector: &[f32]) {
         if vector.len() != self.dims {
@@ -54,40 +103,53 @@ impl VectorIndex {
         let agent = *self.agent_ids.entry(agent.to_string()).or_insert(next);
         self.rowids.push(rowid);
         self.agents.push(agent);
-        self.data.extend_from_slice(vector);
+        let mut bits = std::mem::take(&mut self.bits);
+        self.sign_bits(vector, &mut bits);
+        self.bits = bits;
+        let max = vector.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let scale = if max > 0.0 { 127.0 / max } else { 1.0 };
+        self.q8
+            .extend(vector.iter().map(|x| (x * scale).round() as i8));
+        self.scales.push(scale);
     }
 
     /// Brings the index up to date with the store: new rows are appended;
-    /// if any row was deleted (by any process) it is rebuilt.
+    /// if any row was removed or re-embedded (by any process) it is rebuilt.
     pub async fn sync(&mut self, store: &Store) -> Result<(), StoreError> {
         let now = store.memory_generation().await?;
+        self.sync_to(store, now).await
+    }
+
+    /// `sync` when the caller has just read `memory_generation`.
+    pub async fn sync_to(&mut self, store: &Store, now: (i64, i64)) -> Result<(), StoreError> {
         if now == self.seen {
             return Ok(());
         }
-        let (count, _) = self.seen;
-        let added_since = if self.seen.1 >= 0 {
-            store.memories_after(self.seen.1).await?
-        } else {
-            -1
-        };
-        let appended_only = self.seen.1 >= 0 && now.0 == count + added_since;
-        let after = if appended_only {
-            self.seen.1
-        } else {
-            self.rowids.clear();
-            self.agents.clear();
-            self.data.clear();
-            0
-        };
-        for v in store.memory_vectors(&self.model, after).await? {
-            self.add(v.rowid, &v.agent, &v.vector);
+        if now.1 != self.seen.1 {
+            // Something was removed or replaced: start over.
+            self.clear();
+            self.after = 0;
+        }
+        loop {
+            let page = store.memory_vectors(&self.model, self.after, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            self.after = last.rowid;
+            if self.center.is_empty() {
+                self.center = mean(page.iter().map(|v| v.vector.as_slice()), self.dims);
+            }
+            for v in &page {
+                self.add(v.rowid, &v.agent, &v.vector);
+            }
+            if (page.len() as i64) < PAGE {
+                break;
+            }
         }
         self.seen = now;
         Ok(())
     }
 
-    /// The `k` rows of `agent` most similar to `query` (cosine, as the
-    /// vectors are normalised), best first.
+    /// The `k` rows of `agent` most similar to `query` by cosine (the
+    /// vectors are normalised), best first, with their similarity.
     pub fn search(&self, agent: &str, query: &[f32], k: usize) -> Vec<(i64, f32)> {
         let Some(&agent) = self.agent_ids.get(agent) else {
             return vec![];
@@ -95,13 +157,32 @@ impl VectorIndex {
         if query.len() != self.dims || k == 0 {
             return vec![];
         }
-        // A bounded min-heap keeps the best k without sorting everything.
-        let mut best: std::collections::BinaryHeap<Scored> = std::collections::BinaryHeap::new();
-        for (i, v) in self.data.chunks_exact(self.dims).enumerate() {
+        let mut qbits = Vec::with_capacity(self.words);
+        self.sign_bits(query, &mut qbits);
+        // Hamming distance to every vector of the agent.
+        let mut near: Vec<(u32, u32)> = Vec::with_capacity(self.rowids.len());
+        for (i, code) in self.bits.chunks_exact(self.words).enumerate() {
             if self.agents[i] != agent {
                 continue;
             }
-            let s = dot(query, v);
+            let d: u32 = code
+                .iter()
+                .zip(&qbits)
+                .map(|(a, b)| (a ^ b).count_ones())
+                .sum();
+            near.push((d, i as u32));
+        }
+        let keep = RERANK_MIN.max(40 * k).min(near.len());
+        if keep < near.len() {
+            near.select_nth_unstable(keep);
+            near.truncate(keep);
+        }
+        // Re-rank the candidates by cosine on the 8-bit values.
+        let mut best: std::collections::BinaryHeap<Scored> = std::collections::BinaryHeap::new();
+        for (_, i) in near {
+            let i = i as usize;
+            let v = &self.q8[i * self.dims..(i + 1) * self.dims];
+            let s = dot_q8(query, v) / self.scales[i];
             if best.len() < k {
                 best.push(Scored(s, i));
             } else if best.peek().is_some_and(|w| s > w.0) {
@@ -116,6 +197,34 @@ impl VectorIndex {
         out.sort_by(|a, b| b.1.total_cmp(&a.1));
         out
     }
+}
+
+fn mean<'a>(vectors: impl Iterator<Item = &'a [f32]>, dims: usize) -> Vec<f32> {
+    let mut sum = vec![0f32; dims];
+    let mut n = 0f32;
+    for v in vectors {
+        sum.iter_mut().zip(v).for_each(|(s, x)| *s += x);
+        n += 1.0;
+    }
+    if n > 0.0 {
+        sum.iter_mut().for_each(|s| *s /= n);
+    }
+    sum
+}
+
+/// Dot product of an f32 query and an 8-bit vector, with eight independent
+/// sums so the compiler can use SIMD.
+fn dot_q8(a: &[f32], b: &[i8]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for j in 0..8 {
+            acc[j] += x[j] * y[j] as f32;
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * *y as f32).sum();
+    acc.iter().sum::<f32>() + tail
 }
 
 /// A score with its position; ordered so the heap's top is the worst.
@@ -136,19 +245,4 @@ impl Ord for Scored {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         other.0.total_cmp(&self.0)
     }
-}
-
-/// Dot product with eight independent sums, which the compiler turns into
-/// SIMD (a single running sum cannot be reordered, so it would not).
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for j in 0..8 {
-            acc[j] += x[j] * y[j];
-        }
-    }
-    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
-    acc.iter().sum::<f32>() + tail
 }

@@ -127,7 +127,7 @@ impl Memory {
         if let Some(embedder) = &self.embedder {
             let texts: Vec<String> = rows.iter().map(|r| r.text.clone()).collect();
             let vectors = embedder.embed(&texts).await?;
-            let guard = self.synced_index().await?;
+            let guard = self.synced_index(None).await?;
             // Near-duplicates of facts already kept refresh those instead.
             for (i, (row, v)) in rows.iter_mut().zip(vectors).enumerate() {
                 let near = guard
@@ -214,15 +214,20 @@ impl Memory {
         Ok(done)
     }
 
-    /// The index, created and brought up to date; `None` without embedder.
+    /// The index, created and brought up to date (to `generation` when the
+    /// caller just read it); `None` without embedder.
     async fn synced_index(
         &self,
+        generation: Option<(i64, i64)>,
     ) -> Result<tokio::sync::MutexGuard<'_, Option<VectorIndex>>, MemoryError> {
         let mut guard = self.index.lock().await;
         if let Some(embedder) = self.embedder.as_ref().filter(|e| e.dims() > 0) {
             let index =
                 guard.get_or_insert_with(|| VectorIndex::new(embedder.model_id(), embedder.dims()));
-            index.sync(&self.store).await?;
+            match generation {
+                Some(g) => index.sync_to(&self.store, g).await?,
+                None => index.sync(&self.store).await?,
+            }
         }
         Ok(guard)
     }

@@ -15,6 +15,13 @@ const RRF_K: f64 = 60.0;
 /// Candidates taken from each list before fusing.
 const CANDIDATES: usize = 50;
 
+/// A word found in more than 1/COMMON_SHARE of the facts (at least
+/// COMMON_MIN, at most COMMON_MAX facts) is left out of the full-text query
+/// when there are embeddings (see `Store::search_memory_text`).
+const COMMON_SHARE: i64 = 500;
+const COMMON_MIN: i64 = 100;
+const COMMON_MAX: i64 = 1000;
+
 /// Vector candidates below this cosine are not evidence of relevance.
 const MIN_COSINE: f32 = 0.2;
 
@@ -50,29 +57,40 @@ impl Memory {
         if query.trim().is_empty() || opts.limit == 0 {
             return Ok(vec![]);
         }
-        let text = self
-            .store
-            .search_memory_text(agent, None, query, CANDIDATES as i64)
-            .await?;
-        let vector = match &self.embedder {
-            None => vec![],
-            Some(embedder) => {
-                let q = embedder
-                    .embed(&[query.to_string()])
-                    .await?
-                    .pop()
-                    .unwrap_or_default();
-                let guard = self.synced_index().await?;
-                guard
-                    .as_ref()
-                    .map(|ix| ix.search(agent, &q, CANDIDATES))
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|(_, s)| *s >= MIN_COSINE)
-                    .map(|(rowid, _)| rowid)
-                    .collect()
-            }
+        // Common words are pruned only when meaning can stand in for them.
+        let generation = match &self.embedder {
+            None => None,
+            Some(_) => Some(self.store.memory_generation().await?),
         };
+        let common = generation.map(|(added, removed)| {
+            ((added - removed) / COMMON_SHARE).clamp(COMMON_MIN, COMMON_MAX)
+        });
+        // The full-text side waits on the store's reader threads while the
+        // vector side scans on this one: run them together.
+        let text_side =
+            self.store
+                .search_memory_text(agent, None, query, CANDIDATES as i64, common);
+        let vector_side = async {
+            let Some(embedder) = &self.embedder else {
+                return Ok::<_, MemoryError>(vec![]);
+            };
+            let q = embedder
+                .embed(&[query.to_string()])
+                .await?
+                .pop()
+                .unwrap_or_default();
+            let guard = self.synced_index(generation).await?;
+            Ok(guard
+                .as_ref()
+                .map(|ix| ix.search(agent, &q, CANDIDATES))
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(_, s)| *s >= MIN_COSINE)
+                .map(|(rowid, _)| rowid)
+                .collect::<Vec<i64>>())
+        };
+        let (text, vector) = tokio::join!(text_side, vector_side);
+        let (text, vector) = (text?, vector?);
         let mut fused: HashMap<i64, (f64, Option<usize>, Option<usize>)> = HashMap::new();
         for (i, rowid) in text.iter().enumerate() {
             let e = fused.entry(*rowid).or_default();

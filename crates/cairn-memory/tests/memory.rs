@@ -263,3 +263,52 @@ async fn a_fact_forgotten_elsewhere_is_not_found_again() {
         .to_string();
     assert!(err.contains("not found"), "{err}");
 }
+
+#[test]
+fn the_compact_index_finds_what_an_exact_scan_finds() {
+    // Deterministic pseudo-random unit vectors.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut unit = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    };
+    let dims = 384;
+    let vectors: Vec<Vec<f32>> = (0..3000)
+        .map(|_| {
+            let v: Vec<f32> = (0..dims).map(|_| unit()).collect();
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.into_iter().map(|x| x / n).collect()
+        })
+        .collect();
+    let mut index = cairn_memory::VectorIndex::new("m", dims);
+    for (i, v) in vectors.iter().enumerate() {
+        index.add(i as i64, if i % 2 == 0 { "a" } else { "b" }, v);
+    }
+    let mut agree = 0;
+    for (q, query) in vectors.iter().enumerate().step_by(37) {
+        let agent = if q % 2 == 0 { "a" } else { "b" };
+        let got = index.search(agent, query, 10);
+        assert_eq!(got[0].0, q as i64, "a stored vector finds itself first");
+        assert!((got[0].1 - 1.0).abs() < 0.02, "cosine {}", got[0].1);
+        assert!(
+            got.iter().all(|(r, _)| r % 2 == q as i64 % 2),
+            "agent filter"
+        );
+        let mut exact: Vec<(i64, f32)> = vectors
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 2 == q % 2)
+            .map(|(i, v)| (i as i64, cos(v, query)))
+            .collect();
+        exact.sort_by(|a, b| b.1.total_cmp(&a.1));
+        agree += exact[..10]
+            .iter()
+            .filter(|(r, _)| got.iter().any(|(g, _)| g == r))
+            .count();
+    }
+    let queries = vectors.len().div_ceil(37);
+    let recall = agree as f64 / (queries * 10) as f64;
+    assert!(recall >= 0.95, "recall@10 {recall}");
+}

@@ -98,13 +98,18 @@ pub fn blob_to_vector(b: &[u8]) -> Vec<f32> {
 /// Turns free text into an FTS5 query matching any of its words, each
 /// quoted so that punctuation and FTS operators in user text are literal.
 pub fn fts_query(text: &str) -> Option<String> {
-    let words: Vec<String> = text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
+    let words = fts_words(text);
+    (!words.is_empty()).then(|| words.join(" OR "))
+}
+
+/// The distinct words of `text`, each quoted as an FTS5 string.
+fn fts_words(text: &str) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty() && seen.insert(w.to_lowercase()))
         .take(64)
         .map(|w| format!("\"{w}\""))
-        .collect();
-    (!words.is_empty()).then(|| words.join(" OR "))
+        .collect()
 }
 
 impl Store {
@@ -215,19 +220,57 @@ impl Store {
     }
 
     /// Full-text search over the memories of `agent`: row numbers, best
-    /// first (BM25).
+    /// first (BM25). With `common`, words found in more than that many
+    /// memories are left out of the query: ranking every match of a word
+    /// like "the" costs about a microsecond per match and says little (its
+    /// IDF is near zero). If every word is that common, nothing is searched.
     pub async fn search_memory_text(
         &self,
         agent: &str,
         user_id: Option<&str>,
         query: &str,
         limit: i64,
+        common: Option<i64>,
     ) -> Result<Vec<i64>, StoreError> {
-        let Some(q) = fts_query(query) else {
+        let q = match common {
+            None => fts_query(query),
+            Some(cap) => {
+                let words = fts_words(query);
+                if words.is_empty() {
+                    return Ok(vec![]);
+                }
+                // One round trip: each word's match count, capped.
+                let sql = (1..=words.len())
+                    .map(|i| {
+                        format!(
+                            "SELECT {i}, (SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts MATCH ?{i} LIMIT ?{}))",
+                            words.len() + 1
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" UNION ALL ");
+                // Only placeholders are formatted into the text.
+                let mut counts = sqlx::query_as::<_, (i64, i64)>(sqlx::AssertSqlSafe(sql));
+                for w in &words {
+                    counts = counts.bind(w);
+                }
+                let counts = counts.bind(cap + 1).fetch_all(&self.pool).await?;
+                let rare: Vec<&str> = counts
+                    .iter()
+                    .filter(|(_, n)| *n > 0 && *n <= cap)
+                    .filter_map(|(i, _)| words.get(*i as usize - 1).map(String::as_str))
+                    .collect();
+                (!rare.is_empty()).then(|| rare.join(" OR "))
+            }
+        };
+        let Some(q) = q else {
             return Ok(vec![]);
         };
         let rows: Vec<i64> = sqlx::query_scalar(
-            "SELECT m.rowid FROM memories_fts f JOIN memories m ON m.rowid = f.rowid
+            // CROSS JOIN fixes the order: matches first, then their rows;
+            // the planner would otherwise walk the agent's memories and
+            // probe the full-text index once per memory.
+            "SELECT m.rowid FROM memories_fts f CROSS JOIN memories m ON m.rowid = f.rowid
              WHERE memories_fts MATCH ?1 AND m.agent = ?2 AND (?3 IS NULL OR m.user_id = ?3)
              ORDER BY bm25(memories_fts) LIMIT ?4",
         )
@@ -240,18 +283,21 @@ impl Store {
         Ok(rows)
     }
 
-    /// Embeddings stored after row `after` made by `model`, in row order.
+    /// Up to `limit` embeddings made by `model` stored after row `after`,
+    /// in row order.
     pub async fn memory_vectors(
         &self,
         model: &str,
         after: i64,
+        limit: i64,
     ) -> Result<Vec<StoredVector>, StoreError> {
         let rows = sqlx::query(
             "SELECT rowid, agent, embedding FROM memories
-             WHERE rowid > ? AND embed_model = ? AND embedding IS NOT NULL ORDER BY rowid",
+             WHERE rowid > ? AND embed_model = ? AND embedding IS NOT NULL ORDER BY rowid LIMIT ?",
         )
         .bind(after)
         .bind(model)
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -266,23 +312,13 @@ impl Store {
             .collect()
     }
 
-    /// The embedding of one memory row.
-    pub async fn memory_vector(&self, rowid: i64) -> Result<Option<Vec<f32>>, StoreError> {
-        let blob: Option<Option<Vec<u8>>> =
-            sqlx::query_scalar("SELECT embedding FROM memories WHERE rowid = ?")
-                .bind(rowid)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(blob.flatten().map(|b| blob_to_vector(&b)))
-    }
-
-    /// How many memories there are and the highest row number: changes
-    /// whenever one is added or forgotten (by any process).
+    /// How many memories were ever added and removed (by any process): an
+    /// index that saw the same `removed` count may just append rows.
     pub async fn memory_generation(&self) -> Result<(i64, i64), StoreError> {
-        let row = sqlx::query("SELECT count(*) AS n, COALESCE(MAX(rowid), 0) AS top FROM memories")
+        let row = sqlx::query("SELECT added, removed FROM memory_generation WHERE id = 1")
             .fetch_one(&self.pool)
             .await?;
-        Ok((row.try_get("n")?, row.try_get("top")?))
+        Ok((row.try_get("added")?, row.try_get("removed")?))
     }
 
     /// Whether `agent` keeps any memory.
@@ -292,16 +328,6 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         Ok(one.is_some())
-    }
-
-    /// How many memories have a row number above `rowid`.
-    pub async fn memories_after(&self, rowid: i64) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT count(*) FROM memories WHERE rowid > ?")
-                .bind(rowid)
-                .fetch_one(&self.pool)
-                .await?,
-        )
     }
 
     /// Marks a memory as saved again: newer, and at least as important.
@@ -439,8 +465,8 @@ impl Store {
         let rows = sqlx::query(
             "SELECT f.session_id, f.seq, f.text, s.agent, m.run_id, m.role, m.created_at
              FROM messages_fts f
-             JOIN messages m ON m.session_id = f.session_id AND m.seq = f.seq
-             JOIN sessions s ON s.id = f.session_id
+             CROSS JOIN messages m ON m.session_id = f.session_id AND m.seq = f.seq
+             CROSS JOIN sessions s ON s.id = f.session_id
              WHERE messages_fts MATCH ?1
                AND (?2 IS NULL OR s.agent = ?2)
                AND (?3 IS NULL OR f.session_id = ?3)
