@@ -121,6 +121,7 @@ async fn runtime_with(loaded: &Loaded, provider: Arc<dyn Provider>) -> Result<Ru
     let mut rt = Runtime::new(store.clone(), provider, loaded.workspaces_dir());
     rt.memory = Arc::new(memory(loaded, store)?);
     rt.memory_prompt_budget = loaded.config.memory.prompt_budget_bytes;
+    rt.home = Some(loaded.home.clone());
     rt.prices = PriceTable::new(loaded.config.pricing.clone());
     rt.retry = RetryPolicy {
         max_attempts: loaded.config.llm.max_attempts.max(1),

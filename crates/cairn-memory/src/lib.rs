@@ -7,11 +7,13 @@
 //!   fused by reciprocal rank, weighed by importance and recency.
 //! - **Episodic**: every message of every session, full-text searchable
 //!   with filters (agent, session, person, time).
+//! - **Procedural**: skills, markdown files the model loads on demand.
 
 pub mod embed;
 mod error;
 pub mod index;
 mod search;
+pub mod skills;
 
 use std::sync::Arc;
 

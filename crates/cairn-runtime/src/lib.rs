@@ -69,6 +69,8 @@ pub struct Runtime {
     pub stopping: tokio_util::sync::CancellationToken,
     /// What agents remember across sessions.
     pub memory: Arc<Memory>,
+    /// `CAIRN_HOME`, under which skills live (none when `None`).
+    pub home: Option<PathBuf>,
     /// Bytes of remembered facts put in the system prompt of a run (0: none).
     pub memory_prompt_budget: usize,
     /// Set while messages are being added to the episodic index.
@@ -89,6 +91,7 @@ impl Runtime {
             stopping: Default::default(),
             memory: Arc::new(Memory::new(store.clone(), None)),
             memory_prompt_budget: 2000,
+            home: None,
             indexing: Default::default(),
         }
     }

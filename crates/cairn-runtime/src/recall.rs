@@ -1,9 +1,11 @@
-//! Memory in the loop: facts relevant to the user's message go into the
-//! system prompt (within a byte budget), and finished runs' messages are
+//! Memory in the loop: facts relevant to the user's message and the index
+//! of skills go into the system prompt (facts within a byte budget), and
+//! finished runs' messages are
 //! added to the episodic index in the background, off the step path.
 
 use std::sync::atomic::Ordering;
 
+use cairn_memory::skills::{list_skills, skill_dirs, skills_prompt};
 use cairn_memory::{SearchOptions, format_for_prompt};
 
 use crate::{AgentSpec, Runtime};
@@ -15,6 +17,27 @@ impl Runtime {
     /// The agent's system prompt plus what it remembers about `input`. A
     /// memory failure is logged and the run goes on without it.
     pub(crate) async fn system_prompt(&self, agent: &AgentSpec, input: &str) -> String {
+        let base = self.with_memories(agent, input).await;
+        let (skills, bad) = list_skills(&self.skill_dirs(&agent.name));
+        for b in bad {
+            tracing::warn!(path = %b.path.display(), reason = %b.reason, "skill skipped");
+        }
+        let usable = agent.tools.iter().any(|t| t == "*" || t == "load_skill");
+        match skills_prompt(&skills).filter(|_| usable) {
+            Some(index) => format!("{base}\n\n{index}"),
+            None => base,
+        }
+    }
+
+    /// Where `agent`'s skills live.
+    pub(crate) fn skill_dirs(&self, agent: &str) -> Vec<std::path::PathBuf> {
+        self.home
+            .as_deref()
+            .map(|h| skill_dirs(h, agent))
+            .unwrap_or_default()
+    }
+
+    async fn with_memories(&self, agent: &AgentSpec, input: &str) -> String {
         if self.memory_prompt_budget == 0 {
             return agent.system_prompt.clone();
         }

@@ -182,6 +182,7 @@ impl Runtime {
             user_id: None,
             run_id: Some(run.id.clone()),
             memory: Some(self.memory.clone()),
+            skill_dirs: self.skill_dirs(&agent.name),
         };
         let outcome = self
             .work(&agent, &tools, &ctx, &mut run, &mut lease, events, &cancel)

@@ -47,6 +47,8 @@ pub struct ToolContext {
     pub run_id: Option<String>,
     /// Memory, for the memory tools.
     pub memory: Option<std::sync::Arc<cairn_memory::Memory>>,
+    /// Where the agent's skills are (shared first).
+    pub skill_dirs: Vec<std::path::PathBuf>,
 }
 
 /// A tool the model can call.

@@ -129,3 +129,43 @@ impl Tool for MemoryForget {
         }
     }
 }
+
+/// The `load_skill` tool.
+pub struct LoadSkill;
+
+#[async_trait]
+impl Tool for LoadSkill {
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: "load_skill".into(),
+            description:
+                "Load the full instructions of a skill listed in your system prompt, by name."
+                    .into(),
+            input_schema: json!({"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}),
+        }
+    }
+
+    fn idempotent(&self) -> bool {
+        true
+    }
+
+    async fn call(&self, ctx: &ToolContext, input: serde_json::Value) -> ToolOutput {
+        let name = tool_try!(str_arg(&input, "name"));
+        let (skills, _) = cairn_memory::skills::list_skills(&ctx.skill_dirs);
+        let Some(skill) = skills.iter().find(|s| s.name == name) else {
+            let known: Vec<&str> = skills.iter().map(|s| s.name.as_str()).collect();
+            return ToolOutput::error(format!(
+                "no skill named {name:?}; available: {}",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        };
+        match cairn_memory::skills::skill_body(skill) {
+            Ok(body) => ToolOutput::ok(body),
+            Err(e) => ToolOutput::error(format!("cannot load skill {name:?}: {e}")),
+        }
+    }
+}

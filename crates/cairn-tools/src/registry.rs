@@ -9,7 +9,7 @@ use crate::Tool;
 use crate::exec::Exec;
 use crate::files::{EditFile, ListDir, ReadFile, WriteFile};
 use crate::http_fetch::HttpFetch;
-use crate::memory::{MemoryForget, MemorySave, MemorySearch};
+use crate::memory::{LoadSkill, MemoryForget, MemorySave, MemorySearch};
 
 /// Names of the built-in tools.
 pub const BUILTIN_TOOLS: &[&str] = &[
@@ -22,6 +22,7 @@ pub const BUILTIN_TOOLS: &[&str] = &[
     "memory_save",
     "memory_search",
     "memory_forget",
+    "load_skill",
 ];
 
 /// A tool name nobody provides.
@@ -68,6 +69,7 @@ impl ToolRegistry {
                     "memory_save" => Arc::new(MemorySave),
                     "memory_search" => Arc::new(MemorySearch),
                     "memory_forget" => Arc::new(MemoryForget),
+                    "load_skill" => Arc::new(LoadSkill),
                     _ => Arc::new(HttpFetch::new()),
                 };
                 reg.tools.insert(name.to_string(), tool);

@@ -25,6 +25,7 @@ fn fixture() -> Fixture {
             user_id: None,
             run_id: None,
             memory: None,
+            skill_dirs: vec![],
         },
         reg: ToolRegistry::builtin(&["*".to_string()]).unwrap(),
         _dir: dir,

@@ -198,3 +198,56 @@ fn the_agent_remembers_across_sessions_and_history_is_searchable() {
     let other = mem_json(&h, &["search", "--episodic", "teal", "--agent", "nobody"]);
     assert!(other.as_array().unwrap().is_empty());
 }
+
+#[test]
+fn skills_are_indexed_in_the_prompt_and_loaded_on_demand() {
+    let h = home();
+    let shared = h.path().join("skills");
+    std::fs::create_dir_all(shared.join("release-notes")).unwrap();
+    std::fs::write(
+        shared.join("release-notes/SKILL.md"),
+        "---\nname: release-notes\ndescription: Writing release notes from merged changes\n---\nGroup changes by user impact.\n",
+    )
+    .unwrap();
+    std::fs::write(shared.join("broken.md"), "no front matter here").unwrap();
+    std::fs::write(shared.join("binary.md"), [0xff, 0xfe, 0x00]).unwrap();
+    let own = h.path().join("agents/default/skills");
+    std::fs::create_dir_all(&own).unwrap();
+    std::fs::write(
+        own.join("deploy.md"),
+        "---\nname: deploy\ndescription: \"How to deploy the web app\"\n---\n1. Run `make deploy`.\n2. Check /healthz.\n",
+    )
+    .unwrap();
+
+    let fake = FakeLlm::start();
+    fake.push([
+        Reply::tool("load_skill", json!({"name": "deploy"})),
+        Reply::tool("load_skill", json!({"name": "nope"})),
+        Reply::text("deployed"),
+    ]);
+    ok(h.anthropic(&fake), &["run", "deploy it"]);
+    let reqs = fake.requests();
+    let system = reqs[0].body["system"].to_string();
+    assert!(
+        system.contains("- deploy: How to deploy the web app"),
+        "{system}"
+    );
+    assert!(
+        system.contains("- release-notes: Writing release notes"),
+        "{system}"
+    );
+    assert!(
+        !system.contains("broken") && !system.contains("make deploy"),
+        "{system}"
+    );
+    let loaded = reqs[1].message_texts();
+    let body = loaded.last().unwrap();
+    assert!(body.starts_with("1. Run `make deploy`."), "{body}");
+    assert!(!body.contains("description:"), "{body}");
+    let missing = reqs[2].message_texts();
+    let err = missing.last().unwrap();
+    assert!(
+        err.contains("no skill named \"nope\"") && err.contains("deploy, release-notes"),
+        "{err}"
+    );
+}
