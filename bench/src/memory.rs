@@ -175,6 +175,7 @@ pub async fn run(model_dir: Option<std::path::PathBuf>) -> Result<()> {
                     source: None,
                     embedding: Some(data.vectors[i].clone()),
                     embed_model: Some("bench:synthetic".into()),
+                    times: None,
                 }
             })
             .collect();

@@ -12,6 +12,7 @@
 pub mod embed;
 mod error;
 pub mod index;
+mod portable;
 mod search;
 pub mod skills;
 
@@ -46,6 +47,8 @@ pub struct SaveMemory {
     pub importance: Option<f64>,
     /// Where it came from.
     pub source: Option<String>,
+    /// First and last saved (ms), when restoring an export; else now.
+    pub times: Option<(i64, i64)>,
 }
 
 /// Memory of every agent in one store.
@@ -123,6 +126,7 @@ impl Memory {
                 source: r.source.clone(),
                 embedding: None,
                 embed_model: None,
+                times: r.times,
             });
         }
         let mut out: Vec<Option<SavedMemory>> = vec![None; rows.len()];
@@ -248,4 +252,5 @@ pub fn fact_hash(text: &str) -> String {
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
+pub use portable::{ExportSummary, export_markdown, import_markdown};
 pub use search::{SearchOptions, format_for_prompt};

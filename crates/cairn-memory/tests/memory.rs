@@ -22,6 +22,7 @@ fn fact(agent: &str, text: &str) -> SaveMemory {
         text: text.into(),
         importance: None,
         source: Some("test".into()),
+        times: None,
     }
 }
 

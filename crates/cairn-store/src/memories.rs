@@ -29,6 +29,8 @@ pub struct NewMemory {
     pub embedding: Option<Vec<f32>>,
     /// The embedder's model id.
     pub embed_model: Option<String>,
+    /// When it was first and last saved, if known (an import); else now.
+    pub times: Option<(i64, i64)>,
 }
 
 /// What saving did.
@@ -394,6 +396,34 @@ impl Store {
         Ok(())
     }
 
+    /// Every message of `agent`'s sessions: `(session, seq, created_at,
+    /// message)`, oldest first.
+    pub async fn agent_messages(
+        &self,
+        agent: &str,
+    ) -> Result<Vec<(String, i64, i64, cairn_core::Message)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.session_id, m.seq, m.created_at, m.content FROM sessions s
+             JOIN messages m ON m.session_id = s.id WHERE s.agent = ?
+             ORDER BY m.created_at, m.session_id, m.seq",
+        )
+        .bind(agent)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let content: String = r.try_get("content")?;
+                Ok((
+                    r.try_get("session_id")?,
+                    r.try_get("seq")?,
+                    r.try_get("created_at")?,
+                    serde_json::from_str(&content)
+                        .map_err(|e| StoreError::corrupt("messages", e))?,
+                ))
+            })
+            .collect()
+    }
+
     /// Adds messages not yet in the episodic index to it; returns how many.
     pub async fn index_messages(&self) -> Result<usize, StoreError> {
         let rows = sqlx::query(
@@ -526,7 +556,7 @@ async fn save_in(
             .await?;
     let new = existing.is_none();
     let row = sqlx::query(concat!("INSERT INTO memories (id, agent, user_id, text, hash, importance, source, embedding, embed_model, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT (agent, hash) DO UPDATE SET
              importance = max(importance, excluded.importance), updated_at = excluded.updated_at,
              embedding = COALESCE(embedding, excluded.embedding),
@@ -541,7 +571,8 @@ async fn save_in(
     .bind(&m.source)
     .bind(m.embedding.as_deref().map(vector_to_blob))
     .bind(&m.embed_model)
-    .bind(now)
+    .bind(m.times.map_or(now, |t| t.0))
+    .bind(m.times.map_or(now, |t| t.1))
     .fetch_one(&mut **tx)
     .await?;
     let (_, record) = memory_row(&row)?;

@@ -51,6 +51,7 @@ impl Tool for MemorySave {
             text: text.to_string(),
             importance,
             source: ctx.run_id.clone(),
+            times: None,
         };
         match memory.save(req).await {
             Ok(SavedMemory::New(m)) => ToolOutput::ok(format!("saved as {}", m.id)),

@@ -76,6 +76,17 @@ enum MemoryCommand {
     },
     /// Embed facts saved before the current embedding model was configured.
     Reindex,
+    /// Write the agent's memory to a directory of markdown (identity.md,
+    /// state.md, references.md, users/, sessions/, facts/).
+    Export {
+        /// A new or empty directory.
+        dir: std::path::PathBuf,
+    },
+    /// Import the facts of an export (all or none).
+    Import {
+        /// A directory written by `cairn memory export`.
+        dir: std::path::PathBuf,
+    },
 }
 
 /// Runs the command.
@@ -97,6 +108,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                     text,
                     importance,
                     source: Some("cli".into()),
+                    times: None,
                 })
                 .await?;
             if args.json {
@@ -186,6 +198,25 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             } else {
                 println!("forgot {}: {}", m.id, m.text);
             }
+        }
+        MemoryCommand::Export { dir } => {
+            let spec = loaded.agent(&agent)?;
+            let (skills, _) = cairn_memory::skills::list_skills(&cairn_memory::skills::skill_dirs(
+                &loaded.home,
+                &agent,
+            ));
+            let done = cairn_memory::export_markdown(&memory, &spec, &skills, &dir).await?;
+            eprintln!(
+                "exported {} facts, {} days of conversation, {} people to {}",
+                done.facts,
+                done.days,
+                done.users,
+                dir.display()
+            );
+        }
+        MemoryCommand::Import { dir } => {
+            let (new, known) = cairn_memory::import_markdown(&memory, &agent, &dir).await?;
+            eprintln!("imported {new} facts ({known} already known)");
         }
         MemoryCommand::Reindex => {
             let n = memory.reindex(&agent).await?;

@@ -251,3 +251,125 @@ fn skills_are_indexed_in_the_prompt_and_loaded_on_demand() {
         "{err}"
     );
 }
+
+#[test]
+fn memory_exports_to_markdown_and_imports_without_loss() {
+    let h = home();
+    let fake = FakeLlm::start();
+    fake.push([Reply::text("Hello Ada.")]);
+    ok(
+        h.anthropic(&fake),
+        &["run", "--session", "intro", "hi, I am Ada"],
+    );
+    ok(
+        h.cmd(),
+        &[
+            "memory",
+            "save",
+            "Ada prefers metric units.",
+            "--user",
+            "ada",
+            "--importance",
+            "0.9",
+        ],
+    );
+    ok(
+        h.cmd(),
+        &[
+            "memory",
+            "save",
+            "The wiki lives at https://wiki.example/start: \"quotes\" kept\nacross lines.",
+        ],
+    );
+    let before = json(&h, &["memory", "list"]);
+
+    let out = h.path().join("export");
+    ok(h.cmd(), &["memory", "export", out.to_str().unwrap()]);
+    for f in [
+        "identity.md",
+        "state.md",
+        "references.md",
+        "users/ada/profile.md",
+    ] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    let profile = std::fs::read_to_string(out.join("users/ada/profile.md")).unwrap();
+    assert!(profile.contains("Ada prefers metric units."), "{profile}");
+    let days: Vec<_> = std::fs::read_dir(out.join("sessions")).unwrap().collect();
+    assert_eq!(days.len(), 1);
+    let day = std::fs::read_to_string(days[0].as_ref().unwrap().path()).unwrap();
+    assert!(
+        day.contains("hi, I am Ada") && day.contains("Hello Ada."),
+        "{day}"
+    );
+    assert_eq!(std::fs::read_dir(out.join("facts")).unwrap().count(), 2);
+    // Exporting over it refuses and leaves it alone.
+    let again = run(h.cmd(), &["memory", "export", out.to_str().unwrap()]);
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("not empty"), "{}", stderr(&again));
+
+    // Round trip into a fresh home: the same facts, metadata and all.
+    let fresh = home();
+    ok(fresh.cmd(), &["memory", "import", out.to_str().unwrap()]);
+    let after = json(&fresh, &["memory", "list"]);
+    let strip = |v: &serde_json::Value| {
+        let mut v = v.clone();
+        for m in v.as_array_mut().unwrap() {
+            m.as_object_mut().unwrap().remove("id");
+        }
+        v
+    };
+    assert_eq!(strip(&after), strip(&before));
+    // Importing again adds nothing.
+    let twice = ok(fresh.cmd(), &["memory", "import", out.to_str().unwrap()]);
+    assert!(
+        stderr(&twice).contains("imported 0 facts (2 already known)"),
+        "{}",
+        stderr(&twice)
+    );
+
+    // A corrupt directory imports nothing and says which file is wrong.
+    let bad = h.path().join("bad");
+    std::fs::create_dir_all(bad.join("facts")).unwrap();
+    std::fs::write(
+        bad.join("facts/a.md"),
+        "---\nimportance: 0.5\n---\na good fact\n",
+    )
+    .unwrap();
+    std::fs::write(
+        bad.join("facts/b.md"),
+        [b'-', b'-', b'-', b'\n', 0xff, 0xfe],
+    )
+    .unwrap();
+    let third = home();
+    let out = run(third.cmd(), &["memory", "import", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("b.md") && err.contains("not UTF-8") && err.contains("nothing was imported"),
+        "{err}"
+    );
+    std::fs::write(bad.join("facts/b.md"), "---\nimportance: high\n---\nx\n").unwrap();
+    let out = run(third.cmd(), &["memory", "import", bad.to_str().unwrap()]);
+    assert!(
+        stderr(&out).contains("importance \"high\" is not a number"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(
+        third.cmd(),
+        &["memory", "import", h.path().to_str().unwrap()],
+    );
+    assert!(
+        stderr(&out).contains("no facts/ directory"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        json(&third, &["memory", "list"])
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "nothing half-imported"
+    );
+}
