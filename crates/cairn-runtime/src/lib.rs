@@ -73,8 +73,6 @@ pub struct Runtime {
     pub home: Option<PathBuf>,
     /// Bytes of remembered facts put in the system prompt of a run (0: none).
     pub memory_prompt_budget: usize,
-    /// Set while messages are being added to the episodic index.
-    indexing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Runtime {
@@ -92,7 +90,6 @@ impl Runtime {
             memory: Arc::new(Memory::new(store.clone(), None)),
             memory_prompt_budget: 2000,
             home: None,
-            indexing: Default::default(),
         }
     }
 }

@@ -1,9 +1,5 @@
 //! Memory in the loop: facts relevant to the user's message and the index
-//! of skills go into the system prompt (facts within a byte budget), and
-//! finished runs' messages are
-//! added to the episodic index in the background, off the step path.
-
-use std::sync::atomic::Ordering;
+//! of skills go into the system prompt (facts within a byte budget).
 
 use cairn_memory::skills::{list_skills, skill_dirs, skills_prompt};
 use cairn_memory::{SearchOptions, format_for_prompt};
@@ -63,21 +59,5 @@ impl Runtime {
                 agent.system_prompt.clone()
             }
         }
-    }
-
-    /// Adds new messages to the episodic index in the background (one
-    /// indexer at a time; searches catch up on anything it has not done).
-    pub(crate) fn index_episodes(&self) {
-        if self.indexing.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let store = self.store.clone();
-        let flag = self.indexing.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.index_messages().await {
-                tracing::warn!(error = %e, "episodic indexing failed; searches will retry");
-            }
-            flag.store(false, Ordering::Release);
-        });
     }
 }

@@ -356,7 +356,6 @@ impl Runtime {
         events(RunEvent::RunFinished {
             run: Box::new(run.clone()),
         });
-        self.index_episodes();
         Ok(run.clone())
     }
 }

@@ -13,7 +13,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
 
-/// Starts `n` executors and the lease-recovery loop.
+/// How often the server adds new messages to the episodic index. Not per
+/// run: indexing beside running steps slowed them by a third in the
+/// agent-loop benchmark. Searches catch up on whatever is left.
+const EPISODIC_INDEX_EVERY: Duration = Duration::from_secs(60);
+
+/// Starts `n` executors, the lease-recovery loop and the episodic indexer.
 pub fn start(state: Arc<AppState>, n: usize) -> JoinSet<()> {
     let mut set = JoinSet::new();
     for _ in 0..n {
@@ -31,6 +36,18 @@ pub fn start(state: Arc<AppState>, n: usize) -> JoinSet<()> {
                 Ok(n) if n > 0 => recovery.wake.notify_waiters(),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "lease recovery failed"),
+            }
+        }
+    });
+    let indexer = state.clone();
+    set.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(EPISODIC_INDEX_EVERY) => {}
+                _ = indexer.shutdown.cancelled() => break,
+            }
+            if let Err(e) = indexer.rt.store.index_messages().await {
+                tracing::warn!(error = %e, "episodic indexing failed; searches will catch up");
             }
         }
     });
