@@ -313,3 +313,38 @@ fn the_compact_index_finds_what_an_exact_scan_finds() {
     let recall = agree as f64 / (queries * 10) as f64;
     assert!(recall >= 0.95, "recall@10 {recall}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn importance_and_recency_break_ties_between_equally_relevant_facts() {
+    let (_d, store) = store().await;
+    let memory = Memory::new(store, None);
+    let day = 86_400_000;
+    let now = cairn_core::now_ms();
+    for (text, importance, age_days) in [
+        ("parking spot alpha is reserved", 0.2, 0),
+        ("parking spot bravo is reserved", 1.0, 0),
+        ("parking spot charlie is reserved", 0.2, 120),
+    ] {
+        memory
+            .save(SaveMemory {
+                importance: Some(importance),
+                times: Some((now - age_days * day, now - age_days * day)),
+                ..fact("a", text)
+            })
+            .await
+            .unwrap();
+    }
+    let hits = memory
+        .search("a", "parking reserved", &SearchOptions::default())
+        .await
+        .unwrap();
+    let order: Vec<&str> = hits.iter().map(|h| h.memory.text.as_str()).collect();
+    assert_eq!(
+        order,
+        [
+            "parking spot bravo is reserved",
+            "parking spot alpha is reserved",
+            "parking spot charlie is reserved"
+        ]
+    );
+}
