@@ -92,3 +92,18 @@ pub struct Health {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<String>,
 }
+
+/// `POST /api/v1/agents/{name}/memories`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaveMemoryRequest {
+    /// The fact (at most 8 KB).
+    pub text: String,
+    /// 0 (trivia) to 1 (essential); 0.5 when absent.
+    #[serde(default)]
+    pub importance: Option<f64>,
+    /// The person it is about.
+    #[serde(default)]
+    pub user_id: Option<String>,
+}

@@ -373,3 +373,65 @@ fn memory_exports_to_markdown_and_imports_without_loss() {
         "nothing half-imported"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_over_the_api() {
+    use crate::api::Api;
+    let h = home();
+    let fake = FakeLlm::start();
+    let server = cairn_testkit::ServerProcess::start(with_model(h.anthropic(&fake)));
+    let api = Api::new(&server);
+    let base = "/api/v1/agents/default/memories";
+
+    let (status, saved) = api
+        .post(base, json!({"text": "The user's dog is named Biscuit.", "importance": 0.7, "user_id": "ada"}))
+        .await;
+    assert_eq!(status, 201, "{saved}");
+    assert_eq!(saved["source"], "api");
+    let (status, again) = api
+        .post(base, json!({"text": "the user's dog is named biscuit"}))
+        .await;
+    assert_eq!(status, 200, "already known: {again}");
+    assert_eq!(again["id"], saved["id"]);
+    api.post(base, json!({"text": "Invoices go out on Mondays."}))
+        .await;
+
+    let (status, hits) = api
+        .get(&format!("{base}/search?q=what%20is%20my%20puppy%20called"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        hits[0]["memory"]["text"], "The user's dog is named Biscuit.",
+        "{hits:#}"
+    );
+    let (_, mine) = api.get(&format!("{base}?user=ada")).await;
+    assert_eq!(mine.as_array().unwrap().len(), 1);
+
+    for (body, want) in [
+        (json!({"text": ""}), "cannot be empty"),
+        (json!({"text": "x", "importance": 3}), "between 0 and 1"),
+    ] {
+        let (status, err) = api.post(base, body).await;
+        assert_eq!(status, 400, "{err}");
+        assert!(
+            err["error"]["message"].as_str().unwrap().contains(want),
+            "{err}"
+        );
+    }
+    let (status, _) = api
+        .post("/api/v1/agents/bad%20name/memories", json!({"text": "x"}))
+        .await;
+    assert_eq!(status, 400);
+
+    let id = saved["id"].as_str().unwrap();
+    let (status, gone) = api
+        .raw(reqwest::Method::DELETE, &format!("{base}/{id}"), vec![])
+        .await;
+    assert_eq!(status, 200, "{gone}");
+    let (status, _) = api
+        .raw(reqwest::Method::DELETE, &format!("{base}/{id}"), vec![])
+        .await;
+    assert_eq!(status, 404);
+    let (_, all) = api.get(base).await;
+    assert_eq!(all.as_array().unwrap().len(), 1);
+}

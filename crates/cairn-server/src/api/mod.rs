@@ -1,6 +1,7 @@
 //! Routes, the JSON body extractor and the API-key check.
 
 pub mod events;
+pub mod memory;
 pub mod native;
 pub mod openai;
 pub mod openapi;
@@ -33,6 +34,18 @@ pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
         .route(
             "/api/v1/sessions",
             get(native::list_sessions).post(native::create_session),
+        )
+        .route(
+            "/api/v1/agents/{name}/memories",
+            get(memory::list_memories).post(memory::save_memory),
+        )
+        .route(
+            "/api/v1/agents/{name}/memories/search",
+            get(memory::search_memories),
+        )
+        .route(
+            "/api/v1/agents/{name}/memories/{id}",
+            axum::routing::delete(memory::forget_memory),
         )
         .route("/api/v1/sessions/{id}", get(native::get_session))
         .route(

@@ -3,7 +3,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{events, native, openai};
+use super::{events, memory, native, openai};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -13,6 +13,7 @@ use super::{events, native, openai};
         native::list_agents, native::get_agent, native::create_agent, native::put_agent,
         native::list_sessions, native::create_session, native::get_session, native::session_messages, native::post_message,
         native::list_runs, native::get_run, native::cancel_run,
+        memory::list_memories, memory::save_memory, memory::search_memories, memory::forget_memory,
         events::run_events_sse, events::run_events_ws,
         openai::models, openai::chat_completions,
     ),
@@ -20,6 +21,7 @@ use super::{events, native, openai};
         (name = "agents", description = "Agent definitions"),
         (name = "sessions", description = "Conversations; posting a message starts a run"),
         (name = "runs", description = "Runs, their journals and live events"),
+        (name = "memory", description = "Facts an agent remembers: list, save, search (hybrid), forget"),
         (name = "openai", description = "OpenAI-compatible surface"),
         (name = "health", description = "Liveness and readiness"),
     )
