@@ -225,10 +225,15 @@ fn children_max_rss_kib() -> i64 {
 }
 
 fn vm_rss_kib(pid: u32) -> Option<i64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A `kB` field (`VmRSS:`, `RssAnon:`, …) of `/proc/<pid>/status`.
+fn status_kib(pid: u32, field: &str) -> Option<i64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
+        .find(|l| l.starts_with(field))?
         .split_whitespace()
         .nth(1)?
         .parse()

@@ -17,22 +17,12 @@ use async_trait::async_trait;
 use cairn_memory::{BertEmbedder, Embedder, Memory, MemoryError, SearchOptions, VectorIndex};
 use cairn_store::{NewMemory, Store};
 
-use crate::{median, percentile};
+use crate::{median, percentile, status_kib};
 
 /// This process's anonymous resident memory (heap; not the database file
 /// the store maps, which is page cache shared with the OS).
 fn rss_anon_kib() -> i64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("RssAnon:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
+    status_kib(std::process::id(), "RssAnon:").unwrap_or(0)
 }
 
 const FACTS: usize = 100_000;

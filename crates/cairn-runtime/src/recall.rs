@@ -3,6 +3,8 @@
 
 use cairn_memory::skills::{list_skills, skill_dirs, skills_prompt};
 use cairn_memory::{SearchOptions, format_for_prompt};
+use cairn_tools::ToolRegistry;
+use std::path::PathBuf;
 
 use crate::{AgentSpec, Runtime};
 
@@ -10,23 +12,32 @@ use crate::{AgentSpec, Runtime};
 const RECALLED: usize = 6;
 
 impl Runtime {
-    /// The agent's system prompt plus what it remembers about `input`. A
+    /// The agent's system prompt plus what it remembers about `input` and,
+    /// when the run may load skills, the index of those in `skill_dirs`. A
     /// memory failure is logged and the run goes on without it.
-    pub(crate) async fn system_prompt(&self, agent: &AgentSpec, input: &str) -> String {
+    pub(crate) async fn system_prompt(
+        &self,
+        agent: &AgentSpec,
+        input: &str,
+        tools: &ToolRegistry,
+        skill_dirs: &[PathBuf],
+    ) -> String {
         let base = self.with_memories(agent, input).await;
-        let (skills, bad) = list_skills(&self.skill_dirs(&agent.name));
+        if tools.get("load_skill").is_none() {
+            return base;
+        }
+        let (skills, bad) = list_skills(skill_dirs);
         for b in bad {
             tracing::warn!(path = %b.path.display(), reason = %b.reason, "skill skipped");
         }
-        let usable = agent.tools.iter().any(|t| t == "*" || t == "load_skill");
-        match skills_prompt(&skills).filter(|_| usable) {
+        match skills_prompt(&skills) {
             Some(index) => format!("{base}\n\n{index}"),
             None => base,
         }
     }
 
     /// Where `agent`'s skills live.
-    pub(crate) fn skill_dirs(&self, agent: &str) -> Vec<std::path::PathBuf> {
+    pub(crate) fn skill_dirs(&self, agent: &str) -> Vec<PathBuf> {
         self.home
             .as_deref()
             .map(|h| skill_dirs(h, agent))

@@ -141,7 +141,9 @@ impl Runtime {
         // result; derived from the stored history each time, never stored.
         close_open_tool_calls(&mut history);
         let specs = tools.specs();
-        let system = self.system_prompt(agent, &run.input).await;
+        let system = self
+            .system_prompt(agent, &run.input, tools, &ctx.skill_dirs)
+            .await;
         let mut carry = Carry::default();
         loop {
             if self.stopping.is_cancelled() {
@@ -196,19 +198,10 @@ impl Runtime {
                 Err(e) => {
                     let failed =
                         carry.result_for(JournalKind::ModelResult, json!({"error": e.to_string()}));
-                    let mut entries = std::mem::take(&mut carry.entries);
-                    entries.push(failed);
-                    self.store
-                        .commit_step(
-                            &run.id,
-                            Some(lease),
-                            StepCommit {
-                                entries,
-                                messages: carry.message.iter().collect(),
-                                run: None,
-                            },
-                        )
-                        .await?;
+                    carry.entries.push(failed);
+                    // The call was made: its intent stays, with the error.
+                    carry.call = None;
+                    self.flush(run, lease, carry).await?;
                     return Ok((RunStatus::Failed, Some(e.to_string())));
                 }
             };
@@ -276,8 +269,9 @@ impl Runtime {
         }
     }
 
-    /// Commits what a tool step left pending (without the intent of a model
-    /// call that will not happen now).
+    /// Commits what is pending: a tool step's results, and the intent of
+    /// the next model call unless it is still only pending (the call will
+    /// not happen now).
     async fn flush(
         &self,
         run: &RunRecord,

@@ -29,9 +29,14 @@ pub(crate) enum Prior {
     Journaled { seq: i64 },
 }
 
+/// Whether `c` may run again after a crash (unknown tools may not).
+fn is_idempotent(tools: &ToolRegistry, c: &ToolCall) -> bool {
+    tools.get(&c.name).is_some_and(|t| t.idempotent())
+}
+
 /// The journal intent of a tool call.
 pub(crate) fn tool_intent(tools: &ToolRegistry, c: &ToolCall) -> NewEntry {
-    let idempotent = tools.get(&c.name).is_some_and(|t| t.idempotent());
+    let idempotent = is_idempotent(tools, c);
     entry(
         JournalKind::ToolCall,
         None,
@@ -62,9 +67,7 @@ impl Runtime {
         events: Events<'_>,
         cancel: &CancellationToken,
     ) -> Result<Result<(Message, Carry), (RunStatus, Option<String>)>, RuntimeError> {
-        let all_idempotent = calls
-            .iter()
-            .all(|c| tools.get(&c.name).is_some_and(|t| t.idempotent()));
+        let all_idempotent = calls.iter().all(|c| is_idempotent(tools, c));
         let carry_over = next.is_some() && all_idempotent;
         let (results, mut entries) = self
             .run_tools(

@@ -163,13 +163,18 @@ impl Store {
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
-        match rows.as_slice() {
+        let found = rows
+            .iter()
+            .map(|r| memory_row(r).map(|(_, m)| m))
+            .collect::<Result<Vec<_>, _>>()?;
+        match found.as_slice() {
             [] => Err(StoreError::NotFound {
                 what: "memory",
                 id: id.to_string(),
             }),
-            [one, ..] if memory_row(one)?.1.id == id => Ok(memory_row(one)?.1),
-            [one] => Ok(memory_row(one)?.1),
+            // An exact id sorts first and wins over longer ids it prefixes.
+            [first, ..] if first.id == id => Ok(first.clone()),
+            [one] => Ok(one.clone()),
             _ => Err(StoreError::Ambiguous {
                 what: "memory",
                 prefix: id.to_string(),

@@ -70,15 +70,18 @@ impl BertEmbedder {
     }
 
     fn loaded(&self) -> Result<Arc<Loaded>, MemoryError> {
-        self.inner
-            .get_or_init(|| {
-                load_model(&self.dir)
-                    .map(Arc::new)
-                    .map_err(|e| e.to_string())
-            })
-            .clone()
-            .map_err(MemoryError::Model)
+        load_once(&self.inner, &self.dir)
     }
+}
+
+/// The model in `cell`, loaded from `dir` the first time.
+fn load_once(
+    cell: &std::sync::OnceLock<Result<Arc<Loaded>, String>>,
+    dir: &Path,
+) -> Result<Arc<Loaded>, MemoryError> {
+    cell.get_or_init(|| load_model(dir).map(Arc::new).map_err(|e| e.to_string()))
+        .clone()
+        .map_err(MemoryError::Model)
 }
 
 fn required(dir: &Path, name: &str) -> Result<PathBuf, MemoryError> {
@@ -180,16 +183,12 @@ impl Embedder for BertEmbedder {
     }
 
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, MemoryError> {
-        let this = BertEmbedder {
-            dir: self.dir.clone(),
-            dims: self.dims,
-            inner: self.inner.clone(),
-            model_id: String::new(),
-        };
+        let cell = self.inner.clone();
+        let dir = self.dir.clone();
         let texts = texts.to_vec();
         // CPU-bound for milliseconds to seconds: off the async workers.
         tokio::task::spawn_blocking(move || {
-            let inner = this.loaded()?;
+            let inner = load_once(&cell, &dir)?;
             let mut out = Vec::with_capacity(texts.len());
             for chunk in texts.chunks(BATCH) {
                 out.extend(inner.embed_batch(chunk)?);
