@@ -178,6 +178,9 @@ pub struct AgentConfig {
     pub tools: Vec<String>,
     /// Stream model output.
     pub stream: bool,
+    /// The model's context window in tokens (0: known models by name,
+    /// 8192 for others, such as local ones).
+    pub context_window: u32,
 }
 
 impl Default for AgentConfig {
@@ -190,6 +193,7 @@ impl Default for AgentConfig {
             max_tokens: d.max_tokens,
             tools: d.tools,
             stream: d.stream,
+            context_window: d.context_window,
         }
     }
 }
@@ -254,6 +258,7 @@ impl Loaded {
             max_tokens: cfg.max_tokens,
             tools: cfg.tools,
             stream: cfg.stream,
+            context_window: cfg.context_window,
         })
     }
 }
@@ -456,6 +461,11 @@ max_tokens = {tokens}
 # memory_save, memory_search, memory_forget ("*" = all).
 tools = ["*"]
 stream = true
+# The model's context window in tokens. 0: known cloud models by name, 8192
+# for others (local models: set what the server runs with, e.g. Ollama's
+# num_ctx). Past ~90% of it, less the answer's room, older messages are
+# summarized (facts saved to memory first; originals stay searchable).
+context_window = 0
 
 [pricing]
 # Dollars per million tokens by model-name prefix, added to the built-in table:

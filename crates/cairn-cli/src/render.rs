@@ -48,6 +48,21 @@ pub fn live_event(e: &RunEvent, quiet: bool) {
                 *wait_ms as f64 / 1000.0
             );
         }
+        RunEvent::ContextCompacted {
+            tokens_before,
+            tokens_after,
+            messages,
+            facts,
+        } => {
+            eprintln!(
+                "· context compacted: {messages} older messages summarized, about {tokens_before} → {tokens_after} tokens{}",
+                if *facts > 0 {
+                    format!("; {facts} fact(s) saved to memory first")
+                } else {
+                    String::new()
+                }
+            );
+        }
         RunEvent::RunStarted { .. } | RunEvent::RunFinished { .. } => {}
     }
 }

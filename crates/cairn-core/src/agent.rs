@@ -20,6 +20,10 @@ pub struct AgentSpec {
     pub tools: Vec<String>,
     /// Whether to stream model output.
     pub stream: bool,
+    /// The model's context window in tokens; 0 looks it up by model name
+    /// (unknown models, such as local ones, get a small safe default).
+    #[serde(default)]
+    pub context_window: u32,
 }
 
 impl Default for AgentSpec {
@@ -32,6 +36,7 @@ impl Default for AgentSpec {
             max_tokens: 8192,
             tools: vec!["*".into()],
             stream: true,
+            context_window: 0,
         }
     }
 }

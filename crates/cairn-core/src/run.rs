@@ -103,6 +103,11 @@ pub enum JournalKind {
     ToolResult,
     /// The run ended (status and reason).
     RunEnd,
+    /// Intent: older messages are about to be summarized (working memory).
+    CompactionStart,
+    /// Older messages were replaced in the context by a summary; the facts
+    /// found in them were saved to semantic memory first.
+    Compaction,
 }
 
 impl JournalKind {
@@ -114,6 +119,8 @@ impl JournalKind {
             JournalKind::ToolCall => "tool_call",
             JournalKind::ToolResult => "tool_result",
             JournalKind::RunEnd => "run_end",
+            JournalKind::CompactionStart => "compaction_start",
+            JournalKind::Compaction => "compaction",
         }
     }
 
@@ -125,6 +132,8 @@ impl JournalKind {
             "tool_call" => JournalKind::ToolCall,
             "tool_result" => JournalKind::ToolResult,
             "run_end" => JournalKind::RunEnd,
+            "compaction_start" => JournalKind::CompactionStart,
+            "compaction" => JournalKind::Compaction,
             _ => return None,
         })
     }
@@ -207,6 +216,18 @@ pub enum RunEvent {
         wait_ms: u64,
         /// What failed.
         reason: String,
+    },
+    /// The session's context passed its token budget: older messages were
+    /// summarized (the originals stay searchable as episodic memory).
+    ContextCompacted {
+        /// Estimated prompt tokens before.
+        tokens_before: u64,
+        /// Estimated prompt tokens after.
+        tokens_after: u64,
+        /// Messages replaced by the summary.
+        messages: usize,
+        /// Facts saved to semantic memory first.
+        facts: usize,
     },
     /// The run ended.
     RunFinished {

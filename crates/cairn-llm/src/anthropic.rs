@@ -323,6 +323,11 @@ impl Provider for AnthropicProvider {
         &self.default_model
     }
 
+    fn token_counter(&self) -> crate::tokens::TokenCounter {
+        // Claude's tokenizer yields fewer bytes per token than OpenAI's o200k.
+        crate::tokens::TokenCounter::new(3.3)
+    }
+
     async fn complete(
         &self,
         req: &ModelRequest,

@@ -66,6 +66,17 @@ pub enum LlmError {
         /// Provider's message.
         message: String,
     },
+    /// The prompt did not fit the model's context window; compaction, not
+    /// a retry, is the remedy.
+    #[error("{provider}: the conversation does not fit the model's context window: {message}")]
+    ContextOverflow {
+        /// Provider.
+        provider: String,
+        /// Provider's message.
+        message: String,
+        /// The window the provider named, in tokens.
+        limit: Option<u64>,
+    },
     /// Could not connect, or the connection broke; transient.
     #[error("{provider}: connection to {url} failed: {message}")]
     Connect {

@@ -76,6 +76,13 @@ impl Endpoint {
         let body = resp.text().await.unwrap_or_default();
         let message = error_message(&body);
         let provider = self.provider.clone();
+        if let Some(limit) = crate::tokens::context_overflow(status, &body) {
+            return LlmError::ContextOverflow {
+                provider,
+                message,
+                limit,
+            };
+        }
         match status {
             401 | 403 => LlmError::Auth {
                 provider,
@@ -125,7 +132,7 @@ fn error_message(body: &str) -> String {
     let parsed: Option<serde_json::Value> = serde_json::from_str(body).ok();
     if let Some(msg) = parsed
         .as_ref()
-        .and_then(|v| v.pointer("/error/message"))
+        .and_then(|v| v.pointer("/error/message").or_else(|| v.get("message")))
         .and_then(|m| m.as_str())
     {
         return msg.to_string();

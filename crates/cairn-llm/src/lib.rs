@@ -12,6 +12,7 @@ pub mod pricing;
 mod retry;
 mod select;
 pub mod sse;
+pub mod tokens;
 mod unconfigured;
 
 use async_trait::async_trait;
@@ -40,6 +41,11 @@ pub trait Provider: Send + Sync {
     /// `Err` with what to fix when this provider cannot serve calls.
     fn readiness(&self) -> Result<(), String> {
         Ok(())
+    }
+
+    /// Counts this provider's tokens (its tokenizer's bytes per token).
+    fn token_counter(&self) -> tokens::TokenCounter {
+        tokens::TokenCounter::new(3.6)
     }
 
     /// One model call. Streams through `on_event` when `req.stream` is set;

@@ -294,6 +294,11 @@ impl Provider for OpenAiProvider {
         &self.configured_model
     }
 
+    fn token_counter(&self) -> crate::tokens::TokenCounter {
+        // o200k (and the Llama/Qwen tokenizers of local servers) average about 4 bytes of English per token; a little less keeps the estimate on the safe side.
+        crate::tokens::TokenCounter::new(3.8)
+    }
+
     async fn complete(
         &self,
         req: &ModelRequest,

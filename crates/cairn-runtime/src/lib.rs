@@ -4,10 +4,12 @@
 //! the turn is cancelled. Every step is journaled: intent before, result
 //! after, committed together with the session message and run totals.
 
+mod compact;
 mod history;
 mod lease;
 mod recall;
 mod steps;
+mod summary;
 mod tool_step;
 mod turn;
 

@@ -14,12 +14,13 @@ use cairn_core::{
     ContentBlock, JournalKind, Message, ModelRequest, ModelResponse, Role, RunEvent, RunRecord,
     RunStatus, StreamEvent, ToolCall, now_ms,
 };
+use cairn_llm::LlmError;
 use cairn_store::{NewEntry, SessionLease, StepCommit};
 use cairn_tools::{ToolContext, ToolRegistry};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::history::close_open_tool_calls;
+use crate::compact::{ContextBudget, Fixed};
 use crate::tool_step::{Prior, tool_intent};
 use crate::turn::Events;
 use crate::{AgentSpec, Runtime, RuntimeError};
@@ -136,14 +137,19 @@ impl Runtime {
             Some(_) => self.store.update_run(run).await?,
         }
 
-        let mut history = self.store.messages(&run.session_id).await?;
-        // Calls that other stopped runs left open get an "outcome unknown"
-        // result; derived from the stored history each time, never stored.
-        close_open_tool_calls(&mut history);
+        // The context in force (a compaction's summary and the messages
+        // after it); calls that stopped runs left open get an "outcome
+        // unknown" result, derived each time, never stored.
+        let mut history = self.load_context(&run.session_id).await?;
         let specs = tools.specs();
         let system = self
             .system_prompt(agent, &run.input, tools, &ctx.skill_dirs)
             .await;
+        let mut budget = ContextBudget::new(agent, &run.model, self.provider.token_counter());
+        // Set once the provider said a prompt did not fit: the next
+        // compaction is forced, and a second overflow ends the run.
+        let mut overflowed: Option<LlmError> = None;
+        let mut force_compaction = false;
         let mut carry = Carry::default();
         loop {
             if self.stopping.is_cancelled() {
@@ -161,6 +167,37 @@ impl Runtime {
                         agent.max_steps
                     )),
                 ));
+            }
+            if force_compaction || budget.estimate(&system, &history, &specs) > budget.limit() {
+                force_compaction = false;
+                // Everything in the context must be committed (it is cut
+                // by message seq); an intent already journaled stays.
+                let kept = match carry.call {
+                    Some(CallRef::Seq(seq)) => Some(CallRef::Seq(seq)),
+                    _ => None,
+                };
+                self.flush(run, lease, carry).await?;
+                carry = Carry {
+                    call: kept,
+                    ..Default::default()
+                };
+                let fixed = Fixed {
+                    system: &system,
+                    tools: &specs,
+                };
+                match self
+                    .compact(run, lease, &budget, &fixed, ctx.user_id.as_deref(), events)
+                    .await?
+                {
+                    Ok(compacted) => history = compacted,
+                    Err(reason) => {
+                        let reason = match &overflowed {
+                            Some(e) => format!("{e}; {reason}"),
+                            None => reason,
+                        };
+                        return Ok((RunStatus::Failed, Some(reason)));
+                    }
+                }
             }
             let request = ModelRequest {
                 model: run.model.clone(),
@@ -195,6 +232,28 @@ impl Runtime {
             };
             let response = match response {
                 Ok(r) => r,
+                Err(e @ LlmError::ContextOverflow { .. }) if overflowed.is_none() => {
+                    // Told apart from other errors: compact (once) and try
+                    // the call again, believing the window the provider named.
+                    let failed = carry.result_for(
+                        JournalKind::ModelResult,
+                        json!({"error": e.to_string(), "context_overflow": true}),
+                    );
+                    carry.entries.push(failed);
+                    carry.call = None;
+                    if let LlmError::ContextOverflow { limit, .. } = &e {
+                        let tried = budget.estimate(&system, &history, &specs);
+                        budget.shrink_after_overflow(*limit, tried);
+                    }
+                    events(RunEvent::Retrying {
+                        attempt: 2,
+                        wait_ms: 0,
+                        reason: format!("{e}; compacting the context"),
+                    });
+                    overflowed = Some(e);
+                    force_compaction = true;
+                    continue;
+                }
                 Err(e) => {
                     let failed =
                         carry.result_for(JournalKind::ModelResult, json!({"error": e.to_string()}));
@@ -205,6 +264,8 @@ impl Runtime {
                     return Ok((RunStatus::Failed, Some(e.to_string())));
                 }
             };
+            overflowed = None;
+            budget.calibrate(&request, response.usage.input_tokens);
             let cost = self.prices.cost(&run.model, response.usage);
             run.steps += 1;
             run.usage += response.usage;
@@ -238,6 +299,7 @@ impl Runtime {
                         entries,
                         messages,
                         run: Some(run),
+                        ..Default::default()
                     },
                 )
                 .await?;
@@ -291,7 +353,7 @@ impl Runtime {
                 StepCommit {
                     entries: carry.entries,
                     messages: carry.message.iter().collect(),
-                    run: None,
+                    ..Default::default()
                 },
             )
             .await?;

@@ -113,7 +113,7 @@ impl Runtime {
                 StepCommit {
                     entries,
                     messages: vec![&message],
-                    run: None,
+                    ..Default::default()
                 },
             )
             .await?;

@@ -32,6 +32,22 @@ pub struct StepCommit<'a> {
     pub messages: Vec<&'a Message>,
     /// The run's new status and totals.
     pub run: Option<&'a RunRecord>,
+    /// A summary that replaces older messages in the session's context
+    /// (needs the session lease).
+    pub compaction: Option<NewCompaction>,
+}
+
+/// Older messages of a session replaced in its context by a summary.
+#[derive(Debug, Clone)]
+pub struct NewCompaction {
+    /// Messages up to this seq are summarized.
+    pub through_seq: i64,
+    /// The summary.
+    pub summary: String,
+    /// Estimated prompt tokens before.
+    pub tokens_before: u64,
+    /// Estimated prompt tokens after.
+    pub tokens_after: u64,
 }
 
 impl Store {
@@ -54,7 +70,8 @@ impl Store {
                 Ok((e.kind.as_str(), e.ref_seq, e.ref_entry, payload))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let message = if step.messages.is_empty() {
+        let compaction = step.compaction.clone();
+        let message = if step.messages.is_empty() && compaction.is_none() {
             None
         } else {
             let Some(lease) = lease.as_deref() else {
@@ -121,6 +138,25 @@ impl Store {
                             insert.execute(rusqlite::params![session_id, holder, role, content, now])?;
                         }
                         drop(insert);
+                        if let Some(c) = &compaction {
+                            tx.execute(
+                                "INSERT INTO session_compactions
+                                   (session_id, through_seq, summary, run_id, tokens_before, tokens_after, created_at)
+                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                                 ON CONFLICT (session_id, through_seq) DO UPDATE SET summary = excluded.summary,
+                                   run_id = excluded.run_id, tokens_before = excluded.tokens_before,
+                                   tokens_after = excluded.tokens_after, created_at = excluded.created_at",
+                                rusqlite::params![
+                                    session_id,
+                                    c.through_seq,
+                                    c.summary,
+                                    holder,
+                                    c.tokens_before as i64,
+                                    c.tokens_after as i64,
+                                    now
+                                ],
+                            )?;
+                        }
                         new_version = Some(bumped);
                     }
                     if let Some(run) = &run {

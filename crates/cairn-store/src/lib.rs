@@ -21,13 +21,13 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub use error::StoreError;
-pub use journal::{NewEntry, StepCommit};
+pub use journal::{NewCompaction, NewEntry, StepCommit};
 pub use memories::{
     NewMemory, SavedMemory, StoredVector, blob_to_vector, fts_query, vector_to_blob,
 };
 pub use owner::{is_dead_local, this_process};
 pub use queue::{Job, NewJob, kinds};
-pub use sessions::SessionLease;
+pub use sessions::{SessionContext, SessionLease};
 
 /// Handle to the store; cheap to clone.
 ///

@@ -11,6 +11,7 @@ const SQLITE: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_core.sql")),
     (2, include_str!("../migrations/sqlite/0002_jobs.sql")),
     (3, include_str!("../migrations/sqlite/0003_memory.sql")),
+    (4, include_str!("../migrations/sqlite/0004_compaction.sql")),
 ];
 
 pub(crate) async fn current_version(pool: &SqlitePool) -> Result<i64, StoreError> {

@@ -18,6 +18,18 @@ pub struct SessionLease {
     pub version: i64,
 }
 
+/// What a session's next model call sees: the summary of compacted
+/// messages, if any, and the messages after it with their seqs.
+#[derive(Debug, Clone, Default)]
+pub struct SessionContext {
+    /// Summary of the messages up to `through_seq`.
+    pub summary: Option<String>,
+    /// Last message seq the summary covers (0: none).
+    pub through_seq: i64,
+    /// Messages after `through_seq`, oldest first, with their seqs.
+    pub messages: Vec<(i64, Message)>,
+}
+
 impl Store {
     /// Returns the session, creating it for `agent` if it does not exist.
     pub async fn ensure_session(&self, id: &str, agent: &str) -> Result<SessionInfo, StoreError> {
@@ -156,6 +168,52 @@ impl Store {
         rows.iter()
             .map(|c| serde_json::from_str(c).map_err(|e| StoreError::corrupt("messages", e)))
             .collect()
+    }
+
+    /// The session's context in force: the newest compaction's summary and
+    /// the messages after it.
+    pub async fn session_context(&self, session_id: &str) -> Result<SessionContext, StoreError> {
+        let latest: Option<(i64, String)> = sqlx::query_as(
+            "SELECT through_seq, summary FROM session_compactions WHERE session_id = ?
+             ORDER BY through_seq DESC LIMIT 1",
+        )
+        .bind(session_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let (through_seq, summary) = match latest {
+            Some((seq, text)) => (seq, Some(text)),
+            None => (0, None),
+        };
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT seq, content FROM messages WHERE session_id = ? AND seq > ? ORDER BY seq",
+        )
+        .bind(session_id)
+        .bind(through_seq)
+        .fetch_all(&self.pool)
+        .await?;
+        let messages = rows
+            .into_iter()
+            .map(|(seq, c)| {
+                serde_json::from_str(&c)
+                    .map(|m| (seq, m))
+                    .map_err(|e| StoreError::corrupt("messages", e))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(SessionContext {
+            summary,
+            through_seq,
+            messages,
+        })
+    }
+
+    /// How many times a session's context was compacted.
+    pub async fn compaction_count(&self, session_id: &str) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM session_compactions WHERE session_id = ?")
+                .bind(session_id)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     /// The messages one run added to its session, oldest first.

@@ -136,6 +136,14 @@ struct Shared {
     script: VecDeque<Reply>,
     requests: Vec<RecordedRequest>,
     embedding_requests: usize,
+    context_window: Option<u64>,
+    overflows: usize,
+}
+
+/// The fake's token count of a request: its JSON body's bytes / 4 (the
+/// `input_tokens` it reports, and what its context window is checked on).
+pub fn fake_prompt_tokens(body: &Value) -> u64 {
+    (body.to_string().len() / 4) as u64
 }
 
 /// Handle to a running fake LLM; stops when dropped.
@@ -207,6 +215,18 @@ impl FakeLlm {
         self.shared.lock().unwrap().embedding_requests
     }
 
+    /// Makes the fake's model have a context window of `tokens`: a request
+    /// whose prompt is bigger gets the provider's context-overflow error
+    /// (and uses no scripted reply).
+    pub fn set_context_window(&self, tokens: u64) {
+        self.shared.lock().unwrap().context_window = Some(tokens);
+    }
+
+    /// How many requests were refused as bigger than the context window.
+    pub fn overflows(&self) -> usize {
+        self.shared.lock().unwrap().overflows
+    }
+
     /// Drops the replies not yet used.
     pub fn clear_script(&self) {
         self.shared.lock().unwrap().script.clear();
@@ -215,12 +235,19 @@ impl FakeLlm {
 
 type AppState = State<Arc<Mutex<Shared>>>;
 
+/// What the fake does with a request.
+enum Answer {
+    Scripted(Option<Reply>),
+    /// Prompt tokens, window.
+    Overflow(u64, u64),
+}
+
 fn record(
     state: &Arc<Mutex<Shared>>,
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
-) -> (Value, Option<Reply>) {
+) -> (Value, Answer) {
     let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let mut s = state.lock().unwrap();
     s.requests.push(RecordedRequest {
@@ -231,7 +258,12 @@ fn record(
             .collect(),
         body: body.clone(),
     });
-    (body, s.script.pop_front())
+    let tokens = fake_prompt_tokens(&body);
+    if let Some(window) = s.context_window.filter(|w| tokens > *w) {
+        s.overflows += 1;
+        return (body, Answer::Overflow(tokens, window));
+    }
+    (body, Answer::Scripted(s.script.pop_front()))
 }
 
 async fn anthropic(
@@ -320,7 +352,13 @@ async fn embeddings(State(state): AppState, body: bytes::Bytes) -> Response {
     )
 }
 
-async fn respond(dialect: wire::Dialect, req: &Value, reply: Option<Reply>) -> Response {
+async fn respond(dialect: wire::Dialect, req: &Value, answer: Answer) -> Response {
+    let reply = match answer {
+        Answer::Overflow(tokens, window) => {
+            return json_response(400, dialect.overflow_body(tokens, window), &[]);
+        }
+        Answer::Scripted(reply) => reply,
+    };
     let Some(mut reply) = reply else {
         return json_response(
             500,
@@ -355,7 +393,7 @@ async fn respond(dialect: wire::Dialect, req: &Value, reply: Option<Reply>) -> R
         other => {
             let stream = req["stream"].as_bool().unwrap_or(false);
             let model = req["model"].as_str().unwrap_or("fake-model").to_string();
-            let input_tokens = (req.to_string().len() / 4) as u64;
+            let input_tokens = fake_prompt_tokens(req);
             if stream {
                 sse_response(
                     dialect.stream_chunks(&other, &model, input_tokens),

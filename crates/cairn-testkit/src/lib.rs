@@ -11,6 +11,6 @@ mod server;
 mod wire;
 
 pub use cli::{CairnHome, describe};
-pub use fake_llm::{FAKE_EMBEDDING_DIMS, FakeLlm, RecordedRequest, Reply};
+pub use fake_llm::{FAKE_EMBEDDING_DIMS, FakeLlm, RecordedRequest, Reply, fake_prompt_tokens};
 pub use python::{minilm_model_dir, test_python};
 pub use server::ServerProcess;

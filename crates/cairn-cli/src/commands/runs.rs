@@ -182,6 +182,18 @@ fn describe(e: &JournalEntry) -> String {
             p["duration_ms"],
             render::short(p["output"].as_str().unwrap_or(""), 80)
         ),
+        JournalKind::CompactionStart => format!(
+            "compacting   {} messages, about {} tokens",
+            p["messages"], p["tokens_before"]
+        ),
+        JournalKind::Compaction => format!(
+            "compacted    {} messages · {} → {} tokens · {} fact(s) saved · {} call(s)",
+            p["messages"],
+            p["tokens_before"],
+            p["tokens_after"],
+            p["facts_saved"],
+            p["model_calls"]
+        ),
         JournalKind::RunEnd => format!(
             "run end      {}{}",
             p["status"].as_str().unwrap_or(""),
