@@ -11,9 +11,7 @@
 //! prompt and tools bigger than the window) fails the run instead of
 //! compacting again and again.
 
-use cairn_core::{
-    JournalKind, Message, ModelRequest, RunEvent, RunRecord, ToolSpec, Usage,
-};
+use cairn_core::{JournalKind, Message, ModelRequest, RunEvent, RunRecord, ToolSpec, Usage};
 use cairn_llm::LlmError;
 use cairn_llm::tokens::TokenCounter;
 use cairn_memory::SaveMemory;
@@ -83,7 +81,10 @@ impl ContextBudget {
 
     fn raw(&self, system: &str, messages: &[Message], tools: &[ToolSpec]) -> u64 {
         self.counter.fixed(system, tools)
-            + messages.iter().map(|m| self.counter.message(m)).sum::<u64>()
+            + messages
+                .iter()
+                .map(|m| self.counter.message(m))
+                .sum::<u64>()
     }
 
     fn calibrated(&self, raw: u64) -> u64 {
@@ -119,7 +120,10 @@ impl Runtime {
     /// The session's context for the next model call: the summary of
     /// compacted messages (if any) and every message after it, with calls
     /// that stopped runs left open closed.
-    pub(crate) async fn load_context(&self, session_id: &str) -> Result<Vec<Message>, RuntimeError> {
+    pub(crate) async fn load_context(
+        &self,
+        session_id: &str,
+    ) -> Result<Vec<Message>, RuntimeError> {
         let ctx = self.store.session_context(session_id).await?;
         let mut history = Vec::with_capacity(ctx.messages.len() + 1);
         if let Some(summary) = ctx.summary {
@@ -158,6 +162,10 @@ impl Runtime {
 
         let summary_tokens = budget.summary_tokens();
         let fixed_tokens = budget.estimate(fixed.system, &[], fixed.tools);
+        if fixed_tokens + summary_tokens > budget.limit() {
+            // No summary can help: the fixed part alone leaves no room.
+            return Ok(Err(self.cannot_fit(budget, fixed_tokens + summary_tokens)));
+        }
         let tail_budget = budget
             .target()
             .saturating_sub(fixed_tokens + summary_tokens);
@@ -181,7 +189,13 @@ impl Runtime {
             .await?;
 
         let (summarized, calls, usage) = match self
-            .summarize(run, ctx.summary.as_deref(), &messages[..cut], budget, events)
+            .summarize(
+                run,
+                ctx.summary.as_deref(),
+                &messages[..cut],
+                budget,
+                events,
+            )
             .await
         {
             Ok(s) => s,
@@ -259,14 +273,24 @@ impl Runtime {
 
     /// The run's own request, verbatim, when it is among the summarized
     /// messages and small enough: the summary must not blur the task.
-    fn request_note(&self, run: &RunRecord, summarized: &[Message], budget: &ContextBudget) -> String {
+    fn request_note(
+        &self,
+        run: &RunRecord,
+        summarized: &[Message],
+        budget: &ContextBudget,
+    ) -> String {
         let asked = summarized
             .iter()
             .any(|m| m.role == cairn_core::Role::User && m.text() == run.input);
-        let small = budget.counter.message(&Message::user_text(run.input.clone()))
+        let small = budget
+            .counter
+            .message(&Message::user_text(run.input.clone()))
             <= budget.summary_tokens() / 2;
         if asked && small {
-            format!("\n\n[The request you are working on, verbatim]\n{}", run.input)
+            format!(
+                "\n\n[The request you are working on, verbatim]\n{}",
+                run.input
+            )
         } else {
             String::new()
         }

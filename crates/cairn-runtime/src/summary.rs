@@ -53,9 +53,12 @@ pub(crate) fn transcript(messages: &[Message]) -> Vec<String> {
                 (_, ContentBlock::ToolUse { name, input, .. }) => {
                     format!("[assistant calls {name}] {}", cap(&input.to_string()))
                 }
-                (_, ContentBlock::ToolResult {
-                    content, is_error, ..
-                }) => format!(
+                (
+                    _,
+                    ContentBlock::ToolResult {
+                        content, is_error, ..
+                    },
+                ) => format!(
                     "[tool result{}] {}",
                     if *is_error { ", error" } else { "" },
                     cap(content)
@@ -213,7 +216,9 @@ mod tests {
             result("b", 400),
             Message {
                 role: Role::Assistant,
-                content: vec![ContentBlock::Text { text: "done".into() }],
+                content: vec![ContentBlock::Text {
+                    text: "done".into(),
+                }],
             },
         ];
         for budget in [0, 10, 50, 130, 200, 1000, 1200, 100_000] {
@@ -252,7 +257,9 @@ mod tests {
 
     #[test]
     fn chunks_respect_their_size_and_keep_everything_small() {
-        let lines: Vec<String> = (0..50).map(|i| format!("line {i} {}", "y".repeat(90))).collect();
+        let lines: Vec<String> = (0..50)
+            .map(|i| format!("line {i} {}", "y".repeat(90)))
+            .collect();
         let total: usize = lines.iter().map(|l| l.len()).sum();
         let cs = chunks(lines, 1000);
         assert!(cs.iter().all(|c| c.len() <= 1000));

@@ -138,6 +138,8 @@ struct Shared {
     embedding_requests: usize,
     context_window: Option<u64>,
     overflows: usize,
+    /// Replies for requests whose body contains the key, before `script`.
+    routed: Vec<(String, VecDeque<Reply>)>,
 }
 
 /// The fake's token count of a request: its JSON body's bytes / 4 (the
@@ -215,6 +217,19 @@ impl FakeLlm {
         self.shared.lock().unwrap().embedding_requests
     }
 
+    /// Replies for requests whose JSON body contains `needle` (answered
+    /// in order, ahead of the main script): for calls a test cannot place
+    /// in the main sequence, such as summaries written when compacting.
+    pub fn push_when(&self, needle: &str, replies: impl IntoIterator<Item = Reply>) {
+        let mut s = self.shared.lock().unwrap();
+        match s.routed.iter_mut().find(|(n, _)| n == needle) {
+            Some((_, q)) => q.extend(replies),
+            None => s
+                .routed
+                .push((needle.to_string(), replies.into_iter().collect())),
+        }
+    }
+
     /// Makes the fake's model have a context window of `tokens`: a request
     /// whose prompt is bigger gets the provider's context-overflow error
     /// (and uses no scripted reply).
@@ -238,12 +253,15 @@ type AppState = State<Arc<Mutex<Shared>>>;
 /// What the fake does with a request.
 enum Answer {
     Scripted(Option<Reply>),
+    /// The provider's refusal of a malformed conversation.
+    Invalid(String),
     /// Prompt tokens, window.
     Overflow(u64, u64),
 }
 
 fn record(
     state: &Arc<Mutex<Shared>>,
+    dialect: wire::Dialect,
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
@@ -258,12 +276,24 @@ fn record(
             .collect(),
         body: body.clone(),
     });
+    if let Err(e) = crate::validate::check(dialect, &body) {
+        return (body, Answer::Invalid(e));
+    }
     let tokens = fake_prompt_tokens(&body);
     if let Some(window) = s.context_window.filter(|w| tokens > *w) {
         s.overflows += 1;
         return (body, Answer::Overflow(tokens, window));
     }
-    (body, Answer::Scripted(s.script.pop_front()))
+    let text = body.to_string();
+    let routed = s
+        .routed
+        .iter_mut()
+        .find(|(needle, q)| !q.is_empty() && text.contains(needle.as_str()))
+        .and_then(|(_, q)| q.pop_front());
+    match routed {
+        Some(r) => (body, Answer::Scripted(Some(r))),
+        None => (body, Answer::Scripted(s.script.pop_front())),
+    }
 }
 
 async fn anthropic(
@@ -272,7 +302,7 @@ async fn anthropic(
     headers: HeaderMap,
     body: bytes::Bytes,
 ) -> Response {
-    let (req, reply) = record(&state, &uri, &headers, &body);
+    let (req, reply) = record(&state, wire::Dialect::Anthropic, &uri, &headers, &body);
     respond(wire::Dialect::Anthropic, &req, reply).await
 }
 
@@ -282,7 +312,7 @@ async fn openai(
     headers: HeaderMap,
     body: bytes::Bytes,
 ) -> Response {
-    let (req, reply) = record(&state, &uri, &headers, &body);
+    let (req, reply) = record(&state, wire::Dialect::OpenAi, &uri, &headers, &body);
     respond(wire::Dialect::OpenAi, &req, reply).await
 }
 
@@ -356,6 +386,9 @@ async fn respond(dialect: wire::Dialect, req: &Value, answer: Answer) -> Respons
     let reply = match answer {
         Answer::Overflow(tokens, window) => {
             return json_response(400, dialect.overflow_body(tokens, window), &[]);
+        }
+        Answer::Invalid(message) => {
+            return json_response(400, dialect.error_body(400, &message), &[]);
         }
         Answer::Scripted(reply) => reply,
     };

@@ -8,6 +8,7 @@ mod cli;
 mod fake_llm;
 mod python;
 mod server;
+mod validate;
 mod wire;
 
 pub use cli::{CairnHome, describe};

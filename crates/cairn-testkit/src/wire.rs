@@ -71,8 +71,10 @@ impl Dialect {
     /// The provider's answer to a prompt bigger than the model's window.
     pub fn overflow_body(self, prompt_tokens: u64, window: u64) -> Value {
         match self {
-            Dialect::Anthropic => json!({"type": "error", "error": {"type": "invalid_request_error",
-                "message": format!("prompt is too long: {prompt_tokens} tokens > {window} maximum")}}),
+            Dialect::Anthropic => {
+                json!({"type": "error", "error": {"type": "invalid_request_error",
+                "message": format!("prompt is too long: {prompt_tokens} tokens > {window} maximum")}})
+            }
             Dialect::OpenAi => json!({"error": {
                 "message": format!("This model's maximum context length is {window} tokens. However, your messages resulted in {prompt_tokens} tokens. Please reduce the length of the messages."),
                 "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}}),
