@@ -210,3 +210,80 @@ fn a_window_too_small_for_the_prompt_fails_clearly_without_a_loop() {
     assert_eq!(fake.requests().len(), 1, "one refused call, nothing more");
     assert_eq!(fake.overflows(), 1);
 }
+
+#[test]
+fn killed_while_compacting_the_run_compacts_again_once_and_nothing_is_doubled() {
+    let h = home();
+    write_files(&h);
+    let fake = FakeLlm::start();
+    fake.set_context_window(8192);
+    // The first summary never comes: the process is killed waiting for it.
+    fake.push_when(
+        SUMMARIZER,
+        [Reply::Delayed(
+            std::time::Duration::from_secs(60),
+            Box::new(Reply::text(SUMMARY)),
+        )],
+    );
+    fake.push([
+        Reply::tool("read_file", json!({"path": "a.txt"})),
+        Reply::tool("read_file", json!({"path": "b.txt"})),
+        Reply::tool("read_file", json!({"path": "c.txt"})),
+        Reply::tool("read_file", json!({"path": "d.txt"})),
+        Reply::text("All four files read."),
+    ]);
+    let mut cmd = local(&h, &fake);
+    cmd.args(["run", "--session", "work", "read a.txt to d.txt"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let start = std::time::Instant::now();
+    while !fake
+        .requests()
+        .iter()
+        .any(|r| r.body.to_string().contains(SUMMARIZER))
+    {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "never compacted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    kill9(&mut child);
+
+    // The next process in the session finishes the interrupted turn first.
+    fake.push_when(SUMMARIZER, [Reply::text(SUMMARY)]);
+    fake.push([Reply::text("second answer")]);
+    let out = ok(local(&h, &fake), &["run", "--session", "work", "and now?"]);
+    assert!(stderr(&out).contains("first finishing"), "{}", stderr(&out));
+    assert!(stdout(&out).contains("second answer"));
+
+    let reqs = fake.requests();
+    let summaries = reqs
+        .iter()
+        .filter(|r| r.body.to_string().contains(SUMMARIZER))
+        .count();
+    assert_eq!(summaries, 2, "the killed summary was asked again, once");
+    assert_eq!(
+        reqs.len(),
+        5 + 1 + summaries,
+        "no conversation call was repeated"
+    );
+    assert_eq!(fake.overflows(), 0);
+
+    let runs = json(&h, &["runs", "list"]);
+    let first = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["input"] == "read a.txt to d.txt")
+        .unwrap();
+    assert_eq!(first["status"], "completed");
+    let kinds = journal_kinds(&h, first["id"].as_str().unwrap());
+    let count = |k: &str| kinds.iter().filter(|x| *x == k).count();
+    assert_eq!(count("compaction_start"), 2, "{kinds:?}");
+    assert_eq!(count("compaction"), 1, "{kinds:?}");
+    // The facts were saved once each.
+    let facts = json(&h, &["memory", "list"]);
+    assert_eq!(facts.as_array().unwrap().len(), 2, "{facts:#}");
+}

@@ -17,17 +17,6 @@ fn spawn_run(h: &cairn_testkit::CairnHome, fake: &FakeLlm, args: &[&str]) -> std
     cmd.spawn().unwrap()
 }
 
-fn kill9(child: &mut std::process::Child) {
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-9", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    child.wait().unwrap();
-}
-
 #[test]
 fn killed_during_a_side_effecting_command_it_is_not_run_again() {
     let h = home();

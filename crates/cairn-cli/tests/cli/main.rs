@@ -55,6 +55,18 @@ pub fn json(h: &CairnHome, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)))
 }
 
+/// `kill -9` of a child process, then reaps it.
+pub fn kill9(child: &mut std::process::Child) {
+    assert!(
+        Command::new("kill")
+            .args(["-9", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    child.wait().unwrap();
+}
+
 /// Waits until the fake has received `n` requests.
 pub fn wait_for_requests(fake: &FakeLlm, n: usize) {
     let start = Instant::now();
