@@ -9,6 +9,7 @@ pub mod memory;
 pub mod message;
 pub mod model;
 pub mod run;
+pub mod schedule;
 pub mod tool;
 
 pub use agent::AgentSpec;

@@ -8,6 +8,7 @@ mod compact;
 mod history;
 mod lease;
 mod recall;
+mod scheduler;
 mod steps;
 mod summary;
 mod tool_step;
@@ -26,6 +27,7 @@ pub use cairn_core::AgentSpec;
 pub use cairn_core::agent::DEFAULT_SYSTEM_PROMPT;
 pub use cairn_tools::BUILTIN_TOOLS;
 pub use history::close_open_tool_calls;
+pub use scheduler::{AgentSource, ON_TIME_GRACE_MS, TickReport, iso};
 pub use turn::{JOB_LEASE_MS, TurnRequest};
 
 /// What stops a turn before it can even be recorded as failed.

@@ -11,6 +11,7 @@ mod migrate;
 mod owner;
 mod queue;
 mod runs;
+mod schedules;
 mod sessions;
 
 use std::path::Path;
@@ -27,6 +28,7 @@ pub use memories::{
 };
 pub use owner::{is_dead_local, this_process};
 pub use queue::{Job, NewJob, kinds};
+pub use schedules::ScheduleFire;
 pub use sessions::{SessionContext, SessionLease};
 
 /// Handle to the store; cheap to clone.

@@ -22,41 +22,7 @@ impl Store {
     pub async fn create_run(&self, run: &RunRecord) -> Result<String, StoreError> {
         let _writing = self.lock_writes().await;
         let mut tx = self.write_tx().await?;
-        sqlx::query(
-            "INSERT INTO runs (id, session_id, agent, status, input, output, error, provider, model,
-                steps, input_tokens, output_tokens, cost_usd, created_at, finished_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&run.id)
-        .bind(&run.session_id)
-        .bind(&run.agent)
-        .bind(run.status.as_str())
-        .bind(&run.input)
-        .bind(&run.output)
-        .bind(&run.error)
-        .bind(&run.provider)
-        .bind(&run.model)
-        .bind(run.steps as i64)
-        .bind(run.usage.input_tokens as i64)
-        .bind(run.usage.output_tokens as i64)
-        .bind(run.cost_usd)
-        .bind(run.created_at)
-        .bind(run.finished_at)
-        .execute(&mut *tx)
-        .await?;
-        let job = crate::NewJob {
-            kind: crate::kinds::ADVANCE_RUN.into(),
-            run_id: Some(run.id.clone()),
-            payload: serde_json::json!({}),
-            run_at: run.created_at,
-            dedup_key: Some(format!("run:{}", run.id)),
-            ..Default::default()
-        };
-        let job_id = crate::queue::insert_job(&mut tx, &job)
-            .await?
-            .ok_or_else(|| {
-                StoreError::corrupt("jobs", format!("a job for run {} already exists", run.id))
-            })?;
+        let job_id = insert_run_with_job(&mut tx, run).await?;
         tx.commit().await?;
         Ok(job_id)
     }
@@ -209,4 +175,45 @@ impl Store {
         tx.commit().await?;
         Ok(true)
     }
+}
+
+/// Inserts a queued run and the job that drives it, inside `tx`.
+pub(crate) async fn insert_run_with_job(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    run: &RunRecord,
+) -> Result<String, StoreError> {
+    sqlx::query(
+        "INSERT INTO runs (id, session_id, agent, status, input, output, error, provider, model,
+                steps, input_tokens, output_tokens, cost_usd, created_at, finished_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&run.id)
+    .bind(&run.session_id)
+    .bind(&run.agent)
+    .bind(run.status.as_str())
+    .bind(&run.input)
+    .bind(&run.output)
+    .bind(&run.error)
+    .bind(&run.provider)
+    .bind(&run.model)
+    .bind(run.steps as i64)
+    .bind(run.usage.input_tokens as i64)
+    .bind(run.usage.output_tokens as i64)
+    .bind(run.cost_usd)
+    .bind(run.created_at)
+    .bind(run.finished_at)
+    .execute(&mut **tx)
+    .await?;
+    let job = crate::NewJob {
+        kind: crate::kinds::ADVANCE_RUN.into(),
+        run_id: Some(run.id.clone()),
+        payload: serde_json::json!({}),
+        run_at: run.created_at,
+        dedup_key: Some(format!("run:{}", run.id)),
+        ..Default::default()
+    };
+    let job_id = crate::queue::insert_job(tx, &job).await?.ok_or_else(|| {
+        StoreError::corrupt("jobs", format!("a job for run {} already exists", run.id))
+    })?;
+    Ok(job_id)
 }

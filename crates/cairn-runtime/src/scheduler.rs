@@ -1,0 +1,199 @@
+//! The scheduler: turns due schedules into queued runs, exactly once per
+//! (schedule, due time). Time is a parameter (`now`), so tests drive it
+//! with any clock; the server calls [`Runtime::scheduler_tick`] every
+//! second with the real one.
+//!
+//! Occurrences that passed while no scheduler ran are never silent: with
+//! `catch_up = once` (the default) one run covers them and the fire record
+//! says how many and since when; with `skip` they are recorded as skipped.
+
+use async_trait::async_trait;
+use cairn_core::ids::new_id;
+use cairn_core::schedule::{CatchUp, FireOutcome, FireRecord, ScheduleRecord};
+use cairn_core::{AgentSpec, RunRecord, RunStatus};
+use cairn_store::ScheduleFire;
+
+use crate::{Runtime, RuntimeError};
+
+/// How late a due time may be handled and still count as on time.
+pub const ON_TIME_GRACE_MS: i64 = 120_000;
+
+/// Most missed occurrences counted one by one (beyond, the count says "at
+/// least").
+const MISSED_COUNT_CAP: usize = 10_000;
+
+/// Where the scheduler finds the agents it wakes.
+#[async_trait]
+pub trait AgentSource: Send + Sync {
+    /// The agent named `name`, or why it is not available.
+    async fn agent(&self, name: &str) -> Result<AgentSpec, String>;
+}
+
+/// What one tick did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct TickReport {
+    /// Runs started.
+    pub fired: Vec<String>,
+    /// Due times recorded as missed or skipped.
+    pub not_run: usize,
+    /// Due times another scheduler handled first.
+    pub lost_races: usize,
+}
+
+impl Runtime {
+    /// Handles every schedule due at `now`.
+    pub async fn scheduler_tick(
+        &self,
+        now: i64,
+        agents: &dyn AgentSource,
+    ) -> Result<TickReport, RuntimeError> {
+        let mut report = TickReport::default();
+        for s in self.store.due_schedules(now).await? {
+            self.fire_one(&s, now, agents, &mut report).await?;
+        }
+        Ok(report)
+    }
+
+    async fn fire_one(
+        &self,
+        s: &ScheduleRecord,
+        now: i64,
+        agents: &dyn AgentSource,
+        report: &mut TickReport,
+    ) -> Result<(), RuntimeError> {
+        let Some(due) = s.next_due else {
+            return Ok(());
+        };
+        let record = |due_at: i64, outcome: FireOutcome, reason: Option<String>| FireRecord {
+            schedule_id: s.id.clone(),
+            due_at,
+            handled_at: now,
+            outcome,
+            reason,
+            run_id: None,
+        };
+        let timing = match s.timing() {
+            Ok(t) => t,
+            Err(e) => {
+                // Stored by an older version or edited by hand: disable it,
+                // saying why, rather than fail every tick.
+                let fire = ScheduleFire {
+                    schedule_id: &s.id,
+                    expected_due: due,
+                    next_due: None,
+                    records: vec![record(
+                        due,
+                        FireOutcome::Skipped,
+                        Some(format!("schedule disabled: {e}")),
+                    )],
+                    run: None,
+                };
+                self.store.fire_schedule(fire).await?;
+                report.not_run += 1;
+                return Ok(());
+            }
+        };
+        let (count, last) = timing.occurrences(due - 1, now, MISSED_COUNT_CAP);
+        let latest = last.unwrap_or(due).max(due);
+        let next_due = timing.next_after(now);
+        let on_time = count <= 1 && now - due <= ON_TIME_GRACE_MS;
+        let many = if count >= MISSED_COUNT_CAP {
+            format!("at least {count}")
+        } else {
+            count.to_string()
+        };
+        let missed_note = format!(
+            "{many} occurrence(s) from {} to {} passed while no scheduler was running",
+            iso(due),
+            iso(latest)
+        );
+
+        let mut records = Vec::new();
+        if !on_time && latest != due {
+            records.push(record(
+                due,
+                FireOutcome::Missed,
+                Some(format!("{missed_note}; recorded at {}", iso(latest))),
+            ));
+        }
+        let mut run = None;
+        let key = if on_time { due } else { latest };
+        match (on_time, s.catch_up) {
+            (false, CatchUp::Skip) => records.push(record(
+                key,
+                FireOutcome::Skipped,
+                Some(format!("{missed_note}; catch_up = skip")),
+            )),
+            _ => match agents.agent(&s.agent).await {
+                Ok(agent) => {
+                    let r = self.scheduled_run(s, &agent, now);
+                    let mut fired = record(
+                        key,
+                        FireOutcome::Fired,
+                        (!on_time).then(|| format!("{missed_note}; catch_up = once: ran once")),
+                    );
+                    fired.run_id = Some(r.id.clone());
+                    records.push(fired);
+                    run = Some(r);
+                }
+                Err(why) => records.push(record(
+                    key,
+                    FireOutcome::Skipped,
+                    Some(format!("agent {:?} is not available: {why}", s.agent)),
+                )),
+            },
+        }
+        let not_run = records
+            .iter()
+            .filter(|r| r.outcome != FireOutcome::Fired)
+            .count();
+        let fire = ScheduleFire {
+            schedule_id: &s.id,
+            expected_due: due,
+            next_due,
+            records,
+            run: run.as_ref(),
+        };
+        if self.store.fire_schedule(fire).await? {
+            report.not_run += not_run;
+            if let Some(r) = run {
+                tracing::info!(schedule = %s.id, run = %r.id, "schedule fired");
+                report.fired.push(r.id);
+            }
+        } else {
+            report.lost_races += 1;
+        }
+        Ok(())
+    }
+
+    /// The queued run a schedule starts.
+    fn scheduled_run(&self, s: &ScheduleRecord, agent: &AgentSpec, now: i64) -> RunRecord {
+        RunRecord {
+            id: new_id("run"),
+            session_id: s.session_id.clone(),
+            agent: s.agent.clone(),
+            status: RunStatus::Queued,
+            input: s.prompt.clone(),
+            output: None,
+            error: None,
+            provider: self.provider.name().to_string(),
+            model: if agent.model.is_empty() {
+                self.provider.default_model().to_string()
+            } else {
+                agent.model.clone()
+            },
+            steps: 0,
+            usage: Default::default(),
+            cost_usd: 0.0,
+            created_at: now,
+            finished_at: None,
+        }
+    }
+}
+
+/// A time as people read it in records (UTC, RFC 3339).
+pub fn iso(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| ms.to_string())
+}

@@ -1,0 +1,264 @@
+//! Schedules and their fire records. A fire is one transaction: the fire
+//! record (unique per schedule and due time), the run and its job, and the
+//! schedule's `next_due` advanced by compare-and-set. Two schedulers racing
+//! on one store produce one run, whichever wins.
+
+use cairn_core::schedule::{CatchUp, FireOutcome, FireRecord, ScheduleKind, ScheduleRecord};
+use cairn_core::{RunRecord, now_ms};
+use sqlx::Row;
+
+use crate::{Store, StoreError};
+
+/// One due time handled by a scheduler.
+#[derive(Debug, Clone)]
+pub struct ScheduleFire<'a> {
+    /// The schedule.
+    pub schedule_id: &'a str,
+    /// `next_due` the scheduler read; the fire applies only if unchanged.
+    pub expected_due: i64,
+    /// The schedule's next occurrence after this one (`None`: finished).
+    pub next_due: Option<i64>,
+    /// Records to write (`fired`, `missed`, `skipped`), each keyed by due time.
+    pub records: Vec<FireRecord>,
+    /// The run to start, when one fires.
+    pub run: Option<&'a RunRecord>,
+}
+
+macro_rules! select_schedules {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, agent, session_id, prompt, kind, spec, tz, catch_up, paused, next_due, created_at, created_by FROM schedules ",
+            $tail
+        )
+    };
+}
+
+impl Store {
+    /// Stores a new schedule.
+    pub async fn create_schedule(&self, s: &ScheduleRecord) -> Result<(), StoreError> {
+        let _writing = self.lock_writes().await;
+        sqlx::query(
+            "INSERT INTO schedules (id, agent, session_id, prompt, kind, spec, tz, catch_up, paused, next_due, created_at, created_by)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&s.id)
+        .bind(&s.agent)
+        .bind(&s.session_id)
+        .bind(&s.prompt)
+        .bind(s.kind.as_str())
+        .bind(&s.spec)
+        .bind(&s.tz)
+        .bind(s.catch_up.as_str())
+        .bind(s.paused)
+        .bind(s.next_due)
+        .bind(s.created_at)
+        .bind(&s.created_by)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Every schedule (of `agent`, when given), soonest first.
+    pub async fn list_schedules(
+        &self,
+        agent: Option<&str>,
+    ) -> Result<Vec<ScheduleRecord>, StoreError> {
+        let rows = sqlx::query(select_schedules!(
+            "WHERE ?1 IS NULL OR agent = ?1 ORDER BY next_due IS NULL, next_due, created_at"
+        ))
+        .bind(agent)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(schedule_from_row).collect()
+    }
+
+    /// A schedule by id or unique id prefix.
+    pub async fn get_schedule(&self, id_or_prefix: &str) -> Result<ScheduleRecord, StoreError> {
+        let rows = sqlx::query(select_schedules!(
+            "WHERE id = ?1 OR substr(id, 1, length(?1)) = ?1 OR substr(id, 5, length(?1)) = ?1
+             ORDER BY id = ?1 DESC LIMIT 2"
+        ))
+        .bind(id_or_prefix)
+        .fetch_all(&self.pool)
+        .await?;
+        match rows.as_slice() {
+            [] => Err(StoreError::NotFound {
+                what: "schedule",
+                id: id_or_prefix.to_string(),
+            }),
+            [one] => schedule_from_row(one),
+            [first, _] if first.try_get::<String, _>("id")? == id_or_prefix => {
+                schedule_from_row(first)
+            }
+            more => Err(StoreError::Ambiguous {
+                what: "schedule",
+                prefix: id_or_prefix.to_string(),
+                count: more.len(),
+            }),
+        }
+    }
+
+    /// Pauses or resumes; a resumed schedule continues from `next_due`.
+    pub async fn set_schedule_paused(
+        &self,
+        id: &str,
+        paused: bool,
+        next_due: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let _writing = self.lock_writes().await;
+        sqlx::query("UPDATE schedules SET paused = ?, next_due = ? WHERE id = ?")
+            .bind(paused)
+            .bind(next_due)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// Removes a schedule (its fire records stay, as history).
+    pub async fn delete_schedule(&self, id: &str) -> Result<(), StoreError> {
+        let _writing = self.lock_writes().await;
+        sqlx::query("DELETE FROM schedules WHERE id = ?")
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// Active schedules due at or before `now`.
+    pub async fn due_schedules(&self, now: i64) -> Result<Vec<ScheduleRecord>, StoreError> {
+        let rows = sqlx::query(select_schedules!(
+            "WHERE paused = 0 AND next_due IS NOT NULL AND next_due <= ? ORDER BY next_due LIMIT 500"
+        ))
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(schedule_from_row).collect()
+    }
+
+    /// Applies a fire: `false` (and nothing written) when another scheduler
+    /// handled this due time first.
+    pub async fn fire_schedule(&self, fire: ScheduleFire<'_>) -> Result<bool, StoreError> {
+        let _writing = self.lock_writes().await;
+        let mut tx = self.write_tx().await?;
+        let moved = sqlx::query("UPDATE schedules SET next_due = ? WHERE id = ? AND next_due = ?")
+            .bind(fire.next_due)
+            .bind(fire.schedule_id)
+            .bind(fire.expected_due)
+            .execute(&mut *tx)
+            .await?;
+        if moved.rows_affected() == 0 {
+            return Ok(false);
+        }
+        for r in &fire.records {
+            let done = sqlx::query(
+                "INSERT INTO schedule_fires (schedule_id, due_at, handled_at, outcome, reason, run_id)
+                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(&r.schedule_id)
+            .bind(r.due_at)
+            .bind(r.handled_at)
+            .bind(r.outcome.as_str())
+            .bind(&r.reason)
+            .bind(&r.run_id)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                // Already handled (a schedule re-created at the same due
+                // time, a clock set back): never twice.
+                return Ok(false);
+            }
+        }
+        if let Some(run) = fire.run {
+            let now = now_ms();
+            sqlx::query(
+                "INSERT INTO sessions (id, agent, version, created_at, updated_at) VALUES (?, ?, 0, ?, ?)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&run.session_id)
+            .bind(&run.agent)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            crate::runs::insert_run_with_job(&mut tx, run).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Fire records, newest first (of one schedule, when given).
+    pub async fn schedule_fires(
+        &self,
+        schedule_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<FireRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT schedule_id, due_at, handled_at, outcome, reason, run_id FROM schedule_fires
+             WHERE ?1 IS NULL OR schedule_id = ?1 ORDER BY due_at DESC LIMIT ?2",
+        )
+        .bind(schedule_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let outcome: String = r.try_get("outcome")?;
+                Ok(FireRecord {
+                    schedule_id: r.try_get("schedule_id")?,
+                    due_at: r.try_get("due_at")?,
+                    handled_at: r.try_get("handled_at")?,
+                    outcome: FireOutcome::parse(&outcome).ok_or_else(|| {
+                        StoreError::corrupt("schedule_fires", format!("outcome {outcome:?}"))
+                    })?,
+                    reason: r.try_get("reason")?,
+                    run_id: r.try_get("run_id")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records that a scheduler loop of `owner` is alive at `now`.
+    pub async fn scheduler_heartbeat(&self, owner: &str, now: i64) -> Result<(), StoreError> {
+        let _writing = self.lock_writes().await;
+        sqlx::query(
+            "INSERT INTO scheduler_heartbeats (owner, seen_at) VALUES (?, ?)
+             ON CONFLICT (owner) DO UPDATE SET seen_at = excluded.seen_at",
+        )
+        .bind(owner)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// When a scheduler loop was last seen alive (ms), if ever.
+    pub async fn scheduler_last_seen(&self) -> Result<Option<i64>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT MAX(seen_at) FROM scheduler_heartbeats")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+}
+
+fn schedule_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<ScheduleRecord, StoreError> {
+    let kind: String = r.try_get("kind")?;
+    let catch_up: String = r.try_get("catch_up")?;
+    Ok(ScheduleRecord {
+        id: r.try_get("id")?,
+        agent: r.try_get("agent")?,
+        session_id: r.try_get("session_id")?,
+        prompt: r.try_get("prompt")?,
+        kind: ScheduleKind::parse(&kind)
+            .ok_or_else(|| StoreError::corrupt("schedules", format!("kind {kind:?}")))?,
+        spec: r.try_get("spec")?,
+        tz: r.try_get("tz")?,
+        catch_up: CatchUp::parse(&catch_up)
+            .ok_or_else(|| StoreError::corrupt("schedules", format!("catch_up {catch_up:?}")))?,
+        paused: r.try_get("paused")?,
+        next_due: r.try_get("next_due")?,
+        created_at: r.try_get("created_at")?,
+        created_by: r.try_get("created_by")?,
+    })
+}
