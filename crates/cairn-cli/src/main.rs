@@ -34,6 +34,8 @@ enum Command {
     Sessions(commands::sessions::Args),
     /// Read and edit what agents remember: save, search (--episodic for history), list, forget.
     Memory(commands::memory::Args),
+    /// Wake an agent on a cron schedule, an interval or once: add, list, pause, resume, remove, runs.
+    Schedule(commands::schedule::Args),
     /// Show configuration, database and recent activity.
     Status(commands::status::Args),
     /// Check configuration, keys, database and sandbox tools, and say what to fix.
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
             Command::Runs(a) => commands::runs::run(a).await,
             Command::Sessions(a) => commands::sessions::run(a).await,
             Command::Memory(a) => commands::memory::run(a).await,
+            Command::Schedule(a) => commands::schedule::run(a).await,
             Command::Status(a) => commands::status::run(a).await,
             Command::Doctor => commands::doctor::run().await,
         }

@@ -241,7 +241,7 @@ pub enum ScheduleError {
     TimeZone(String),
     /// Bad interval.
     #[error(
-        "invalid interval {0:?}: use a number with s, m, h or d, such as \"90s\", \"15m\", \"1h30m\" (at least 1s)"
+        "invalid interval {0:?}: use a number with s, m, h or d, such as \"90s\", \"15m\", \"1h30m\" (from 1s to 3650d)"
     )]
     Interval(String),
     /// Bad instant.
@@ -407,7 +407,8 @@ pub fn parse_interval(text: &str) -> Result<i64, ScheduleError> {
             .and_then(|v| total.checked_add(v))
             .ok_or_else(bad)?;
     }
-    if !digits.is_empty() || total < 1_000 {
+    // At most ten years: keeps every later sum far from overflowing.
+    if !digits.is_empty() || !(1_000..=3650 * 86_400_000).contains(&total) {
         return Err(bad());
     }
     Ok(total)
@@ -472,7 +473,16 @@ mod tests {
         );
         assert_eq!(at.next_after(ms("2026-12-02T00:00:00Z")), None);
         assert_eq!(parse_interval("1h30m"), Ok(5_400_000));
-        for bad in ["", "5", "0s", "5x", "m", "999ms"] {
+        for bad in [
+            "",
+            "5",
+            "0s",
+            "5x",
+            "m",
+            "999ms",
+            "3651d",
+            "99999999999999999d",
+        ] {
             assert!(parse_interval(bad).is_err(), "{bad}");
         }
     }

@@ -18,7 +18,8 @@ use crate::AppState;
 /// agent-loop benchmark. Searches catch up on whatever is left.
 const EPISODIC_INDEX_EVERY: Duration = Duration::from_secs(60);
 
-/// Starts `n` executors, the lease-recovery loop and the episodic indexer.
+/// Starts `n` executors, the lease-recovery loop, the scheduler and the
+/// episodic indexer.
 pub fn start(state: Arc<AppState>, n: usize) -> JoinSet<()> {
     let mut set = JoinSet::new();
     for _ in 0..n {
@@ -39,6 +40,7 @@ pub fn start(state: Arc<AppState>, n: usize) -> JoinSet<()> {
             }
         }
     });
+    crate::scheduler::start(state.clone(), &mut set);
     let indexer = state.clone();
     set.spawn(async move {
         loop {

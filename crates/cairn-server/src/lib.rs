@@ -7,6 +7,7 @@ mod api;
 mod error;
 mod executor;
 mod hub;
+mod scheduler;
 mod state;
 
 use std::net::SocketAddr;

@@ -6,6 +6,7 @@ pub mod init;
 pub mod memory;
 pub mod run;
 pub mod runs;
+pub mod schedule;
 pub mod serve;
 pub mod sessions;
 pub mod status;

@@ -9,6 +9,7 @@ mod crash;
 mod memory;
 mod openai_compat;
 mod provider_errors;
+mod schedules;
 mod server_api;
 mod server_crash;
 mod tool_runs;

@@ -5,6 +5,7 @@ pub mod memory;
 pub mod native;
 pub mod openai;
 pub mod openapi;
+pub mod schedules;
 
 use std::sync::Arc;
 
@@ -51,6 +52,26 @@ pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
         .route(
             "/api/v1/sessions/{id}/messages",
             get(native::session_messages).post(native::post_message),
+        )
+        .route(
+            "/api/v1/schedules",
+            get(schedules::list_schedules).post(schedules::create_schedule),
+        )
+        .route(
+            "/api/v1/schedules/{id}",
+            get(schedules::get_schedule).delete(schedules::delete_schedule),
+        )
+        .route(
+            "/api/v1/schedules/{id}/pause",
+            post(schedules::pause_schedule),
+        )
+        .route(
+            "/api/v1/schedules/{id}/resume",
+            post(schedules::resume_schedule),
+        )
+        .route(
+            "/api/v1/schedules/{id}/fires",
+            get(schedules::schedule_fires),
         )
         .route("/api/v1/runs", get(native::list_runs))
         .route("/api/v1/runs/{id}", get(native::get_run))
