@@ -458,7 +458,8 @@ model = ""
 max_steps = {steps}
 max_tokens = {tokens}
 # Built-in tools: exec, read_file, write_file, edit_file, list_dir, http_fetch,
-# memory_save, memory_search, memory_forget ("*" = all).
+# memory_save, memory_search, memory_forget, load_skill, schedule_create,
+# schedule_list, schedule_cancel ("*" = all).
 tools = ["*"]
 stream = true
 # The model's context window in tokens. 0: known cloud models by name, 8192

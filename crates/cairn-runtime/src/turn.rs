@@ -183,6 +183,8 @@ impl Runtime {
             run_id: Some(run.id.clone()),
             memory: Some(self.memory.clone()),
             skill_dirs: self.skill_dirs(&agent.name),
+            session_id: Some(run.session_id.clone()),
+            store: Some(self.store.clone()),
         };
         let outcome = self
             .work(&agent, &tools, &ctx, &mut run, &mut lease, events, &cancel)

@@ -20,6 +20,7 @@ mod files;
 mod http_fetch;
 mod memory;
 mod registry;
+mod schedule;
 mod workspace;
 
 use async_trait::async_trait;
@@ -49,6 +50,10 @@ pub struct ToolContext {
     pub memory: Option<std::sync::Arc<cairn_memory::Memory>>,
     /// Where the agent's skills are (shared first).
     pub skill_dirs: Vec<std::path::PathBuf>,
+    /// The session of the run making the call.
+    pub session_id: Option<String>,
+    /// The store, for the schedule tools.
+    pub store: Option<cairn_store::Store>,
 }
 
 /// A tool the model can call.

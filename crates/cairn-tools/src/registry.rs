@@ -10,6 +10,7 @@ use crate::exec::Exec;
 use crate::files::{EditFile, ListDir, ReadFile, WriteFile};
 use crate::http_fetch::HttpFetch;
 use crate::memory::{LoadSkill, MemoryForget, MemorySave, MemorySearch};
+use crate::schedule::{ScheduleCancel, ScheduleCreate, ScheduleList};
 
 /// Names of the built-in tools.
 pub const BUILTIN_TOOLS: &[&str] = &[
@@ -23,6 +24,9 @@ pub const BUILTIN_TOOLS: &[&str] = &[
     "memory_search",
     "memory_forget",
     "load_skill",
+    "schedule_create",
+    "schedule_list",
+    "schedule_cancel",
 ];
 
 /// A tool name nobody provides.
@@ -70,6 +74,9 @@ impl ToolRegistry {
                     "memory_search" => Arc::new(MemorySearch),
                     "memory_forget" => Arc::new(MemoryForget),
                     "load_skill" => Arc::new(LoadSkill),
+                    "schedule_create" => Arc::new(ScheduleCreate),
+                    "schedule_list" => Arc::new(ScheduleList),
+                    "schedule_cancel" => Arc::new(ScheduleCancel),
                     _ => Arc::new(HttpFetch::new()),
                 };
                 reg.tools.insert(name.to_string(), tool);

@@ -26,6 +26,8 @@ fn fixture() -> Fixture {
             run_id: None,
             memory: None,
             skill_dirs: vec![],
+            session_id: None,
+            store: None,
         },
         reg: ToolRegistry::builtin(&["*".to_string()]).unwrap(),
         _dir: dir,

@@ -187,3 +187,80 @@ async fn the_server_fires_a_due_schedule_once_and_its_run_completes() {
     assert_eq!(status, 204);
     assert_eq!(api.get(&format!("/api/v1/schedules/{id}")).await.0, 404);
 }
+
+#[test]
+fn an_agent_cannot_schedule_when_no_scheduler_runs() {
+    let h = home();
+    let fake = FakeLlm::start();
+    fake.push([
+        Reply::tool(
+            "schedule_create",
+            json!({"prompt": "Remind the user to call the bank.", "every": "1d"}),
+        ),
+        Reply::text("I could not set the reminder."),
+    ]);
+    let out = ok(
+        h.anthropic(&fake),
+        &["run", "remind me daily to call the bank"],
+    );
+    assert!(stdout(&out).contains("could not set"), "{}", describe(&out));
+    let told = fake.requests()[1].message_texts().join("\n");
+    assert!(
+        told.contains("NOT scheduled: no scheduler is running"),
+        "{told}"
+    );
+    assert_eq!(json(&h, &["schedule", "list"]), json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_schedules_a_reminder_that_fires_in_its_session() {
+    let h = home();
+    let fake = FakeLlm::start();
+    let server = start(&h, &fake);
+    let api = Api::new(&server);
+    api.session("chat").await;
+    let at = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
+    fake.push([
+        Reply::tool(
+            "schedule_create",
+            json!({"prompt": "Remind the user to call the bank.", "at": at}),
+        ),
+        Reply::text("Done: I will remind you."),
+        Reply::text("Reminder: call the bank."),
+    ]);
+    let events = api
+        .post_sse("chat", "remind me in two seconds to call the bank")
+        .await;
+    let run = &events.last().unwrap().1["run"];
+    assert_eq!(run["status"], "completed", "{events:?}");
+    let told = fake.requests()[1].message_texts().join("\n");
+    assert!(told.contains("scheduled sch_"), "{told}");
+
+    let (_, all) = api.get("/api/v1/schedules").await;
+    let s = &all.as_array().unwrap()[0];
+    assert_eq!(s["session_id"], "chat");
+    assert!(s["created_by"].as_str().unwrap().starts_with("agent:run_"));
+    let id = s["id"].as_str().unwrap();
+    let start_wait = Instant::now();
+    let fire = loop {
+        let (_, fires) = api.get(&format!("/api/v1/schedules/{id}/fires")).await;
+        if let Some(f) = fires.as_array().and_then(|a| a.first()).cloned() {
+            break f;
+        }
+        assert!(
+            start_wait.elapsed() < Duration::from_secs(20),
+            "{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let detail = api
+        .wait_run(fire["run_id"].as_str().unwrap(), Duration::from_secs(20))
+        .await;
+    assert_eq!(detail["run"]["output"], "Reminder: call the bank.");
+    assert_eq!(detail["run"]["session_id"], "chat");
+    // It ran in the conversation: the model saw the earlier turn.
+    let last = fake.requests().last().unwrap().message_texts().join("\n");
+    assert!(last.contains("remind me in two seconds"), "{last}");
+    assert!(last.contains("Remind the user to call the bank."));
+}
