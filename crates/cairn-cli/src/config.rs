@@ -30,6 +30,77 @@ pub struct Config {
     pub agents: BTreeMap<String, AgentConfig>,
     /// Extra or overriding prices, dollars per million tokens, by model prefix.
     pub pricing: BTreeMap<String, Price>,
+    /// Schedules declared in the file, by name.
+    pub schedules: BTreeMap<String, ScheduleConfig>,
+}
+
+/// `[schedules.<name>]`: one of `cron`, `every`, `at`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleConfig {
+    /// Agent to wake.
+    pub agent: String,
+    /// The message each run starts with.
+    pub prompt: String,
+    /// Cron expression.
+    pub cron: String,
+    /// Time zone of `cron`.
+    pub tz: String,
+    /// Interval (`15m`).
+    pub every: String,
+    /// RFC 3339 instant.
+    pub at: String,
+    /// Session for its runs; empty: one of its own.
+    pub session: String,
+    /// `once` or `skip`.
+    pub catch_up: String,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig {
+            agent: "default".into(),
+            prompt: String::new(),
+            cron: String::new(),
+            tz: "UTC".into(),
+            every: String::new(),
+            at: String::new(),
+            session: String::new(),
+            catch_up: "once".into(),
+        }
+    }
+}
+
+/// `[agents.<name>.heartbeat]`: a periodic self-check with the agent's
+/// `HEARTBEAT.md` checklist.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeartbeatConfig {
+    /// Interval (`30m`); empty: no heartbeat.
+    pub every: String,
+    /// `HH:MM-HH:MM` when it never runs; empty: none.
+    pub quiet_hours: String,
+    /// Time zone of the quiet hours and of the day for the cap.
+    pub tz: String,
+    /// Dollars its runs may cost per day.
+    pub max_daily_usd: f64,
+    /// Skip when nobody has used the agent for this long (`24h`).
+    pub idle_after: String,
+    /// Model for its runs (cheap or local); empty: the agent's.
+    pub model: String,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        HeartbeatConfig {
+            every: String::new(),
+            quiet_hours: "22:00-07:00".into(),
+            tz: "UTC".into(),
+            max_daily_usd: 0.10,
+            idle_after: "24h".into(),
+            model: String::new(),
+        }
+    }
 }
 
 /// `[llm]`.
@@ -181,6 +252,8 @@ pub struct AgentConfig {
     /// The model's context window in tokens (0: known models by name,
     /// 8192 for others, such as local ones).
     pub context_window: u32,
+    /// Periodic self-check.
+    pub heartbeat: HeartbeatConfig,
 }
 
 impl Default for AgentConfig {
@@ -194,6 +267,7 @@ impl Default for AgentConfig {
             tools: d.tools,
             stream: d.stream,
             context_window: d.context_window,
+            heartbeat: HeartbeatConfig::default(),
         }
     }
 }
@@ -467,6 +541,27 @@ stream = true
 # num_ctx). Past ~90% of it, less the answer's room, older messages are
 # summarized (facts saved to memory first; originals stay searchable).
 context_window = 0
+
+# A periodic self-check with $CAIRN_HOME/agents/default/HEARTBEAT.md as its
+# checklist (skipped, and the skip recorded, when the file is missing). It
+# never runs in quiet hours, when nobody has used the agent for idle_after,
+# or once its runs today cost max_daily_usd. model: a cheap or local one.
+[agents.default.heartbeat]
+every = ""            # e.g. "30m"; empty: off
+quiet_hours = "22:00-07:00"
+tz = "UTC"
+max_daily_usd = 0.10
+idle_after = "24h"
+model = ""
+
+# Schedules that wake an agent (also: `cairn schedule add`, the API, the
+# agent's schedule_create tool). One of cron (+ tz), every, at.
+# [schedules.morning]
+# agent = "default"
+# prompt = "Summarize what happened overnight."
+# cron = "0 8 * * 1-5"
+# tz = "Europe/Paris"
+# catch_up = "once"   # or "skip": what to do about fires missed while stopped
 
 [pricing]
 # Dollars per million tokens by model-name prefix, added to the built-in table:

@@ -3,6 +3,7 @@
 mod client;
 mod commands;
 mod config;
+mod declared;
 mod render;
 mod wiring;
 

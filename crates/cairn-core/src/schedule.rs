@@ -101,8 +101,99 @@ pub struct ScheduleRecord {
     pub next_due: Option<i64>,
     /// Creation time (ms), also the anchor of intervals.
     pub created_at: i64,
-    /// Who created it: `cli`, `api`, `config`, or `agent:<run id>`.
+    /// Who created it: `cli`, `api`, `config`, `heartbeat` or `agent:<run id>`.
     pub created_by: String,
+    /// For an agent's heartbeat: the conditions checked before each fire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<HeartbeatPolicy>,
+}
+
+/// When an agent's periodic self-check may run. Idle agents must never
+/// quietly burn money: it is skipped (and the skip recorded) in quiet
+/// hours, when nobody has used the agent for a while, and once its runs
+/// today have cost the cap.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatPolicy {
+    /// `HH:MM-HH:MM` in `tz` (may wrap midnight); none when absent.
+    #[serde(default)]
+    pub quiet_hours: Option<String>,
+    /// Time zone of the quiet hours and of "today" for the cap.
+    pub tz: String,
+    /// Dollars the heartbeat's runs may cost per day.
+    pub max_daily_usd: f64,
+    /// Skip when no person has started a run of the agent for this long (ms).
+    pub idle_after_ms: i64,
+    /// Model for the heartbeat's runs (a cheap or local one); the agent's when absent.
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+impl HeartbeatPolicy {
+    /// Checks the policy's own fields.
+    pub fn validate(&self) -> Result<(), ScheduleError> {
+        zone(&self.tz)?;
+        if let Some(q) = &self.quiet_hours {
+            quiet_window(q)?;
+        }
+        Ok(())
+    }
+
+    /// Whether `now_ms` is inside the quiet hours.
+    pub fn is_quiet(&self, now_ms: i64) -> bool {
+        let (Some(q), Ok(tz)) = (&self.quiet_hours, zone(&self.tz)) else {
+            return false;
+        };
+        let Ok((from, to)) = quiet_window(q) else {
+            return false;
+        };
+        let Some(t) = Utc.timestamp_millis_opt(now_ms).single() else {
+            return false;
+        };
+        use chrono::Timelike;
+        let local = t.with_timezone(&tz);
+        let minute = local.hour() * 60 + local.minute();
+        if from <= to {
+            (from..to).contains(&minute)
+        } else {
+            minute >= from || minute < to
+        }
+    }
+
+    /// Start of the local day containing `now_ms` (ms).
+    pub fn day_start(&self, now_ms: i64) -> i64 {
+        let Ok(tz) = zone(&self.tz) else {
+            return now_ms - now_ms.rem_euclid(86_400_000);
+        };
+        let Some(t) = Utc.timestamp_millis_opt(now_ms).single() else {
+            return now_ms;
+        };
+        let local = t.with_timezone(&tz).date_naive();
+        local
+            .and_hms_opt(0, 0, 0)
+            .and_then(|midnight| tz.from_local_datetime(&midnight).earliest())
+            .map(|d| d.timestamp_millis())
+            .unwrap_or(now_ms - now_ms.rem_euclid(86_400_000))
+    }
+}
+
+fn zone(tz: &str) -> Result<chrono_tz::Tz, ScheduleError> {
+    chrono_tz::Tz::from_str(tz.trim()).map_err(|_| ScheduleError::TimeZone(tz.to_string()))
+}
+
+/// `22:00-07:00` → minutes of the day (from, to).
+fn quiet_window(text: &str) -> Result<(u32, u32), ScheduleError> {
+    let bad = || ScheduleError::QuietHours(text.to_string());
+    let (a, b) = text.split_once('-').ok_or_else(bad)?;
+    let minutes = |hm: &str| -> Result<u32, ScheduleError> {
+        let (h, m) = hm.trim().split_once(':').ok_or_else(bad)?;
+        let (h, m): (u32, u32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        if h > 23 || m > 59 {
+            return Err(bad());
+        }
+        Ok(h * 60 + m)
+    };
+    Ok((minutes(a)?, minutes(b)?))
 }
 
 /// What a new schedule is made of (from the CLI, the API, config or an agent).
@@ -161,6 +252,7 @@ impl ScheduleRecord {
             next_due,
             created_at: now,
             created_by: created_by.to_string(),
+            heartbeat: None,
         })
     }
 
@@ -250,6 +342,9 @@ pub enum ScheduleError {
     /// Nothing to say.
     #[error("a schedule needs a prompt: the message each run starts with")]
     Prompt,
+    /// Bad quiet hours.
+    #[error("invalid quiet hours {0:?}: use HH:MM-HH:MM, such as \"22:00-07:00\"")]
+    QuietHours(String),
     /// A schedule that would never fire.
     #[error("{0:?} has no occurrence in the future")]
     NeverDue(String),
@@ -281,8 +376,7 @@ impl Timing {
     ) -> Result<Timing, ScheduleError> {
         match kind {
             ScheduleKind::Cron => {
-                let zone = chrono_tz::Tz::from_str(tz.trim())
-                    .map_err(|_| ScheduleError::TimeZone(tz.to_string()))?;
+                let zone = zone(tz)?;
                 let cron =
                     croner::Cron::from_str(spec.trim()).map_err(|e| ScheduleError::Cron {
                         expr: spec.to_string(),
@@ -495,6 +589,31 @@ mod tests {
         assert_eq!(last, Some(ms("2026-11-08T00:00:00Z")));
         let (n, last) = t.occurrences(ms("2026-11-01T00:00:00Z"), ms("2026-11-01T00:03:30Z"), 50);
         assert_eq!((n, last), (3, Some(ms("2026-11-01T00:03:00Z"))));
+    }
+
+    #[test]
+    fn heartbeat_quiet_hours_and_days_are_local() {
+        let p = HeartbeatPolicy {
+            quiet_hours: Some("22:00-07:00".into()),
+            tz: "Europe/Paris".into(),
+            max_daily_usd: 0.1,
+            idle_after_ms: 86_400_000,
+            model: None,
+        };
+        assert!(p.validate().is_ok());
+        assert!(p.is_quiet(ms("2026-11-26T22:30:00+01:00")));
+        assert!(p.is_quiet(ms("2026-11-27T06:59:00+01:00")));
+        assert!(!p.is_quiet(ms("2026-11-27T07:00:00+01:00")));
+        assert!(!p.is_quiet(ms("2026-11-26T12:00:00Z")));
+        assert_eq!(
+            p.day_start(ms("2026-11-26T23:30:00Z")),
+            ms("2026-11-27T00:00:00+01:00")
+        );
+        let bad = HeartbeatPolicy {
+            quiet_hours: Some("25:00-07:00".into()),
+            ..p
+        };
+        assert!(bad.validate().unwrap_err().to_string().contains("HH:MM"));
     }
 
     #[test]

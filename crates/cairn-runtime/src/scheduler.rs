@@ -9,7 +9,7 @@
 
 use async_trait::async_trait;
 use cairn_core::ids::new_id;
-use cairn_core::schedule::{CatchUp, FireOutcome, FireRecord, ScheduleRecord};
+use cairn_core::schedule::{CatchUp, FireOutcome, FireRecord, HeartbeatPolicy, ScheduleRecord};
 use cairn_core::{AgentSpec, RunRecord, RunStatus};
 use cairn_store::ScheduleFire;
 
@@ -17,6 +17,10 @@ use crate::{Runtime, RuntimeError};
 
 /// How late a due time may be handled and still count as on time.
 pub const ON_TIME_GRACE_MS: i64 = 120_000;
+
+/// What a heartbeat run is told before its checklist.
+pub const HEARTBEAT_PROMPT: &str = "Heartbeat: this is your periodic self-check. Go through the checklist below. \
+Act only where something needs doing; if nothing does, answer just HEARTBEAT_OK.";
 
 /// Most missed occurrences counted one by one (beyond, the count says "at
 /// least").
@@ -118,15 +122,28 @@ impl Runtime {
         }
         let mut run = None;
         let key = if on_time { due } else { latest };
-        match (on_time, s.catch_up) {
-            (false, CatchUp::Skip) => records.push(record(
+        let gate = match &s.heartbeat {
+            Some(p) => Some(self.heartbeat_gate(s, p, now).await?),
+            None => None,
+        };
+        match (on_time, s.catch_up, gate) {
+            (false, CatchUp::Skip, _) => records.push(record(
                 key,
                 FireOutcome::Skipped,
                 Some(format!("{missed_note}; catch_up = skip")),
             )),
-            _ => match agents.agent(&s.agent).await {
+            (_, _, Some(Err(why))) => {
+                records.push(record(key, FireOutcome::Skipped, Some(why)));
+            }
+            (_, _, gate) => match agents.agent(&s.agent).await {
                 Ok(agent) => {
-                    let r = self.scheduled_run(s, &agent, now);
+                    let mut r = self.scheduled_run(s, &agent, now);
+                    if let Some(Ok(prompt)) = gate {
+                        r.input = prompt;
+                        if let Some(m) = s.heartbeat.as_ref().and_then(|p| p.model.clone()) {
+                            r.model = m;
+                        }
+                    }
                     let mut fired = record(
                         key,
                         FireOutcome::Fired,
@@ -164,6 +181,60 @@ impl Runtime {
             report.lost_races += 1;
         }
         Ok(())
+    }
+
+    /// Whether a heartbeat may run now: its prompt (the agent's checklist),
+    /// or why not.
+    async fn heartbeat_gate(
+        &self,
+        s: &ScheduleRecord,
+        p: &HeartbeatPolicy,
+        now: i64,
+    ) -> Result<Result<String, String>, RuntimeError> {
+        if p.is_quiet(now) {
+            return Ok(Err(format!(
+                "quiet hours ({} {})",
+                p.quiet_hours.as_deref().unwrap_or(""),
+                p.tz
+            )));
+        }
+        let active = self.store.last_person_activity(&s.agent).await?;
+        if active.is_none_or(|t| now - t > p.idle_after_ms) {
+            return Ok(Err(format!(
+                "nobody has used agent {:?} for {} (heartbeat idle_after)",
+                s.agent,
+                match active {
+                    Some(t) => format!("{} min", (now - t) / 60_000),
+                    None => "ever".into(),
+                }
+            )));
+        }
+        let spent = self
+            .store
+            .session_cost_since(&s.session_id, p.day_start(now))
+            .await?;
+        if spent >= p.max_daily_usd {
+            return Ok(Err(format!(
+                "daily cost cap reached: ${spent:.4} spent today of ${:.4} (heartbeat max_daily_usd)",
+                p.max_daily_usd
+            )));
+        }
+        let path = self
+            .home
+            .as_deref()
+            .map(|h| h.join("agents").join(&s.agent).join("HEARTBEAT.md"));
+        let checklist = path
+            .as_deref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .filter(|t| !t.trim().is_empty());
+        match checklist {
+            Some(c) => Ok(Ok(format!("{HEARTBEAT_PROMPT}\n\n{}", c.trim()))),
+            None => Ok(Err(format!(
+                "no checklist: write {}",
+                path.map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "$CAIRN_HOME/agents/<agent>/HEARTBEAT.md".into())
+            ))),
+        }
     }
 
     /// The queued run a schedule starts.

@@ -294,3 +294,127 @@ async fn two_schedulers_racing_on_one_store_fire_each_due_time_once() {
     assert_eq!(runs.len(), 100, "one run per fire, no more");
     eprintln!("lost races: {lost}");
 }
+
+fn person_run(session: &str, at: i64) -> cairn_core::RunRecord {
+    cairn_core::RunRecord {
+        id: new_id("run"),
+        session_id: session.into(),
+        agent: "default".into(),
+        status: cairn_core::RunStatus::Completed,
+        input: "hi".into(),
+        output: Some("hello".into()),
+        error: None,
+        provider: "test".into(),
+        model: "m".into(),
+        steps: 1,
+        usage: Default::default(),
+        cost_usd: 0.0,
+        created_at: at,
+        finished_at: Some(at),
+    }
+}
+
+#[tokio::test]
+async fn a_heartbeat_runs_only_when_someone_uses_the_agent_and_it_is_affordable() {
+    use cairn_core::schedule::HeartbeatPolicy;
+    let dir = tempfile::tempdir().unwrap();
+    let mut rt = runtime(dir.path()).await;
+    rt.home = Some(dir.path().to_path_buf());
+    let t0 = ms("2026-11-26T11:00:00+01:00");
+    let half = 1_800_000;
+    let new = NewSchedule {
+        agent: "default".into(),
+        session_id: Some("heartbeat-default".into()),
+        prompt: "heartbeat".into(),
+        kind: ScheduleKind::Every,
+        spec: "30m".into(),
+        tz: None,
+        catch_up: CatchUp::Skip,
+    };
+    let mut s =
+        ScheduleRecord::create(new, "sch_heartbeat-default".into(), "heartbeat", t0).unwrap();
+    s.heartbeat = Some(HeartbeatPolicy {
+        quiet_hours: Some("22:00-07:00".into()),
+        tz: "Europe/Paris".into(),
+        max_daily_usd: 0.05,
+        idle_after_ms: 12 * 3_600_000,
+        model: Some("small-local-model".into()),
+    });
+    rt.store.upsert_schedule(&s).await.unwrap();
+    let last_reason = |rt: &Runtime| {
+        let store = rt.store.clone();
+        async move {
+            let f = store
+                .schedule_fires(Some("sch_heartbeat-default"), 1)
+                .await
+                .unwrap();
+            (
+                f[0].outcome,
+                f[0].reason.clone().unwrap_or_default(),
+                f[0].run_id.clone(),
+            )
+        }
+    };
+
+    // Nobody has ever used the agent: no run.
+    let r = rt.scheduler_tick(t0 + half, &Agents).await.unwrap();
+    assert!(r.fired.is_empty());
+    let (outcome, why, _) = last_reason(&rt).await;
+    assert_eq!(outcome, FireOutcome::Skipped);
+    assert!(why.contains("nobody has used"), "{why}");
+
+    // Someone talks to it; there is no checklist yet.
+    rt.store.ensure_session("chat", "default").await.unwrap();
+    rt.store
+        .create_run(&person_run("chat", t0 + half + 60_000))
+        .await
+        .unwrap();
+    rt.scheduler_tick(t0 + 2 * half, &Agents).await.unwrap();
+    assert!(last_reason(&rt).await.1.contains("HEARTBEAT.md"));
+
+    // With a checklist it runs, on the heartbeat's own (cheap) model.
+    let agent_dir = dir.path().join("agents/default");
+    std::fs::create_dir_all(&agent_dir).unwrap();
+    std::fs::write(
+        agent_dir.join("HEARTBEAT.md"),
+        "- Check the disk is not full.\n",
+    )
+    .unwrap();
+    let r = rt.scheduler_tick(t0 + 3 * half, &Agents).await.unwrap();
+    assert_eq!(r.fired.len(), 1);
+    let mut run = rt.store.get_run(&r.fired[0]).await.unwrap();
+    assert!(run.input.starts_with("Heartbeat:"), "{}", run.input);
+    assert!(run.input.contains("Check the disk is not full."));
+    assert_eq!(run.model, "small-local-model");
+    assert_eq!(run.session_id, "heartbeat-default");
+
+    // Its runs today cost the cap: no more today, and it says why.
+    run.cost_usd = 0.06;
+    rt.store.update_run(&run).await.unwrap();
+    let r = rt.scheduler_tick(t0 + 4 * half, &Agents).await.unwrap();
+    assert!(r.fired.is_empty());
+    assert!(last_reason(&rt).await.1.contains("daily cost cap"));
+
+    // Through the evening into quiet hours (22:00 Paris = t0 + 11 h).
+    for k in 5..=23 {
+        rt.scheduler_tick(t0 + k * half, &Agents).await.unwrap();
+    }
+    let (_, why, _) = last_reason(&rt).await;
+    assert!(why.contains("quiet hours"), "{why}");
+
+    // The next morning the cap is new, but nobody has come back for 12 h.
+    for k in 24..=41 {
+        rt.scheduler_tick(t0 + k * half, &Agents).await.unwrap();
+    }
+    let (_, why, _) = last_reason(&rt).await;
+    assert!(why.contains("nobody has used"), "{why}");
+    let fired = rt
+        .store
+        .schedule_fires(Some("sch_heartbeat-default"), 100)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|f| f.outcome == FireOutcome::Fired)
+        .count();
+    assert_eq!(fired, 1, "one heartbeat ran in all that time");
+}

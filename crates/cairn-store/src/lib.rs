@@ -45,6 +45,15 @@ pub struct Store {
     fast: std::sync::Arc<fast_writer::FastWriter>,
     /// Held around every write, whichever connection makes it.
     write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// The database file and its (device, inode) when opened: open
+    /// connections keep working on a deleted file, so readiness checks
+    /// that the file is still the one in use.
+    file: std::sync::Arc<(std::path::PathBuf, Option<(u64, u64)>)>,
+}
+
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 impl Store {
@@ -97,6 +106,7 @@ impl Store {
             writer,
             fast,
             write_lock: Default::default(),
+            file: std::sync::Arc::new((path.to_path_buf(), file_identity(path))),
         };
         Ok(store)
     }
@@ -104,6 +114,16 @@ impl Store {
     /// Checks the database answers (for `doctor` and readiness).
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
+        let (path, opened) = self.file.as_ref();
+        if file_identity(path) != *opened {
+            return Err(StoreError::Open {
+                target: path.display().to_string(),
+                reason:
+                    "the database file is gone or was replaced while this process had it open; \
+                         writes would be lost: restart after restoring it"
+                        .into(),
+            });
+        }
         Ok(())
     }
 

@@ -27,7 +27,7 @@ pub struct ScheduleFire<'a> {
 macro_rules! select_schedules {
     ($tail:literal) => {
         concat!(
-            "SELECT id, agent, session_id, prompt, kind, spec, tz, catch_up, paused, next_due, created_at, created_by FROM schedules ",
+            "SELECT id, agent, session_id, prompt, kind, spec, tz, catch_up, paused, next_due, created_at, created_by, heartbeat FROM schedules ",
             $tail
         )
     };
@@ -38,8 +38,8 @@ impl Store {
     pub async fn create_schedule(&self, s: &ScheduleRecord) -> Result<(), StoreError> {
         let _writing = self.lock_writes().await;
         sqlx::query(
-            "INSERT INTO schedules (id, agent, session_id, prompt, kind, spec, tz, catch_up, paused, next_due, created_at, created_by)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO schedules (id, agent, session_id, prompt, kind, spec, tz, catch_up, paused, next_due, created_at, created_by, heartbeat)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&s.id)
         .bind(&s.agent)
@@ -53,9 +53,86 @@ impl Store {
         .bind(s.next_due)
         .bind(s.created_at)
         .bind(&s.created_by)
+        .bind(heartbeat_json(s)?)
         .execute(&self.writer)
         .await?;
         Ok(())
+    }
+
+    /// Creates or updates a schedule declared in config (or a heartbeat):
+    /// an unchanged time spec keeps its next due time and paused state.
+    pub async fn upsert_schedule(&self, s: &ScheduleRecord) -> Result<(), StoreError> {
+        let _writing = self.lock_writes().await;
+        sqlx::query(
+            "INSERT INTO schedules (id, agent, session_id, prompt, kind, spec, tz, catch_up, paused, next_due, created_at, created_by, heartbeat)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+             ON CONFLICT (id) DO UPDATE SET agent = ?2, session_id = ?3, prompt = ?4, catch_up = ?8,
+                 created_by = ?12, heartbeat = ?13,
+                 next_due = CASE WHEN kind = ?5 AND spec = ?6 AND tz = ?7 THEN next_due ELSE ?10 END,
+                 created_at = CASE WHEN kind = ?5 AND spec = ?6 AND tz = ?7 THEN created_at ELSE ?11 END,
+                 kind = ?5, spec = ?6, tz = ?7",
+        )
+        .bind(&s.id)
+        .bind(&s.agent)
+        .bind(&s.session_id)
+        .bind(&s.prompt)
+        .bind(s.kind.as_str())
+        .bind(&s.spec)
+        .bind(&s.tz)
+        .bind(s.catch_up.as_str())
+        .bind(s.paused)
+        .bind(s.next_due)
+        .bind(s.created_at)
+        .bind(&s.created_by)
+        .bind(heartbeat_json(s)?)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes the schedules created by `created_by` whose ids are not in
+    /// `keep` (config entries that were deleted).
+    pub async fn prune_schedules(
+        &self,
+        created_by: &str,
+        keep: &[String],
+    ) -> Result<u64, StoreError> {
+        let _writing = self.lock_writes().await;
+        let keep = serde_json::to_string(keep).map_err(|e| StoreError::corrupt("schedules", e))?;
+        let done = sqlx::query(
+            "DELETE FROM schedules WHERE created_by = ? AND id NOT IN (SELECT value FROM json_each(?))",
+        )
+        .bind(created_by)
+        .bind(keep)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// When a person (not a schedule) last started a run of `agent`.
+    pub async fn last_person_activity(&self, agent: &str) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT MAX(created_at) FROM runs WHERE agent = ?
+             AND id NOT IN (SELECT run_id FROM schedule_fires WHERE run_id IS NOT NULL)",
+        )
+        .bind(agent)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Dollars spent by the runs of a session started at or after `since`.
+    pub async fn session_cost_since(
+        &self,
+        session_id: &str,
+        since: i64,
+    ) -> Result<f64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COALESCE(SUM(cost_usd), 0.0) FROM runs WHERE session_id = ? AND created_at >= ?",
+        )
+        .bind(session_id)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// Every schedule (of `agent`, when given), soonest first.
@@ -260,5 +337,19 @@ fn schedule_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<ScheduleRecord, Stor
         next_due: r.try_get("next_due")?,
         created_at: r.try_get("created_at")?,
         created_by: r.try_get("created_by")?,
+        heartbeat: match r.try_get::<Option<String>, _>("heartbeat")? {
+            Some(j) => {
+                Some(serde_json::from_str(&j).map_err(|e| StoreError::corrupt("schedules", e))?)
+            }
+            None => None,
+        },
     })
+}
+
+fn heartbeat_json(s: &ScheduleRecord) -> Result<Option<String>, StoreError> {
+    s.heartbeat
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StoreError::corrupt("schedules", e))
 }

@@ -36,6 +36,13 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     for name in names {
         rt.store.put_agent(&loaded.agent(&name)?).await?;
     }
+    let declared = crate::declared::sync(&loaded, &rt.store).await?;
+    if declared > 0 {
+        tracing::info!(
+            declared,
+            "schedules and heartbeats from the config are in place"
+        );
+    }
     let opts = ServeOptions {
         listen,
         concurrency: server.concurrency.max(1),

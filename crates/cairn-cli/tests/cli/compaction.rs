@@ -22,7 +22,7 @@ fn write_files(h: &cairn_testkit::CairnHome) {
         ("c.txt", "CHARLIE"),
         ("d.txt", "DELTA"),
     ] {
-        let body: String = (0..400).map(|i| format!("{word}-{i:04} ")).collect();
+        let body: String = (0..500).map(|i| format!("{word}-{i:04} ")).collect();
         std::fs::write(h.workspace().join(name), body).unwrap();
     }
 }
@@ -32,7 +32,12 @@ fn write_files(h: &cairn_testkit::CairnHome) {
 /// for unknown models, 8192 tokens.
 fn local(h: &cairn_testkit::CairnHome, fake: &FakeLlm) -> std::process::Command {
     let mut c = h.cmd();
-    c.env("OPENAI_BASE_URL", fake.openai_url());
+    c.env("OPENAI_BASE_URL", fake.openai_url())
+        // The sizes below are planned for these tools' definitions.
+        .env(
+            "CAIRN_AGENTS__DEFAULT__TOOLS",
+            r#"["read_file", "memory_search"]"#,
+        );
     c
 }
 

@@ -264,3 +264,78 @@ async fn an_agent_schedules_a_reminder_that_fires_in_its_session() {
     assert!(last.contains("remind me in two seconds"), "{last}");
     assert!(last.contains("Remind the user to call the bank."));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_and_heartbeats_declared_in_the_config_follow_the_file() {
+    let h = home();
+    let fake = FakeLlm::start();
+    fake.push([Reply::text("pong")]);
+    let config = h.path().join("cairn.toml");
+    std::fs::write(
+        &config,
+        r#"
+[schedules.ping]
+prompt = "ping"
+every = "2s"
+session = "pings"
+
+[agents.default.heartbeat]
+every = "1h"
+quiet_hours = "23:00-06:00"
+tz = "Europe/Paris"
+max_daily_usd = 0.02
+"#,
+    )
+    .unwrap();
+    let mut server = start(&h, &fake);
+    let api = Api::new(&server);
+    let (_, all) = api.get("/api/v1/schedules").await;
+    let ids: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"sch_cfg-ping"), "{all}");
+    assert!(ids.contains(&"sch_heartbeat-default"), "{all}");
+    let (_, beat) = api.get("/api/v1/schedules/sch_heartbeat-default").await;
+    assert_eq!(beat["heartbeat"]["max_daily_usd"], 0.02);
+    assert_eq!(beat["heartbeat"]["quiet_hours"], "23:00-06:00");
+    assert_eq!(beat["catch_up"], "skip");
+
+    let start_wait = Instant::now();
+    let fire = loop {
+        let (_, fires) = api.get("/api/v1/schedules/sch_cfg-ping/fires").await;
+        if let Some(f) = fires.as_array().and_then(|a| a.first()).cloned() {
+            break f;
+        }
+        assert!(
+            start_wait.elapsed() < Duration::from_secs(20),
+            "{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let detail = api
+        .wait_run(fire["run_id"].as_str().unwrap(), Duration::from_secs(20))
+        .await;
+    assert_eq!(detail["run"]["output"], "pong");
+    assert_eq!(server.terminate(Duration::from_secs(20)), Some(0));
+
+    // Removed from the file: removed from the store at the next start.
+    std::fs::write(&config, "").unwrap();
+    let server = start(&h, &fake);
+    let api = Api::new(&server);
+    assert_eq!(api.get("/api/v1/schedules").await.1, json!([]));
+    drop(server);
+
+    // A bad declaration stops the server with the entry named.
+    std::fs::write(
+        &config,
+        "[schedules.bad]\nprompt = \"x\"\ncron = \"99 * * * *\"\n",
+    )
+    .unwrap();
+    let out = run(h.anthropic(&fake), &["serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(stderr(&out).contains("[schedules.bad]"), "{}", stderr(&out));
+}

@@ -14,7 +14,9 @@ CREATE TABLE schedules (
     paused     INTEGER NOT NULL DEFAULT 0,
     next_due   INTEGER,
     created_at INTEGER NOT NULL,
-    created_by TEXT NOT NULL
+    created_by TEXT NOT NULL,
+    -- JSON of a heartbeat's policy (quiet hours, cost cap, idle time).
+    heartbeat  TEXT
 );
 CREATE INDEX schedules_due ON schedules (next_due) WHERE paused = 0 AND next_due IS NOT NULL;
 
