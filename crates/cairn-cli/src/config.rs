@@ -175,6 +175,9 @@ pub struct ServerConfig {
     /// Bearer key the API requires; set it with CAIRN_SERVER__API_KEY, not
     /// in the file (a file holding it must be mode 0600).
     pub api_key: Option<String>,
+    /// Seconds a run may go without progress before the watchdog cancels
+    /// it (a tool call in flight gets its own timeout plus a minute); 0: off.
+    pub watchdog_stuck_s: u64,
 }
 
 impl Default for ServerConfig {
@@ -185,6 +188,7 @@ impl Default for ServerConfig {
             body_limit_bytes: 1024 * 1024,
             shutdown_grace_s: 10,
             api_key: None,
+            watchdog_stuck_s: 900,
         }
     }
 }
@@ -509,6 +513,9 @@ concurrency = 16
 body_limit_bytes = 1048576
 # On SIGTERM, seconds running steps get to finish; the rest resume at the next start.
 shutdown_grace_s = 10
+# A run with no progress for this long is cancelled, its tools killed and its
+# session freed (a tool call in flight gets its own timeout plus a minute). 0: off.
+watchdog_stuck_s = 900
 
 [memory]
 # Facts agents save (memory_save, `cairn memory save`) are found by words

@@ -5,6 +5,7 @@ mod commands;
 mod config;
 mod declared;
 mod render;
+mod sd_notify;
 mod wiring;
 
 use std::process::ExitCode;
@@ -35,6 +36,8 @@ enum Command {
     Sessions(commands::sessions::Args),
     /// Read and edit what agents remember: save, search (--episodic for history), list, forget.
     Memory(commands::memory::Args),
+    /// Run `cairn serve` as a systemd service: `cairn service install [--user]`.
+    Service(commands::service::Args),
     /// Wake an agent on a cron schedule, an interval or once: add, list, pause, resume, remove, runs.
     Schedule(commands::schedule::Args),
     /// Show configuration, database and recent activity.
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
             Command::Sessions(a) => commands::sessions::run(a).await,
             Command::Memory(a) => commands::memory::run(a).await,
             Command::Schedule(a) => commands::schedule::run(a).await,
+            Command::Service(a) => commands::service::run(a).await,
             Command::Status(a) => commands::status::run(a).await,
             Command::Doctor => commands::doctor::run().await,
         }

@@ -266,6 +266,9 @@ impl Runtime {
     }
 }
 
+/// How long a cancelled tool gets to stop by itself.
+const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 enum Plan {
     Reuse(ToolOutput),
     Run(i64),
@@ -296,7 +299,21 @@ async fn invoke(tools: &ToolRegistry, ctx: &ToolContext, call: &ToolCall) -> Too
     // than in a spawned task: a hand-off between threads per call costs more
     // than the call itself for quick tools.
     let call_future = std::panic::AssertUnwindSafe(tool.call(ctx, call.input.clone()));
-    match futures_util::FutureExt::catch_unwind(call_future).await {
+    let call_future = futures_util::FutureExt::catch_unwind(call_future);
+    tokio::pin!(call_future);
+    let outcome = tokio::select! {
+        r = &mut call_future => r,
+        _ = ctx.cancel.cancelled() => {
+            // Tools that watch the token stop and clean up (exec kills its
+            // process group); one that does not is dropped after a grace,
+            // so a hung tool cannot hold a cancelled run.
+            match tokio::time::timeout(CANCEL_GRACE, &mut call_future).await {
+                Ok(r) => r,
+                Err(_) => Ok(ToolOutput::error("cancelled: the tool did not stop in time and was abandoned")),
+            }
+        }
+    };
+    match outcome {
         Ok(out) => out,
         Err(panic) => {
             let what = panic

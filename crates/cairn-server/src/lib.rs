@@ -9,6 +9,7 @@ mod executor;
 mod hub;
 mod scheduler;
 mod state;
+mod watchdog;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,6 +34,8 @@ pub struct ServeOptions {
     pub shutdown_grace: Duration,
     /// Bearer key required on the API; `None` allows only loopback use.
     pub api_key: Option<String>,
+    /// A run without progress for this long is cancelled (zero: never).
+    pub watchdog_stuck: Duration,
 }
 
 /// Why the server could not start or stopped badly.
@@ -88,7 +91,8 @@ pub async fn serve(
         );
     }
     let state = Arc::new(AppState::new(rt, opts.api_key.clone(), shutdown.clone()));
-    let executors = executor::start(state.clone(), opts.concurrency.max(1));
+    let mut executors = executor::start(state.clone(), opts.concurrency.max(1));
+    watchdog::start(state.clone(), opts.watchdog_stuck, &mut executors);
     let app = api::router(state.clone(), opts.body_limit);
     on_ready(addr);
     let stop = shutdown.clone();

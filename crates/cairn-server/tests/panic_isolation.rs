@@ -57,6 +57,7 @@ async fn a_panicking_run_fails_alone() {
         body_limit: 1 << 20,
         shutdown_grace: Duration::from_secs(2),
         api_key: None,
+        watchdog_stuck: Duration::ZERO,
     };
     let shutdown = CancellationToken::new();
     let (tx, rx) = tokio::sync::oneshot::channel();

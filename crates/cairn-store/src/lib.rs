@@ -28,6 +28,7 @@ pub use memories::{
 };
 pub use owner::{is_dead_local, this_process};
 pub use queue::{Job, NewJob, kinds};
+pub use runs::RunProgress;
 pub use schedules::ScheduleFire;
 pub use sessions::{SessionContext, SessionLease};
 

@@ -78,6 +78,41 @@ impl Store {
         rows.iter().map(run_from_row).collect()
     }
 
+    /// Runs in progress with their last sign of progress (their newest
+    /// journal entry's time, or their creation) and the tool calls of
+    /// their newest step, for the watchdog.
+    pub async fn running_progress(&self) -> Result<Vec<RunProgress>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.id, r.session_id, COALESCE((SELECT MAX(at) FROM run_journal j WHERE j.run_id = r.id), r.created_at) AS last
+             FROM runs r WHERE r.status = 'running'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let run_id: String = r.try_get("id")?;
+            // Tool intents after the newest model result: the calls in flight.
+            let calls: Vec<String> = sqlx::query_scalar(
+                "SELECT payload FROM run_journal WHERE run_id = ?1 AND kind = 'tool_call'
+                 AND seq > COALESCE((SELECT MAX(seq) FROM run_journal WHERE run_id = ?1 AND kind = 'model_result'), 0)",
+            )
+            .bind(&run_id)
+            .fetch_all(&self.pool)
+            .await?;
+            let in_flight = calls
+                .iter()
+                .filter_map(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+                .collect();
+            out.push(RunProgress {
+                session_id: r.try_get("session_id")?,
+                last_progress: r.try_get("last")?,
+                in_flight,
+                run_id,
+            });
+        }
+        Ok(out)
+    }
+
     /// Sessions and total spend across all runs, for `cairn status`.
     pub async fn totals(&self) -> Result<(i64, f64), StoreError> {
         let row = sqlx::query(
@@ -175,6 +210,19 @@ impl Store {
         tx.commit().await?;
         Ok(true)
     }
+}
+
+/// A running run's last sign of progress.
+#[derive(Debug, Clone)]
+pub struct RunProgress {
+    /// Run.
+    pub run_id: String,
+    /// Its session.
+    pub session_id: String,
+    /// Time of its newest journal entry (ms), or its creation.
+    pub last_progress: i64,
+    /// Payloads of the tool intents of its newest step.
+    pub in_flight: Vec<serde_json::Value>,
 }
 
 /// Inserts a queued run and the job that drives it, inside `tx`.

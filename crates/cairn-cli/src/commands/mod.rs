@@ -8,6 +8,7 @@ pub mod run;
 pub mod runs;
 pub mod schedule;
 pub mod serve;
+pub mod service;
 pub mod sessions;
 pub mod status;
 

@@ -49,6 +49,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         body_limit: server.body_limit_bytes.max(1024),
         shutdown_grace: Duration::from_secs(server.shutdown_grace_s),
         api_key: server.api_key.clone().filter(|k| !k.is_empty()),
+        watchdog_stuck: Duration::from_secs(server.watchdog_stuck_s),
     };
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
@@ -69,7 +70,28 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
     );
     let db = loaded.database_path();
+    let pinger = crate::sd_notify::Notifier::from_env().map(std::sync::Arc::new);
+    let stopped = shutdown.clone();
     serve(rt, opts, shutdown, |addr| {
+        if let Some(n) = pinger.clone() {
+            n.send("READY=1");
+            let every = crate::sd_notify::Notifier::watchdog_interval();
+            tokio::spawn(async move {
+                loop {
+                    if every.is_some() {
+                        n.send("WATCHDOG=1");
+                    }
+                    let wait = every.unwrap_or(Duration::from_secs(3600));
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stopped.cancelled() => {
+                            n.send("STOPPING=1");
+                            break;
+                        }
+                    }
+                }
+            });
+        }
         eprintln!(
             "cairn {} serving on http://{addr}",
             env!("CARGO_PKG_VERSION")

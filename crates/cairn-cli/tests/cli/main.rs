@@ -12,6 +12,7 @@ mod provider_errors;
 mod schedules;
 mod server_api;
 mod server_crash;
+mod supervision;
 mod tool_runs;
 
 use std::process::{Command, Output};
