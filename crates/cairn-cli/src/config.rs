@@ -32,6 +32,8 @@ pub struct Config {
     pub pricing: BTreeMap<String, Price>,
     /// Schedules declared in the file, by name.
     pub schedules: BTreeMap<String, ScheduleConfig>,
+    /// Telegram, Slack and signed webhooks.
+    pub channels: cairn_server::channels::ChannelSettings,
 }
 
 /// `[schedules.<name>]`: one of `cron`, `every`, `at`.

@@ -38,6 +38,8 @@ enum Command {
     Memory(commands::memory::Args),
     /// Run `cairn serve` as a systemd service: `cairn service install [--user]`.
     Service(commands::service::Args),
+    /// Channels (Telegram, Slack, webhooks): `cairn channels outbox`.
+    Channels(commands::channels::Args),
     /// Wake an agent on a cron schedule, an interval or once: add, list, pause, resume, remove, runs.
     Schedule(commands::schedule::Args),
     /// Show configuration, database and recent activity.
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
             Command::Memory(a) => commands::memory::run(a).await,
             Command::Schedule(a) => commands::schedule::run(a).await,
             Command::Service(a) => commands::service::run(a).await,
+            Command::Channels(a) => commands::channels::run(a).await,
             Command::Status(a) => commands::status::run(a).await,
             Command::Doctor => commands::doctor::run().await,
         }

@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod channel;
 pub mod ids;
 pub mod memory;
 pub mod message;

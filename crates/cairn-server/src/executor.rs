@@ -150,6 +150,7 @@ async fn drive(state: &Arc<AppState>, job: Job) {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .remove(&run_id);
+    state.run_done.notify_waiters();
 }
 
 /// Ends a run as failed outside the runtime (panic, missing agent).

@@ -4,6 +4,7 @@
 //! `/v1/models`, health endpoints, and the executor that drives queued runs.
 
 mod api;
+pub mod channels;
 mod error;
 mod executor;
 mod hub;
@@ -36,6 +37,8 @@ pub struct ServeOptions {
     pub api_key: Option<String>,
     /// A run without progress for this long is cancelled (zero: never).
     pub watchdog_stuck: Duration,
+    /// Telegram, Slack, webhooks.
+    pub channels: channels::ChannelSettings,
 }
 
 /// Why the server could not start or stopped badly.
@@ -90,9 +93,12 @@ pub async fn serve(
             "resuming runs left unfinished by a stopped process"
         );
     }
-    let state = Arc::new(AppState::new(rt, opts.api_key.clone(), shutdown.clone()));
+    let mut app_state = AppState::new(rt, opts.api_key.clone(), shutdown.clone());
+    app_state.channels = channels::Channels::new(&opts.channels, cairn_llm::http_client());
+    let state = Arc::new(app_state);
     let mut executors = executor::start(state.clone(), opts.concurrency.max(1));
     watchdog::start(state.clone(), opts.watchdog_stuck, &mut executors);
+    channels::start(state.clone(), state.channels.clone(), &mut executors);
     let app = api::router(state.clone(), opts.body_limit);
     on_ready(addr);
     let stop = shutdown.clone();

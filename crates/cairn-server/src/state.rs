@@ -25,6 +25,12 @@ pub struct AppState {
     pub api_key: Option<String>,
     /// Fires when the server stops.
     pub shutdown: CancellationToken,
+    /// The channels this server runs.
+    pub channels: crate::channels::Channels,
+    /// Wakes the outbox senders when a reply is enqueued.
+    pub outbox: Notify,
+    /// Wakes the reply loop when a run ends.
+    pub run_done: Notify,
 }
 
 impl AppState {
@@ -37,6 +43,9 @@ impl AppState {
             cancels: Mutex::new(HashMap::new()),
             api_key,
             shutdown,
+            channels: Default::default(),
+            outbox: Notify::new(),
+            run_done: Notify::new(),
         }
     }
 

@@ -58,6 +58,7 @@ async fn a_panicking_run_fails_alone() {
         shutdown_grace: Duration::from_secs(2),
         api_key: None,
         watchdog_stuck: Duration::ZERO,
+        channels: Default::default(),
     };
     let shutdown = CancellationToken::new();
     let (tx, rx) = tokio::sync::oneshot::channel();

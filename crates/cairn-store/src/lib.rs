@@ -3,6 +3,7 @@
 //! when the cluster lands.
 
 mod agents;
+mod channels;
 mod error;
 mod fast_writer;
 mod journal;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+pub use channels::{Accepted, AwaitingReply, NewOutbound};
 pub use error::StoreError;
 pub use journal::{NewCompaction, NewEntry, StepCommit};
 pub use memories::{

@@ -13,6 +13,7 @@ const SQLITE: &[(i64, &str)] = &[
     (3, include_str!("../migrations/sqlite/0003_memory.sql")),
     (4, include_str!("../migrations/sqlite/0004_compaction.sql")),
     (5, include_str!("../migrations/sqlite/0005_schedules.sql")),
+    (6, include_str!("../migrations/sqlite/0006_channels.sql")),
 ];
 
 pub(crate) async fn current_version(pool: &SqlitePool) -> Result<i64, StoreError> {

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod channels;
 pub mod chat;
 pub mod doctor;
 pub mod init;

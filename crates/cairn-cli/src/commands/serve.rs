@@ -50,6 +50,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         shutdown_grace: Duration::from_secs(server.shutdown_grace_s),
         api_key: server.api_key.clone().filter(|k| !k.is_empty()),
         watchdog_stuck: Duration::from_secs(server.watchdog_stuck_s),
+        channels: loaded.config.channels.clone(),
     };
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();

@@ -84,6 +84,18 @@ pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
     Router::new()
         .merge(api)
         .route("/api/v1/openapi.json", get(openapi::serve_openapi))
+        .route(
+            "/channels/telegram/webhook",
+            post(crate::channels::telegram::webhook),
+        )
+        .route(
+            "/channels/slack/events",
+            post(crate::channels::slack::events),
+        )
+        .route(
+            "/channels/webhook/{name}",
+            post(crate::channels::webhook::inbound),
+        )
         .route("/healthz", get(native::healthz))
         .route("/readyz", get(native::readyz))
         .fallback(|| async { ApiError::not_found("no such endpoint; see /api/v1/openapi.json") })

@@ -1,0 +1,331 @@
+//! The durable inbox and outbox of channels. Accepting an inbound message
+//! is one transaction (inbox row, session, run and its job); only after it
+//! commits is the platform acknowledged, so a crash loses nothing and a
+//! redelivery (same platform id) changes nothing. Replies are enqueued once
+//! per run and retried until delivered or dead-lettered.
+
+use cairn_core::channel::{InboundMessage, OutboxItem};
+use cairn_core::ids::new_id;
+use cairn_core::{RunRecord, now_ms};
+use sqlx::Row;
+
+use crate::{Store, StoreError};
+
+/// What became of an inbound message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Accepted {
+    /// New: a run was queued for it.
+    Queued {
+        /// The run.
+        run_id: String,
+    },
+    /// New, from someone not allowed: a refusal was queued, no run.
+    Refused,
+    /// Seen before (the platform redelivered it): nothing done.
+    Duplicate,
+}
+
+/// A reply to send.
+#[derive(Debug, Clone)]
+pub struct NewOutbound {
+    /// Channel.
+    pub channel: String,
+    /// Chat.
+    pub chat_id: String,
+    /// Thread.
+    pub thread: Option<String>,
+    /// Pieces, sent in order (a platform's length limit splits a reply).
+    pub parts: Vec<String>,
+    /// The run it answers.
+    pub run_id: Option<String>,
+}
+
+/// A finished run that a channel message started and that has no reply yet.
+#[derive(Debug, Clone)]
+pub struct AwaitingReply {
+    /// The message that started it.
+    pub message: InboundMessage,
+    /// The run, finished.
+    pub run: RunRecord,
+}
+
+impl Store {
+    /// Records an inbound message: with `run` (allowed sender) the run is
+    /// queued in the same transaction; without, `refusal` is queued as the
+    /// reply. A message already recorded is a `Duplicate`.
+    pub async fn accept_inbound(
+        &self,
+        msg: &InboundMessage,
+        run: Option<&RunRecord>,
+        refusal: Option<&str>,
+    ) -> Result<Accepted, StoreError> {
+        let _writing = self.lock_writes().await;
+        let mut tx = self.write_tx().await?;
+        let now = now_ms();
+        let inserted = sqlx::query(
+            "INSERT INTO channel_inbox (channel, platform_id, chat_id, thread, user_id, text, received_at, outcome, session_id, run_id)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(&msg.channel)
+        .bind(&msg.platform_id)
+        .bind(&msg.chat_id)
+        .bind(&msg.thread)
+        .bind(&msg.user_id)
+        .bind(&msg.text)
+        .bind(now)
+        .bind(if run.is_some() { "queued" } else { "refused" })
+        .bind(run.map(|r| r.session_id.clone()))
+        .bind(run.map(|r| r.id.clone()))
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Ok(Accepted::Duplicate);
+        }
+        let outcome = match run {
+            Some(run) => {
+                sqlx::query(
+                    "INSERT INTO sessions (id, agent, version, created_at, updated_at) VALUES (?, ?, 0, ?, ?)
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(&run.session_id)
+                .bind(&run.agent)
+                .bind(now)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                crate::runs::insert_run_with_job(&mut tx, run).await?;
+                Accepted::Queued {
+                    run_id: run.id.clone(),
+                }
+            }
+            None => {
+                let out = NewOutbound {
+                    channel: msg.channel.clone(),
+                    chat_id: msg.chat_id.clone(),
+                    thread: msg.thread.clone(),
+                    parts: vec![
+                        refusal
+                            .unwrap_or("Sorry, I only talk to people I know.")
+                            .to_string(),
+                    ],
+                    run_id: None,
+                };
+                insert_outbound(&mut tx, &out, now).await?;
+                Accepted::Refused
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Finished runs started by channel messages whose reply is not yet
+    /// enqueued.
+    pub async fn awaiting_replies(&self, limit: i64) -> Result<Vec<AwaitingReply>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT i.channel, i.platform_id, i.chat_id, i.thread, i.user_id, i.text, i.run_id
+             FROM channel_inbox i JOIN runs r ON r.id = i.run_id
+             WHERE i.replied = 0 AND i.run_id IS NOT NULL AND r.status IN ('completed', 'failed', 'cancelled')
+             LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let run_id: String = r.try_get("run_id")?;
+            out.push(AwaitingReply {
+                message: InboundMessage {
+                    channel: r.try_get("channel")?,
+                    platform_id: r.try_get("platform_id")?,
+                    chat_id: r.try_get("chat_id")?,
+                    thread: r.try_get("thread")?,
+                    user_id: r.try_get("user_id")?,
+                    text: r.try_get("text")?,
+                },
+                run: self.get_run(&run_id).await?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Enqueues the reply to an inbound message and marks it replied, in
+    /// one transaction (so a reply is enqueued once).
+    pub async fn enqueue_reply(
+        &self,
+        msg: &InboundMessage,
+        out: &NewOutbound,
+    ) -> Result<bool, StoreError> {
+        let _writing = self.lock_writes().await;
+        let mut tx = self.write_tx().await?;
+        let marked = sqlx::query(
+            "UPDATE channel_inbox SET replied = 1 WHERE channel = ? AND platform_id = ? AND replied = 0",
+        )
+        .bind(&msg.channel)
+        .bind(&msg.platform_id)
+        .execute(&mut *tx)
+        .await?;
+        if marked.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_outbound(&mut tx, out, now_ms()).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Enqueues a message that answers no inbound one (a notice).
+    pub async fn enqueue_outbound(&self, out: &NewOutbound) -> Result<(), StoreError> {
+        let _writing = self.lock_writes().await;
+        let mut tx = self.write_tx().await?;
+        insert_outbound(&mut tx, out, now_ms()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Pending items of `channel` due by `now`, oldest first; per chat, an
+    /// item is due only after the earlier ones of that chat were sent (the
+    /// parts of a reply arrive in order).
+    pub async fn due_outbound(
+        &self,
+        channel: &str,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM channel_outbox o WHERE o.status = 'pending' AND o.channel = ?1 AND o.next_at <= ?2
+             AND NOT EXISTS (SELECT 1 FROM channel_outbox e WHERE e.status = 'pending' AND e.channel = o.channel
+                             AND e.chat_id = o.chat_id AND (e.created_at < o.created_at OR (e.created_at = o.created_at AND e.id < o.id)))
+             ORDER BY o.created_at, o.id LIMIT ?3",
+        )
+        .bind(channel)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(outbox_from_row).collect()
+    }
+
+    /// Every outbox item (of a channel), newest first.
+    pub async fn list_outbound(
+        &self,
+        channel: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM channel_outbox WHERE ?1 IS NULL OR channel = ?1 ORDER BY created_at DESC, id DESC LIMIT ?2",
+        )
+        .bind(channel)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(outbox_from_row).collect()
+    }
+
+    /// Records a delivery attempt: sent, retried at `retry_at`, or dead.
+    pub async fn outbound_attempt(
+        &self,
+        id: &str,
+        result: Result<(), (String, Option<i64>)>,
+    ) -> Result<(), StoreError> {
+        let _writing = self.lock_writes().await;
+        let now = now_ms();
+        match result {
+            Ok(()) => {
+                sqlx::query(
+                    "UPDATE channel_outbox SET status = 'sent', attempts = attempts + 1, sent_at = ? WHERE id = ?",
+                )
+                .bind(now)
+                .bind(id)
+                .execute(&self.writer)
+                .await?;
+            }
+            Err((error, retry_at)) => {
+                sqlx::query(
+                    "UPDATE channel_outbox SET attempts = attempts + 1, last_error = ?,
+                        status = CASE WHEN ? IS NULL THEN 'dead' ELSE 'pending' END, next_at = COALESCE(?, next_at)
+                     WHERE id = ?",
+                )
+                .bind(error)
+                .bind(retry_at)
+                .bind(retry_at)
+                .bind(id)
+                .execute(&self.writer)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A polling channel's saved position.
+    pub async fn channel_cursor(&self, channel: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT cursor FROM channel_cursors WHERE channel = ?")
+                .bind(channel)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Saves a polling channel's position.
+    pub async fn set_channel_cursor(&self, channel: &str, cursor: &str) -> Result<(), StoreError> {
+        let _writing = self.lock_writes().await;
+        sqlx::query(
+            "INSERT INTO channel_cursors (channel, cursor) VALUES (?, ?)
+             ON CONFLICT (channel) DO UPDATE SET cursor = excluded.cursor",
+        )
+        .bind(channel)
+        .bind(cursor)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// How many inbound messages a channel has recorded (all outcomes).
+    pub async fn inbound_count(&self, channel: &str) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM channel_inbox WHERE channel = ?")
+                .bind(channel)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+}
+
+async fn insert_outbound(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    out: &NewOutbound,
+    now: i64,
+) -> Result<(), StoreError> {
+    for (i, part) in out.parts.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO channel_outbox (id, channel, chat_id, thread, text, run_id, status, next_at, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+        )
+        .bind(new_id("out"))
+        .bind(&out.channel)
+        .bind(&out.chat_id)
+        .bind(&out.thread)
+        .bind(part)
+        .bind(&out.run_id)
+        .bind(now)
+        // Parts of one reply keep their order through `created_at`.
+        .bind(now + i as i64)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+fn outbox_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<OutboxItem, StoreError> {
+    Ok(OutboxItem {
+        id: r.try_get("id")?,
+        channel: r.try_get("channel")?,
+        chat_id: r.try_get("chat_id")?,
+        thread: r.try_get("thread")?,
+        text: r.try_get("text")?,
+        run_id: r.try_get("run_id")?,
+        status: r.try_get("status")?,
+        attempts: r.try_get("attempts")?,
+        next_at: r.try_get("next_at")?,
+        last_error: r.try_get("last_error")?,
+    })
+}
