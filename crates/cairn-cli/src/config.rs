@@ -117,6 +117,9 @@ pub struct LlmConfig {
     pub timeout_s: u64,
     /// Attempts per model call, the first included.
     pub max_attempts: u32,
+    /// Longest wait between attempts; a provider asking for longer puts
+    /// runs in a cooldown (they wait, then resume) instead.
+    pub max_retry_wait_s: u64,
 }
 
 impl Default for LlmConfig {
@@ -126,6 +129,7 @@ impl Default for LlmConfig {
             model: String::new(),
             timeout_s: 300,
             max_attempts: 5,
+            max_retry_wait_s: 60,
         }
     }
 }
@@ -497,6 +501,10 @@ timeout_s = 300
 # Attempts per model call on 429/5xx/connection errors (jittered backoff,
 # honouring retry-after).
 max_attempts = 5
+# A provider asking to wait longer than this (a rate limit, a subscription
+# cooldown) puts runs in a cooldown: they wait and resume by themselves, and
+# `cairn status` and the channel say until when.
+max_retry_wait_s = 60
 
 [store]
 # SQLite file, relative to CAIRN_HOME.

@@ -63,6 +63,12 @@ pub fn live_event(e: &RunEvent, quiet: bool) {
                 }
             );
         }
+        RunEvent::CoolingDown { until, reason } => {
+            eprintln!(
+                "· {reason}: cooling down until {}; the run resumes by itself then",
+                cairn_runtime::iso(*until)
+            );
+        }
         RunEvent::RunStarted { .. } | RunEvent::RunFinished { .. } => {}
     }
 }

@@ -125,6 +125,7 @@ async fn runtime_with(loaded: &Loaded, provider: Arc<dyn Provider>) -> Result<Ru
     rt.prices = PriceTable::new(loaded.config.pricing.clone());
     rt.retry = RetryPolicy {
         max_attempts: loaded.config.llm.max_attempts.max(1),
+        max_delay: std::time::Duration::from_secs(loaded.config.llm.max_retry_wait_s.max(1)),
         ..RetryPolicy::default()
     };
     rt.tool_output_limit = loaded.config.tools.output_limit_bytes.max(1024);

@@ -229,6 +229,13 @@ pub enum RunEvent {
         /// Facts saved to semantic memory first.
         facts: usize,
     },
+    /// The provider rate-limited us: the run waits, and resumes by itself.
+    CoolingDown {
+        /// Until when (ms since epoch).
+        until: i64,
+        /// What the provider said.
+        reason: String,
+    },
     /// The run ended.
     RunFinished {
         /// Final record.

@@ -25,6 +25,9 @@ use crate::tool_step::{Prior, tool_intent};
 use crate::turn::Events;
 use crate::{AgentSpec, Runtime, RuntimeError};
 
+/// How long to wait when a provider rate-limits without saying.
+const DEFAULT_COOLDOWN: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub(crate) fn entry(
     kind: JournalKind,
     ref_seq: Option<i64>,
@@ -253,6 +256,30 @@ impl Runtime {
                     overflowed = Some(e);
                     force_compaction = true;
                     continue;
+                }
+                Err(LlmError::RateLimited {
+                    message,
+                    retry_after,
+                    ..
+                }) => {
+                    // A state, not a failure and not a retry loop: the run
+                    // waits for the provider and resumes by itself.
+                    let wait = retry_after
+                        .unwrap_or(DEFAULT_COOLDOWN)
+                        .max(std::time::Duration::from_secs(1));
+                    let until = now_ms() + wait.as_millis() as i64;
+                    let reason = format!("{} rate limit: {message}", self.provider.name());
+                    let failed = carry.result_for(
+                        JournalKind::ModelResult,
+                        json!({"error": reason, "cooling_down_until": until}),
+                    );
+                    carry.entries.push(failed);
+                    carry.call = None;
+                    self.flush(run, lease, carry).await?;
+                    self.store
+                        .set_provider_cooldown(self.provider.name(), until, &reason)
+                        .await?;
+                    return Ok((RunStatus::Queued, Some(until.to_string())));
                 }
                 Err(e) => {
                     let failed =

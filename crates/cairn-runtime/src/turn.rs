@@ -96,7 +96,14 @@ impl Runtime {
                 .await?
             {
                 if job.run_id.as_deref() == Some(run.id.as_str()) {
-                    return self.drive(job, req.agent.clone(), events, cancel).await;
+                    let driven = self
+                        .drive(job, req.agent.clone(), events, cancel.clone())
+                        .await?;
+                    if driven.status.is_terminal() {
+                        return Ok(driven);
+                    }
+                    // Cooling down: wait here until the job may be claimed again.
+                    continue;
                 }
                 let earlier = job.run_id.clone().unwrap_or_default();
                 events(RunEvent::ResumingRun { run_id: earlier });
@@ -191,6 +198,25 @@ impl Runtime {
             .await;
         drop(heartbeat);
         let result = match outcome {
+            Ok((RunStatus::Queued, until)) => {
+                // Cooling down: hand the job back for when the provider
+                // takes calls again; the session is free meanwhile.
+                let until = until.and_then(|u| u.parse().ok()).unwrap_or_else(now_ms);
+                run.status = RunStatus::Queued;
+                self.store.update_run(&run).await?;
+                self.store.release_session(&lease).await?;
+                self.store.release_job_until(&job, until).await?;
+                let reason = self
+                    .store
+                    .provider_cooldowns(now_ms())
+                    .await?
+                    .into_iter()
+                    .find(|(p, _, _)| p == self.provider.name())
+                    .map(|(_, _, r)| r)
+                    .unwrap_or_default();
+                events(RunEvent::CoolingDown { until, reason });
+                return Ok(run);
+            }
             Ok((RunStatus::Running, _)) => {
                 // Paused for shutdown: hand the job back, ready for the next start.
                 self.store.release_session(&lease).await?;

@@ -121,7 +121,7 @@ async fn drive(state: &Arc<AppState>, job: Job) {
                     &format!("agent {:?} is not available: {e}", run.agent),
                 )
                 .await;
-                return Ok(());
+                return Ok(None);
             }
         };
         let hub_state = task_state.clone();
@@ -130,10 +130,13 @@ async fn drive(state: &Arc<AppState>, job: Job) {
             .rt
             .drive(task_job, agent, &events, cancel)
             .await
-            .map(|_| ())
+            .map(Some)
     });
     match handle.await {
-        Ok(Ok(())) => {}
+        Ok(Ok(Some(run))) if run.status == RunStatus::Queued => {
+            tell_cooling_down(state, &run).await
+        }
+        Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::error!(run = %run_id, error = %e, "driving the run failed"),
         Err(panic) => {
             fail(
@@ -151,6 +154,40 @@ async fn drive(state: &Arc<AppState>, job: Job) {
         .unwrap_or_else(|p| p.into_inner())
         .remove(&run_id);
     state.run_done.notify_waiters();
+}
+
+/// A run waiting for a rate-limited provider: the person who asked on a
+/// channel is told until when, rather than left wondering.
+async fn tell_cooling_down(state: &AppState, run: &cairn_core::RunRecord) {
+    let Ok(Some(msg)) = state.rt.store.inbound_for_run(&run.id).await else {
+        return;
+    };
+    let until = state
+        .rt
+        .store
+        .provider_cooldowns(now_ms())
+        .await
+        .ok()
+        .and_then(|c| c.into_iter().find(|(p, _, _)| *p == run.provider))
+        .map(|(_, until, _)| until);
+    let Some(until) = until else { return };
+    let notice = cairn_store::NewOutbound {
+        channel: msg.channel,
+        chat_id: msg.chat_id,
+        thread: msg.thread,
+        parts: vec![format!(
+            "I'm being rate-limited by my model provider ({}) until {} UTC; I'll answer then.",
+            run.provider,
+            cairn_runtime::iso(until)
+                .replace('T', " ")
+                .trim_end_matches('Z')
+        )],
+        run_id: None,
+    };
+    match state.rt.store.enqueue_outbound(&notice).await {
+        Ok(()) => state.outbox.notify_waiters(),
+        Err(e) => tracing::warn!(error = %e, "cannot enqueue a cooldown notice"),
+    }
 }
 
 /// Ends a run as failed outside the runtime (panic, missing agent).

@@ -279,6 +279,30 @@ impl Store {
         Ok(())
     }
 
+    /// The channel message that started `run_id`, if one did.
+    pub async fn inbound_for_run(
+        &self,
+        run_id: &str,
+    ) -> Result<Option<InboundMessage>, StoreError> {
+        let row = sqlx::query(
+            "SELECT channel, platform_id, chat_id, thread, user_id, text FROM channel_inbox WHERE run_id = ?",
+        )
+        .bind(run_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(InboundMessage {
+                channel: r.try_get("channel")?,
+                platform_id: r.try_get("platform_id")?,
+                chat_id: r.try_get("chat_id")?,
+                thread: r.try_get("thread")?,
+                user_id: r.try_get("user_id")?,
+                text: r.try_get("text")?,
+            })
+        })
+        .transpose()
+    }
+
     /// How many inbound messages a channel has recorded (all outcomes).
     pub async fn inbound_count(&self, channel: &str) -> Result<i64, StoreError> {
         Ok(

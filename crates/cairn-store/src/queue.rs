@@ -93,12 +93,14 @@ impl Store {
              WHERE id = (SELECT j.id FROM jobs j JOIN runs r ON r.id = j.run_id
                          WHERE j.status = 'ready' AND j.kind = ? AND r.session_id = ?
                          ORDER BY r.created_at, r.id LIMIT 1)
+               AND run_at <= ?
              RETURNING id, kind, run_id, payload, attempt",
         )
         .bind(this_process())
         .bind(now_ms() + lease_ms)
         .bind(kinds::ADVANCE_RUN)
         .bind(session_id)
+        .bind(now_ms())
         .fetch_optional(&self.writer)
         .await?;
         row.map(|r| job_from_row(&r)).transpose()
@@ -139,6 +141,51 @@ impl Store {
             .execute(&self.writer)
             .await?;
         Ok(())
+    }
+
+    /// Hands a job back, to be claimed no earlier than `run_at` (ms).
+    pub async fn release_job_until(&self, job: &Job, run_at: i64) -> Result<(), StoreError> {
+        let _writing = self.lock_writes().await;
+        sqlx::query(
+            "UPDATE jobs SET status = 'ready', lease_owner = NULL, lease_until = NULL, run_at = ? WHERE id = ? AND attempt = ?",
+        )
+        .bind(run_at)
+        .bind(&job.id)
+        .bind(job.attempt)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Records that `provider` asked us to wait until `until` (ms).
+    pub async fn set_provider_cooldown(
+        &self,
+        provider: &str,
+        until: i64,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let _writing = self.lock_writes().await;
+        sqlx::query(
+            "INSERT INTO provider_cooldowns (provider, until, reason) VALUES (?, ?, ?)
+             ON CONFLICT (provider) DO UPDATE SET until = MAX(until, excluded.until), reason = excluded.reason",
+        )
+        .bind(provider)
+        .bind(until)
+        .bind(reason)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Providers cooling down at `now`: (provider, until, reason).
+    pub async fn provider_cooldowns(
+        &self,
+        now: i64,
+    ) -> Result<Vec<(String, i64, String)>, StoreError> {
+        Ok(sqlx::query_as("SELECT provider, until, reason FROM provider_cooldowns WHERE until > ? ORDER BY provider")
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Makes jobs whose lease expired, or whose holder on this host is dead,

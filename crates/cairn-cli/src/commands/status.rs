@@ -24,6 +24,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let (sessions, spent) = store.totals().await?;
     let counts = store.run_counts().await?;
     let recent = store.list_runs(None, 5).await?;
+    let cooling = store.provider_cooldowns(cairn_core::now_ms()).await?;
     if args.json {
         let v = json!({
             "version": env!("CARGO_PKG_VERSION"),
@@ -37,6 +38,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             "runs": counts.iter().map(|(s, n)| (s.clone(), json!(n))).collect::<serde_json::Map<_, _>>(),
             "cost_usd": spent,
             "recent_runs": recent,
+            "cooling_down": cooling.iter().map(|(p, until, reason)| json!({"provider": p, "until": until, "reason": reason})).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
@@ -69,6 +71,12 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             }
         ),
         Err(e) => println!("provider   not configured: {e}"),
+    }
+    for (p, until, reason) in &cooling {
+        println!(
+            "cooldown   {p}: cooling down until {} ({reason}); runs wait and resume by themselves",
+            cairn_runtime::iso(*until)
+        );
     }
     let total: i64 = counts.iter().map(|(_, n)| n).sum();
     println!("sessions   {sessions}");

@@ -387,3 +387,67 @@ async fn signed_webhooks_start_runs_and_get_signed_replies() {
     assert_eq!(reply["run_id"], v["run_id"]);
     assert_eq!(fake.requests().len(), 1);
 }
+
+fn rate_limited(seconds: u64) -> Reply {
+    Reply::Error {
+        status: 429,
+        message: "This request would exceed your rate limit.".into(),
+        headers: vec![("retry-after".into(), seconds.to_string())],
+    }
+}
+
+#[test]
+fn a_rate_limited_provider_is_a_cooldown_the_person_is_told_about() {
+    let h = home();
+    let fake = FakeLlm::start();
+    let tg = FakeTelegram::start("T");
+    write_config(
+        &h,
+        &format!(
+            "[llm]\nmax_retry_wait_s = 1\n[channels.telegram]\ntoken = \"T\"\napi_url = \"{}\"\nallow = [\"*\"]\npoll_timeout_s = 1\n",
+            tg.url()
+        ),
+    );
+    fake.push([rate_limited(3), Reply::text("Here it is.")]);
+    let _server = ServerProcess::start(h.anthropic(&fake));
+    tg.user_says(20, 20, "erin", "what is on today?");
+    wait_until("the cooldown notice", Duration::from_secs(20), || {
+        !tg.sent().is_empty()
+    });
+    let notice = tg.sent()[0]["text"].as_str().unwrap().to_string();
+    assert!(notice.contains("rate\\-limited"), "{notice}");
+    let status = json(&h, &["status"]);
+    assert_eq!(
+        status["cooling_down"][0]["provider"], "anthropic",
+        "{status}"
+    );
+    assert!(
+        status["cooling_down"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("rate limit")
+    );
+    // It resumes by itself once the cooldown ends: one more model call.
+    wait_until("the answer", Duration::from_secs(30), || {
+        tg.sent().len() >= 2
+    });
+    assert_eq!(tg.sent()[1]["text"], "Here it is\\.");
+    assert_eq!(fake.requests().len(), 2, "no retry loop while cooling down");
+}
+
+#[test]
+fn cairn_run_waits_out_a_cooldown_and_finishes() {
+    let h = home();
+    let fake = FakeLlm::start();
+    fake.push([rate_limited(2), Reply::text("done")]);
+    let mut cmd = h.anthropic(&fake);
+    cmd.env("CAIRN_LLM__MAX_RETRY_WAIT_S", "1");
+    let out = ok(cmd, &["run", "hello"]);
+    assert!(stdout(&out).contains("done"), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("cooling down until"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fake.requests().len(), 2);
+}

@@ -40,3 +40,11 @@ CREATE TABLE channel_cursors (
     channel TEXT PRIMARY KEY,
     cursor  TEXT NOT NULL
 );
+
+-- A provider that rate-limited us (or whose subscription is in cooldown):
+-- runs wait until `until` instead of failing or retrying in a loop.
+CREATE TABLE provider_cooldowns (
+    provider TEXT PRIMARY KEY,
+    until    INTEGER NOT NULL,
+    reason   TEXT NOT NULL
+);
