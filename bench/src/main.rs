@@ -2,6 +2,7 @@
 //! and the ratio against peers measured in the same run on the same machine.
 //! See bench/README.md.
 
+mod always_on;
 mod memory;
 
 use std::path::{Path, PathBuf};
@@ -466,6 +467,11 @@ async fn main() -> Result<()> {
         return memory::run(model_dir).await;
     }
     let bin = cairn_bin()?;
+    // `cairn-bench always-on`: schedules and channels only.
+    if std::env::args().nth(1).as_deref() == Some("always-on") {
+        always_on::schedules().await?;
+        return always_on::channels(&fake, &bin).await;
+    }
     println!(
         "cairn benchmarks · {STEPS}-step tool-calling run (read_file each step) against the fake LLM, journal on (SQLite WAL)\n"
     );
@@ -506,6 +512,8 @@ async fn main() -> Result<()> {
         chat_kib as f64 / 1024.0
     );
     server_load(&fake, &bin).await?;
+    always_on::schedules().await?;
+    always_on::channels(&fake, &bin).await?;
 
     println!(
         "peers (same fake, same machine, same run; ratio = peer time / cairn time, >1 means cairn is faster)"
