@@ -63,6 +63,9 @@ pub fn live_event(e: &RunEvent, quiet: bool) {
                 }
             );
         }
+        RunEvent::MessageJoined { text } => {
+            eprintln!("· a new message joined this turn: {}", short(text, 80));
+        }
         RunEvent::CoolingDown { until, reason } => {
             eprintln!(
                 "· {reason}: cooling down until {}; the run resumes by itself then",

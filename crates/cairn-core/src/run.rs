@@ -229,6 +229,12 @@ pub enum RunEvent {
         /// Facts saved to semantic memory first.
         facts: usize,
     },
+    /// A message that arrived for the session while this run worked was
+    /// taken into it.
+    MessageJoined {
+        /// Its text.
+        text: String,
+    },
     /// The provider rate-limited us: the run waits, and resumes by itself.
     CoolingDown {
         /// Until when (ms since epoch).

@@ -77,6 +77,9 @@ pub struct Runtime {
     pub home: Option<PathBuf>,
     /// Bytes of remembered facts put in the system prompt of a run (0: none).
     pub memory_prompt_budget: usize,
+    /// Bumped when a channel message is queued: running turns then look
+    /// for messages to take in at their next step.
+    pub inbound: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Runtime {
@@ -94,6 +97,7 @@ impl Runtime {
             memory: Arc::new(Memory::new(store.clone(), None)),
             memory_prompt_budget: 2000,
             home: None,
+            inbound: Default::default(),
         }
     }
 }

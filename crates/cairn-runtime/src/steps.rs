@@ -154,6 +154,7 @@ impl Runtime {
         let mut overflowed: Option<LlmError> = None;
         let mut force_compaction = false;
         let mut carry = Carry::default();
+        let mut inbound_seen = self.inbound.load(std::sync::atomic::Ordering::Acquire);
         loop {
             if self.stopping.is_cancelled() {
                 // The process is stopping: leave at this step boundary; the
@@ -170,6 +171,25 @@ impl Runtime {
                         agent.max_steps
                     )),
                 ));
+            }
+            let inbound_now = self.inbound.load(std::sync::atomic::Ordering::Acquire);
+            if inbound_now != inbound_seen && history.last().is_some_and(|m| m.role == Role::User) {
+                // Messages that arrived for this session meanwhile join this
+                // turn instead of waiting for their own.
+                inbound_seen = inbound_now;
+                let kept = match carry.call {
+                    Some(CallRef::Seq(seq)) => Some(CallRef::Seq(seq)),
+                    _ => None,
+                };
+                self.flush(run, lease, carry).await?;
+                carry = Carry {
+                    call: kept,
+                    ..Default::default()
+                };
+                for text in self.store.absorb_queued_messages(lease).await? {
+                    events(RunEvent::MessageJoined { text: text.clone() });
+                    history.push(Message::user_text(text));
+                }
             }
             if force_compaction || budget.estimate(&system, &history, &specs) > budget.limit() {
                 force_compaction = false;

@@ -179,6 +179,14 @@ impl Runtime {
             self.store.complete_job(&job).await?;
             return result;
         };
+        // While this waited for the session, its message may have joined
+        // the turn that held it.
+        let latest = self.store.get_run(&run.id).await?;
+        if latest.status.is_terminal() {
+            self.store.release_session(&lease).await?;
+            self.store.complete_job(&job).await?;
+            return Ok(latest);
+        }
         let heartbeat =
             Heartbeat::session(self.store.clone(), lease.clone(), self.session_lease_ms);
         let ctx = ToolContext {

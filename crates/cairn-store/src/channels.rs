@@ -303,6 +303,87 @@ impl Store {
         .transpose()
     }
 
+    /// Folds channel messages that arrived for `lease`'s session while its
+    /// run works into that run: their queued runs are closed (answered
+    /// together), their jobs removed, their text appended to the session —
+    /// one transaction, under the session lease. Returns the texts, oldest
+    /// first; their senders get the running turn's reply.
+    pub async fn absorb_queued_messages(
+        &self,
+        lease: &mut crate::SessionLease,
+    ) -> Result<Vec<String>, StoreError> {
+        let _writing = self.lock_writes().await;
+        let mut tx = self.write_tx().await?;
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT r.id, r.input FROM runs r
+             JOIN jobs j ON j.run_id = r.id AND j.status = 'ready'
+             JOIN channel_inbox i ON i.run_id = r.id
+             WHERE r.session_id = ?1 AND r.status = 'queued' AND r.id != ?2
+               AND r.created_at >= (SELECT created_at FROM runs WHERE id = ?2)
+             ORDER BY r.created_at, r.id",
+        )
+        .bind(&lease.session_id)
+        .bind(&lease.run_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(vec![]);
+        }
+        let now = now_ms();
+        let bumped: Option<i64> = sqlx::query_scalar(
+            "UPDATE sessions SET version = version + 1, updated_at = ?
+             WHERE id = ? AND version = ? AND busy_run = ? RETURNING version",
+        )
+        .bind(now)
+        .bind(&lease.session_id)
+        .bind(lease.version)
+        .bind(&lease.run_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(version) = bumped else {
+            return Err(self.conflict(&lease.session_id, lease.version).await);
+        };
+        let mut texts = Vec::with_capacity(rows.len());
+        for (run_id, input) in rows {
+            let gone = sqlx::query("DELETE FROM jobs WHERE run_id = ? AND status = 'ready'")
+                .bind(&run_id)
+                .execute(&mut *tx)
+                .await?;
+            if gone.rows_affected() == 0 {
+                continue;
+            }
+            sqlx::query(
+                "UPDATE runs SET status = 'completed', output = ?, finished_at = ? WHERE id = ?",
+            )
+            .bind(format!("(answered together with run {})", lease.run_id))
+            .bind(now)
+            .bind(&run_id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE channel_inbox SET replied = 1 WHERE run_id = ?")
+                .bind(&run_id)
+                .execute(&mut *tx)
+                .await?;
+            let message = cairn_core::Message::user_text(input.clone());
+            let content =
+                serde_json::to_string(&message).map_err(|e| StoreError::corrupt("messages", e))?;
+            sqlx::query(
+                "INSERT INTO messages (session_id, seq, run_id, role, content, created_at)
+                 SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, 'user', ?3, ?4 FROM messages WHERE session_id = ?1",
+            )
+            .bind(&lease.session_id)
+            .bind(&lease.run_id)
+            .bind(content)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            texts.push(input);
+        }
+        tx.commit().await?;
+        lease.version = version;
+        Ok(texts)
+    }
+
     /// How many inbound messages a channel has recorded (all outcomes).
     pub async fn inbound_count(&self, channel: &str) -> Result<i64, StoreError> {
         Ok(

@@ -66,9 +66,15 @@ impl Store {
             serde_json::to_string(kinds).map_err(|e| StoreError::corrupt("jobs", e))?;
         let row = sqlx::query(
             "UPDATE jobs SET status = 'leased', attempt = attempt + 1, lease_owner = ?, lease_until = ?
-             WHERE id = (SELECT id FROM jobs WHERE status = 'ready' AND run_at <= ?
-                         AND kind IN (SELECT value FROM json_each(?))
-                         ORDER BY priority, run_at, id LIMIT 1)
+             WHERE id = (SELECT j.id FROM jobs j WHERE j.status = 'ready' AND j.run_at <= ?3
+                         AND j.kind IN (SELECT value FROM json_each(?4))
+                         -- Not a run whose session another live run holds:
+                         -- it would only wait (and a message for it may
+                         -- still join the running turn).
+                         AND NOT EXISTS (SELECT 1 FROM runs r JOIN sessions s ON s.id = r.session_id
+                                         WHERE r.id = j.run_id AND s.busy_run IS NOT NULL
+                                           AND s.busy_run != r.id AND s.busy_until >= ?3)
+                         ORDER BY j.priority, j.run_at, j.id LIMIT 1)
              RETURNING id, kind, run_id, payload, attempt",
         )
         .bind(this_process())

@@ -451,3 +451,55 @@ fn cairn_run_waits_out_a_cooldown_and_finishes() {
     );
     assert_eq!(fake.requests().len(), 2);
 }
+
+#[test]
+fn a_message_sent_while_the_agent_works_joins_the_running_turn() {
+    let h = home();
+    let fake = FakeLlm::start();
+    let tg = FakeTelegram::start("T");
+    write_config(
+        &h,
+        &format!(
+            "[channels.telegram]\ntoken = \"T\"\napi_url = \"{}\"\nallow = [\"*\"]\npoll_timeout_s = 1\n",
+            tg.url()
+        ),
+    );
+    fake.push([
+        Reply::tool(
+            "exec",
+            json!({"command": "touch started; sleep 2; echo built"}),
+        ),
+        Reply::text("Built it, and yes: staging too."),
+    ]);
+    let _server = ServerProcess::start(h.anthropic(&fake));
+    tg.user_says(30, 30, "fay", "build the site");
+    wait_until("the command to start", Duration::from_secs(20), || {
+        h.workspace().join("started").exists()
+    });
+    tg.user_says(30, 30, "fay", "and deploy to staging too");
+    wait_until("the reply", Duration::from_secs(30), || {
+        !tg.sent().is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let sent = tg.sent();
+    assert_eq!(sent.len(), 1, "one answer for both messages: {sent:?}");
+    let reqs = fake.requests();
+    assert_eq!(reqs.len(), 2, "no second turn");
+    let second = reqs[1].message_texts().join("\n");
+    assert!(second.contains("built"), "{second}");
+    assert!(second.contains("and deploy to staging too"), "{second}");
+    let runs = json(&h, &["runs", "list"]);
+    let joined = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["input"] == "and deploy to staging too")
+        .unwrap();
+    assert_eq!(joined["status"], "completed");
+    assert!(
+        joined["output"]
+            .as_str()
+            .unwrap()
+            .contains("answered together")
+    );
+}

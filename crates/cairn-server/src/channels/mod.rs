@@ -226,6 +226,10 @@ pub async fn accept(
     };
     let accepted = state.rt.store.accept_inbound(msg, Some(&run), None).await?;
     if matches!(accepted, Accepted::Queued { .. }) {
+        state
+            .rt
+            .inbound
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
         state.wake.notify_waiters();
     }
     Ok(accepted)
@@ -400,7 +404,7 @@ mod tests {
         let parts = split_message(&text, 4096);
         assert!(parts.len() >= 2);
         assert!(parts.iter().all(|p| p.encode_utf16().count() <= 4096));
-        assert_eq!(parts.concat().split_whitespace().count(), 900);
+        assert_eq!(parts.join(" ").split_whitespace().count(), 900);
         // No break at all: a hard cut, on a char boundary.
         let emoji = "😀".repeat(3000);
         let parts = split_message(&emoji, 4096);
