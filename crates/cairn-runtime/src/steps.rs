@@ -177,15 +177,7 @@ impl Runtime {
                 // Messages that arrived for this session meanwhile join this
                 // turn instead of waiting for their own.
                 inbound_seen = inbound_now;
-                let kept = match carry.call {
-                    Some(CallRef::Seq(seq)) => Some(CallRef::Seq(seq)),
-                    _ => None,
-                };
-                self.flush(run, lease, carry).await?;
-                carry = Carry {
-                    call: kept,
-                    ..Default::default()
-                };
+                carry = self.flush_keeping_call(run, lease, carry).await?;
                 for text in self.store.absorb_queued_messages(lease).await? {
                     events(RunEvent::MessageJoined { text: text.clone() });
                     history.push(Message::user_text(text));
@@ -194,16 +186,8 @@ impl Runtime {
             if force_compaction || budget.estimate(&system, &history, &specs) > budget.limit() {
                 force_compaction = false;
                 // Everything in the context must be committed (it is cut
-                // by message seq); an intent already journaled stays.
-                let kept = match carry.call {
-                    Some(CallRef::Seq(seq)) => Some(CallRef::Seq(seq)),
-                    _ => None,
-                };
-                self.flush(run, lease, carry).await?;
-                carry = Carry {
-                    call: kept,
-                    ..Default::default()
-                };
+                // by message seq).
+                carry = self.flush_keeping_call(run, lease, carry).await?;
                 let fixed = Fixed {
                     system: &system,
                     tools: &specs,
@@ -405,6 +389,26 @@ impl Runtime {
             )
             .await?;
         Ok(())
+    }
+
+    /// Commits what is pending before the context changes between steps
+    /// (messages join, a compaction); a next-call intent already journaled
+    /// stays the intent of the call that follows.
+    async fn flush_keeping_call(
+        &self,
+        run: &RunRecord,
+        lease: &mut SessionLease,
+        carry: Carry,
+    ) -> Result<Carry, RuntimeError> {
+        let kept = match carry.call {
+            Some(CallRef::Seq(seq)) => Some(CallRef::Seq(seq)),
+            _ => None,
+        };
+        self.flush(run, lease, carry).await?;
+        Ok(Carry {
+            call: kept,
+            ..Default::default()
+        })
     }
 
     async fn call_model(

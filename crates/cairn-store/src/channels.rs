@@ -83,17 +83,7 @@ impl Store {
         }
         let outcome = match run {
             Some(run) => {
-                sqlx::query(
-                    "INSERT INTO sessions (id, agent, version, created_at, updated_at) VALUES (?, ?, 0, ?, ?)
-                     ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(&run.session_id)
-                .bind(&run.agent)
-                .bind(now)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                crate::runs::insert_run_with_job(&mut tx, run).await?;
+                crate::runs::queue_run_in_session(&mut tx, run).await?;
                 Accepted::Queued {
                     run_id: run.id.clone(),
                 }

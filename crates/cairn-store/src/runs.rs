@@ -225,6 +225,26 @@ pub struct RunProgress {
     pub in_flight: Vec<serde_json::Value>,
 }
 
+/// Inserts a queued run and its job, creating its session if new, inside
+/// `tx` (for runs the server starts itself: schedules, channel messages).
+pub(crate) async fn queue_run_in_session(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    run: &RunRecord,
+) -> Result<String, StoreError> {
+    let now = cairn_core::now_ms();
+    sqlx::query(
+        "INSERT INTO sessions (id, agent, version, created_at, updated_at) VALUES (?, ?, 0, ?, ?)
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&run.session_id)
+    .bind(&run.agent)
+    .bind(now)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    insert_run_with_job(tx, run).await
+}
+
 /// Inserts a queued run and the job that drives it, inside `tx`.
 pub(crate) async fn insert_run_with_job(
     tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,

@@ -3,8 +3,8 @@
 //! schedule's `next_due` advanced by compare-and-set. Two schedulers racing
 //! on one store produce one run, whichever wins.
 
+use cairn_core::RunRecord;
 use cairn_core::schedule::{CatchUp, FireOutcome, FireRecord, ScheduleKind, ScheduleRecord};
-use cairn_core::{RunRecord, now_ms};
 use sqlx::Row;
 
 use crate::{Store, StoreError};
@@ -247,18 +247,7 @@ impl Store {
             }
         }
         if let Some(run) = fire.run {
-            let now = now_ms();
-            sqlx::query(
-                "INSERT INTO sessions (id, agent, version, created_at, updated_at) VALUES (?, ?, 0, ?, ?)
-                 ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(&run.session_id)
-            .bind(&run.agent)
-            .bind(now)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            crate::runs::insert_run_with_job(&mut tx, run).await?;
+            crate::runs::queue_run_in_session(&mut tx, run).await?;
         }
         tx.commit().await?;
         Ok(true)

@@ -159,32 +159,13 @@ impl FakeLlm {
     /// Starts the server on its own thread (usable from sync and async tests).
     pub fn start() -> FakeLlm {
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let state = shared.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let app = Router::new()
-                    .route("/v1/messages", post(anthropic))
-                    .route("/v1/chat/completions", post(openai))
-                    .route("/v1/models", get(models))
-                    .route("/v1/embeddings", post(embeddings))
-                    .with_state(state);
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stop_rx.await;
-                    })
-                    .await
-                    .unwrap();
-            });
-        });
-        let addr = addr_rx.recv().expect("fake llm failed to start");
+        let app = Router::new()
+            .route("/v1/messages", post(anthropic))
+            .route("/v1/chat/completions", post(openai))
+            .route("/v1/models", get(models))
+            .route("/v1/embeddings", post(embeddings))
+            .with_state(shared.clone());
+        let (addr, stop_tx) = crate::fake_platforms::serve_on_thread(app);
         FakeLlm {
             addr,
             shared,

@@ -44,7 +44,9 @@ pub struct FakeTelegram {
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-fn serve(app: Router) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+/// Serves `app` on 127.0.0.1 from a thread of its own (usable from sync
+/// and async tests); dropping the sender stops it.
+pub(crate) fn serve_on_thread(app: Router) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     std::thread::spawn(move || {
@@ -117,7 +119,7 @@ impl FakeTelegram {
         let app = Router::new()
             .route("/{bot}/{method}", post(tg_method))
             .with_state(shared.clone());
-        let (addr, stop) = serve(app);
+        let (addr, stop) = serve_on_thread(app);
         FakeTelegram {
             addr,
             shared,
@@ -284,7 +286,7 @@ impl FakeSlack {
         let app = Router::new()
             .route("/api/chat.postMessage", post(slack_post))
             .with_state(shared.clone());
-        let (addr, stop) = serve(app);
+        let (addr, stop) = serve_on_thread(app);
         FakeSlack {
             addr,
             shared,

@@ -22,6 +22,14 @@ fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// A Telegram channel on the fake, anyone allowed, polling each second.
+fn telegram_open_to_all(tg: &FakeTelegram, before: &str) -> String {
+    format!(
+        "{before}[channels.telegram]\ntoken = \"T\"\napi_url = \"{}\"\nallow = [\"*\"]\npoll_timeout_s = 1\n",
+        tg.url()
+    )
+}
+
 fn write_config(h: &cairn_testkit::CairnHome, text: &str) {
     std::fs::write(h.path().join("cairn.toml"), text).unwrap();
 }
@@ -118,13 +126,7 @@ fn replies_wait_in_the_outbox_across_a_crash_and_are_delivered_after() {
     let h = home();
     let fake = FakeLlm::start();
     let tg = FakeTelegram::start("T");
-    write_config(
-        &h,
-        &format!(
-            "[channels.telegram]\ntoken = \"T\"\napi_url = \"{}\"\nallow = [\"*\"]\npoll_timeout_s = 1\n",
-            tg.url()
-        ),
-    );
+    write_config(&h, &telegram_open_to_all(&tg, ""));
     fake.push([Reply::text("Your answer.")]);
     // Telegram is down for now.
     tg.fail_sends((0..50).map(|_| Failure {
@@ -143,13 +145,7 @@ fn replies_wait_in_the_outbox_across_a_crash_and_are_delivered_after() {
 
     // Back up, a new process: the reply is still owed and goes out.
     let tg_ok = FakeTelegram::start("T");
-    write_config(
-        &h,
-        &format!(
-            "[channels.telegram]\ntoken = \"T\"\napi_url = \"{}\"\nallow = [\"*\"]\npoll_timeout_s = 1\n",
-            tg_ok.url()
-        ),
-    );
+    write_config(&h, &telegram_open_to_all(&tg_ok, ""));
     let _server = ServerProcess::start(h.anthropic(&fake));
     wait_until(
         "the delivery after restart",
@@ -403,10 +399,7 @@ fn a_rate_limited_provider_is_a_cooldown_the_person_is_told_about() {
     let tg = FakeTelegram::start("T");
     write_config(
         &h,
-        &format!(
-            "[llm]\nmax_retry_wait_s = 1\n[channels.telegram]\ntoken = \"T\"\napi_url = \"{}\"\nallow = [\"*\"]\npoll_timeout_s = 1\n",
-            tg.url()
-        ),
+        &telegram_open_to_all(&tg, "[llm]\nmax_retry_wait_s = 1\n"),
     );
     fake.push([rate_limited(3), Reply::text("Here it is.")]);
     let _server = ServerProcess::start(h.anthropic(&fake));
@@ -457,13 +450,7 @@ fn a_message_sent_while_the_agent_works_joins_the_running_turn() {
     let h = home();
     let fake = FakeLlm::start();
     let tg = FakeTelegram::start("T");
-    write_config(
-        &h,
-        &format!(
-            "[channels.telegram]\ntoken = \"T\"\napi_url = \"{}\"\nallow = [\"*\"]\npoll_timeout_s = 1\n",
-            tg.url()
-        ),
-    );
+    write_config(&h, &telegram_open_to_all(&tg, ""));
     fake.push([
         Reply::tool(
             "exec",

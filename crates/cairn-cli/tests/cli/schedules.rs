@@ -10,6 +10,27 @@ use serde_json::json;
 use crate::api::{Api, start};
 use crate::*;
 
+/// Waits for a schedule's first fire record.
+async fn first_fire(
+    api: &Api,
+    id: &str,
+    server: &cairn_testkit::ServerProcess,
+) -> serde_json::Value {
+    let start_wait = Instant::now();
+    loop {
+        let (_, fires) = api.get(&format!("/api/v1/schedules/{id}/fires")).await;
+        if let Some(f) = fires.as_array().and_then(|a| a.first()).cloned() {
+            return f;
+        }
+        assert!(
+            start_wait.elapsed() < Duration::from_secs(20),
+            "never fired; log:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[test]
 fn the_schedule_command_adds_lists_pauses_resumes_and_removes() {
     let h = home();
@@ -139,19 +160,7 @@ async fn the_server_fires_a_due_schedule_once_and_its_run_completes() {
     assert_eq!(status, 201, "{s}");
     let id = s["id"].as_str().unwrap().to_string();
 
-    let start_wait = Instant::now();
-    let fire = loop {
-        let (_, fires) = api.get(&format!("/api/v1/schedules/{id}/fires")).await;
-        if let Some(f) = fires.as_array().and_then(|a| a.first()).cloned() {
-            break f;
-        }
-        assert!(
-            start_wait.elapsed() < Duration::from_secs(20),
-            "never fired; log:\n{}",
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let fire = first_fire(&api, &id, &server).await;
     assert_eq!(fire["outcome"], "fired");
     assert!(fire["reason"].is_null(), "on time: {fire}");
     let run_id = fire["run_id"].as_str().unwrap();
@@ -241,19 +250,7 @@ async fn an_agent_schedules_a_reminder_that_fires_in_its_session() {
     assert_eq!(s["session_id"], "chat");
     assert!(s["created_by"].as_str().unwrap().starts_with("agent:run_"));
     let id = s["id"].as_str().unwrap();
-    let start_wait = Instant::now();
-    let fire = loop {
-        let (_, fires) = api.get(&format!("/api/v1/schedules/{id}/fires")).await;
-        if let Some(f) = fires.as_array().and_then(|a| a.first()).cloned() {
-            break f;
-        }
-        assert!(
-            start_wait.elapsed() < Duration::from_secs(20),
-            "{}",
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let fire = first_fire(&api, id, &server).await;
     let detail = api
         .wait_run(fire["run_id"].as_str().unwrap(), Duration::from_secs(20))
         .await;
@@ -303,19 +300,7 @@ max_daily_usd = 0.02
     assert_eq!(beat["heartbeat"]["quiet_hours"], "23:00-06:00");
     assert_eq!(beat["catch_up"], "skip");
 
-    let start_wait = Instant::now();
-    let fire = loop {
-        let (_, fires) = api.get("/api/v1/schedules/sch_cfg-ping/fires").await;
-        if let Some(f) = fires.as_array().and_then(|a| a.first()).cloned() {
-            break f;
-        }
-        assert!(
-            start_wait.elapsed() < Duration::from_secs(20),
-            "{}",
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let fire = first_fire(&api, "sch_cfg-ping", &server).await;
     let detail = api
         .wait_run(fire["run_id"].as_str().unwrap(), Duration::from_secs(20))
         .await;
