@@ -184,6 +184,8 @@ pub struct ServerConfig {
     /// Seconds a run may go without progress before the watchdog cancels
     /// it (a tool call in flight gets its own timeout plus a minute); 0: off.
     pub watchdog_stuck_s: u64,
+    /// `cancel`, or `retry` (cancel and start the turn again, once).
+    pub watchdog_action: String,
 }
 
 impl Default for ServerConfig {
@@ -195,6 +197,7 @@ impl Default for ServerConfig {
             shutdown_grace_s: 10,
             api_key: None,
             watchdog_stuck_s: 900,
+            watchdog_action: "cancel".into(),
         }
     }
 }
@@ -264,6 +267,8 @@ pub struct AgentConfig {
     pub context_window: u32,
     /// Periodic self-check.
     pub heartbeat: HeartbeatConfig,
+    /// Where notices for the owner go: `<channel>:<chat>`; empty: nowhere.
+    pub owner: String,
 }
 
 impl Default for AgentConfig {
@@ -278,6 +283,7 @@ impl Default for AgentConfig {
             stream: d.stream,
             context_window: d.context_window,
             heartbeat: HeartbeatConfig::default(),
+            owner: String::new(),
         }
     }
 }
@@ -343,6 +349,18 @@ impl Loaded {
             tools: cfg.tools,
             stream: cfg.stream,
             context_window: cfg.context_window,
+            owner: match cfg.owner.trim() {
+                "" => None,
+                o if o
+                    .split_once(':')
+                    .is_some_and(|(c, chat)| !c.is_empty() && !chat.is_empty()) =>
+                {
+                    Some(o.to_string())
+                }
+                o => bail!(
+                    "agents.{name}.owner: {o:?} is not <channel>:<chat>, such as \"telegram:123456789\""
+                ),
+            },
         })
     }
 }
@@ -526,6 +544,8 @@ shutdown_grace_s = 10
 # A run with no progress for this long is cancelled, its tools killed and its
 # session freed (a tool call in flight gets its own timeout plus a minute). 0: off.
 watchdog_stuck_s = 900
+# "cancel", or "retry": cancel and start the turn again (once per run).
+watchdog_action = "cancel"
 
 [memory]
 # Facts agents save (memory_save, `cairn memory save`) are found by words
@@ -558,6 +578,9 @@ stream = true
 # num_ctx). Past ~90% of it, less the answer's room, older messages are
 # summarized (facts saved to memory first; originals stay searchable).
 context_window = 0
+# Where notices for you go (missed schedules, runs the watchdog stopped):
+# "<channel>:<chat>", e.g. "telegram:123456789". Empty: nowhere.
+owner = ""
 
 # A periodic self-check with $CAIRN_HOME/agents/default/HEARTBEAT.md as its
 # checklist (skipped, and the skip recorded, when the file is missing). It

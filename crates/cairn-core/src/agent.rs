@@ -24,6 +24,10 @@ pub struct AgentSpec {
     /// (unknown models, such as local ones, get a small safe default).
     #[serde(default)]
     pub context_window: u32,
+    /// Where notices for the agent's owner go (`<channel>:<chat>`, e.g.
+    /// `telegram:123456789`): missed schedules, runs the watchdog stopped.
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 impl Default for AgentSpec {
@@ -37,6 +41,7 @@ impl Default for AgentSpec {
             tools: vec!["*".into()],
             stream: true,
             context_window: 0,
+            owner: None,
         }
     }
 }

@@ -7,6 +7,7 @@
 mod compact;
 mod history;
 mod lease;
+mod notices;
 mod recall;
 mod scheduler;
 mod steps;

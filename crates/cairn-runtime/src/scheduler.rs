@@ -172,6 +172,22 @@ impl Runtime {
             run: run.as_ref(),
         };
         if self.store.fire_schedule(fire).await? {
+            // Downtime is news to the owner (a heartbeat's gates are not).
+            if !on_time
+                && s.heartbeat.is_none()
+                && let Ok(agent) = agents.agent(&s.agent).await
+            {
+                let action = match s.catch_up {
+                    CatchUp::Once => "ran it once now",
+                    CatchUp::Skip => "skipped them (catch_up = skip)",
+                };
+                let text = format!(
+                    "schedule {} (\"{}\"): {missed_note}; {action}",
+                    s.id,
+                    short(&s.prompt, 60)
+                );
+                self.notify_owner(&agent, &text).await;
+            }
             report.not_run += not_run;
             if let Some(r) = run {
                 tracing::info!(schedule = %s.id, run = %r.id, "schedule fired");
@@ -259,6 +275,13 @@ impl Runtime {
             created_at: now,
             finished_at: None,
         }
+    }
+}
+
+fn short(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
     }
 }
 

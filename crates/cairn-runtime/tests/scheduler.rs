@@ -20,7 +20,10 @@ struct Agents;
 impl AgentSource for Agents {
     async fn agent(&self, name: &str) -> Result<AgentSpec, String> {
         if name == "default" {
-            Ok(AgentSpec::default())
+            Ok(AgentSpec {
+                owner: Some("telegram:555".into()),
+                ..AgentSpec::default()
+            })
         } else {
             Err("no such agent in the config".into())
         }
@@ -134,6 +137,18 @@ async fn on_time_fires_and_missed_occurrences_across_a_restart() {
             .as_deref()
             .unwrap()
             .contains("catch_up = skip")
+    );
+
+    // The owner is told, once per schedule, on their channel.
+    let notices = rt.store.list_outbound(Some("telegram"), 10).await.unwrap();
+    assert_eq!(notices.len(), 2, "{notices:#?}");
+    assert!(notices.iter().all(|n| n.chat_id == "555"));
+    assert!(notices.iter().any(|n| n.text.contains("ran it once now")));
+    assert!(notices.iter().any(|n| n.text.contains("skipped them")));
+    assert!(
+        notices[0]
+            .text
+            .contains("passed while no scheduler was running")
     );
 
     // Both continue at the next occurrence after the restart.

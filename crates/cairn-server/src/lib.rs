@@ -10,7 +10,7 @@ mod executor;
 mod hub;
 mod scheduler;
 mod state;
-mod watchdog;
+pub mod watchdog;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +37,8 @@ pub struct ServeOptions {
     pub api_key: Option<String>,
     /// A run without progress for this long is cancelled (zero: never).
     pub watchdog_stuck: Duration,
+    /// Cancel a stuck run, or cancel and start it again (once).
+    pub watchdog_action: watchdog::WatchdogAction,
     /// Telegram, Slack, webhooks.
     pub channels: channels::ChannelSettings,
 }
@@ -97,7 +99,12 @@ pub async fn serve(
     app_state.channels = channels::Channels::new(&opts.channels, cairn_llm::http_client());
     let state = Arc::new(app_state);
     let mut executors = executor::start(state.clone(), opts.concurrency.max(1));
-    watchdog::start(state.clone(), opts.watchdog_stuck, &mut executors);
+    watchdog::start(
+        state.clone(),
+        opts.watchdog_stuck,
+        opts.watchdog_action,
+        &mut executors,
+    );
     channels::start(state.clone(), state.channels.clone(), &mut executors);
     let app = api::router(state.clone(), opts.body_limit);
     on_ready(addr);

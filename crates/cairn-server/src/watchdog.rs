@@ -18,11 +18,34 @@ use crate::AppState;
 /// Slack given to a tool call beyond its own timeout.
 const TOOL_SLACK_MS: i64 = 60_000;
 
+/// What the watchdog does with a stuck run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WatchdogAction {
+    /// Cancel it.
+    #[default]
+    Cancel,
+    /// Cancel it and start the turn again, once.
+    Retry,
+}
+
+impl WatchdogAction {
+    /// `cancel` or `retry`.
+    pub fn parse(s: &str) -> Option<WatchdogAction> {
+        match s {
+            "cancel" => Some(WatchdogAction::Cancel),
+            "retry" => Some(WatchdogAction::Retry),
+            _ => None,
+        }
+    }
+}
+
 /// Starts the watchdog loop in `set` (not at all when `stuck` is zero).
-pub fn start(state: Arc<AppState>, stuck: Duration, set: &mut JoinSet<()>) {
+pub fn start(state: Arc<AppState>, stuck: Duration, action: WatchdogAction, set: &mut JoinSet<()>) {
     if stuck.is_zero() {
         return;
     }
+    // Runs started by a retry are not retried again.
+    let retries: Arc<std::sync::Mutex<std::collections::HashSet<String>>> = Arc::default();
     let every = (stuck / 2).clamp(Duration::from_millis(500), Duration::from_secs(30));
     set.spawn(async move {
         loop {
@@ -33,7 +56,7 @@ pub fn start(state: Arc<AppState>, stuck: Duration, set: &mut JoinSet<()>) {
             match state.rt.store.running_progress().await {
                 Ok(runs) => {
                     for r in runs {
-                        check(&state, &r, stuck).await;
+                        check(&state, &r, stuck, action, &retries).await;
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "watchdog: cannot read runs"),
@@ -54,7 +77,13 @@ fn allowance(r: &RunProgress, stuck: Duration) -> i64 {
     (stuck.as_millis() as i64).max(tool_limit)
 }
 
-async fn check(state: &Arc<AppState>, r: &RunProgress, stuck: Duration) {
+async fn check(
+    state: &Arc<AppState>,
+    r: &RunProgress,
+    stuck: Duration,
+    action: WatchdogAction,
+    retries: &std::sync::Mutex<std::collections::HashSet<String>>,
+) {
     let idle = now_ms() - r.last_progress;
     if idle <= allowance(r, stuck) {
         return;
@@ -72,13 +101,41 @@ async fn check(state: &Arc<AppState>, r: &RunProgress, stuck: Duration) {
     if token.is_cancelled() {
         return;
     }
+    let is_retry = retries
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(&r.run_id);
+    let retried = match action {
+        WatchdogAction::Retry if !is_retry => retry(state, &r.run_id).await,
+        _ => None,
+    };
+    if let Some(new_run) = &retried {
+        retries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(new_run.clone());
+    }
     let reason = format!(
-        "watchdog: no progress for {} s; cancelled (its tools were killed, session {} is free)",
+        "watchdog: no progress for {} s; cancelled (its tools were killed){}",
         idle / 1000,
-        r.session_id
+        match &retried {
+            Some(id) => format!(" and started again as run {id}"),
+            None => format!("; session {} is free", r.session_id),
+        }
     );
     tracing::warn!(run = %r.run_id, "{reason}");
     token.cancel();
+    if let Ok(run) = state.rt.store.get_run(&r.run_id).await
+        && let Ok(agent) = state.agent(&run.agent).await
+    {
+        let text = format!(
+            "run {} (\"{}\"): {reason}",
+            run.id,
+            run.input.chars().take(60).collect::<String>()
+        );
+        state.rt.notify_owner(&agent, &text).await;
+        state.outbox.notify_waiters();
+    }
     // Say why on the run once it has stopped.
     let state = state.clone();
     let run_id = r.run_id.clone();
@@ -103,4 +160,30 @@ async fn check(state: &Arc<AppState>, r: &RunProgress, stuck: Duration) {
             }
         }
     });
+}
+
+/// Queues the stuck run's turn again in its session (it runs once the
+/// stuck one has stopped); a channel message it answered now waits for the
+/// new run's reply instead. Returns the new run's id.
+async fn retry(state: &Arc<AppState>, run_id: &str) -> Option<String> {
+    let run = state.rt.store.get_run(run_id).await.ok()?;
+    let agent = state.agent(&run.agent).await.ok()?;
+    let req = cairn_runtime::TurnRequest {
+        agent,
+        session_id: Some(run.session_id.clone()),
+        input: run.input.clone(),
+    };
+    match state.rt.submit(&req).await {
+        Ok((new_run, _job)) => {
+            if let Err(e) = state.rt.store.repoint_inbound(run_id, &new_run.id).await {
+                tracing::warn!(error = %e, "watchdog: the retry's reply will not reach the channel");
+            }
+            state.wake.notify_waiters();
+            Some(new_run.id)
+        }
+        Err(e) => {
+            tracing::warn!(run = %run_id, error = %e, "watchdog: cannot start the run again");
+            None
+        }
+    }
 }

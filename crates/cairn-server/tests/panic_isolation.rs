@@ -58,6 +58,7 @@ async fn a_panicking_run_fails_alone() {
         shutdown_grace: Duration::from_secs(2),
         api_key: None,
         watchdog_stuck: Duration::ZERO,
+        watchdog_action: Default::default(),
         channels: Default::default(),
     };
     let shutdown = CancellationToken::new();

@@ -374,6 +374,18 @@ impl Store {
         Ok(texts)
     }
 
+    /// Makes a channel message wait for `new_run`'s reply instead of
+    /// `old_run`'s (a run started again).
+    pub async fn repoint_inbound(&self, old_run: &str, new_run: &str) -> Result<(), StoreError> {
+        let _writing = self.lock_writes().await;
+        sqlx::query("UPDATE channel_inbox SET run_id = ? WHERE run_id = ? AND replied = 0")
+            .bind(new_run)
+            .bind(old_run)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
     /// How many inbound messages a channel has recorded (all outcomes).
     pub async fn inbound_count(&self, channel: &str) -> Result<i64, StoreError> {
         Ok(

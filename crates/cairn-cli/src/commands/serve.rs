@@ -50,6 +50,13 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         shutdown_grace: Duration::from_secs(server.shutdown_grace_s),
         api_key: server.api_key.clone().filter(|k| !k.is_empty()),
         watchdog_stuck: Duration::from_secs(server.watchdog_stuck_s),
+        watchdog_action: cairn_server::watchdog::WatchdogAction::parse(&server.watchdog_action)
+            .with_context(|| {
+                format!(
+                    "server.watchdog_action is \"cancel\" or \"retry\", not {:?}",
+                    server.watchdog_action
+                )
+            })?,
         channels: loaded.config.channels.clone(),
     };
     let shutdown = CancellationToken::new();

@@ -33,7 +33,8 @@ async fn the_watchdog_cancels_a_run_whose_tool_hangs_and_frees_its_session() {
     let (url, _hole) = black_hole();
     fake.push([Reply::tool("http_fetch", json!({"url": url}))]);
     let mut cmd = h.anthropic(&fake);
-    cmd.env("CAIRN_SERVER__WATCHDOG_STUCK_S", "2");
+    cmd.env("CAIRN_SERVER__WATCHDOG_STUCK_S", "2")
+        .env("CAIRN_AGENTS__DEFAULT__OWNER", "telegram:777");
     let server = ServerProcess::start(cmd);
     let api = Api::new(&server);
     api.session("s").await;
@@ -65,6 +66,18 @@ async fn the_watchdog_cancels_a_run_whose_tool_hangs_and_frees_its_session() {
         assert!(start_wait.elapsed() < Duration::from_secs(10), "{d}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The owner is told (queued for their Telegram chat).
+    let outbox = json(&h, &["channels", "outbox"]);
+    let notice = outbox
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["chat_id"] == "777")
+        .expect("a notice for the owner");
+    assert!(
+        notice["text"].as_str().unwrap().contains("watchdog"),
+        "{notice}"
+    );
     // The session is free: the next message runs at once.
     fake.push([Reply::text("back")]);
     let events = api.post_sse("s", "are you there?").await;
@@ -142,4 +155,55 @@ fn service_install_writes_a_notify_unit_with_a_watchdog() {
     assert!(stdout(&ok(again, &["service", "install", "--user"])).contains("up to date"));
     let printed = ok(h.cmd(), &["service", "install", "--print"]);
     assert!(stdout(&printed).contains("WantedBy=multi-user.target"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watchdog_can_start_a_stuck_turn_again_once() {
+    let h = home();
+    let fake = FakeLlm::start();
+    let (url, _hole) = black_hole();
+    fake.push([
+        Reply::tool("http_fetch", json!({"url": url})),
+        Reply::text("second try worked"),
+    ]);
+    let mut cmd = h.anthropic(&fake);
+    cmd.env("CAIRN_SERVER__WATCHDOG_STUCK_S", "2")
+        .env("CAIRN_SERVER__WATCHDOG_ACTION", "retry");
+    let server = ServerProcess::start(cmd);
+    let api = Api::new(&server);
+    api.session("r").await;
+    let (_, body) = api
+        .post(
+            "/api/v1/sessions/r/messages",
+            json!({"content": "fetch it"}),
+        )
+        .await;
+    let first = body["id"].as_str().unwrap().to_string();
+    let start_wait = Instant::now();
+    let retried = loop {
+        let (_, d) = api.get(&format!("/api/v1/runs/{first}")).await;
+        if let Some(e) = d["run"]["error"]
+            .as_str()
+            .filter(|e| e.contains("started again"))
+        {
+            break e.rsplit(' ').next().unwrap().to_string();
+        }
+        assert!(
+            start_wait.elapsed() < Duration::from_secs(20),
+            "{d}\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let detail = api.wait_run(&retried, Duration::from_secs(20)).await;
+    assert_eq!(detail["run"]["status"], "completed");
+    assert_eq!(detail["run"]["output"], "second try worked");
+    assert_eq!(detail["run"]["session_id"], "r");
+
+    // A bad action is refused at start, naming the key.
+    let mut bad = h.anthropic(&fake);
+    bad.env("CAIRN_SERVER__WATCHDOG_ACTION", "reboot");
+    let out = run(bad, &["serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("watchdog_action"), "{}", stderr(&out));
 }
