@@ -31,6 +31,9 @@ pub struct SessionInfo {
     pub created_at: i64,
     /// Last change (ms since epoch).
     pub updated_at: i64,
+    /// The person it belongs to, when known (channels set it).
+    #[serde(default)]
+    pub user_id: Option<String>,
 }
 
 /// `POST /api/v1/sessions`.

@@ -194,7 +194,7 @@ impl Runtime {
             cancel: cancel.child_token(),
             output_limit: self.tool_output_limit,
             agent: agent.name.clone(),
-            user_id: None,
+            user_id: self.store.session_user(&run.session_id).await?,
             run_id: Some(run.id.clone()),
             memory: Some(self.memory.clone()),
             skill_dirs: self.skill_dirs(&agent.name),

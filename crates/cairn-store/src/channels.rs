@@ -50,12 +50,14 @@ pub struct AwaitingReply {
 }
 
 impl Store {
-    /// Records an inbound message: with `run` (allowed sender) the run is
-    /// queued in the same transaction; without, `refusal` is queued as the
+    /// Records an inbound message from `person` (the cairn user its sender
+    /// maps to): with `run` (allowed sender) the run is queued in the same
+    /// transaction; without, `refusal` is queued as the
     /// reply. A message already recorded is a `Duplicate`.
     pub async fn accept_inbound(
         &self,
         msg: &InboundMessage,
+        person: &str,
         run: Option<&RunRecord>,
         refusal: Option<&str>,
     ) -> Result<Accepted, StoreError> {
@@ -84,6 +86,13 @@ impl Store {
         let outcome = match run {
             Some(run) => {
                 crate::runs::queue_run_in_session(&mut tx, run).await?;
+                // The session is this person's (memory facts saved in it
+                // are about them).
+                sqlx::query("UPDATE sessions SET user_id = COALESCE(user_id, ?) WHERE id = ?")
+                    .bind(person)
+                    .bind(&run.session_id)
+                    .execute(&mut *tx)
+                    .await?;
                 Accepted::Queued {
                     run_id: run.id.clone(),
                 }

@@ -59,7 +59,7 @@ impl Store {
     /// One session.
     pub async fn get_session(&self, id: &str) -> Result<SessionInfo, StoreError> {
         let row = sqlx::query(
-            "SELECT s.id, s.agent, s.version, s.created_at, s.updated_at,
+            "SELECT s.id, s.agent, s.version, s.created_at, s.updated_at, s.user_id,
                     (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id) AS n
              FROM sessions s WHERE s.id = ?",
         )
@@ -76,7 +76,7 @@ impl Store {
     /// Sessions, most recently changed first.
     pub async fn list_sessions(&self, limit: i64) -> Result<Vec<SessionInfo>, StoreError> {
         let rows = sqlx::query(
-            "SELECT s.id, s.agent, s.version, s.created_at, s.updated_at,
+            "SELECT s.id, s.agent, s.version, s.created_at, s.updated_at, s.user_id,
                     (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id) AS n
              FROM sessions s ORDER BY s.updated_at DESC LIMIT ?",
         )
@@ -216,6 +216,17 @@ impl Store {
         )
     }
 
+    /// The person a session belongs to, when known (channels set it).
+    pub async fn session_user(&self, session_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar::<_, Option<String>>("SELECT user_id FROM sessions WHERE id = ?")
+                .bind(session_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .flatten(),
+        )
+    }
+
     /// The messages one run added to its session, oldest first.
     pub async fn run_messages(
         &self,
@@ -263,6 +274,7 @@ fn session_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<SessionInfo, sqlx::
         messages: row.try_get("n")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        user_id: row.try_get("user_id")?,
     })
 }
 

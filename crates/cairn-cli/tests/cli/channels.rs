@@ -337,7 +337,9 @@ async fn signed_webhooks_start_runs_and_get_signed_replies() {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     write_config(
         &h,
-        &format!("[channels.webhook.ops]\nsecret = \"whsec\"\nreply_url = \"{reply_url}\"\n"),
+        &format!(
+            "[channels.webhook.ops]\nsecret = \"whsec\"\nreply_url = \"{reply_url}\"\n[channels.users]\nbob = [\"webhook.ops:oncall\", \"telegram:42\"]\n"
+        ),
     );
     fake.push([Reply::text("Disk is 40% full.")]);
     let server = ServerProcess::start(h.anthropic(&fake));
@@ -381,6 +383,9 @@ async fn signed_webhooks_start_runs_and_get_signed_replies() {
     assert_eq!(reply["text"], "Disk is 40% full.");
     assert_eq!(reply["chat"], "pager");
     assert_eq!(reply["run_id"], v["run_id"]);
+    // The sender is mapped to the cairn user the config names.
+    let (_, session) = api.get("/api/v1/sessions/webhook.ops-pager").await;
+    assert_eq!(session["user_id"], "bob", "{session}");
     assert_eq!(fake.requests().len(), 1);
 }
 

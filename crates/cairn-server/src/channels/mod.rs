@@ -123,6 +123,10 @@ pub struct ChannelSettings {
     pub slack: Option<slack::SlackSettings>,
     /// Signed webhooks by name.
     pub webhook: BTreeMap<String, webhook::WebhookSettings>,
+    /// People by cairn user name, each with their platform ids
+    /// (`telegram:123`, `slack:U024BE7LH`, `webhook.ops:oncall`): one person
+    /// across channels. Unmapped senders are `<channel>:<id>`.
+    pub users: BTreeMap<String, Vec<String>>,
 }
 
 /// The channels a server runs.
@@ -134,6 +138,8 @@ pub struct Channels {
     pub slack: Option<Arc<slack::Slack>>,
     /// Webhooks by name.
     pub webhooks: BTreeMap<String, Arc<webhook::Webhook>>,
+    /// Platform id (`<channel>:<id>`) → cairn user.
+    pub people: BTreeMap<String, String>,
 }
 
 impl Channels {
@@ -157,6 +163,11 @@ impl Channels {
                         Arc::new(webhook::Webhook::new(n, s.clone(), http.clone())),
                     )
                 })
+                .collect(),
+            people: settings
+                .users
+                .iter()
+                .flat_map(|(user, ids)| ids.iter().map(move |id| (id.clone(), user.clone())))
                 .collect(),
         }
     }
@@ -192,6 +203,13 @@ pub async fn accept(
     msg: &InboundMessage,
     username: Option<&str>,
 ) -> Result<Accepted, crate::error::ApiError> {
+    let platform_id = format!("{}:{}", msg.channel, msg.user_id);
+    let person = state
+        .channels
+        .people
+        .get(&platform_id)
+        .cloned()
+        .unwrap_or(platform_id);
     if !access.allows(&msg.user_id, username) {
         tracing::warn!(
             channel = %msg.channel, user = %msg.user_id, username = username.unwrap_or(""),
@@ -200,7 +218,7 @@ pub async fn accept(
         return Ok(state
             .rt
             .store
-            .accept_inbound(msg, None, Some(&access.refusal))
+            .accept_inbound(msg, &person, None, Some(&access.refusal))
             .await?);
     }
     let agent = state.agent(&access.agent).await?;
@@ -224,7 +242,11 @@ pub async fn accept(
         created_at: now_ms(),
         finished_at: None,
     };
-    let accepted = state.rt.store.accept_inbound(msg, Some(&run), None).await?;
+    let accepted = state
+        .rt
+        .store
+        .accept_inbound(msg, &person, Some(&run), None)
+        .await?;
     if matches!(accepted, Accepted::Queued { .. }) {
         state
             .rt
