@@ -35,6 +35,7 @@ struct TgShared {
     sent: Vec<Value>,
     offsets: Vec<i64>,
     failures: VecDeque<Failure>,
+    webhook: Option<Value>,
 }
 
 /// A fake Telegram Bot API server.
@@ -161,6 +162,16 @@ impl FakeTelegram {
         self.shared.lock().unwrap().sent.clone()
     }
 
+    /// The `setWebhook` request in force, if any.
+    pub fn webhook(&self) -> Option<Value> {
+        self.shared.lock().unwrap().webhook.clone()
+    }
+
+    /// Sets a webhook as if another program had (getUpdates then fails with 409).
+    pub fn preset_webhook(&self, url: &str) {
+        self.shared.lock().unwrap().webhook = Some(json!({"url": url}));
+    }
+
     /// Offsets the client asked `getUpdates` for.
     pub fn offsets(&self) -> Vec<i64> {
         self.shared.lock().unwrap().offsets.clone()
@@ -181,6 +192,13 @@ async fn tg_method(
     }
     match method.as_str() {
         "getUpdates" => {
+            if shared.lock().unwrap().webhook.is_some() {
+                return tg_error(
+                    409,
+                    "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first",
+                    None,
+                );
+            }
             let offset = body["offset"].as_i64().unwrap_or(0);
             let timeout = body["timeout"].as_u64().unwrap_or(0).min(2);
             let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
@@ -236,6 +254,32 @@ async fn tg_method(
             json_response(
                 200,
                 json!({"ok": true, "result": {"message_id": s.sent.len(), "chat": {"id": body["chat_id"]}, "text": text}}),
+                None,
+            )
+        }
+        "setWebhook" => {
+            if body["url"]
+                .as_str()
+                .is_none_or(|u| !u.starts_with("https://") && !u.starts_with("http://"))
+            {
+                return tg_error(
+                    400,
+                    "Bad Request: bad webhook: An HTTPS URL must be provided for webhook",
+                    None,
+                );
+            }
+            shared.lock().unwrap().webhook = Some(body);
+            json_response(
+                200,
+                json!({"ok": true, "result": true, "description": "Webhook was set"}),
+                None,
+            )
+        }
+        "deleteWebhook" => {
+            shared.lock().unwrap().webhook = None;
+            json_response(
+                200,
+                json!({"ok": true, "result": true, "description": "Webhook was deleted"}),
                 None,
             )
         }

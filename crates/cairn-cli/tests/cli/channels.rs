@@ -54,6 +54,8 @@ fn telegram_long_polling_answers_allowed_people_once_and_refuses_strangers() {
         status: 429,
         retry_after: Some(1),
     }]);
+    // A webhook left from another setup would make polling fail (409).
+    tg.preset_webhook("https://old.example.com/hook");
     let server = ServerProcess::start(h.anthropic(&fake));
 
     let first = tg.user_says(7001, 42, "alice", "give me the full report");
@@ -164,13 +166,24 @@ async fn telegram_webhooks_need_the_secret_token() {
     write_config(
         &h,
         &format!(
-            "[channels.telegram]\ntoken = \"T\"\napi_url = \"{}\"\nmode = \"webhook\"\nwebhook_secret = \"s3cret\"\nallow = [\"*\"]\n",
+            "[channels.telegram]\ntoken = \"T\"\napi_url = \"{}\"\nmode = \"webhook\"\nwebhook_secret = \"s3cret\"\nwebhook_url = \"https://bot.example.com/channels/telegram/webhook\"\nallow = [\"*\"]\n",
             tg.url()
         ),
     );
     fake.push([Reply::text("pong")]);
     let server = ServerProcess::start(h.anthropic(&fake));
     let api = Api::new(&server);
+    // Registered with Telegram at start, with the secret token.
+    let start = Instant::now();
+    while tg.webhook().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(tg.webhook().unwrap()["secret_token"], "s3cret");
     let update = json!({"update_id": 1, "message": {"message_id": 5, "date": 1, "text": "ping",
         "from": {"id": 3, "is_bot": false, "first_name": "E"}, "chat": {"id": 3, "type": "private"}}});
     let post = |secret: Option<&str>| {

@@ -348,9 +348,16 @@ pub fn start(state: Arc<AppState>, channels: Channels, set: &mut JoinSet<()>) {
         let state = state.clone();
         set.spawn(async move { deliver_loop(state, channel).await });
     }
-    if let Some(t) = channels.telegram.clone().filter(|t| t.polls()) {
+    if let Some(t) = channels.telegram.clone() {
         let state = state.clone();
-        set.spawn(async move { t.poll_loop(state).await });
+        set.spawn(async move {
+            if let Err(e) = t.register().await {
+                tracing::warn!(error = %e.message, "telegram: cannot register how updates arrive");
+            }
+            if t.polls() {
+                t.poll_loop(state).await;
+            }
+        });
     }
 }
 

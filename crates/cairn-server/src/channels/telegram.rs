@@ -30,6 +30,9 @@ pub struct TelegramSettings {
     pub mode: String,
     /// Secret Telegram echoes in `X-Telegram-Bot-Api-Secret-Token` (webhook mode).
     pub webhook_secret: String,
+    /// Public URL of `/channels/telegram/webhook` (webhook mode): registered
+    /// with `setWebhook` at start; empty: register it yourself.
+    pub webhook_url: String,
     /// Seconds one long poll waits for messages.
     pub poll_timeout_s: u64,
     /// Agent that answers.
@@ -47,6 +50,7 @@ impl Default for TelegramSettings {
             api_url: "https://api.telegram.org".into(),
             mode: "poll".into(),
             webhook_secret: String::new(),
+            webhook_url: String::new(),
             poll_timeout_s: 30,
             agent: Access::default().agent,
             allow: vec![],
@@ -92,6 +96,32 @@ impl Telegram {
             self.settings.api_url.trim_end_matches('/'),
             self.settings.token
         )
+    }
+
+    /// Tells Telegram how updates come: `setWebhook` (with the secret
+    /// token) in webhook mode, `deleteWebhook` before long polling (a set
+    /// webhook makes `getUpdates` fail with 409).
+    pub async fn register(&self) -> Result<(), SendError> {
+        let (method, body) = if self.polls() {
+            ("deleteWebhook", json!({}))
+        } else if self.settings.webhook_url.is_empty() {
+            return Ok(());
+        } else {
+            (
+                "setWebhook",
+                json!({"url": self.settings.webhook_url, "secret_token": self.settings.webhook_secret,
+                       "allowed_updates": ["message"]}),
+            )
+        };
+        let resp = self
+            .http
+            .post(self.url(method))
+            .json(&body)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| SendError::transient(e.to_string(), None))?;
+        api_answer(resp).await.map(|_| ())
     }
 
     /// Reads updates until the server stops. The offset (Telegram's
