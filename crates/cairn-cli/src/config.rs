@@ -603,6 +603,22 @@ model = ""
 # tz = "Europe/Paris"
 # catch_up = "once"   # or "skip": what to do about fires missed while stopped
 
+# Channels: where people talk to agents. Secrets are better set in the
+# environment (CAIRN_CHANNELS__TELEGRAM__TOKEN, …) or $CAIRN_HOME/env.
+# [channels.telegram]
+# token = ""                      # from @BotFather
+# allow = ["123456789", "@alice"] # user ids or usernames; "*" = anyone
+# mode = "poll"                   # or "webhook" (webhook_url, webhook_secret)
+# [channels.slack]                # Events API: https://<host>/channels/slack/events
+# bot_token = ""
+# signing_secret = ""
+# allow = ["U024BE7LH"]
+# [channels.webhook.ops]          # POST /channels/webhook/ops, HMAC-signed
+# secret = ""
+# reply_url = ""
+# [channels.users]                # one person across channels
+# alice = ["telegram:123456789", "slack:U024BE7LH"]
+
 [pricing]
 # Dollars per million tokens by model-name prefix, added to the built-in table:
 # "llama3" = {{ input = 0.0, output = 0.0 }}
