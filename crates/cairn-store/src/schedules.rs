@@ -36,57 +36,52 @@ macro_rules! select_schedules {
 impl Store {
     /// Stores a new schedule.
     pub async fn create_schedule(&self, s: &ScheduleRecord) -> Result<(), StoreError> {
-        let _writing = self.lock_writes().await;
-        sqlx::query(
-            "INSERT INTO schedules (id, agent, session_id, prompt, kind, spec, tz, catch_up, paused, next_due, created_at, created_by, heartbeat)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&s.id)
-        .bind(&s.agent)
-        .bind(&s.session_id)
-        .bind(&s.prompt)
-        .bind(s.kind.as_str())
-        .bind(&s.spec)
-        .bind(&s.tz)
-        .bind(s.catch_up.as_str())
-        .bind(s.paused)
-        .bind(s.next_due)
-        .bind(s.created_at)
-        .bind(&s.created_by)
-        .bind(heartbeat_json(s)?)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        self.write_schedule(s, "").await
     }
 
     /// Creates or updates a schedule declared in config (or a heartbeat):
     /// an unchanged time spec keeps its next due time and paused state.
     pub async fn upsert_schedule(&self, s: &ScheduleRecord) -> Result<(), StoreError> {
-        let _writing = self.lock_writes().await;
-        sqlx::query(
-            "INSERT INTO schedules (id, agent, session_id, prompt, kind, spec, tz, catch_up, paused, next_due, created_at, created_by, heartbeat)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-             ON CONFLICT (id) DO UPDATE SET agent = ?2, session_id = ?3, prompt = ?4, catch_up = ?8,
+        self.write_schedule(
+            s,
+            "ON CONFLICT (id) DO UPDATE SET agent = ?2, session_id = ?3, prompt = ?4, catch_up = ?8,
                  created_by = ?12, heartbeat = ?13,
                  next_due = CASE WHEN kind = ?5 AND spec = ?6 AND tz = ?7 THEN next_due ELSE ?10 END,
                  created_at = CASE WHEN kind = ?5 AND spec = ?6 AND tz = ?7 THEN created_at ELSE ?11 END,
                  kind = ?5, spec = ?6, tz = ?7",
         )
-        .bind(&s.id)
-        .bind(&s.agent)
-        .bind(&s.session_id)
-        .bind(&s.prompt)
-        .bind(s.kind.as_str())
-        .bind(&s.spec)
-        .bind(&s.tz)
-        .bind(s.catch_up.as_str())
-        .bind(s.paused)
-        .bind(s.next_due)
-        .bind(s.created_at)
-        .bind(&s.created_by)
-        .bind(heartbeat_json(s)?)
-        .execute(&self.writer)
-        .await?;
+        .await
+    }
+
+    /// Inserts `s`, with `on_conflict` deciding what an existing id means
+    /// (empty: an error).
+    async fn write_schedule(
+        &self,
+        s: &ScheduleRecord,
+        on_conflict: &str,
+    ) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO schedules (id, agent, session_id, prompt, kind, spec, tz, catch_up, paused, next_due, created_at, created_by, heartbeat)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) {on_conflict}"
+        );
+        let heartbeat = heartbeat_json(s)?;
+        let _writing = self.lock_writes().await;
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&s.id)
+            .bind(&s.agent)
+            .bind(&s.session_id)
+            .bind(&s.prompt)
+            .bind(s.kind.as_str())
+            .bind(&s.spec)
+            .bind(&s.tz)
+            .bind(s.catch_up.as_str())
+            .bind(s.paused)
+            .bind(s.next_due)
+            .bind(s.created_at)
+            .bind(&s.created_by)
+            .bind(heartbeat)
+            .execute(&self.writer)
+            .await?;
         Ok(())
     }
 

@@ -27,6 +27,16 @@ fn write_files(h: &cairn_testkit::CairnHome) {
     }
 }
 
+/// The model reads a.txt to d.txt, one call each, then answers.
+fn read_the_four_files() -> Vec<Reply> {
+    let mut replies: Vec<Reply> = ["a.txt", "b.txt", "c.txt", "d.txt"]
+        .iter()
+        .map(|f| Reply::tool("read_file", json!({"path": f})))
+        .collect();
+    replies.push(Reply::text("All four files read."));
+    replies
+}
+
 /// `cairn` against the fake as a local OpenAI-compatible server: no key,
 /// no model set (the first listed is used), so the window is the default
 /// for unknown models, 8192 tokens.
@@ -48,13 +58,7 @@ fn a_long_task_in_a_small_local_window_is_compacted_and_every_request_fits() {
     let fake = FakeLlm::start();
     fake.set_context_window(8192);
     fake.push_when(SUMMARIZER, [Reply::text(SUMMARY)]);
-    fake.push([
-        Reply::tool("read_file", json!({"path": "a.txt"})),
-        Reply::tool("read_file", json!({"path": "b.txt"})),
-        Reply::tool("read_file", json!({"path": "c.txt"})),
-        Reply::tool("read_file", json!({"path": "d.txt"})),
-        Reply::text("All four files read."),
-    ]);
+    fake.push(read_the_four_files());
     let request = "Read a.txt, b.txt, c.txt and d.txt and tell me when you are done.";
     let out = ok(local(&h, &fake), &["run", "--session", "work", request]);
     assert!(
@@ -230,13 +234,7 @@ fn killed_while_compacting_the_run_compacts_again_once_and_nothing_is_doubled() 
             Box::new(Reply::text(SUMMARY)),
         )],
     );
-    fake.push([
-        Reply::tool("read_file", json!({"path": "a.txt"})),
-        Reply::tool("read_file", json!({"path": "b.txt"})),
-        Reply::tool("read_file", json!({"path": "c.txt"})),
-        Reply::tool("read_file", json!({"path": "d.txt"})),
-        Reply::text("All four files read."),
-    ]);
+    fake.push(read_the_four_files());
     let mut cmd = local(&h, &fake);
     cmd.args(["run", "--session", "work", "read a.txt to d.txt"])
         .stdout(std::process::Stdio::null())
