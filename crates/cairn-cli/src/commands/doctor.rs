@@ -81,6 +81,24 @@ pub async fn run() -> Result<ExitCode> {
         ),
         Err(e) => report(Level::Fail, "memory", &format!("{e:#}")),
     };
+    let channels = &loaded.config.channels;
+    let problems = channels.problems();
+    let configured = usize::from(channels.telegram.is_some())
+        + usize::from(channels.slack.is_some())
+        + channels.webhook.len();
+    if configured == 0 {
+        report(
+            Level::Ok,
+            "channels",
+            "none configured (see [channels] in cairn.toml)",
+        );
+    } else if problems.is_empty() {
+        report(Level::Ok, "channels", &format!("{configured} configured"));
+    }
+    for p in &problems {
+        let level = if p.fatal { Level::Fail } else { Level::Warn };
+        healthy &= report(level, &format!("channels.{}", p.channel), &p.message);
+    }
     let ws = loaded.workspaces_dir();
     let probe = ws.join(".cairn-doctor");
     healthy &= match std::fs::create_dir_all(&ws)

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use cairn_server::{ServeOptions, serve};
 use tokio_util::sync::CancellationToken;
 
@@ -42,6 +42,18 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             declared,
             "schedules and heartbeats from the config are in place"
         );
+    }
+    let problems = loaded.config.channels.problems();
+    for p in problems.iter().filter(|p| !p.fatal) {
+        eprintln!("warning: [channels.{}] {}", p.channel, p.message);
+    }
+    let fatal: Vec<String> = problems
+        .iter()
+        .filter(|p| p.fatal)
+        .map(|p| format!("[channels.{}] {}", p.channel, p.message))
+        .collect();
+    if !fatal.is_empty() {
+        bail!("{}", fatal.join("\n"));
     }
     let opts = ServeOptions {
         listen,

@@ -508,3 +508,31 @@ fn a_message_sent_while_the_agent_works_joins_the_running_turn() {
             .contains("answered together")
     );
 }
+
+#[test]
+fn misconfigured_channels_are_named_by_doctor_and_refused_by_serve() {
+    let h = home();
+    let fake = FakeLlm::start();
+    write_config(
+        &h,
+        "[channels.telegram]\nmode = \"webhook\"\n[channels.webhook.ops]\nsecret = \"\"\n",
+    );
+    let out = run(h.anthropic(&fake), &["doctor"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let text = stdout(&out);
+    for expected in [
+        "[FAIL] channels.telegram: no bot token",
+        "webhook mode needs webhook_secret",
+        "[warn] channels.telegram: allow is empty",
+        "[FAIL] channels.webhook.ops: no secret: set CAIRN_CHANNELS__WEBHOOK__OPS__SECRET",
+    ] {
+        assert!(text.contains(expected), "{expected:?} missing:\n{text}");
+    }
+    let out = run(h.anthropic(&fake), &["serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("[channels.telegram] no bot token"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -129,6 +129,95 @@ pub struct ChannelSettings {
     pub users: BTreeMap<String, Vec<String>>,
 }
 
+/// Something wrong with a channel's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// `[channels.…]` table it is in.
+    pub channel: String,
+    /// The channel cannot work (not just a doubtful choice).
+    pub fatal: bool,
+    /// What to fix.
+    pub message: String,
+}
+
+impl ChannelSettings {
+    /// What would stop each configured channel from working, or looks
+    /// like a mistake.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mut need = |channel: &str, fatal: bool, message: String| {
+            out.push(Problem {
+                channel: channel.to_string(),
+                fatal,
+                message,
+            })
+        };
+        let nobody = "allow is empty: everyone gets the refusal (add user ids, or \"*\")";
+        if let Some(t) = &self.telegram {
+            if t.token.trim().is_empty() {
+                need(
+                    "telegram",
+                    true,
+                    "no bot token: set CAIRN_CHANNELS__TELEGRAM__TOKEN (from @BotFather)".into(),
+                );
+            }
+            match t.mode.as_str() {
+                "poll" => {}
+                "webhook" if t.webhook_secret.trim().is_empty() => need(
+                    "telegram",
+                    true,
+                    "webhook mode needs webhook_secret (Telegram sends it back; without it anyone could post updates)".into(),
+                ),
+                "webhook" => {}
+                other => need("telegram", true, format!("mode is \"poll\" or \"webhook\", not {other:?}")),
+            }
+            if t.allow.is_empty() {
+                need("telegram", false, nobody.into());
+            }
+        }
+        if let Some(sl) = &self.slack {
+            if sl.bot_token.trim().is_empty() {
+                need(
+                    "slack",
+                    true,
+                    "no bot token: set CAIRN_CHANNELS__SLACK__BOT_TOKEN (xoxb-…)".into(),
+                );
+            }
+            if sl.signing_secret.trim().is_empty() {
+                need(
+                    "slack",
+                    true,
+                    "no signing secret: set CAIRN_CHANNELS__SLACK__SIGNING_SECRET".into(),
+                );
+            }
+            if sl.allow.is_empty() {
+                need("slack", false, nobody.into());
+            }
+        }
+        for (name, w) in &self.webhook {
+            let table = format!("webhook.{name}");
+            if w.secret.trim().is_empty() {
+                need(
+                    &table,
+                    true,
+                    format!(
+                        "no secret: set CAIRN_CHANNELS__WEBHOOK__{}__SECRET",
+                        name.to_uppercase()
+                    ),
+                );
+            }
+            if cairn_core::ids::validate_name("webhook", name).is_err() {
+                need(
+                    &table,
+                    true,
+                    "the name may use letters, digits, '.', '_' and '-'".into(),
+                );
+            }
+        }
+        out
+    }
+}
+
 /// The channels a server runs.
 #[derive(Default, Clone)]
 pub struct Channels {
