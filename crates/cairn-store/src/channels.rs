@@ -395,6 +395,15 @@ impl Store {
         Ok(())
     }
 
+    /// Outbox items by status (`pending`, `sent`, `dead`), for `cairn status`.
+    pub async fn outbound_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT status, COUNT(*) FROM channel_outbox GROUP BY status ORDER BY status",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// How many inbound messages a channel has recorded (all outcomes).
     pub async fn inbound_count(&self, channel: &str) -> Result<i64, StoreError> {
         Ok(

@@ -25,6 +25,16 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let counts = store.run_counts().await?;
     let recent = store.list_runs(None, 5).await?;
     let cooling = store.provider_cooldowns(cairn_core::now_ms()).await?;
+    let schedules = store.list_schedules(None).await?;
+    let outbox = store.outbound_counts().await?;
+    let active: Vec<_> = schedules
+        .iter()
+        .filter(|s| !s.paused && s.next_due.is_some())
+        .collect();
+    let next_fire = active
+        .iter()
+        .filter_map(|s| s.next_due.map(|t| (t, s)))
+        .min_by_key(|(t, _)| *t);
     if args.json {
         let v = json!({
             "version": env!("CARGO_PKG_VERSION"),
@@ -39,6 +49,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             "cost_usd": spent,
             "recent_runs": recent,
             "cooling_down": cooling.iter().map(|(p, until, reason)| json!({"provider": p, "until": until, "reason": reason})).collect::<Vec<_>>(),
+            "schedules": {"total": schedules.len(), "active": active.len(), "next_due": next_fire.map(|(t, _)| t)},
+            "outbox": outbox.iter().map(|(s, n)| (s.clone(), json!(n))).collect::<serde_json::Map<_, _>>(),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
@@ -76,6 +88,27 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         println!(
             "cooldown   {p}: cooling down until {} ({reason}); runs wait and resume by themselves",
             cairn_runtime::iso(*until)
+        );
+    }
+    match next_fire {
+        Some((t, s)) => println!(
+            "schedules  {} ({} active) · next {} {} ({})",
+            schedules.len(),
+            active.len(),
+            cairn_runtime::iso(t),
+            s.id,
+            render::short(&s.prompt, 40)
+        ),
+        None => println!("schedules  {} ({} active)", schedules.len(), active.len()),
+    }
+    if !outbox.is_empty() {
+        println!(
+            "outbox     {}",
+            outbox
+                .iter()
+                .map(|(s, n)| format!("{n} {s}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     let total: i64 = counts.iter().map(|(_, n)| n).sum();

@@ -56,6 +56,10 @@ fn the_schedule_command_adds_lists_pauses_resumes_and_removes() {
         h.cmd(),
         &["schedule", "add", "--every", "15m", "Check the build."],
     );
+    let status = json(&h, &["status"]);
+    assert_eq!(status["schedules"]["active"], 2, "{status}");
+    assert!(status["schedules"]["next_due"].as_i64().is_some());
+    assert!(stdout(&ok(h.cmd(), &["status"])).contains("Check the build."));
     let list = json(&h, &["schedule", "list"]);
     let all = list.as_array().unwrap();
     assert_eq!(all.len(), 2);
