@@ -151,6 +151,19 @@ async fn on_time_fires_and_missed_occurrences_across_a_restart() {
             .contains("passed while no scheduler was running")
     );
 
+    // Records older than a cut-off are pruned; newer ones stay (each
+    // schedule's on-time fire and its missed record go).
+    assert_eq!(
+        rt.store
+            .prune_schedule_fires(t0 + 2 * hour + 1)
+            .await
+            .unwrap(),
+        4
+    );
+    let left = rt.store.schedule_fires(Some(&once.id), 10).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].due_at, t0 + 5 * hour);
+
     // Both continue at the next occurrence after the restart.
     for s in [&once, &skip] {
         let now = rt.store.get_schedule(&s.id).await.unwrap();

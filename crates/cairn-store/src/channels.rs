@@ -404,6 +404,24 @@ impl Store {
         .await?)
     }
 
+    /// Forgets delivered replies and answered messages received before
+    /// `before` (ms); returns how many rows went. Platforms redeliver within
+    /// minutes, so old inbox rows are no longer needed to de-duplicate.
+    pub async fn prune_channel_history(&self, before: i64) -> Result<u64, StoreError> {
+        let _writing = self.lock_writes().await;
+        let sent = sqlx::query("DELETE FROM channel_outbox WHERE status = 'sent' AND sent_at < ?")
+            .bind(before)
+            .execute(&self.writer)
+            .await?;
+        let seen = sqlx::query(
+            "DELETE FROM channel_inbox WHERE received_at < ? AND (replied = 1 OR outcome = 'refused')",
+        )
+        .bind(before)
+        .execute(&self.writer)
+        .await?;
+        Ok(sent.rows_affected() + seen.rows_affected())
+    }
+
     /// How many inbound messages a channel has recorded (all outcomes).
     pub async fn inbound_count(&self, channel: &str) -> Result<i64, StoreError> {
         Ok(

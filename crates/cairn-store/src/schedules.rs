@@ -279,6 +279,16 @@ impl Store {
             .collect()
     }
 
+    /// Forgets fire records of due times before `before` (ms).
+    pub async fn prune_schedule_fires(&self, before: i64) -> Result<u64, StoreError> {
+        let _writing = self.lock_writes().await;
+        let done = sqlx::query("DELETE FROM schedule_fires WHERE due_at < ?")
+            .bind(before)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Records that a scheduler loop of `owner` is alive at `now`.
     pub async fn scheduler_heartbeat(&self, owner: &str, now: i64) -> Result<(), StoreError> {
         let _writing = self.lock_writes().await;
@@ -290,6 +300,11 @@ impl Store {
         .bind(now)
         .execute(&self.writer)
         .await?;
+        // One row per process ever started: forget those gone for a day.
+        sqlx::query("DELETE FROM scheduler_heartbeats WHERE seen_at < ?")
+            .bind(now - 86_400_000)
+            .execute(&self.writer)
+            .await?;
         Ok(())
     }
 
