@@ -285,6 +285,11 @@ async fn slack_events_are_verified_answered_in_thread_and_retried_through_rate_l
             .status(),
         401
     );
+    // A timestamp chosen to overflow arithmetic: refused, no crash.
+    assert_eq!(
+        send(event.clone(), i64::MIN, None).await.unwrap().status(),
+        401
+    );
     assert_eq!(fake.requests().len(), 0);
 
     assert_eq!(

@@ -160,7 +160,7 @@ impl Telegram {
                             committed = false;
                             break;
                         }
-                        next = next.max(id + 1);
+                        next = next.max(id.saturating_add(1));
                     }
                     if next != offset {
                         offset = next;
