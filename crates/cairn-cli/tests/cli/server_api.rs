@@ -174,6 +174,7 @@ async fn bad_input_gets_clear_4xx_answers() {
         (Method::GET, "/api/v1/nothing-here", vec![], 404, "no such endpoint"),
         (Method::POST, "/api/v1/agents", br#"{"name": "x y"}"#.to_vec(), 400, ""),
         (Method::POST, "/api/v1/agents", br#"{"name":"a","system_prompt":"p","model":"","max_steps":5,"max_tokens":10,"tools":["rm_rf"],"stream":true}"#.to_vec(), 400, "unknown tool"),
+        (Method::POST, "/api/v1/agents", br#"{"name":"a","system_prompt":"p","model":"","max_steps":5,"max_tokens":10,"tools":["*"],"stream":true,"owner":"nochat"}"#.to_vec(), 400, "<channel>:<chat>"),
     ];
     for (method, path, body, want, needle) in cases {
         let (status, text) = api.raw(method.clone(), path, body).await;

@@ -83,6 +83,15 @@ pub async fn get_agent(
 fn check_agent(spec: &AgentSpec) -> Result<(), ApiError> {
     validate_name("agent", &spec.name).map_err(|e| ApiError::bad_request(e.to_string()))?;
     cairn_tools_check(&spec.tools)?;
+    if let Some(owner) = &spec.owner
+        && !owner
+            .split_once(':')
+            .is_some_and(|(c, chat)| !c.is_empty() && !chat.is_empty())
+    {
+        return Err(ApiError::bad_request(format!(
+            "owner {owner:?} is not <channel>:<chat>, such as \"telegram:123456789\""
+        )));
+    }
     if spec.max_steps == 0 || spec.max_tokens == 0 {
         return Err(ApiError::bad_request(
             "max_steps and max_tokens must be at least 1",
