@@ -3,6 +3,7 @@
 mod client;
 mod commands;
 mod config;
+mod config_template;
 mod declared;
 mod render;
 mod sd_notify;

