@@ -90,6 +90,13 @@ impl Endpoint {
                 message,
                 var: self.key_var,
             },
+            // OpenAI's "out of credits" comes as 429 too, but waiting does
+            // not help: it is a refusal until someone pays.
+            429 if body.contains("insufficient_quota") => LlmError::Rejected {
+                provider,
+                status,
+                message: format!("{message} (the account is out of credit; waiting will not help)"),
+            },
             429 => LlmError::RateLimited {
                 provider,
                 message,

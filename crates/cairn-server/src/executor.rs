@@ -136,7 +136,14 @@ async fn drive(state: &Arc<AppState>, job: Job) {
         Ok(Ok(Some(run))) if run.status == RunStatus::Queued => {
             tell_cooling_down(state, &run).await
         }
-        Ok(Ok(_)) => {}
+        Ok(Ok(Some(run))) => {
+            state
+                .cooldown_told
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&run.id);
+        }
+        Ok(Ok(None)) => {}
         Ok(Err(e)) => tracing::error!(run = %run_id, error = %e, "driving the run failed"),
         Err(panic) => {
             fail(
@@ -159,6 +166,14 @@ async fn drive(state: &Arc<AppState>, job: Job) {
 /// A run waiting for a rate-limited provider: the person who asked on a
 /// channel is told until when, rather than left wondering.
 async fn tell_cooling_down(state: &AppState, run: &cairn_core::RunRecord) {
+    let first_time = state
+        .cooldown_told
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(run.id.clone());
+    if !first_time {
+        return;
+    }
     let Ok(Some(msg)) = state.rt.store.inbound_for_run(&run.id).await else {
         return;
     };

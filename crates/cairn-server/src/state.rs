@@ -31,6 +31,9 @@ pub struct AppState {
     pub outbox: Notify,
     /// Wakes the reply loop when a run ends.
     pub run_done: Notify,
+    /// Runs whose channel was already told they wait for a cooldown (told
+    /// once, not at every rate-limited attempt).
+    pub cooldown_told: Mutex<std::collections::HashSet<String>>,
 }
 
 impl AppState {
@@ -46,6 +49,7 @@ impl AppState {
             channels: Default::default(),
             outbox: Notify::new(),
             run_done: Notify::new(),
+            cooldown_told: Default::default(),
         }
     }
 

@@ -99,6 +99,9 @@ impl Dialect {
             Dialect::OpenAi => {
                 let (kind, code) = match status {
                     401 => ("invalid_request_error", "invalid_api_key"),
+                    429 if message.contains("exceeded your current quota") => {
+                        ("insufficient_quota", "insufficient_quota")
+                    }
                     429 => ("requests", "rate_limit_exceeded"),
                     400 => ("invalid_request_error", "invalid_request"),
                     _ => ("server_error", "server_error"),

@@ -74,6 +74,21 @@ fn rate_limited_twice_then_success() {
 }
 
 #[test]
+fn an_account_out_of_credit_fails_at_once_instead_of_cooling_down() {
+    let h = home();
+    let fake = FakeLlm::start();
+    fake.push([Reply::error(
+        429,
+        "You exceeded your current quota, please check your plan and billing details.",
+    )]);
+    let out = run(h.openai(&fake), &["run", "hello"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(stderr(&out).contains("out of credit"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("cooling down"));
+    assert_eq!(fake.requests().len(), 1, "no retries, no cooldown loop");
+}
+
+#[test]
 fn malformed_stream_fails_the_run_with_a_clear_error() {
     for provider in ["anthropic", "openai"] {
         let h = home();
