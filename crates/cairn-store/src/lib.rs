@@ -3,6 +3,7 @@
 //! when the cluster lands.
 
 mod agents;
+mod bulk_reader;
 mod channels;
 mod error;
 mod fast_writer;
@@ -46,6 +47,7 @@ pub struct Store {
     pool: SqlitePool,
     writer: SqlitePool,
     fast: std::sync::Arc<fast_writer::FastWriter>,
+    bulk: std::sync::Arc<bulk_reader::BulkReader>,
     /// Held around every write, whichever connection makes it.
     write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// The database file and its (device, inode) when opened: open
@@ -104,10 +106,12 @@ impl Store {
             .await
             .map_err(open_err)?;
         let fast = std::sync::Arc::new(fast_writer::FastWriter::open(path)?);
+        let bulk = std::sync::Arc::new(bulk_reader::BulkReader::open(path)?);
         let store = Store {
             pool,
             writer,
             fast,
+            bulk,
             write_lock: Default::default(),
             file: std::sync::Arc::new((path.to_path_buf(), file_identity(path))),
         };
