@@ -73,6 +73,10 @@ async fn executor_loop(state: Arc<AppState>) {
         if state.shutdown.is_cancelled() {
             return;
         }
+        // Registered before claiming, so work queued meanwhile wakes us.
+        let woken = state.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
         match state
             .rt
             .store
@@ -82,7 +86,7 @@ async fn executor_loop(state: Arc<AppState>) {
             Ok(Some(job)) => drive(&state, job).await,
             Ok(None) => {
                 tokio::select! {
-                    _ = state.wake.notified() => {}
+                    _ = woken => {}
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                     _ = state.shutdown.cancelled() => return,
                 }

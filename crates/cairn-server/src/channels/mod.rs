@@ -405,6 +405,11 @@ pub fn start(state: Arc<AppState>, channels: Channels, set: &mut JoinSet<()>) {
     let limits = channels.clone();
     set.spawn(async move {
         loop {
+            // Registered before the work, so a run that ends meanwhile is
+            // not missed (notify_waiters keeps no permit).
+            let woken = replies.run_done.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
             match replies.rt.store.awaiting_replies(50).await {
                 Ok(done) => {
                     for d in done {
@@ -427,7 +432,7 @@ pub fn start(state: Arc<AppState>, channels: Channels, set: &mut JoinSet<()>) {
                 Err(e) => tracing::warn!(error = %e, "cannot read finished channel runs"),
             }
             tokio::select! {
-                _ = replies.run_done.notified() => {}
+                _ = woken => {}
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 _ = replies.shutdown.cancelled() => break,
             }
@@ -452,6 +457,11 @@ pub fn start(state: Arc<AppState>, channels: Channels, set: &mut JoinSet<()>) {
 
 async fn deliver_loop(state: Arc<AppState>, channel: Arc<dyn Channel>) {
     loop {
+        // Registered before reading, so a reply enqueued meanwhile is not
+        // left waiting for the next poll.
+        let woken = state.outbox.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
         let due = state
             .rt
             .store
@@ -483,7 +493,7 @@ async fn deliver_loop(state: Arc<AppState>, channel: Arc<dyn Channel>) {
             Err(e) => tracing::warn!(error = %e, "cannot read the outbox"),
         }
         tokio::select! {
-            _ = state.outbox.notified() => {}
+            _ = woken => {}
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
             _ = state.shutdown.cancelled() => break,
         }
