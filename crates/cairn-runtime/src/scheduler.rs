@@ -8,9 +8,8 @@
 //! says how many and since when; with `skip` they are recorded as skipped.
 
 use async_trait::async_trait;
-use cairn_core::ids::new_id;
+use cairn_core::AgentSpec;
 use cairn_core::schedule::{CatchUp, FireOutcome, FireRecord, HeartbeatPolicy, ScheduleRecord};
-use cairn_core::{AgentSpec, RunRecord, RunStatus};
 use cairn_store::ScheduleFire;
 
 use crate::{Runtime, RuntimeError};
@@ -120,45 +119,40 @@ impl Runtime {
                 Some(format!("{missed_note}; recorded at {}", iso(latest))),
             ));
         }
-        let mut run = None;
         let key = if on_time { due } else { latest };
-        let gate = match &s.heartbeat {
-            Some(p) => Some(self.heartbeat_gate(s, p, now).await?),
-            None => None,
-        };
-        match (on_time, s.catch_up, gate) {
-            (false, CatchUp::Skip, _) => records.push(record(
-                key,
-                FireOutcome::Skipped,
-                Some(format!("{missed_note}; catch_up = skip")),
-            )),
-            (_, _, Some(Err(why))) => {
-                records.push(record(key, FireOutcome::Skipped, Some(why)));
+        let agent = agents.agent(&s.agent).await;
+        // The agent and the prompt to run with (a heartbeat's checklist
+        // replaces it), or why nothing runs.
+        let decision: Result<(&AgentSpec, Option<String>), String> = match (&agent, &s.heartbeat) {
+            _ if !on_time && s.catch_up == CatchUp::Skip => {
+                Err(format!("{missed_note}; catch_up = skip"))
             }
-            (_, _, gate) => match agents.agent(&s.agent).await {
-                Ok(agent) => {
-                    let mut r = self.scheduled_run(s, &agent, now);
-                    if let Some(Ok(prompt)) = gate {
-                        r.input = prompt;
-                        if let Some(m) = s.heartbeat.as_ref().and_then(|p| p.model.clone()) {
-                            r.model = m;
-                        }
-                    }
-                    let mut fired = record(
-                        key,
-                        FireOutcome::Fired,
-                        (!on_time).then(|| format!("{missed_note}; catch_up = once: ran once")),
-                    );
-                    fired.run_id = Some(r.id.clone());
-                    records.push(fired);
-                    run = Some(r);
+            (Err(why), _) => Err(format!("agent {:?} is not available: {why}", s.agent)),
+            (Ok(a), Some(p)) => self.heartbeat_gate(s, p, now).await?.map(|c| (a, Some(c))),
+            (Ok(a), None) => Ok((a, None)),
+        };
+        let mut run = None;
+        match decision {
+            Ok((agent, checklist)) => {
+                let mut r = self.queued_run(
+                    agent,
+                    s.session_id.clone(),
+                    checklist.unwrap_or_else(|| s.prompt.clone()),
+                    now,
+                );
+                if let Some(m) = s.heartbeat.as_ref().and_then(|p| p.model.clone()) {
+                    r.model = m;
                 }
-                Err(why) => records.push(record(
+                let mut fired = record(
                     key,
-                    FireOutcome::Skipped,
-                    Some(format!("agent {:?} is not available: {why}", s.agent)),
-                )),
-            },
+                    FireOutcome::Fired,
+                    (!on_time).then(|| format!("{missed_note}; catch_up = once: ran once")),
+                );
+                fired.run_id = Some(r.id.clone());
+                records.push(fired);
+                run = Some(r);
+            }
+            Err(why) => records.push(record(key, FireOutcome::Skipped, Some(why))),
         }
         let not_run = records
             .iter()
@@ -175,7 +169,7 @@ impl Runtime {
             // Downtime is news to the owner (a heartbeat's gates are not).
             if !on_time
                 && s.heartbeat.is_none()
-                && let Ok(agent) = agents.agent(&s.agent).await
+                && let Ok(agent) = &agent
             {
                 let action = match s.catch_up {
                     CatchUp::Once => "ran it once now",
@@ -186,7 +180,7 @@ impl Runtime {
                     s.id,
                     short(&s.prompt, 60)
                 );
-                self.notify_owner(&agent, &text).await;
+                self.notify_owner(agent, &text).await;
             }
             report.not_run += not_run;
             if let Some(r) = run {
@@ -250,30 +244,6 @@ impl Runtime {
                 path.map(|p| p.display().to_string())
                     .unwrap_or_else(|| "$CAIRN_HOME/agents/<agent>/HEARTBEAT.md".into())
             ))),
-        }
-    }
-
-    /// The queued run a schedule starts.
-    fn scheduled_run(&self, s: &ScheduleRecord, agent: &AgentSpec, now: i64) -> RunRecord {
-        RunRecord {
-            id: new_id("run"),
-            session_id: s.session_id.clone(),
-            agent: s.agent.clone(),
-            status: RunStatus::Queued,
-            input: s.prompt.clone(),
-            output: None,
-            error: None,
-            provider: self.provider.name().to_string(),
-            model: if agent.model.is_empty() {
-                self.provider.default_model().to_string()
-            } else {
-                agent.model.clone()
-            },
-            steps: 0,
-            usage: Default::default(),
-            cost_usd: 0.0,
-            created_at: now,
-            finished_at: None,
         }
     }
 }

@@ -46,29 +46,41 @@ impl Runtime {
         self.store
             .ensure_session(&session_id, &req.agent.name)
             .await?;
-        let model = if req.agent.model.is_empty() {
-            self.provider.default_model().to_string()
-        } else {
-            req.agent.model.clone()
-        };
-        let run = RunRecord {
+        let run = self.queued_run(&req.agent, session_id, req.input.clone(), now_ms());
+        let job = self.store.create_run(&run).await?;
+        Ok((run, job))
+    }
+
+    /// A run of `agent` in `session_id` starting with `input`, queued at
+    /// `now`, on the agent's model (or the provider's default): what a
+    /// turn, a schedule and a channel message each start.
+    pub fn queued_run(
+        &self,
+        agent: &AgentSpec,
+        session_id: String,
+        input: String,
+        now: i64,
+    ) -> RunRecord {
+        RunRecord {
             id: new_id("run"),
             session_id,
-            agent: req.agent.name.clone(),
+            agent: agent.name.clone(),
             status: RunStatus::Queued,
-            input: req.input.clone(),
+            input,
             output: None,
             error: None,
             provider: self.provider.name().to_string(),
-            model,
+            model: if agent.model.is_empty() {
+                self.provider.default_model().to_string()
+            } else {
+                agent.model.clone()
+            },
             steps: 0,
             usage: Default::default(),
             cost_usd: 0.0,
-            created_at: now_ms(),
+            created_at: now,
             finished_at: None,
-        };
-        let job = self.store.create_run(&run).await?;
-        Ok((run, job))
+        }
     }
 
     /// Submits a turn and drives it to its end in this process — after

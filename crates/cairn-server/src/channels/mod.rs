@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cairn_core::channel::{InboundMessage, OutboxItem};
-use cairn_core::ids::new_id;
 use cairn_core::{RunRecord, RunStatus, now_ms};
 use cairn_store::{Accepted, NewOutbound};
 use serde::{Deserialize, Serialize};
@@ -311,26 +310,9 @@ pub async fn accept(
             .await?);
     }
     let agent = state.agent(&access.agent).await?;
-    let run = RunRecord {
-        id: new_id("run"),
-        session_id: msg.session_id(),
-        agent: agent.name.clone(),
-        status: RunStatus::Queued,
-        input: msg.text.clone(),
-        output: None,
-        error: None,
-        provider: state.rt.provider.name().to_string(),
-        model: if agent.model.is_empty() {
-            state.rt.provider.default_model().to_string()
-        } else {
-            agent.model.clone()
-        },
-        steps: 0,
-        usage: Default::default(),
-        cost_usd: 0.0,
-        created_at: now_ms(),
-        finished_at: None,
-    };
+    let run = state
+        .rt
+        .queued_run(&agent, msg.session_id(), msg.text.clone(), now_ms());
     let accepted = state
         .rt
         .store
