@@ -110,6 +110,16 @@ impl ContextBudget {
     }
 }
 
+/// A context: the summary of compacted messages (if any) as the first
+/// message, then `messages`, with tool calls a stopped run left open
+/// closed (derived each time, never stored).
+fn context(summary: Option<String>, messages: impl Iterator<Item = Message>) -> Vec<Message> {
+    let mut history: Vec<Message> = summary.map(Message::user_text).into_iter().collect();
+    history.extend(messages);
+    close_open_tool_calls(&mut history);
+    history
+}
+
 /// The parts of the next request that compaction does not change.
 pub(crate) struct Fixed<'a> {
     pub system: &'a str,
@@ -125,17 +135,15 @@ impl Runtime {
         session_id: &str,
     ) -> Result<Vec<Message>, RuntimeError> {
         let ctx = self.store.session_context(session_id).await?;
-        let mut history = Vec::with_capacity(ctx.messages.len() + 1);
-        if let Some(summary) = ctx.summary {
-            history.push(Message::user_text(summary));
-        }
-        history.extend(ctx.messages.into_iter().map(|(_, m)| m));
-        close_open_tool_calls(&mut history);
-        Ok(history)
+        Ok(context(
+            ctx.summary,
+            ctx.messages.into_iter().map(|(_, m)| m),
+        ))
     }
 
-    /// Compacts the session's context to the budget's target. `Ok(false)`
-    /// when it cannot be made to fit (the caller fails the run).
+    /// Compacts the session's context to the budget's target and returns
+    /// the new context; `Ok(Err(why))` when it cannot be made to fit (the
+    /// caller fails the run).
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn compact(
         &self,
@@ -147,15 +155,10 @@ impl Runtime {
         events: Events<'_>,
     ) -> Result<Result<Vec<Message>, String>, RuntimeError> {
         let ctx = self.store.session_context(&run.session_id).await?;
-        let mut all: Vec<Message> = Vec::with_capacity(ctx.messages.len() + 1);
         let seqs: Vec<i64> = ctx.messages.iter().map(|(s, _)| *s).collect();
         let messages: Vec<Message> = ctx.messages.into_iter().map(|(_, m)| m).collect();
-        if let Some(s) = &ctx.summary {
-            all.push(Message::user_text(s.clone()));
-        }
-        all.extend(messages.iter().cloned());
-        close_open_tool_calls(&mut all);
-        let tokens_before = budget.estimate(fixed.system, &all, fixed.tools);
+        let before = context(ctx.summary.clone(), messages.iter().cloned());
+        let tokens_before = budget.estimate(fixed.system, &before, fixed.tools);
         if messages.is_empty() {
             return Ok(Err(self.cannot_fit(budget, tokens_before)));
         }
@@ -212,9 +215,7 @@ impl Runtime {
             summarized.summary,
             request_in_summary
         );
-        let mut history = vec![Message::user_text(text.clone())];
-        history.extend(messages[cut..].iter().cloned());
-        close_open_tool_calls(&mut history);
+        let history = context(Some(text.clone()), messages[cut..].iter().cloned());
         let tokens_after = budget.estimate(fixed.system, &history, fixed.tools);
         if tokens_after > budget.limit() {
             return Ok(Err(self.cannot_fit(budget, tokens_after)));
@@ -331,21 +332,8 @@ impl Runtime {
                 max_tokens: summary_tokens as u32,
                 stream: false,
             };
-            let on_retry = |attempt: u32, wait: std::time::Duration, err: &LlmError| {
-                events(RunEvent::Retrying {
-                    attempt,
-                    wait_ms: wait.as_millis() as u64,
-                    reason: err.to_string(),
-                });
-            };
-            let response = cairn_llm::complete_with_retry(
-                self.provider.as_ref(),
-                &request,
-                &self.retry,
-                &|_| {},
-                &on_retry,
-            )
-            .await?;
+            // The summary is not the answer: its text is not shown.
+            let response = self.call_model(&request, events, false).await?;
             calls += 1;
             usage += response.usage;
             run.usage += response.usage;

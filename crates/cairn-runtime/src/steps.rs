@@ -231,7 +231,7 @@ impl Runtime {
             }
 
             let response = tokio::select! {
-                r = self.call_model(&request, events) => r,
+                r = self.call_model(&request, events, true) => r,
                 _ = cancel.cancelled() => {
                     self.flush(run, lease, carry).await?;
                     return Ok((RunStatus::Cancelled, Some("cancelled during a model call".into())));
@@ -411,13 +411,18 @@ impl Runtime {
         })
     }
 
-    async fn call_model(
+    /// One model call with retries, each retry told as an event; the
+    /// answer's text is streamed to `events` when `show_text`.
+    pub(crate) async fn call_model(
         &self,
         request: &ModelRequest,
         events: Events<'_>,
+        show_text: bool,
     ) -> Result<ModelResponse, cairn_llm::LlmError> {
         let on_event = |e: StreamEvent| {
-            if let StreamEvent::TextDelta { text } = e {
+            if let StreamEvent::TextDelta { text } = e
+                && show_text
+            {
                 events(RunEvent::TextDelta { text });
             }
         };
