@@ -283,7 +283,9 @@ impl Runtime {
                     self.store
                         .set_provider_cooldown(self.provider.name(), until, &reason)
                         .await?;
-                    return Ok((RunStatus::Queued, Some(until.to_string())));
+                    // `Queued`: the caller hands the job back until the
+                    // provider's cooldown (as stored) ends.
+                    return Ok((RunStatus::Queued, None));
                 }
                 Err(e) => {
                     let failed =

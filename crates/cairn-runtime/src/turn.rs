@@ -218,22 +218,21 @@ impl Runtime {
             .await;
         drop(heartbeat);
         let result = match outcome {
-            Ok((RunStatus::Queued, until)) => {
+            Ok((RunStatus::Queued, _)) => {
                 // Cooling down: hand the job back for when the provider
-                // takes calls again; the session is free meanwhile.
-                let until = until.and_then(|u| u.parse().ok()).unwrap_or_else(now_ms);
-                run.status = RunStatus::Queued;
-                self.store.update_run(&run).await?;
-                self.store.release_session(&lease).await?;
-                self.store.release_job_until(&job, until).await?;
-                let reason = self
+                // takes calls again (the latest end any run recorded); the
+                // session is free meanwhile.
+                let (until, reason) = self
                     .store
                     .provider_cooldowns(now_ms())
                     .await?
                     .into_iter()
                     .find(|(p, _, _)| p == self.provider.name())
-                    .map(|(_, _, r)| r)
-                    .unwrap_or_default();
+                    .map_or_else(|| (now_ms(), String::new()), |(_, u, r)| (u, r));
+                run.status = RunStatus::Queued;
+                self.store.update_run(&run).await?;
+                self.store.release_session(&lease).await?;
+                self.store.release_job_until(&job, until).await?;
                 events(RunEvent::CoolingDown { until, reason });
                 return Ok(run);
             }
