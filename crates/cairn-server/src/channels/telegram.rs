@@ -113,15 +113,28 @@ impl Telegram {
                        "allowed_updates": ["message"]}),
             )
         };
+        self.call(method, &body, Duration::from_secs(30))
+            .await
+            .map(|_| ())
+    }
+
+    /// One Bot API method: its answer, or Telegram's error as a
+    /// `SendError` (transient or not, with its `retry_after`).
+    async fn call(
+        &self,
+        method: &str,
+        body: &Value,
+        timeout: Duration,
+    ) -> Result<Value, SendError> {
         let resp = self
             .http
             .post(self.url(method))
-            .json(&body)
-            .timeout(Duration::from_secs(30))
+            .json(body)
+            .timeout(timeout)
             .send()
             .await
             .map_err(|e| SendError::transient(e.to_string(), None))?;
-        api_answer(resp).await.map(|_| ())
+        api_answer(resp).await
     }
 
     /// Reads updates until the server stops. The offset (Telegram's
@@ -134,18 +147,18 @@ impl Telegram {
         let mut failures = 0u32;
         loop {
             let body = json!({"offset": offset, "timeout": self.settings.poll_timeout_s, "allowed_updates": ["message"]});
-            let call = self
-                .http
-                .post(self.url("getUpdates"))
-                .json(&body)
-                .timeout(Duration::from_secs(self.settings.poll_timeout_s + 15))
-                .send();
+            let call = self.call(
+                "getUpdates",
+                &body,
+                Duration::from_secs(self.settings.poll_timeout_s + 15),
+            );
             let answer = tokio::select! {
                 r = call => r,
                 _ = state.shutdown.cancelled() => return,
             };
-            let wait = match read_updates(answer).await {
-                Ok(updates) => {
+            let wait = match answer {
+                Ok(v) => {
+                    let updates = v["result"].as_array().cloned().unwrap_or_default();
                     failures = 0;
                     let mut next = offset;
                     let mut committed = true;
@@ -227,14 +240,6 @@ impl Telegram {
     }
 }
 
-async fn read_updates(
-    answer: Result<reqwest::Response, reqwest::Error>,
-) -> Result<Vec<Value>, SendError> {
-    let resp = answer.map_err(|e| SendError::transient(e.to_string(), None))?;
-    let v = api_answer(resp).await?;
-    Ok(v["result"].as_array().cloned().unwrap_or_default())
-}
-
 /// Telegram's answer: `{"ok": true, "result": …}`, or an error with
 /// `error_code`, `description` and `parameters.retry_after`.
 async fn api_answer(resp: reqwest::Response) -> Result<Value, SendError> {
@@ -304,19 +309,10 @@ impl Channel for Telegram {
     }
 
     async fn send(&self, item: &OutboxItem) -> Result<(), SendError> {
-        let post = |body: Value| {
-            let http = self.http.clone();
-            let url = self.url("sendMessage");
-            async move {
-                let resp = http
-                    .post(url)
-                    .json(&body)
-                    .timeout(Duration::from_secs(30))
-                    .send()
-                    .await
-                    .map_err(|e| SendError::transient(e.to_string(), None))?;
-                api_answer(resp).await.map(|_| ())
-            }
+        let post = |body: Value| async move {
+            self.call("sendMessage", &body, Duration::from_secs(30))
+                .await
+                .map(|_| ())
         };
         let formatted = json!({"chat_id": item.chat_id, "text": escape_markdown_v2(&item.text), "parse_mode": "MarkdownV2"});
         match post(formatted).await {
