@@ -171,7 +171,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
         ScheduleCommand::Resume { id } => {
             let s = store.get_schedule(&id).await?;
-            let next = s.timing()?.next_after(now_ms());
+            let next = s.next_due_on_resume(now_ms())?;
             store.set_schedule_paused(&s.id, false, next).await?;
             match next {
                 Some(t) => println!("resumed {} · next {}", s.id, iso(t)),

@@ -175,6 +175,13 @@ impl ScheduleRecord {
     pub fn timing(&self) -> Result<Timing, ScheduleError> {
         Timing::parse(self.kind, &self.spec, &self.tz, self.created_at)
     }
+
+    /// Where a resumed schedule continues: its next occurrence after
+    /// `now`. What passed while it was paused is not caught up: pausing
+    /// means "not now".
+    pub fn next_due_on_resume(&self, now: i64) -> Result<Option<i64>, ScheduleError> {
+        Ok(self.timing()?.next_after(now))
+    }
 }
 
 /// What happened at one due time.

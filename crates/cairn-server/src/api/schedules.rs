@@ -102,11 +102,9 @@ pub async fn resume_schedule(
     Path(id): Path<String>,
 ) -> Result<Json<ScheduleRecord>, ApiError> {
     let s = state.rt.store.get_schedule(&id).await?;
-    // Occurrences while paused are not caught up: pausing means "not now".
     let next = s
-        .timing()
-        .map_err(|e| ApiError::bad_request(e.to_string()))?
-        .next_after(now_ms());
+        .next_due_on_resume(now_ms())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     state
         .rt
         .store
