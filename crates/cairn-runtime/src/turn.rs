@@ -224,11 +224,9 @@ impl Runtime {
                 // session is free meanwhile.
                 let (until, reason) = self
                     .store
-                    .provider_cooldowns(now_ms())
+                    .provider_cooldown(self.provider.name(), now_ms())
                     .await?
-                    .into_iter()
-                    .find(|(p, _, _)| p == self.provider.name())
-                    .map_or_else(|| (now_ms(), String::new()), |(_, u, r)| (u, r));
+                    .unwrap_or_else(|| (now_ms(), String::new()));
                 run.status = RunStatus::Queued;
                 self.store.update_run(&run).await?;
                 self.store.release_session(&lease).await?;

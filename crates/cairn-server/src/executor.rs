@@ -181,15 +181,14 @@ async fn tell_cooling_down(state: &AppState, run: &cairn_core::RunRecord) {
     let Ok(Some(msg)) = state.rt.store.inbound_for_run(&run.id).await else {
         return;
     };
-    let until = state
+    let Ok(Some((until, _))) = state
         .rt
         .store
-        .provider_cooldowns(now_ms())
+        .provider_cooldown(&run.provider, now_ms())
         .await
-        .ok()
-        .and_then(|c| c.into_iter().find(|(p, _, _)| *p == run.provider))
-        .map(|(_, until, _)| until);
-    let Some(until) = until else { return };
+    else {
+        return;
+    };
     let notice = cairn_store::NewOutbound {
         channel: msg.channel,
         chat_id: msg.chat_id,

@@ -183,6 +183,21 @@ impl Store {
         Ok(())
     }
 
+    /// When `provider`'s cooldown ends and why, if it is cooling down at `now`.
+    pub async fn provider_cooldown(
+        &self,
+        provider: &str,
+        now: i64,
+    ) -> Result<Option<(i64, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT until, reason FROM provider_cooldowns WHERE provider = ? AND until > ?",
+        )
+        .bind(provider)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     /// Providers cooling down at `now`: (provider, until, reason).
     pub async fn provider_cooldowns(
         &self,
