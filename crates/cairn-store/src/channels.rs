@@ -133,14 +133,7 @@ impl Store {
         for r in rows {
             let run_id: String = r.try_get("run_id")?;
             out.push(AwaitingReply {
-                message: InboundMessage {
-                    channel: r.try_get("channel")?,
-                    platform_id: r.try_get("platform_id")?,
-                    chat_id: r.try_get("chat_id")?,
-                    thread: r.try_get("thread")?,
-                    user_id: r.try_get("user_id")?,
-                    text: r.try_get("text")?,
-                },
+                message: inbound_from_row(&r)?,
                 run: self.get_run(&run_id).await?,
             });
         }
@@ -289,17 +282,7 @@ impl Store {
         .bind(run_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(InboundMessage {
-                channel: r.try_get("channel")?,
-                platform_id: r.try_get("platform_id")?,
-                chat_id: r.try_get("chat_id")?,
-                thread: r.try_get("thread")?,
-                user_id: r.try_get("user_id")?,
-                text: r.try_get("text")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(inbound_from_row).transpose()
     }
 
     /// Folds channel messages that arrived for `lease`'s session while its
@@ -456,6 +439,17 @@ async fn insert_outbound(
         .await?;
     }
     Ok(())
+}
+
+fn inbound_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<InboundMessage, StoreError> {
+    Ok(InboundMessage {
+        channel: r.try_get("channel")?,
+        platform_id: r.try_get("platform_id")?,
+        chat_id: r.try_get("chat_id")?,
+        thread: r.try_get("thread")?,
+        user_id: r.try_get("user_id")?,
+        text: r.try_get("text")?,
+    })
 }
 
 fn outbox_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<OutboxItem, StoreError> {
