@@ -72,11 +72,8 @@ pub async fn sync(loaded: &Loaded, store: &Store) -> Result<usize> {
 
 fn declared(name: &str, c: &ScheduleConfig) -> Result<NewSchedule> {
     let set = |v: &str| Some(v.trim().to_string()).filter(|v| !v.is_empty());
-    let (kind, spec) = match (set(&c.cron), set(&c.every), set(&c.at)) {
-        (Some(x), None, None) => (ScheduleKind::Cron, x),
-        (None, Some(x), None) => (ScheduleKind::Every, x),
-        (None, None, Some(x)) => (ScheduleKind::At, x),
-        _ => bail!("[schedules.{name}]: set exactly one of cron, every, at"),
+    let Some((kind, spec)) = ScheduleKind::one_of(set(&c.cron), set(&c.every), set(&c.at)) else {
+        bail!("[schedules.{name}]: set exactly one of cron, every, at");
     };
     let Some(catch_up) = CatchUp::parse(&c.catch_up) else {
         bail!(

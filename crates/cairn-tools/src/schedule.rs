@@ -64,11 +64,8 @@ impl Tool for ScheduleCreate {
         let store = tool_try!(store(ctx));
         let prompt = tool_try!(str_arg(&input, "prompt"));
         let arg = |k: &str| input.get(k).and_then(|v| v.as_str()).map(str::to_string);
-        let (kind, spec) = match (arg("cron"), arg("every"), arg("at")) {
-            (Some(c), None, None) => (ScheduleKind::Cron, c),
-            (None, Some(e), None) => (ScheduleKind::Every, e),
-            (None, None, Some(a)) => (ScheduleKind::At, a),
-            _ => return ToolOutput::error("give exactly one of \"cron\", \"every\" or \"at\""),
+        let Some((kind, spec)) = ScheduleKind::one_of(arg("cron"), arg("every"), arg("at")) else {
+            return ToolOutput::error("give exactly one of \"cron\", \"every\" or \"at\"");
         };
         let now = now_ms();
         match store.scheduler_last_seen().await {

@@ -103,13 +103,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             if let Some(s) = &session {
                 cairn_core::ids::validate_name("session", s)?;
             }
-            let (kind, spec) = match (cron, every, at) {
-                (Some(c), None, None) => (ScheduleKind::Cron, c),
-                (None, Some(e), None) => (ScheduleKind::Every, e),
-                (None, None, Some(a)) => (ScheduleKind::At, a),
-                _ => bail!(
+            let Some((kind, spec)) = ScheduleKind::one_of(cron, every, at) else {
+                bail!(
                     "say when: one of --cron \"0 8 * * *\", --every 1h, --at 2026-12-01T08:00:00Z"
-                ),
+                );
             };
             let Some(catch_up) = CatchUp::parse(&catch_up) else {
                 bail!("--catch-up is \"once\" or \"skip\", not {catch_up:?}");

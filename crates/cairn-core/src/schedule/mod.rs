@@ -36,6 +36,21 @@ impl ScheduleKind {
         }
     }
 
+    /// The one of a cron expression, an interval and an instant that is
+    /// given; `None` when none or several are.
+    pub fn one_of(
+        cron: Option<String>,
+        every: Option<String>,
+        at: Option<String>,
+    ) -> Option<(ScheduleKind, String)> {
+        match (cron, every, at) {
+            (Some(c), None, None) => Some((ScheduleKind::Cron, c)),
+            (None, Some(e), None) => Some((ScheduleKind::Every, e)),
+            (None, None, Some(a)) => Some((ScheduleKind::At, a)),
+            _ => None,
+        }
+    }
+
     /// Parses the stored spelling.
     pub fn parse(s: &str) -> Option<ScheduleKind> {
         Some(match s {
