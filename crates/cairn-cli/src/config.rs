@@ -186,6 +186,11 @@ pub struct ServerConfig {
     pub watchdog_stuck_s: u64,
     /// `cancel`, or `retry` (cancel and start the turn again, once).
     pub watchdog_action: String,
+    /// Host names the API answers besides loopback names and IP addresses
+    /// (refusing others stops DNS-rebinding pages).
+    pub allowed_hosts: Vec<String>,
+    /// Origins (`https://host[:port]`) whose pages may call the API.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -198,6 +203,8 @@ impl Default for ServerConfig {
             api_key: None,
             watchdog_stuck_s: 900,
             watchdog_action: "cancel".into(),
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
         }
     }
 }

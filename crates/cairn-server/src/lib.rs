@@ -20,6 +20,7 @@ use cairn_runtime::Runtime;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
+pub use api::guard::BrowserPolicy;
 pub use state::AppState;
 
 /// How to serve.
@@ -41,6 +42,8 @@ pub struct ServeOptions {
     pub watchdog_action: watchdog::WatchdogAction,
     /// Telegram, Slack, webhooks.
     pub channels: channels::ChannelSettings,
+    /// Host and Origin values accepted beyond loopback.
+    pub browser: BrowserPolicy,
 }
 
 /// Why the server could not start or stopped badly.
@@ -96,6 +99,7 @@ pub async fn serve(
         );
     }
     let mut app_state = AppState::new(rt, opts.api_key.clone(), shutdown.clone());
+    app_state.browser = opts.browser.clone();
     app_state.channels = channels::Channels::new(&opts.channels, cairn_llm::http_client());
     let state = Arc::new(app_state);
     let mut executors = executor::start(state.clone(), opts.concurrency.max(1));

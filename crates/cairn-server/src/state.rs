@@ -23,6 +23,8 @@ pub struct AppState {
     pub cancels: Mutex<HashMap<String, CancellationToken>>,
     /// Bearer key the API requires, if any.
     pub api_key: Option<String>,
+    /// Which Host and Origin values the API accepts.
+    pub browser: crate::api::guard::BrowserPolicy,
     /// Fires when the server stops.
     pub shutdown: CancellationToken,
     /// The channels this server runs.
@@ -45,6 +47,7 @@ impl AppState {
             wake: Notify::new(),
             cancels: Mutex::new(HashMap::new()),
             api_key,
+            browser: Default::default(),
             shutdown,
             channels: Default::default(),
             outbox: Notify::new(),

@@ -60,6 +60,7 @@ async fn a_panicking_run_fails_alone() {
         watchdog_stuck: Duration::ZERO,
         watchdog_action: Default::default(),
         channels: Default::default(),
+        browser: Default::default(),
     };
     let shutdown = CancellationToken::new();
     let (tx, rx) = tokio::sync::oneshot::channel();

@@ -70,6 +70,18 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 )
             })?,
         channels: loaded.config.channels.clone(),
+        browser: cairn_server::BrowserPolicy {
+            allowed_hosts: server
+                .allowed_hosts
+                .iter()
+                .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+                .collect(),
+            allowed_origins: server
+                .allowed_origins
+                .iter()
+                .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+                .collect(),
+        },
     };
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api;
+mod browser_guard;
 mod channels;
 mod compaction;
 mod concurrency;

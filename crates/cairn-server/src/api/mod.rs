@@ -1,6 +1,7 @@
 //! Routes, the JSON body extractor and the API-key check.
 
 pub mod events;
+pub mod guard;
 pub mod memory;
 pub mod native;
 pub mod openai;
@@ -81,9 +82,17 @@ pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
         .route("/v1/models", get(openai::models))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
-    Router::new()
-        .merge(api)
+    // Everything but the signed channel endpoints is closed to web pages.
+    let guarded = api
         .route("/api/v1/openapi.json", get(openapi::serve_openapi))
+        .route("/healthz", get(native::healthz))
+        .route("/readyz", get(native::readyz))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            guard::browser_guard,
+        ));
+    Router::new()
+        .merge(guarded)
         .route(
             "/channels/telegram/webhook",
             post(crate::channels::telegram::webhook),
@@ -96,8 +105,6 @@ pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
             "/channels/webhook/{name}",
             post(crate::channels::webhook::inbound),
         )
-        .route("/healthz", get(native::healthz))
-        .route("/readyz", get(native::readyz))
         .fallback(|| async { ApiError::not_found("no such endpoint; see /api/v1/openapi.json") })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
