@@ -156,12 +156,18 @@ impl Default for StoreConfig {
 pub struct ToolsConfig {
     /// Bytes of output kept per tool call (head and tail).
     pub output_limit_bytes: usize,
+    /// Limits of sandboxed commands.
+    pub sandbox: crate::config_tools::SandboxConfig,
+    /// What `http_fetch` may reach.
+    pub http_fetch: crate::config_tools::HttpFetchConfig,
 }
 
 impl Default for ToolsConfig {
     fn default() -> Self {
         ToolsConfig {
             output_limit_bytes: 32 * 1024,
+            sandbox: Default::default(),
+            http_fetch: Default::default(),
         }
     }
 }
@@ -276,6 +282,11 @@ pub struct AgentConfig {
     pub heartbeat: HeartbeatConfig,
     /// Where notices for the owner go: `<channel>:<chat>`; empty: nowhere.
     pub owner: String,
+    /// `workspace` (sandboxed, network on), `offline` (sandboxed, no
+    /// network) or `host` (no sandbox).
+    pub sandbox: cairn_core::SandboxProfile,
+    /// Variables its commands get besides PATH, LANG, TERM, TZ and HOME.
+    pub env: BTreeMap<String, String>,
 }
 
 impl Default for AgentConfig {
@@ -291,6 +302,8 @@ impl Default for AgentConfig {
             context_window: d.context_window,
             heartbeat: HeartbeatConfig::default(),
             owner: String::new(),
+            sandbox: d.sandbox,
+            env: d.env,
         }
     }
 }
@@ -356,6 +369,8 @@ impl Loaded {
             tools: cfg.tools,
             stream: cfg.stream,
             context_window: cfg.context_window,
+            sandbox: cfg.sandbox,
+            env: cfg.env,
             owner: match cfg.owner.trim() {
                 "" => None,
                 o if o

@@ -4,6 +4,7 @@ mod client;
 mod commands;
 mod config;
 mod config_template;
+mod config_tools;
 mod declared;
 mod render;
 mod sd_notify;

@@ -129,5 +129,25 @@ async fn runtime_with(loaded: &Loaded, provider: Arc<dyn Provider>) -> Result<Ru
         ..RetryPolicy::default()
     };
     rt.tool_output_limit = loaded.config.tools.output_limit_bytes.max(1024);
+    rt.sandbox = Arc::new(sandbox_policy(loaded));
     Ok(rt)
+}
+
+/// What sandboxed commands are kept from: all of `CAIRN_HOME` but the
+/// workspace, the database wherever it is, the config file.
+pub fn sandbox_policy(loaded: &Loaded) -> cairn_tools::sandbox::SandboxPolicy {
+    let db = loaded.database_path();
+    let mut hidden = vec![loaded.home.clone()];
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = db.clone().into_os_string();
+        p.push(suffix);
+        hidden.push(p.into());
+    }
+    hidden.extend(loaded.file.clone());
+    let s = &loaded.config.tools.sandbox;
+    cairn_tools::sandbox::SandboxPolicy {
+        hidden,
+        limits: s.limits(),
+        bwrap: (!s.bwrap.is_empty()).then(|| std::path::PathBuf::from(&s.bwrap)),
+    }
 }

@@ -28,6 +28,39 @@ pub struct AgentSpec {
     /// `telegram:123456789`): missed schedules, runs the watchdog stopped.
     #[serde(default)]
     pub owner: Option<String>,
+    /// Where its commands run: `workspace` (sandboxed, network on),
+    /// `offline` (sandboxed, no network) or `host` (no sandbox).
+    #[serde(default)]
+    pub sandbox: SandboxProfile,
+    /// Environment variables its commands get on top of the allowlist
+    /// (PATH, LANG, TERM, TZ; HOME is the workspace).
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+}
+
+/// How an agent's commands are confined.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxProfile {
+    /// Namespaces, read-only host, writable workspace, network on.
+    #[default]
+    Workspace,
+    /// As `workspace`, with no network at all (not even the host's loopback).
+    Offline,
+    /// No sandbox: commands run as the server's user on the host.
+    Host,
+}
+
+impl SandboxProfile {
+    /// The profile's config name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SandboxProfile::Workspace => "workspace",
+            SandboxProfile::Offline => "offline",
+            SandboxProfile::Host => "host",
+        }
+    }
 }
 
 impl Default for AgentSpec {
@@ -42,6 +75,8 @@ impl Default for AgentSpec {
             stream: true,
             context_window: 0,
             owner: None,
+            sandbox: SandboxProfile::Workspace,
+            env: Default::default(),
         }
     }
 }

@@ -13,7 +13,7 @@ pub mod run;
 pub mod schedule;
 pub mod tool;
 
-pub use agent::AgentSpec;
+pub use agent::{AgentSpec, SandboxProfile};
 pub use memory::{MemoryHit, MemoryRecord, MessageFilter, MessageHit};
 pub use message::{ContentBlock, Message, Role};
 pub use model::{ModelRequest, ModelResponse, StopReason, StreamEvent, Usage};

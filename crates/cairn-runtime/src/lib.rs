@@ -81,6 +81,8 @@ pub struct Runtime {
     /// Bumped when a channel message is queued: running turns then look
     /// for messages to take in at their next step.
     pub inbound: Arc<std::sync::atomic::AtomicU64>,
+    /// What sandboxed commands are kept from, and their limits.
+    pub sandbox: Arc<cairn_tools::sandbox::SandboxPolicy>,
 }
 
 impl Runtime {
@@ -99,6 +101,7 @@ impl Runtime {
             memory_prompt_budget: 2000,
             home: None,
             inbound: Default::default(),
+            sandbox: Default::default(),
         }
     }
 }

@@ -212,6 +212,11 @@ impl Runtime {
             skill_dirs: self.skill_dirs(&agent.name),
             session_id: Some(run.session_id.clone()),
             store: Some(self.store.clone()),
+            sandbox: cairn_tools::sandbox::Sandbox {
+                policy: self.sandbox.clone(),
+                profile: agent.sandbox,
+                env: agent.env.clone(),
+            },
         };
         let outcome = self
             .work(&agent, &tools, &ctx, &mut run, &mut lease, events, &cancel)

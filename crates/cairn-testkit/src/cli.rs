@@ -29,6 +29,23 @@ impl CairnHome {
         }
     }
 
+    /// A fresh home under `parent` (tests that must not rely on the
+    /// sandbox hiding /tmp put it elsewhere); falls back to the system's
+    /// temporary directory when `parent` cannot be written.
+    pub fn new_in(bin: impl Into<PathBuf>, parent: &Path) -> CairnHome {
+        let dir = std::fs::create_dir_all(parent)
+            .and_then(|_| {
+                tempfile::Builder::new()
+                    .prefix("cairn-home-")
+                    .tempdir_in(parent)
+            })
+            .unwrap_or_else(|_| tempfile::tempdir().unwrap());
+        CairnHome {
+            dir,
+            bin: bin.into(),
+        }
+    }
+
     /// The home directory.
     pub fn path(&self) -> &Path {
         self.dir.path()

@@ -1,31 +1,20 @@
-//! `exec`: runs a shell command in the workspace, in its own process group,
-//! with a timeout that kills the whole group (children included), output
-//! capped, and secrets removed from its environment.
+//! `exec`: runs a shell command in the workspace under the agent's sandbox
+//! profile, with a timeout (and cancel) that kills the command and
+//! everything it started, output capped, and an allowlisted environment.
 
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use cairn_core::{ToolOutput, ToolSpec};
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 use serde_json::json;
 use tokio::io::AsyncReadExt;
+use tokio::sync::Notify;
 
 use crate::{CappedOutput, Tool, ToolContext, str_arg};
 
 const DEFAULT_TIMEOUT_S: u64 = 120;
 const MAX_TIMEOUT_S: u64 = 3600;
-
-/// Environment variable names never passed to commands the model runs.
-fn is_secret(name: &str) -> bool {
-    let n = name.to_ascii_uppercase();
-    n.starts_with("CAIRN_")
-        || ["API_KEY", "SECRET", "TOKEN", "PASSWORD", "CREDENTIAL"]
-            .iter()
-            .any(|s| n.contains(s))
-}
 
 /// The `exec` tool.
 pub struct Exec;
@@ -64,60 +53,81 @@ impl Tool for Exec {
     }
 }
 
+/// How a command ended.
+enum End {
+    Exited(std::io::Result<std::process::ExitStatus>),
+    TimedOut,
+    Cancelled,
+    TooMuchOutput,
+}
+
 async fn run(ctx: &ToolContext, command: &str, timeout: Duration) -> ToolOutput {
-    let mut cmd = tokio::process::Command::new("sh");
-    cmd.arg("-c")
-        .arg(command)
-        .current_dir(ctx.workspace.root())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    for (k, _) in std::env::vars_os() {
-        if let Some(name) = k.to_str().filter(|n| is_secret(n)) {
-            cmd.env_remove(name);
-        }
-    }
-    let mut child = match cmd.spawn() {
+    let mut confined = match ctx.sandbox.spawn(ctx.workspace.root(), command, timeout) {
         Ok(c) => c,
-        Err(e) => return ToolOutput::error(format!("cannot start sh: {e}")),
+        Err(e) => return ToolOutput::error(e.to_string()),
     };
-    let pgid = child.id().map(|id| Pid::from_raw(id as i32));
-    // Whatever happens below, nothing the command started outlives the call.
-    let _group = GroupGuard(pgid);
-
     let out = Arc::new(Mutex::new(CappedOutput::new(ctx.output_limit)));
+    let flood = Arc::new(Notify::new());
+    let max_output = ctx.sandbox.policy.limits.output_mb.saturating_mul(1 << 20) as usize;
     let mut readers = Vec::new();
-    if let Some(stdout) = child.stdout.take() {
-        readers.push(tokio::spawn(drain(stdout, out.clone())));
-    }
-    if let Some(stderr) = child.stderr.take() {
-        readers.push(tokio::spawn(drain(stderr, out.clone())));
-    }
-
-    enum End {
-        Exited(std::io::Result<std::process::ExitStatus>),
-        TimedOut,
-        Cancelled,
+    let pipes: Vec<Box<dyn tokio::io::AsyncRead + Unpin + Send>> = [
+        confined
+            .child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        confined
+            .child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    for pipe in pipes {
+        readers.push(tokio::spawn(drain(
+            pipe,
+            out.clone(),
+            max_output,
+            flood.clone(),
+        )));
     }
     let end = tokio::select! {
-        s = child.wait() => End::Exited(s),
+        s = confined.child.wait() => End::Exited(s),
         _ = tokio::time::sleep(timeout) => End::TimedOut,
         _ = ctx.cancel.cancelled() => End::Cancelled,
+        _ = flood.notified() => End::TooMuchOutput,
     };
-    kill_group(pgid);
-    let _ = child.wait().await;
+    confined.kill_all();
+    if let Err(e) = confined.child.wait().await {
+        tracing::warn!(error = %e, "reaping a command failed");
+    }
     for r in readers {
-        // Pipes close once the group is dead; bound the wait anyway.
+        // Pipes close once everything is dead; bound the wait anyway.
         let _ = tokio::time::timeout(Duration::from_secs(5), r).await;
     }
+    drop(confined);
     let text = out.lock().map(|o| o.render()).unwrap_or_default();
+    report(end, timeout, max_output, text)
+}
+
+fn report(end: End, timeout: Duration, max_output: usize, text: String) -> ToolOutput {
     match end {
         End::Exited(Ok(status)) => {
-            let code = status
-                .code()
-                .map_or_else(|| "killed by a signal".to_string(), |c| c.to_string());
+            let code = status.code().map_or_else(
+                || {
+                    use std::os::unix::process::ExitStatusExt;
+                    match status.signal() {
+                        Some(9) => "killed (SIGKILL: a resource limit or the sandbox)".to_string(),
+                        Some(24) => "killed: CPU time limit reached".to_string(),
+                        Some(25) => "killed: file size limit reached".to_string(),
+                        Some(s) => format!("killed by signal {s}"),
+                        None => "killed by a signal".to_string(),
+                    }
+                },
+                |c| c.to_string(),
+            );
             let body = format!("exit code: {code}\n{text}");
             if status.success() {
                 ToolOutput::ok(body)
@@ -135,56 +145,36 @@ async fn run(ctx: &ToolContext, command: &str, timeout: Duration) -> ToolOutput 
         End::Cancelled => ToolOutput::error(format!(
             "cancelled: the command and its children were killed\n{text}"
         )),
+        End::TooMuchOutput => ToolOutput::error(format!(
+            "the command printed more than {} MiB and was killed\n{text}",
+            max_output >> 20
+        )),
     }
 }
 
-async fn drain(mut pipe: impl tokio::io::AsyncRead + Unpin, out: Arc<Mutex<CappedOutput>>) {
+async fn drain(
+    mut pipe: impl tokio::io::AsyncRead + Unpin,
+    out: Arc<Mutex<CappedOutput>>,
+    max_output: usize,
+    flood: Arc<Notify>,
+) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match pipe.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                if let Ok(mut o) = out.lock() {
-                    o.push(&buf[..n]);
+                let total = match out.lock() {
+                    Ok(mut o) => {
+                        o.push(&buf[..n]);
+                        o.total()
+                    }
+                    Err(_) => break,
+                };
+                if max_output > 0 && total > max_output {
+                    flood.notify_one();
+                    break;
                 }
             }
-        }
-    }
-}
-
-fn kill_group(pgid: Option<Pid>) {
-    if let Some(pgid) = pgid {
-        // ESRCH (already gone) is the normal case.
-        let _ = killpg(pgid, Signal::SIGKILL);
-    }
-}
-
-struct GroupGuard(Option<Pid>);
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        kill_group(self.0);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_are_recognised() {
-        for s in [
-            "ANTHROPIC_API_KEY",
-            "OPENAI_API_KEY",
-            "GITHUB_TOKEN",
-            "DB_PASSWORD",
-            "CAIRN_HOME",
-            "aws_secret_access_key",
-        ] {
-            assert!(is_secret(s), "{s}");
-        }
-        for s in ["PATH", "HOME", "LANG"] {
-            assert!(!is_secret(s), "{s}");
         }
     }
 }

@@ -20,6 +20,7 @@ mod files;
 mod http_fetch;
 mod memory;
 mod registry;
+pub mod sandbox;
 mod schedule;
 mod workspace;
 
@@ -54,6 +55,8 @@ pub struct ToolContext {
     pub session_id: Option<String>,
     /// The store, for the schedule tools.
     pub store: Option<cairn_store::Store>,
+    /// Where the agent's commands run.
+    pub sandbox: sandbox::Sandbox,
 }
 
 /// A tool the model can call.

@@ -28,6 +28,7 @@ fn fixture() -> Fixture {
             skill_dirs: vec![],
             session_id: None,
             store: None,
+            sandbox: Default::default(),
         },
         reg: ToolRegistry::builtin(&["*".to_string()]).unwrap(),
         _dir: dir,

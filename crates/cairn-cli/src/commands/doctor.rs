@@ -120,14 +120,7 @@ pub async fn run() -> Result<ExitCode> {
             "no `sh` on PATH: the exec tool cannot run",
         ),
     };
-    healthy &= match which("bwrap") {
-        Some(p) => report(Level::Ok, "sandbox", &format!("bubblewrap at {p}")),
-        None => report(
-            Level::Warn,
-            "sandbox",
-            "bubblewrap not found (apt-get install bubblewrap); tools run confined to their workspace by path checks only",
-        ),
-    };
+    healthy &= sandbox_checks(&loaded);
     let lsm = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
     healthy &= if lsm.split(',').any(|m| m.trim() == "landlock") {
         report(Level::Ok, "landlock", "enabled in this kernel")
@@ -145,6 +138,62 @@ pub async fn run() -> Result<ExitCode> {
         println!("\nsome checks failed: see the FAIL lines above");
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// Whether the agents' sandbox profiles can run here, and how the process
+/// limit is enforced.
+fn sandbox_checks(loaded: &config::Loaded) -> bool {
+    use cairn_tools::sandbox::{Availability, ProcessLimit, probe};
+    let policy = wiring::sandbox_policy(loaded);
+    let mut sandboxed: Vec<String> = loaded
+        .config
+        .agents
+        .iter()
+        .filter(|(_, a)| a.sandbox != cairn_core::SandboxProfile::Host)
+        .map(|(n, _)| n.clone())
+        .collect();
+    if !loaded.config.agents.contains_key("default") {
+        sandboxed.push("default".into());
+    }
+    let mut ok = match probe(policy.bwrap.as_deref()) {
+        Availability::Ready(p) => report(
+            Level::Ok,
+            "sandbox",
+            &format!("bubblewrap at {} starts namespace sandboxes", p.display()),
+        ),
+        Availability::Missing(why) if sandboxed.is_empty() => report(
+            Level::Warn,
+            "sandbox",
+            &format!("{why} (no agent needs it)"),
+        ),
+        Availability::Missing(why) => report(
+            Level::Fail,
+            "sandbox",
+            &format!(
+                "{why}; agents {} cannot run commands until bubblewrap works (Debian/Ubuntu: apt-get install bubblewrap)",
+                sandboxed.join(", ")
+            ),
+        ),
+    };
+    for (name, a) in &loaded.config.agents {
+        if a.sandbox == cairn_core::SandboxProfile::Host {
+            ok &= report(
+                Level::Warn,
+                "sandbox",
+                &format!("agent {name} runs commands unsandboxed (sandbox = \"host\")"),
+            );
+        }
+    }
+    ok &= match ProcessLimit::detect() {
+        ProcessLimit::Cgroup => report(Level::Ok, "process limit", "a pids cgroup per command"),
+        ProcessLimit::Rlimit => report(Level::Ok, "process limit", "RLIMIT_NPROC per command"),
+        ProcessLimit::Unenforced => report(
+            Level::Warn,
+            "process limit",
+            "running as root without a writable pids cgroup: a fork bomb is stopped only by its timeout; run cairn as an ordinary user",
+        ),
+    };
+    ok
 }
 
 fn which(cmd: &str) -> Option<String> {

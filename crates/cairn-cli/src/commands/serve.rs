@@ -34,7 +34,13 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         names.push("default".into());
     }
     for name in names {
-        rt.store.put_agent(&loaded.agent(&name)?).await?;
+        let agent = loaded.agent(&name)?;
+        if agent.sandbox == cairn_core::SandboxProfile::Host {
+            eprintln!(
+                "warning: agent {name} runs commands unsandboxed on this host (sandbox = \"host\")"
+            );
+        }
+        rt.store.put_agent(&agent).await?;
     }
     let declared = crate::declared::sync(&loaded, &rt.store).await?;
     if declared > 0 {

@@ -11,6 +11,7 @@ mod crash;
 mod memory;
 mod openai_compat;
 mod provider_errors;
+mod sandbox;
 mod schedules;
 mod server_api;
 mod server_crash;

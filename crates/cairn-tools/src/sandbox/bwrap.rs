@@ -1,0 +1,180 @@
+//! The bubblewrap command line for a profile, and whether bubblewrap works
+//! on this host (found, and able to create user namespaces).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use cairn_core::SandboxProfile;
+
+/// Whether sandboxed profiles can run here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Availability {
+    /// bubblewrap at this path works.
+    Ready(PathBuf),
+    /// Why not.
+    Missing(String),
+}
+
+/// Host directories replaced by an empty tmpfs: other users' homes and
+/// root's, runtime sockets (databases, Docker, D-Bus under `/run`), and
+/// shared temporary directories.
+const MASKED_DIRS: &[&str] = &["/home", "/root", "/run", "/tmp", "/var/tmp", "/var/run"];
+
+/// Finds `bwrap` (the configured path, else on PATH) and checks once per
+/// path that it can start a namespace sandbox here.
+pub fn probe(configured: Option<&Path>) -> Availability {
+    static CACHE: OnceLock<Mutex<HashMap<Option<PathBuf>, Availability>>> = OnceLock::new();
+    let key = configured.map(Path::to_path_buf);
+    let cache = CACHE.get_or_init(Default::default);
+    if let Ok(map) = cache.lock()
+        && let Some(found) = map.get(&key)
+    {
+        return found.clone();
+    }
+    let found = check(configured);
+    if let Ok(mut map) = cache.lock() {
+        map.insert(key, found.clone());
+    }
+    found
+}
+
+fn check(configured: Option<&Path>) -> Availability {
+    let path = match configured {
+        Some(p) => p.to_path_buf(),
+        None => match find_on_path("bwrap") {
+            Some(p) => p,
+            None => return Availability::Missing("bubblewrap (bwrap) is not installed".into()),
+        },
+    };
+    let out = std::process::Command::new(&path)
+        .args([
+            "--unshare-user",
+            "--unshare-pid",
+            "--ro-bind",
+            "/",
+            "/",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--",
+            "true",
+        ])
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .output();
+    match out {
+        Err(e) => Availability::Missing(format!("{} cannot run: {e}", path.display())),
+        Ok(o) if o.status.success() => Availability::Ready(path),
+        Ok(o) => Availability::Missing(format!(
+            "{} cannot create a namespace sandbox ({}); user namespaces may be disabled (sysctl kernel.unprivileged_userns_clone=1, or on Ubuntu kernel.apparmor_restrict_unprivileged_userns=0)",
+            path.display(),
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+    }
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// bubblewrap's arguments (before `--`) for `profile`, hiding `hidden`.
+pub fn args(hidden: &[PathBuf], workspace: &Path, profile: SandboxProfile) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "--die-with-parent",
+        "--new-session",
+        "--unshare-user",
+        "--disable-userns",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--cap-drop",
+        "ALL",
+        "--hostname",
+        "cairn-sandbox",
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if profile == SandboxProfile::Offline {
+        a.push("--unshare-net".into());
+    }
+    let mut masked: Vec<PathBuf> = Vec::new();
+    for dir in MASKED_DIRS {
+        let p = Path::new(dir);
+        // A symlink (/var/run -> /run) is covered by its target's mask.
+        if p.is_dir() && !p.is_symlink() {
+            push_pair(&mut a, "--tmpfs", p);
+            masked.push(p.to_path_buf());
+        }
+    }
+    keep_resolver(&mut a);
+    for h in hidden {
+        if masked.iter().any(|m| h.starts_with(m)) {
+            // Already invisible under an emptied directory.
+            continue;
+        }
+        if h.is_dir() {
+            push_pair(&mut a, "--tmpfs", h);
+        } else if h.exists() {
+            a.push("--ro-bind".into());
+            a.push("/dev/null".into());
+            a.push(h.display().to_string());
+        }
+    }
+    push_pair(&mut a, "--bind", workspace);
+    a.push(workspace.display().to_string());
+    push_pair(&mut a, "--chdir", workspace);
+    a
+}
+
+fn push_pair(a: &mut Vec<String>, flag: &str, p: &Path) {
+    a.push(flag.into());
+    a.push(p.display().to_string());
+}
+
+/// `/etc/resolv.conf` is often a link into `/run`, which is emptied: bind
+/// its target back so name resolution keeps working with network on.
+fn keep_resolver(a: &mut Vec<String>) {
+    let conf = Path::new("/etc/resolv.conf");
+    if conf.is_symlink()
+        && let Ok(target) = conf.canonicalize()
+        && target.starts_with("/run")
+    {
+        a.push("--ro-bind".into());
+        a.push(target.display().to_string());
+        a.push(target.display().to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workspace_is_bound_last_and_offline_has_no_network() {
+        let a = args(
+            &[PathBuf::from("/")],
+            Path::new("/srv/ws"),
+            SandboxProfile::Offline,
+        );
+        let bind = a.iter().rposition(|x| x == "--bind").unwrap();
+        assert_eq!(a[bind + 1], "/srv/ws");
+        assert!(a.iter().any(|x| x == "--unshare-net"));
+        let on = args(&[], Path::new("/srv/ws"), SandboxProfile::Workspace);
+        assert!(!on.iter().any(|x| x == "--unshare-net"));
+        assert!(on.windows(2).any(|w| w[0] == "--cap-drop" && w[1] == "ALL"));
+    }
+}

@@ -1,0 +1,148 @@
+//! Where `exec` runs a command: inside a bubblewrap sandbox (new user, PID,
+//! IPC and UTS namespaces, optionally no network; the host read-only, the
+//! workspace writable, `$CAIRN_HOME`, homes and `/run` hidden), with an
+//! environment built from an allowlist and resource limits, or — only when
+//! an agent opts in with `sandbox = "host"` — directly on the host.
+//!
+//! bubblewrap is the field's standard unprivileged sandbox (Flatpak, Claude
+//! Code, Codex on Linux); writing our own namespace setup would be larger and
+//! less reviewed. Landlock alone cannot hide `/proc/<server>/environ`.
+
+mod bwrap;
+mod env;
+mod limits;
+mod pids;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use cairn_core::SandboxProfile;
+use thiserror::Error;
+
+pub use bwrap::{Availability, probe};
+pub use limits::Limits;
+pub use pids::ProcessLimit;
+
+/// What every sandboxed command of this process is kept from.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxPolicy {
+    /// Host paths a command must not see (`$CAIRN_HOME`, the database, the
+    /// config file): directories become empty, files read as empty.
+    pub hidden: Vec<PathBuf>,
+    /// Resource limits per command.
+    pub limits: Limits,
+    /// bubblewrap to use; `None` looks for `bwrap` on PATH.
+    pub bwrap: Option<PathBuf>,
+}
+
+/// The sandbox one agent's calls run in.
+#[derive(Debug, Clone, Default)]
+pub struct Sandbox {
+    /// Shared policy.
+    pub policy: std::sync::Arc<SandboxPolicy>,
+    /// The agent's profile.
+    pub profile: SandboxProfile,
+    /// The agent's extra environment variables.
+    pub env: std::collections::BTreeMap<String, String>,
+}
+
+/// Why a command could not be started in its sandbox.
+#[derive(Debug, Error)]
+pub enum SandboxError {
+    /// bubblewrap or user namespaces are missing; never falls back.
+    #[error(
+        "the {profile} sandbox is not available: {reason}. Install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) and allow unprivileged user namespaces, or set sandbox = \"host\" for this agent to run commands unsandboxed"
+    )]
+    Unavailable {
+        /// The profile asked for.
+        profile: &'static str,
+        /// What is missing.
+        reason: String,
+    },
+    /// Spawning failed.
+    #[error("cannot start the command: {0}")]
+    Spawn(#[from] std::io::Error),
+}
+
+/// A started command and what confines it; dropping it kills everything.
+pub struct Confined {
+    /// The child (bwrap, or sh for `host`).
+    pub child: tokio::process::Child,
+    group: Option<nix::unistd::Pid>,
+    cgroup: Option<pids::PidsCgroup>,
+}
+
+impl Confined {
+    /// Kills the command and everything it started: the process group,
+    /// the PID namespace through its init, and the cgroup's members.
+    pub fn kill_all(&self) {
+        if let Some(pgid) = self.group {
+            // ESRCH (already gone) is the normal case.
+            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+        }
+        if let Some(cg) = &self.cgroup {
+            cg.kill_all();
+        }
+    }
+}
+
+impl Drop for Confined {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
+impl Sandbox {
+    /// Starts `sh -c command` in `workspace` under this sandbox, stdout and
+    /// stderr piped, stdin closed.
+    pub fn spawn(
+        &self,
+        workspace: &Path,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<Confined, SandboxError> {
+        let mut cmd = match self.profile {
+            SandboxProfile::Host => {
+                let mut c = tokio::process::Command::new("sh");
+                c.arg("-c").arg(command).current_dir(workspace);
+                c
+            }
+            SandboxProfile::Workspace | SandboxProfile::Offline => {
+                let bwrap = match probe(self.policy.bwrap.as_deref()) {
+                    Availability::Ready(path) => path.clone(),
+                    Availability::Missing(reason) => {
+                        return Err(SandboxError::Unavailable {
+                            profile: self.profile.as_str(),
+                            reason: reason.clone(),
+                        });
+                    }
+                };
+                let mut c = tokio::process::Command::new(bwrap);
+                c.args(bwrap::args(&self.policy.hidden, workspace, self.profile))
+                    .arg("--")
+                    .arg("sh")
+                    .arg("-c")
+                    .arg(command)
+                    .current_dir(workspace);
+                c
+            }
+        };
+        cmd.env_clear()
+            .envs(env::allowed(workspace, &self.env))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let cgroup = pids::PidsCgroup::create(self.policy.limits.max_procs);
+        limits::apply_in_child(&mut cmd, &self.policy.limits, timeout, cgroup.as_ref());
+        let child = cmd.spawn()?;
+        let group = child.id().map(|id| nix::unistd::Pid::from_raw(id as i32));
+        Ok(Confined {
+            child,
+            group,
+            cgroup,
+        })
+    }
+}
