@@ -129,13 +129,13 @@ async fn runtime_with(loaded: &Loaded, provider: Arc<dyn Provider>) -> Result<Ru
         ..RetryPolicy::default()
     };
     rt.tool_output_limit = loaded.config.tools.output_limit_bytes.max(1024);
-    rt.sandbox = Arc::new(sandbox_policy(loaded));
+    rt.sandbox = Arc::new(sandbox_policy(loaded)?);
     Ok(rt)
 }
 
 /// What sandboxed commands are kept from: all of `CAIRN_HOME` but the
 /// workspace, the database wherever it is, the config file.
-pub fn sandbox_policy(loaded: &Loaded) -> cairn_tools::sandbox::SandboxPolicy {
+pub fn sandbox_policy(loaded: &Loaded) -> Result<cairn_tools::sandbox::SandboxPolicy> {
     let db = loaded.database_path();
     let mut hidden = vec![loaded.home.clone()];
     for suffix in ["", "-wal", "-shm", "-journal"] {
@@ -145,9 +145,19 @@ pub fn sandbox_policy(loaded: &Loaded) -> cairn_tools::sandbox::SandboxPolicy {
     }
     hidden.extend(loaded.file.clone());
     let s = &loaded.config.tools.sandbox;
-    cairn_tools::sandbox::SandboxPolicy {
+    let allow = loaded
+        .config
+        .tools
+        .http_fetch
+        .allow
+        .iter()
+        .map(|a| cairn_tools::net_guard::Network::parse(a))
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(|e| anyhow::anyhow!("tools.http_fetch.allow: {e}"))?;
+    Ok(cairn_tools::sandbox::SandboxPolicy {
         hidden,
         limits: s.limits(),
         bwrap: (!s.bwrap.is_empty()).then(|| std::path::PathBuf::from(&s.bwrap)),
-    }
+        fetch: cairn_tools::net_guard::FetchPolicy { allow },
+    })
 }

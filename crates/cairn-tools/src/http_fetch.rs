@@ -1,45 +1,97 @@
-//! `http_fetch`: an HTTP GET, body capped.
+//! `http_fetch`: an HTTP GET, body capped, public addresses only (see
+//! `net_guard`), every redirect checked again.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use cairn_core::{ToolOutput, ToolSpec};
 use serde_json::json;
 
+use crate::net_guard::{FetchPolicy, GuardedResolver};
 use crate::{CappedOutput, Tool, ToolContext, str_arg};
 
 /// The `http_fetch` tool.
-pub struct HttpFetch {
-    client: reqwest::Client,
-}
+#[derive(Default)]
+pub struct HttpFetch;
 
-/// One client per process: building one loads the system's TLS roots,
-/// which costs milliseconds, so it is not done per run.
-static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+/// One client per policy (in practice one per process): building one loads
+/// the system's TLS roots, which costs milliseconds.
+static CLIENTS: Mutex<Vec<(FetchPolicy, reqwest::Client)>> = Mutex::new(Vec::new());
+
+const MAX_REDIRECTS: usize = 5;
 
 impl HttpFetch {
-    /// A fetcher with a 30 s timeout.
+    /// The fetcher.
     pub fn new() -> Self {
-        let client = CLIENT
-            .get_or_init(|| {
-                let _ = rustls::crypto::ring::default_provider().install_default();
-                reqwest::Client::builder()
-                    .timeout(Duration::from_secs(30))
-                    .redirect(reqwest::redirect::Policy::limited(5))
-                    .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
-                    .build()
-                    .unwrap_or_else(|_| reqwest::Client::new())
-            })
-            .clone();
-        HttpFetch { client }
+        HttpFetch
+    }
+
+    fn client(policy: &FetchPolicy) -> Result<reqwest::Client, String> {
+        let mut clients = CLIENTS.lock().map_err(|_| "http client cache poisoned")?;
+        if let Some((_, c)) = clients.iter().find(|(p, _)| p == policy) {
+            return Ok(c.clone());
+        }
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let shared = Arc::new(policy.clone());
+        let for_redirects = shared.clone();
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            // A proxy would be checked instead of the target.
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver { policy: shared }))
+            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() >= MAX_REDIRECTS {
+                    return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+                }
+                match check_url(attempt.url(), &for_redirects) {
+                    Ok(()) => attempt.follow(),
+                    Err(why) => attempt.error(format!("redirect refused: {why}")),
+                }
+            }))
+            .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        clients.push((policy.clone(), client.clone()));
+        Ok(client)
     }
 }
 
-impl Default for HttpFetch {
-    fn default() -> Self {
-        Self::new()
+/// The checks that need no resolution: the scheme, and a literal address.
+/// Names are checked when resolved, by the client's resolver.
+fn check_url(url: &reqwest::Url, policy: &FetchPolicy) -> Result<(), String> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "unsupported scheme {:?}: only http and https",
+            url.scheme()
+        ));
     }
+    // The URL parser normalises every IPv4 spelling (0x7f.1, 2130706433)
+    // to dotted form, so a literal address is recognised here.
+    let host = url.host_str().ok_or_else(|| format!("{url} has no host"))?;
+    match host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+    {
+        Ok(ip) => policy.check(ip),
+        Err(_) => Ok(()),
+    }
+}
+
+/// An error with its causes, which reqwest's own message leaves out.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let part = c.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 #[async_trait]
@@ -58,18 +110,17 @@ impl Tool for HttpFetch {
 
     async fn call(&self, ctx: &ToolContext, input: serde_json::Value) -> ToolOutput {
         let url = tool_try!(str_arg(&input, "url"));
+        let policy = &ctx.sandbox.policy.fetch;
         let parsed = match reqwest::Url::parse(url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => u,
-            Ok(u) => {
-                return ToolOutput::error(format!(
-                    "unsupported scheme {:?}: only http and https",
-                    u.scheme()
-                ));
-            }
+            Ok(u) => u,
             Err(e) => return ToolOutput::error(format!("invalid URL {url:?}: {e}")),
         };
+        if let Err(why) = check_url(&parsed, policy) {
+            return ToolOutput::error(format!("refused {url}: {why}"));
+        }
+        let client = tool_try!(Self::client(policy).map_err(ToolOutput::error));
         let fetch = async {
-            let mut resp = self.client.get(parsed).send().await?;
+            let mut resp = client.get(parsed).send().await?;
             let status = resp.status();
             let ctype = resp
                 .headers()
@@ -93,7 +144,7 @@ impl Tool for HttpFetch {
                     let text = format!("HTTP {status}\ncontent-type: {ctype}\n\n{body}");
                     if status.is_success() { ToolOutput::ok(text) } else { ToolOutput::error(text) }
                 }
-                Err(e) => ToolOutput::error(format!("fetching {url} failed: {e}")),
+                Err(e) => ToolOutput::error(format!("fetching {url} failed: {}", chain(&e))),
             },
             _ = ctx.cancel.cancelled() => ToolOutput::error("cancelled"),
         }

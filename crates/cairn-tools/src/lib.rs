@@ -19,6 +19,7 @@ mod exec;
 mod files;
 mod http_fetch;
 mod memory;
+pub mod net_guard;
 mod registry;
 pub mod sandbox;
 mod schedule;

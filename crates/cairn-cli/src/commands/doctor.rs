@@ -144,7 +144,10 @@ pub async fn run() -> Result<ExitCode> {
 /// limit is enforced.
 fn sandbox_checks(loaded: &config::Loaded) -> bool {
     use cairn_tools::sandbox::{Availability, ProcessLimit, probe};
-    let policy = wiring::sandbox_policy(loaded);
+    let policy = match wiring::sandbox_policy(loaded) {
+        Ok(p) => p,
+        Err(e) => return report(Level::Fail, "sandbox", &format!("{e:#}")),
+    };
     let mut sandboxed: Vec<String> = loaded
         .config
         .agents

@@ -8,6 +8,7 @@ mod compaction;
 mod concurrency;
 mod config_errors;
 mod crash;
+mod fetch_guard;
 mod memory;
 mod openai_compat;
 mod provider_errors;
@@ -93,5 +94,29 @@ pub fn journal_kinds(h: &CairnHome, run_id: &str) -> Vec<String> {
         .unwrap()
         .iter()
         .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Runs one turn (`cmd run`) whose model makes each tool call in turn and
+/// returns each call's result as the model saw it.
+pub fn call_tools(cmd: Command, fake: &FakeLlm, calls: &[(&str, Value)]) -> Vec<String> {
+    let mut script: Vec<cairn_testkit::Reply> = calls
+        .iter()
+        .map(|(tool, args)| cairn_testkit::Reply::tool(tool, args.clone()))
+        .collect();
+    script.push(cairn_testkit::Reply::text("done"));
+    fake.push(script);
+    let before = fake.requests().len();
+    let out = run(cmd, &["run", "--no-stream", "try things"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let reqs = fake.requests();
+    (1..=calls.len())
+        .map(|i| {
+            reqs[before + i]
+                .message_texts()
+                .last()
+                .cloned()
+                .unwrap_or_default()
+        })
         .collect()
 }

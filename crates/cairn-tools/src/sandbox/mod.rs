@@ -34,6 +34,8 @@ pub struct SandboxPolicy {
     pub limits: Limits,
     /// bubblewrap to use; `None` looks for `bwrap` on PATH.
     pub bwrap: Option<PathBuf>,
+    /// What `http_fetch` may connect to.
+    pub fetch: crate::net_guard::FetchPolicy,
 }
 
 /// The sandbox one agent's calls run in.
