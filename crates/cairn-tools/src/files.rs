@@ -4,7 +4,10 @@ use async_trait::async_trait;
 use cairn_core::{ToolOutput, ToolSpec};
 use serde_json::json;
 
-use crate::{CappedOutput, Tool, ToolContext, str_arg};
+use std::path::PathBuf;
+
+use crate::beneath::{self, BeneathError, EntryKind};
+use crate::{Tool, ToolContext, str_arg};
 
 fn path_schema(extra: serde_json::Value, required: &[&str]) -> serde_json::Value {
     let mut props =
@@ -15,11 +18,24 @@ fn path_schema(extra: serde_json::Value, required: &[&str]) -> serde_json::Value
     json!({"type": "object", "properties": props, "required": required})
 }
 
-/// Resolves the `path` argument or returns the tool error to give back.
-fn resolve(ctx: &ToolContext, input: &serde_json::Value) -> Result<std::path::PathBuf, ToolOutput> {
+/// The `path` argument relative to the workspace, or the tool error.
+fn relative(ctx: &ToolContext, input: &serde_json::Value) -> Result<PathBuf, ToolOutput> {
     let raw = str_arg(input, "path")?;
-    ctx.workspace.resolve(raw).map_err(ToolOutput::error)
+    ctx.workspace.relative(raw).map_err(ToolOutput::error)
 }
+
+/// Runs blocking file work off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, BeneathError> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("file operation failed: {e}")),
+    }
+}
+
+/// Largest file `edit_file` rewrites.
+const MAX_EDIT_BYTES: u64 = 16 << 20;
 
 /// `read_file`.
 pub struct ReadFile;
@@ -41,39 +57,13 @@ impl Tool for ReadFile {
     }
 
     async fn call(&self, ctx: &ToolContext, input: serde_json::Value) -> ToolOutput {
-        let path = tool_try!(resolve(ctx, &input));
-        // In place with std::fs: reading at most the kept head and tail is
-        // quicker than two thread hand-offs to the blocking pool.
-        match read_capped(&path, ctx.output_limit) {
+        let rel = tool_try!(relative(ctx, &input));
+        let (root, limit) = (ctx.workspace.root().to_path_buf(), ctx.output_limit);
+        match blocking(move || beneath::read_capped(&root, &rel, limit)).await {
             Ok(out) => ToolOutput::ok(out.render()),
-            Err(e) => ToolOutput::error(format!("{}: {e}", ctx.workspace.display(&path))),
+            Err(e) => ToolOutput::error(e),
         }
     }
-}
-
-/// Reads a file into a capped collector; of a large file only the head and
-/// the tail that the cap keeps are read, never the whole file.
-fn read_capped(path: &std::path::Path, limit: usize) -> std::io::Result<CappedOutput> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut file = std::fs::File::open(path)?;
-    let len = file.metadata()?.len();
-    let mut out = CappedOutput::new(limit);
-    if len <= limit as u64 {
-        let mut bytes = Vec::with_capacity(len as usize);
-        file.read_to_end(&mut bytes)?;
-        out.push(&bytes);
-        return Ok(out);
-    }
-    let half = (limit / 2) as u64;
-    let mut head = vec![0u8; half as usize];
-    file.read_exact(&mut head)?;
-    file.seek(SeekFrom::Start(len - half))?;
-    let mut tail = Vec::with_capacity(half as usize);
-    file.read_to_end(&mut tail)?;
-    out.push(&head);
-    out.skip(len - 2 * half);
-    out.push(&tail);
-    Ok(out)
 }
 
 /// `write_file`.
@@ -94,32 +84,18 @@ impl Tool for WriteFile {
     }
 
     async fn call(&self, ctx: &ToolContext, input: serde_json::Value) -> ToolOutput {
-        let path = tool_try!(resolve(ctx, &input));
-        let content = tool_try!(str_arg(&input, "content"));
-        match write_atomic(&path, content.as_bytes()).await {
-            Ok(()) => ToolOutput::ok(format!(
-                "wrote {} bytes to {}",
-                content.len(),
-                ctx.workspace.display(&path)
-            )),
-            Err(e) => ToolOutput::error(format!("{}: {e}", ctx.workspace.display(&path))),
+        let rel = tool_try!(relative(ctx, &input));
+        let content = tool_try!(str_arg(&input, "content")).to_string();
+        let (root, shown, n) = (
+            ctx.workspace.root().to_path_buf(),
+            rel.display().to_string(),
+            content.len(),
+        );
+        match blocking(move || beneath::write_atomic(&root, &rel, content.as_bytes())).await {
+            Ok(()) => ToolOutput::ok(format!("wrote {n} bytes to {shown}")),
+            Err(e) => ToolOutput::error(e),
         }
     }
-}
-
-/// Writes through a temporary file and a rename, so a crash never leaves a
-/// half-written file.
-async fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        tokio::fs::create_dir_all(dir).await?;
-    }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.cairn-tmp-{}", std::process::id()));
-    tokio::fs::write(&tmp, bytes).await?;
-    tokio::fs::rename(&tmp, path).await
 }
 
 /// `edit_file`.
@@ -140,23 +116,33 @@ impl Tool for EditFile {
     }
 
     async fn call(&self, ctx: &ToolContext, input: serde_json::Value) -> ToolOutput {
-        let path = tool_try!(resolve(ctx, &input));
+        let rel = tool_try!(relative(ctx, &input));
         let old = tool_try!(str_arg(&input, "old"));
         let new = tool_try!(str_arg(&input, "new"));
         if old.is_empty() {
             return ToolOutput::error("\"old\" must not be empty");
         }
-        let shown = ctx.workspace.display(&path);
-        let text = match tokio::fs::read_to_string(&path).await {
-            Ok(t) => t,
-            Err(e) => return ToolOutput::error(format!("{shown}: {e}")),
+        let shown = rel.display().to_string();
+        let root = ctx.workspace.root().to_path_buf();
+        let (r, p) = (root.clone(), rel.clone());
+        let bytes = tool_try!(
+            blocking(move || beneath::read_all(&r, &p, MAX_EDIT_BYTES))
+                .await
+                .map_err(ToolOutput::error)
+        );
+        let Ok(text) = String::from_utf8(bytes) else {
+            return ToolOutput::error(format!("{shown}: not UTF-8 text"));
         };
         match text.matches(old).count() {
             0 => ToolOutput::error(format!("{shown}: \"old\" text not found")),
-            1 => match write_atomic(&path, text.replacen(old, new, 1).as_bytes()).await {
-                Ok(()) => ToolOutput::ok(format!("edited {shown}")),
-                Err(e) => ToolOutput::error(format!("{shown}: {e}")),
-            },
+            1 => {
+                let edited = text.replacen(old, new, 1);
+                match blocking(move || beneath::write_atomic(&root, &rel, edited.as_bytes())).await
+                {
+                    Ok(()) => ToolOutput::ok(format!("edited {shown}")),
+                    Err(e) => ToolOutput::error(e),
+                }
+            }
             n => ToolOutput::error(format!(
                 "{shown}: \"old\" occurs {n} times; include more context to make it unique"
             )),
@@ -187,22 +173,22 @@ impl Tool for ListDir {
         if input.get("path").is_none_or(|p| p.is_null()) {
             input["path"] = json!(".");
         }
-        let path = tool_try!(resolve(ctx, &input));
-        let shown = ctx.workspace.display(&path);
-        let mut rd = match tokio::fs::read_dir(&path).await {
-            Ok(rd) => rd,
-            Err(e) => return ToolOutput::error(format!("{shown}: {e}")),
-        };
-        let mut entries = Vec::new();
-        while let Ok(Some(e)) = rd.next_entry().await {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let line = match e.metadata().await {
-                Ok(m) if m.is_dir() => format!("{name}/"),
-                Ok(m) => format!("{name}\t{} bytes", m.len()),
-                Err(_) => name,
-            };
-            entries.push(line);
-        }
+        let rel = tool_try!(relative(ctx, &input));
+        let root = ctx.workspace.root().to_path_buf();
+        let found = tool_try!(
+            blocking(move || beneath::list(&root, &rel))
+                .await
+                .map_err(ToolOutput::error)
+        );
+        let mut entries: Vec<String> = found
+            .into_iter()
+            .map(|e| match e.kind {
+                EntryKind::Dir => format!("{}/", e.name),
+                EntryKind::File(n) => format!("{}\t{n} bytes", e.name),
+                EntryKind::Symlink => format!("{}@\t(symlink, not followed)", e.name),
+                EntryKind::Other => format!("{}\t(not a regular file)", e.name),
+            })
+            .collect();
         entries.sort();
         let total = entries.len();
         entries.truncate(MAX_ENTRIES);

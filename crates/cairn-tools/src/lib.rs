@@ -14,6 +14,7 @@ macro_rules! tool_try {
     };
 }
 
+mod beneath;
 mod cap;
 mod exec;
 mod files;

@@ -22,10 +22,10 @@ impl Workspace {
         &self.root
     }
 
-    /// Resolves a path the model gave to a location inside the workspace, or
-    /// says why not. Relative paths are relative to the root; absolute paths
-    /// must already point inside it; symlinks are followed and must stay in.
-    pub fn resolve(&self, raw: &str) -> Result<PathBuf, String> {
+    /// A path the model gave, as a clean path relative to the root (no
+    /// `..`, no root), or why not. Nothing is followed here: the file tools
+    /// open it beneath the root without following symlinks.
+    pub fn relative(&self, raw: &str) -> Result<PathBuf, String> {
         if raw.is_empty() {
             return Err("path is empty".into());
         }
@@ -58,7 +58,14 @@ impl Workspace {
                 }
             }
         }
-        let full = self.root.join(&clean);
+        Ok(clean)
+    }
+
+    /// Resolves a path the model gave to a location inside the workspace, or
+    /// says why not. Relative paths are relative to the root; absolute paths
+    /// must already point inside it; symlinks are followed and must stay in.
+    pub fn resolve(&self, raw: &str) -> Result<PathBuf, String> {
+        let full = self.root.join(self.relative(raw)?);
         self.check_links(raw, &full)?;
         Ok(full)
     }

@@ -250,3 +250,106 @@ async fn http_fetch_rejects_bad_urls() {
             .is_error
     );
 }
+
+#[tokio::test]
+async fn a_fifo_or_device_is_refused_without_blocking() {
+    let f = fixture();
+    let root = f.ctx.workspace.root().to_path_buf();
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(root.join("pipe"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    let started = Instant::now();
+    let r = tokio::time::timeout(
+        Duration::from_secs(10),
+        f.call("read_file", json!({"path": "pipe"})),
+    )
+    .await
+    .expect("read_file on a FIFO hung");
+    assert!(
+        r.is_error && r.content.contains("not a regular file"),
+        "{}",
+        r.content
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let e = f
+        .call("edit_file", json!({"path": "pipe", "old": "a", "new": "b"}))
+        .await;
+    assert!(
+        e.is_error && e.content.contains("not a regular file"),
+        "{}",
+        e.content
+    );
+    std::os::unix::fs::symlink("/dev/zero", root.join("zero")).unwrap();
+    let z = f.call("read_file", json!({"path": "zero"})).await;
+    assert!(z.is_error && z.content.contains("symlink"), "{}", z.content);
+    let l = f.call("list_dir", json!({})).await;
+    assert!(
+        l.content.contains("pipe\t(not a regular file)"),
+        "{}",
+        l.content
+    );
+    assert!(l.content.contains("zero@"), "{}", l.content);
+}
+
+#[tokio::test]
+async fn swapping_a_directory_for_a_symlink_never_leaks_outside_files() {
+    let f = fixture();
+    let root = f.ctx.workspace.root().to_path_buf();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.txt"), "OUTSIDE-SECRET").unwrap();
+    std::fs::create_dir(root.join("real")).unwrap();
+    std::fs::write(root.join("real/secret.txt"), "inside").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (root, target, stop) = (root.clone(), outside.path().to_path_buf(), stop.clone());
+        std::thread::spawn(move || {
+            // `dir` flips between a directory inside and a link outside.
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::fs::remove_file(root.join("dir"));
+                let _ = std::os::unix::fs::symlink("real", root.join("dir"));
+                let _ = std::fs::remove_file(root.join("dir"));
+                let _ = std::os::unix::fs::symlink(&target, root.join("dir"));
+            }
+        })
+    };
+    let mut leaked = 0;
+    for i in 0..400 {
+        let r = f.call("read_file", json!({"path": "dir/secret.txt"})).await;
+        let w = f
+            .call(
+                "write_file",
+                json!({"path": "dir/planted.txt", "content": format!("{i}")}),
+            )
+            .await;
+        if r.content.contains("OUTSIDE-SECRET") {
+            leaked += 1;
+        }
+        let _ = w;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    swapper.join().unwrap();
+    assert_eq!(leaked, 0, "read an outside file through a swapped link");
+    assert!(
+        !outside.path().join("planted.txt").exists(),
+        "wrote through a swapped link"
+    );
+    // A planted link at the final name is replaced, not followed.
+    std::fs::write(outside.path().join("target.txt"), "untouched").unwrap();
+    std::os::unix::fs::symlink(outside.path().join("target.txt"), root.join("final.txt")).unwrap();
+    let w = f
+        .call("write_file", json!({"path": "final.txt", "content": "new"}))
+        .await;
+    assert!(!w.is_error, "{}", w.content);
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("target.txt")).unwrap(),
+        "untouched"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("final.txt")).unwrap(),
+        "new"
+    );
+}
