@@ -160,6 +160,7 @@ async fn store_writes() -> Result<(f64, f64)> {
         cost_usd: 0.0,
         created_at: cairn_core::now_ms(),
         finished_at: None,
+        user_id: None,
     };
     store.create_run(&run).await?;
     let mut lease = store

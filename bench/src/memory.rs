@@ -166,6 +166,7 @@ pub async fn run(model_dir: Option<std::path::PathBuf>) -> Result<()> {
                     embedding: Some(data.vectors[i].clone()),
                     embed_model: Some("bench:synthetic".into()),
                     times: None,
+                    shared: false,
                 }
             })
             .collect();

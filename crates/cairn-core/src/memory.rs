@@ -23,6 +23,9 @@ pub struct MemoryRecord {
     pub created_at: i64,
     /// When it was last saved again or changed.
     pub updated_at: i64,
+    /// Seen by every person the agent works for, not only `user_id`.
+    #[serde(default)]
+    pub shared: bool,
 }
 
 /// A fact found by a search, with how it ranked.

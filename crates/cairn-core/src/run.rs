@@ -86,6 +86,10 @@ pub struct RunRecord {
     pub created_at: i64,
     /// Finish time (ms since epoch).
     pub finished_at: Option<i64>,
+    /// The person the run works for (a group chat's sender; a schedule's
+    /// maker); `None`: the session's person, else the local owner.
+    #[serde(default)]
+    pub user_id: Option<String>,
 }
 
 /// What a journal entry records.

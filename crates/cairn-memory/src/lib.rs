@@ -49,6 +49,8 @@ pub struct SaveMemory {
     pub source: Option<String>,
     /// First and last saved (ms), when restoring an export; else now.
     pub times: Option<(i64, i64)>,
+    /// Seen by everyone the agent works for (only the local owner may say so).
+    pub shared: bool,
 }
 
 /// Memory of every agent in one store.
@@ -127,6 +129,7 @@ impl Memory {
                 embedding: None,
                 embed_model: None,
                 times: r.times,
+                shared: r.shared,
             });
         }
         let mut out: Vec<Option<SavedMemory>> = vec![None; rows.len()];
@@ -136,14 +139,23 @@ impl Memory {
             let guard = self.synced_index(None).await?;
             // Near-duplicates of facts already kept refresh those instead.
             for (i, (row, v)) in rows.iter_mut().zip(vectors).enumerate() {
-                let near = guard
+                // Only the same person's facts count: two people saying the
+                // same thing are two facts, each theirs.
+                let near: Vec<i64> = guard
                     .as_ref()
-                    .map(|ix| ix.search(&row.agent, &v, 1))
-                    .unwrap_or_default();
-                if let Some(&(rowid, score)) = near.first()
-                    && score >= NEAR_DUPLICATE
-                    && let Some((_, kept)) = self.store.memories_by_rowid(&[rowid]).await?.pop()
-                {
+                    .map(|ix| ix.search(&row.agent, &v, 8))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(_, score)| *score >= NEAR_DUPLICATE)
+                    .map(|(rowid, _)| rowid)
+                    .collect();
+                let same_person = self
+                    .store
+                    .memories_by_rowid(&near)
+                    .await?
+                    .into_iter()
+                    .find(|(_, m)| m.user_id == row.user_id);
+                if let Some((_, kept)) = same_person {
                     let kept = self.store.refresh_memory(&kept.id, row.importance).await?;
                     out[i] = Some(SavedMemory::Duplicate(kept));
                     continue;
@@ -166,9 +178,24 @@ impl Memory {
             .collect())
     }
 
-    /// Forgets a fact of `agent` by id (or unique id prefix).
-    pub async fn forget(&self, agent: &str, id: &str) -> Result<MemoryRecord, MemoryError> {
-        Ok(self.store.forget_memory(agent, id).await?)
+    /// Forgets a fact of `agent` by id (or unique id prefix), if `scope`
+    /// may change it (a person: only their own facts).
+    pub async fn forget(
+        &self,
+        agent: &str,
+        scope: &Scope,
+        id: &str,
+    ) -> Result<MemoryRecord, MemoryError> {
+        let found = self.store.get_memory(agent, id).await?;
+        if !scope.owns(&found) {
+            // Said as "not found": another person's fact stays invisible.
+            return Err(cairn_store::StoreError::NotFound {
+                what: "memory",
+                id: id.to_string(),
+            }
+            .into());
+        }
+        Ok(self.store.forget_memory(agent, &found.id).await?)
     }
 
     /// Facts of `agent`, newest first.
@@ -253,4 +280,4 @@ pub fn fact_hash(text: &str) -> String {
 }
 
 pub use portable::{ExportSummary, export_markdown, import_markdown};
-pub use search::{SearchOptions, format_for_prompt};
+pub use search::{Scope, SearchOptions, format_for_prompt};

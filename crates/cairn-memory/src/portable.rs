@@ -248,6 +248,7 @@ fn parse_fact(path: &Path, agent: &str) -> Result<SaveMemory, MemoryError> {
         importance: None,
         source: None,
         times: None,
+        shared: false,
     };
     let (mut created, mut updated) = (None, None);
     for line in front.lines().filter(|l| !l.trim().is_empty()) {

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use cairn_core::{MemoryHit, now_ms};
+use cairn_core::{MemoryHit, MemoryRecord, now_ms};
 
 use crate::{Memory, MemoryError};
 
@@ -25,11 +25,41 @@ const COMMON_MAX: i64 = 1000;
 /// Vector candidates below this cosine are not evidence of relevance.
 const MIN_COSINE: f32 = 0.2;
 
+/// Whose facts a search or a change may touch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Scope {
+    /// Every fact of the agent: the operator's views (CLI, API).
+    #[default]
+    Everyone,
+    /// The facts of one person (`None`: the local owner) plus shared ones:
+    /// what an agent working for that person may recall, search or forget.
+    Person(Option<String>),
+}
+
+impl Scope {
+    /// Whether a search in this scope may return `m`.
+    pub fn sees(&self, m: &MemoryRecord) -> bool {
+        match self {
+            Scope::Everyone => true,
+            Scope::Person(p) => m.shared || &m.user_id == p,
+        }
+    }
+
+    /// Whether this scope may change or forget `m` (shared facts are the
+    /// owner's to change).
+    pub fn owns(&self, m: &MemoryRecord) -> bool {
+        match self {
+            Scope::Everyone => true,
+            Scope::Person(p) => &m.user_id == p,
+        }
+    }
+}
+
 /// How a search is run.
 #[derive(Debug, Clone)]
 pub struct SearchOptions {
-    /// Only facts about this person (and facts about nobody in particular).
-    pub user_id: Option<String>,
+    /// Whose facts are searched.
+    pub scope: Scope,
     /// Results wanted.
     pub limit: usize,
     /// Age at which recency counts half, in days.
@@ -39,7 +69,7 @@ pub struct SearchOptions {
 impl Default for SearchOptions {
     fn default() -> Self {
         SearchOptions {
-            user_id: None,
+            scope: Scope::Everyone,
             limit: 10,
             half_life_days: 30.0,
         }
@@ -109,10 +139,7 @@ impl Memory {
             .memories_by_rowid(&rowids)
             .await?
             .into_iter()
-            .filter(|(_, m)| match (&opts.user_id, &m.user_id) {
-                (Some(want), Some(about)) => want == about,
-                _ => true,
-            })
+            .filter(|(_, m)| opts.scope.sees(m))
             .filter_map(|(rowid, m)| {
                 let (rrf, text_rank, vector_rank) = *fused.get(&rowid)?;
                 let age_days = (now - m.updated_at).max(0) as f64 / 86_400_000.0;

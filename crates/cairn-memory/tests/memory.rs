@@ -23,6 +23,7 @@ fn fact(agent: &str, text: &str) -> SaveMemory {
         importance: None,
         source: Some("test".into()),
         times: None,
+        shared: false,
     }
 }
 
@@ -253,12 +254,15 @@ async fn a_fact_forgotten_elsewhere_is_not_found_again() {
             .unwrap(),
         Some(embedder),
     );
-    other.forget("a", &kept.record().id).await.unwrap();
+    other
+        .forget("a", &cairn_memory::Scope::Everyone, &kept.record().id)
+        .await
+        .unwrap();
     let hits = memory.search("a", "deploy key", &opts).await.unwrap();
     assert_eq!(hits.len(), 1, "{hits:#?}");
     assert_eq!(hits[0].memory.text, "the deploy window is tuesday");
     let err = memory
-        .forget("a", &kept.record().id)
+        .forget("a", &cairn_memory::Scope::Everyone, &kept.record().id)
         .await
         .unwrap_err()
         .to_string();
@@ -329,6 +333,7 @@ async fn importance_and_recency_break_ties_between_equally_relevant_facts() {
             .save(SaveMemory {
                 importance: Some(importance),
                 times: Some((now - age_days * day, now - age_days * day)),
+                shared: false,
                 ..fact("a", text)
             })
             .await

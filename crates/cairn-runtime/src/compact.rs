@@ -376,6 +376,7 @@ impl Runtime {
                 importance: Some(FLUSHED_FACT_IMPORTANCE),
                 source: Some(format!("compaction:{}", run.id)),
                 times: None,
+                shared: false,
             })
             .collect();
         if reqs.is_empty() {

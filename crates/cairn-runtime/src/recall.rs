@@ -2,7 +2,7 @@
 //! of skills go into the system prompt (facts within a byte budget).
 
 use cairn_memory::skills::{list_skills, skill_dirs, skills_prompt};
-use cairn_memory::{SearchOptions, format_for_prompt};
+use cairn_memory::{Scope, SearchOptions, format_for_prompt};
 use cairn_tools::ToolRegistry;
 use std::path::PathBuf;
 
@@ -21,8 +21,9 @@ impl Runtime {
         input: &str,
         tools: &ToolRegistry,
         skill_dirs: &[PathBuf],
+        user: Option<&str>,
     ) -> String {
-        let base = self.with_memories(agent, input).await;
+        let base = self.with_memories(agent, input, user).await;
         if tools.get("load_skill").is_none() {
             return base;
         }
@@ -44,7 +45,7 @@ impl Runtime {
             .unwrap_or_default()
     }
 
-    async fn with_memories(&self, agent: &AgentSpec, input: &str) -> String {
+    async fn with_memories(&self, agent: &AgentSpec, input: &str, user: Option<&str>) -> String {
         if self.memory_prompt_budget == 0 {
             return agent.system_prompt.clone();
         }
@@ -56,7 +57,10 @@ impl Runtime {
                 return agent.system_prompt.clone();
             }
         }
+        // Only what this person told the agent (and shared facts) reaches
+        // the prompt of a run working for them.
         let opts = SearchOptions {
+            scope: Scope::Person(user.map(str::to_string)),
             limit: RECALLED,
             ..Default::default()
         };

@@ -143,6 +143,9 @@ impl Runtime {
                 if let Some(m) = s.heartbeat.as_ref().and_then(|p| p.model.clone()) {
                     r.model = m;
                 }
+                // A fire works for whoever made the schedule, whatever
+                // session it runs in.
+                r.user_id = s.user_id.clone();
                 let mut fired = record(
                     key,
                     FireOutcome::Fired,

@@ -146,7 +146,13 @@ impl Runtime {
         let mut history = self.load_context(&run.session_id).await?;
         let specs = tools.specs();
         let system = self
-            .system_prompt(agent, &run.input, tools, &ctx.skill_dirs)
+            .system_prompt(
+                agent,
+                &run.input,
+                tools,
+                &ctx.skill_dirs,
+                ctx.user_id.as_deref(),
+            )
             .await;
         let mut budget = ContextBudget::new(agent, &run.model, self.provider.token_counter());
         // Set once the provider said a prompt did not fit: the next

@@ -80,6 +80,7 @@ impl Runtime {
             cost_usd: 0.0,
             created_at: now,
             finished_at: None,
+            user_id: None,
         }
     }
 
@@ -206,7 +207,10 @@ impl Runtime {
             cancel: cancel.child_token(),
             output_limit: self.tool_output_limit,
             agent: agent.name.clone(),
-            user_id: self.store.session_user(&run.session_id).await?,
+            user_id: match &run.user_id {
+                Some(u) => Some(u.clone()),
+                None => self.store.session_user(&run.session_id).await?,
+            },
             run_id: Some(run.id.clone()),
             memory: Some(self.memory.clone()),
             skill_dirs: self.skill_dirs(&agent.name),

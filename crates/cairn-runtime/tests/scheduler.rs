@@ -339,6 +339,7 @@ fn person_run(session: &str, at: i64) -> cairn_core::RunRecord {
         cost_usd: 0.0,
         created_at: at,
         finished_at: Some(at),
+        user_id: None,
     }
 }
 

@@ -50,14 +50,13 @@ pub struct AwaitingReply {
 }
 
 impl Store {
-    /// Records an inbound message from `person` (the cairn user its sender
-    /// maps to): with `run` (allowed sender) the run is queued in the same
+    /// Records an inbound message: with `run` (allowed sender; it names the
+    /// person it works for) the run is queued in the same
     /// transaction; without, `refusal` is queued as the
     /// reply. A message already recorded is a `Duplicate`.
     pub async fn accept_inbound(
         &self,
         msg: &InboundMessage,
-        person: &str,
         run: Option<&RunRecord>,
         refusal: Option<&str>,
     ) -> Result<Accepted, StoreError> {
@@ -89,7 +88,7 @@ impl Store {
                 // The session is this person's (memory facts saved in it
                 // are about them).
                 sqlx::query("UPDATE sessions SET user_id = COALESCE(user_id, ?) WHERE id = ?")
-                    .bind(person)
+                    .bind(run.user_id.as_deref())
                     .bind(&run.session_id)
                     .execute(&mut *tx)
                     .await?;

@@ -31,6 +31,8 @@ pub struct NewMemory {
     pub embed_model: Option<String>,
     /// When it was first and last saved, if known (an import); else now.
     pub times: Option<(i64, i64)>,
+    /// Seen by everyone the agent works for.
+    pub shared: bool,
 }
 
 /// What saving did.
@@ -65,7 +67,7 @@ pub struct StoredVector {
 /// The columns `memory_row` reads (a macro, so queries stay `&'static str`).
 macro_rules! memory_columns {
     () => {
-        "rowid, id, agent, user_id, text, importance, source, created_at, updated_at"
+        "rowid, id, agent, user_id, text, importance, source, created_at, updated_at, shared"
     };
 }
 
@@ -81,6 +83,7 @@ fn memory_row(r: &SqliteRow) -> Result<(i64, MemoryRecord), StoreError> {
             source: r.try_get("source")?,
             created_at: r.try_get("created_at")?,
             updated_at: r.try_get("updated_at")?,
+            shared: r.try_get("shared")?,
         },
     ))
 }
@@ -553,16 +556,19 @@ async fn save_in(
     m: &NewMemory,
 ) -> Result<SavedMemory, StoreError> {
     let now = now_ms();
-    let existing: Option<String> =
-        sqlx::query_scalar("SELECT id FROM memories WHERE agent = ? AND hash = ?")
-            .bind(&m.agent)
-            .bind(&m.hash)
-            .fetch_optional(&mut **tx)
-            .await?;
+    let existing: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM memories WHERE agent = ? AND owner = COALESCE(?, '') AND hash = ?",
+    )
+    .bind(&m.agent)
+    .bind(&m.user_id)
+    .bind(&m.hash)
+    .fetch_optional(&mut **tx)
+    .await?;
     let new = existing.is_none();
-    let row = sqlx::query(concat!("INSERT INTO memories (id, agent, user_id, text, hash, importance, source, embedding, embed_model, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-         ON CONFLICT (agent, hash) DO UPDATE SET
+    let row = sqlx::query(concat!("INSERT INTO memories (id, agent, user_id, text, hash, importance, source, embedding, embed_model, created_at, updated_at, shared)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT (agent, owner, hash) DO UPDATE SET
+             shared = max(shared, excluded.shared),
              importance = max(importance, excluded.importance), updated_at = excluded.updated_at,
              embedding = COALESCE(embedding, excluded.embedding),
              embed_model = COALESCE(embed_model, excluded.embed_model)
@@ -578,6 +584,7 @@ async fn save_in(
     .bind(&m.embed_model)
     .bind(m.times.map_or(now, |t| t.0))
     .bind(m.times.map_or(now, |t| t.1))
+    .bind(m.shared)
     .fetch_one(&mut **tx)
     .await?;
     let (_, record) = memory_row(&row)?;

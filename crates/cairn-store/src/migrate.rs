@@ -14,6 +14,7 @@ const SQLITE: &[(i64, &str)] = &[
     (4, include_str!("../migrations/sqlite/0004_compaction.sql")),
     (5, include_str!("../migrations/sqlite/0005_schedules.sql")),
     (6, include_str!("../migrations/sqlite/0006_channels.sql")),
+    (7, include_str!("../migrations/sqlite/0007_users_apart.sql")),
 ];
 
 pub(crate) async fn current_version(pool: &SqlitePool) -> Result<i64, StoreError> {

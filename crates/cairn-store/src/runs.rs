@@ -10,7 +10,7 @@ macro_rules! select_runs {
     ($tail:literal) => {
         concat!(
             "SELECT id, session_id, agent, status, input, output, error, provider, model, ",
-            "steps, input_tokens, output_tokens, cost_usd, created_at, finished_at FROM runs ",
+            "steps, input_tokens, output_tokens, cost_usd, created_at, finished_at, user_id FROM runs ",
             $tail
         )
     };
@@ -183,6 +183,7 @@ fn run_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<RunRecord, StoreError> 
         cost_usd: row.try_get("cost_usd")?,
         created_at: row.try_get("created_at")?,
         finished_at: row.try_get("finished_at")?,
+        user_id: row.try_get("user_id")?,
     })
 }
 
@@ -252,8 +253,8 @@ pub(crate) async fn insert_run_with_job(
 ) -> Result<String, StoreError> {
     sqlx::query(
         "INSERT INTO runs (id, session_id, agent, status, input, output, error, provider, model,
-                steps, input_tokens, output_tokens, cost_usd, created_at, finished_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                steps, input_tokens, output_tokens, cost_usd, created_at, finished_at, user_id)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&run.id)
     .bind(&run.session_id)
@@ -270,6 +271,7 @@ pub(crate) async fn insert_run_with_job(
     .bind(run.cost_usd)
     .bind(run.created_at)
     .bind(run.finished_at)
+    .bind(&run.user_id)
     .execute(&mut **tx)
     .await?;
     let job = crate::NewJob {

@@ -27,7 +27,7 @@ pub struct ScheduleFire<'a> {
 macro_rules! select_schedules {
     ($tail:literal) => {
         concat!(
-            "SELECT id, agent, session_id, prompt, kind, spec, tz, catch_up, paused, next_due, created_at, created_by, heartbeat FROM schedules ",
+            "SELECT id, agent, session_id, prompt, kind, spec, tz, catch_up, paused, next_due, created_at, created_by, heartbeat, user_id FROM schedules ",
             $tail
         )
     };
@@ -61,8 +61,8 @@ impl Store {
         on_conflict: &str,
     ) -> Result<(), StoreError> {
         let sql = format!(
-            "INSERT INTO schedules (id, agent, session_id, prompt, kind, spec, tz, catch_up, paused, next_due, created_at, created_by, heartbeat)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) {on_conflict}"
+            "INSERT INTO schedules (id, agent, session_id, prompt, kind, spec, tz, catch_up, paused, next_due, created_at, created_by, heartbeat, user_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) {on_conflict}"
         );
         let heartbeat = heartbeat_json(s)?;
         let _writing = self.lock_writes().await;
@@ -80,6 +80,7 @@ impl Store {
             .bind(s.created_at)
             .bind(&s.created_by)
             .bind(heartbeat)
+            .bind(&s.user_id)
             .execute(&self.writer)
             .await?;
         Ok(())
@@ -361,6 +362,7 @@ fn schedule_from_row(r: &rusqlite::Row<'_>) -> Result<ScheduleRecord, StoreError
         next_due: r.get(9)?,
         created_at: r.get(10)?,
         created_by: r.get(11)?,
+        user_id: r.get(13)?,
         heartbeat: match heartbeat {
             Some(j) => {
                 Some(serde_json::from_str(&j).map_err(|e| StoreError::corrupt("schedules", e))?)

@@ -26,10 +26,7 @@ async fn pruning_forgets_what_is_done_and_keeps_what_is_owed() {
     // A stranger's message: refused, its refusal queued.
     let m = message("1:1");
     assert_eq!(
-        store
-            .accept_inbound(&m, "telegram:9", None, Some("no"))
-            .await
-            .unwrap(),
+        store.accept_inbound(&m, None, Some("no")).await.unwrap(),
         Accepted::Refused
     );
     let owed = NewOutbound {
@@ -66,10 +63,7 @@ async fn pruning_forgets_what_is_done_and_keeps_what_is_owed() {
     // A redelivery after that is a new message again (platforms redeliver
     // within minutes, not a month later).
     assert_eq!(
-        store
-            .accept_inbound(&m, "telegram:9", None, Some("no"))
-            .await
-            .unwrap(),
+        store.accept_inbound(&m, None, Some("no")).await.unwrap(),
         Accepted::Refused
     );
 }

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use cairn_core::{ToolOutput, ToolSpec};
-use cairn_memory::{SaveMemory, SearchOptions};
+use cairn_memory::{SaveMemory, Scope, SearchOptions};
 use cairn_store::SavedMemory;
 use serde_json::json;
 
@@ -52,6 +52,7 @@ impl Tool for MemorySave {
             importance,
             source: ctx.run_id.clone(),
             times: None,
+            shared: false,
         };
         match memory.save(req).await {
             Ok(SavedMemory::New(m)) => ToolOutput::ok(format!("saved as {}", m.id)),
@@ -89,7 +90,7 @@ impl Tool for MemorySearch {
             .unwrap_or(8)
             .clamp(1, 50) as usize;
         let opts = SearchOptions {
-            user_id: ctx.user_id.clone(),
+            scope: Scope::Person(ctx.user_id.clone()),
             limit,
             ..Default::default()
         };
@@ -124,7 +125,10 @@ impl Tool for MemoryForget {
     async fn call(&self, ctx: &ToolContext, input: serde_json::Value) -> ToolOutput {
         let memory = tool_try!(memory(ctx));
         let id = tool_try!(str_arg(&input, "id"));
-        match memory.forget(&ctx.agent, id).await {
+        match memory
+            .forget(&ctx.agent, &Scope::Person(ctx.user_id.clone()), id)
+            .await
+        {
             Ok(m) => ToolOutput::ok(format!("forgot {}: {:?}", m.id, m.text)),
             Err(e) => ToolOutput::error(e.to_string()),
         }

@@ -94,7 +94,10 @@ impl Tool for ScheduleCreate {
         };
         let by = format!("agent:{}", ctx.run_id.as_deref().unwrap_or("?"));
         let s = match ScheduleRecord::create(new, new_id("sch"), &by, now) {
-            Ok(s) => s,
+            Ok(mut s) => {
+                s.user_id = ctx.user_id.clone();
+                s
+            }
             Err(e) => return ToolOutput::error(format!("NOT scheduled: {e}")),
         };
         match store.create_schedule(&s).await {
@@ -120,7 +123,13 @@ impl Tool for ScheduleList {
 
     async fn call(&self, ctx: &ToolContext, _input: serde_json::Value) -> ToolOutput {
         let store = tool_try!(store(ctx));
-        match store.list_schedules(Some(&ctx.agent)).await {
+        // Only the schedules of the person this run works for.
+        let mine = store.list_schedules(Some(&ctx.agent)).await.map(|all| {
+            all.into_iter()
+                .filter(|s| s.user_id == ctx.user_id)
+                .collect::<Vec<_>>()
+        });
+        match mine {
             Ok(all) if all.is_empty() => ToolOutput::ok("no schedules"),
             Ok(all) => ToolOutput::ok(
                 all.iter()
@@ -161,10 +170,12 @@ impl Tool for ScheduleCancel {
         let store = tool_try!(store(ctx));
         let id = tool_try!(str_arg(&input, "id"));
         match store.get_schedule(id).await {
-            Ok(s) if s.agent == ctx.agent => match store.delete_schedule(&s.id).await {
-                Ok(()) => ToolOutput::ok(format!("cancelled {}", s.id)),
-                Err(e) => ToolOutput::error(e.to_string()),
-            },
+            Ok(s) if s.agent == ctx.agent && s.user_id == ctx.user_id => {
+                match store.delete_schedule(&s.id).await {
+                    Ok(()) => ToolOutput::ok(format!("cancelled {}", s.id)),
+                    Err(e) => ToolOutput::error(e.to_string()),
+                }
+            }
             Ok(_) => ToolOutput::error(format!("{id} is not one of your schedules")),
             Err(e) => ToolOutput::error(e.to_string()),
         }

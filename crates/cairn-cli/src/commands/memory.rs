@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use cairn_core::MessageFilter;
-use cairn_memory::{SaveMemory, SearchOptions};
+use cairn_memory::{SaveMemory, Scope, SearchOptions};
 use cairn_store::SavedMemory;
 
 use crate::{config, render, wiring};
@@ -32,9 +32,12 @@ enum MemoryCommand {
         /// 0 (trivia) to 1 (essential).
         #[arg(long)]
         importance: Option<f64>,
-        /// The person it is about.
+        /// The person it is about (default: the local owner).
         #[arg(long)]
         user: Option<String>,
+        /// Recalled for every person the agent works for, not only one.
+        #[arg(long)]
+        shared: bool,
     },
     /// Search facts (hybrid: words and meaning), or with --episodic every
     /// message of every session.
@@ -100,6 +103,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             text,
             importance,
             user,
+            shared,
         } => {
             let saved = memory
                 .save(SaveMemory {
@@ -109,6 +113,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                     importance,
                     source: Some("cli".into()),
                     times: None,
+                    shared,
                 })
                 .await?;
             if args.json {
@@ -160,7 +165,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             query, user, limit, ..
         } => {
             let opts = SearchOptions {
-                user_id: user,
+                scope: user.map_or(Scope::Everyone, |u| Scope::Person(Some(u))),
                 limit,
                 ..Default::default()
             };
@@ -192,7 +197,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             }
         }
         MemoryCommand::Forget { id } => {
-            let m = memory.forget(&agent, &id).await?;
+            let m = memory.forget(&agent, &Scope::Everyone, &id).await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&m)?);
             } else {

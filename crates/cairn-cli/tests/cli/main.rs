@@ -18,6 +18,7 @@ mod server_api;
 mod server_crash;
 mod supervision;
 mod tool_runs;
+mod users_apart;
 
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};

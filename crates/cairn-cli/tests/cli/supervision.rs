@@ -34,6 +34,7 @@ async fn the_watchdog_cancels_a_run_whose_tool_hangs_and_frees_its_session() {
     fake.push([Reply::tool("http_fetch", json!({"url": url}))]);
     let mut cmd = h.anthropic(&fake);
     cmd.env("CAIRN_SERVER__WATCHDOG_STUCK_S", "2")
+        .env("CAIRN_TOOLS__HTTP_FETCH__ALLOW", "[\"127.0.0.1\"]")
         .env("CAIRN_AGENTS__DEFAULT__OWNER", "telegram:777");
     let server = ServerProcess::start(cmd);
     let api = Api::new(&server);
@@ -168,6 +169,7 @@ async fn the_watchdog_can_start_a_stuck_turn_again_once() {
     ]);
     let mut cmd = h.anthropic(&fake);
     cmd.env("CAIRN_SERVER__WATCHDOG_STUCK_S", "2")
+        .env("CAIRN_TOOLS__HTTP_FETCH__ALLOW", "[\"127.0.0.1\"]")
         .env("CAIRN_SERVER__WATCHDOG_ACTION", "retry");
     let server = ServerProcess::start(cmd);
     let api = Api::new(&server);

@@ -121,6 +121,10 @@ pub struct ScheduleRecord {
     pub created_at: i64,
     /// Who created it: `cli`, `api`, `config`, `heartbeat` or `agent:<run id>`.
     pub created_by: String,
+    /// The person it belongs to (`None`: the local owner); only they see
+    /// it through the schedule tools.
+    #[serde(default)]
+    pub user_id: Option<String>,
     /// For an agent's heartbeat: the conditions checked before each fire.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat: Option<HeartbeatPolicy>,
@@ -182,6 +186,7 @@ impl ScheduleRecord {
             next_due,
             created_at: now,
             created_by: created_by.to_string(),
+            user_id: None,
             heartbeat: None,
         })
     }

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use cairn_core::api::{ErrorBody, SaveMemoryRequest};
 use cairn_core::ids::validate_name;
 use cairn_core::{MemoryHit, MemoryRecord};
-use cairn_memory::{MemoryError, SaveMemory, SearchOptions};
+use cairn_memory::{MemoryError, SaveMemory, Scope, SearchOptions};
 use cairn_store::SavedMemory;
 use serde::Deserialize;
 
@@ -98,6 +98,7 @@ pub async fn save_memory(
             importance: req.importance,
             source: Some("api".into()),
             times: None,
+            shared: false,
         })
         .await?;
     Ok(match saved {
@@ -116,7 +117,7 @@ pub async fn search_memories(
 ) -> Result<Json<Vec<MemoryHit>>, ApiError> {
     agent_name(&name)?;
     let opts = SearchOptions {
-        user_id: q.user,
+        scope: q.user.map_or(Scope::Everyone, |u| Scope::Person(Some(u))),
         limit: q.limit.unwrap_or(10).clamp(1, 100),
         ..Default::default()
     };
@@ -131,5 +132,7 @@ pub async fn forget_memory(
     Path((name, id)): Path<(String, String)>,
 ) -> Result<Json<MemoryRecord>, ApiError> {
     agent_name(&name)?;
-    Ok(Json(state.rt.memory.forget(&name, &id).await?))
+    Ok(Json(
+        state.rt.memory.forget(&name, &Scope::Everyone, &id).await?,
+    ))
 }

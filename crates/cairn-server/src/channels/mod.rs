@@ -283,6 +283,9 @@ impl Channels {
     }
 }
 
+/// The `[channels.users]` name that maps a sender to the local owner.
+pub const LOCAL_OWNER: &str = "owner";
+
 /// Records an inbound message for `access`'s agent: a queued run for an
 /// allowed sender, a refusal for a stranger; a redelivery is a duplicate.
 pub async fn accept(
@@ -306,18 +309,17 @@ pub async fn accept(
         return Ok(state
             .rt
             .store
-            .accept_inbound(msg, &person, None, Some(&access.refusal))
+            .accept_inbound(msg, None, Some(&access.refusal))
             .await?);
     }
     let agent = state.agent(&access.agent).await?;
-    let run = state
+    let mut run = state
         .rt
         .queued_run(&agent, msg.session_id(), msg.text.clone(), now_ms());
-    let accepted = state
-        .rt
-        .store
-        .accept_inbound(msg, &person, Some(&run), None)
-        .await?;
+    // The run works for its sender: in a group chat each speaker's facts
+    // and schedules stay theirs. `owner` is the local owner (CLI, API).
+    run.user_id = (person != LOCAL_OWNER).then(|| person.clone());
+    let accepted = state.rt.store.accept_inbound(msg, Some(&run), None).await?;
     if matches!(accepted, Accepted::Queued { .. }) {
         state
             .rt

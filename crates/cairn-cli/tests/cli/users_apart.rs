@@ -1,0 +1,136 @@
+//! Two people on one agent, in one group chat: what one told the agent
+//! never reaches the other's prompt, tools or searches, and neither sees or
+//! cancels the other's schedules.
+
+use std::time::{Duration, Instant};
+
+use cairn_testkit::{FakeLlm, FakeTelegram, Reply, ServerProcess};
+use serde_json::json;
+
+use crate::*;
+
+const SECRET: &str = "blue-falcon-88";
+
+fn wait_for_reply(tg: &FakeTelegram, n: usize) {
+    let start = Instant::now();
+    while tg.sent().len() < n {
+        assert!(start.elapsed() < Duration::from_secs(30), "no reply {n}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Everything a request shows the model: system prompt and messages.
+fn seen(r: &cairn_testkit::RecordedRequest) -> String {
+    format!("{}\n{}", r.body["system"], r.message_texts().join("\n"))
+}
+
+#[test]
+fn two_people_in_one_group_chat_never_see_each_others_facts_or_schedules() {
+    let h = home();
+    let fake = FakeLlm::start();
+    let tg = FakeTelegram::start("T");
+    std::fs::write(
+        h.path().join("cairn.toml"),
+        format!(
+            "[channels.telegram]\ntoken = \"T\"\napi_url = \"{}\"\nallow = [\"*\"]\npoll_timeout_s = 1\n",
+            tg.url()
+        ),
+    )
+    .unwrap();
+    let _server = ServerProcess::start(h.anthropic(&fake));
+    let group = -9000;
+
+    // Alice tells the agent a secret and asks for a reminder.
+    fake.push([
+        Reply::tool(
+            "memory_save",
+            json!({"text": format!("Alice's PIN hint is {SECRET}.")}),
+        ),
+        Reply::tool(
+            "schedule_create",
+            json!({"prompt": format!("remind alice: {SECRET}"), "cron": "0 9 * * *"}),
+        ),
+        Reply::text("noted"),
+    ]);
+    tg.user_says(
+        group,
+        1,
+        "alice",
+        &format!("remember my PIN hint is {SECRET} and remind me daily"),
+    );
+    wait_for_reply(&tg, 1);
+    let facts = json(&h, &["memory", "list"]);
+    let fact_id = facts[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(facts[0]["user_id"], "telegram:1", "{facts}");
+    let schedules = json(&h, &["schedule", "list"]);
+    let schedule_id = schedules[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(schedules[0]["user_id"], "telegram:1", "{schedules}");
+
+    // Bob, in the same chat, asks the same question and tries everything.
+    let before = fake.requests().len();
+    fake.push([
+        Reply::tool("memory_search", json!({"query": "PIN hint"})),
+        Reply::tool("schedule_list", json!({})),
+        Reply::tool("memory_forget", json!({"id": fact_id})),
+        Reply::tool("schedule_cancel", json!({"id": schedule_id})),
+        Reply::text("nothing here"),
+    ]);
+    tg.user_says(group, 2, "bob", "what is my PIN hint? remember my PIN hint");
+    wait_for_reply(&tg, 2);
+    let bobs: Vec<_> = fake.requests()[before..].to_vec();
+    assert_eq!(bobs.len(), 5);
+    // The group's conversation is shared (Bob was in the chat); what the
+    // agent remembers for Alice is not.
+    for r in &bobs {
+        let system = r.body["system"].to_string();
+        assert!(!system.contains(SECRET), "recalled for Bob: {system}");
+    }
+    let results: Vec<String> = bobs[1..]
+        .iter()
+        .map(|r| r.message_texts().last().cloned().unwrap_or_default())
+        .collect();
+    for r in &results {
+        assert!(!r.contains(SECRET), "a tool showed Bob Alice's secret: {r}");
+    }
+    assert!(
+        results[0].contains("no saved facts match"),
+        "{}",
+        results[0]
+    );
+    assert!(results[1].contains("no schedules"), "{}", results[1]);
+    assert!(
+        results[2].contains("not found") || results[2].contains("no memory"),
+        "{}",
+        results[2]
+    );
+    assert!(
+        results[3].contains("not one of your schedules"),
+        "{}",
+        results[3]
+    );
+    // Both still exist.
+    assert_eq!(json(&h, &["memory", "list"]).as_array().unwrap().len(), 1);
+    assert_eq!(json(&h, &["schedule", "list"]).as_array().unwrap().len(), 1);
+
+    // In his own chat Bob sees nothing of it at all.
+    let before = fake.requests().len();
+    fake.push([
+        Reply::tool("memory_search", json!({"query": "Alice PIN hint falcon"})),
+        Reply::text("no idea"),
+    ]);
+    tg.user_says(2, 2, "bob", "what is Alice's PIN hint? blue falcon?");
+    wait_for_reply(&tg, 3);
+    for r in &fake.requests()[before..] {
+        assert!(!seen(r).contains(SECRET), "{}", seen(r));
+    }
+
+    // Alice asking again does get her fact in the prompt: the scope is hers.
+    let before = fake.requests().len();
+    fake.push([Reply::text("it is in your notes")]);
+    tg.user_says(group, 1, "alice", "what is my PIN hint?");
+    wait_for_reply(&tg, 4);
+    let alices = &fake.requests()[before..];
+    let system = alices[0].body["system"].to_string();
+    assert!(system.contains(SECRET), "not recalled for Alice: {system}");
+    let _: Option<Value> = None;
+}
