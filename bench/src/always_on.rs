@@ -13,7 +13,7 @@ use cairn_core::ids::new_id;
 use cairn_core::now_ms;
 use cairn_core::schedule::{CatchUp, NewSchedule, ScheduleKind, ScheduleRecord};
 use cairn_store::Store;
-use cairn_testkit::{FakeLlm, FakeTelegram, Reply, ServerProcess, hmac_hex};
+use cairn_testkit::{FakeLlm, FakeTelegram, Reply, ServerProcess, webhook_signature};
 use serde_json::json;
 
 use crate::{median, percentile, vm_rss_kib};
@@ -171,11 +171,12 @@ pub async fn channels(fake: &FakeLlm, bin: &Path) -> Result<()> {
         let chat = format!("c{i}");
         let body =
             json!({"id": format!("m{i}"), "chat": chat, "user": "u", "text": "ping"}).to_string();
-        let sig = format!("sha256={}", hmac_hex(b"s", body.as_bytes()));
+        let (ts, sig) = webhook_signature("s", cairn_core::now_ms() / 1000, &body);
         let sent = Instant::now();
         let r = http
             .post(&url)
             .header("content-type", "application/json")
+            .header("x-cairn-timestamp", ts)
             .header("x-cairn-signature", sig)
             .body(body)
             .send()

@@ -414,3 +414,10 @@ pub fn slack_signature(secret: &str, timestamp: i64, body: &str) -> (String, Str
     );
     (timestamp.to_string(), format!("v0={sig}"))
 }
+
+/// The headers of a signed cairn webhook: `X-Cairn-Timestamp` and
+/// `X-Cairn-Signature: sha256=HMAC(secret, "{ts}.{body}")`.
+pub fn webhook_signature(secret: &str, timestamp: i64, body: &str) -> (String, String) {
+    let sig = hmac_hex(secret.as_bytes(), format!("{timestamp}.{body}").as_bytes());
+    (timestamp.to_string(), format!("sha256={sig}"))
+}

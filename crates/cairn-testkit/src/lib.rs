@@ -14,6 +14,8 @@ mod wire;
 
 pub use cli::{CairnHome, describe};
 pub use fake_llm::{FAKE_EMBEDDING_DIMS, FakeLlm, RecordedRequest, Reply, fake_prompt_tokens};
-pub use fake_platforms::{Failure, FakeSlack, FakeTelegram, hmac_hex, slack_signature};
+pub use fake_platforms::{
+    Failure, FakeSlack, FakeTelegram, hmac_hex, slack_signature, webhook_signature,
+};
 pub use python::{minilm_model_dir, test_python};
 pub use server::ServerProcess;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use cairn_testkit::{
     Failure, FakeLlm, FakeSlack, FakeTelegram, Reply, ServerProcess, hmac_hex, slack_signature,
+    webhook_signature,
 };
 use serde_json::{Value, json};
 
@@ -333,6 +334,12 @@ async fn signed_webhooks_start_runs_and_get_signed_replies() {
     let fake = FakeLlm::start();
     // The receiving end of replies: records what it gets, fails once.
     let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
     let sink = received.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let reply_url = format!("http://{}/replies", listener.local_addr().unwrap());
@@ -347,7 +354,8 @@ async fn signed_webhooks_start_runs_and_get_signed_replies() {
                     return axum::http::StatusCode::SERVICE_UNAVAILABLE;
                 }
                 let sig = headers["x-cairn-signature"].to_str().unwrap().to_string();
-                sink.lock().unwrap().push((sig, body));
+                let ts = headers["x-cairn-timestamp"].to_str().unwrap().to_string();
+                sink.lock().unwrap().push((format!("{ts} {sig}"), body));
                 axum::http::StatusCode::OK
             }
         }),
@@ -364,16 +372,37 @@ async fn signed_webhooks_start_runs_and_get_signed_replies() {
     let api = Api::new(&server);
     let body = json!({"id": "m-1", "chat": "pager", "user": "oncall", "text": "check the disk"})
         .to_string();
-    let sign = |b: &str| format!("sha256={}", hmac_hex(b"whsec", b.as_bytes()));
-    let post = |sig: String| {
+    let sign = |b: &str| webhook_signature("whsec", now(), b);
+    let post = |(ts, sig): (String, String)| {
         api.http
             .post(format!("{}/channels/webhook/ops", api.url))
             .header("content-type", "application/json")
+            .header("X-Cairn-Timestamp", ts)
             .header("X-Cairn-Signature", sig)
             .body(body.clone())
             .send()
     };
-    assert_eq!(post("sha256=00".into()).await.unwrap().status(), 401);
+    assert_eq!(
+        post((now().to_string(), "sha256=00".into()))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    // The old scheme (body only, no timestamp) is refused.
+    let bodyonly = format!("sha256={}", hmac_hex(b"whsec", body.as_bytes()));
+    assert_eq!(
+        post((now().to_string(), bodyonly)).await.unwrap().status(),
+        401
+    );
+    // A captured request replayed later than five minutes: refused, even
+    // though its signature is right.
+    let old = webhook_signature("whsec", now() - 301, &body);
+    let r = post(old).await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("5 minutes"));
+    let future = webhook_signature("whsec", now() + 301, &body);
+    assert_eq!(post(future).await.unwrap().status(), 401);
     let r = post(sign(&body)).await.unwrap();
     assert_eq!(r.status(), 202);
     let v: Value = r.json().await.unwrap();
@@ -391,11 +420,13 @@ async fn signed_webhooks_start_runs_and_get_signed_replies() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (sig, reply) = received.lock().unwrap()[0].clone();
+    let (ts_sig, reply) = received.lock().unwrap()[0].clone();
+    let (ts, sig) = ts_sig.split_once(' ').unwrap();
+    assert!((now() - ts.parse::<i64>().unwrap()).abs() < 60);
     assert_eq!(
         sig,
-        sign(&reply),
-        "the reply is signed with the shared secret"
+        webhook_signature("whsec", ts.parse().unwrap(), &reply).1,
+        "the reply is signed with the shared secret over its timestamp"
     );
     let reply: Value = serde_json::from_str(&reply).unwrap();
     assert_eq!(reply["text"], "Disk is 40% full.");

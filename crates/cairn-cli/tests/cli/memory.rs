@@ -389,10 +389,30 @@ async fn memory_over_the_api() {
     assert_eq!(status, 201, "{saved}");
     assert_eq!(saved["source"], "api");
     let (status, again) = api
-        .post(base, json!({"text": "the user's dog is named biscuit"}))
+        .post(
+            base,
+            json!({"text": "the user's dog is named biscuit", "user_id": "ada"}),
+        )
         .await;
     assert_eq!(status, 200, "already known: {again}");
     assert_eq!(again["id"], saved["id"]);
+    // The same words from someone else are their own fact.
+    let (status, other) = api
+        .post(
+            base,
+            json!({"text": "the user's dog is named biscuit", "user_id": "ben"}),
+        )
+        .await;
+    assert_eq!(status, 201, "another person's fact: {other}");
+    assert_ne!(other["id"], saved["id"]);
+    let (status, _) = api
+        .raw(
+            reqwest::Method::DELETE,
+            &format!("{base}/{}", other["id"].as_str().unwrap()),
+            vec![],
+        )
+        .await;
+    assert_eq!(status, 200);
     api.post(base, json!({"text": "Invoices go out on Mondays."}))
         .await;
 

@@ -157,7 +157,7 @@ impl Channel for Slack {
             .timeout(Duration::from_secs(30))
             .send()
             .await
-            .map_err(|e| SendError::transient(e.to_string(), None))?;
+            .map_err(|e| SendError::transient(e.without_url().to_string(), None))?;
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()

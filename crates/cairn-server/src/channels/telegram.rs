@@ -133,7 +133,8 @@ impl Telegram {
             .timeout(timeout)
             .send()
             .await
-            .map_err(|e| SendError::transient(e.to_string(), None))?;
+            // The token is part of the URL: never let it into an error.
+            .map_err(|e| SendError::transient(e.without_url().to_string(), None))?;
         api_answer(resp).await
     }
 
@@ -245,7 +246,10 @@ impl Telegram {
 async fn api_answer(resp: reqwest::Response) -> Result<Value, SendError> {
     let status = resp.status().as_u16();
     let body: Value = resp.json().await.map_err(|e| {
-        SendError::transient(format!("unreadable answer (HTTP {status}): {e}"), None)
+        SendError::transient(
+            format!("unreadable answer (HTTP {status}): {}", e.without_url()),
+            None,
+        )
     })?;
     if body["ok"] == true {
         return Ok(body);

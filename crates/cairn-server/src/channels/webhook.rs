@@ -1,7 +1,9 @@
 //! A generic signed webhook: anything that can POST JSON talks to an agent.
-//! Inbound requests carry `X-Cairn-Signature: sha256=<hex HMAC-SHA256 of
-//! the body with the shared secret>`; replies are POSTed to `reply_url`,
-//! signed the same way, retried until delivered.
+//! Inbound requests carry `X-Cairn-Timestamp: <unix seconds>` and
+//! `X-Cairn-Signature: sha256=<hex HMAC-SHA256 of "{timestamp}.{body}" with
+//! the shared secret>`; a timestamp more than five minutes off is refused,
+//! so a captured request cannot be replayed after the dedup window. Replies
+//! are POSTed to `reply_url`, signed the same way, retried until delivered.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +61,9 @@ impl WebhookSettings {
     }
 }
 
+/// How far a request's timestamp may be from our clock (as Slack allows).
+const MAX_SKEW_S: u64 = 300;
+
 /// A signed webhook channel.
 pub struct Webhook {
     name: String,
@@ -93,11 +98,34 @@ impl Webhook {
         }
     }
 
-    fn signature(&self, body: &[u8]) -> String {
+    fn signature(&self, timestamp: i64, body: &[u8]) -> String {
+        let mut signed = format!("{timestamp}.").into_bytes();
+        signed.extend_from_slice(body);
         format!(
             "sha256={}",
-            hmac_sha256_hex(self.settings.secret.as_bytes(), body)
+            hmac_sha256_hex(self.settings.secret.as_bytes(), &signed)
         )
+    }
+
+    /// Why a request is not authentic, if it is not.
+    fn verify(&self, headers: &HeaderMap, body: &[u8], now_s: i64) -> Result<(), &'static str> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let Some(ts) = header("x-cairn-timestamp").and_then(|t| t.trim().parse::<i64>().ok())
+        else {
+            return Err("missing or unreadable X-Cairn-Timestamp (unix seconds)");
+        };
+        if now_s.abs_diff(ts) > MAX_SKEW_S {
+            return Err(
+                "X-Cairn-Timestamp is more than 5 minutes off: replayed, or the sender's clock is wrong",
+            );
+        }
+        let given = header("x-cairn-signature").unwrap_or("");
+        if self.settings.secret.is_empty()
+            || !constant_time_eq(given.as_bytes(), self.signature(ts, body).as_bytes())
+        {
+            return Err("missing or wrong X-Cairn-Signature");
+        }
+        Ok(())
     }
 }
 
@@ -119,16 +147,18 @@ impl Channel for Webhook {
             "id": item.id, "chat": item.chat_id, "thread": item.thread, "text": item.text, "run_id": item.run_id,
         }))
         .map_err(|e| SendError::permanent(e.to_string()))?;
+        let ts = cairn_core::now_ms() / 1000;
         let resp = self
             .http
             .post(&self.settings.reply_url)
             .header("content-type", "application/json")
-            .header("x-cairn-signature", self.signature(&body))
+            .header("x-cairn-timestamp", ts.to_string())
+            .header("x-cairn-signature", self.signature(ts, &body))
             .body(body)
             .timeout(Duration::from_secs(30))
             .send()
             .await
-            .map_err(|e| SendError::transient(e.to_string(), None))?;
+            .map_err(|e| SendError::transient(e.without_url().to_string(), None))?;
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()
@@ -157,18 +187,8 @@ pub async fn inbound(
     let Some(hook) = state.channels.webhooks.get(&name).cloned() else {
         return (StatusCode::NOT_FOUND, "no such webhook channel").into_response();
     };
-    let given = headers
-        .get("x-cairn-signature")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if hook.settings.secret.is_empty()
-        || !constant_time_eq(given.as_bytes(), hook.signature(&body).as_bytes())
-    {
-        return (
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong X-Cairn-Signature",
-        )
-            .into_response();
+    if let Err(why) = hook.verify(&headers, &body, cairn_core::now_ms() / 1000) {
+        return (StatusCode::UNAUTHORIZED, why).into_response();
     }
     let m: WebhookMessage = match serde_json::from_slice(&body) {
         Ok(m) => m,
