@@ -153,6 +153,10 @@ pub async fn channels(fake: &FakeLlm, bin: &Path) -> Result<()> {
             tg.url()
         ),
     )?;
+    std::fs::set_permissions(
+        home.path().join("cairn.toml"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )?;
     let mut cmd = Command::new(bin);
     cmd.env("CAIRN_HOME", home.path())
         .env("ANTHROPIC_API_KEY", "k")

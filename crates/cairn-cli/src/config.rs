@@ -405,13 +405,15 @@ pub fn load() -> Result<Loaded> {
     let (mut table, file) = match std::fs::read_to_string(&path) {
         Ok(text) => {
             // Parse into the typed config first: that keeps line numbers in errors.
-            let parsed = toml::from_str::<Config>(&text)
+            toml::from_str::<Config>(&text)
                 .map_err(|e| anyhow!(describe_toml_error(&path, &text, &e)))?;
-            if parsed.server.api_key.is_some() {
-                check_private(&path)?;
-            }
             let table: toml::Table = toml::from_str(&text)
                 .map_err(|e| anyhow!(describe_toml_error(&path, &text, &e)))?;
+            let mut secrets = Vec::new();
+            secret_keys(&table, "", &mut secrets);
+            if !secrets.is_empty() {
+                check_private(&path, &secrets)?;
+            }
             (table, Some(path.clone()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => (toml::Table::new(), None),
@@ -461,8 +463,29 @@ pub fn load() -> Result<Loaded> {
     })
 }
 
+/// The dotted names of keys that hold a secret (a token, secret, password
+/// or API key with a value).
+fn secret_keys(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+    for (k, v) in table {
+        let name = format!("{prefix}{k}");
+        match v {
+            toml::Value::Table(t) => secret_keys(t, &format!("{name}."), out),
+            toml::Value::String(s) if !s.is_empty() => {
+                let lower = k.to_ascii_lowercase();
+                if ["token", "secret", "password", "api_key", "apikey"]
+                    .iter()
+                    .any(|w| lower.contains(w))
+                {
+                    out.push(name);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Secrets may live in a file only when nobody else can read it.
-fn check_private(path: &Path) -> Result<()> {
+fn check_private(path: &Path, secrets: &[String]) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path)
         .with_context(|| format!("reading {}", path.display()))?
@@ -470,8 +493,9 @@ fn check_private(path: &Path) -> Result<()> {
         .mode();
     if mode & 0o077 != 0 {
         bail!(
-            "{} holds server.api_key but is readable by others (mode {:o}); run `chmod 600 {}` or set CAIRN_SERVER__API_KEY instead",
+            "{} holds secrets ({}) but is readable by others (mode {:o}); run `chmod 600 {}`, or set them in the environment (CAIRN_<SECTION>__<KEY>) instead",
             path.display(),
+            secrets.join(", "),
             mode & 0o777,
             path.display()
         );

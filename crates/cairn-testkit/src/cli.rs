@@ -51,6 +51,15 @@ impl CairnHome {
         self.dir.path()
     }
 
+    /// Writes `cairn.toml`, readable by its owner only (as cairn requires of
+    /// a file that holds secrets).
+    pub fn write_config(&self, text: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.path().join("cairn.toml");
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
     /// The default agent's workspace.
     pub fn workspace(&self) -> PathBuf {
         self.path().join("workspaces").join("default")

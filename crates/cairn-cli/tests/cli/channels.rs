@@ -32,7 +32,7 @@ fn telegram_open_to_all(tg: &FakeTelegram, before: &str) -> String {
 }
 
 fn write_config(h: &cairn_testkit::CairnHome, text: &str) {
-    std::fs::write(h.path().join("cairn.toml"), text).unwrap();
+    h.write_config(text);
 }
 
 #[test]

@@ -109,3 +109,27 @@ fn doctor_says_what_to_fix() {
     let out = ok(cmd, &["doctor"]);
     assert!(stdout(&out).contains("all required checks passed"));
 }
+
+#[test]
+fn a_config_holding_a_secret_must_be_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let h = home();
+    let path = h.path().join("cairn.toml");
+    std::fs::write(
+        &path,
+        "[channels.telegram]\ntoken = \"123:ABC\"\n[agents.default]\nmax_tokens = 100\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run(h.cmd(), &["status"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = stderr(&out);
+    assert!(err.contains("channels.telegram.token"), "{err}");
+    assert!(err.contains("chmod 600"), "{err}");
+    assert!(
+        !err.contains("123:ABC"),
+        "the error shows the secret: {err}"
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    ok(h.cmd(), &["status"]);
+}

@@ -37,11 +37,7 @@ fn private_loopback_and_metadata_addresses_are_refused() {
     let server = start(&h, &fake);
     let api_port = server.url.rsplit(':').next().unwrap().to_string();
     // 127.0.0.2 stands in for a public site: it is allowed by config.
-    std::fs::write(
-        h.path().join("cairn.toml"),
-        "[tools.http_fetch]\nallow = [\"127.0.0.2\"]\n",
-    )
-    .unwrap();
+    h.write_config("[tools.http_fetch]\nallow = [\"127.0.0.2\"]\n");
     let ok_port = serve_forever(
         "127.0.0.2:0",
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\nConnection: close\r\n\r\npublic".into(),

@@ -43,9 +43,7 @@ fn processes_matching(marker: &str) -> Vec<String> {
 }
 
 fn write_config(h: &CairnHome, text: &str) {
-    let path = h.path().join("cairn.toml");
-    std::fs::write(&path, text).unwrap();
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    h.write_config(text);
 }
 
 #[test]

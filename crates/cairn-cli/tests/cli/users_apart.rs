@@ -29,14 +29,10 @@ fn two_people_in_one_group_chat_never_see_each_others_facts_or_schedules() {
     let h = home();
     let fake = FakeLlm::start();
     let tg = FakeTelegram::start("T");
-    std::fs::write(
-        h.path().join("cairn.toml"),
-        format!(
+    h.write_config(&format!(
             "[channels.telegram]\ntoken = \"T\"\napi_url = \"{}\"\nallow = [\"*\"]\npoll_timeout_s = 1\n",
             tg.url()
-        ),
-    )
-    .unwrap();
+        ));
     let _server = ServerProcess::start(h.anthropic(&fake));
     let group = -9000;
 
