@@ -49,6 +49,9 @@ pub struct AwaitingReply {
     pub run: RunRecord,
 }
 
+/// How often a stranger is told no, however much they send.
+const STRANGER_TOLD_EVERY_MS: i64 = 3_600_000;
+
 impl Store {
     /// Records an inbound message: with `run` (allowed sender; it names the
     /// person it works for) the run is queued in the same
@@ -60,12 +63,15 @@ impl Store {
         run: Option<&RunRecord>,
         refusal: Option<&str>,
     ) -> Result<Accepted, StoreError> {
+        let Some(run) = run else {
+            return self.refuse_stranger(msg, refusal).await;
+        };
         let _writing = self.lock_writes().await;
         let mut tx = self.write_tx().await?;
         let now = now_ms();
         let inserted = sqlx::query(
             "INSERT INTO channel_inbox (channel, platform_id, chat_id, thread, user_id, text, received_at, outcome, session_id, run_id)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?) ON CONFLICT DO NOTHING",
         )
         .bind(&msg.channel)
         .bind(&msg.platform_id)
@@ -74,46 +80,81 @@ impl Store {
         .bind(&msg.user_id)
         .bind(&msg.text)
         .bind(now)
-        .bind(if run.is_some() { "queued" } else { "refused" })
-        .bind(run.map(|r| r.session_id.clone()))
-        .bind(run.map(|r| r.id.clone()))
+        .bind(&run.session_id)
+        .bind(&run.id)
         .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() == 0 {
             return Ok(Accepted::Duplicate);
         }
-        let outcome = match run {
-            Some(run) => {
-                crate::runs::queue_run_in_session(&mut tx, run).await?;
-                // The session is this person's (memory facts saved in it
-                // are about them).
-                sqlx::query("UPDATE sessions SET user_id = COALESCE(user_id, ?) WHERE id = ?")
-                    .bind(run.user_id.as_deref())
-                    .bind(&run.session_id)
-                    .execute(&mut *tx)
-                    .await?;
-                Accepted::Queued {
-                    run_id: run.id.clone(),
-                }
-            }
-            None => {
-                let out = NewOutbound {
-                    channel: msg.channel.clone(),
-                    chat_id: msg.chat_id.clone(),
-                    thread: msg.thread.clone(),
-                    parts: vec![
-                        refusal
-                            .unwrap_or("Sorry, I only talk to people I know.")
-                            .to_string(),
-                    ],
-                    run_id: None,
-                };
-                insert_outbound(&mut tx, &out, now).await?;
-                Accepted::Refused
-            }
-        };
+        crate::runs::queue_run_in_session(&mut tx, run).await?;
+        // The session is its first person's (a run names its own).
+        sqlx::query("UPDATE sessions SET user_id = COALESCE(user_id, ?) WHERE id = ?")
+            .bind(run.user_id.as_deref())
+            .bind(&run.session_id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(outcome)
+        Ok(Accepted::Queued {
+            run_id: run.id.clone(),
+        })
+    }
+
+    /// Counts a stranger's message (its text is not kept) and queues the
+    /// refusal unless they were told within the last hour.
+    async fn refuse_stranger(
+        &self,
+        msg: &InboundMessage,
+        refusal: Option<&str>,
+    ) -> Result<Accepted, StoreError> {
+        let _writing = self.lock_writes().await;
+        let mut tx = self.write_tx().await?;
+        let now = now_ms();
+        let last_told: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO channel_strangers (channel, user_id, messages, first_seen, last_seen, last_told)
+             VALUES (?1, ?2, 1, ?3, ?3, NULL)
+             ON CONFLICT (channel, user_id) DO UPDATE SET messages = messages + 1, last_seen = ?3
+             RETURNING last_told",
+        )
+        .bind(&msg.channel)
+        .bind(&msg.user_id)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        if last_told.is_none_or(|t| now - t >= STRANGER_TOLD_EVERY_MS) {
+            let out = NewOutbound {
+                channel: msg.channel.clone(),
+                chat_id: msg.chat_id.clone(),
+                thread: msg.thread.clone(),
+                parts: vec![
+                    refusal
+                        .unwrap_or("Sorry, I only talk to people I know.")
+                        .to_string(),
+                ],
+                run_id: None,
+            };
+            insert_outbound(&mut tx, &out, now).await?;
+            sqlx::query(
+                "UPDATE channel_strangers SET last_told = ? WHERE channel = ? AND user_id = ?",
+            )
+            .bind(now)
+            .bind(&msg.channel)
+            .bind(&msg.user_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Accepted::Refused)
+    }
+
+    /// Messages counted from strangers on `channel`, by sender.
+    pub async fn stranger_counts(&self, channel: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT user_id, messages FROM channel_strangers WHERE channel = ? ORDER BY user_id",
+        )
+        .bind(channel)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Finished runs started by channel messages whose reply is not yet

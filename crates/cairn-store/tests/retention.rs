@@ -23,12 +23,22 @@ async fn pruning_forgets_what_is_done_and_keeps_what_is_owed() {
     let store = Store::open_sqlite(&dir.path().join("cairn.db"))
         .await
         .unwrap();
-    // A stranger's message: refused, its refusal queued.
+    // A stranger's message: refused, its refusal queued, its text not kept;
+    // more from them within the hour are counted and not answered again.
     let m = message("1:1");
+    for _ in 0..3 {
+        assert_eq!(
+            store.accept_inbound(&m, None, Some("no")).await.unwrap(),
+            Accepted::Refused
+        );
+    }
+    assert_eq!(store.inbound_count("telegram").await.unwrap(), 0);
     assert_eq!(
-        store.accept_inbound(&m, None, Some("no")).await.unwrap(),
-        Accepted::Refused
+        store.stranger_counts("telegram").await.unwrap(),
+        [("9".to_string(), 3)]
     );
+    let refusals = store.list_outbound(None, 10).await.unwrap();
+    assert_eq!(refusals.iter().filter(|o| o.text == "no").count(), 1);
     let owed = NewOutbound {
         channel: "telegram".into(),
         chat_id: "2".into(),
@@ -49,21 +59,13 @@ async fn pruning_forgets_what_is_done_and_keeps_what_is_owed() {
             .unwrap(),
         0
     );
-    // Later: the delivered refusal and the refused message go; the
-    // undelivered reply stays.
+    // Later: the delivered refusal goes; the undelivered reply stays.
     let removed = store
         .prune_channel_history(now_ms() + 60_000)
         .await
         .unwrap();
-    assert_eq!(removed, 2);
+    assert_eq!(removed, 1);
     let left = store.list_outbound(None, 10).await.unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].text, "still owed");
-    assert_eq!(store.inbound_count("telegram").await.unwrap(), 0);
-    // A redelivery after that is a new message again (platforms redeliver
-    // within minutes, not a month later).
-    assert_eq!(
-        store.accept_inbound(&m, None, Some("no")).await.unwrap(),
-        Accepted::Refused
-    );
 }

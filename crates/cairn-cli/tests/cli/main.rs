@@ -14,6 +14,7 @@ mod openai_compat;
 mod provider_errors;
 mod sandbox;
 mod schedules;
+mod secrets;
 mod server_api;
 mod server_crash;
 mod supervision;
