@@ -4,6 +4,7 @@
 
 mod always_on;
 mod memory;
+mod sandbox;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -467,6 +468,10 @@ async fn main() -> Result<()> {
     if std::env::args().nth(1).as_deref() == Some("memory") {
         return memory::run(model_dir).await;
     }
+    // `cairn-bench sandbox`: only the sandbox figures.
+    if std::env::args().nth(1).as_deref() == Some("sandbox") {
+        return sandbox::run(&fake).await;
+    }
     let bin = cairn_bin()?;
     // `cairn-bench always-on`: schedules and channels only.
     if std::env::args().nth(1).as_deref() == Some("always-on") {
@@ -513,6 +518,7 @@ async fn main() -> Result<()> {
         chat_kib as f64 / 1024.0
     );
     server_load(&fake, &bin).await?;
+    sandbox::run(&fake).await?;
     always_on::schedules().await?;
     always_on::channels(&fake, &bin).await?;
 

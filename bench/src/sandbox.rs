@@ -1,0 +1,157 @@
+//! What the sandbox costs: `exec` of `true` through the real tool, per
+//! profile, against a plain unsandboxed spawn measured in the same run;
+//! and a whole agent run whose every step is an `exec`, sandbox on and off.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use cairn_core::SandboxProfile;
+use cairn_llm::{AnthropicProvider, Provider};
+use cairn_runtime::{AgentSpec, Runtime, TurnRequest};
+use cairn_store::Store;
+use cairn_testkit::{FakeLlm, Reply};
+use cairn_tools::sandbox::Sandbox;
+use cairn_tools::{ToolContext, ToolRegistry, Workspace};
+use serde_json::json;
+
+const CALLS: usize = 200;
+const LOOP_STEPS: usize = 10;
+const LOOP_RUNS: usize = 7;
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn summary(mut ms: Vec<f64>) -> (f64, f64) {
+    ms.sort_by(f64::total_cmp);
+    (percentile(&ms, 0.5), percentile(&ms, 0.99))
+}
+
+async fn plain_spawn() -> Result<(f64, f64)> {
+    let mut ms = Vec::with_capacity(CALLS);
+    for _ in 0..CALLS {
+        let t = Instant::now();
+        let status = tokio::process::Command::new("sh")
+            .args(["-c", "true"])
+            .status()
+            .await?;
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+        if !status.success() {
+            bail!("sh -c true failed");
+        }
+    }
+    Ok(summary(ms))
+}
+
+async fn exec_tool(profile: SandboxProfile) -> Result<(f64, f64)> {
+    let dir = tempfile::tempdir()?;
+    let ctx = ToolContext {
+        workspace: Workspace::open(&dir.path().join("ws"))?,
+        cancel: Default::default(),
+        output_limit: 32 * 1024,
+        agent: "bench".into(),
+        user_id: None,
+        run_id: None,
+        memory: None,
+        skill_dirs: vec![],
+        session_id: None,
+        store: None,
+        sandbox: Sandbox {
+            profile,
+            ..Default::default()
+        },
+    };
+    let reg = ToolRegistry::builtin(&["exec".to_string()])?;
+    let Some(exec) = reg.get("exec") else {
+        bail!("no exec tool");
+    };
+    let mut ms = Vec::with_capacity(CALLS);
+    for i in 0..=CALLS {
+        let t = Instant::now();
+        let out = exec.call(&ctx, json!({"command": "true"})).await;
+        if out.is_error {
+            bail!("exec under {}: {}", profile.as_str(), out.content);
+        }
+        if i > 0 {
+            ms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok(summary(ms))
+}
+
+/// ms per step of a run whose steps are each an `exec` of `true`.
+async fn exec_loop(fake: &FakeLlm, profile: SandboxProfile) -> Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open_sqlite(&dir.path().join("bench.db")).await?;
+    let provider: Arc<dyn Provider> = Arc::new(AnthropicProvider::new(
+        &fake.anthropic_url(),
+        "k",
+        "claude-sonnet-4-5",
+        Duration::from_secs(30),
+    ));
+    let rt = Runtime::new(store, provider, dir.path().join("ws"));
+    let agent = AgentSpec {
+        name: "bench".into(),
+        max_steps: LOOP_STEPS as u32 + 5,
+        tools: vec!["exec".into()],
+        sandbox: profile,
+        ..AgentSpec::default()
+    };
+    let mut per_step = Vec::new();
+    for i in 0..=LOOP_RUNS {
+        let mut script: Vec<Reply> = (1..LOOP_STEPS)
+            .map(|_| Reply::tool("exec", json!({"command": "true"})))
+            .collect();
+        script.push(Reply::text("done"));
+        fake.push(script);
+        let t = Instant::now();
+        let run = rt
+            .run_turn(
+                TurnRequest {
+                    agent: agent.clone(),
+                    session_id: None,
+                    input: "run true repeatedly".into(),
+                },
+                &|_| {},
+                Default::default(),
+            )
+            .await?;
+        if run.steps as usize != LOOP_STEPS {
+            bail!("exec loop took {} steps: {:?}", run.steps, run.error);
+        }
+        if i > 0 {
+            per_step.push(t.elapsed().as_secs_f64() * 1e3 / LOOP_STEPS as f64);
+        }
+    }
+    Ok(summary(per_step).0)
+}
+
+/// Prints the sandbox figures.
+pub async fn run(fake: &FakeLlm) -> Result<()> {
+    println!("sandbox (exec of `true` through the tool, {CALLS} calls; p50 / p99)");
+    let (plain50, plain99) = plain_spawn().await?;
+    println!(
+        "  plain sh -c true spawn      {plain50:>7.2} / {plain99:>7.2} ms   (baseline, no limits)"
+    );
+    for profile in [
+        SandboxProfile::Host,
+        SandboxProfile::Workspace,
+        SandboxProfile::Offline,
+    ] {
+        let (p50, p99) = exec_tool(profile).await?;
+        println!(
+            "  exec, profile {:<10}    {p50:>7.2} / {p99:>7.2} ms   added {:>+6.2} ms p50 (target < 10 for sandboxed)",
+            profile.as_str(),
+            p50 - plain50
+        );
+    }
+    let host = exec_loop(fake, SandboxProfile::Host).await?;
+    let sandboxed = exec_loop(fake, SandboxProfile::Workspace).await?;
+    println!(
+        "  agent loop, {LOOP_STEPS} exec steps: {sandboxed:.2} ms/step sandboxed, {host:.2} ms/step on the host ({:+.2} ms)",
+        sandboxed - host
+    );
+    Ok(())
+}
