@@ -38,6 +38,20 @@ database = "cairn.db"
 # Bytes of tool output given to the model per call (head and tail kept).
 output_limit_bytes = 32768
 
+[tools.sandbox]
+# Limits of each sandboxed command (bubblewrap; `apt-get install bubblewrap`).
+memory_mb = 8192      # address space per process
+max_procs = 256       # processes and threads at once
+file_size_mb = 1024   # largest file it may write
+cpu_s = 0             # CPU seconds per process; 0: the call's timeout
+output_mb = 64        # killed past this much output
+bwrap = ""            # empty: bwrap on PATH
+
+[tools.http_fetch]
+# http_fetch reaches public addresses only; list exceptions (addresses or
+# networks), e.g. ["192.168.1.10", "10.0.0.0/8"].
+allow = []
+
 [server]
 # `cairn serve`: the native API (/api/v1), the OpenAI-compatible /v1, health.
 # Listening beyond 127.0.0.1 requires an API key: set CAIRN_SERVER__API_KEY.
@@ -87,6 +101,12 @@ context_window = 0
 # Where notices for you go (missed schedules, runs the watchdog stopped):
 # "<channel>:<chat>", e.g. "telegram:123456789". Empty: nowhere.
 owner = ""
+# Where its commands run: "workspace" (sandboxed, network on), "offline"
+# (sandboxed, no network at all) or "host" (no sandbox: only if you must).
+sandbox = "workspace"
+# Variables its commands get besides PATH, LANG, TERM, TZ, HOME (the
+# workspace) and TMPDIR; nothing else of the server's environment passes.
+env = {{}}
 
 # A periodic self-check with $CAIRN_HOME/agents/default/HEARTBEAT.md as its
 # checklist (skipped, and the skip recorded, when the file is missing). It
@@ -119,11 +139,12 @@ model = ""
 # bot_token = ""
 # signing_secret = ""
 # allow = ["U024BE7LH"]
-# [channels.webhook.ops]          # POST /channels/webhook/ops, HMAC-signed
+# [channels.webhook.ops]          # POST /channels/webhook/ops, HMAC over "{{ts}}.{{body}}"
 # secret = ""
 # reply_url = ""
-# [channels.users]                # one person across channels
+# [channels.users]                # one person across channels; "owner" is you
 # alice = ["telegram:123456789", "slack:U024BE7LH"]
+# owner = ["telegram:42"]
 
 [pricing]
 # Dollars per million tokens by model-name prefix, added to the built-in table:

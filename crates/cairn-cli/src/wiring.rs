@@ -159,5 +159,7 @@ pub fn sandbox_policy(loaded: &Loaded) -> Result<cairn_tools::sandbox::SandboxPo
         limits: s.limits(),
         bwrap: (!s.bwrap.is_empty()).then(|| std::path::PathBuf::from(&s.bwrap)),
         fetch: cairn_tools::net_guard::FetchPolicy { allow },
+        // This very binary adds Landlock inside the sandbox.
+        landlock_helper: std::env::current_exe().ok(),
     })
 }

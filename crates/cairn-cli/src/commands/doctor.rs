@@ -121,16 +121,6 @@ pub async fn run() -> Result<ExitCode> {
         ),
     };
     healthy &= sandbox_checks(&loaded);
-    let lsm = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
-    healthy &= if lsm.split(',').any(|m| m.trim() == "landlock") {
-        report(Level::Ok, "landlock", "enabled in this kernel")
-    } else {
-        report(
-            Level::Warn,
-            "landlock",
-            "not reported by this kernel (/sys/kernel/security/lsm)",
-        )
-    };
     if healthy {
         println!("\nall required checks passed");
         Ok(ExitCode::SUCCESS)
@@ -186,6 +176,26 @@ fn sandbox_checks(loaded: &config::Loaded) -> bool {
                 &format!("agent {name} runs commands unsandboxed (sandbox = \"host\")"),
             );
         }
+    }
+    if let Some(helper) = &policy.landlock_helper {
+        use cairn_tools::sandbox::landlock::{Enforcement, probe as landlock};
+        ok &= match landlock(helper) {
+            Enforcement::Full => report(
+                Level::Ok,
+                "landlock",
+                "enforced inside sandboxes (files, abstract sockets, signals)",
+            ),
+            Enforcement::Partial => report(
+                Level::Ok,
+                "landlock",
+                "partly enforced inside sandboxes (an older kernel: no socket or signal scoping)",
+            ),
+            Enforcement::None => report(
+                Level::Warn,
+                "landlock",
+                "not available in this kernel: sandboxes rely on namespaces alone",
+            ),
+        };
     }
     ok &= match ProcessLimit::detect() {
         ProcessLimit::Cgroup => report(Level::Ok, "process limit", "a pids cgroup per command"),

@@ -236,3 +236,40 @@ fn a_missing_sandbox_refuses_instead_of_running_unconfined() {
         server.log()
     );
 }
+
+#[test]
+fn landlock_keeps_a_networked_sandbox_off_the_hosts_abstract_sockets() {
+    use std::os::linux::net::SocketAddrExt;
+    // A host daemon listening on an abstract Unix socket (as D-Bus and X11
+    // do): reachable from the host's network namespace, which the
+    // `workspace` profile shares.
+    let name = format!("cairn-test-{}", std::process::id());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let connect = format!(
+        "python3 -c \"import socket; s = socket.socket(socket.AF_UNIX); s.connect('\\0{name}'); print('connected')\""
+    );
+    let h = home();
+    let fake = FakeLlm::start();
+    let results = exec_all(&h, &fake, &[(&connect, 10)]);
+    assert!(!results[0].contains("connected\n"), "{}", results[0]);
+    assert!(results[0].contains("PermissionError"), "{}", results[0]);
+    assert!(
+        listener.accept().is_err(),
+        "the sandbox reached the host's socket"
+    );
+    let out = run(h.cmd(), &["doctor"]);
+    assert!(
+        stdout(&out).contains("[ok  ] landlock: enforced inside sandboxes"),
+        "{}",
+        describe(&out)
+    );
+    // Without Landlock (an agent on the host) the same socket is reachable:
+    // the test can tell the difference.
+    let h = home();
+    write_config(&h, "[agents.default]\nsandbox = \"host\"\n");
+    let fake = FakeLlm::start();
+    let results = exec_all(&h, &fake, &[(&connect, 10)]);
+    assert!(results[0].contains("connected"), "{}", results[0]);
+}

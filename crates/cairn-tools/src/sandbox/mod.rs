@@ -10,6 +10,7 @@
 
 mod bwrap;
 mod env;
+pub mod landlock;
 mod limits;
 mod pids;
 
@@ -36,6 +37,9 @@ pub struct SandboxPolicy {
     pub bwrap: Option<PathBuf>,
     /// What `http_fetch` may connect to.
     pub fetch: crate::net_guard::FetchPolicy,
+    /// The cairn binary, run inside the sandbox to add Landlock before the
+    /// command (`None`: bubblewrap alone).
+    pub landlock_helper: Option<PathBuf>,
 }
 
 /// The sandbox one agent's calls run in.
@@ -96,6 +100,12 @@ impl Drop for Confined {
 }
 
 impl Sandbox {
+    /// The Landlock helper, when there is one and the kernel enforces it.
+    fn landlock_helper(&self) -> Option<&Path> {
+        let helper = self.policy.landlock_helper.as_deref()?;
+        (landlock::probe(helper) != landlock::Enforcement::None).then_some(helper)
+    }
+
     /// Starts `sh -c command` in `workspace` under this sandbox, stdout and
     /// stderr piped, stdin closed.
     pub fn spawn(
@@ -121,8 +131,20 @@ impl Sandbox {
                     }
                 };
                 let mut c = tokio::process::Command::new(bwrap);
-                c.args(bwrap::args(&self.policy.hidden, workspace, self.profile))
+                c.args(bwrap::args(&self.policy.hidden, workspace, self.profile));
+                if let Some(helper) = self.landlock_helper() {
+                    c.args([
+                        "--ro-bind".as_ref(),
+                        helper.as_os_str(),
+                        landlock::INIT_PATH.as_ref(),
+                    ])
                     .arg("--")
+                    .arg(landlock::INIT_PATH)
+                    .arg(landlock::INIT_COMMAND)
+                    .args(["--write".as_ref(), workspace.as_os_str()])
+                    .args(["--write", "/tmp", "--write", "/dev"]);
+                }
+                c.arg("--")
                     .arg("sh")
                     .arg("-c")
                     .arg(command)
