@@ -47,21 +47,10 @@ async fn plain_spawn() -> Result<(f64, f64)> {
 
 async fn exec_tool(profile: SandboxProfile) -> Result<(f64, f64)> {
     let dir = tempfile::tempdir()?;
-    let ctx = ToolContext {
-        workspace: Workspace::open(&dir.path().join("ws"))?,
-        cancel: Default::default(),
-        output_limit: 32 * 1024,
-        agent: "bench".into(),
-        user_id: None,
-        run_id: None,
-        memory: None,
-        skill_dirs: vec![],
-        session_id: None,
-        store: None,
-        sandbox: Sandbox {
-            profile,
-            ..Default::default()
-        },
+    let mut ctx = ToolContext::new(Workspace::open(&dir.path().join("ws"))?);
+    ctx.sandbox = Sandbox {
+        profile,
+        ..Default::default()
     };
     let reg = ToolRegistry::builtin(&["exec".to_string()])?;
     let Some(exec) = reg.get("exec") else {

@@ -61,6 +61,26 @@ pub struct ToolContext {
     pub sandbox: sandbox::Sandbox,
 }
 
+impl ToolContext {
+    /// A context for calls outside any run (tests, benchmarks, tools used
+    /// directly): no memory, no store, the default sandbox.
+    pub fn new(workspace: Workspace) -> Self {
+        ToolContext {
+            workspace,
+            cancel: CancellationToken::new(),
+            output_limit: 32 * 1024,
+            agent: "default".into(),
+            user_id: None,
+            run_id: None,
+            memory: None,
+            skill_dirs: vec![],
+            session_id: None,
+            store: None,
+            sandbox: Default::default(),
+        }
+    }
+}
+
 /// A tool the model can call.
 #[async_trait]
 pub trait Tool: Send + Sync {

@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use cairn_tools::{ToolContext, ToolRegistry, Workspace};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -17,19 +16,7 @@ fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let ws = Workspace::open(&dir.path().join("ws")).unwrap();
     Fixture {
-        ctx: ToolContext {
-            workspace: ws,
-            cancel: CancellationToken::new(),
-            output_limit: 32 * 1024,
-            agent: "test".into(),
-            user_id: None,
-            run_id: None,
-            memory: None,
-            skill_dirs: vec![],
-            session_id: None,
-            store: None,
-            sandbox: Default::default(),
-        },
+        ctx: ToolContext::new(ws),
         reg: ToolRegistry::builtin(&["*".to_string()]).unwrap(),
         _dir: dir,
     }
