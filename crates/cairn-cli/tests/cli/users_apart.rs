@@ -33,7 +33,7 @@ fn two_people_in_one_group_chat_never_see_each_others_facts_or_schedules() {
             "[channels.telegram]\ntoken = \"T\"\napi_url = \"{}\"\nallow = [\"*\"]\npoll_timeout_s = 1\n",
             tg.url()
         ));
-    let _server = ServerProcess::start(h.anthropic(&fake));
+    let server = ServerProcess::start(h.anthropic(&fake));
     let group = -9000;
 
     // Alice tells the agent a secret and asks for a reminder.
@@ -107,6 +107,30 @@ fn two_people_in_one_group_chat_never_see_each_others_facts_or_schedules() {
     // Both still exist.
     assert_eq!(json(&h, &["memory", "list"]).as_array().unwrap().len(), 1);
     assert_eq!(json(&h, &["schedule", "list"]).as_array().unwrap().len(), 1);
+
+    // Asked on Bob's behalf, the CLI and the API find nothing of Alice's
+    // either (without --user they are the operator's view of everything).
+    let hits = json(
+        &h,
+        &["memory", "search", "PIN hint", "--user", "telegram:2"],
+    );
+    assert_eq!(hits.as_array().map(|a| a.len()), Some(0), "{hits}");
+    let hits = json(
+        &h,
+        &["memory", "search", "PIN hint", "--user", "telegram:1"],
+    );
+    assert_eq!(hits.as_array().map(|a| a.len()), Some(1), "{hits}");
+    let api = crate::api::Api::new(&server);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (status, hits) =
+        rt.block_on(api.get("/api/v1/agents/default/memories/search?q=PIN%20hint&user=telegram:2"));
+    assert_eq!(status, 200);
+    assert_eq!(hits.as_array().map(|a| a.len()), Some(0), "{hits}");
+    let (_, listed) = rt.block_on(api.get("/api/v1/agents/default/memories?user=telegram:2"));
+    assert_eq!(listed.as_array().map(|a| a.len()), Some(0), "{listed}");
 
     // In his own chat Bob sees nothing of it at all.
     let before = fake.requests().len();
