@@ -442,7 +442,12 @@ impl Store {
         .bind(before)
         .execute(&self.writer)
         .await?;
-        Ok(sent.rows_affected() + seen.rows_affected())
+        // A stranger quiet since then starts from zero (and is told again).
+        let strangers = sqlx::query("DELETE FROM channel_strangers WHERE last_seen < ?")
+            .bind(before)
+            .execute(&self.writer)
+            .await?;
+        Ok(sent.rows_affected() + seen.rows_affected() + strangers.rows_affected())
     }
 
     /// How many inbound messages a channel has recorded (all outcomes).

@@ -59,12 +59,14 @@ async fn pruning_forgets_what_is_done_and_keeps_what_is_owed() {
             .unwrap(),
         0
     );
-    // Later: the delivered refusal goes; the undelivered reply stays.
+    // Later: the delivered refusal and the stranger's counter go; the
+    // undelivered reply stays.
     let removed = store
         .prune_channel_history(now_ms() + 60_000)
         .await
         .unwrap();
-    assert_eq!(removed, 1);
+    assert_eq!(removed, 2);
+    assert!(store.stranger_counts("telegram").await.unwrap().is_empty());
     let left = store.list_outbound(None, 10).await.unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].text, "still owed");
