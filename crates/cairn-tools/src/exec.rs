@@ -107,7 +107,11 @@ async fn run(ctx: &ToolContext, command: &str, timeout: Duration) -> ToolOutput 
         // Pipes close once everything is dead; bound the wait anyway.
         let _ = tokio::time::timeout(Duration::from_secs(5), r).await;
     }
-    drop(confined);
+    // Removing the cgroup may wait a moment for the killed tasks to leave:
+    // not on an async worker.
+    if let Err(e) = tokio::task::spawn_blocking(move || drop(confined)).await {
+        tracing::warn!(error = %e, "cleaning up a command's sandbox failed");
+    }
     let text = out.lock().map(|o| o.render()).unwrap_or_default();
     report(end, timeout, max_output, text)
 }
