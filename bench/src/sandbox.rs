@@ -2,6 +2,7 @@
 //! profile, against a plain unsandboxed spawn measured in the same run;
 //! and a whole agent run whose every step is an `exec`, sandbox on and off.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,7 @@ use cairn_llm::{AnthropicProvider, Provider};
 use cairn_runtime::{AgentSpec, Runtime, TurnRequest};
 use cairn_store::Store;
 use cairn_testkit::{FakeLlm, Reply};
-use cairn_tools::sandbox::Sandbox;
+use cairn_tools::sandbox::{Sandbox, SandboxPolicy};
 use cairn_tools::{ToolContext, ToolRegistry, Workspace};
 use serde_json::json;
 
@@ -45,10 +46,37 @@ async fn plain_spawn() -> Result<(f64, f64)> {
     Ok(summary(ms))
 }
 
-async fn exec_tool(profile: SandboxProfile) -> Result<(f64, f64)> {
+/// The policy `cairn serve` uses, with or without the Landlock helper.
+fn policy(helper: Option<&Path>) -> Arc<SandboxPolicy> {
+    Arc::new(SandboxPolicy {
+        landlock_helper: helper.map(Path::to_path_buf),
+        ..Default::default()
+    })
+}
+
+/// bubblewrap with nothing but a read-only root: what namespaces cost on
+/// this kernel before any of our choices.
+async fn bare_bwrap() -> Result<(f64, f64)> {
+    let mut ms = Vec::with_capacity(CALLS);
+    for _ in 0..CALLS {
+        let t = Instant::now();
+        let status = tokio::process::Command::new("bwrap")
+            .args(["--ro-bind", "/", "/", "sh", "-c", "true"])
+            .status()
+            .await?;
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+        if !status.success() {
+            bail!("bwrap failed (is bubblewrap installed?)");
+        }
+    }
+    Ok(summary(ms))
+}
+
+async fn exec_tool(profile: SandboxProfile, helper: Option<&Path>) -> Result<(f64, f64)> {
     let dir = tempfile::tempdir()?;
     let mut ctx = ToolContext::new(Workspace::open(&dir.path().join("ws"))?);
     ctx.sandbox = Sandbox {
+        policy: policy(helper),
         profile,
         ..Default::default()
     };
@@ -71,7 +99,7 @@ async fn exec_tool(profile: SandboxProfile) -> Result<(f64, f64)> {
 }
 
 /// ms per step of a run whose steps are each an `exec` of `true`.
-async fn exec_loop(fake: &FakeLlm, profile: SandboxProfile) -> Result<f64> {
+async fn exec_loop(fake: &FakeLlm, profile: SandboxProfile, helper: Option<&Path>) -> Result<f64> {
     let dir = tempfile::tempdir()?;
     let store = Store::open_sqlite(&dir.path().join("bench.db")).await?;
     let provider: Arc<dyn Provider> = Arc::new(AnthropicProvider::new(
@@ -80,7 +108,8 @@ async fn exec_loop(fake: &FakeLlm, profile: SandboxProfile) -> Result<f64> {
         "claude-sonnet-4-5",
         Duration::from_secs(30),
     ));
-    let rt = Runtime::new(store, provider, dir.path().join("ws"));
+    let mut rt = Runtime::new(store, provider, dir.path().join("ws"));
+    rt.sandbox = policy(helper);
     let agent = AgentSpec {
         name: "bench".into(),
         max_steps: LOOP_STEPS as u32 + 5,
@@ -117,27 +146,37 @@ async fn exec_loop(fake: &FakeLlm, profile: SandboxProfile) -> Result<f64> {
     Ok(summary(per_step).0)
 }
 
-/// Prints the sandbox figures.
-pub async fn run(fake: &FakeLlm) -> Result<()> {
+/// Prints the sandbox figures; `helper` is the cairn binary (Landlock).
+pub async fn run(fake: &FakeLlm, helper: Option<&Path>) -> Result<()> {
     println!("sandbox (exec of `true` through the tool, {CALLS} calls; p50 / p99)");
     let (plain50, plain99) = plain_spawn().await?;
+    let (bare50, bare99) = bare_bwrap().await?;
     println!(
-        "  plain sh -c true spawn      {plain50:>7.2} / {plain99:>7.2} ms   (baseline, no limits)"
+        "  plain sh -c true spawn         {plain50:>7.2} / {plain99:>7.2} ms   (baseline, no limits)"
     );
-    for profile in [
-        SandboxProfile::Host,
-        SandboxProfile::Workspace,
-        SandboxProfile::Offline,
-    ] {
-        let (p50, p99) = exec_tool(profile).await?;
+    println!(
+        "  bwrap --ro-bind / / sh -c true {bare50:>7.2} / {bare99:>7.2} ms   (bubblewrap's own floor here: {:+.2} ms)",
+        bare50 - plain50
+    );
+    let cases = [
+        (SandboxProfile::Host, None, "host"),
+        (SandboxProfile::Workspace, None, "workspace"),
+        (SandboxProfile::Workspace, helper, "workspace+landlock"),
+        (SandboxProfile::Offline, helper, "offline+landlock"),
+    ];
+    for (profile, helper, label) in cases {
+        if label.ends_with("landlock") && helper.is_none() {
+            println!("  exec, {label:<20} skipped: no cairn binary beside cairn-bench");
+            continue;
+        }
+        let (p50, p99) = exec_tool(profile, helper).await?;
         println!(
-            "  exec, profile {:<10}    {p50:>7.2} / {p99:>7.2} ms   added {:>+6.2} ms p50 (target < 10 for sandboxed)",
-            profile.as_str(),
+            "  exec, {label:<20}   {p50:>7.2} / {p99:>7.2} ms   added {:>+6.2} ms p50 (target < 10 sandboxed)",
             p50 - plain50
         );
     }
-    let host = exec_loop(fake, SandboxProfile::Host).await?;
-    let sandboxed = exec_loop(fake, SandboxProfile::Workspace).await?;
+    let host = exec_loop(fake, SandboxProfile::Host, None).await?;
+    let sandboxed = exec_loop(fake, SandboxProfile::Workspace, helper).await?;
     println!(
         "  agent loop, {LOOP_STEPS} exec steps: {sandboxed:.2} ms/step sandboxed, {host:.2} ms/step on the host ({:+.2} ms)",
         sandboxed - host
