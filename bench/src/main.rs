@@ -470,7 +470,11 @@ async fn main() -> Result<()> {
     }
     // `cairn-bench sandbox`: only the sandbox figures.
     if std::env::args().nth(1).as_deref() == Some("sandbox") {
-        return sandbox::run(&fake, cairn_bin().ok().as_deref()).await;
+        let helper = cairn_bin()
+            .ok()
+            .map(|b| b.with_file_name("cairn-sandbox-init"))
+            .filter(|p| p.is_file());
+        return sandbox::run(&fake, helper.as_deref()).await;
     }
     let bin = cairn_bin()?;
     // `cairn-bench always-on`: schedules and channels only.
@@ -518,7 +522,7 @@ async fn main() -> Result<()> {
         chat_kib as f64 / 1024.0
     );
     server_load(&fake, &bin).await?;
-    sandbox::run(&fake, Some(&bin)).await?;
+    sandbox::run(&fake, Some(&bin.with_file_name("cairn-sandbox-init"))).await?;
     always_on::schedules().await?;
     always_on::channels(&fake, &bin).await?;
 

@@ -146,7 +146,7 @@ async fn exec_loop(fake: &FakeLlm, profile: SandboxProfile, helper: Option<&Path
     Ok(summary(per_step).0)
 }
 
-/// Prints the sandbox figures; `helper` is the cairn binary (Landlock).
+/// Prints the sandbox figures; `helper` is cairn-sandbox-init (Landlock).
 pub async fn run(fake: &FakeLlm, helper: Option<&Path>) -> Result<()> {
     println!("sandbox (exec of `true` through the tool, {CALLS} calls; p50 / p99)");
     let (plain50, plain99) = plain_spawn().await?;
@@ -166,7 +166,7 @@ pub async fn run(fake: &FakeLlm, helper: Option<&Path>) -> Result<()> {
     ];
     for (profile, helper, label) in cases {
         if label.ends_with("landlock") && helper.is_none() {
-            println!("  exec, {label:<20} skipped: no cairn binary beside cairn-bench");
+            println!("  exec, {label:<20} skipped: no cairn-sandbox-init beside cairn-bench");
             continue;
         }
         let (p50, p99) = exec_tool(profile, helper).await?;

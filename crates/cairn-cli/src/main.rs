@@ -48,18 +48,10 @@ enum Command {
     Status(commands::status::Args),
     /// Check configuration, keys, database and sandbox tools, and say what to fix.
     Doctor,
-    /// Inside a sandbox: add Landlock, then run the command (internal).
-    #[command(name = "__sandbox-init", hide = true)]
-    SandboxInit(commands::sandbox_init::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Inside a sandbox nothing else may happen first: no logging, no runtime.
-    let cli = match cli.command {
-        Command::SandboxInit(a) => return commands::sandbox_init::run(a),
-        other => Cli { command: other },
-    };
     wiring::init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -86,7 +78,6 @@ fn main() -> ExitCode {
             Command::Channels(a) => commands::channels::run(a).await,
             Command::Status(a) => commands::status::run(a).await,
             Command::Doctor => commands::doctor::run().await,
-            Command::SandboxInit(_) => Ok(ExitCode::from(2)),
         }
     });
     match result {

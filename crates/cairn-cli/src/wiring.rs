@@ -159,7 +159,10 @@ pub fn sandbox_policy(loaded: &Loaded) -> Result<cairn_tools::sandbox::SandboxPo
         limits: s.limits(),
         bwrap: (!s.bwrap.is_empty()).then(|| std::path::PathBuf::from(&s.bwrap)),
         fetch: cairn_tools::net_guard::FetchPolicy { allow },
-        // This very binary adds Landlock inside the sandbox.
-        landlock_helper: std::env::current_exe().ok(),
+        // Installed beside `cairn`; adds Landlock inside the sandbox.
+        landlock_helper: std::env::current_exe()
+            .ok()
+            .map(|exe| exe.with_file_name("cairn-sandbox-init"))
+            .filter(|p| p.is_file()),
     })
 }

@@ -177,25 +177,34 @@ fn sandbox_checks(loaded: &config::Loaded) -> bool {
             );
         }
     }
-    if let Some(helper) = &policy.landlock_helper {
-        use cairn_tools::sandbox::landlock::{Enforcement, probe as landlock};
-        ok &= match landlock(helper) {
-            Enforcement::Full => report(
-                Level::Ok,
-                "landlock",
-                "enforced inside sandboxes (files, abstract sockets, signals)",
-            ),
-            Enforcement::Partial => report(
-                Level::Ok,
-                "landlock",
-                "partly enforced inside sandboxes (an older kernel: no socket or signal scoping)",
-            ),
-            Enforcement::None => report(
+    match &policy.landlock_helper {
+        None => {
+            ok &= report(
                 Level::Warn,
                 "landlock",
-                "not available in this kernel: sandboxes rely on namespaces alone",
-            ),
-        };
+                "cairn-sandbox-init is not installed beside cairn: sandboxes run without the Landlock layer (cargo install --path crates/cairn-cli installs both)",
+            )
+        }
+        Some(helper) => {
+            use cairn_tools::sandbox::landlock::{Enforcement, probe as landlock};
+            ok &= match landlock(helper) {
+                Enforcement::Full => report(
+                    Level::Ok,
+                    "landlock",
+                    "enforced inside sandboxes (files, abstract sockets, signals)",
+                ),
+                Enforcement::Partial => report(
+                    Level::Ok,
+                    "landlock",
+                    "partly enforced inside sandboxes (an older kernel: no socket or signal scoping)",
+                ),
+                Enforcement::None => report(
+                    Level::Warn,
+                    "landlock",
+                    "not available in this kernel: sandboxes rely on namespaces alone",
+                ),
+            };
+        }
     }
     ok &= match ProcessLimit::detect() {
         ProcessLimit::Cgroup => report(Level::Ok, "process limit", "a pids cgroup per command"),

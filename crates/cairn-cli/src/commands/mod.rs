@@ -7,7 +7,6 @@ pub mod init;
 pub mod memory;
 pub mod run;
 pub mod runs;
-pub mod sandbox_init;
 pub mod schedule;
 pub mod serve;
 pub mod service;

@@ -4,9 +4,9 @@
 //! so without it a command could connect to the host's abstract Unix
 //! sockets (D-Bus, X11, other daemons) or signal processes outside its
 //! domain. Landlock cannot be applied before bubblewrap (a Landlock domain
-//! may not mount), so the cairn binary itself runs first inside the
-//! sandbox (`cairn __sandbox-init`), restricts itself, then execs the
-//! command.
+//! may not mount), so a small helper installed beside `cairn`
+//! (`cairn-sandbox-init`) runs first inside the sandbox, restricts itself,
+//! then execs the command.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -18,9 +18,6 @@ use ::landlock::{
 
 /// Where the helper is mounted inside the sandbox (under the emptied `/run`).
 pub const INIT_PATH: &str = "/run/cairn-sandbox-init";
-
-/// The helper's subcommand.
-pub const INIT_COMMAND: &str = "__sandbox-init";
 
 /// How much of Landlock the kernel enforced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +66,7 @@ pub fn probe(helper: &Path) -> Enforcement {
     static FOUND: OnceLock<Enforcement> = OnceLock::new();
     *FOUND.get_or_init(|| {
         let out = std::process::Command::new(helper)
-            .args([INIT_COMMAND, "--probe", "--write", "/tmp", "--", "true"])
+            .args(["--probe", "--write", "/tmp", "--", "true"])
             .env_clear()
             .stdin(std::process::Stdio::null())
             .output();

@@ -140,7 +140,6 @@ impl Sandbox {
                     ])
                     .arg("--")
                     .arg(landlock::INIT_PATH)
-                    .arg(landlock::INIT_COMMAND)
                     .args(["--write".as_ref(), workspace.as_os_str()])
                     .args(["--write", "/tmp", "--write", "/dev"]);
                 }

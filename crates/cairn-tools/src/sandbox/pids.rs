@@ -42,17 +42,29 @@ pub struct PidsCgroup {
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// Emptied cgroups kept for the next command: making and removing one
+/// costs about a millisecond per command.
+static POOL: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+const POOL_MAX: usize = 16;
+
 impl PidsCgroup {
     /// A fresh cgroup allowing `max` tasks, or `None` where none can be made.
     pub fn create(max: u64) -> Option<PidsCgroup> {
         let parent = parent_dir()?;
-        let name = format!(
-            "cmd-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        let dir = parent.join(name);
-        std::fs::create_dir(&dir).ok()?;
+        let pooled = POOL.lock().ok().and_then(|mut p| p.pop());
+        let dir = match pooled {
+            Some(dir) => dir,
+            None => {
+                let name = format!(
+                    "cmd-{}-{}",
+                    std::process::id(),
+                    SEQ.fetch_add(1, Ordering::Relaxed)
+                );
+                let dir = parent.join(name);
+                std::fs::create_dir(&dir).ok()?;
+                dir
+            }
+        };
         let made = (|| {
             std::fs::write(dir.join("pids.max"), max.to_string()).ok()?;
             std::fs::OpenOptions::new()
@@ -109,12 +121,23 @@ impl Drop for PidsCgroup {
         self.kill_all();
         // Killed tasks leave the cgroup once reaped; wait briefly for that.
         for _ in 0..50 {
-            if std::fs::remove_dir(&self.dir).is_ok() {
-                return;
+            let empty = std::fs::read_to_string(self.dir.join("cgroup.procs"))
+                .map(|t| t.trim().is_empty())
+                .unwrap_or(false);
+            if empty {
+                if let Ok(mut pool) = POOL.lock()
+                    && pool.len() < POOL_MAX
+                {
+                    pool.push(self.dir.clone());
+                    return;
+                }
+                if std::fs::remove_dir(&self.dir).is_ok() {
+                    return;
+                }
             }
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
-        tracing::warn!(dir = %self.dir.display(), "a command's cgroup could not be removed");
+        tracing::warn!(dir = %self.dir.display(), "a command's cgroup could not be emptied");
     }
 }
 
@@ -123,7 +146,36 @@ impl Drop for PidsCgroup {
 /// for it.
 fn parent_dir() -> Option<PathBuf> {
     static PARENT: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
-    PARENT.get_or_init(find_parent).clone()
+    PARENT
+        .get_or_init(|| {
+            let found = find_parent();
+            if let Some(dir) = &found {
+                remove_leftovers(dir);
+            }
+            found
+        })
+        .clone()
+}
+
+/// Empty cgroups pooled by processes that have since exited.
+fn remove_leftovers(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("cmd-")
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            // Fails, harmlessly, if something still runs in it.
+            let _ = std::fs::remove_dir(entry.path());
+        }
+    }
 }
 
 fn find_parent() -> Option<PathBuf> {
