@@ -30,17 +30,18 @@ fn summary(mut ms: Vec<f64>) -> (f64, f64) {
     (percentile(&ms, 0.5), percentile(&ms, 0.99))
 }
 
-async fn plain_spawn() -> Result<(f64, f64)> {
+/// p50/p99 of starting `program args` and waiting for it.
+async fn spawn_times(program: &str, args: &[&str]) -> Result<(f64, f64)> {
     let mut ms = Vec::with_capacity(CALLS);
     for _ in 0..CALLS {
         let t = Instant::now();
-        let status = tokio::process::Command::new("sh")
-            .args(["-c", "true"])
+        let status = tokio::process::Command::new(program)
+            .args(args)
             .status()
             .await?;
         ms.push(t.elapsed().as_secs_f64() * 1e3);
         if !status.success() {
-            bail!("sh -c true failed");
+            bail!("{program} {args:?} failed");
         }
     }
     Ok(summary(ms))
@@ -52,24 +53,6 @@ fn policy(helper: Option<&Path>) -> Arc<SandboxPolicy> {
         landlock_helper: helper.map(Path::to_path_buf),
         ..Default::default()
     })
-}
-
-/// bubblewrap with nothing but a read-only root: what namespaces cost on
-/// this kernel before any of our choices.
-async fn bare_bwrap() -> Result<(f64, f64)> {
-    let mut ms = Vec::with_capacity(CALLS);
-    for _ in 0..CALLS {
-        let t = Instant::now();
-        let status = tokio::process::Command::new("bwrap")
-            .args(["--ro-bind", "/", "/", "sh", "-c", "true"])
-            .status()
-            .await?;
-        ms.push(t.elapsed().as_secs_f64() * 1e3);
-        if !status.success() {
-            bail!("bwrap failed (is bubblewrap installed?)");
-        }
-    }
-    Ok(summary(ms))
 }
 
 async fn exec_tool(profile: SandboxProfile, helper: Option<&Path>) -> Result<(f64, f64)> {
@@ -149,8 +132,11 @@ async fn exec_loop(fake: &FakeLlm, profile: SandboxProfile, helper: Option<&Path
 /// Prints the sandbox figures; `helper` is cairn-sandbox-init (Landlock).
 pub async fn run(fake: &FakeLlm, helper: Option<&Path>) -> Result<()> {
     println!("sandbox (exec of `true` through the tool, {CALLS} calls; p50 / p99)");
-    let (plain50, plain99) = plain_spawn().await?;
-    let (bare50, bare99) = bare_bwrap().await?;
+    let (plain50, plain99) = spawn_times("sh", &["-c", "true"]).await?;
+    // bubblewrap with nothing but a read-only root: what namespaces cost on
+    // this kernel before any of our choices.
+    let (bare50, bare99) =
+        spawn_times("bwrap", &["--ro-bind", "/", "/", "sh", "-c", "true"]).await?;
     println!(
         "  plain sh -c true spawn         {plain50:>7.2} / {plain99:>7.2} ms   (baseline, no limits)"
     );
