@@ -37,6 +37,14 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// The person whose facts (plus shared ones) are searched; `None`: all.
+    pub fn person(&self) -> Option<Option<&str>> {
+        match self {
+            Scope::Everyone => None,
+            Scope::Person(p) => Some(p.as_deref()),
+        }
+    }
+
     /// Whether a search in this scope may return `m`.
     pub fn sees(&self, m: &MemoryRecord) -> bool {
         match self {
@@ -97,9 +105,13 @@ impl Memory {
         });
         // The full-text side waits on the store's reader threads while the
         // vector side scans on this one: run them together.
-        let text_side =
-            self.store
-                .search_memory_text(agent, None, query, CANDIDATES as i64, common);
+        let text_side = self.store.search_memory_text(
+            agent,
+            opts.scope.person(),
+            query,
+            CANDIDATES as i64,
+            common,
+        );
         let vector_side = async {
             let Some(embedder) = &self.embedder else {
                 return Ok::<_, MemoryError>(vec![]);

@@ -353,3 +353,58 @@ async fn importance_and_recency_break_ties_between_equally_relevant_facts() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persons_fact_is_found_among_many_of_other_peoples() {
+    let (_dir, store) = store().await;
+    let memory = Memory::new(store, None);
+    // More of someone else's matching facts than one search takes as
+    // candidates, each shorter (so ranked higher by BM25) than the one
+    // that matters.
+    let others: Vec<SaveMemory> = (0..80)
+        .map(|i| SaveMemory {
+            user_id: Some("telegram:1".into()),
+            ..fact("a", &format!("staging server {i}"))
+        })
+        .collect();
+    memory.save_many(others).await.unwrap();
+    memory
+        .save(SaveMemory {
+            user_id: Some("telegram:2".into()),
+            ..fact(
+                "a",
+                "My staging server for the billing project is called vega.",
+            )
+        })
+        .await
+        .unwrap();
+    let mine = SearchOptions {
+        scope: cairn_memory::Scope::Person(Some("telegram:2".into())),
+        ..Default::default()
+    };
+    let hits = memory.search("a", "staging server", &mine).await.unwrap();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert!(hits[0].memory.text.contains("vega"));
+    // The local owner has none of these.
+    let owner = SearchOptions {
+        scope: cairn_memory::Scope::Person(None),
+        ..Default::default()
+    };
+    assert!(
+        memory
+            .search("a", "staging server", &owner)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A shared fact is everyone's.
+    memory
+        .save(SaveMemory {
+            shared: true,
+            ..fact("a", "The staging server room is on floor 3.")
+        })
+        .await
+        .unwrap();
+    let hits = memory.search("a", "staging server", &mine).await.unwrap();
+    assert_eq!(hits.len(), 2, "{hits:?}");
+}

@@ -234,10 +234,13 @@ impl Store {
     /// memories are left out of the query: ranking every match of a word
     /// like "the" costs about a microsecond per match and says little (its
     /// IDF is near zero). If every word is that common, nothing is searched.
+    /// With `person` (`Some(None)`: the local owner), only that person's
+    /// facts and shared ones are candidates, so others' facts cannot crowd
+    /// theirs out of the list.
     pub async fn search_memory_text(
         &self,
         agent: &str,
-        user_id: Option<&str>,
+        person: Option<Option<&str>>,
         query: &str,
         limit: i64,
         common: Option<i64>,
@@ -281,12 +284,14 @@ impl Store {
             // the planner would otherwise walk the agent's memories and
             // probe the full-text index once per memory.
             "SELECT m.rowid FROM memories_fts f CROSS JOIN memories m ON m.rowid = f.rowid
-             WHERE memories_fts MATCH ?1 AND m.agent = ?2 AND (?3 IS NULL OR m.user_id = ?3)
-             ORDER BY bm25(memories_fts) LIMIT ?4",
+             WHERE memories_fts MATCH ?1 AND m.agent = ?2
+               AND (?3 = 0 OR m.shared = 1 OR m.owner = COALESCE(?4, ''))
+             ORDER BY bm25(memories_fts) LIMIT ?5",
         )
         .bind(q)
         .bind(agent)
-        .bind(user_id)
+        .bind(person.is_some())
+        .bind(person.flatten())
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
