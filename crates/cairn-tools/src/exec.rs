@@ -70,24 +70,17 @@ async fn run(ctx: &ToolContext, command: &str, timeout: Duration) -> ToolOutput 
     let flood = Arc::new(Notify::new());
     let max_output = ctx.sandbox.policy.limits.output_mb.saturating_mul(1 << 20) as usize;
     let mut readers = Vec::new();
-    let pipes: Vec<Box<dyn tokio::io::AsyncRead + Unpin + Send>> = [
-        confined
-            .child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-        confined
-            .child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    for pipe in pipes {
+    if let Some(stdout) = confined.child.stdout.take() {
         readers.push(tokio::spawn(drain(
-            pipe,
+            stdout,
+            out.clone(),
+            max_output,
+            flood.clone(),
+        )));
+    }
+    if let Some(stderr) = confined.child.stderr.take() {
+        readers.push(tokio::spawn(drain(
+            stderr,
             out.clone(),
             max_output,
             flood.clone(),

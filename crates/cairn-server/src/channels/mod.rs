@@ -500,6 +500,16 @@ pub fn hmac_sha256_hex(key: &[u8], data: &[u8]) -> String {
         .collect()
 }
 
+/// How far a signed request's timestamp may be from our clock (Slack's
+/// rule, used for our own webhooks too).
+const MAX_SIGNATURE_SKEW_S: i64 = 300;
+
+/// Whether a signed request's timestamp (unix seconds, the sender's to
+/// choose, so the arithmetic saturates) is within five minutes of `now_s`.
+pub fn fresh(timestamp_s: i64, now_s: i64) -> bool {
+    now_s.saturating_sub(timestamp_s).saturating_abs() <= MAX_SIGNATURE_SKEW_S
+}
+
 /// Equality that takes the same time wherever the first difference is.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0

@@ -18,7 +18,7 @@ use cairn_core::now_ms;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Access, Channel, SendError, accept, constant_time_eq, hmac_sha256_hex};
+use super::{Access, Channel, SendError, accept, constant_time_eq, fresh, hmac_sha256_hex};
 use crate::AppState;
 
 /// `[channels.slack]`.
@@ -69,9 +69,6 @@ pub struct Slack {
     http: reqwest::Client,
 }
 
-/// How old a signed request may be.
-const MAX_SKEW_S: i64 = 300;
-
 impl Slack {
     /// A channel with these settings.
     pub fn new(settings: SlackSettings, http: reqwest::Client) -> Slack {
@@ -85,10 +82,7 @@ impl Slack {
         let Ok(t) = ts.parse::<i64>() else {
             return false;
         };
-        // Saturating: the header is the sender's to choose.
-        if (now_ms() / 1000).saturating_sub(t).saturating_abs() > MAX_SKEW_S
-            || self.settings.signing_secret.is_empty()
-        {
+        if !fresh(t, now_ms() / 1000) || self.settings.signing_secret.is_empty() {
             return false;
         }
         let mut base = format!("v0:{ts}:").into_bytes();

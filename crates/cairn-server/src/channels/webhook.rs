@@ -19,7 +19,7 @@ use cairn_store::Accepted;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{Access, Channel, SendError, accept, constant_time_eq, hmac_sha256_hex};
+use super::{Access, Channel, SendError, accept, constant_time_eq, fresh, hmac_sha256_hex};
 use crate::AppState;
 
 /// `[channels.webhook.<name>]`.
@@ -60,9 +60,6 @@ impl WebhookSettings {
         }
     }
 }
-
-/// How far a request's timestamp may be from our clock (as Slack allows).
-const MAX_SKEW_S: u64 = 300;
 
 /// A signed webhook channel.
 pub struct Webhook {
@@ -114,7 +111,7 @@ impl Webhook {
         else {
             return Err("missing or unreadable X-Cairn-Timestamp (unix seconds)");
         };
-        if now_s.abs_diff(ts) > MAX_SKEW_S {
+        if !fresh(ts, now_s) {
             return Err(
                 "X-Cairn-Timestamp is more than 5 minutes off: replayed, or the sender's clock is wrong",
             );

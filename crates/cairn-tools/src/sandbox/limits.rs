@@ -69,7 +69,7 @@ pub fn apply_in_child(
             None => Some(super::pids::tasks_now().saturating_add(limits.max_procs)),
         },
     };
-    let procs_file = cgroup.and_then(|c| c.procs_fd());
+    let procs_file = cgroup.map(PidsCgroup::procs_fd);
     pre_exec(cmd, values, procs_file);
 }
 

@@ -87,8 +87,8 @@ impl PidsCgroup {
     }
 
     /// The open `cgroup.procs`, written by the child before it execs.
-    pub fn procs_fd(&self) -> Option<Arc<std::fs::File>> {
-        Some(self.procs.clone())
+    pub fn procs_fd(&self) -> Arc<std::fs::File> {
+        self.procs.clone()
     }
 
     /// SIGKILLs every task in the cgroup (v2 has `cgroup.kill`; v1 does not).
