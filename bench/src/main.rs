@@ -108,17 +108,7 @@ async fn cairn_loop(fake: &FakeLlm, provider_kind: &str) -> Result<LoopResult> {
         script(fake);
         timed.nanos.store(0, Ordering::Relaxed);
         let t = Instant::now();
-        let run = rt
-            .run_turn(
-                TurnRequest {
-                    agent: agent.clone(),
-                    session_id: None,
-                    input: "read the file repeatedly".into(),
-                },
-                &|_| {},
-                Default::default(),
-            )
-            .await?;
+        let run = fresh_turn(&rt, &agent, "read the file repeatedly").await?;
         let total = t.elapsed().as_secs_f64();
         if run.steps as usize != STEPS {
             bail!(
@@ -207,6 +197,16 @@ async fn store_writes() -> Result<(f64, f64)> {
     }
     let step = t.elapsed().as_secs_f64() / n as f64 * 1e6;
     Ok((single, step))
+}
+
+/// One turn of `agent` in a new session, events ignored.
+async fn fresh_turn(rt: &Runtime, agent: &AgentSpec, input: &str) -> Result<cairn_core::RunRecord> {
+    let req = TurnRequest {
+        agent: agent.clone(),
+        session_id: None,
+        input: input.into(),
+    };
+    Ok(rt.run_turn(req, &|_| {}, Default::default()).await?)
 }
 
 fn cairn_bin() -> Result<PathBuf> {

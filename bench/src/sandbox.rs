@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use cairn_core::SandboxProfile;
 use cairn_llm::{AnthropicProvider, Provider};
-use cairn_runtime::{AgentSpec, Runtime, TurnRequest};
+use cairn_runtime::{AgentSpec, Runtime};
 use cairn_store::Store;
 use cairn_testkit::{FakeLlm, Reply};
 use cairn_tools::sandbox::{Sandbox, SandboxPolicy};
@@ -108,17 +108,7 @@ async fn exec_loop(fake: &FakeLlm, profile: SandboxProfile, helper: Option<&Path
         script.push(Reply::text("done"));
         fake.push(script);
         let t = Instant::now();
-        let run = rt
-            .run_turn(
-                TurnRequest {
-                    agent: agent.clone(),
-                    session_id: None,
-                    input: "run true repeatedly".into(),
-                },
-                &|_| {},
-                Default::default(),
-            )
-            .await?;
+        let run = crate::fresh_turn(&rt, &agent, "run true repeatedly").await?;
         if run.steps as usize != LOOP_STEPS {
             bail!("exec loop took {} steps: {:?}", run.steps, run.error);
         }
