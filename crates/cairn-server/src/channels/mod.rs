@@ -520,6 +520,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn signed_timestamps_are_fresh_within_five_minutes_whatever_is_sent() {
+        let now = 1_800_000_000;
+        assert!(fresh(now, now));
+        assert!(fresh(now - 300, now) && fresh(now + 300, now));
+        assert!(!fresh(now - 301, now) && !fresh(now + 301, now));
+        // Chosen to overflow: refused, not a panic.
+        assert!(!fresh(i64::MIN, now) && !fresh(i64::MAX, now));
+    }
+
+    #[test]
     fn long_messages_split_at_breaks_within_the_limit() {
         let para = "word ".repeat(300);
         let text = format!("{para}\n\n{para}\n\n{para}");
