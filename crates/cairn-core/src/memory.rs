@@ -34,12 +34,24 @@ pub struct MemoryRecord {
 pub struct MemoryHit {
     /// The fact.
     pub memory: MemoryRecord,
-    /// Fused score (higher is better).
+    /// Final score, the order of the results: relevance plus a small
+    /// tie-break by importance and recency (higher is better).
     pub score: f64,
+    /// How relevant the fact is to the query, 0..1, from words and meaning;
+    /// recall into a prompt keeps facts above a floor of this.
+    #[serde(default)]
+    pub relevance: f64,
     /// Rank in the full-text results (1-based), if it was there.
     pub text_rank: Option<usize>,
+    /// Share of the query's word weight the fact holds (0..1, BM25
+    /// normalised), if it was a full-text result.
+    #[serde(default)]
+    pub lexical: Option<f64>,
     /// Rank in the vector results (1-based), if it was there.
     pub vector_rank: Option<usize>,
+    /// Cosine similarity of the query's and the fact's embeddings.
+    #[serde(default)]
+    pub cosine: Option<f32>,
 }
 
 /// A message found by an episodic search.

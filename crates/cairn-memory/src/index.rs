@@ -43,6 +43,8 @@ pub struct VectorIndex {
     seen: (i64, i64),
     /// Highest row number read from the store.
     after: i64,
+    /// Whether `rowids` is increasing (true when built from the store).
+    sorted: bool,
 }
 
 impl VectorIndex {
@@ -61,6 +63,7 @@ impl VectorIndex {
             agent_ids: HashMap::new(),
             seen: (-1, -1),
             after: 0,
+            sorted: true,
         }
     }
 
@@ -81,6 +84,7 @@ impl VectorIndex {
         self.q8.clear();
         self.scales.clear();
         self.center.clear();
+        self.sorted = true;
     }
 
     fn sign_bits(&self, v: &[f32], out: &mut Vec<u64>) {
@@ -101,6 +105,7 @@ impl VectorIndex {
         }
         let next = self.agent_ids.len() as u32;
         let agent = *self.agent_ids.entry(agent.to_string()).or_insert(next);
+        self.sorted &= self.rowids.last().is_none_or(|last| *last < rowid);
         self.rowids.push(rowid);
         self.agents.push(agent);
         let mut bits = std::mem::take(&mut self.bits);
@@ -196,6 +201,30 @@ impl VectorIndex {
             .collect();
         out.sort_by(|a, b| b.1.total_cmp(&a.1));
         out
+    }
+}
+
+impl VectorIndex {
+    /// The cosine of `query` with each of `rowids` (of `agent`), `None`
+    /// where the index holds no vector for it: the semantic evidence for
+    /// facts the full-text side found.
+    pub fn similarities(&self, agent: &str, query: &[f32], rowids: &[i64]) -> Vec<Option<f32>> {
+        let agent = self.agent_ids.get(agent).copied();
+        rowids
+            .iter()
+            .map(|rowid| {
+                let i = if self.sorted {
+                    self.rowids.binary_search(rowid).ok()?
+                } else {
+                    self.rowids.iter().position(|r| r == rowid)?
+                };
+                if Some(self.agents[i]) != agent || query.len() != self.dims {
+                    return None;
+                }
+                let v = &self.q8[i * self.dims..(i + 1) * self.dims];
+                Some(dot_q8(query, v) / self.scales[i])
+            })
+            .collect()
     }
 }
 

@@ -3,8 +3,10 @@
 //! - **Semantic**: facts, saved by the agent (`memory_save`), a person
 //!   (`cairn memory save`) or an import; de-duplicated per agent (same
 //!   normalised text, or an embedding almost identical to one kept).
-//! - **Hybrid search**: full-text (SQLite FTS5, BM25) and vector similarity
-//!   fused by reciprocal rank, weighed by importance and recency.
+//! - **Hybrid search**: full-text (SQLite FTS5, BM25, function words
+//!   dropped) and vector similarity, each on an absolute scale, weighed
+//!   together; importance and recency break ties; a relevance floor keeps
+//!   noise out of the prompt.
 //! - **Episodic**: every message of every session, full-text searchable
 //!   with filters (agent, session, person, time).
 //! - **Procedural**: skills, markdown files the model loads on demand.
@@ -15,6 +17,7 @@ pub mod index;
 mod portable;
 mod search;
 pub mod skills;
+pub mod terms;
 
 use std::sync::Arc;
 
@@ -280,4 +283,4 @@ pub fn fact_hash(text: &str) -> String {
 }
 
 pub use portable::{ExportSummary, export_markdown, import_markdown};
-pub use search::{Scope, SearchOptions, format_for_prompt};
+pub use search::{Candidate, Candidates, Fusion, Scope, SearchOptions, format_for_prompt, rank};

@@ -1,29 +1,112 @@
-//! Hybrid search: BM25 full-text ranks and vector-similarity ranks fused by
-//! reciprocal rank fusion (RRF), then weighed by importance and recency.
-//! RRF needs no score calibration between the two lists, which have
-//! incomparable scales.
+//! Hybrid search: every candidate fact gets two pieces of evidence on
+//! absolute scales, and their weighted sum is its relevance.
+//!
+//! - **Words**: the query's content words (function words dropped, see
+//!   `terms`) looked up in the full-text index; a fact's BM25 score divided
+//!   by the score a fact holding every query word once would get. That is
+//!   about the share of the query's word weight (IDF) the fact holds: 1 when
+//!   it holds every word, 0.2 when it holds only a common one.
+//! - **Meaning**: the cosine of the query's and the fact's embeddings,
+//!   mapped from `cosine_zero..cosine_one` onto 0..1. Facts the full-text
+//!   side found get their cosine too, so each side checks the other.
+//!
+//! Rank fusion (RRF) gave the first full-text hit the weight of the first
+//! semantic hit however weak it was: a fact sharing only "on" with a
+//! question outranked the fact that answered it. Scores on absolute scales
+//! let a weak match stay weak, and give a floor: below it, nothing is
+//! recalled into the prompt. Importance and recency only break near-ties.
+//! The weights were chosen on the tuning half of the labelled set in
+//! `bench/data/recall/` and are reported on the other half
+//! (`cairn-bench recall`).
 
 use std::collections::HashMap;
 
 use cairn_core::{MemoryHit, MemoryRecord, now_ms};
 
+use crate::terms::query_terms;
 use crate::{Memory, MemoryError};
 
-/// RRF's constant: damps the weight of the very first ranks.
-const RRF_K: f64 = 60.0;
-
-/// Candidates taken from each list before fusing.
+/// Candidates taken from each side.
 const CANDIDATES: usize = 50;
 
 /// A word found in more than 1/COMMON_SHARE of the facts (at least
 /// COMMON_MIN, at most COMMON_MAX facts) is left out of the full-text query
-/// when there are embeddings (see `Store::search_memory_text`).
+/// when there are embeddings: ranking every match of a word that common
+/// costs about a microsecond per match and says little.
 const COMMON_SHARE: i64 = 500;
 const COMMON_MIN: i64 = 100;
 const COMMON_MAX: i64 = 1000;
 
-/// Vector candidates below this cosine are not evidence of relevance.
-const MIN_COSINE: f32 = 0.2;
+/// Words are counted up to this many facts for their weight without
+/// embeddings (a word in more facts weighs next to nothing anyway).
+const COUNT_CAP: i64 = 1000;
+
+/// Weight of importance and recency (each 0..1, averaged) added to the
+/// relevance: enough to order facts equally relevant, too little to lift a
+/// less relevant one over a more relevant one.
+const TIE_BREAK: f64 = 0.02;
+
+/// How the two sides are weighed. The defaults are tuned for
+/// all-MiniLM-L6-v2 (see the module documentation); another model spreads
+/// its cosines differently and may want other `cosine_*` values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fusion {
+    /// Share of meaning in the relevance (the rest is words).
+    pub semantic_weight: f64,
+    /// Cosine at or below which a fact is unrelated in meaning.
+    pub cosine_zero: f32,
+    /// Cosine from which a fact is as related as can be.
+    pub cosine_one: f32,
+    /// Word evidence below this counts only when the meaning agrees
+    /// (cosine above `cosine_zero`): a lone weak word match is no evidence.
+    pub min_lexical: f64,
+    /// Relevance below which a fact is not recalled into the prompt.
+    pub floor: f64,
+    /// The same floor when there are no embeddings (words only).
+    pub words_floor: f64,
+}
+
+impl Default for Fusion {
+    fn default() -> Self {
+        Fusion {
+            semantic_weight: 0.7,
+            cosine_zero: 0.2,
+            cosine_one: 0.7,
+            min_lexical: 0.4,
+            floor: 0.3,
+            words_floor: 0.5,
+        }
+    }
+}
+
+impl Fusion {
+    /// How relevant a fact is (0..1) from its word evidence and its cosine
+    /// (`None`: the fact has no vector of the current model, or there are
+    /// no embeddings; it is then judged on words alone).
+    pub fn relevance(&self, lexical: Option<f64>, cosine: Option<f32>) -> f64 {
+        let lex = lexical.unwrap_or(0.0).clamp(0.0, 1.0);
+        let Some(cos) = cosine else {
+            return lex;
+        };
+        let span = (self.cosine_one - self.cosine_zero).max(1e-6);
+        let sem = f64::from(((cos - self.cosine_zero) / span).clamp(0.0, 1.0));
+        let lex = if lex >= self.min_lexical || cos > self.cosine_zero {
+            lex
+        } else {
+            0.0
+        };
+        self.semantic_weight * sem + (1.0 - self.semantic_weight) * lex
+    }
+
+    /// The floor that applies to a search with or without embeddings.
+    pub fn floor_for(&self, semantic: bool) -> f64 {
+        if semantic {
+            self.floor
+        } else {
+            self.words_floor
+        }
+    }
+}
 
 /// Whose facts a search or a change may touch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -72,6 +155,11 @@ pub struct SearchOptions {
     pub limit: usize,
     /// Age at which recency counts half, in days.
     pub half_life_days: f64,
+    /// How words and meaning are weighed.
+    pub fusion: Fusion,
+    /// Only facts at or above the relevance floor (recall into a prompt);
+    /// otherwise every fact with any evidence, best first.
+    pub relevant_only: bool,
 }
 
 impl Default for SearchOptions {
@@ -80,8 +168,34 @@ impl Default for SearchOptions {
             scope: Scope::Everyone,
             limit: 10,
             half_life_days: 30.0,
+            fusion: Fusion::default(),
+            relevant_only: false,
         }
     }
+}
+
+/// A fact one of the two sides found, with the evidence of both.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// The fact.
+    pub memory: MemoryRecord,
+    /// Rank among the full-text hits (1-based).
+    pub text_rank: Option<usize>,
+    /// Share of the query's word weight it holds (0..~1), if a text hit.
+    pub lexical: Option<f64>,
+    /// Rank among the nearest vectors (1-based).
+    pub vector_rank: Option<usize>,
+    /// Cosine with the query, if it has a vector of the current model.
+    pub cosine: Option<f32>,
+}
+
+/// The candidates of one search, before fusion.
+#[derive(Debug, Clone, Default)]
+pub struct Candidates {
+    /// Whether the query was embedded (meaning was searched).
+    pub semantic: bool,
+    /// Every fact either side found.
+    pub facts: Vec<Candidate>,
 }
 
 impl Memory {
@@ -92,83 +206,158 @@ impl Memory {
         query: &str,
         opts: &SearchOptions,
     ) -> Result<Vec<MemoryHit>, MemoryError> {
-        if query.trim().is_empty() || opts.limit == 0 {
+        if opts.limit == 0 {
             return Ok(vec![]);
         }
-        // Common words are pruned only when meaning can stand in for them.
-        let generation = match &self.embedder {
-            None => None,
-            Some(_) => Some(self.store.memory_generation().await?),
-        };
-        let common = generation.map(|(added, removed)| {
-            ((added - removed) / COMMON_SHARE).clamp(COMMON_MIN, COMMON_MAX)
-        });
+        let found = self.candidates(agent, query, &opts.scope).await?;
+        Ok(rank(found, opts, now_ms()))
+    }
+
+    /// What each side finds for `query` among the facts `scope` sees, with
+    /// the evidence of both sides for every fact either found.
+    pub async fn candidates(
+        &self,
+        agent: &str,
+        query: &str,
+        scope: &Scope,
+    ) -> Result<Candidates, MemoryError> {
+        if query.trim().is_empty() {
+            return Ok(Candidates::default());
+        }
         // The full-text side waits on the store's reader threads while the
-        // vector side scans on this one: run them together.
-        let text_side = self.store.search_memory_text(
-            agent,
-            opts.scope.person(),
-            query,
-            CANDIDATES as i64,
-            common,
-        );
-        let vector_side = async {
-            let Some(embedder) = &self.embedder else {
-                return Ok::<_, MemoryError>(vec![]);
-            };
-            let q = embedder
-                .embed(&[query.to_string()])
-                .await?
-                .pop()
-                .unwrap_or_default();
-            let guard = self.synced_index(generation).await?;
-            Ok(guard
-                .as_ref()
-                .map(|ix| ix.search(agent, &q, CANDIDATES))
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|(_, s)| *s >= MIN_COSINE)
-                .map(|(rowid, _)| rowid)
-                .collect::<Vec<i64>>())
-        };
-        let (text, vector) = tokio::join!(text_side, vector_side);
-        let (text, vector) = (text?, vector?);
-        let mut fused: HashMap<i64, (f64, Option<usize>, Option<usize>)> = HashMap::new();
-        for (i, rowid) in text.iter().enumerate() {
-            let e = fused.entry(*rowid).or_default();
-            e.0 += 1.0 / (RRF_K + i as f64 + 1.0);
-            e.1 = Some(i + 1);
+        // query is embedded on this one: run them together.
+        let (text, q) = tokio::join!(self.text_side(agent, query, scope), self.embed_query(query));
+        let (text, q) = (text?, q?);
+        let mut vector: Vec<(i64, f32)> = vec![];
+        let mut cosines: HashMap<i64, f32> = HashMap::new();
+        if let Some(q) = &q {
+            let guard = self.synced_index(None).await?;
+            if let Some(ix) = guard.as_ref() {
+                vector = ix.search(agent, q, CANDIDATES);
+                let rowids: Vec<i64> = text.iter().map(|(r, _)| *r).collect();
+                for (rowid, cos) in rowids.iter().zip(ix.similarities(agent, q, &rowids)) {
+                    if let Some(cos) = cos {
+                        cosines.insert(*rowid, cos);
+                    }
+                }
+            }
         }
-        for (i, rowid) in vector.iter().enumerate() {
-            let e = fused.entry(*rowid).or_default();
-            e.0 += 1.0 / (RRF_K + i as f64 + 1.0);
-            e.2 = Some(i + 1);
-        }
-        let rowids: Vec<i64> = fused.keys().copied().collect();
-        let now = now_ms();
-        let mut hits: Vec<MemoryHit> = self
-            .store
-            .memories_by_rowid(&rowids)
-            .await?
+        cosines.extend(vector.iter().copied());
+        let mut rowids: Vec<i64> = text.iter().map(|(r, _)| *r).collect();
+        rowids.extend(vector.iter().map(|(r, _)| *r));
+        let records = self.store.memories_by_rowid(&rowids).await?;
+        let facts = records
             .into_iter()
-            .filter(|(_, m)| opts.scope.sees(m))
-            .filter_map(|(rowid, m)| {
-                let (rrf, text_rank, vector_rank) = *fused.get(&rowid)?;
-                let age_days = (now - m.updated_at).max(0) as f64 / 86_400_000.0;
-                let recency = 0.5f64.powf(age_days / opts.half_life_days.max(0.001));
-                let score = rrf * (0.75 + 0.25 * m.importance) * (0.75 + 0.25 * recency);
-                Some(MemoryHit {
-                    memory: m,
-                    score,
-                    text_rank,
-                    vector_rank,
-                })
+            .filter(|(_, m)| scope.sees(m))
+            .map(|(rowid, memory)| {
+                let text_at = text.iter().position(|(r, _)| *r == rowid);
+                Candidate {
+                    memory,
+                    text_rank: text_at.map(|i| i + 1),
+                    lexical: text_at.map(|i| text[i].1),
+                    vector_rank: vector.iter().position(|(r, _)| *r == rowid).map(|i| i + 1),
+                    cosine: cosines.get(&rowid).copied(),
+                }
             })
             .collect();
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
-        hits.truncate(opts.limit);
-        Ok(hits)
+        Ok(Candidates {
+            semantic: q.is_some(),
+            facts,
+        })
     }
+
+    /// The query's embedding, if there is an embedder.
+    async fn embed_query(&self, query: &str) -> Result<Option<Vec<f32>>, MemoryError> {
+        let Some(embedder) = &self.embedder else {
+            return Ok(None);
+        };
+        Ok(embedder.embed(&[query.to_string()]).await?.pop())
+    }
+
+    /// Full-text hits with their share of the query's word weight.
+    async fn text_side(
+        &self,
+        agent: &str,
+        query: &str,
+        scope: &Scope,
+    ) -> Result<Vec<(i64, f64)>, MemoryError> {
+        let terms = query_terms(query);
+        if terms.is_empty() {
+            return Ok(vec![]);
+        }
+        let (added, removed) = self.store.memory_generation().await?;
+        // Common words are left out only when meaning can stand in for them.
+        let common = self
+            .embedder
+            .as_ref()
+            .map(|_| ((added - removed) / COMMON_SHARE).clamp(COMMON_MIN, COMMON_MAX));
+        let cap = common.unwrap_or(COUNT_CAP);
+        let counts = self.store.memory_term_counts(&terms, cap + 1).await?;
+        let mut kept = Vec::with_capacity(terms.len());
+        let mut ideal = 0.0;
+        for (term, n) in terms.into_iter().zip(counts.matching) {
+            if common.is_some_and(|c| n > c) {
+                continue;
+            }
+            ideal += idf(counts.facts, n);
+            kept.push(term);
+        }
+        let hits = self
+            .store
+            .search_memory_text(agent, scope.person(), &kept, CANDIDATES as i64)
+            .await?;
+        Ok(hits
+            .into_iter()
+            .map(|(rowid, bm25)| (rowid, if ideal > 0.0 { bm25 / ideal } else { 0.0 }))
+            .collect())
+    }
+}
+
+/// A word's weight as the full-text index's BM25 computes it: rarer words
+/// weigh more. A fact of average length holding a word once scores that
+/// word's weight, so the sum over the query is what a fact holding every
+/// word would score.
+fn idf(facts: i64, holding: i64) -> f64 {
+    let (n, h) = (facts as f64, holding as f64);
+    let w = ((n - h + 0.5) / (h + 0.5)).ln();
+    if w > 0.0 { w } else { 1e-6 }
+}
+
+/// The candidates as hits, best first: relevance plus a tie-break by
+/// importance and recency. Facts without evidence (and, when asked, below
+/// the floor) are left out.
+pub fn rank(found: Candidates, opts: &SearchOptions, now: i64) -> Vec<MemoryHit> {
+    let floor = if opts.relevant_only {
+        opts.fusion.floor_for(found.semantic)
+    } else {
+        f64::MIN_POSITIVE
+    };
+    let mut hits: Vec<MemoryHit> = found
+        .facts
+        .into_iter()
+        .filter_map(|c| {
+            let cosine = if found.semantic { c.cosine } else { None };
+            let relevance = opts.fusion.relevance(c.lexical, cosine);
+            if relevance < floor {
+                return None;
+            }
+            let age_days = (now - c.memory.updated_at).max(0) as f64 / 86_400_000.0;
+            let recency = 0.5f64.powf(age_days / opts.half_life_days.max(0.001));
+            let tie = TIE_BREAK * (c.memory.importance.clamp(0.0, 1.0) + recency) / 2.0;
+            Some(MemoryHit {
+                memory: c.memory,
+                score: relevance + tie,
+                relevance,
+                text_rank: c.text_rank,
+                lexical: c.lexical,
+                vector_rank: c.vector_rank,
+                cosine: c.cosine,
+            })
+        })
+        .collect();
+    hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+    hits.truncate(opts.limit);
+    hits
 }
 
 /// The hits as a block for the system prompt, within `budget` bytes (whole

@@ -113,8 +113,22 @@ fn fts_words(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty() && seen.insert(w.to_lowercase()))
         .take(64)
-        .map(|w| format!("\"{w}\""))
+        .map(fts_string)
         .collect()
+}
+
+/// `word` as an FTS5 string: quoted, so operators in user text are literal.
+fn fts_string(word: &str) -> String {
+    format!("\"{}\"", word.replace('"', "\"\""))
+}
+
+/// How common some words are among the facts kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TermCounts {
+    /// Facts kept (every agent's: the full-text index's own count).
+    pub facts: i64,
+    /// Per word, the facts holding it, up to the cap asked for.
+    pub matching: Vec<i64>,
 }
 
 impl Store {
@@ -229,61 +243,73 @@ impl Store {
         rows.iter().map(memory_row).collect()
     }
 
-    /// Full-text search over the memories of `agent`: row numbers, best
-    /// first (BM25). With `common`, words found in more than that many
-    /// memories are left out of the query: ranking every match of a word
-    /// like "the" costs about a microsecond per match and says little (its
-    /// IDF is near zero). If every word is that common, nothing is searched.
-    /// With `person` (`Some(None)`: the local owner), only that person's
-    /// facts and shared ones are candidates, so others' facts cannot crowd
-    /// theirs out of the list.
+    /// How many facts (of every agent) hold each of `terms`, counted up to
+    /// `cap` (a count of `cap` means "at least"), and how many facts there
+    /// are: what the full-text side's word weights (BM25's IDF) are made of.
+    /// One round trip. `terms` are plain words (letters and digits).
+    pub async fn memory_term_counts(
+        &self,
+        terms: &[String],
+        cap: i64,
+    ) -> Result<TermCounts, StoreError> {
+        // Only placeholders are formatted into the text.
+        let sql = std::iter::once("SELECT 0, live FROM memory_generation WHERE id = 1".to_string())
+            .chain((1..=terms.len()).map(|i| {
+                format!(
+                    "SELECT {i}, (SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts MATCH ?{i} LIMIT ?{}))",
+                    terms.len() + 1
+                )
+            }))
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let mut q = sqlx::query_as::<_, (i64, i64)>(sqlx::AssertSqlSafe(sql));
+        for t in terms {
+            q = q.bind(fts_string(t));
+        }
+        let rows = q.bind(cap.max(1)).fetch_all(&self.pool).await?;
+        let mut out = TermCounts {
+            facts: 0,
+            matching: vec![0; terms.len()],
+        };
+        for (i, n) in rows {
+            match i {
+                0 => out.facts = n,
+                i => {
+                    if let Some(slot) = out.matching.get_mut(i as usize - 1) {
+                        *slot = n;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Full-text search over the memories of `agent` for facts holding any
+    /// of `terms` (plain words; the index stems them): row numbers with
+    /// their BM25 score (higher is better), best first. With `person`
+    /// (`Some(None)`: the local owner), only that person's facts and shared
+    /// ones are candidates, so others' facts cannot crowd theirs out.
     pub async fn search_memory_text(
         &self,
         agent: &str,
         person: Option<Option<&str>>,
-        query: &str,
+        terms: &[String],
         limit: i64,
-        common: Option<i64>,
-    ) -> Result<Vec<i64>, StoreError> {
-        let q = match common {
-            None => fts_query(query),
-            Some(cap) => {
-                let words = fts_words(query);
-                if words.is_empty() {
-                    return Ok(vec![]);
-                }
-                // One round trip: each word's match count, capped.
-                let sql = (1..=words.len())
-                    .map(|i| {
-                        format!(
-                            "SELECT {i}, (SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts MATCH ?{i} LIMIT ?{}))",
-                            words.len() + 1
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" UNION ALL ");
-                // Only placeholders are formatted into the text.
-                let mut counts = sqlx::query_as::<_, (i64, i64)>(sqlx::AssertSqlSafe(sql));
-                for w in &words {
-                    counts = counts.bind(w);
-                }
-                let counts = counts.bind(cap + 1).fetch_all(&self.pool).await?;
-                let rare: Vec<&str> = counts
-                    .iter()
-                    .filter(|(_, n)| *n > 0 && *n <= cap)
-                    .filter_map(|(i, _)| words.get(*i as usize - 1).map(String::as_str))
-                    .collect();
-                (!rare.is_empty()).then(|| rare.join(" OR "))
-            }
-        };
-        let Some(q) = q else {
+    ) -> Result<Vec<(i64, f64)>, StoreError> {
+        if terms.is_empty() {
             return Ok(vec![]);
-        };
-        let rows: Vec<i64> = sqlx::query_scalar(
+        }
+        let q = terms
+            .iter()
+            .map(|t| fts_string(t))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let rows: Vec<(i64, f64)> = sqlx::query_as(
             // CROSS JOIN fixes the order: matches first, then their rows;
             // the planner would otherwise walk the agent's memories and
             // probe the full-text index once per memory.
-            "SELECT m.rowid FROM memories_fts f CROSS JOIN memories m ON m.rowid = f.rowid
+            "SELECT m.rowid, -bm25(memories_fts) AS score
+             FROM memories_fts f CROSS JOIN memories m ON m.rowid = f.rowid
              WHERE memories_fts MATCH ?1 AND m.agent = ?2
                AND (?3 = 0 OR m.shared = 1 OR m.owner = COALESCE(?4, ''))
              ORDER BY bm25(memories_fts) LIMIT ?5",

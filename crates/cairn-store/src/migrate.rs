@@ -15,6 +15,10 @@ const SQLITE: &[(i64, &str)] = &[
     (5, include_str!("../migrations/sqlite/0005_schedules.sql")),
     (6, include_str!("../migrations/sqlite/0006_channels.sql")),
     (7, include_str!("../migrations/sqlite/0007_users_apart.sql")),
+    (
+        8,
+        include_str!("../migrations/sqlite/0008_memory_count.sql"),
+    ),
 ];
 
 pub(crate) async fn current_version(pool: &SqlitePool) -> Result<i64, StoreError> {

@@ -1,0 +1,16 @@
+-- The number of facts kept, maintained by the triggers: the full-text
+-- side of memory search weighs each query word by how rare it is (BM25's
+-- IDF), which needs this count, and counting rows per search would cost
+-- milliseconds at 100,000 facts.
+ALTER TABLE memory_generation ADD COLUMN live INTEGER NOT NULL DEFAULT 0;
+UPDATE memory_generation SET live = (SELECT count(*) FROM memories) WHERE id = 1;
+DROP TRIGGER memories_ai;
+CREATE TRIGGER memories_ai AFTER INSERT ON memories BEGIN
+    INSERT INTO memories_fts (rowid, text) VALUES (new.rowid, new.text);
+    UPDATE memory_generation SET added = added + 1, live = live + 1 WHERE id = 1;
+END;
+DROP TRIGGER memories_ad;
+CREATE TRIGGER memories_ad AFTER DELETE ON memories BEGIN
+    INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
+    UPDATE memory_generation SET removed = removed + 1, live = live - 1 WHERE id = 1;
+END;
