@@ -4,6 +4,8 @@
 
 mod always_on;
 mod memory;
+mod recall;
+mod recall_set;
 mod sandbox;
 
 use std::path::{Path, PathBuf};
@@ -462,6 +464,11 @@ async fn main() -> Result<()> {
             o.per_run_ms, o.overhead_us_per_step
         );
         return Ok(());
+    }
+    // `cairn-bench recall`: recall quality on the labelled set.
+    if std::env::args().nth(1).as_deref() == Some("recall") {
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        return recall::run(&args).await;
     }
     let model_dir = std::env::var_os("BENCH_MODEL_DIR").map(PathBuf::from);
     // `cairn-bench memory`: only the memory benchmark.

@@ -245,6 +245,9 @@ pub struct MemoryConfig {
     pub embed_url: String,
     /// Bytes of remembered facts put in a run's system prompt (0: none).
     pub prompt_budget_bytes: usize,
+    /// Relevance (0..1) a fact needs to be recalled into a prompt; unset:
+    /// the default tuned for all-MiniLM-L6-v2 (`cairn-bench recall`).
+    pub recall_floor: Option<f64>,
 }
 
 impl Default for MemoryConfig {
@@ -255,6 +258,7 @@ impl Default for MemoryConfig {
             embed_model: "text-embedding-3-small".into(),
             embed_url: String::new(),
             prompt_budget_bytes: 2000,
+            recall_floor: None,
         }
     }
 }

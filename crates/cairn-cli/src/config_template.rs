@@ -82,6 +82,10 @@ embed_model = "text-embedding-3-small"
 embed_url = ""
 # Bytes of relevant facts put in each run's system prompt (0: none).
 prompt_budget_bytes = 2000
+# Relevance (0..1, words and meaning together) a fact needs to be put in the
+# prompt. The default (0.5) is tuned for all-MiniLM-L6-v2: lower recalls more
+# answers and more noise; `cairn memory search --explain` shows relevances.
+# recall_floor = 0.5
 
 [agents.default]
 system_prompt = {prompt}

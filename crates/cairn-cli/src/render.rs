@@ -131,3 +131,37 @@ pub fn exit_code(status: RunStatus) -> std::process::ExitCode {
         _ => std::process::ExitCode::FAILURE,
     }
 }
+
+/// Memory search hits with how each ranked (`--explain`): the full-text
+/// rank and score (share of the query's word weight), the cosine and its
+/// rank, the relevance, the final score, and whether it clears the recall
+/// `floor` (is put in a prompt).
+pub fn memory_explain(hits: &[cairn_core::MemoryHit], floor: f64) -> String {
+    let side = |rank: Option<usize>, value: Option<String>| match (rank, value) {
+        (Some(r), Some(v)) => format!("#{r} {v}"),
+        (None, Some(v)) => format!("- {v}"),
+        _ => "-".to_string(),
+    };
+    let mut out = format!(
+        "{:<4}{:<28}{:>11}{:>13}{:>11}{:>8}  {:<9}fact\n",
+        "#", "id", "words", "meaning", "relevance", "score", "recalled"
+    );
+    for (i, h) in hits.iter().enumerate() {
+        out.push_str(&format!(
+            "{:<4}{:<28}{:>11}{:>13}{:>11.3}{:>8.3}  {:<9}{}\n",
+            i + 1,
+            h.memory.id,
+            side(h.text_rank, h.lexical.map(|l| format!("{l:.2}"))),
+            side(h.vector_rank, h.cosine.map(|c| format!("{c:.3}"))),
+            h.relevance,
+            h.score,
+            if h.relevance >= floor { "yes" } else { "no" },
+            short(&h.memory.text.replace('\n', " "), 100)
+        ));
+    }
+    out.push_str(&format!(
+        "words: full-text rank and share of the query's word weight held; meaning: rank and cosine; \
+         recalled: relevance at or above the recall floor ({floor:.2}), so put in a prompt\n"
+    ));
+    out
+}

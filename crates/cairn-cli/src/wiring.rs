@@ -113,7 +113,15 @@ pub fn embedder(loaded: &Loaded) -> Result<Option<Arc<dyn Embedder>>> {
 
 /// Memory over `store` with the configured embedder.
 pub fn memory(loaded: &Loaded, store: Store) -> Result<Memory> {
-    Ok(Memory::new(store, embedder(loaded)?))
+    let mut fusion = cairn_memory::Fusion::default();
+    if let Some(floor) = loaded.config.memory.recall_floor {
+        if !(0.0..=1.0).contains(&floor) {
+            anyhow::bail!("memory.recall_floor must be between 0 and 1, not {floor}");
+        }
+        fusion.floor = floor;
+        fusion.words_floor = floor;
+    }
+    Ok(Memory::new(store, embedder(loaded)?).with_fusion(fusion))
 }
 
 async fn runtime_with(loaded: &Loaded, provider: Arc<dyn Provider>) -> Result<Runtime> {

@@ -61,6 +61,7 @@ pub struct Memory {
     store: Store,
     embedder: Option<Arc<dyn Embedder>>,
     index: tokio::sync::Mutex<Option<VectorIndex>>,
+    fusion: Fusion,
 }
 
 impl Memory {
@@ -70,7 +71,19 @@ impl Memory {
             store,
             embedder,
             index: tokio::sync::Mutex::new(None),
+            fusion: Fusion::default(),
         }
+    }
+
+    /// The same memory weighing words and meaning with `fusion`.
+    pub fn with_fusion(mut self, fusion: Fusion) -> Memory {
+        self.fusion = fusion;
+        self
+    }
+
+    /// How this memory weighs words and meaning.
+    pub fn fusion(&self) -> Fusion {
+        self.fusion
     }
 
     /// The embedder, if one is configured.

@@ -59,9 +59,12 @@ impl Runtime {
         }
         // Only what this person told the agent (and shared facts) reaches
         // the prompt of a run working for them.
+        // Only facts above the relevance floor: a question the memory
+        // cannot answer adds nothing rather than noise.
         let opts = SearchOptions {
             scope: Scope::Person(user.map(str::to_string)),
             limit: RECALLED,
+            relevant_only: true,
             ..Default::default()
         };
         match self.memory.search(&agent.name, input, &opts).await {

@@ -62,6 +62,10 @@ enum MemoryCommand {
         /// Results.
         #[arg(long, default_value_t = 10)]
         limit: usize,
+        /// Show how each fact ranked: its full-text rank and score, its
+        /// cosine, its relevance and whether it would be recalled.
+        #[arg(long)]
+        explain: bool,
     },
     /// Facts, newest first.
     List {
@@ -133,6 +137,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             since,
             until,
             limit,
+            ..
         } => {
             let filter = MessageFilter {
                 agent: Some(agent),
@@ -162,7 +167,11 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             }
         }
         MemoryCommand::Search {
-            query, user, limit, ..
+            query,
+            user,
+            limit,
+            explain,
+            ..
         } => {
             let opts = SearchOptions {
                 scope: user.map_or(Scope::Everyone, |u| Scope::Person(Some(u))),
@@ -174,6 +183,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&hits)?);
             } else if hits.is_empty() {
                 eprintln!("no saved facts match");
+            } else if explain {
+                let floor = memory.fusion().floor_for(memory.embedder().is_some());
+                print!("{}", render::memory_explain(&hits, floor));
             } else {
                 for h in hits {
                     println!("{}  {:.4}  {}", h.memory.id, h.score, h.memory.text);

