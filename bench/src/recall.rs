@@ -449,10 +449,24 @@ impl Report<'_> {
             }
         }
         let mut fusion = best.1;
-        fusion.floor = self.best_floor(|f| Mode {
-            fusion: Fusion { floor: f, ..fusion },
-            ..Report::modes(fusion, MEANING_FLOOR)[2]
-        });
+        let mut best_floors = (f64::MIN, fusion);
+        for floor in (15..=35).map(|i| f64::from(i) * 0.02) {
+            for standout_floor in [0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 1.1] {
+                for standout_margin in [0.05, 0.1, 0.15, 0.2, 0.25, 0.3] {
+                    let f = Fusion {
+                        floor,
+                        standout_floor,
+                        standout_margin,
+                        ..fusion
+                    };
+                    let m = self.metrics(&Report::modes(f, MEANING_FLOOR)[2], Some(false));
+                    if m.kept + m.no_answer > best_floors.0 + 1e-9 {
+                        best_floors = (m.kept + m.no_answer, f);
+                    }
+                }
+            }
+        }
+        fusion = best_floors.1;
         fusion.words_floor = self.best_floor(|f| Mode {
             fusion: Fusion {
                 words_floor: f,

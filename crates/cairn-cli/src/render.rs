@@ -134,34 +134,54 @@ pub fn exit_code(status: RunStatus) -> std::process::ExitCode {
 
 /// Memory search hits with how each ranked (`--explain`): the full-text
 /// rank and score (share of the query's word weight), the cosine and its
-/// rank, the relevance, the final score, and whether it clears the recall
-/// `floor` (is put in a prompt).
-pub fn memory_explain(hits: &[cairn_core::MemoryHit], floor: f64) -> String {
+/// rank, the relevance, the final score, and whether it is among the
+/// `recalled` ids (put in a prompt).
+pub fn memory_explain(
+    hits: &[cairn_core::MemoryHit],
+    recalled: &[String],
+    fusion: &cairn_memory::Fusion,
+    semantic: bool,
+) -> String {
     let side = |rank: Option<usize>, value: Option<String>| match (rank, value) {
         (Some(r), Some(v)) => format!("#{r} {v}"),
         (None, Some(v)) => format!("- {v}"),
         _ => "-".to_string(),
     };
     let mut out = format!(
-        "{:<4}{:<28}{:>11}{:>13}{:>11}{:>8}  {:<9}fact\n",
+        "{:<4}{:<38}{:>11}{:>13}{:>11}{:>8}  {:<9}fact\n",
         "#", "id", "words", "meaning", "relevance", "score", "recalled"
     );
     for (i, h) in hits.iter().enumerate() {
         out.push_str(&format!(
-            "{:<4}{:<28}{:>11}{:>13}{:>11.3}{:>8.3}  {:<9}{}\n",
+            "{:<4}{:<38}{:>11}{:>13}{:>11.3}{:>8.3}  {:<9}{}\n",
             i + 1,
             h.memory.id,
             side(h.text_rank, h.lexical.map(|l| format!("{l:.2}"))),
             side(h.vector_rank, h.cosine.map(|c| format!("{c:.3}"))),
             h.relevance,
             h.score,
-            if h.relevance >= floor { "yes" } else { "no" },
+            if recalled.contains(&h.memory.id) {
+                "yes"
+            } else {
+                "no"
+            },
             short(&h.memory.text.replace('\n', " "), 100)
         ));
     }
+    let rule = if semantic {
+        format!(
+            "relevance at or above the recall floor ({:.2}), or, when none is, the first if at least {:.2} and {:.2} ahead of the next",
+            fusion.floor, fusion.standout_floor, fusion.standout_margin
+        )
+    } else {
+        format!(
+            "relevance at or above the recall floor ({:.2}, words only)",
+            fusion.words_floor
+        )
+    };
     out.push_str(&format!(
         "words: full-text rank and share of the query's word weight held; meaning: rank and cosine; \
-         recalled: relevance at or above the recall floor ({floor:.2}), so put in a prompt\n"
+         recalled (put in a prompt): {rule}\n"
     ));
     out
 }

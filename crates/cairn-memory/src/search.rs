@@ -63,8 +63,14 @@ pub struct Fusion {
     pub min_lexical: f64,
     /// Cosine from which weak word evidence counts.
     pub lexical_gate: f32,
-    /// Relevance below which a fact is not recalled into the prompt.
+    /// Relevance below which a fact is not recalled into the prompt...
     pub floor: f64,
+    /// ...unless it is the best fact, at least this relevant, and ahead of
+    /// the next by `standout_margin`: an answer stands out from the rest,
+    /// while noise for a question nothing answers is flat.
+    pub standout_floor: f64,
+    /// See `standout_floor`.
+    pub standout_margin: f64,
     /// The same floor when there are no embeddings (words only).
     pub words_floor: f64,
 }
@@ -81,6 +87,8 @@ impl Default for Fusion {
             min_lexical: 0.5,
             lexical_gate: 0.5,
             floor: 0.5,
+            standout_floor: 0.2,
+            standout_margin: 0.15,
             words_floor: 0.62,
         }
     }
@@ -188,7 +196,7 @@ pub struct Candidate {
     pub memory: MemoryRecord,
     /// Rank among the full-text hits (1-based).
     pub text_rank: Option<usize>,
-    /// Share of the query's word weight it holds (0..~1), if a text hit.
+    /// Share of the query's word weight it holds (0..1), if a text hit.
     pub lexical: Option<f64>,
     /// Rank among the nearest vectors (1-based).
     pub vector_rank: Option<usize>,
@@ -319,7 +327,18 @@ impl Memory {
             .await?;
         Ok(hits
             .into_iter()
-            .map(|(rowid, bm25)| (rowid, if ideal > 0.0 { bm25 / ideal } else { 0.0 }))
+            // A fact shorter than average scores a little above the ideal;
+            // it holds the whole query's weight all the same.
+            .map(|(rowid, bm25)| {
+                (
+                    rowid,
+                    if ideal > 0.0 {
+                        (bm25 / ideal).min(1.0)
+                    } else {
+                        0.0
+                    },
+                )
+            })
             .collect())
     }
 }
@@ -339,18 +358,13 @@ fn idf(facts: i64, holding: i64) -> f64 {
 /// the floor) are left out.
 pub fn rank(found: &Candidates, opts: &SearchOptions, now: i64) -> Vec<MemoryHit> {
     let fusion = opts.fusion.unwrap_or_default();
-    let floor = if opts.relevant_only {
-        fusion.floor_for(found.semantic)
-    } else {
-        f64::MIN_POSITIVE
-    };
     let mut scored: Vec<(f64, f64, &Candidate)> = found
         .facts
         .iter()
         .filter_map(|c| {
             let cosine = if found.semantic { c.cosine } else { None };
             let relevance = fusion.relevance(c.lexical, cosine);
-            if relevance < floor {
+            if relevance <= 0.0 {
                 return None;
             }
             let age_days = (now - c.memory.updated_at).max(0) as f64 / 86_400_000.0;
@@ -359,7 +373,24 @@ pub fn rank(found: &Candidates, opts: &SearchOptions, now: i64) -> Vec<MemoryHit
             Some((relevance + tie, relevance, c))
         })
         .collect();
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    // Equal scores keep the full-text order (BM25 prefers the shorter
+    // fact), then the vector order.
+    scored.sort_by(|a, b| {
+        b.0.total_cmp(&a.0)
+            .then(
+                a.2.text_rank
+                    .unwrap_or(usize::MAX)
+                    .cmp(&b.2.text_rank.unwrap_or(usize::MAX)),
+            )
+            .then(
+                a.2.vector_rank
+                    .unwrap_or(usize::MAX)
+                    .cmp(&b.2.vector_rank.unwrap_or(usize::MAX)),
+            )
+    });
+    if opts.relevant_only {
+        keep_recalled(&fusion, found.semantic, &mut scored);
+    }
     scored
         .into_iter()
         .take(opts.limit)
@@ -373,6 +404,20 @@ pub fn rank(found: &Candidates, opts: &SearchOptions, now: i64) -> Vec<MemoryHit
             cosine: c.cosine,
         })
         .collect()
+}
+
+/// Keeps the facts of `scored` (best first) that clear the recall floor:
+/// those at or above it or, when none is, the first alone if it stands out.
+fn keep_recalled(fusion: &Fusion, semantic: bool, scored: &mut Vec<(f64, f64, &Candidate)>) {
+    let floor = fusion.floor_for(semantic);
+    if !semantic || scored.iter().any(|s| s.1 >= floor) {
+        scored.retain(|s| s.1 >= floor);
+        return;
+    }
+    let first = scored.first().map_or(0.0, |s| s.1);
+    let second = scored.get(1).map_or(0.0, |s| s.1);
+    let stands_out = first >= fusion.standout_floor && first - second >= fusion.standout_margin;
+    scored.truncate(usize::from(stands_out));
 }
 
 /// The hits as a block for the system prompt, within `budget` bytes (whole

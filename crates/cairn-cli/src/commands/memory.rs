@@ -184,8 +184,21 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             } else if hits.is_empty() {
                 eprintln!("no saved facts match");
             } else if explain {
-                let floor = memory.fusion().floor_for(memory.embedder().is_some());
-                print!("{}", render::memory_explain(&hits, floor));
+                let recalled = SearchOptions {
+                    relevant_only: true,
+                    ..opts
+                };
+                let recalled: Vec<String> = memory
+                    .search(&agent, &query, &recalled)
+                    .await?
+                    .into_iter()
+                    .map(|h| h.memory.id)
+                    .collect();
+                let fusion = memory.fusion();
+                print!(
+                    "{}",
+                    render::memory_explain(&hits, &recalled, &fusion, memory.embedder().is_some())
+                );
             } else {
                 for h in hits {
                     println!("{}  {:.4}  {}", h.memory.id, h.score, h.memory.text);

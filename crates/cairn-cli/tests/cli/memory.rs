@@ -455,3 +455,101 @@ async fn memory_over_the_api() {
     let (_, all) = api.get(base).await;
     assert_eq!(all.as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn search_explains_its_ranking_and_recall_keeps_noise_out_of_the_prompt() {
+    let h = home();
+    for fact in [
+        "The user's dog is named Biscuit.",
+        "The staging server is called orion.",
+        "The office plants are watered on Fridays.",
+        "Invoices are sent on the first Monday of the month.",
+    ] {
+        ok(with_model(h.cmd()), &["memory", "save", fact]);
+    }
+    // --explain: each side's evidence and the recall decision.
+    let out = ok(
+        with_model(h.cmd()),
+        &[
+            "memory",
+            "search",
+            "--explain",
+            "which host do we test releases on before shipping?",
+        ],
+    );
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].contains("words") && lines[0].contains("meaning"),
+        "{text}"
+    );
+    assert!(
+        lines[0].contains("relevance") && lines[0].contains("recalled"),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains("staging server is called orion"),
+        "{text}"
+    );
+    // No content word in common: no full-text rank; found by meaning.
+    let first: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(first[2], "-", "{text}");
+    assert_eq!(first[3], "#1", "{text}");
+    assert!(text.contains("recall floor (0.50)"), "{text}");
+    // Below the floor, but far ahead of the rest: recalled.
+    assert!(first[5].parse::<f64>().unwrap() < 0.5, "{text}");
+    assert_eq!(first[7], "yes", "{text}");
+    // A rare word: a full-text hit holding all of the query's word weight.
+    let out = ok(
+        with_model(h.cmd()),
+        &["memory", "search", "--explain", "orion"],
+    );
+    let text = stdout(&out);
+    let first: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&first[2..4], ["#1", "1.00"], "{text}");
+
+    // A question nothing saved answers: the prompt gets no memories.
+    let fake = FakeLlm::start();
+    fake.push([Reply::text("I don't know.")]);
+    ok(
+        with_model(h.anthropic(&fake)),
+        &[
+            "run",
+            "--session",
+            "s1",
+            "What time does the bakery open on Sundays?",
+        ],
+    );
+    // One the memory answers: the fact is recalled.
+    fake.push([Reply::text("orion")]);
+    ok(
+        with_model(h.anthropic(&fake)),
+        &[
+            "run",
+            "--session",
+            "s2",
+            "which host do we test releases on before shipping?",
+        ],
+    );
+    let reqs = fake.requests();
+    let empty = reqs[0].body["system"].to_string();
+    assert!(!empty.contains("Things you remember"), "{empty}");
+    let recalled = reqs[1].body["system"].to_string();
+    assert!(recalled.contains("Things you remember"), "{recalled}");
+    assert!(
+        recalled.contains("staging server is called orion"),
+        "{recalled}"
+    );
+    assert!(!recalled.contains("plants"), "{recalled}");
+
+    // A floor out of range is a clear error.
+    let mut cmd = with_model(h.cmd());
+    cmd.env("CAIRN_MEMORY__RECALL_FLOOR", "2");
+    let bad = run(cmd, &["memory", "search", "orion"]);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("memory.recall_floor"),
+        "{}",
+        stderr(&bad)
+    );
+}
