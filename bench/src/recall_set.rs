@@ -128,3 +128,75 @@ impl RecallSet {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use cairn_memory::{Memory, SaveMemory, Scope};
+    use cairn_store::Store;
+
+    /// What the issue asks of the set, checked on the files themselves
+    /// (no model needed): sizes, and how many questions share no content
+    /// word with their fact, by the full-text index's own stemming.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_set_is_as_large_and_as_hard_as_asked() {
+        let set = load(&default_dir()).unwrap();
+        assert!(set.facts.len() >= 300, "{} facts", set.facts.len());
+        let answerable: Vec<&Question> = set
+            .questions
+            .iter()
+            .filter(|q| !q.answers.is_empty())
+            .collect();
+        let unanswerable = set.questions.len() - answerable.len();
+        assert!(answerable.len() >= 200, "{} questions", answerable.len());
+        assert!(unanswerable >= 20, "{unanswerable} questions without answer");
+        for kind in ["people", "preferences", "places", "dates", "infrastructure", "projects", "health", "money"] {
+            assert!(
+                set.facts.iter().filter(|f| f.category == kind).count() >= 20,
+                "{kind}"
+            );
+        }
+        let held = set.questions.iter().filter(|q| q.held).count();
+        assert!(held.abs_diff(set.questions.len() - held) <= 1);
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("set.db")).await.unwrap();
+        let memory = Memory::new(store, None);
+        let reqs = set
+            .facts
+            .iter()
+            .map(|f| SaveMemory {
+                agent: "set".into(),
+                user_id: None,
+                text: f.text.clone(),
+                importance: None,
+                source: None,
+                times: None,
+                shared: false,
+            })
+            .collect();
+        let saved = memory.save_many(reqs).await.unwrap();
+        let id_of: HashMap<String, String> = set
+            .facts
+            .iter()
+            .zip(saved)
+            .map(|(f, s)| (s.record().id.clone(), f.id.clone()))
+            .collect();
+        let mut apart = 0;
+        for q in &answerable {
+            let found = memory.candidates("set", &q.text, &Scope::Everyone).await.unwrap();
+            let shares = found
+                .facts
+                .iter()
+                .any(|c| c.lexical.is_some() && q.answers.contains(&id_of[&c.memory.id]));
+            apart += usize::from(!shares);
+        }
+        assert!(
+            apart * 2 >= answerable.len(),
+            "only {apart} of {} questions share no content word with their fact",
+            answerable.len()
+        );
+    }
+}
