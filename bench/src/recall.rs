@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use cairn_memory::{BertEmbedder, Candidates, Embedder, Fusion, Memory, SaveMemory, Scope, rank};
+use cairn_memory::{
+    BertEmbedder, Candidate, Candidates, Embedder, Fusion, Memory, SaveMemory, Scope, rank,
+};
 use cairn_store::{SavedMemory, Store};
 use serde_json::json;
 
@@ -44,6 +46,8 @@ struct Mode {
     name: &'static str,
     fusion: Fusion,
     semantic: bool,
+    /// Rank fusion as before (RRF), for comparison.
+    rrf: bool,
 }
 
 /// What a mode scores on some questions.
@@ -182,6 +186,9 @@ struct Report<'a> {
 impl Report<'_> {
     /// The fact ids a mode ranks for `s`: all hits, and those recalled.
     fn ranked(&self, s: &Searched, mode: &Mode) -> (Vec<String>, Vec<String>) {
+        if mode.rrf {
+            return self.ranked_rrf(s);
+        }
         let found = if mode.semantic { &s.found } else { &s.words };
         let mut opts = cairn_memory::SearchOptions {
             fusion: Some(mode.fusion),
@@ -196,6 +203,40 @@ impl Report<'_> {
         opts.relevant_only = true;
         opts.limit = RECALLED;
         let recalled = ids(rank(found, &opts, cairn_core::now_ms()));
+        (all, recalled)
+    }
+
+    /// The fusion this replaced, on the same candidates: reciprocal rank
+    /// fusion (k = 60) of the full-text order and the vector order (cosine
+    /// at least 0.2), no floor: a prompt got the first six.
+    fn ranked_rrf(&self, s: &Searched) -> (Vec<String>, Vec<String>) {
+        let mut by_text: Vec<&Candidate> = s
+            .found
+            .facts
+            .iter()
+            .filter(|c| c.text_rank.is_some())
+            .collect();
+        by_text.sort_by_key(|c| c.text_rank);
+        let mut by_vector: Vec<&Candidate> = s
+            .found
+            .facts
+            .iter()
+            .filter(|c| c.vector_rank.is_some() && c.cosine.is_some_and(|x| x >= 0.2))
+            .collect();
+        by_vector.sort_by_key(|c| c.vector_rank);
+        let mut fused: HashMap<&str, f64> = HashMap::new();
+        for list in [by_text, by_vector] {
+            for (i, c) in list.iter().enumerate() {
+                *fused.entry(c.memory.id.as_str()).or_default() += 1.0 / (61.0 + i as f64);
+            }
+        }
+        let mut order: Vec<(&str, f64)> = fused.into_iter().collect();
+        order.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+        let all: Vec<String> = order
+            .iter()
+            .filter_map(|(id, _)| self.ids.get(*id).cloned())
+            .collect();
+        let recalled = all.iter().take(RECALLED).cloned().collect();
         (all, recalled)
     }
 
@@ -252,12 +293,13 @@ impl Report<'_> {
         (apart, answerable.len())
     }
 
-    fn modes(fusion: Fusion, meaning_floor: f64) -> [Mode; 3] {
+    fn modes(fusion: Fusion, meaning_floor: f64) -> [Mode; 4] {
         [
             Mode {
                 name: "words only",
                 fusion,
                 semantic: false,
+                rrf: false,
             },
             Mode {
                 name: "meaning only",
@@ -267,11 +309,19 @@ impl Report<'_> {
                     ..fusion
                 },
                 semantic: true,
+                rrf: false,
             },
             Mode {
                 name: "hybrid",
                 fusion,
                 semantic: true,
+                rrf: false,
+            },
+            Mode {
+                name: "RRF (before)",
+                fusion,
+                semantic: true,
+                rrf: true,
             },
         ]
     }

@@ -151,8 +151,20 @@ mod tests {
             .collect();
         let unanswerable = set.questions.len() - answerable.len();
         assert!(answerable.len() >= 200, "{} questions", answerable.len());
-        assert!(unanswerable >= 20, "{unanswerable} questions without answer");
-        for kind in ["people", "preferences", "places", "dates", "infrastructure", "projects", "health", "money"] {
+        assert!(
+            unanswerable >= 20,
+            "{unanswerable} questions without answer"
+        );
+        for kind in [
+            "people",
+            "preferences",
+            "places",
+            "dates",
+            "infrastructure",
+            "projects",
+            "health",
+            "money",
+        ] {
             assert!(
                 set.facts.iter().filter(|f| f.category == kind).count() >= 20,
                 "{kind}"
@@ -162,7 +174,9 @@ mod tests {
         assert!(held.abs_diff(set.questions.len() - held) <= 1);
 
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&dir.path().join("set.db")).await.unwrap();
+        let store = Store::open_sqlite(&dir.path().join("set.db"))
+            .await
+            .unwrap();
         let memory = Memory::new(store, None);
         let reqs = set
             .facts
@@ -186,7 +200,10 @@ mod tests {
             .collect();
         let mut apart = 0;
         for q in &answerable {
-            let found = memory.candidates("set", &q.text, &Scope::Everyone).await.unwrap();
+            let found = memory
+                .candidates("set", &q.text, &Scope::Everyone)
+                .await
+                .unwrap();
             let shares = found
                 .facts
                 .iter()

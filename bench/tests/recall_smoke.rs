@@ -28,8 +28,14 @@ fn the_recall_benchmark_runs_on_a_slice_and_hybrid_holds_its_ground() {
     // Meaning carries most questions; words alone find fewer than half.
     assert!(metric("words only", "recall_at_3") < 0.6, "{report}");
     assert!(metric("hybrid", "recall_at_3") >= 0.75, "{report}");
-    assert!(metric("hybrid", "mrr") >= metric("words only", "mrr"), "{report}");
-    assert!(metric("hybrid", "mrr") >= metric("meaning only", "mrr") - 0.05, "{report}");
+    assert!(
+        metric("hybrid", "mrr") >= metric("words only", "mrr"),
+        "{report}"
+    );
+    assert!(
+        metric("hybrid", "mrr") >= metric("meaning only", "mrr") - 0.05,
+        "{report}"
+    );
 
     // Bad usage: a clear error and a non-zero exit.
     let bad = std::process::Command::new(env!("CARGO_BIN_EXE_cairn-bench"))

@@ -69,7 +69,7 @@ impl Tool for MemorySearch {
     fn spec(&self) -> ToolSpec {
         ToolSpec {
             name: "memory_search".into(),
-            description: "Search the facts you saved earlier, by meaning and by words. Returns the best matches with their ids.".into(),
+            description: "Search the facts you saved earlier, by meaning and by words. Returns the best matches with their ids and relevance (0..1; below about 0.5 a fact is probably not what was asked).".into(),
             input_schema: json!({"type": "object", "properties": {
                 "query": {"type": "string"},
                 "limit": {"type": "integer", "minimum": 1, "maximum": 50, "description": "default 8"}
@@ -98,7 +98,14 @@ impl Tool for MemorySearch {
             Ok(hits) if hits.is_empty() => ToolOutput::ok("no saved facts match"),
             Ok(hits) => ToolOutput::ok(
                 hits.iter()
-                    .map(|h| format!("{} {}", h.memory.id, h.memory.text))
+                    // The relevance (0..1) lets the model tell an answer
+                    // from the nearest of unrelated facts.
+                    .map(|h| {
+                        format!(
+                            "{} (relevance {:.2}) {}",
+                            h.memory.id, h.relevance, h.memory.text
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n"),
             ),
