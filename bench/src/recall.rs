@@ -13,10 +13,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use cairn_memory::{
-    BertEmbedder, Candidate, Candidates, Embedder, Fusion, Memory, SaveMemory, Scope, rank,
-};
-use cairn_store::{SavedMemory, Store};
+use cairn_memory::{BertEmbedder, Candidate, Candidates, Embedder, Fusion, Memory, Scope, rank};
+use cairn_store::Store;
 use serde_json::json;
 
 use crate::recall_set::{Question, RecallSet, default_dir, load};
@@ -106,7 +104,7 @@ pub async fn run(args: &[String]) -> Result<()> {
     let store = Store::open_sqlite(&dir.path().join("recall.db")).await?;
     let memory = Memory::new(store, Some(embedder.clone()));
     let t = Instant::now();
-    let ids = save_facts(&memory, &set).await?;
+    let ids = set.save(&memory, "bench").await?;
     let save_s = t.elapsed().as_secs_f64();
     let questions = if flags.smoke {
         set.slice(SMOKE)
@@ -146,34 +144,6 @@ pub async fn run(args: &[String]) -> Result<()> {
         report.tune();
     }
     report.print(&flags)
-}
-
-/// Saves every fact; gives the fact id of each memory id.
-async fn save_facts(memory: &Memory, set: &RecallSet) -> Result<HashMap<String, String>> {
-    let reqs = set
-        .facts
-        .iter()
-        .map(|f| SaveMemory {
-            agent: "bench".into(),
-            user_id: None,
-            text: f.text.clone(),
-            importance: None,
-            source: Some("recall-set".into()),
-            times: None,
-            shared: false,
-        })
-        .collect();
-    let saved = memory.save_many(reqs).await?;
-    let mut ids = HashMap::new();
-    for (fact, s) in set.facts.iter().zip(saved) {
-        match s {
-            SavedMemory::New(m) => ids.insert(m.id, fact.id.clone()),
-            SavedMemory::Duplicate(m) => {
-                bail!("{} was taken for a near-duplicate of {:?}", fact.id, m.text)
-            }
-        };
-    }
-    Ok(ids)
 }
 
 struct Report<'a> {

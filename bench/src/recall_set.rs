@@ -5,6 +5,8 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use cairn_memory::{Memory, SaveMemory};
+use cairn_store::SavedMemory;
 
 /// A fact of the set.
 #[derive(Debug, Clone)]
@@ -116,6 +118,36 @@ pub fn load(dir: &Path) -> Result<RecallSet> {
 }
 
 impl RecallSet {
+    /// Saves every fact as `agent`'s; gives the fact id of each memory id.
+    /// A fact taken for a near-duplicate of another is an error: the set
+    /// would no longer be what it says.
+    pub async fn save(&self, memory: &Memory, agent: &str) -> Result<HashMap<String, String>> {
+        let reqs = self
+            .facts
+            .iter()
+            .map(|f| SaveMemory {
+                agent: agent.into(),
+                user_id: None,
+                text: f.text.clone(),
+                importance: None,
+                source: Some("recall-set".into()),
+                times: None,
+                shared: false,
+            })
+            .collect();
+        let saved = memory.save_many(reqs).await?;
+        let mut ids = HashMap::new();
+        for (fact, s) in self.facts.iter().zip(saved) {
+            match s {
+                SavedMemory::New(m) => ids.insert(m.id, fact.id.clone()),
+                SavedMemory::Duplicate(m) => {
+                    bail!("{} was taken for a near-duplicate of {:?}", fact.id, m.text)
+                }
+            };
+        }
+        Ok(ids)
+    }
+
     /// A slice of about `n` questions spread over the whole set (every
     /// k-th), for a quick run.
     pub fn slice(&self, n: usize) -> Vec<Question> {
@@ -134,7 +166,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use cairn_memory::{Memory, SaveMemory, Scope};
+    use cairn_memory::Scope;
     use cairn_store::Store;
 
     /// What the issue asks of the set, checked on the files themselves
@@ -178,26 +210,7 @@ mod tests {
             .await
             .unwrap();
         let memory = Memory::new(store, None);
-        let reqs = set
-            .facts
-            .iter()
-            .map(|f| SaveMemory {
-                agent: "set".into(),
-                user_id: None,
-                text: f.text.clone(),
-                importance: None,
-                source: None,
-                times: None,
-                shared: false,
-            })
-            .collect();
-        let saved = memory.save_many(reqs).await.unwrap();
-        let id_of: HashMap<String, String> = set
-            .facts
-            .iter()
-            .zip(saved)
-            .map(|(f, s)| (s.record().id.clone(), f.id.clone()))
-            .collect();
+        let id_of = set.save(&memory, "set").await.unwrap();
         let mut apart = 0;
         for q in &answerable {
             let found = memory
