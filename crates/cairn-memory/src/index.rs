@@ -29,6 +29,10 @@ pub struct VectorIndex {
     words: usize,
     rowids: Vec<i64>,
     agents: Vec<u32>,
+    /// Per vector, the person it belongs to (interned, see `owner_ids`).
+    owners: Vec<u32>,
+    /// Per vector, whether every person may see it.
+    shared: Vec<bool>,
     /// Sign bits, `words` u64 per vector.
     bits: Vec<u64>,
     /// 8-bit values, `dims` per vector.
@@ -39,6 +43,7 @@ pub struct VectorIndex {
     /// so the bits split the data rather than all agreeing.
     center: Vec<f32>,
     agent_ids: HashMap<String, u32>,
+    owner_ids: HashMap<String, u32>,
     /// The store's `(added, removed)` counts when last synced.
     seen: (i64, i64),
     /// Highest row number read from the store.
@@ -56,11 +61,14 @@ impl VectorIndex {
             words: dims.div_ceil(64),
             rowids: Vec::new(),
             agents: Vec::new(),
+            owners: Vec::new(),
+            shared: Vec::new(),
             bits: Vec::new(),
             q8: Vec::new(),
             scales: Vec::new(),
             center: Vec::new(),
             agent_ids: HashMap::new(),
+            owner_ids: HashMap::new(),
             seen: (-1, -1),
             after: 0,
             sorted: true,
@@ -80,6 +88,8 @@ impl VectorIndex {
     fn clear(&mut self) {
         self.rowids.clear();
         self.agents.clear();
+        self.owners.clear();
+        self.shared.clear();
         self.bits.clear();
         self.q8.clear();
         self.scales.clear();
@@ -98,13 +108,23 @@ impl VectorIndex {
         }
     }
 
-    /// Adds one vector (ignored if its length is wrong).
+    /// Adds one vector of the local owner (ignored if its length is wrong).
     pub fn add(&mut self, rowid: i64, agent: &str, vector: &[f32]) {
+        self.add_owned(rowid, agent, ("", false), vector);
+    }
+
+    /// Adds one vector of `owner` (`(person, shared)`; person `""`: the
+    /// local owner), ignored if its length is wrong.
+    pub fn add_owned(&mut self, rowid: i64, agent: &str, owner: (&str, bool), vector: &[f32]) {
         if vector.len() != self.dims {
             return;
         }
         let next = self.agent_ids.len() as u32;
         let agent = *self.agent_ids.entry(agent.to_string()).or_insert(next);
+        let next = self.owner_ids.len() as u32;
+        let person = *self.owner_ids.entry(owner.0.to_string()).or_insert(next);
+        self.owners.push(person);
+        self.shared.push(owner.1);
         self.sorted &= self.rowids.last().is_none_or(|last| *last < rowid);
         self.rowids.push(rowid);
         self.agents.push(agent);
@@ -143,7 +163,7 @@ impl VectorIndex {
                 self.center = mean(page.iter().map(|v| v.vector.as_slice()), self.dims);
             }
             for v in &page {
-                self.add(v.rowid, &v.agent, &v.vector);
+                self.add_owned(v.rowid, &v.agent, (&v.owner, v.shared), &v.vector);
             }
             if (page.len() as i64) < PAGE {
                 break;
@@ -156,9 +176,25 @@ impl VectorIndex {
     /// The `k` rows of `agent` most similar to `query` by cosine (the
     /// vectors are normalised), best first, with their similarity.
     pub fn search(&self, agent: &str, query: &[f32], k: usize) -> Vec<(i64, f32)> {
+        self.search_scoped(agent, None, query, k)
+    }
+
+    /// `search` among the rows `person` may see (`Some(None)`: the local
+    /// owner): theirs and shared ones. Filtered in the scan, so many facts
+    /// of others cannot crowd a person's own out of the `k`.
+    pub fn search_scoped(
+        &self,
+        agent: &str,
+        person: Option<Option<&str>>,
+        query: &[f32],
+        k: usize,
+    ) -> Vec<(i64, f32)> {
         let Some(&agent) = self.agent_ids.get(agent) else {
             return vec![];
         };
+        // None: everyone; Some(None): a person with no fact of their own.
+        let person: Option<Option<u32>> =
+            person.map(|p| self.owner_ids.get(p.unwrap_or("")).copied());
         if query.len() != self.dims || k == 0 {
             return vec![];
         }
@@ -168,6 +204,12 @@ impl VectorIndex {
         let mut near: Vec<(u32, u32)> = Vec::with_capacity(self.rowids.len());
         for (i, code) in self.bits.chunks_exact(self.words).enumerate() {
             if self.agents[i] != agent {
+                continue;
+            }
+            if let Some(p) = person
+                && !self.shared[i]
+                && Some(self.owners[i]) != p
+            {
                 continue;
             }
             let d: u32 = code

@@ -159,7 +159,7 @@ impl Memory {
                 // same thing are two facts, each theirs.
                 let near: Vec<i64> = guard
                     .as_ref()
-                    .map(|ix| ix.search(&row.agent, &v, 8))
+                    .map(|ix| ix.search_scoped(&row.agent, Some(row.user_id.as_deref()), &v, 8))
                     .unwrap_or_default()
                     .into_iter()
                     .filter(|(_, score)| *score >= NEAR_DUPLICATE)
@@ -172,7 +172,10 @@ impl Memory {
                     .into_iter()
                     .find(|(_, m)| m.user_id == row.user_id);
                 if let Some((_, kept)) = same_person {
-                    let kept = self.store.refresh_memory(&kept.id, row.importance).await?;
+                    let kept = self
+                        .store
+                        .refresh_memory(&kept.id, row.importance, row.shared)
+                        .await?;
                     out[i] = Some(SavedMemory::Duplicate(kept));
                     continue;
                 }

@@ -252,7 +252,7 @@ impl Memory {
         if let Some(q) = &q {
             let guard = self.synced_index(None).await?;
             if let Some(ix) = guard.as_ref() {
-                vector = ix.search(agent, q, CANDIDATES);
+                vector = ix.search_scoped(agent, scope.person(), q, CANDIDATES);
                 let rowids: Vec<i64> = text.iter().map(|(r, _)| *r).collect();
                 for (rowid, cos) in rowids.iter().zip(ix.similarities(agent, q, &rowids)) {
                     if let Some(cos) = cos {

@@ -540,3 +540,51 @@ async fn recall_leaves_out_what_does_not_answer_the_question() {
     let found = words.search("a", "staging server", &recall).await.unwrap();
     assert_eq!(found[0].memory.text, "The staging server is called orion.");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persons_fact_is_found_by_meaning_among_many_closer_ones_of_others() {
+    let (_d, store) = store().await;
+    let memory = Memory::new(store, Some(minilm()));
+    // More facts of someone else than the vector side takes, all closer in
+    // meaning to the question than the one that matters.
+    let others: Vec<SaveMemory> = (0..60)
+        .map(|i| SaveMemory {
+            user_id: Some("telegram:1".into()),
+            ..fact("a", &format!("Test host number {i} is called orion-{i}."))
+        })
+        .collect();
+    memory.save_many(others).await.unwrap();
+    memory
+        .save(SaveMemory {
+            user_id: Some("telegram:2".into()),
+            ..fact("a", "My pre-production box for billing is named vega.")
+        })
+        .await
+        .unwrap();
+    let as_two = SearchOptions {
+        scope: cairn_memory::Scope::Person(Some("telegram:2".into())),
+        ..Default::default()
+    };
+    // No word in common with vega's fact: only the vector side finds it.
+    let q = "what is the test host called?";
+    let hits = memory.search("a", q, &as_two).await.unwrap();
+    assert_eq!(hits.len(), 1, "{hits:#?}");
+    assert!(hits[0].memory.text.contains("vega"));
+    assert_eq!(hits[0].vector_rank, Some(1));
+
+    // The owner's fact, once made shared, is everyone's, by meaning too.
+    let owners = "The team's staging machine is named atlas.";
+    memory.save(fact("a", owners)).await.unwrap();
+    let texts = |hits: Vec<cairn_core::MemoryHit>| -> Vec<String> {
+        hits.into_iter().map(|h| h.memory.text).collect()
+    };
+    assert!(!texts(memory.search("a", q, &as_two).await.unwrap()).contains(&owners.to_string()));
+    memory
+        .save(SaveMemory {
+            shared: true,
+            ..fact("a", owners)
+        })
+        .await
+        .unwrap();
+    assert!(texts(memory.search("a", q, &as_two).await.unwrap()).contains(&owners.to_string()));
+}

@@ -60,6 +60,10 @@ pub struct StoredVector {
     pub rowid: i64,
     /// The memory's agent.
     pub agent: String,
+    /// The person it belongs to (`""`: the local owner).
+    pub owner: String,
+    /// Seen by everyone the agent works for.
+    pub shared: bool,
     /// Little-endian f32 values.
     pub vector: Vec<f32>,
 }
@@ -333,7 +337,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<StoredVector>, StoreError> {
         let rows = sqlx::query(
-            "SELECT rowid, agent, embedding FROM memories
+            "SELECT rowid, agent, owner, shared, embedding FROM memories
              WHERE rowid > ? AND embed_model = ? AND embedding IS NOT NULL ORDER BY rowid LIMIT ?",
         )
         .bind(after)
@@ -347,6 +351,8 @@ impl Store {
                 Ok(StoredVector {
                     rowid: r.try_get("rowid")?,
                     agent: r.try_get("agent")?,
+                    owner: r.try_get("owner")?,
+                    shared: r.try_get("shared")?,
                     vector: blob_to_vector(&blob),
                 })
             })
@@ -371,18 +377,22 @@ impl Store {
         Ok(one.is_some())
     }
 
-    /// Marks a memory as saved again: newer, and at least as important.
+    /// Marks a memory as saved again: newer, at least as important, and
+    /// shared if it is saved as shared now.
     pub async fn refresh_memory(
         &self,
         id: &str,
         importance: f64,
+        shared: bool,
     ) -> Result<MemoryRecord, StoreError> {
         let _writing = self.lock_writes().await;
         let row = sqlx::query(concat!(
-            "UPDATE memories SET importance = max(importance, ?), updated_at = ? WHERE id = ? RETURNING ",
+            "UPDATE memories SET importance = max(importance, ?), shared = max(shared, ?), updated_at = ? \
+             WHERE id = ? RETURNING ",
             memory_columns!()
         ))
         .bind(importance)
+        .bind(shared)
         .bind(now_ms())
         .bind(id)
         .fetch_optional(&self.writer)

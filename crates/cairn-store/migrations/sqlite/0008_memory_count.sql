@@ -14,3 +14,10 @@ CREATE TRIGGER memories_ad AFTER DELETE ON memories BEGIN
     INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
     UPDATE memory_generation SET removed = removed + 1, live = live - 1 WHERE id = 1;
 END;
+-- The in-memory vector index scans only the facts a person may see; a fact
+-- made shared changes that, so the index is rebuilt (rare: a fact is made
+-- shared once at most).
+CREATE TRIGGER memories_as AFTER UPDATE OF shared ON memories
+WHEN old.shared != new.shared BEGIN
+    UPDATE memory_generation SET removed = removed + 1 WHERE id = 1;
+END;
