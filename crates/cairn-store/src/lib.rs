@@ -120,7 +120,8 @@ impl Store {
 
     /// Checks the database answers (for `doctor` and readiness).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        // The file first: a query may need a new pool connection, and
+        // opening a moved file fails with a vaguer error than this one.
         let (path, opened) = self.file.as_ref();
         if file_identity(path) != *opened {
             return Err(StoreError::Open {
@@ -131,6 +132,7 @@ impl Store {
                         .into(),
             });
         }
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 
