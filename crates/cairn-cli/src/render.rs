@@ -134,11 +134,11 @@ pub fn exit_code(status: RunStatus) -> std::process::ExitCode {
 
 /// Memory search hits with how each ranked (`--explain`): the full-text
 /// rank and score (share of the query's word weight), the cosine and its
-/// rank, the relevance, the final score, and whether it is among the
-/// `recalled` ids (put in a prompt).
+/// rank, the relevance, the final score, and whether a prompt gets it
+/// (`recalled`, one per hit).
 pub fn memory_explain(
     hits: &[cairn_core::MemoryHit],
-    recalled: &[String],
+    recalled: &[bool],
     fusion: &cairn_memory::Fusion,
     semantic: bool,
 ) -> String {
@@ -151,7 +151,7 @@ pub fn memory_explain(
         "{:<4}{:<38}{:>11}{:>13}{:>11}{:>8}  {:<9}fact\n",
         "#", "id", "words", "meaning", "relevance", "score", "recalled"
     );
-    for (i, h) in hits.iter().enumerate() {
+    for (i, (h, recalled)) in hits.iter().zip(recalled).enumerate() {
         out.push_str(&format!(
             "{:<4}{:<38}{:>11}{:>13}{:>11.3}{:>8.3}  {:<9}{}\n",
             i + 1,
@@ -160,11 +160,7 @@ pub fn memory_explain(
             side(h.vector_rank, h.cosine.map(|c| format!("{c:.3}"))),
             h.relevance,
             h.score,
-            if recalled.contains(&h.memory.id) {
-                "yes"
-            } else {
-                "no"
-            },
+            if *recalled { "yes" } else { "no" },
             short(&h.memory.text.replace('\n', " "), 100)
         ));
     }

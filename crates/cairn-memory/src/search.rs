@@ -113,6 +113,23 @@ impl Fusion {
         self.semantic_weight * sem + (1.0 - self.semantic_weight) * lex
     }
 
+    /// Which facts of one search a prompt gets, given their relevances in
+    /// the order of the results (best first, all of them or at least the
+    /// first two): those at or above the floor or, when none is, the first
+    /// alone if it stands out from the second.
+    pub fn recalled(&self, semantic: bool, relevances: &[f64]) -> Vec<bool> {
+        let floor = self.floor_for(semantic);
+        if !semantic || relevances.iter().any(|r| *r >= floor) {
+            return relevances.iter().map(|r| *r >= floor).collect();
+        }
+        let first = relevances.first().copied().unwrap_or(0.0);
+        let second = relevances.get(1).copied().unwrap_or(0.0);
+        let stands_out = first >= self.standout_floor && first - second >= self.standout_margin;
+        (0..relevances.len())
+            .map(|i| i == 0 && stands_out)
+            .collect()
+    }
+
     /// The floor that applies to a search with or without embeddings.
     pub fn floor_for(&self, semantic: bool) -> f64 {
         if semantic {
@@ -243,17 +260,22 @@ impl Memory {
         if query.trim().is_empty() {
             return Ok(Candidates::default());
         }
+        // One read serves the common-word cap and the index's sync.
+        let generation = self.store.memory_generation().await?;
         // The full-text side waits on the store's reader threads while the
         // query is embedded on this one: run them together.
-        let (text, q) = tokio::join!(self.text_side(agent, query, scope), self.embed_query(query));
+        let (text, q) = tokio::join!(
+            self.text_side(agent, query, scope, generation),
+            self.embed_query(query)
+        );
         let (text, q) = (text?, q?);
+        let mut rowids: Vec<i64> = text.iter().map(|(r, _)| *r).collect();
         let mut vector: Vec<(i64, f32)> = vec![];
         let mut cosines: HashMap<i64, f32> = HashMap::new();
         if let Some(q) = &q {
-            let guard = self.synced_index(None).await?;
+            let guard = self.synced_index(Some(generation)).await?;
             if let Some(ix) = guard.as_ref() {
                 vector = ix.search_scoped(agent, scope.person(), q, CANDIDATES);
-                let rowids: Vec<i64> = text.iter().map(|(r, _)| *r).collect();
                 for (rowid, cos) in rowids.iter().zip(ix.similarities(agent, q, &rowids)) {
                     if let Some(cos) = cos {
                         cosines.insert(*rowid, cos);
@@ -262,7 +284,6 @@ impl Memory {
             }
         }
         cosines.extend(vector.iter().copied());
-        let mut rowids: Vec<i64> = text.iter().map(|(r, _)| *r).collect();
         rowids.extend(vector.iter().map(|(r, _)| *r));
         let records = self.store.memories_by_rowid(&rowids).await?;
         let facts = records
@@ -293,18 +314,19 @@ impl Memory {
         Ok(embedder.embed(&[query.to_string()]).await?.pop())
     }
 
-    /// Full-text hits with their share of the query's word weight.
+    /// Full-text hits with their share of the query's word weight;
+    /// `(added, removed)` are the store's counts, just read.
     async fn text_side(
         &self,
         agent: &str,
         query: &str,
         scope: &Scope,
+        (added, removed): (i64, i64),
     ) -> Result<Vec<(i64, f64)>, MemoryError> {
         let terms = query_terms(query);
         if terms.is_empty() {
             return Ok(vec![]);
         }
-        let (added, removed) = self.store.memory_generation().await?;
         // Common words are left out only when meaning can stand in for them.
         let common = self
             .embedder
@@ -389,7 +411,9 @@ pub fn rank(found: &Candidates, opts: &SearchOptions, now: i64) -> Vec<MemoryHit
             )
     });
     if opts.relevant_only {
-        keep_recalled(&fusion, found.semantic, &mut scored);
+        let relevances: Vec<f64> = scored.iter().map(|s| s.1).collect();
+        let mut recalled = fusion.recalled(found.semantic, &relevances).into_iter();
+        scored.retain(|_| recalled.next().unwrap_or(false));
     }
     scored
         .into_iter()
@@ -404,20 +428,6 @@ pub fn rank(found: &Candidates, opts: &SearchOptions, now: i64) -> Vec<MemoryHit
             cosine: c.cosine,
         })
         .collect()
-}
-
-/// Keeps the facts of `scored` (best first) that clear the recall floor:
-/// those at or above it or, when none is, the first alone if it stands out.
-fn keep_recalled(fusion: &Fusion, semantic: bool, scored: &mut Vec<(f64, f64, &Candidate)>) {
-    let floor = fusion.floor_for(semantic);
-    if !semantic || scored.iter().any(|s| s.1 >= floor) {
-        scored.retain(|s| s.1 >= floor);
-        return;
-    }
-    let first = scored.first().map_or(0.0, |s| s.1);
-    let second = scored.get(1).map_or(0.0, |s| s.1);
-    let stands_out = first >= fusion.standout_floor && first - second >= fusion.standout_margin;
-    scored.truncate(usize::from(stands_out));
 }
 
 /// The hits as a block for the system prompt, within `budget` bytes (whole

@@ -175,29 +175,24 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         } => {
             let opts = SearchOptions {
                 scope: user.map_or(Scope::Everyone, |u| Scope::Person(Some(u))),
-                limit,
+                // What a prompt gets depends on the first two facts.
+                limit: if explain { limit.max(2) } else { limit },
                 ..Default::default()
             };
-            let hits = memory.search(&agent, &query, &opts).await?;
+            let mut hits = memory.search(&agent, &query, &opts).await?;
+            let semantic = memory.embedder().is_some();
+            let relevances: Vec<f64> = hits.iter().map(|h| h.relevance).collect();
+            let recalled = memory.fusion().recalled(semantic, &relevances);
+            hits.truncate(limit);
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&hits)?);
             } else if hits.is_empty() {
                 eprintln!("no saved facts match");
             } else if explain {
-                let recalled = SearchOptions {
-                    relevant_only: true,
-                    ..opts
-                };
-                let recalled: Vec<String> = memory
-                    .search(&agent, &query, &recalled)
-                    .await?
-                    .into_iter()
-                    .map(|h| h.memory.id)
-                    .collect();
                 let fusion = memory.fusion();
                 print!(
                     "{}",
-                    render::memory_explain(&hits, &recalled, &fusion, memory.embedder().is_some())
+                    render::memory_explain(&hits, &recalled, &fusion, semantic)
                 );
             } else {
                 for h in hits {
