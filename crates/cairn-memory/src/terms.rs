@@ -9,7 +9,7 @@
 //! language and a content word in another ("son", "die", "been") is only
 //! dropped in its own language.
 
-use std::collections::HashSet;
+use cairn_store::index_words;
 
 /// Words kept from one query: more would only slow the index down.
 const MAX_TERMS: usize = 64;
@@ -197,21 +197,10 @@ const DUTCH: &[&str] = &[
 /// The languages with a list, English first (it wins ties).
 const LISTS: [&[&str]; 6] = [ENGLISH, FRENCH, GERMAN, SPANISH, ITALIAN, DUTCH];
 
-/// The distinct words of `text`, lower-cased, in order (letters and digits;
-/// everything else separates words, as the full-text index does).
-pub fn words(text: &str) -> Vec<String> {
-    let mut seen = HashSet::new();
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .filter(|w| seen.insert(w.clone()))
-        .collect()
-}
-
 /// The words of `query` to look up: its distinct words without the function
 /// words of its language. A query made only of function words keeps none.
 pub fn query_terms(query: &str) -> Vec<String> {
-    let all = words(query);
+    let all = index_words(query);
     let hits = |list: &[&str]| all.iter().filter(|w| list.contains(&w.as_str())).count();
     // English wins ties: another list must explain strictly more words.
     let mut list = ENGLISH;

@@ -27,7 +27,8 @@ pub use channels::{Accepted, AwaitingReply, NewOutbound};
 pub use error::StoreError;
 pub use journal::{NewCompaction, NewEntry, StepCommit};
 pub use memories::{
-    NewMemory, SavedMemory, StoredVector, TermCounts, blob_to_vector, fts_query, vector_to_blob,
+    NewMemory, SavedMemory, StoredVector, TermCounts, blob_to_vector, fts_query, index_words,
+    vector_to_blob,
 };
 pub use owner::{is_dead_local, this_process};
 pub use queue::{Job, NewJob, kinds};

@@ -113,11 +113,22 @@ pub fn fts_query(text: &str) -> Option<String> {
 
 /// The distinct words of `text`, each quoted as an FTS5 string.
 fn fts_words(text: &str) -> Vec<String> {
+    index_words(text)
+        .iter()
+        .take(64)
+        .map(|w| fts_string(w))
+        .collect()
+}
+
+/// The distinct words of `text`, lower-cased, in order: letters and digits,
+/// everything else separating words, as the full-text index splits them
+/// (it folds case itself).
+pub fn index_words(text: &str) -> Vec<String> {
     let mut seen = std::collections::HashSet::new();
     text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty() && seen.insert(w.to_lowercase()))
-        .take(64)
-        .map(fts_string)
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .filter(|w| seen.insert(w.clone()))
         .collect()
 }
 
