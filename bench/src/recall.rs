@@ -359,25 +359,21 @@ impl Report<'_> {
 
     /// Hybrid recall@1 on the held part per kind of fact asked for.
     fn print_kinds(&self, mode: &Mode) {
-        let kind: HashMap<&str, &str> = self
-            .set
-            .facts
-            .iter()
-            .map(|f| (f.id.as_str(), f.category.as_str()))
-            .collect();
+        let facts = self.set.by_id();
         let mut per: Vec<(&str, usize, usize)> = Vec::new();
         for s in self.searched.iter().filter(|s| s.question.held) {
             let Some(k) = s
                 .question
                 .answers
                 .first()
-                .and_then(|a| kind.get(a.as_str()))
+                .and_then(|a| facts.get(a.as_str()))
+                .map(|f| f.category.as_str())
             else {
                 continue;
             };
             let (all, _) = self.ranked(s, mode);
             let hit = all.first().is_some_and(|f| s.question.answers.contains(f));
-            match per.iter_mut().find(|(name, _, _)| name == k) {
+            match per.iter_mut().find(|(name, _, _)| *name == k) {
                 Some(e) => {
                     e.1 += usize::from(hit);
                     e.2 += 1;
@@ -393,12 +389,7 @@ impl Report<'_> {
     }
 
     fn print_misses(&self, mode: &Mode) {
-        let text: HashMap<&str, &str> = self
-            .set
-            .facts
-            .iter()
-            .map(|f| (f.id.as_str(), f.text.as_str()))
-            .collect();
+        let facts = self.set.by_id();
         println!("held questions hybrid ranks wrong (or recalls for no answer):");
         for s in self.searched.iter().filter(|s| s.question.held) {
             let (all, recalled) = self.ranked(s, mode);
@@ -433,7 +424,7 @@ impl Report<'_> {
                     s.question.text,
                     evidence(want),
                     evidence(first),
-                    text.get(first).copied().unwrap_or("")
+                    facts.get(first).map_or("", |f| f.text.as_str())
                 );
             }
         }

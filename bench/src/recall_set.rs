@@ -118,6 +118,11 @@ pub fn load(dir: &Path) -> Result<RecallSet> {
 }
 
 impl RecallSet {
+    /// Every fact by its id.
+    pub fn by_id(&self) -> HashMap<&str, &Fact> {
+        self.facts.iter().map(|f| (f.id.as_str(), f)).collect()
+    }
+
     /// Saves every fact as `agent`'s; gives the fact id of each memory id.
     /// A fact taken for a near-duplicate of another is an error: the set
     /// would no longer be what it says.
