@@ -84,6 +84,11 @@ impl ServerProcess {
         }
     }
 
+    /// The port the server listens on.
+    pub fn port(&self) -> &str {
+        self.url.rsplit(':').next().unwrap_or_default()
+    }
+
     /// Process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -38,7 +38,7 @@ fn cross_site_and_rebinding_requests_reach_no_model() {
     let h = home();
     let fake = FakeLlm::start();
     let server = start(&h, &fake);
-    let port = server.url.rsplit(':').next().unwrap().to_string();
+    let port = server.port().to_string();
     // Were a request to get through, the model would run a command that
     // leaves a mark in the workspace.
     fake.push([
@@ -154,7 +154,7 @@ fn configured_hosts_and_origins_are_let_in() {
             "[\"https://console.internal\"]",
         );
     let server = cairn_testkit::ServerProcess::start(cmd);
-    let port = server.url.rsplit(':').next().unwrap().to_string();
+    let port = server.port().to_string();
     let (got, text) = raw_request(
         &server.url,
         &format!(

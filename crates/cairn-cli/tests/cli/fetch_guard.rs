@@ -35,7 +35,7 @@ fn private_loopback_and_metadata_addresses_are_refused() {
     let h = home();
     let fake = FakeLlm::start();
     let server = start(&h, &fake);
-    let api_port = server.url.rsplit(':').next().unwrap().to_string();
+    let api_port = server.port().to_string();
     // 127.0.0.2 stands in for a public site: it is allowed by config.
     h.write_config("[tools.http_fetch]\nallow = [\"127.0.0.2\"]\n");
     let ok_port = serve_forever(
