@@ -588,3 +588,24 @@ async fn a_persons_fact_is_found_by_meaning_among_many_closer_ones_of_others() {
         .unwrap();
     assert!(texts(memory.search("a", q, &as_two).await.unwrap()).contains(&owners.to_string()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_query_is_searched_without_error() {
+    let (_d, store) = store().await;
+    let memory = Memory::new(store, Some(minilm()));
+    for t in SIX_FACTS {
+        memory.save(fact("a", t)).await.unwrap();
+    }
+    // 20,000 distinct words, FTS5 syntax among them (a prompt-injected tool
+    // result searched as is): only the first 64 content words are looked
+    // up, the model reads only its first tokens.
+    let mut q: String = (0..20_000).map(|i| format!("w{i} ")).collect();
+    q.push_str("orion \" NEAR( * col:x");
+    let hits = memory
+        .search("a", &q, &SearchOptions::default())
+        .await
+        .unwrap();
+    assert!(hits.len() <= 10);
+    let terms = cairn_memory::terms::query_terms(&q);
+    assert_eq!(terms.len(), 64);
+}
