@@ -161,10 +161,17 @@ async fn store_writes() -> Result<(f64, f64)> {
         .await?
         .context("lease")?;
     let entry = || cairn_store::NewEntry {
-        kind: cairn_core::JournalKind::ToolResult,
         ref_seq: Some(1),
         ref_entry: None,
-        payload: json!({"output": "x".repeat(200)}),
+        body: cairn_core::JournalPayload::ToolResult(cairn_core::ToolResultEntry {
+            id: "call_1".into(),
+            name: "read_file".into(),
+            output: "x".repeat(200),
+            is_error: false,
+            bytes: 200,
+            duration_ms: 1,
+            outcome_unknown: false,
+        }),
     };
     let n = 2000;
     let t = Instant::now();

@@ -6,6 +6,7 @@ pub mod agent;
 pub mod api;
 pub mod channel;
 pub mod ids;
+pub mod journal;
 pub mod memory;
 pub mod message;
 pub mod model;
@@ -14,10 +15,14 @@ pub mod schedule;
 pub mod tool;
 
 pub use agent::{AgentSpec, SandboxProfile};
+pub use journal::{
+    CompactionDone, CompactionIntent, JournalEntry, JournalKind, JournalPayload, ModelCallIntent,
+    ModelOutcome, RunEnd, ToolIntent, ToolResultEntry,
+};
 pub use memory::{MemoryHit, MemoryRecord, MessageFilter, MessageHit};
 pub use message::{ContentBlock, Message, Role};
 pub use model::{ModelRequest, ModelResponse, StopReason, StreamEvent, Usage};
-pub use run::{JournalEntry, JournalKind, RunEvent, RunRecord, RunStatus};
+pub use run::{RunEvent, RunRecord, RunStatus};
 pub use tool::{ToolCall, ToolOutput, ToolSpec};
 
 /// Milliseconds since the Unix epoch, the one timestamp format in the store.

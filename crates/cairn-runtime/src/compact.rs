@@ -11,12 +11,14 @@
 //! prompt and tools bigger than the window) fails the run instead of
 //! compacting again and again.
 
-use cairn_core::{JournalKind, Message, ModelRequest, RunEvent, RunRecord, ToolSpec, Usage};
+use cairn_core::{
+    CompactionDone, CompactionIntent, JournalPayload, Message, ModelRequest, RunEvent, RunRecord,
+    ToolSpec, Usage,
+};
 use cairn_llm::LlmError;
 use cairn_llm::tokens::TokenCounter;
 use cairn_memory::SaveMemory;
 use cairn_store::{NewCompaction, SessionLease, StepCommit};
-use serde_json::json;
 
 use crate::history::close_open_tool_calls;
 use crate::steps::entry;
@@ -182,9 +184,12 @@ impl Runtime {
                 None,
                 StepCommit {
                     entries: vec![entry(
-                        JournalKind::CompactionStart,
                         None,
-                        json!({"through_seq": through_seq, "messages": cut, "tokens_before": tokens_before}),
+                        JournalPayload::CompactionStart(CompactionIntent {
+                            through_seq,
+                            messages: cut,
+                            tokens_before,
+                        }),
                     )],
                     ..Default::default()
                 },
@@ -221,18 +226,17 @@ impl Runtime {
             return Ok(Err(self.cannot_fit(budget, tokens_after)));
         }
         let result = entry(
-            JournalKind::Compaction,
             None,
-            json!({
-                "through_seq": through_seq,
-                "messages": cut,
-                "tokens_before": tokens_before,
-                "tokens_after": tokens_after,
-                "facts": summarized.facts,
-                "facts_saved": saved,
-                "model_calls": calls,
-                "usage": usage,
-                "summary": text,
+            JournalPayload::Compaction(CompactionDone {
+                through_seq,
+                messages: cut,
+                tokens_before,
+                tokens_after,
+                facts: summarized.facts,
+                facts_saved: saved,
+                model_calls: calls,
+                usage,
+                summary: text.clone(),
             }),
         );
         self.store

@@ -11,13 +11,12 @@
 //! activities: a crash in between re-runs calls that are safe to re-run.
 
 use cairn_core::{
-    ContentBlock, JournalKind, Message, ModelRequest, ModelResponse, Role, RunEvent, RunRecord,
-    RunStatus, StreamEvent, ToolCall, now_ms,
+    ContentBlock, JournalPayload, Message, ModelCallIntent, ModelOutcome, ModelRequest,
+    ModelResponse, Role, RunEnd, RunEvent, RunRecord, RunStatus, StreamEvent, ToolCall, now_ms,
 };
 use cairn_llm::LlmError;
 use cairn_store::{NewEntry, SessionLease, StepCommit};
 use cairn_tools::{ToolContext, ToolRegistry};
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::compact::{ContextBudget, Fixed};
@@ -28,16 +27,11 @@ use crate::{AgentSpec, Runtime, RuntimeError};
 /// How long to wait when a provider rate-limits without saying.
 const DEFAULT_COOLDOWN: std::time::Duration = std::time::Duration::from_secs(60);
 
-pub(crate) fn entry(
-    kind: JournalKind,
-    ref_seq: Option<i64>,
-    payload: serde_json::Value,
-) -> NewEntry {
+pub(crate) fn entry(ref_seq: Option<i64>, body: JournalPayload) -> NewEntry {
     NewEntry {
-        kind,
         ref_seq,
         ref_entry: None,
-        payload,
+        body,
     }
 }
 
@@ -49,9 +43,14 @@ pub(crate) fn model_intent(
     stream: bool,
 ) -> NewEntry {
     entry(
-        JournalKind::ModelCall,
         None,
-        json!({"provider": run.provider, "model": run.model, "messages": messages, "tools": tools, "stream": stream}),
+        JournalPayload::ModelCall(ModelCallIntent {
+            provider: run.provider.clone(),
+            model: run.model.clone(),
+            messages,
+            tools,
+            stream,
+        }),
     )
 }
 
@@ -77,14 +76,15 @@ pub(crate) struct Carry {
 
 impl Carry {
     /// A result entry that refers to the pending intent gets its index.
-    fn result_for(&self, kind: JournalKind, payload: serde_json::Value) -> NewEntry {
+    fn result_for(&self, outcome: ModelOutcome) -> NewEntry {
+        let body = JournalPayload::ModelResult(outcome);
         match self.call {
-            Some(CallRef::Seq(seq)) => entry(kind, Some(seq), payload),
+            Some(CallRef::Seq(seq)) => entry(Some(seq), body),
             Some(CallRef::Pending(i)) => NewEntry {
                 ref_entry: Some(i),
-                ..entry(kind, None, payload)
+                ..entry(None, body)
             },
-            None => entry(kind, None, payload),
+            None => entry(None, body),
         }
     }
 }
@@ -248,10 +248,11 @@ impl Runtime {
                 Err(e @ LlmError::ContextOverflow { .. }) if overflowed.is_none() => {
                     // Told apart from other errors: compact (once) and try
                     // the call again, believing the window the provider named.
-                    let failed = carry.result_for(
-                        JournalKind::ModelResult,
-                        json!({"error": e.to_string(), "context_overflow": true}),
-                    );
+                    let failed = carry.result_for(ModelOutcome::Failed {
+                        error: e.to_string(),
+                        context_overflow: true,
+                        cooling_down_until: None,
+                    });
                     carry.entries.push(failed);
                     carry.call = None;
                     if let LlmError::ContextOverflow { limit, .. } = &e {
@@ -279,10 +280,11 @@ impl Runtime {
                         .max(std::time::Duration::from_secs(1));
                     let until = now_ms() + wait.as_millis() as i64;
                     let reason = format!("{} rate limit: {message}", self.provider.name());
-                    let failed = carry.result_for(
-                        JournalKind::ModelResult,
-                        json!({"error": reason, "cooling_down_until": until}),
-                    );
+                    let failed = carry.result_for(ModelOutcome::Failed {
+                        error: reason.clone(),
+                        context_overflow: false,
+                        cooling_down_until: Some(until),
+                    });
                     carry.entries.push(failed);
                     carry.call = None;
                     self.flush(run, lease, carry).await?;
@@ -294,8 +296,11 @@ impl Runtime {
                     return Ok((RunStatus::Queued, None));
                 }
                 Err(e) => {
-                    let failed =
-                        carry.result_for(JournalKind::ModelResult, json!({"error": e.to_string()}));
+                    let failed = carry.result_for(ModelOutcome::Failed {
+                        error: e.to_string(),
+                        context_overflow: false,
+                        cooling_down_until: None,
+                    });
                     carry.entries.push(failed);
                     // The call was made: its intent stays, with the error.
                     carry.call = None;
@@ -319,10 +324,10 @@ impl Runtime {
             }
             // The tool calls' intents commit with the response that asked
             // for them: journaled before they run, in one transaction.
-            let result = carry.result_for(
-                JournalKind::ModelResult,
-                json!({"response": response, "cost_usd": cost}),
-            );
+            let result = carry.result_for(ModelOutcome::Answered {
+                response,
+                cost_usd: cost,
+            });
             let mut entries = std::mem::take(&mut carry.entries);
             let first_intent = entries.len() + 1;
             entries.push(result);
@@ -461,13 +466,16 @@ impl Runtime {
         run.status = status;
         run.error = error;
         run.finished_at = Some(now_ms());
-        let payload = json!({"status": status, "error": run.error});
+        let payload = JournalPayload::RunEnd(RunEnd {
+            status,
+            error: run.error.clone(),
+        });
         self.store
             .commit_step(
                 &run.id,
                 None,
                 StepCommit {
-                    entries: vec![entry(JournalKind::RunEnd, None, payload)],
+                    entries: vec![entry(None, payload)],
                     run: Some(run),
                     ..Default::default()
                 },

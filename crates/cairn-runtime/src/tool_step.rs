@@ -6,12 +6,12 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use cairn_core::{
-    ContentBlock, JournalKind, Message, Role, RunEvent, RunRecord, RunStatus, ToolCall, ToolOutput,
+    ContentBlock, JournalPayload, Message, Role, RunEvent, RunRecord, RunStatus, ToolCall,
+    ToolIntent, ToolOutput, ToolResultEntry,
 };
 use cairn_store::{NewEntry, SessionLease, StepCommit};
 use cairn_tools::{ToolContext, ToolRegistry};
 use futures_util::future::join_all;
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::history::OUTCOME_UNKNOWN;
@@ -38,9 +38,13 @@ fn is_idempotent(tools: &ToolRegistry, c: &ToolCall) -> bool {
 pub(crate) fn tool_intent(tools: &ToolRegistry, c: &ToolCall) -> NewEntry {
     let idempotent = is_idempotent(tools, c);
     entry(
-        JournalKind::ToolCall,
         None,
-        json!({"id": c.id, "name": c.name, "input": c.input, "idempotent": idempotent}),
+        JournalPayload::ToolCall(ToolIntent {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            input: c.input.clone(),
+            idempotent,
+        }),
     )
 }
 
@@ -144,26 +148,22 @@ impl Runtime {
     ) -> Result<HashMap<String, Prior>, RuntimeError> {
         let mut prior = HashMap::new();
         for e in self.store.journal(run_id).await? {
-            let Some(id) = e.payload["id"].as_str().map(str::to_string) else {
-                continue;
-            };
-            match e.kind {
-                JournalKind::ToolCall => {
+            match e.body {
+                JournalPayload::ToolCall(intent) => {
                     prior.insert(
-                        id,
+                        intent.id,
                         Prior::Started {
                             seq: e.seq,
-                            idempotent: e.payload["idempotent"] == true,
+                            idempotent: intent.idempotent,
                         },
                     );
                 }
-                JournalKind::ToolResult => {
-                    let out = e.payload["output"].as_str().unwrap_or("").to_string();
+                JournalPayload::ToolResult(result) => {
                     prior.insert(
-                        id,
+                        result.id,
                         Prior::Done(ToolOutput {
-                            content: out,
-                            is_error: e.payload["is_error"] == true,
+                            content: result.output,
+                            is_error: result.is_error,
                         }),
                     );
                 }
@@ -220,8 +220,14 @@ impl Runtime {
         let futures = calls.iter().map(|call| {
             let plan = match prior.get(&call.id) {
                 Some(Prior::Done(out)) => Plan::Reuse(out.clone()),
-                Some(Prior::Started { seq, idempotent: true }) => Plan::Run(*seq),
-                Some(Prior::Started { seq, idempotent: false }) => Plan::Unknown(*seq),
+                Some(Prior::Started {
+                    seq,
+                    idempotent: true,
+                }) => Plan::Run(*seq),
+                Some(Prior::Started {
+                    seq,
+                    idempotent: false,
+                }) => Plan::Unknown(*seq),
                 Some(Prior::Journaled { seq }) => Plan::Run(*seq),
                 None => Plan::Run(seq_of.remove(call.id.as_str()).unwrap_or(0)),
             };
@@ -231,27 +237,48 @@ impl Runtime {
                     Plan::Reuse(out) => return Ok((out, None)),
                     Plan::Unknown(seq) => (ToolOutput::error(OUTCOME_UNKNOWN), seq, true),
                     Plan::Run(seq) => {
-                        events(RunEvent::ToolCall { id: call.id.clone(), name: call.name.clone(), input: call.input.clone() });
+                        events(RunEvent::ToolCall {
+                            id: call.id.clone(),
+                            name: call.name.clone(),
+                            input: call.input.clone(),
+                        });
                         let started = Instant::now();
                         let out = invoke(tools, ctx, call).await;
                         duration_ms = started.elapsed().as_millis() as u64;
                         (out, seq, false)
                     }
                 };
-                let payload = json!({
-                    "id": call.id, "name": call.name, "output": output.content, "is_error": output.is_error,
-                    "bytes": output.content.len(), "duration_ms": duration_ms, "outcome_unknown": unknown,
+                let payload = JournalPayload::ToolResult(ToolResultEntry {
+                    id: call.id.clone(),
+                    name: call.name.clone(),
+                    output: output.content.clone(),
+                    is_error: output.is_error,
+                    bytes: output.content.len(),
+                    duration_ms,
+                    outcome_unknown: unknown,
                 });
-                let result = entry(JournalKind::ToolResult, Some(seq), payload);
+                let result = entry(Some(seq), payload);
                 let deferred = if defer {
                     Some(result)
                 } else {
                     self.store
-                        .commit_step(&run.id, None, StepCommit { entries: vec![result], ..Default::default() })
+                        .commit_step(
+                            &run.id,
+                            None,
+                            StepCommit {
+                                entries: vec![result],
+                                ..Default::default()
+                            },
+                        )
                         .await?;
                     None
                 };
-                events(RunEvent::ToolResult { id: call.id.clone(), name: call.name.clone(), is_error: output.is_error, bytes: output.content.len() });
+                events(RunEvent::ToolResult {
+                    id: call.id.clone(),
+                    name: call.name.clone(),
+                    is_error: output.is_error,
+                    bytes: output.content.len(),
+                });
                 Ok::<_, cairn_store::StoreError>((output, deferred))
             }
         });

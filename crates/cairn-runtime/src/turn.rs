@@ -251,9 +251,15 @@ impl Runtime {
             }
             Ok((status, error)) => self.finish(&mut run, status, error, events).await,
             Err(e) => {
-                let _ = self
+                // The run's own error is what the caller needs; a failure to
+                // record it is logged (the watchdog ends the run later).
+                if let Err(record) = self
                     .finish(&mut run, RunStatus::Failed, Some(e.to_string()), events)
-                    .await;
+                    .await
+                {
+                    tracing::error!(run = %run.id, error = %record, cause = %e,
+                        "cannot record the run as failed");
+                }
                 Err(e)
             }
         };

@@ -101,7 +101,9 @@ async fn executor_loop(state: Arc<AppState>) {
 
 async fn drive(state: &Arc<AppState>, job: Job) {
     let Some(run_id) = job.run_id.clone() else {
-        let _ = state.rt.store.complete_job(&job).await;
+        // Nothing to drive: a job of this kind always names its run.
+        tracing::warn!(job = %job.id, "a run job without a run; dropping it");
+        finish_job(state, &job).await;
         return;
     };
     let cancel = CancellationToken::new();
@@ -178,16 +180,26 @@ async fn tell_cooling_down(state: &AppState, run: &cairn_core::RunRecord) {
     if !first_time {
         return;
     }
-    let Ok(Some(msg)) = state.rt.store.inbound_for_run(&run.id).await else {
-        return;
+    let msg = match state.rt.store.inbound_for_run(&run.id).await {
+        Ok(Some(msg)) => msg,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(run = %run.id, error = %e, "cannot read the message that started the run; no cooldown notice");
+            return;
+        }
     };
-    let Ok(Some((until, _))) = state
+    let until = match state
         .rt
         .store
         .provider_cooldown(&run.provider, now_ms())
         .await
-    else {
-        return;
+    {
+        Ok(Some((until, _))) => until,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(provider = %run.provider, error = %e, "cannot read the provider's cooldown; no cooldown notice");
+            return;
+        }
     };
     let notice = cairn_store::NewOutbound {
         channel: msg.channel,
@@ -208,25 +220,46 @@ async fn tell_cooling_down(state: &AppState, run: &cairn_core::RunRecord) {
     }
 }
 
-/// Ends a run as failed outside the runtime (panic, missing agent).
+/// Ends a run as failed outside the runtime (panic, missing agent). Each
+/// store failure is logged: the run may stay unfinished until the lease
+/// watchdog takes it, which is why the job is completed last.
 async fn fail(state: &AppState, job: &Job, run_id: &str, reason: &str) {
     tracing::error!(run = %run_id, reason, "run failed");
-    if let Ok(mut run) = state.rt.store.get_run(run_id).await {
-        if !run.status.is_terminal() {
-            run.status = RunStatus::Failed;
-            run.error = Some(reason.to_string());
-            run.finished_at = Some(now_ms());
-            let _ = state.rt.store.update_run(&run).await;
+    match state.rt.store.get_run(run_id).await {
+        Ok(mut run) => {
+            if !run.status.is_terminal() {
+                run.status = RunStatus::Failed;
+                run.error = Some(reason.to_string());
+                run.finished_at = Some(now_ms());
+                if let Err(e) = state.rt.store.update_run(&run).await {
+                    tracing::error!(run = %run_id, error = %e, "cannot record the run as failed");
+                }
+            }
+            let lease = cairn_store::SessionLease {
+                session_id: run.session_id.clone(),
+                run_id: run_id.to_string(),
+                version: 0,
+            };
+            if let Err(e) = state.rt.store.release_session(&lease).await {
+                tracing::error!(run = %run_id, session = %run.session_id, error = %e,
+                    "cannot free the session; it frees when its lease expires");
+            }
+            state
+                .hub
+                .publish(run_id, RunEvent::RunFinished { run: Box::new(run) });
         }
-        let lease = cairn_store::SessionLease {
-            session_id: run.session_id.clone(),
-            run_id: run_id.to_string(),
-            version: 0,
-        };
-        let _ = state.rt.store.release_session(&lease).await;
-        state
-            .hub
-            .publish(run_id, RunEvent::RunFinished { run: Box::new(run) });
+        Err(e) => tracing::error!(run = %run_id, error = %e, "cannot read the failed run"),
     }
-    let _ = state.rt.store.complete_job(job).await;
+    finish_job(state, job).await;
+}
+
+/// Completes a job, logging a fenced or failed completion.
+async fn finish_job(state: &AppState, job: &Job) {
+    match state.rt.store.complete_job(job).await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(job = %job.id, attempt = job.attempt,
+            "job was taken over by a newer claim; this completion is ignored"),
+        Err(e) => tracing::error!(job = %job.id, error = %e,
+            "cannot complete the job; it runs again when its lease expires"),
+    }
 }

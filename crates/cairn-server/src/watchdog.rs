@@ -70,8 +70,8 @@ fn allowance(r: &RunProgress, stuck: Duration) -> i64 {
     let tool_limit = r
         .in_flight
         .iter()
-        .filter(|c| c["name"] == "exec")
-        .map(|c| c["input"]["timeout_s"].as_i64().unwrap_or(120) * 1000 + TOOL_SLACK_MS)
+        .filter(|c| c.name == "exec")
+        .map(|c| c.input["timeout_s"].as_i64().unwrap_or(120) * 1000 + TOOL_SLACK_MS)
         .max()
         .unwrap_or(0);
     (stuck.as_millis() as i64).max(tool_limit)
@@ -166,8 +166,20 @@ async fn check(
 /// stuck one has stopped); a channel message it answered now waits for the
 /// new run's reply instead. Returns the new run's id.
 async fn retry(state: &Arc<AppState>, run_id: &str) -> Option<String> {
-    let run = state.rt.store.get_run(run_id).await.ok()?;
-    let agent = state.agent(&run.agent).await.ok()?;
+    let run = match state.rt.store.get_run(run_id).await {
+        Ok(run) => run,
+        Err(e) => {
+            tracing::warn!(run = %run_id, error = %e, "watchdog: cannot read the run to retry it");
+            return None;
+        }
+    };
+    let agent = match state.agent(&run.agent).await {
+        Ok(agent) => agent,
+        Err(e) => {
+            tracing::warn!(run = %run_id, agent = %run.agent, error = %e, "watchdog: the run's agent is not available");
+            return None;
+        }
+    };
     let req = cairn_runtime::TurnRequest {
         agent,
         session_id: Some(run.session_id.clone()),

@@ -23,6 +23,13 @@ pub enum StoreError {
         /// Version found.
         found: i64,
     },
+    /// A write that changes a session's messages was made without holding
+    /// the session (a bug in the caller, not bad data).
+    #[error("{action} needs the session lease, and none was given")]
+    LeaseRequired {
+        /// What was attempted.
+        action: &'static str,
+    },
     /// The thing asked for does not exist.
     #[error("{what} {id:?} not found")]
     NotFound {

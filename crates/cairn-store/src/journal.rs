@@ -2,7 +2,7 @@
 //! journal entries, the session message and the run's totals commit together
 //! or not at all.
 
-use cairn_core::{JournalEntry, JournalKind, Message, RunRecord, now_ms};
+use cairn_core::{JournalEntry, JournalPayload, Message, RunRecord, now_ms};
 use sqlx::Row;
 
 use crate::{SessionLease, Store, StoreError};
@@ -11,15 +11,13 @@ use rusqlite::OptionalExtension;
 /// A journal entry about to be written.
 #[derive(Debug, Clone)]
 pub struct NewEntry {
-    /// What it records.
-    pub kind: JournalKind,
     /// For results: the intent's seq.
     pub ref_seq: Option<i64>,
     /// For results whose intent is in the same commit: its index there
     /// (its seq is not known before the commit).
     pub ref_entry: Option<usize>,
-    /// Details.
-    pub payload: serde_json::Value,
+    /// What it records.
+    pub body: JournalPayload,
 }
 
 /// Everything one step changes, committed atomically.
@@ -65,9 +63,11 @@ impl Store {
             .entries
             .iter()
             .map(|e| {
-                let payload = serde_json::to_string(&e.payload)
+                let payload = e
+                    .body
+                    .encode()
                     .map_err(|e| StoreError::corrupt("run_journal", e))?;
-                Ok((e.kind.as_str(), e.ref_seq, e.ref_entry, payload))
+                Ok((e.body.kind().as_str(), e.ref_seq, e.ref_entry, payload))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let compaction = step.compaction.clone();
@@ -75,10 +75,9 @@ impl Store {
             None
         } else {
             let Some(lease) = lease.as_deref() else {
-                return Err(StoreError::corrupt(
-                    "messages",
-                    "a message append needs the session lease",
-                ));
+                return Err(StoreError::LeaseRequired {
+                    action: "appending messages",
+                });
             };
             let contents = step
                 .messages
@@ -191,10 +190,9 @@ impl Store {
                 Ok(seqs)
             }
             (Err(()), Some(lease)) => Err(self.conflict(&lease.session_id, lease.version).await),
-            (Err(()), None) => Err(StoreError::corrupt(
-                "messages",
-                "a message append needs the session lease",
-            )),
+            (Err(()), None) => Err(StoreError::LeaseRequired {
+                action: "appending messages",
+            }),
         }
     }
 
@@ -213,11 +211,8 @@ impl Store {
                 Ok(JournalEntry {
                     run_id: r.try_get("run_id")?,
                     seq: r.try_get("seq")?,
-                    kind: JournalKind::parse(&kind).ok_or_else(|| {
-                        StoreError::corrupt("run_journal", format!("unknown kind {kind:?}"))
-                    })?,
                     ref_seq: r.try_get("ref_seq")?,
-                    payload: serde_json::from_str(&payload)
+                    body: JournalPayload::decode(&kind, &payload)
                         .map_err(|e| StoreError::corrupt("run_journal", e))?,
                     at: r.try_get("at")?,
                 })

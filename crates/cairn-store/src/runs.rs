@@ -1,6 +1,6 @@
 //! Runs: one turn of work in a session, with its status and totals.
 
-use cairn_core::{RunRecord, RunStatus, Usage};
+use cairn_core::{JournalPayload, RunRecord, RunStatus, ToolIntent, Usage};
 use sqlx::Row;
 
 use crate::{Store, StoreError};
@@ -101,8 +101,15 @@ impl Store {
             .await?;
             let in_flight = calls
                 .iter()
-                .filter_map(|p| serde_json::from_str::<serde_json::Value>(p).ok())
-                .collect();
+                .map(|p| match JournalPayload::decode("tool_call", p) {
+                    Ok(JournalPayload::ToolCall(intent)) => Ok(intent),
+                    Ok(_) => Err(StoreError::corrupt(
+                        "run_journal",
+                        "tool_call decoded as another kind",
+                    )),
+                    Err(e) => Err(StoreError::corrupt("run_journal", e)),
+                })
+                .collect::<Result<_, _>>()?;
             out.push(RunProgress {
                 session_id: r.try_get("session_id")?,
                 last_progress: r.try_get("last")?,
@@ -222,8 +229,8 @@ pub struct RunProgress {
     pub session_id: String,
     /// Time of its newest journal entry (ms), or its creation.
     pub last_progress: i64,
-    /// Payloads of the tool intents of its newest step.
-    pub in_flight: Vec<serde_json::Value>,
+    /// The tool intents of its newest step.
+    pub in_flight: Vec<ToolIntent>,
 }
 
 /// Inserts a queued run and its job, creating its session if new, inside

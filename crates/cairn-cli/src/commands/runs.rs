@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use cairn_core::api::RunDetail;
-use cairn_core::{JournalEntry, JournalKind};
+use cairn_core::{ContentBlock, JournalEntry, JournalPayload, ModelOutcome};
 
 use crate::{config, render, wiring};
 
@@ -121,41 +121,36 @@ pub async fn run(args: Args) -> Result<ExitCode> {
 }
 
 fn describe(e: &JournalEntry) -> String {
-    let p = &e.payload;
-    match e.kind {
-        JournalKind::ModelCall => format!(
+    match &e.body {
+        JournalPayload::ModelCall(c) => format!(
             "model call   {} ({} messages, {} tools{})",
-            p["model"].as_str().unwrap_or(""),
-            p["messages"],
-            p["tools"],
-            if p["stream"] == true {
-                ", streaming"
-            } else {
-                ""
-            }
+            c.model,
+            c.messages,
+            c.tools,
+            if c.stream { ", streaming" } else { "" }
         ),
-        JournalKind::ModelResult => {
-            if let Some(err) = p["error"].as_str() {
-                return format!("model error  {}", render::short(err, 150));
-            }
-            let r = &p["response"];
-            let text: String = r["content"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|b| b["text"].as_str())
+        JournalPayload::ModelResult(ModelOutcome::Failed { error, .. }) => {
+            format!("model error  {}", render::short(error, 150))
+        }
+        JournalPayload::ModelResult(ModelOutcome::Answered { response, cost_usd }) => {
+            let text: String = response
+                .content
+                .iter()
+                .filter_map(|b| match b {
+                    ContentBlock::Text { text } => Some(text.as_str()),
+                    _ => None,
+                })
                 .collect();
-            let calls = r["content"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|b| b["type"] == "tool_use")
+            let calls = response
+                .content
+                .iter()
+                .filter(|b| matches!(b, ContentBlock::ToolUse { .. }))
                 .count();
             format!(
                 "model result {} in / {} out tokens · {} · {}{}",
-                r["usage"]["input_tokens"],
-                r["usage"]["output_tokens"],
-                render::cost(p["cost_usd"].as_f64().unwrap_or(0.0)),
+                response.usage.input_tokens,
+                response.usage.output_tokens,
+                render::cost(*cost_usd),
                 if calls > 0 {
                     format!("{calls} tool call(s) ")
                 } else {
@@ -164,41 +159,38 @@ fn describe(e: &JournalEntry) -> String {
                 render::short(&text, 80)
             )
         }
-        JournalKind::ToolCall => format!(
+        JournalPayload::ToolCall(c) => format!(
             "tool call    {} {}{}",
-            p["name"].as_str().unwrap_or(""),
-            render::short(&p["input"].to_string(), 100),
-            if p["idempotent"] == true {
-                ""
+            c.name,
+            render::short(&c.input.to_string(), 100),
+            if c.idempotent { "" } else { "  (side effects)" }
+        ),
+        JournalPayload::ToolResult(r) => format!(
+            "tool result  {} {} · {} bytes · {} ms · {}{}",
+            r.name,
+            if r.is_error { "error" } else { "ok" },
+            r.bytes,
+            r.duration_ms,
+            if r.outcome_unknown {
+                "outcome unknown · "
             } else {
-                "  (side effects)"
-            }
+                ""
+            },
+            render::short(&r.output, 80)
         ),
-        JournalKind::ToolResult => format!(
-            "tool result  {} {} · {} bytes · {} ms · {}",
-            p["name"].as_str().unwrap_or(""),
-            if p["is_error"] == true { "error" } else { "ok" },
-            p["bytes"],
-            p["duration_ms"],
-            render::short(p["output"].as_str().unwrap_or(""), 80)
-        ),
-        JournalKind::CompactionStart => format!(
+        JournalPayload::CompactionStart(c) => format!(
             "compacting   {} messages, about {} tokens",
-            p["messages"], p["tokens_before"]
+            c.messages, c.tokens_before
         ),
-        JournalKind::Compaction => format!(
+        JournalPayload::Compaction(c) => format!(
             "compacted    {} messages · {} → {} tokens · {} fact(s) saved · {} call(s)",
-            p["messages"],
-            p["tokens_before"],
-            p["tokens_after"],
-            p["facts_saved"],
-            p["model_calls"]
+            c.messages, c.tokens_before, c.tokens_after, c.facts_saved, c.model_calls
         ),
-        JournalKind::RunEnd => format!(
+        JournalPayload::RunEnd(r) => format!(
             "run end      {}{}",
-            p["status"].as_str().unwrap_or(""),
-            p["error"]
-                .as_str()
+            r.status.as_str(),
+            r.error
+                .as_deref()
                 .map(|e| format!(": {e}"))
                 .unwrap_or_default()
         ),

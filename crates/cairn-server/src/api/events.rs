@@ -23,11 +23,14 @@ pub(crate) async fn next_event(
     rx: &mut Receiver<RunEvent>,
     first: bool,
 ) -> Option<RunEvent> {
-    if first
-        && let Ok(run) = state.rt.store.get_run(run_id).await
-        && run.status.is_terminal()
-    {
-        return Some(RunEvent::RunFinished { run: Box::new(run) });
+    if first {
+        match state.rt.store.get_run(run_id).await {
+            Ok(run) if run.status.is_terminal() => {
+                return Some(RunEvent::RunFinished { run: Box::new(run) });
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(run = run_id, error = %e, "cannot read the run being watched"),
+        }
     }
     loop {
         tokio::select! {
@@ -35,8 +38,13 @@ pub(crate) async fn next_event(
                 Ok(e) => return Some(e),
                 Err(RecvError::Lagged(n)) => tracing::warn!(run = run_id, skipped = n, "a slow watcher missed events"),
                 Err(RecvError::Closed) => {
-                    let run = state.rt.store.get_run(run_id).await.ok()?;
-                    return Some(RunEvent::RunFinished { run: Box::new(run) });
+                    return match state.rt.store.get_run(run_id).await {
+                        Ok(run) => Some(RunEvent::RunFinished { run: Box::new(run) }),
+                        Err(e) => {
+                            tracing::warn!(run = run_id, error = %e, "cannot read the finished run");
+                            None
+                        }
+                    };
                 }
             },
             _ = state.shutdown.cancelled() => return None,
