@@ -4,12 +4,12 @@
 //! redelivery (same platform id) changes nothing. Replies are enqueued once
 //! per run and retried until delivered or dead-lettered.
 
-use cairn_core::channel::{InboundMessage, OutboxItem};
-use cairn_core::ids::new_id;
-use cairn_core::{RunRecord, now_ms};
-use sqlx::Row;
+use async_trait::async_trait;
+use cairn_core::RunRecord;
+use cairn_core::channel::InboundMessage;
+use cairn_core::channel::OutboxItem;
 
-use crate::{Store, StoreError};
+use crate::StoreError;
 
 /// What became of an inbound message.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,465 +49,93 @@ pub struct AwaitingReply {
     pub run: RunRecord,
 }
 
-/// How often a stranger is told no, however much they send.
-const STRANGER_TOLD_EVERY_MS: i64 = 3_600_000;
-
-impl Store {
+/// ChannelStore: see the module documentation.
+#[async_trait]
+pub trait ChannelStore: Send + Sync {
     /// Records an inbound message: with `run` (allowed sender; it names the
     /// person it works for) the run is queued in the same
     /// transaction; without, `refusal` is queued as the
     /// reply. A message already recorded is a `Duplicate`.
-    pub async fn accept_inbound(
+    async fn accept_inbound(
         &self,
         msg: &InboundMessage,
         run: Option<&RunRecord>,
         refusal: Option<&str>,
-    ) -> Result<Accepted, StoreError> {
-        let Some(run) = run else {
-            return self.refuse_stranger(msg, refusal).await;
-        };
-        let _writing = self.lock_writes().await;
-        let mut tx = self.write_tx().await?;
-        let now = now_ms();
-        let inserted = sqlx::query(
-            "INSERT INTO channel_inbox (channel, platform_id, chat_id, thread, user_id, text, received_at, outcome, session_id, run_id)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(&msg.channel)
-        .bind(&msg.platform_id)
-        .bind(&msg.chat_id)
-        .bind(&msg.thread)
-        .bind(&msg.user_id)
-        .bind(&msg.text)
-        .bind(now)
-        .bind(&run.session_id)
-        .bind(&run.id)
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 0 {
-            return Ok(Accepted::Duplicate);
-        }
-        crate::runs::queue_run_in_session(&mut tx, run).await?;
-        // The session is its first person's (a run names its own).
-        sqlx::query("UPDATE sessions SET user_id = COALESCE(user_id, ?) WHERE id = ?")
-            .bind(run.user_id.as_deref())
-            .bind(&run.session_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(Accepted::Queued {
-            run_id: run.id.clone(),
-        })
-    }
-
-    /// Counts a stranger's message (its text is not kept) and queues the
-    /// refusal unless they were told within the last hour.
-    async fn refuse_stranger(
-        &self,
-        msg: &InboundMessage,
-        refusal: Option<&str>,
-    ) -> Result<Accepted, StoreError> {
-        let _writing = self.lock_writes().await;
-        let mut tx = self.write_tx().await?;
-        let now = now_ms();
-        let last_told: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO channel_strangers (channel, user_id, messages, first_seen, last_seen, last_told)
-             VALUES (?1, ?2, 1, ?3, ?3, NULL)
-             ON CONFLICT (channel, user_id) DO UPDATE SET messages = messages + 1, last_seen = ?3
-             RETURNING last_told",
-        )
-        .bind(&msg.channel)
-        .bind(&msg.user_id)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        if last_told.is_none_or(|t| now - t >= STRANGER_TOLD_EVERY_MS) {
-            let out = NewOutbound {
-                channel: msg.channel.clone(),
-                chat_id: msg.chat_id.clone(),
-                thread: msg.thread.clone(),
-                parts: vec![
-                    refusal
-                        .unwrap_or("Sorry, I only talk to people I know.")
-                        .to_string(),
-                ],
-                run_id: None,
-            };
-            insert_outbound(&mut tx, &out, now).await?;
-            sqlx::query(
-                "UPDATE channel_strangers SET last_told = ? WHERE channel = ? AND user_id = ?",
-            )
-            .bind(now)
-            .bind(&msg.channel)
-            .bind(&msg.user_id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(Accepted::Refused)
-    }
+    ) -> Result<Accepted, StoreError>;
 
     /// Messages counted from strangers on `channel`, by sender.
-    pub async fn stranger_counts(&self, channel: &str) -> Result<Vec<(String, i64)>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT user_id, messages FROM channel_strangers WHERE channel = ? ORDER BY user_id",
-        )
-        .bind(channel)
-        .fetch_all(&self.pool)
-        .await?)
-    }
+    async fn stranger_counts(&self, channel: &str) -> Result<Vec<(String, i64)>, StoreError>;
 
     /// Finished runs started by channel messages whose reply is not yet
     /// enqueued.
-    pub async fn awaiting_replies(&self, limit: i64) -> Result<Vec<AwaitingReply>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT i.channel, i.platform_id, i.chat_id, i.thread, i.user_id, i.text, i.run_id
-             FROM channel_inbox i JOIN runs r ON r.id = i.run_id
-             WHERE i.replied = 0 AND i.run_id IS NOT NULL AND r.status IN ('completed', 'failed', 'cancelled')
-             LIMIT ?",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            let run_id: String = r.try_get("run_id")?;
-            out.push(AwaitingReply {
-                message: inbound_from_row(&r)?,
-                run: self.get_run(&run_id).await?,
-            });
-        }
-        Ok(out)
-    }
+    async fn awaiting_replies(&self, limit: i64) -> Result<Vec<AwaitingReply>, StoreError>;
 
     /// Enqueues the reply to an inbound message and marks it replied, in
     /// one transaction (so a reply is enqueued once).
-    pub async fn enqueue_reply(
+    async fn enqueue_reply(
         &self,
         msg: &InboundMessage,
         out: &NewOutbound,
-    ) -> Result<bool, StoreError> {
-        let _writing = self.lock_writes().await;
-        let mut tx = self.write_tx().await?;
-        let marked = sqlx::query(
-            "UPDATE channel_inbox SET replied = 1 WHERE channel = ? AND platform_id = ? AND replied = 0",
-        )
-        .bind(&msg.channel)
-        .bind(&msg.platform_id)
-        .execute(&mut *tx)
-        .await?;
-        if marked.rows_affected() == 0 {
-            return Ok(false);
-        }
-        insert_outbound(&mut tx, out, now_ms()).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
+    ) -> Result<bool, StoreError>;
 
     /// Enqueues a message that answers no inbound one (a notice).
-    pub async fn enqueue_outbound(&self, out: &NewOutbound) -> Result<(), StoreError> {
-        let _writing = self.lock_writes().await;
-        let mut tx = self.write_tx().await?;
-        insert_outbound(&mut tx, out, now_ms()).await?;
-        tx.commit().await?;
-        Ok(())
-    }
+    async fn enqueue_outbound(&self, out: &NewOutbound) -> Result<(), StoreError>;
 
     /// Pending items of `channel` due by `now`, oldest first; per chat, an
     /// item is due only after the earlier ones of that chat were sent (the
     /// parts of a reply arrive in order).
-    pub async fn due_outbound(
+    async fn due_outbound(
         &self,
         channel: &str,
         now: i64,
         limit: i64,
-    ) -> Result<Vec<OutboxItem>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM channel_outbox o WHERE o.status = 'pending' AND o.channel = ?1 AND o.next_at <= ?2
-             AND NOT EXISTS (SELECT 1 FROM channel_outbox e WHERE e.status = 'pending' AND e.channel = o.channel
-                             AND e.chat_id = o.chat_id AND (e.created_at < o.created_at OR (e.created_at = o.created_at AND e.id < o.id)))
-             ORDER BY o.created_at, o.id LIMIT ?3",
-        )
-        .bind(channel)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(outbox_from_row).collect()
-    }
+    ) -> Result<Vec<OutboxItem>, StoreError>;
 
     /// Every outbox item (of a channel), newest first.
-    pub async fn list_outbound(
+    async fn list_outbound(
         &self,
         channel: Option<&str>,
         limit: i64,
-    ) -> Result<Vec<OutboxItem>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM channel_outbox WHERE ?1 IS NULL OR channel = ?1 ORDER BY created_at DESC, id DESC LIMIT ?2",
-        )
-        .bind(channel)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(outbox_from_row).collect()
-    }
+    ) -> Result<Vec<OutboxItem>, StoreError>;
 
     /// Records a delivery attempt: sent, retried at `retry_at`, or dead.
-    pub async fn outbound_attempt(
+    async fn outbound_attempt(
         &self,
         id: &str,
         result: Result<(), (String, Option<i64>)>,
-    ) -> Result<(), StoreError> {
-        let _writing = self.lock_writes().await;
-        let now = now_ms();
-        match result {
-            Ok(()) => {
-                sqlx::query(
-                    "UPDATE channel_outbox SET status = 'sent', attempts = attempts + 1, sent_at = ? WHERE id = ?",
-                )
-                .bind(now)
-                .bind(id)
-                .execute(&self.writer)
-                .await?;
-            }
-            Err((error, retry_at)) => {
-                sqlx::query(
-                    "UPDATE channel_outbox SET attempts = attempts + 1, last_error = ?,
-                        status = CASE WHEN ? IS NULL THEN 'dead' ELSE 'pending' END, next_at = COALESCE(?, next_at)
-                     WHERE id = ?",
-                )
-                .bind(error)
-                .bind(retry_at)
-                .bind(retry_at)
-                .bind(id)
-                .execute(&self.writer)
-                .await?;
-            }
-        }
-        Ok(())
-    }
+    ) -> Result<(), StoreError>;
 
     /// A polling channel's saved position.
-    pub async fn channel_cursor(&self, channel: &str) -> Result<Option<String>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT cursor FROM channel_cursors WHERE channel = ?")
-                .bind(channel)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
-    }
+    async fn channel_cursor(&self, channel: &str) -> Result<Option<String>, StoreError>;
 
     /// Saves a polling channel's position.
-    pub async fn set_channel_cursor(&self, channel: &str, cursor: &str) -> Result<(), StoreError> {
-        let _writing = self.lock_writes().await;
-        sqlx::query(
-            "INSERT INTO channel_cursors (channel, cursor) VALUES (?, ?)
-             ON CONFLICT (channel) DO UPDATE SET cursor = excluded.cursor",
-        )
-        .bind(channel)
-        .bind(cursor)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
-    }
+    async fn set_channel_cursor(&self, channel: &str, cursor: &str) -> Result<(), StoreError>;
 
     /// The channel message that started `run_id`, if one did.
-    pub async fn inbound_for_run(
-        &self,
-        run_id: &str,
-    ) -> Result<Option<InboundMessage>, StoreError> {
-        let row = sqlx::query(
-            "SELECT channel, platform_id, chat_id, thread, user_id, text FROM channel_inbox WHERE run_id = ?",
-        )
-        .bind(run_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(inbound_from_row).transpose()
-    }
+    async fn inbound_for_run(&self, run_id: &str) -> Result<Option<InboundMessage>, StoreError>;
 
     /// Folds channel messages that arrived for `lease`'s session while its
     /// run works into that run: their queued runs are closed (answered
     /// together), their jobs removed, their text appended to the session —
     /// one transaction, under the session lease. Returns the texts, oldest
     /// first; their senders get the running turn's reply.
-    pub async fn absorb_queued_messages(
+    async fn absorb_queued_messages(
         &self,
         lease: &mut crate::SessionLease,
-    ) -> Result<Vec<String>, StoreError> {
-        let _writing = self.lock_writes().await;
-        let mut tx = self.write_tx().await?;
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT r.id, r.input FROM runs r
-             JOIN jobs j ON j.run_id = r.id AND j.status = 'ready'
-             JOIN channel_inbox i ON i.run_id = r.id
-             WHERE r.session_id = ?1 AND r.status = 'queued' AND r.id != ?2
-               AND r.created_at >= (SELECT created_at FROM runs WHERE id = ?2)
-             ORDER BY r.created_at, r.id",
-        )
-        .bind(&lease.session_id)
-        .bind(&lease.run_id)
-        .fetch_all(&mut *tx)
-        .await?;
-        if rows.is_empty() {
-            return Ok(vec![]);
-        }
-        let now = now_ms();
-        let bumped: Option<i64> = sqlx::query_scalar(
-            "UPDATE sessions SET version = version + 1, updated_at = ?
-             WHERE id = ? AND version = ? AND busy_run = ? RETURNING version",
-        )
-        .bind(now)
-        .bind(&lease.session_id)
-        .bind(lease.version)
-        .bind(&lease.run_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(version) = bumped else {
-            return Err(self.conflict(&lease.session_id, lease.version).await);
-        };
-        let mut texts = Vec::with_capacity(rows.len());
-        for (run_id, input) in rows {
-            let gone = sqlx::query("DELETE FROM jobs WHERE run_id = ? AND status = 'ready'")
-                .bind(&run_id)
-                .execute(&mut *tx)
-                .await?;
-            if gone.rows_affected() == 0 {
-                continue;
-            }
-            sqlx::query(
-                "UPDATE runs SET status = 'completed', output = ?, finished_at = ? WHERE id = ?",
-            )
-            .bind(format!("(answered together with run {})", lease.run_id))
-            .bind(now)
-            .bind(&run_id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("UPDATE channel_inbox SET replied = 1 WHERE run_id = ?")
-                .bind(&run_id)
-                .execute(&mut *tx)
-                .await?;
-            let message = cairn_core::Message::user_text(input.clone());
-            let content =
-                serde_json::to_string(&message).map_err(|e| StoreError::corrupt("messages", e))?;
-            sqlx::query(
-                "INSERT INTO messages (session_id, seq, run_id, role, content, created_at)
-                 SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, 'user', ?3, ?4 FROM messages WHERE session_id = ?1",
-            )
-            .bind(&lease.session_id)
-            .bind(&lease.run_id)
-            .bind(content)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            texts.push(input);
-        }
-        tx.commit().await?;
-        lease.version = version;
-        Ok(texts)
-    }
+    ) -> Result<Vec<String>, StoreError>;
 
     /// Makes a channel message wait for `new_run`'s reply instead of
     /// `old_run`'s (a run started again).
-    pub async fn repoint_inbound(&self, old_run: &str, new_run: &str) -> Result<(), StoreError> {
-        let _writing = self.lock_writes().await;
-        sqlx::query("UPDATE channel_inbox SET run_id = ? WHERE run_id = ? AND replied = 0")
-            .bind(new_run)
-            .bind(old_run)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
+    async fn repoint_inbound(&self, old_run: &str, new_run: &str) -> Result<(), StoreError>;
 
     /// Outbox items by status (`pending`, `sent`, `dead`), for `cairn status`.
-    pub async fn outbound_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT status, COUNT(*) FROM channel_outbox GROUP BY status ORDER BY status",
-        )
-        .fetch_all(&self.pool)
-        .await?)
-    }
+    async fn outbound_counts(&self) -> Result<Vec<(String, i64)>, StoreError>;
 
     /// Forgets delivered replies and answered messages received before
     /// `before` (ms); returns how many rows went. Platforms redeliver within
     /// minutes, so old inbox rows are no longer needed to de-duplicate.
-    pub async fn prune_channel_history(&self, before: i64) -> Result<u64, StoreError> {
-        let _writing = self.lock_writes().await;
-        let sent = sqlx::query("DELETE FROM channel_outbox WHERE status = 'sent' AND sent_at < ?")
-            .bind(before)
-            .execute(&self.writer)
-            .await?;
-        let seen = sqlx::query(
-            "DELETE FROM channel_inbox WHERE received_at < ? AND (replied = 1 OR outcome = 'refused')",
-        )
-        .bind(before)
-        .execute(&self.writer)
-        .await?;
-        // A stranger quiet since then starts from zero (and is told again).
-        let strangers = sqlx::query("DELETE FROM channel_strangers WHERE last_seen < ?")
-            .bind(before)
-            .execute(&self.writer)
-            .await?;
-        Ok(sent.rows_affected() + seen.rows_affected() + strangers.rows_affected())
-    }
+    async fn prune_channel_history(&self, before: i64) -> Result<u64, StoreError>;
 
     /// How many inbound messages a channel has recorded (all outcomes).
-    pub async fn inbound_count(&self, channel: &str) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM channel_inbox WHERE channel = ?")
-                .bind(channel)
-                .fetch_one(&self.pool)
-                .await?,
-        )
-    }
-}
-
-async fn insert_outbound(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-    out: &NewOutbound,
-    now: i64,
-) -> Result<(), StoreError> {
-    for (i, part) in out.parts.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO channel_outbox (id, channel, chat_id, thread, text, run_id, status, next_at, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
-        )
-        .bind(new_id("out"))
-        .bind(&out.channel)
-        .bind(&out.chat_id)
-        .bind(&out.thread)
-        .bind(part)
-        .bind(&out.run_id)
-        .bind(now)
-        // Parts of one reply keep their order through `created_at`.
-        .bind(now + i as i64)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
-}
-
-fn inbound_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<InboundMessage, StoreError> {
-    Ok(InboundMessage {
-        channel: r.try_get("channel")?,
-        platform_id: r.try_get("platform_id")?,
-        chat_id: r.try_get("chat_id")?,
-        thread: r.try_get("thread")?,
-        user_id: r.try_get("user_id")?,
-        text: r.try_get("text")?,
-    })
-}
-
-fn outbox_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<OutboxItem, StoreError> {
-    Ok(OutboxItem {
-        id: r.try_get("id")?,
-        channel: r.try_get("channel")?,
-        chat_id: r.try_get("chat_id")?,
-        thread: r.try_get("thread")?,
-        text: r.try_get("text")?,
-        run_id: r.try_get("run_id")?,
-        status: r.try_get("status")?,
-        attempts: r.try_get("attempts")?,
-        next_at: r.try_get("next_at")?,
-        last_error: r.try_get("last_error")?,
-    })
+    async fn inbound_count(&self, channel: &str) -> Result<i64, StoreError>;
 }

@@ -1,156 +1,89 @@
-//! cairn's durable state. Today one backend, SQLite (one file, WAL, safe for
-//! several processes on one host); PostgreSQL joins behind the same methods
-//! when the cluster lands.
+//! cairn's durable state, behind one trait per table (sessions, runs, the
+//! journal, the job queue, schedules, channels, memories, agents). The
+//! runtime and the server hold a [`Store`] and see only those traits; the
+//! SQLite backend (`sqlite/`) serves a single node, the PostgreSQL backend
+//! (`postgres/`) a deployment whose state must outlive its host or be
+//! shared by several processes.
 
 mod agents;
-mod bulk_reader;
 mod channels;
 mod error;
-mod fast_writer;
 mod journal;
 mod memories;
-mod migrate;
 mod owner;
 mod queue;
 mod runs;
 mod schedules;
 mod sessions;
+pub mod sqlite;
 
 use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
 
-use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use async_trait::async_trait;
 
-pub use channels::{Accepted, AwaitingReply, NewOutbound};
+pub use agents::AgentStore;
+pub use channels::{Accepted, AwaitingReply, ChannelStore, NewOutbound};
 pub use error::StoreError;
-pub use journal::{NewCompaction, NewEntry, StepCommit};
+pub use journal::{JournalStore, NewCompaction, NewEntry, StepCommit};
 pub use memories::{
-    NewMemory, SavedMemory, StoredVector, TermCounts, blob_to_vector, fts_query, index_words,
+    MemoryStore, NewMemory, SavedMemory, StoredVector, TermCounts, blob_to_vector, index_words,
     vector_to_blob,
 };
 pub use owner::{is_dead_local, this_process};
-pub use queue::{Job, NewJob, kinds};
-pub use runs::RunProgress;
-pub use schedules::ScheduleFire;
-pub use sessions::{SessionContext, SessionLease};
+pub use queue::{Job, JobQueue, NewJob, kinds};
+pub use runs::{RunProgress, RunStore};
+pub use schedules::{ScheduleFire, ScheduleStore};
+pub use sessions::{SessionContext, SessionLease, SessionStore};
+pub use sqlite::{SqliteStore, fts_query};
 
-/// Handle to the store; cheap to clone.
-///
-/// SQLite allows one writer at a time. All writes go through one connection
-/// (`writer`), so writers in this process queue in order instead of
-/// colliding on the file lock and sleeping in SQLite's busy handler; reads
-/// use a pool of read-only connections, which WAL lets run beside the writer.
-/// Other processes on the same file still wait via the busy timeout.
-#[derive(Clone)]
-pub struct Store {
-    pool: SqlitePool,
-    writer: SqlitePool,
-    fast: std::sync::Arc<fast_writer::FastWriter>,
-    bulk: std::sync::Arc<bulk_reader::BulkReader>,
-    /// Held around every write, whichever connection makes it.
-    write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
-    /// The database file and its (device, inode) when opened: open
-    /// connections keep working on a deleted file, so readiness checks
-    /// that the file is still the one in use.
-    file: std::sync::Arc<(std::path::PathBuf, Option<(u64, u64)>)>,
+/// Everything a backend provides: every table's trait, plus health.
+#[async_trait]
+pub trait Backend:
+    AgentStore
+    + ChannelStore
+    + JournalStore
+    + MemoryStore
+    + JobQueue
+    + RunStore
+    + ScheduleStore
+    + SessionStore
+    + Send
+    + Sync
+    + 'static
+{
+    /// Checks the database answers (for `doctor` and readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Version of the newest applied schema migration.
+    async fn schema_version(&self) -> Result<i64, StoreError>;
+
+    /// Which backend and where, for logs and `doctor` (no credentials).
+    fn describe(&self) -> String;
 }
 
-fn file_identity(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+/// Handle to the store; cheap to clone. Its methods are the table traits'
+/// (reached through `Deref`, no imports needed).
+#[derive(Clone)]
+pub struct Store(Arc<dyn Backend>);
+
+impl std::ops::Deref for Store {
+    type Target = dyn Backend;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
 }
 
 impl Store {
     /// Opens (creating if needed) the SQLite database at `path` and brings its
     /// schema up to date.
     pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
-                target: path.display().to_string(),
-                reason: format!("cannot create directory {}: {e}", dir.display()),
-            })?;
-        }
-        let options = SqliteConnectOptions::from_str("sqlite://")
-            .map_err(|e| StoreError::Open {
-                target: path.display().to_string(),
-                reason: e.to_string(),
-            })?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            // Several cairn processes may share the file; wait for the writer
-            // rather than failing.
-            .busy_timeout(Duration::from_secs(30));
-        let open_err = |e: sqlx::Error| StoreError::Open {
-            target: path.display().to_string(),
-            reason: e.to_string(),
-        };
-        // A local file needs no liveness ping before each use (sqlx's default
-        // costs a round trip per write).
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .test_before_acquire(false)
-            .connect_with(options.clone())
-            .await
-            .map_err(open_err)?;
-        migrate::run(&writer).await?;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .test_before_acquire(false)
-            // Reads map the file instead of a pread per page: a search that
-            // touches a hundred scattered rows makes no system calls for them.
-            .connect_with(options.read_only(true).pragma("mmap_size", "1073741824"))
-            .await
-            .map_err(open_err)?;
-        let fast = std::sync::Arc::new(fast_writer::FastWriter::open(path)?);
-        let bulk = std::sync::Arc::new(bulk_reader::BulkReader::open(path)?);
-        let store = Store {
-            pool,
-            writer,
-            fast,
-            bulk,
-            write_lock: Default::default(),
-            file: std::sync::Arc::new((path.to_path_buf(), file_identity(path))),
-        };
-        Ok(store)
+        Ok(Store(Arc::new(SqliteStore::open_sqlite(path).await?)))
     }
 
-    /// Checks the database answers (for `doctor` and readiness).
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        // The file first: a query may need a new pool connection, and
-        // opening a moved file fails with a vaguer error than this one.
-        let (path, opened) = self.file.as_ref();
-        if file_identity(path) != *opened {
-            return Err(StoreError::Open {
-                target: path.display().to_string(),
-                reason:
-                    "the database file is gone or was replaced while this process had it open; \
-                         writes would be lost: restart after restoring it"
-                        .into(),
-            });
-        }
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    /// Version of the newest applied schema migration.
-    pub async fn schema_version(&self) -> Result<i64, StoreError> {
-        migrate::current_version(&self.pool).await
-    }
-
-    /// Takes the in-process write lock; every write holds it.
-    async fn lock_writes(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.write_lock.lock().await
-    }
-
-    /// Starts a write transaction that holds SQLite's write lock from its
-    /// first statement, so read-then-write never fails on upgrade.
-    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        // Callers hold `write_lock` (see `lock_writes`).
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    /// Wraps a backend.
+    pub fn new(backend: impl Backend) -> Self {
+        Store(Arc::new(backend))
     }
 }

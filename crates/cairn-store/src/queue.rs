@@ -3,11 +3,9 @@
 //! atomic; the claim picks the ready job with the lowest
 //! `(priority, run_at, id)` through a partial index.
 
-use cairn_core::{ids::new_id, now_ms};
-use sqlx::Row;
+use async_trait::async_trait;
 
-use crate::owner::{is_dead_local, this_process};
-use crate::{Store, StoreError};
+use crate::StoreError;
 
 /// Kinds of job.
 pub mod kinds {
@@ -47,248 +45,56 @@ pub struct Job {
     pub attempt: i64,
 }
 
-impl Store {
+/// JobQueue: see the module documentation.
+#[async_trait]
+pub trait JobQueue: Send + Sync {
     /// Adds a job; `None` when a live job with the same dedup key exists.
-    pub async fn enqueue(&self, job: NewJob) -> Result<Option<String>, StoreError> {
-        let _writing = self.lock_writes().await;
-        insert_job(&mut *self.writer.acquire().await?, &job).await
-    }
+    async fn enqueue(&self, job: NewJob) -> Result<Option<String>, StoreError>;
 
     /// Claims the next ready job of one of `kinds` for `lease_ms`.
-    pub async fn claim_job(
-        &self,
-        kinds: &[&str],
-        lease_ms: i64,
-    ) -> Result<Option<Job>, StoreError> {
-        let _writing = self.lock_writes().await;
-        let now = now_ms();
-        let kinds_json =
-            serde_json::to_string(kinds).map_err(|e| StoreError::corrupt("jobs", e))?;
-        let row = sqlx::query(
-            "UPDATE jobs SET status = 'leased', attempt = attempt + 1, lease_owner = ?, lease_until = ?
-             WHERE id = (SELECT j.id FROM jobs j WHERE j.status = 'ready' AND j.run_at <= ?3
-                         AND j.kind IN (SELECT value FROM json_each(?4))
-                         -- Not a run whose session another live run holds:
-                         -- it would only wait (and a message for it may
-                         -- still join the running turn).
-                         AND NOT EXISTS (SELECT 1 FROM runs r JOIN sessions s ON s.id = r.session_id
-                                         WHERE r.id = j.run_id AND s.busy_run IS NOT NULL
-                                           AND s.busy_run != r.id AND s.busy_until >= ?3)
-                         ORDER BY j.priority, j.run_at, j.id LIMIT 1)
-             RETURNING id, kind, run_id, payload, attempt",
-        )
-        .bind(this_process())
-        .bind(now + lease_ms)
-        .bind(now)
-        .bind(kinds_json)
-        .fetch_optional(&self.writer)
-        .await?;
-        row.map(|r| job_from_row(&r)).transpose()
-    }
+    async fn claim_job(&self, kinds: &[&str], lease_ms: i64) -> Result<Option<Job>, StoreError>;
 
     /// Claims the oldest ready run-driving job among the runs of a session,
     /// so interrupted earlier turns are finished before later ones.
-    pub async fn claim_session_backlog(
+    async fn claim_session_backlog(
         &self,
         session_id: &str,
         lease_ms: i64,
-    ) -> Result<Option<Job>, StoreError> {
-        let _writing = self.lock_writes().await;
-        let row = sqlx::query(
-            "UPDATE jobs SET status = 'leased', attempt = attempt + 1, lease_owner = ?, lease_until = ?
-             WHERE id = (SELECT j.id FROM jobs j JOIN runs r ON r.id = j.run_id
-                         WHERE j.status = 'ready' AND j.kind = ? AND r.session_id = ?
-                         ORDER BY r.created_at, r.id LIMIT 1)
-               AND run_at <= ?
-             RETURNING id, kind, run_id, payload, attempt",
-        )
-        .bind(this_process())
-        .bind(now_ms() + lease_ms)
-        .bind(kinds::ADVANCE_RUN)
-        .bind(session_id)
-        .bind(now_ms())
-        .fetch_optional(&self.writer)
-        .await?;
-        row.map(|r| job_from_row(&r)).transpose()
-    }
+    ) -> Result<Option<Job>, StoreError>;
 
     /// Extends a lease. `false` if the lease was lost (expired and re-claimed).
-    pub async fn heartbeat_job(&self, job: &Job, lease_ms: i64) -> Result<bool, StoreError> {
-        let _writing = self.lock_writes().await;
-        let done = sqlx::query(
-            "UPDATE jobs SET lease_until = ? WHERE id = ? AND attempt = ? AND status = 'leased'",
-        )
-        .bind(now_ms() + lease_ms)
-        .bind(&job.id)
-        .bind(job.attempt)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
+    async fn heartbeat_job(&self, job: &Job, lease_ms: i64) -> Result<bool, StoreError>;
 
     /// Finishes a job: it leaves the table. `false` (and nothing changes) if
     /// this claim was fenced off by a newer attempt.
-    pub async fn complete_job(&self, job: &Job) -> Result<bool, StoreError> {
-        let _writing = self.lock_writes().await;
-        let done = sqlx::query("DELETE FROM jobs WHERE id = ? AND attempt = ?")
-            .bind(&job.id)
-            .bind(job.attempt)
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
+    async fn complete_job(&self, job: &Job) -> Result<bool, StoreError>;
 
     /// Hands a job back unfinished (graceful shutdown), ready at once.
-    pub async fn release_job(&self, job: &Job) -> Result<(), StoreError> {
-        let _writing = self.lock_writes().await;
-        sqlx::query("UPDATE jobs SET status = 'ready', lease_owner = NULL, lease_until = NULL WHERE id = ? AND attempt = ?")
-            .bind(&job.id)
-            .bind(job.attempt)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
+    async fn release_job(&self, job: &Job) -> Result<(), StoreError>;
 
     /// Hands a job back, to be claimed no earlier than `run_at` (ms).
-    pub async fn release_job_until(&self, job: &Job, run_at: i64) -> Result<(), StoreError> {
-        let _writing = self.lock_writes().await;
-        sqlx::query(
-            "UPDATE jobs SET status = 'ready', lease_owner = NULL, lease_until = NULL, run_at = ? WHERE id = ? AND attempt = ?",
-        )
-        .bind(run_at)
-        .bind(&job.id)
-        .bind(job.attempt)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
-    }
+    async fn release_job_until(&self, job: &Job, run_at: i64) -> Result<(), StoreError>;
 
     /// Records that `provider` asked us to wait until `until` (ms).
-    pub async fn set_provider_cooldown(
+    async fn set_provider_cooldown(
         &self,
         provider: &str,
         until: i64,
         reason: &str,
-    ) -> Result<(), StoreError> {
-        let _writing = self.lock_writes().await;
-        sqlx::query(
-            "INSERT INTO provider_cooldowns (provider, until, reason) VALUES (?, ?, ?)
-             ON CONFLICT (provider) DO UPDATE SET until = MAX(until, excluded.until), reason = excluded.reason",
-        )
-        .bind(provider)
-        .bind(until)
-        .bind(reason)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
-    }
+    ) -> Result<(), StoreError>;
 
     /// When `provider`'s cooldown ends and why, if it is cooling down at `now`.
-    pub async fn provider_cooldown(
+    async fn provider_cooldown(
         &self,
         provider: &str,
         now: i64,
-    ) -> Result<Option<(i64, String)>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT until, reason FROM provider_cooldowns WHERE provider = ? AND until > ?",
-        )
-        .bind(provider)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?)
-    }
+    ) -> Result<Option<(i64, String)>, StoreError>;
 
     /// Providers cooling down at `now`: (provider, until, reason).
-    pub async fn provider_cooldowns(
-        &self,
-        now: i64,
-    ) -> Result<Vec<(String, i64, String)>, StoreError> {
-        Ok(sqlx::query_as("SELECT provider, until, reason FROM provider_cooldowns WHERE until > ? ORDER BY provider")
-            .bind(now)
-            .fetch_all(&self.pool)
-            .await?)
-    }
+    async fn provider_cooldowns(&self, now: i64) -> Result<Vec<(String, i64, String)>, StoreError>;
 
     /// Makes jobs whose lease expired, or whose holder on this host is dead,
     /// ready again; frees sessions held by dead local processes. Returns how
     /// many jobs were re-queued.
-    pub async fn recover_leases(&self) -> Result<u64, StoreError> {
-        let _writing = self.lock_writes().await;
-        let now = now_ms();
-        let mut requeued = sqlx::query(
-            "UPDATE jobs SET status = 'ready', lease_owner = NULL, lease_until = NULL
-             WHERE status = 'leased' AND lease_until < ?",
-        )
-        .bind(now)
-        .execute(&self.writer)
-        .await?
-        .rows_affected();
-        let held = sqlx::query("SELECT id, lease_owner FROM jobs WHERE status = 'leased'")
-            .fetch_all(&self.pool)
-            .await?;
-        for r in held {
-            let owner: Option<String> = r.try_get("lease_owner")?;
-            if owner.as_deref().is_some_and(is_dead_local) {
-                let id: String = r.try_get("id")?;
-                requeued += sqlx::query("UPDATE jobs SET status = 'ready', lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?")
-                    .bind(&id)
-                    .bind(&owner)
-                    .execute(&self.writer)
-                    .await?
-                    .rows_affected();
-            }
-        }
-        let sessions =
-            sqlx::query("SELECT id, busy_owner FROM sessions WHERE busy_run IS NOT NULL")
-                .fetch_all(&self.pool)
-                .await?;
-        for r in sessions {
-            let owner: Option<String> = r.try_get("busy_owner")?;
-            if owner.as_deref().is_some_and(is_dead_local) {
-                let id: String = r.try_get("id")?;
-                sqlx::query("UPDATE sessions SET busy_run = NULL, busy_until = NULL, busy_owner = NULL WHERE id = ? AND busy_owner = ?")
-                    .bind(&id)
-                    .bind(&owner)
-                    .execute(&self.writer)
-                    .await?;
-            }
-        }
-        Ok(requeued)
-    }
-}
-
-/// Inserts a job within `conn` (a transaction or the writer); `None` when a
-/// live job with the same dedup key exists.
-pub(crate) async fn insert_job(
-    conn: &mut sqlx::SqliteConnection,
-    job: &NewJob,
-) -> Result<Option<String>, StoreError> {
-    let id = new_id("job");
-    let now = now_ms();
-    let done = sqlx::query(
-        "INSERT INTO jobs (id, kind, run_id, payload, priority, run_at, status, dedup_key, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, 'ready', ?, ?) ON CONFLICT DO NOTHING",
-    )
-    .bind(&id)
-    .bind(&job.kind)
-    .bind(&job.run_id)
-    .bind(job.payload.to_string())
-    .bind(job.priority)
-    .bind(if job.run_at == 0 { now } else { job.run_at })
-    .bind(&job.dedup_key)
-    .bind(now)
-    .execute(conn)
-    .await?;
-    Ok((done.rows_affected() == 1).then_some(id))
-}
-
-fn job_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Job, StoreError> {
-    let payload: String = r.try_get("payload")?;
-    Ok(Job {
-        id: r.try_get("id")?,
-        kind: r.try_get("kind")?,
-        run_id: r.try_get("run_id")?,
-        payload: serde_json::from_str(&payload).map_err(|e| StoreError::corrupt("jobs", e))?,
-        attempt: r.try_get("attempt")?,
-    })
+    async fn recover_leases(&self) -> Result<u64, StoreError>;
 }

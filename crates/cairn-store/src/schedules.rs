@@ -3,11 +3,12 @@
 //! schedule's `next_due` advanced by compare-and-set. Two schedulers racing
 //! on one store produce one run, whichever wins.
 
+use async_trait::async_trait;
 use cairn_core::RunRecord;
-use cairn_core::schedule::{CatchUp, FireOutcome, FireRecord, ScheduleKind, ScheduleRecord};
-use sqlx::Row;
+use cairn_core::schedule::FireRecord;
+use cairn_core::schedule::ScheduleRecord;
 
-use crate::{Store, StoreError};
+use crate::StoreError;
 
 /// One due time handled by a scheduler.
 #[derive(Debug, Clone)]
@@ -24,358 +25,63 @@ pub struct ScheduleFire<'a> {
     pub run: Option<&'a RunRecord>,
 }
 
-macro_rules! select_schedules {
-    ($tail:literal) => {
-        concat!(
-            "SELECT id, agent, session_id, prompt, kind, spec, tz, catch_up, paused, next_due, created_at, created_by, heartbeat, user_id FROM schedules ",
-            $tail
-        )
-    };
-}
-
-impl Store {
+/// ScheduleStore: see the module documentation.
+#[async_trait]
+pub trait ScheduleStore: Send + Sync {
     /// Stores a new schedule.
-    pub async fn create_schedule(&self, s: &ScheduleRecord) -> Result<(), StoreError> {
-        self.write_schedule(s, "").await
-    }
+    async fn create_schedule(&self, s: &ScheduleRecord) -> Result<(), StoreError>;
 
     /// Creates or updates a schedule declared in config (or a heartbeat):
     /// an unchanged time spec keeps its next due time and paused state.
-    pub async fn upsert_schedule(&self, s: &ScheduleRecord) -> Result<(), StoreError> {
-        self.write_schedule(
-            s,
-            "ON CONFLICT (id) DO UPDATE SET agent = ?2, session_id = ?3, prompt = ?4, catch_up = ?8,
-                 created_by = ?12, heartbeat = ?13,
-                 next_due = CASE WHEN kind = ?5 AND spec = ?6 AND tz = ?7 THEN next_due ELSE ?10 END,
-                 created_at = CASE WHEN kind = ?5 AND spec = ?6 AND tz = ?7 THEN created_at ELSE ?11 END,
-                 kind = ?5, spec = ?6, tz = ?7",
-        )
-        .await
-    }
-
-    /// Inserts `s`, with `on_conflict` deciding what an existing id means
-    /// (empty: an error).
-    async fn write_schedule(
-        &self,
-        s: &ScheduleRecord,
-        on_conflict: &str,
-    ) -> Result<(), StoreError> {
-        let sql = format!(
-            "INSERT INTO schedules (id, agent, session_id, prompt, kind, spec, tz, catch_up, paused, next_due, created_at, created_by, heartbeat, user_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) {on_conflict}"
-        );
-        let heartbeat = heartbeat_json(s)?;
-        let _writing = self.lock_writes().await;
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&s.id)
-            .bind(&s.agent)
-            .bind(&s.session_id)
-            .bind(&s.prompt)
-            .bind(s.kind.as_str())
-            .bind(&s.spec)
-            .bind(&s.tz)
-            .bind(s.catch_up.as_str())
-            .bind(s.paused)
-            .bind(s.next_due)
-            .bind(s.created_at)
-            .bind(&s.created_by)
-            .bind(heartbeat)
-            .bind(&s.user_id)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
+    async fn upsert_schedule(&self, s: &ScheduleRecord) -> Result<(), StoreError>;
 
     /// Removes the schedules created by `created_by` whose ids are not in
     /// `keep` (config entries that were deleted).
-    pub async fn prune_schedules(
-        &self,
-        created_by: &str,
-        keep: &[String],
-    ) -> Result<u64, StoreError> {
-        let _writing = self.lock_writes().await;
-        let keep = serde_json::to_string(keep).map_err(|e| StoreError::corrupt("schedules", e))?;
-        let done = sqlx::query(
-            "DELETE FROM schedules WHERE created_by = ? AND id NOT IN (SELECT value FROM json_each(?))",
-        )
-        .bind(created_by)
-        .bind(keep)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected())
-    }
+    async fn prune_schedules(&self, created_by: &str, keep: &[String]) -> Result<u64, StoreError>;
 
     /// When a person (not a schedule) last started a run of `agent`.
-    pub async fn last_person_activity(&self, agent: &str) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT MAX(created_at) FROM runs WHERE agent = ?
-             AND id NOT IN (SELECT run_id FROM schedule_fires WHERE run_id IS NOT NULL)",
-        )
-        .bind(agent)
-        .fetch_one(&self.pool)
-        .await?)
-    }
+    async fn last_person_activity(&self, agent: &str) -> Result<Option<i64>, StoreError>;
 
     /// Dollars spent by the runs of a session started at or after `since`.
-    pub async fn session_cost_since(
-        &self,
-        session_id: &str,
-        since: i64,
-    ) -> Result<f64, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT COALESCE(SUM(cost_usd), 0.0) FROM runs WHERE session_id = ? AND created_at >= ?",
-        )
-        .bind(session_id)
-        .bind(since)
-        .fetch_one(&self.pool)
-        .await?)
-    }
+    async fn session_cost_since(&self, session_id: &str, since: i64) -> Result<f64, StoreError>;
 
     /// Every schedule (of `agent`, when given), soonest first.
-    pub async fn list_schedules(
-        &self,
-        agent: Option<&str>,
-    ) -> Result<Vec<ScheduleRecord>, StoreError> {
-        let agent = agent.map(str::to_string);
-        self.read_schedules(
-            select_schedules!(
-                "WHERE ?1 IS NULL OR agent = ?1 ORDER BY next_due IS NULL, next_due, created_at"
-            ),
-            agent,
-        )
-        .await
-    }
+    async fn list_schedules(&self, agent: Option<&str>) -> Result<Vec<ScheduleRecord>, StoreError>;
 
     /// A schedule by id or unique id prefix.
-    pub async fn get_schedule(&self, id_or_prefix: &str) -> Result<ScheduleRecord, StoreError> {
-        let found = self
-            .read_schedules(
-                select_schedules!(
-                    "WHERE id = ?1 OR substr(id, 1, length(?1)) = ?1 OR substr(id, 5, length(?1)) = ?1
-                     ORDER BY id = ?1 DESC LIMIT 2"
-                ),
-                Some(id_or_prefix.to_string()),
-            )
-            .await?;
-        match found.as_slice() {
-            [] => Err(StoreError::NotFound {
-                what: "schedule",
-                id: id_or_prefix.to_string(),
-            }),
-            [one] => Ok(one.clone()),
-            [first, _] if first.id == id_or_prefix => Ok(first.clone()),
-            more => Err(StoreError::Ambiguous {
-                what: "schedule",
-                prefix: id_or_prefix.to_string(),
-                count: more.len(),
-            }),
-        }
-    }
-
-    /// Schedules by `sql` (a `select_schedules!` query with one text
-    /// parameter), read in one go on the bulk reader.
-    async fn read_schedules(
-        &self,
-        sql: &'static str,
-        param: Option<String>,
-    ) -> Result<Vec<ScheduleRecord>, StoreError> {
-        self.bulk
-            .read(move |conn| {
-                let mut stmt = conn.prepare_cached(sql)?;
-                let rows =
-                    stmt.query_map(rusqlite::params![param], |r| Ok(schedule_from_row(r)))?;
-                let mut out = Vec::new();
-                for row in rows {
-                    out.push(row??);
-                }
-                Ok(out)
-            })
-            .await
-    }
+    async fn get_schedule(&self, id_or_prefix: &str) -> Result<ScheduleRecord, StoreError>;
 
     /// Pauses or resumes; a resumed schedule continues from `next_due`.
-    pub async fn set_schedule_paused(
+    async fn set_schedule_paused(
         &self,
         id: &str,
         paused: bool,
         next_due: Option<i64>,
-    ) -> Result<(), StoreError> {
-        let _writing = self.lock_writes().await;
-        sqlx::query("UPDATE schedules SET paused = ?, next_due = ? WHERE id = ?")
-            .bind(paused)
-            .bind(next_due)
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
+    ) -> Result<(), StoreError>;
 
     /// Removes a schedule (its fire records stay, as history).
-    pub async fn delete_schedule(&self, id: &str) -> Result<(), StoreError> {
-        let _writing = self.lock_writes().await;
-        sqlx::query("DELETE FROM schedules WHERE id = ?")
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
+    async fn delete_schedule(&self, id: &str) -> Result<(), StoreError>;
 
     /// Active schedules due at or before `now`.
-    pub async fn due_schedules(&self, now: i64) -> Result<Vec<ScheduleRecord>, StoreError> {
-        self.read_schedules(
-            select_schedules!(
-                "WHERE paused = 0 AND next_due IS NOT NULL AND next_due <= CAST(?1 AS INTEGER)
-                 ORDER BY next_due LIMIT 500"
-            ),
-            Some(now.to_string()),
-        )
-        .await
-    }
+    async fn due_schedules(&self, now: i64) -> Result<Vec<ScheduleRecord>, StoreError>;
 
     /// Applies a fire: `false` (and nothing written) when another scheduler
     /// handled this due time first.
-    pub async fn fire_schedule(&self, fire: ScheduleFire<'_>) -> Result<bool, StoreError> {
-        let _writing = self.lock_writes().await;
-        let mut tx = self.write_tx().await?;
-        let moved = sqlx::query("UPDATE schedules SET next_due = ? WHERE id = ? AND next_due = ?")
-            .bind(fire.next_due)
-            .bind(fire.schedule_id)
-            .bind(fire.expected_due)
-            .execute(&mut *tx)
-            .await?;
-        if moved.rows_affected() == 0 {
-            return Ok(false);
-        }
-        for r in &fire.records {
-            let done = sqlx::query(
-                "INSERT INTO schedule_fires (schedule_id, due_at, handled_at, outcome, reason, run_id)
-                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            )
-            .bind(&r.schedule_id)
-            .bind(r.due_at)
-            .bind(r.handled_at)
-            .bind(r.outcome.as_str())
-            .bind(&r.reason)
-            .bind(&r.run_id)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 0 {
-                // Already handled (a schedule re-created at the same due
-                // time, a clock set back): never twice.
-                return Ok(false);
-            }
-        }
-        if let Some(run) = fire.run {
-            crate::runs::queue_run_in_session(&mut tx, run).await?;
-        }
-        tx.commit().await?;
-        Ok(true)
-    }
+    async fn fire_schedule(&self, fire: ScheduleFire<'_>) -> Result<bool, StoreError>;
 
     /// Fire records, newest first (of one schedule, when given).
-    pub async fn schedule_fires(
+    async fn schedule_fires(
         &self,
         schedule_id: Option<&str>,
         limit: i64,
-    ) -> Result<Vec<FireRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT schedule_id, due_at, handled_at, outcome, reason, run_id FROM schedule_fires
-             WHERE ?1 IS NULL OR schedule_id = ?1 ORDER BY due_at DESC LIMIT ?2",
-        )
-        .bind(schedule_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let outcome: String = r.try_get("outcome")?;
-                Ok(FireRecord {
-                    schedule_id: r.try_get("schedule_id")?,
-                    due_at: r.try_get("due_at")?,
-                    handled_at: r.try_get("handled_at")?,
-                    outcome: FireOutcome::parse(&outcome).ok_or_else(|| {
-                        StoreError::corrupt("schedule_fires", format!("outcome {outcome:?}"))
-                    })?,
-                    reason: r.try_get("reason")?,
-                    run_id: r.try_get("run_id")?,
-                })
-            })
-            .collect()
-    }
+    ) -> Result<Vec<FireRecord>, StoreError>;
 
     /// Forgets fire records of due times before `before` (ms).
-    pub async fn prune_schedule_fires(&self, before: i64) -> Result<u64, StoreError> {
-        let _writing = self.lock_writes().await;
-        let done = sqlx::query("DELETE FROM schedule_fires WHERE due_at < ?")
-            .bind(before)
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected())
-    }
+    async fn prune_schedule_fires(&self, before: i64) -> Result<u64, StoreError>;
 
     /// Records that a scheduler loop of `owner` is alive at `now`.
-    pub async fn scheduler_heartbeat(&self, owner: &str, now: i64) -> Result<(), StoreError> {
-        let _writing = self.lock_writes().await;
-        sqlx::query(
-            "INSERT INTO scheduler_heartbeats (owner, seen_at) VALUES (?, ?)
-             ON CONFLICT (owner) DO UPDATE SET seen_at = excluded.seen_at",
-        )
-        .bind(owner)
-        .bind(now)
-        .execute(&self.writer)
-        .await?;
-        // One row per process ever started: forget those gone for a day.
-        sqlx::query("DELETE FROM scheduler_heartbeats WHERE seen_at < ?")
-            .bind(now - 86_400_000)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
+    async fn scheduler_heartbeat(&self, owner: &str, now: i64) -> Result<(), StoreError>;
 
     /// When a scheduler loop was last seen alive (ms), if ever.
-    pub async fn scheduler_last_seen(&self) -> Result<Option<i64>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT MAX(seen_at) FROM scheduler_heartbeats")
-                .fetch_one(&self.pool)
-                .await?,
-        )
-    }
-}
-
-/// A `select_schedules!` row, columns by position.
-fn schedule_from_row(r: &rusqlite::Row<'_>) -> Result<ScheduleRecord, StoreError> {
-    let kind: String = r.get(4)?;
-    let catch_up: String = r.get(7)?;
-    let heartbeat: Option<String> = r.get(12)?;
-    Ok(ScheduleRecord {
-        id: r.get(0)?,
-        agent: r.get(1)?,
-        session_id: r.get(2)?,
-        prompt: r.get(3)?,
-        kind: ScheduleKind::parse(&kind)
-            .ok_or_else(|| StoreError::corrupt("schedules", format!("kind {kind:?}")))?,
-        spec: r.get(5)?,
-        tz: r.get(6)?,
-        catch_up: CatchUp::parse(&catch_up)
-            .ok_or_else(|| StoreError::corrupt("schedules", format!("catch_up {catch_up:?}")))?,
-        paused: r.get(8)?,
-        next_due: r.get(9)?,
-        created_at: r.get(10)?,
-        created_by: r.get(11)?,
-        user_id: r.get(13)?,
-        heartbeat: match heartbeat {
-            Some(j) => {
-                Some(serde_json::from_str(&j).map_err(|e| StoreError::corrupt("schedules", e))?)
-            }
-            None => None,
-        },
-    })
-}
-
-fn heartbeat_json(s: &ScheduleRecord) -> Result<Option<String>, StoreError> {
-    s.heartbeat
-        .as_ref()
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(|e| StoreError::corrupt("schedules", e))
+    async fn scheduler_last_seen(&self) -> Result<Option<i64>, StoreError>;
 }

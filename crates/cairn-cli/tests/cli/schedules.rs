@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use chrono::Timelike;
+
 use cairn_testkit::{FakeLlm, Reply};
 use serde_json::json;
 
@@ -34,13 +36,17 @@ async fn first_fire(
 #[test]
 fn the_schedule_command_adds_lists_pauses_resumes_and_removes() {
     let h = home();
+    // Half a day from now (Paris is UTC+1 or +2): never due before the
+    // 15-minute interval below, whatever time the test runs.
+    let hour = (chrono::Utc::now().hour() + 12) % 24;
+    let cron = format!("0 {hour} * * 1-5");
     let out = ok(
         h.cmd(),
         &[
             "schedule",
             "add",
             "--cron",
-            "0 8 * * 1-5",
+            &cron,
             "--tz",
             "Europe/Paris",
             "Summarize my inbox.",
@@ -68,9 +74,11 @@ fn the_schedule_command_adds_lists_pauses_resumes_and_removes() {
     assert_eq!(all[1]["tz"], "Europe/Paris");
     assert_eq!(all[1]["catch_up"], "once");
     let id = all[1]["id"].as_str().unwrap().to_string();
-    // 08:00 in Paris is 07:00 UTC in winter.
+    // `hour`:00 in Paris is an hour (winter) or two (summer) earlier in UTC.
     let next = all[1]["next_due"].as_i64().unwrap();
-    assert_eq!((next / 1000) % 86_400, 7 * 3600, "{}", all[1]);
+    let utc_seconds = (next / 1000) % 86_400;
+    let paris_offsets = [1, 2].map(|h| ((hour as i64 + 24 - h) % 24) * 3600);
+    assert!(paris_offsets.contains(&utc_seconds), "{}", all[1]);
 
     ok(h.cmd(), &["schedule", "pause", &id[..22]]);
     assert_eq!(json(&h, &["schedule", "list"])[1]["paused"], true);

@@ -8,16 +8,25 @@ use sqlx::SqlitePool;
 use crate::StoreError;
 
 const SQLITE: &[(i64, &str)] = &[
-    (1, include_str!("../migrations/sqlite/0001_core.sql")),
-    (2, include_str!("../migrations/sqlite/0002_jobs.sql")),
-    (3, include_str!("../migrations/sqlite/0003_memory.sql")),
-    (4, include_str!("../migrations/sqlite/0004_compaction.sql")),
-    (5, include_str!("../migrations/sqlite/0005_schedules.sql")),
-    (6, include_str!("../migrations/sqlite/0006_channels.sql")),
-    (7, include_str!("../migrations/sqlite/0007_users_apart.sql")),
+    (1, include_str!("../../migrations/sqlite/0001_core.sql")),
+    (2, include_str!("../../migrations/sqlite/0002_jobs.sql")),
+    (3, include_str!("../../migrations/sqlite/0003_memory.sql")),
+    (
+        4,
+        include_str!("../../migrations/sqlite/0004_compaction.sql"),
+    ),
+    (
+        5,
+        include_str!("../../migrations/sqlite/0005_schedules.sql"),
+    ),
+    (6, include_str!("../../migrations/sqlite/0006_channels.sql")),
+    (
+        7,
+        include_str!("../../migrations/sqlite/0007_users_apart.sql"),
+    ),
     (
         8,
-        include_str!("../migrations/sqlite/0008_memory_count.sql"),
+        include_str!("../../migrations/sqlite/0008_memory_count.sql"),
     ),
 ];
 

@@ -1,0 +1,283 @@
+//! Sessions: creation, the per-session run lease, and messages appended with
+//! compare-and-swap on the session's version.
+
+use cairn_core::api::SessionInfo;
+use cairn_core::{Message, now_ms};
+use sqlx::Row;
+
+use async_trait::async_trait;
+
+use super::SqliteStore;
+use crate::StoreError;
+use crate::sessions::*;
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn ensure_session(&self, id: &str, agent: &str) -> Result<SessionInfo, StoreError> {
+        let _writing = self.lock_writes().await;
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO sessions (id, agent, version, created_at, updated_at) VALUES (?, ?, 0, ?, ?)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(agent)
+        .bind(now)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        let info = self.get_session(id).await?;
+        if info.agent != agent {
+            return Err(StoreError::WrongAgent {
+                session_id: id.to_string(),
+                owner: info.agent,
+                requested: agent.to_string(),
+            });
+        }
+        Ok(info)
+    }
+
+    async fn get_session(&self, id: &str) -> Result<SessionInfo, StoreError> {
+        let row = sqlx::query(
+            "SELECT s.id, s.agent, s.version, s.created_at, s.updated_at, s.user_id,
+                    (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id) AS n
+             FROM sessions s WHERE s.id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "session",
+            id: id.to_string(),
+        })?;
+        Ok(session_from_row(&row)?)
+    }
+
+    async fn list_sessions(&self, limit: i64) -> Result<Vec<SessionInfo>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.id, s.agent, s.version, s.created_at, s.updated_at, s.user_id,
+                    (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id) AS n
+             FROM sessions s ORDER BY s.updated_at DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| session_from_row(r).map_err(StoreError::from))
+            .collect()
+    }
+
+    async fn try_acquire_session(
+        &self,
+        session_id: &str,
+        run_id: &str,
+        lease_ms: i64,
+    ) -> Result<Option<SessionLease>, StoreError> {
+        let _writing = self.lock_writes().await;
+        let now = now_ms();
+        let version: Option<i64> = sqlx::query_scalar(
+            "UPDATE sessions SET busy_run = ?, busy_owner = ?, busy_until = ?, version = version + 1, updated_at = ?
+             WHERE id = ? AND (busy_run IS NULL OR busy_until < ? OR busy_run = ?)
+               AND NOT EXISTS (
+                   SELECT 1 FROM runs o, runs me
+                   WHERE me.id = ?7 AND o.session_id = me.session_id AND o.id != me.id
+                     AND o.status IN ('queued', 'running')
+                     AND (o.created_at < me.created_at OR (o.created_at = me.created_at AND o.id < me.id)))
+             RETURNING version",
+        )
+        .bind(run_id)
+        .bind(crate::owner::this_process())
+        .bind(now + lease_ms)
+        .bind(now)
+        .bind(session_id)
+        .bind(now)
+        .bind(run_id) // ?7, also the "me" of the ordering check
+        .fetch_optional(&self.writer)
+        .await?;
+        Ok(version.map(|version| SessionLease {
+            session_id: session_id.to_string(),
+            run_id: run_id.to_string(),
+            version,
+        }))
+    }
+
+    async fn renew_session_lease(
+        &self,
+        lease: &SessionLease,
+        lease_ms: i64,
+    ) -> Result<(), StoreError> {
+        let _writing = self.lock_writes().await;
+        let done = sqlx::query("UPDATE sessions SET busy_until = ? WHERE id = ? AND busy_run = ?")
+            .bind(now_ms() + lease_ms)
+            .bind(&lease.session_id)
+            .bind(&lease.run_id)
+            .execute(&self.writer)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(self.conflict(&lease.session_id, lease.version).await);
+        }
+        Ok(())
+    }
+
+    async fn release_session(&self, lease: &SessionLease) -> Result<(), StoreError> {
+        let _writing = self.lock_writes().await;
+        sqlx::query(
+            "UPDATE sessions SET busy_run = NULL, busy_until = NULL, busy_owner = NULL WHERE id = ? AND busy_run = ?",
+        )
+        .bind(&lease.session_id)
+        .bind(&lease.run_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn messages(&self, session_id: &str) -> Result<Vec<Message>, StoreError> {
+        let rows: Vec<String> =
+            sqlx::query_scalar("SELECT content FROM messages WHERE session_id = ? ORDER BY seq")
+                .bind(session_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|c| serde_json::from_str(c).map_err(|e| StoreError::corrupt("messages", e)))
+            .collect()
+    }
+
+    async fn session_context(&self, session_id: &str) -> Result<SessionContext, StoreError> {
+        let latest: Option<(i64, String)> = sqlx::query_as(
+            "SELECT through_seq, summary FROM session_compactions WHERE session_id = ?
+             ORDER BY through_seq DESC LIMIT 1",
+        )
+        .bind(session_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let (through_seq, summary) = match latest {
+            Some((seq, text)) => (seq, Some(text)),
+            None => (0, None),
+        };
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT seq, content FROM messages WHERE session_id = ? AND seq > ? ORDER BY seq",
+        )
+        .bind(session_id)
+        .bind(through_seq)
+        .fetch_all(&self.pool)
+        .await?;
+        let messages = rows
+            .into_iter()
+            .map(|(seq, c)| {
+                serde_json::from_str(&c)
+                    .map(|m| (seq, m))
+                    .map_err(|e| StoreError::corrupt("messages", e))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(SessionContext {
+            summary,
+            through_seq,
+            messages,
+        })
+    }
+
+    async fn compaction_count(&self, session_id: &str) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM session_compactions WHERE session_id = ?")
+                .bind(session_id)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn session_user(&self, session_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar::<_, Option<String>>("SELECT user_id FROM sessions WHERE id = ?")
+                .bind(session_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .flatten(),
+        )
+    }
+
+    async fn run_messages(
+        &self,
+        session_id: &str,
+        run_id: &str,
+    ) -> Result<Vec<Message>, StoreError> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT content FROM messages WHERE session_id = ? AND run_id = ? ORDER BY seq",
+        )
+        .bind(session_id)
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|c| serde_json::from_str(c).map_err(|e| StoreError::corrupt("messages", e)))
+            .collect()
+    }
+
+    async fn seed_messages(
+        &self,
+        session_id: &str,
+        messages: &[Message],
+    ) -> Result<bool, StoreError> {
+        let _writing = self.lock_writes().await;
+        let mut tx = self.write_tx().await?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE session_id = ?")
+            .bind(session_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if n > 0 {
+            return Ok(false);
+        }
+        let now = now_ms();
+        for (i, m) in messages.iter().enumerate() {
+            let content =
+                serde_json::to_string(m).map_err(|e| StoreError::corrupt("messages", e))?;
+            sqlx::query("INSERT INTO messages (session_id, seq, run_id, role, content, created_at) VALUES (?, ?, NULL, ?, ?, ?)")
+                .bind(session_id)
+                .bind(i as i64 + 1)
+                .bind(m.role.as_str())
+                .bind(content)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("UPDATE sessions SET version = version + 1, updated_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(session_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+impl SqliteStore {
+    pub(crate) async fn conflict(&self, session_id: &str, expected: i64) -> StoreError {
+        let found: Result<Option<i64>, _> =
+            sqlx::query_scalar("SELECT version FROM sessions WHERE id = ?")
+                .bind(session_id)
+                .fetch_optional(&self.pool)
+                .await;
+        match found {
+            Ok(Some(found)) => StoreError::VersionConflict {
+                session_id: session_id.to_string(),
+                expected,
+                found,
+            },
+            Ok(None) => StoreError::NotFound {
+                what: "session",
+                id: session_id.to_string(),
+            },
+            Err(e) => e.into(),
+        }
+    }
+}
+
+fn session_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<SessionInfo, sqlx::Error> {
+    Ok(SessionInfo {
+        id: row.try_get("id")?,
+        agent: row.try_get("agent")?,
+        version: row.try_get("version")?,
+        messages: row.try_get("n")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        user_id: row.try_get("user_id")?,
+    })
+}
