@@ -11,7 +11,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 # System packages the tests use. Each is installed only when missing.
-APT_PACKAGES=(ca-certificates procps python3 python3-venv bubblewrap)
+APT_PACKAGES=(ca-certificates procps python3 python3-venv bubblewrap postgresql)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -21,6 +21,28 @@ if [ "${#missing[@]}" -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+
+# PostgreSQL: the PostgreSQL backend's tests and the conformance suite run
+# against a real server. Started when installed but stopped; the tests log
+# in as a role of their own (created once, over the local socket as the
+# postgres superuser) and each test makes and drops its own database.
+# CAIRN_TEST_POSTGRES, when set, names another server to use instead.
+if [ -z "${CAIRN_TEST_POSTGRES:-}" ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    for v in $(ls /etc/postgresql); do
+      $SUDO pg_ctlcluster --skip-systemctl-redirect "$v" main start || true
+    done
+    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+  fi
+  $SUDO runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -d postgres -c "
+    DO \$\$ BEGIN
+      IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cairn_test') THEN
+        CREATE ROLE cairn_test LOGIN CREATEDB PASSWORD 'cairn_test';
+      END IF;
+    END \$\$;"
+  export CAIRN_TEST_POSTGRES="postgres://cairn_test:cairn_test@127.0.0.1:5432/postgres"
 fi
 
 # Python packages the tests drive cairn with: the official OpenAI SDK and

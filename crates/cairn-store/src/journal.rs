@@ -67,3 +67,53 @@ pub trait JournalStore: Send + Sync {
     /// The journal of a run, in order.
     async fn journal(&self, run_id: &str) -> Result<Vec<JournalEntry>, StoreError>;
 }
+
+/// A journal row: run_id, seq, kind, ref_seq, payload, at.
+pub(crate) type JournalRow = (String, i64, String, Option<i64>, String, i64);
+
+/// Journal entries from their rows.
+pub(crate) fn entries_from_rows(rows: Vec<JournalRow>) -> Result<Vec<JournalEntry>, StoreError> {
+    rows.into_iter()
+        .map(|(run_id, seq, kind, ref_seq, payload, at)| {
+            Ok(JournalEntry {
+                run_id,
+                seq,
+                ref_seq,
+                body: JournalPayload::decode(&kind, &payload)
+                    .map_err(|e| StoreError::corrupt("run_journal", e))?,
+                at,
+            })
+        })
+        .collect()
+}
+
+/// A step's entries as stored: kind, ref_seq, ref_entry, payload JSON.
+pub(crate) type EncodedEntry = (&'static str, Option<i64>, Option<usize>, String);
+
+/// Encodes a step's entries for storage.
+pub(crate) fn encode_entries(entries: &[NewEntry]) -> Result<Vec<EncodedEntry>, StoreError> {
+    entries
+        .iter()
+        .map(|e| {
+            let payload = e
+                .body
+                .encode()
+                .map_err(|e| StoreError::corrupt("run_journal", e))?;
+            Ok((e.body.kind().as_str(), e.ref_seq, e.ref_entry, payload))
+        })
+        .collect()
+}
+
+/// A step's messages as stored: role and JSON.
+pub(crate) fn encode_messages(
+    messages: &[&Message],
+) -> Result<Vec<(&'static str, String)>, StoreError> {
+    messages
+        .iter()
+        .map(|m| {
+            serde_json::to_string(m)
+                .map(|c| (m.role.as_str(), c))
+                .map_err(|e| StoreError::corrupt("messages", e))
+        })
+        .collect()
+}

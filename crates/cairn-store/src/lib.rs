@@ -11,6 +11,7 @@ mod error;
 mod journal;
 mod memories;
 mod owner;
+pub mod postgres;
 mod queue;
 mod runs;
 mod schedules;
@@ -31,7 +32,8 @@ pub use memories::{
     vector_to_blob,
 };
 pub use owner::{is_dead_local, this_process};
-pub use queue::{Job, JobQueue, NewJob, kinds};
+pub use postgres::{PgSettings, PgStore};
+pub use queue::{Failed, Job, JobQueue, NewJob, Retry, kinds};
 pub use runs::{RunProgress, RunStore};
 pub use schedules::{ScheduleFire, ScheduleStore};
 pub use sessions::{SessionContext, SessionLease, SessionStore};

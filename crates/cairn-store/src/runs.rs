@@ -1,10 +1,85 @@
 //! Runs: one turn of work in a session, with its status and totals.
 
 use async_trait::async_trait;
-use cairn_core::RunRecord;
-use cairn_core::ToolIntent;
+use cairn_core::{JournalPayload, RunRecord, RunStatus, ToolIntent, Usage};
 
 use crate::StoreError;
+
+/// `SELECT <the columns of runs, as RunRow has them> FROM runs <tail>`, as
+/// one static string (both backends).
+macro_rules! select_runs {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, session_id, agent, status, input, output, error, provider, model, ",
+            "steps, input_tokens, output_tokens, cost_usd, created_at, finished_at, user_id FROM runs ",
+            $tail
+        )
+    };
+}
+pub(crate) use select_runs;
+
+/// One row of `runs` as selected by `select_runs!` (both backends decode
+/// a tuple the same way).
+pub(crate) type RunRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    f64,
+    i64,
+    Option<i64>,
+    Option<String>,
+);
+
+/// A run from its row.
+pub(crate) fn run_from_row(r: RunRow) -> Result<RunRecord, StoreError> {
+    let (id, session_id, agent, status, input, output, error, provider, model) =
+        (r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8);
+    Ok(RunRecord {
+        id,
+        session_id,
+        agent,
+        status: RunStatus::parse(&status)
+            .ok_or_else(|| StoreError::corrupt("runs", format!("unknown status {status:?}")))?,
+        input,
+        output,
+        error,
+        provider,
+        model,
+        steps: r.9.max(0) as u32,
+        usage: Usage {
+            input_tokens: r.10.max(0) as u64,
+            output_tokens: r.11.max(0) as u64,
+        },
+        cost_usd: r.12,
+        created_at: r.13,
+        finished_at: r.14,
+        user_id: r.15,
+    })
+}
+
+/// Decodes stored tool intents (the in-flight calls of a run).
+pub(crate) fn tool_intents(payloads: &[String]) -> Result<Vec<ToolIntent>, StoreError> {
+    payloads
+        .iter()
+        .map(|p| match JournalPayload::decode("tool_call", p) {
+            Ok(JournalPayload::ToolCall(intent)) => Ok(intent),
+            Ok(_) => Err(StoreError::corrupt(
+                "run_journal",
+                "tool_call decoded as another kind",
+            )),
+            Err(e) => Err(StoreError::corrupt("run_journal", e)),
+        })
+        .collect()
+}
 
 /// A running run's last sign of progress.
 #[derive(Debug, Clone)]
@@ -54,4 +129,32 @@ pub trait RunStore: Send + Sync {
     /// cancelled and its job is withdrawn. `false` if it was already claimed
     /// (or finished).
     async fn cancel_queued_run(&self, run_id: &str, reason: &str) -> Result<bool, StoreError>;
+}
+
+/// Exactly one run among the rows an id prefix matched.
+pub(crate) fn one_run(mut rows: Vec<RunRow>, prefix: &str) -> Result<RunRecord, StoreError> {
+    match rows.len() {
+        0 => Err(StoreError::NotFound {
+            what: "run",
+            id: prefix.to_string(),
+        }),
+        1 => run_from_row(rows.remove(0)),
+        n => Err(StoreError::Ambiguous {
+            what: "run",
+            prefix: prefix.to_string(),
+            count: n,
+        }),
+    }
+}
+
+/// The job that drives `run`.
+pub(crate) fn run_job(run: &RunRecord) -> crate::NewJob {
+    crate::NewJob {
+        kind: crate::kinds::ADVANCE_RUN.into(),
+        run_id: Some(run.id.clone()),
+        payload: serde_json::json!({}),
+        run_at: run.created_at,
+        dedup_key: Some(format!("run:{}", run.id)),
+        ..Default::default()
+    }
 }

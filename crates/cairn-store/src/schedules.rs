@@ -85,3 +85,105 @@ pub trait ScheduleStore: Send + Sync {
     /// When a scheduler loop was last seen alive (ms), if ever.
     async fn scheduler_last_seen(&self) -> Result<Option<i64>, StoreError>;
 }
+
+/// A schedule row as both backends select it: id, agent, session_id,
+/// prompt, kind, spec, tz, catch_up, paused, next_due, created_at,
+/// created_by, heartbeat JSON, user_id.
+pub(crate) type ScheduleRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    bool,
+    Option<i64>,
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+);
+
+/// A schedule from its row.
+pub(crate) fn schedule_from_row(r: ScheduleRow) -> Result<ScheduleRecord, StoreError> {
+    use cairn_core::schedule::{CatchUp, ScheduleKind};
+    let (kind, catch_up) = (r.4, r.7);
+    Ok(ScheduleRecord {
+        id: r.0,
+        agent: r.1,
+        session_id: r.2,
+        prompt: r.3,
+        kind: ScheduleKind::parse(&kind)
+            .ok_or_else(|| StoreError::corrupt("schedules", format!("kind {kind:?}")))?,
+        spec: r.5,
+        tz: r.6,
+        catch_up: CatchUp::parse(&catch_up)
+            .ok_or_else(|| StoreError::corrupt("schedules", format!("catch_up {catch_up:?}")))?,
+        paused: r.8,
+        next_due: r.9,
+        created_at: r.10,
+        created_by: r.11,
+        heartbeat: match r.12 {
+            Some(j) => {
+                Some(serde_json::from_str(&j).map_err(|e| StoreError::corrupt("schedules", e))?)
+            }
+            None => None,
+        },
+        user_id: r.13,
+    })
+}
+
+/// A schedule's heartbeat policy as stored.
+pub(crate) fn heartbeat_json(s: &ScheduleRecord) -> Result<Option<String>, StoreError> {
+    s.heartbeat
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StoreError::corrupt("schedules", e))
+}
+
+/// A fire record row: schedule_id, due_at, handled_at, outcome, reason, run_id.
+pub(crate) type FireRow = (String, i64, i64, String, Option<String>, Option<String>);
+
+/// Fire records from their rows.
+pub(crate) fn fires_from_rows(rows: Vec<FireRow>) -> Result<Vec<FireRecord>, StoreError> {
+    rows.into_iter()
+        .map(
+            |(schedule_id, due_at, handled_at, outcome, reason, run_id)| {
+                Ok(FireRecord {
+                    schedule_id,
+                    due_at,
+                    handled_at,
+                    outcome: cairn_core::schedule::FireOutcome::parse(&outcome).ok_or_else(
+                        || StoreError::corrupt("schedule_fires", format!("outcome {outcome:?}")),
+                    )?,
+                    reason,
+                    run_id,
+                })
+            },
+        )
+        .collect()
+}
+
+/// The one schedule an id or prefix names among up to two found (an exact
+/// id first).
+pub(crate) fn one_schedule(
+    found: Vec<ScheduleRecord>,
+    id_or_prefix: &str,
+) -> Result<ScheduleRecord, StoreError> {
+    match found.as_slice() {
+        [] => Err(StoreError::NotFound {
+            what: "schedule",
+            id: id_or_prefix.to_string(),
+        }),
+        [one] => Ok(one.clone()),
+        [first, _] if first.id == id_or_prefix => Ok(first.clone()),
+        more => Err(StoreError::Ambiguous {
+            what: "schedule",
+            prefix: id_or_prefix.to_string(),
+            count: more.len(),
+        }),
+    }
+}

@@ -92,3 +92,83 @@ pub trait SessionStore: Send + Sync {
         messages: &[Message],
     ) -> Result<bool, StoreError>;
 }
+
+/// One session row: id, agent, version, created_at, updated_at, user_id and
+/// its message count, as both backends select it.
+pub(crate) type SessionRow = (String, String, i64, i64, i64, Option<String>, i64);
+
+/// A session from its row.
+pub(crate) fn session_from_row(r: SessionRow) -> SessionInfo {
+    SessionInfo {
+        id: r.0,
+        agent: r.1,
+        version: r.2,
+        created_at: r.3,
+        updated_at: r.4,
+        user_id: r.5,
+        messages: r.6,
+    }
+}
+
+/// Messages from their stored JSON.
+pub(crate) fn decode_messages(rows: &[String]) -> Result<Vec<Message>, StoreError> {
+    rows.iter()
+        .map(|c| serde_json::from_str(c).map_err(|e| StoreError::corrupt("messages", e)))
+        .collect()
+}
+
+/// A session's context from its newest compaction and the messages after it.
+pub(crate) fn context_from_rows(
+    latest: Option<(i64, String)>,
+    rows: Vec<(i64, String)>,
+) -> Result<SessionContext, StoreError> {
+    let (through_seq, summary) = match latest {
+        Some((seq, text)) => (seq, Some(text)),
+        None => (0, None),
+    };
+    let messages = rows
+        .into_iter()
+        .map(|(seq, c)| {
+            serde_json::from_str(&c)
+                .map(|m| (seq, m))
+                .map_err(|e| StoreError::corrupt("messages", e))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(SessionContext {
+        summary,
+        through_seq,
+        messages,
+    })
+}
+
+/// `WrongAgent` when a session found for `agent` belongs to another.
+pub(crate) fn check_agent(info: SessionInfo, agent: &str) -> Result<SessionInfo, StoreError> {
+    if info.agent != agent {
+        return Err(StoreError::WrongAgent {
+            session_id: info.id,
+            owner: info.agent,
+            requested: agent.to_string(),
+        });
+    }
+    Ok(info)
+}
+
+/// The error for a lost lease, from the version now stored (if any).
+pub(crate) fn conflict_error(
+    session_id: &str,
+    expected: i64,
+    found: Result<Option<i64>, StoreError>,
+) -> StoreError {
+    match found {
+        Ok(Some(found)) => StoreError::VersionConflict {
+            session_id: session_id.to_string(),
+            expected,
+            found,
+        },
+        Ok(None) => StoreError::NotFound {
+            what: "session",
+            id: session_id.to_string(),
+        },
+        Err(e) => e,
+    }
+}

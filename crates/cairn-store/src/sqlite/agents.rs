@@ -33,19 +33,13 @@ impl AgentStore for SqliteStore {
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        let config = config.ok_or_else(|| StoreError::NotFound {
-            what: "agent",
-            id: name.to_string(),
-        })?;
-        serde_json::from_str(&config).map_err(|e| StoreError::corrupt("agents", e))
+        decode_agent(config, name)
     }
 
     async fn list_agents(&self) -> Result<Vec<AgentSpec>, StoreError> {
         let rows: Vec<String> = sqlx::query_scalar("SELECT config FROM agents ORDER BY name")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|c| serde_json::from_str(c).map_err(|e| StoreError::corrupt("agents", e)))
-            .collect()
+        decode_agents(&rows)
     }
 }

@@ -2,8 +2,7 @@
 //! journal entries, the session message and the run's totals commit together
 //! or not at all.
 
-use cairn_core::{JournalEntry, JournalPayload, now_ms};
-use sqlx::Row;
+use cairn_core::{JournalEntry, now_ms};
 
 use async_trait::async_trait;
 
@@ -21,17 +20,7 @@ impl JournalStore for SqliteStore {
         step: StepCommit<'_>,
     ) -> Result<Vec<i64>, StoreError> {
         let now = now_ms();
-        let entries = step
-            .entries
-            .iter()
-            .map(|e| {
-                let payload = e
-                    .body
-                    .encode()
-                    .map_err(|e| StoreError::corrupt("run_journal", e))?;
-                Ok((e.body.kind().as_str(), e.ref_seq, e.ref_entry, payload))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let entries = encode_entries(&step.entries)?;
         let compaction = step.compaction.clone();
         let message = if step.messages.is_empty() && compaction.is_none() {
             None
@@ -41,15 +30,7 @@ impl JournalStore for SqliteStore {
                     action: "appending messages",
                 });
             };
-            let contents = step
-                .messages
-                .iter()
-                .map(|m| {
-                    serde_json::to_string(m)
-                        .map(|c| (m.role.as_str(), c))
-                        .map_err(|e| StoreError::corrupt("messages", e))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let contents = encode_messages(&step.messages)?;
             Some((
                 contents,
                 lease.session_id.clone(),
@@ -159,25 +140,12 @@ impl JournalStore for SqliteStore {
     }
 
     async fn journal(&self, run_id: &str) -> Result<Vec<JournalEntry>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<JournalRow> = sqlx::query_as(
             "SELECT run_id, seq, kind, ref_seq, payload, at FROM run_journal WHERE run_id = ? ORDER BY seq",
         )
         .bind(run_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let kind: String = r.try_get("kind")?;
-                let payload: String = r.try_get("payload")?;
-                Ok(JournalEntry {
-                    run_id: r.try_get("run_id")?,
-                    seq: r.try_get("seq")?,
-                    ref_seq: r.try_get("ref_seq")?,
-                    body: JournalPayload::decode(&kind, &payload)
-                        .map_err(|e| StoreError::corrupt("run_journal", e))?,
-                    at: r.try_get("at")?,
-                })
-            })
-            .collect()
+        entries_from_rows(rows)
     }
 }

@@ -7,7 +7,7 @@ use sqlx::SqlitePool;
 
 use crate::StoreError;
 
-const SQLITE: &[(i64, &str)] = &[
+pub(crate) const SQLITE: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_core.sql")),
     (2, include_str!("../../migrations/sqlite/0002_jobs.sql")),
     (3, include_str!("../../migrations/sqlite/0003_memory.sql")),
@@ -27,6 +27,10 @@ const SQLITE: &[(i64, &str)] = &[
     (
         8,
         include_str!("../../migrations/sqlite/0008_memory_count.sql"),
+    ),
+    (
+        9,
+        include_str!("../../migrations/sqlite/0009_job_retries.sql"),
     ),
 ];
 

@@ -20,14 +20,19 @@ impl JobQueue for SqliteStore {
         insert_job(&mut *self.writer.acquire().await?, &job).await
     }
 
-    async fn claim_job(&self, kinds: &[&str], lease_ms: i64) -> Result<Option<Job>, StoreError> {
+    async fn claim_jobs(
+        &self,
+        kinds: &[&str],
+        max: usize,
+        lease_ms: i64,
+    ) -> Result<Vec<Job>, StoreError> {
         let _writing = self.lock_writes().await;
         let now = now_ms();
         let kinds_json =
             serde_json::to_string(kinds).map_err(|e| StoreError::corrupt("jobs", e))?;
-        let row = sqlx::query(
-            "UPDATE jobs SET status = 'leased', attempt = attempt + 1, lease_owner = ?, lease_until = ?
-             WHERE id = (SELECT j.id FROM jobs j WHERE j.status = 'ready' AND j.run_at <= ?3
+        let rows: Vec<ClaimedRow> = sqlx::query_as(
+            "UPDATE jobs SET status = 'leased', attempt = attempt + 1, lease_owner = ?1, lease_until = ?2
+             WHERE id IN (SELECT j.id FROM jobs j WHERE j.status = 'ready' AND j.run_at <= ?3
                          AND j.kind IN (SELECT value FROM json_each(?4))
                          -- Not a run whose session another live run holds:
                          -- it would only wait (and a message for it may
@@ -35,16 +40,65 @@ impl JobQueue for SqliteStore {
                          AND NOT EXISTS (SELECT 1 FROM runs r JOIN sessions s ON s.id = r.session_id
                                          WHERE r.id = j.run_id AND s.busy_run IS NOT NULL
                                            AND s.busy_run != r.id AND s.busy_until >= ?3)
-                         ORDER BY j.priority, j.run_at, j.id LIMIT 1)
-             RETURNING id, kind, run_id, payload, attempt",
+                         ORDER BY j.priority, j.run_at, j.id LIMIT ?5)
+             RETURNING id, kind, run_id, payload, attempt, priority, run_at",
         )
         .bind(this_process())
         .bind(now + lease_ms)
         .bind(now)
         .bind(kinds_json)
-        .fetch_optional(&self.writer)
+        .bind(max as i64)
+        .fetch_all(&self.writer)
         .await?;
-        row.map(|r| job_from_row(&r)).transpose()
+        claimed_in_order(rows)
+    }
+
+    async fn complete_jobs(&self, jobs: &[Job]) -> Result<u64, StoreError> {
+        let _writing = self.lock_writes().await;
+        let mut tx = self.write_tx().await?;
+        let mut done = 0;
+        for job in jobs {
+            done +=
+                sqlx::query("DELETE FROM jobs WHERE id = ? AND attempt = ? AND status = 'leased'")
+                    .bind(&job.id)
+                    .bind(job.attempt)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    async fn fail_job(&self, job: &Job, error: &str, retry: &Retry) -> Result<Failed, StoreError> {
+        let _writing = self.lock_writes().await;
+        let outcome = failure(job, retry);
+        let (status, run_at) = failure_row(outcome);
+        let done = sqlx::query(
+            "UPDATE jobs SET status = ?, run_at = COALESCE(?, run_at), last_error = ?,
+                lease_owner = NULL, lease_until = NULL
+             WHERE id = ? AND attempt = ? AND status = 'leased'",
+        )
+        .bind(status)
+        .bind(run_at)
+        .bind(error)
+        .bind(&job.id)
+        .bind(job.attempt)
+        .execute(&self.writer)
+        .await?;
+        Ok(if done.rows_affected() == 1 {
+            outcome
+        } else {
+            Failed::Fenced
+        })
+    }
+
+    async fn job_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT status, COUNT(*) FROM jobs GROUP BY status ORDER BY status")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     async fn claim_session_backlog(
@@ -53,7 +107,7 @@ impl JobQueue for SqliteStore {
         lease_ms: i64,
     ) -> Result<Option<Job>, StoreError> {
         let _writing = self.lock_writes().await;
-        let row = sqlx::query(
+        let row: Option<JobRow> = sqlx::query_as(
             "UPDATE jobs SET status = 'leased', attempt = attempt + 1, lease_owner = ?, lease_until = ?
              WHERE id = (SELECT j.id FROM jobs j JOIN runs r ON r.id = j.run_id
                          WHERE j.status = 'ready' AND j.kind = ? AND r.session_id = ?
@@ -68,7 +122,7 @@ impl JobQueue for SqliteStore {
         .bind(now_ms())
         .fetch_optional(&self.writer)
         .await?;
-        row.map(|r| job_from_row(&r)).transpose()
+        row.map(job_from_row).transpose()
     }
 
     async fn heartbeat_job(&self, job: &Job, lease_ms: i64) -> Result<bool, StoreError> {
@@ -86,17 +140,18 @@ impl JobQueue for SqliteStore {
 
     async fn complete_job(&self, job: &Job) -> Result<bool, StoreError> {
         let _writing = self.lock_writes().await;
-        let done = sqlx::query("DELETE FROM jobs WHERE id = ? AND attempt = ?")
-            .bind(&job.id)
-            .bind(job.attempt)
-            .execute(&self.writer)
-            .await?;
+        let done =
+            sqlx::query("DELETE FROM jobs WHERE id = ? AND attempt = ? AND status = 'leased'")
+                .bind(&job.id)
+                .bind(job.attempt)
+                .execute(&self.writer)
+                .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn release_job(&self, job: &Job) -> Result<(), StoreError> {
         let _writing = self.lock_writes().await;
-        sqlx::query("UPDATE jobs SET status = 'ready', lease_owner = NULL, lease_until = NULL WHERE id = ? AND attempt = ?")
+        sqlx::query("UPDATE jobs SET status = 'ready', lease_owner = NULL, lease_until = NULL WHERE id = ? AND attempt = ? AND status = 'leased'")
             .bind(&job.id)
             .bind(job.attempt)
             .execute(&self.writer)
@@ -107,7 +162,7 @@ impl JobQueue for SqliteStore {
     async fn release_job_until(&self, job: &Job, run_at: i64) -> Result<(), StoreError> {
         let _writing = self.lock_writes().await;
         sqlx::query(
-            "UPDATE jobs SET status = 'ready', lease_owner = NULL, lease_until = NULL, run_at = ? WHERE id = ? AND attempt = ?",
+            "UPDATE jobs SET status = 'ready', lease_owner = NULL, lease_until = NULL, run_at = ? WHERE id = ? AND attempt = ? AND status = 'leased'",
         )
         .bind(run_at)
         .bind(&job.id)
@@ -225,15 +280,4 @@ pub(crate) async fn insert_job(
     .execute(conn)
     .await?;
     Ok((done.rows_affected() == 1).then_some(id))
-}
-
-fn job_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Job, StoreError> {
-    let payload: String = r.try_get("payload")?;
-    Ok(Job {
-        id: r.try_get("id")?,
-        kind: r.try_get("kind")?,
-        run_id: r.try_get("run_id")?,
-        payload: serde_json::from_str(&payload).map_err(|e| StoreError::corrupt("jobs", e))?,
-        attempt: r.try_get("attempt")?,
-    })
 }

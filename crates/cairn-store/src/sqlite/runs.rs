@@ -1,6 +1,6 @@
 //! Runs: one turn of work in a session, with its status and totals.
 
-use cairn_core::{JournalPayload, RunRecord, RunStatus, Usage};
+use cairn_core::RunRecord;
 use sqlx::Row;
 
 use async_trait::async_trait;
@@ -8,17 +8,6 @@ use async_trait::async_trait;
 use super::SqliteStore;
 use crate::StoreError;
 use crate::runs::*;
-
-/// `SELECT <all run columns> FROM runs <tail>` as one static string.
-macro_rules! select_runs {
-    ($tail:literal) => {
-        concat!(
-            "SELECT id, session_id, agent, status, input, output, error, provider, model, ",
-            "steps, input_tokens, output_tokens, cost_usd, created_at, finished_at, user_id FROM runs ",
-            $tail
-        )
-    };
-}
 
 #[async_trait]
 impl RunStore for SqliteStore {
@@ -36,31 +25,20 @@ impl RunStore for SqliteStore {
     }
 
     async fn get_run(&self, id_or_prefix: &str) -> Result<RunRecord, StoreError> {
-        let exact = sqlx::query(select_runs!("WHERE id = ?"))
+        let exact: Option<RunRow> = sqlx::query_as(select_runs!("WHERE id = ?"))
             .bind(id_or_prefix)
             .fetch_optional(&self.pool)
             .await?;
         if let Some(row) = exact {
-            return run_from_row(&row);
+            return run_from_row(row);
         }
-        let rows = sqlx::query(select_runs!(
+        let rows: Vec<RunRow> = sqlx::query_as(select_runs!(
             "WHERE substr(id, 1, length(?1)) = ?1 OR substr(id, 5, length(?1)) = ?1 LIMIT 2"
         ))
         .bind(id_or_prefix)
         .fetch_all(&self.pool)
         .await?;
-        match rows.len() {
-            0 => Err(StoreError::NotFound {
-                what: "run",
-                id: id_or_prefix.to_string(),
-            }),
-            1 => run_from_row(&rows[0]),
-            n => Err(StoreError::Ambiguous {
-                what: "run",
-                prefix: id_or_prefix.to_string(),
-                count: n,
-            }),
-        }
+        one_run(rows, id_or_prefix)
     }
 
     async fn list_runs(
@@ -68,14 +46,14 @@ impl RunStore for SqliteStore {
         session_id: Option<&str>,
         limit: i64,
     ) -> Result<Vec<RunRecord>, StoreError> {
-        let rows = sqlx::query(select_runs!(
+        let rows: Vec<RunRow> = sqlx::query_as(select_runs!(
             "WHERE (?1 IS NULL OR session_id = ?1) ORDER BY created_at DESC, id DESC LIMIT ?2"
         ))
         .bind(session_id)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(run_from_row).collect()
+        rows.into_iter().map(run_from_row).collect()
     }
 
     async fn running_progress(&self) -> Result<Vec<RunProgress>, StoreError> {
@@ -96,17 +74,7 @@ impl RunStore for SqliteStore {
             .bind(&run_id)
             .fetch_all(&self.pool)
             .await?;
-            let in_flight = calls
-                .iter()
-                .map(|p| match JournalPayload::decode("tool_call", p) {
-                    Ok(JournalPayload::ToolCall(intent)) => Ok(intent),
-                    Ok(_) => Err(StoreError::corrupt(
-                        "run_journal",
-                        "tool_call decoded as another kind",
-                    )),
-                    Err(e) => Err(StoreError::corrupt("run_journal", e)),
-                })
-                .collect::<Result<_, _>>()?;
+            let in_flight = tool_intents(&calls)?;
             out.push(RunProgress {
                 session_id: r.try_get("session_id")?,
                 last_progress: r.try_get("last")?,
@@ -182,34 +150,6 @@ pub(crate) async fn update_run_tx(
     Ok(())
 }
 
-fn run_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<RunRecord, StoreError> {
-    let status: String = row.try_get("status")?;
-    let input_tokens: i64 = row.try_get("input_tokens")?;
-    let output_tokens: i64 = row.try_get("output_tokens")?;
-    let steps: i64 = row.try_get("steps")?;
-    Ok(RunRecord {
-        id: row.try_get("id")?,
-        session_id: row.try_get("session_id")?,
-        agent: row.try_get("agent")?,
-        status: RunStatus::parse(&status)
-            .ok_or_else(|| StoreError::corrupt("runs", format!("unknown status {status:?}")))?,
-        input: row.try_get("input")?,
-        output: row.try_get("output")?,
-        error: row.try_get("error")?,
-        provider: row.try_get("provider")?,
-        model: row.try_get("model")?,
-        steps: steps.max(0) as u32,
-        usage: Usage {
-            input_tokens: input_tokens.max(0) as u64,
-            output_tokens: output_tokens.max(0) as u64,
-        },
-        cost_usd: row.try_get("cost_usd")?,
-        created_at: row.try_get("created_at")?,
-        finished_at: row.try_get("finished_at")?,
-        user_id: row.try_get("user_id")?,
-    })
-}
-
 /// Inserts a queued run and its job, creating its session if new, inside
 /// `tx` (for runs the server starts itself: schedules, channel messages).
 pub(crate) async fn queue_run_in_session(
@@ -258,14 +198,7 @@ pub(crate) async fn insert_run_with_job(
     .bind(&run.user_id)
     .execute(&mut **tx)
     .await?;
-    let job = crate::NewJob {
-        kind: crate::kinds::ADVANCE_RUN.into(),
-        run_id: Some(run.id.clone()),
-        payload: serde_json::json!({}),
-        run_at: run.created_at,
-        dedup_key: Some(format!("run:{}", run.id)),
-        ..Default::default()
-    };
+    let job = run_job(run);
     let job_id = super::queue::insert_job(tx, &job).await?.ok_or_else(|| {
         StoreError::corrupt("jobs", format!("a job for run {} already exists", run.id))
     })?;

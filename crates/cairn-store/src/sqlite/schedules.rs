@@ -3,8 +3,7 @@
 //! schedule's `next_due` advanced by compare-and-set. Two schedulers racing
 //! on one store produce one run, whichever wins.
 
-use cairn_core::schedule::{CatchUp, FireOutcome, FireRecord, ScheduleKind, ScheduleRecord};
-use sqlx::Row;
+use cairn_core::schedule::{FireRecord, ScheduleRecord};
 
 use async_trait::async_trait;
 
@@ -93,19 +92,7 @@ impl ScheduleStore for SqliteStore {
                 Some(id_or_prefix.to_string()),
             )
             .await?;
-        match found.as_slice() {
-            [] => Err(StoreError::NotFound {
-                what: "schedule",
-                id: id_or_prefix.to_string(),
-            }),
-            [one] => Ok(one.clone()),
-            [first, _] if first.id == id_or_prefix => Ok(first.clone()),
-            more => Err(StoreError::Ambiguous {
-                what: "schedule",
-                prefix: id_or_prefix.to_string(),
-                count: more.len(),
-            }),
-        }
+        one_schedule(found, id_or_prefix)
     }
 
     async fn set_schedule_paused(
@@ -187,7 +174,7 @@ impl ScheduleStore for SqliteStore {
         schedule_id: Option<&str>,
         limit: i64,
     ) -> Result<Vec<FireRecord>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<FireRow> = sqlx::query_as(
             "SELECT schedule_id, due_at, handled_at, outcome, reason, run_id FROM schedule_fires
              WHERE ?1 IS NULL OR schedule_id = ?1 ORDER BY due_at DESC LIMIT ?2",
         )
@@ -195,21 +182,7 @@ impl ScheduleStore for SqliteStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let outcome: String = r.try_get("outcome")?;
-                Ok(FireRecord {
-                    schedule_id: r.try_get("schedule_id")?,
-                    due_at: r.try_get("due_at")?,
-                    handled_at: r.try_get("handled_at")?,
-                    outcome: FireOutcome::parse(&outcome).ok_or_else(|| {
-                        StoreError::corrupt("schedule_fires", format!("outcome {outcome:?}"))
-                    })?,
-                    reason: r.try_get("reason")?,
-                    run_id: r.try_get("run_id")?,
-                })
-            })
-            .collect()
+        fires_from_rows(rows)
     }
 
     async fn prune_schedule_fires(&self, before: i64) -> Result<u64, StoreError> {
@@ -292,7 +265,7 @@ impl SqliteStore {
             .read(move |conn| {
                 let mut stmt = conn.prepare_cached(sql)?;
                 let rows =
-                    stmt.query_map(rusqlite::params![param], |r| Ok(schedule_from_row(r)))?;
+                    stmt.query_map(rusqlite::params![param], |r| Ok(schedule_from_sqlite(r)))?;
                 let mut out = Vec::new();
                 for row in rows {
                     out.push(row??);
@@ -304,39 +277,21 @@ impl SqliteStore {
 }
 
 /// A `select_schedules!` row, columns by position.
-fn schedule_from_row(r: &rusqlite::Row<'_>) -> Result<ScheduleRecord, StoreError> {
-    let kind: String = r.get(4)?;
-    let catch_up: String = r.get(7)?;
-    let heartbeat: Option<String> = r.get(12)?;
-    Ok(ScheduleRecord {
-        id: r.get(0)?,
-        agent: r.get(1)?,
-        session_id: r.get(2)?,
-        prompt: r.get(3)?,
-        kind: ScheduleKind::parse(&kind)
-            .ok_or_else(|| StoreError::corrupt("schedules", format!("kind {kind:?}")))?,
-        spec: r.get(5)?,
-        tz: r.get(6)?,
-        catch_up: CatchUp::parse(&catch_up)
-            .ok_or_else(|| StoreError::corrupt("schedules", format!("catch_up {catch_up:?}")))?,
-        paused: r.get(8)?,
-        next_due: r.get(9)?,
-        created_at: r.get(10)?,
-        created_by: r.get(11)?,
-        user_id: r.get(13)?,
-        heartbeat: match heartbeat {
-            Some(j) => {
-                Some(serde_json::from_str(&j).map_err(|e| StoreError::corrupt("schedules", e))?)
-            }
-            None => None,
-        },
-    })
-}
-
-fn heartbeat_json(s: &ScheduleRecord) -> Result<Option<String>, StoreError> {
-    s.heartbeat
-        .as_ref()
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(|e| StoreError::corrupt("schedules", e))
+fn schedule_from_sqlite(r: &rusqlite::Row<'_>) -> Result<ScheduleRecord, StoreError> {
+    schedule_from_row((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+        r.get(10)?,
+        r.get(11)?,
+        r.get(12)?,
+        r.get(13)?,
+    ))
 }

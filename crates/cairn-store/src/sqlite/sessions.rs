@@ -3,7 +3,6 @@
 
 use cairn_core::api::SessionInfo;
 use cairn_core::{Message, now_ms};
-use sqlx::Row;
 
 use async_trait::async_trait;
 
@@ -26,19 +25,11 @@ impl SessionStore for SqliteStore {
         .bind(now)
         .execute(&self.writer)
         .await?;
-        let info = self.get_session(id).await?;
-        if info.agent != agent {
-            return Err(StoreError::WrongAgent {
-                session_id: id.to_string(),
-                owner: info.agent,
-                requested: agent.to_string(),
-            });
-        }
-        Ok(info)
+        check_agent(self.get_session(id).await?, agent)
     }
 
     async fn get_session(&self, id: &str) -> Result<SessionInfo, StoreError> {
-        let row = sqlx::query(
+        let row: SessionRow = sqlx::query_as(
             "SELECT s.id, s.agent, s.version, s.created_at, s.updated_at, s.user_id,
                     (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id) AS n
              FROM sessions s WHERE s.id = ?",
@@ -50,11 +41,11 @@ impl SessionStore for SqliteStore {
             what: "session",
             id: id.to_string(),
         })?;
-        Ok(session_from_row(&row)?)
+        Ok(session_from_row(row))
     }
 
     async fn list_sessions(&self, limit: i64) -> Result<Vec<SessionInfo>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<SessionRow> = sqlx::query_as(
             "SELECT s.id, s.agent, s.version, s.created_at, s.updated_at, s.user_id,
                     (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id) AS n
              FROM sessions s ORDER BY s.updated_at DESC LIMIT ?",
@@ -62,9 +53,7 @@ impl SessionStore for SqliteStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| session_from_row(r).map_err(StoreError::from))
-            .collect()
+        Ok(rows.into_iter().map(session_from_row).collect())
     }
 
     async fn try_acquire_session(
@@ -137,9 +126,7 @@ impl SessionStore for SqliteStore {
                 .bind(session_id)
                 .fetch_all(&self.pool)
                 .await?;
-        rows.iter()
-            .map(|c| serde_json::from_str(c).map_err(|e| StoreError::corrupt("messages", e)))
-            .collect()
+        decode_messages(&rows)
     }
 
     async fn session_context(&self, session_id: &str) -> Result<SessionContext, StoreError> {
@@ -150,30 +137,14 @@ impl SessionStore for SqliteStore {
         .bind(session_id)
         .fetch_optional(&self.pool)
         .await?;
-        let (through_seq, summary) = match latest {
-            Some((seq, text)) => (seq, Some(text)),
-            None => (0, None),
-        };
         let rows: Vec<(i64, String)> = sqlx::query_as(
             "SELECT seq, content FROM messages WHERE session_id = ? AND seq > ? ORDER BY seq",
         )
         .bind(session_id)
-        .bind(through_seq)
+        .bind(latest.as_ref().map_or(0, |l| l.0))
         .fetch_all(&self.pool)
         .await?;
-        let messages = rows
-            .into_iter()
-            .map(|(seq, c)| {
-                serde_json::from_str(&c)
-                    .map(|m| (seq, m))
-                    .map_err(|e| StoreError::corrupt("messages", e))
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(SessionContext {
-            summary,
-            through_seq,
-            messages,
-        })
+        context_from_rows(latest, rows)
     }
 
     async fn compaction_count(&self, session_id: &str) -> Result<i64, StoreError> {
@@ -207,9 +178,7 @@ impl SessionStore for SqliteStore {
         .bind(run_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|c| serde_json::from_str(c).map_err(|e| StoreError::corrupt("messages", e)))
-            .collect()
+        decode_messages(&rows)
     }
 
     async fn seed_messages(
@@ -255,29 +224,6 @@ impl SqliteStore {
                 .bind(session_id)
                 .fetch_optional(&self.pool)
                 .await;
-        match found {
-            Ok(Some(found)) => StoreError::VersionConflict {
-                session_id: session_id.to_string(),
-                expected,
-                found,
-            },
-            Ok(None) => StoreError::NotFound {
-                what: "session",
-                id: session_id.to_string(),
-            },
-            Err(e) => e.into(),
-        }
+        conflict_error(session_id, expected, found.map_err(StoreError::from))
     }
-}
-
-fn session_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<SessionInfo, sqlx::Error> {
-    Ok(SessionInfo {
-        id: row.try_get("id")?,
-        agent: row.try_get("agent")?,
-        version: row.try_get("version")?,
-        messages: row.try_get("n")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        user_id: row.try_get("user_id")?,
-    })
 }

@@ -1,0 +1,17 @@
+-- See sqlite/0008_memory_count.sql.
+ALTER TABLE memory_generation ADD COLUMN live BIGINT NOT NULL DEFAULT 0;
+UPDATE memory_generation SET live = (SELECT count(*) FROM memories) WHERE id = 1;
+CREATE OR REPLACE FUNCTION memories_added() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE memory_generation SET added = added + 1, live = live + 1 WHERE id = 1;
+    RETURN NULL;
+END $$;
+CREATE FUNCTION memories_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE memory_generation SET removed = removed + 1, live = live - 1 WHERE id = 1;
+    RETURN NULL;
+END $$;
+DROP TRIGGER memories_ad ON memories;
+CREATE TRIGGER memories_ad AFTER DELETE ON memories FOR EACH ROW EXECUTE FUNCTION memories_deleted();
+CREATE TRIGGER memories_as AFTER UPDATE OF shared ON memories
+    FOR EACH ROW WHEN (old.shared IS DISTINCT FROM new.shared) EXECUTE FUNCTION memories_removed();

@@ -1,0 +1,132 @@
+//! The PostgreSQL backend: state that outlives its host and is shared by
+//! several cairn processes. Same tables and meaning as SQLite (see
+//! `migrations/postgres`); concurrency comes from row locks instead of one
+//! writer: a claim takes `FOR UPDATE SKIP LOCKED`, a step commit locks its
+//! run's row, a message append compares and swaps the session's version.
+
+mod agents;
+mod journal;
+pub(crate) mod migrate;
+mod queue;
+mod runs;
+mod schedules;
+mod sessions;
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::StoreError;
+
+pub use queue::Wakeups;
+
+/// How a PostgreSQL store connects.
+#[derive(Debug, Clone)]
+pub struct PgSettings {
+    /// Most connections this process opens (`CAIRN_DATABASE_POOL`). Each
+    /// executor slot holds one only while it writes; 10 serves a node
+    /// running a few dozen runs at once.
+    pub max_connections: u32,
+    /// How long to wait for a connection before failing a request.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PgSettings {
+    fn default() -> Self {
+        PgSettings {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The PostgreSQL backend; cheap to clone.
+#[derive(Clone)]
+pub struct PgStore {
+    pub(crate) pool: PgPool,
+    /// The URL without its password, for messages.
+    target: String,
+    wakeups: std::sync::Arc<Wakeups>,
+}
+
+/// `url` with any password replaced, so it can be logged.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((cred, host)) => {
+                let user = cred.split(':').next().unwrap_or("");
+                format!("{scheme}://{user}:***@{host}")
+            }
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+impl PgStore {
+    /// Connects to `url` and brings the schema up to date. Fails with a
+    /// clear `Open` error when the server is unreachable, refuses the
+    /// credentials, or holds a newer schema.
+    pub async fn connect(url: &str, settings: &PgSettings) -> Result<Self, StoreError> {
+        let target = redact_url(url);
+        let open_err = |e: sqlx::Error| StoreError::Open {
+            target: target.clone(),
+            reason: e.to_string(),
+        };
+        let options: PgConnectOptions = url.parse().map_err(open_err)?;
+        let options = options.application_name("cairn");
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections.max(1))
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_with(options)
+            .await
+            .map_err(open_err)?;
+        migrate::run(&pool).await?;
+        let wakeups = std::sync::Arc::new(Wakeups::start(pool.clone()));
+        Ok(PgStore {
+            pool,
+            target,
+            wakeups,
+        })
+    }
+
+    /// Signals that jobs were added or became ready, in this process and to
+    /// every other process listening on the database.
+    pub fn wakeups(&self) -> &Wakeups {
+        &self.wakeups
+    }
+}
+
+impl PgStore {
+    /// Checks the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Version of the newest applied schema migration.
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        migrate::current_version(&self.pool).await
+    }
+
+    /// Which backend and where (no password).
+    pub fn describe(&self) -> String {
+        format!("postgres {}", self.target)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_reach_a_message() {
+        assert_eq!(
+            redact_url("postgres://cairn:s3cret@db:5432/cairn"),
+            "postgres://cairn:***@db:5432/cairn"
+        );
+        assert_eq!(redact_url("postgres://db/cairn"), "postgres://db/cairn");
+        assert!(!redact_url("postgres://u:p@ss@h/d").contains("p@ss"));
+    }
+}

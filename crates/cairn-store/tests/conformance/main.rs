@@ -1,0 +1,112 @@
+//! One conformance suite, run against both backends: every test here is
+//! written once over the store traits and instantiated for SQLite (a temp
+//! file) and PostgreSQL (a throwaway database; no server is a failure).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod journal;
+mod queue;
+mod sessions;
+
+use std::sync::Arc;
+
+use cairn_core::{RunRecord, RunStatus};
+use cairn_store::{
+    JobQueue, JournalStore, PgSettings, PgStore, RunStore, SessionStore, SqliteStore,
+};
+use cairn_testkit::TestDatabase;
+
+/// What the suite needs of a backend.
+pub trait Tables:
+    JobQueue + RunStore + SessionStore + JournalStore + Send + Sync + 'static
+{
+}
+impl<T: JobQueue + RunStore + SessionStore + JournalStore + Send + Sync + 'static> Tables for T {}
+
+/// One database, and independent handles on it (as separate processes
+/// would have: their own connections, their own locks).
+#[async_trait::async_trait]
+pub trait Harness: Send + Sync {
+    /// The backend type.
+    type S: Tables;
+    /// A new handle on the same database.
+    async fn open(&self) -> Arc<Self::S>;
+}
+
+pub struct Sqlite(tempfile::TempDir);
+
+#[async_trait::async_trait]
+impl Harness for Sqlite {
+    type S = SqliteStore;
+    async fn open(&self) -> Arc<SqliteStore> {
+        Arc::new(
+            SqliteStore::open_sqlite(&self.0.path().join("cairn.db"))
+                .await
+                .unwrap(),
+        )
+    }
+}
+
+pub struct Postgres(TestDatabase);
+
+#[async_trait::async_trait]
+impl Harness for Postgres {
+    type S = PgStore;
+    async fn open(&self) -> Arc<PgStore> {
+        Arc::new(
+            PgStore::connect(self.0.url(), &PgSettings::default())
+                .await
+                .unwrap(),
+        )
+    }
+}
+
+pub fn sqlite() -> Sqlite {
+    Sqlite(tempfile::tempdir().unwrap())
+}
+
+pub async fn postgres() -> Postgres {
+    Postgres(TestDatabase::create().await)
+}
+
+/// Instantiates `$test(harness)` once per backend.
+#[macro_export]
+macro_rules! both {
+    ($($test:ident),* $(,)?) => {
+        $(
+            mod $test {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$test($crate::sqlite()).await;
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$test($crate::postgres().await).await;
+                }
+            }
+        )*
+    };
+}
+
+/// A queued run in session `session`, created with its job.
+pub async fn queued_run<S: Tables>(s: &S, session: &str) -> RunRecord {
+    s.ensure_session(session, "default").await.unwrap();
+    let run = RunRecord {
+        id: cairn_core::ids::new_id("run"),
+        session_id: session.into(),
+        agent: "default".into(),
+        status: RunStatus::Queued,
+        input: "hello".into(),
+        output: None,
+        error: None,
+        provider: "fake".into(),
+        model: "m".into(),
+        steps: 0,
+        usage: Default::default(),
+        cost_usd: 0.0,
+        created_at: cairn_core::now_ms(),
+        finished_at: None,
+        user_id: None,
+    };
+    s.create_run(&run).await.unwrap();
+    run
+}
