@@ -139,3 +139,79 @@ pub trait ChannelStore: Send + Sync {
     /// How many inbound messages a channel has recorded (all outcomes).
     async fn inbound_count(&self, channel: &str) -> Result<i64, StoreError>;
 }
+
+/// How often a stranger is told no, however much they send.
+pub(crate) const STRANGER_TOLD_EVERY_MS: i64 = 3_600_000;
+
+/// An inbox row: channel, platform_id, chat_id, thread, user_id, text.
+pub(crate) type InboundRow = (String, String, String, Option<String>, String, String);
+
+/// An inbound message from its row.
+pub(crate) fn inbound_from_row(r: InboundRow) -> InboundMessage {
+    InboundMessage {
+        channel: r.0,
+        platform_id: r.1,
+        chat_id: r.2,
+        thread: r.3,
+        user_id: r.4,
+        text: r.5,
+    }
+}
+
+/// The outbox columns, in [`OutboxRow`] order.
+macro_rules! outbox_columns {
+    () => {
+        "id, channel, chat_id, thread, text, run_id, status, attempts, next_at, last_error"
+    };
+}
+pub(crate) use outbox_columns;
+
+/// An outbox row, as `outbox_columns!` selects it.
+pub(crate) type OutboxRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    String,
+    i64,
+    i64,
+    Option<String>,
+);
+
+/// An outbox item from its row.
+pub(crate) fn outbox_from_row(r: OutboxRow) -> OutboxItem {
+    OutboxItem {
+        id: r.0,
+        channel: r.1,
+        chat_id: r.2,
+        thread: r.3,
+        text: r.4,
+        run_id: r.5,
+        status: r.6,
+        attempts: r.7,
+        next_at: r.8,
+        last_error: r.9,
+    }
+}
+
+/// The refusal a stranger is sent.
+pub(crate) fn refusal_for(msg: &InboundMessage, refusal: Option<&str>) -> NewOutbound {
+    NewOutbound {
+        channel: msg.channel.clone(),
+        chat_id: msg.chat_id.clone(),
+        thread: msg.thread.clone(),
+        parts: vec![
+            refusal
+                .unwrap_or("Sorry, I only talk to people I know.")
+                .to_string(),
+        ],
+        run_id: None,
+    }
+}
+
+/// What a run absorbed into another is left saying.
+pub(crate) fn absorbed_note(into_run: &str) -> String {
+    format!("(answered together with run {into_run})")
+}

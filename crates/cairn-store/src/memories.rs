@@ -219,3 +219,135 @@ pub trait MemoryStore: Send + Sync {
         limit: i64,
     ) -> Result<Vec<MessageHit>, StoreError>;
 }
+
+/// The columns `MemoryRow` holds (a macro, so queries stay `&'static str`).
+macro_rules! memory_columns {
+    () => {
+        "rowid, id, agent, user_id, text, importance, source, created_at, updated_at, shared"
+    };
+}
+pub(crate) use memory_columns;
+
+/// A memory row as `memory_columns!` selects it.
+pub(crate) type MemoryRow = (
+    i64,
+    String,
+    String,
+    Option<String>,
+    String,
+    f64,
+    Option<String>,
+    i64,
+    i64,
+    bool,
+);
+
+/// A memory (with its rowid) from its row.
+pub(crate) fn memory_from_row(r: MemoryRow) -> (i64, MemoryRecord) {
+    (
+        r.0,
+        MemoryRecord {
+            id: r.1,
+            agent: r.2,
+            user_id: r.3,
+            text: r.4,
+            importance: r.5,
+            source: r.6,
+            created_at: r.7,
+            updated_at: r.8,
+            shared: r.9,
+        },
+    )
+}
+
+/// The one memory an id or prefix names (an exact id sorts first).
+pub(crate) fn one_memory(found: Vec<MemoryRow>, id: &str) -> Result<MemoryRecord, StoreError> {
+    let found: Vec<MemoryRecord> = found.into_iter().map(|r| memory_from_row(r).1).collect();
+    match found.as_slice() {
+        [] => Err(StoreError::NotFound {
+            what: "memory",
+            id: id.to_string(),
+        }),
+        // An exact id sorts first and wins over longer ids it prefixes.
+        [first, ..] if first.id == id => Ok(first.clone()),
+        [one] => Ok(one.clone()),
+        _ => Err(StoreError::Ambiguous {
+            what: "memory",
+            prefix: id.to_string(),
+            count: 2,
+        }),
+    }
+}
+
+/// A stored vector row: rowid, agent, owner, shared, embedding.
+pub(crate) type VectorRow = (i64, String, String, bool, Vec<u8>);
+
+/// A stored vector from its row.
+pub(crate) fn vector_from_row(r: VectorRow) -> StoredVector {
+    StoredVector {
+        rowid: r.0,
+        agent: r.1,
+        owner: r.2,
+        shared: r.3,
+        vector: blob_to_vector(&r.4),
+    }
+}
+
+/// A message search hit row: session_id, seq, text, agent, run_id, role,
+/// created_at.
+pub(crate) type HitRow = (String, i64, String, String, Option<String>, String, i64);
+
+/// A message hit from its row.
+pub(crate) fn hit_from_row(r: HitRow) -> MessageHit {
+    MessageHit {
+        session_id: r.0,
+        seq: r.1,
+        text: r.2,
+        agent: r.3,
+        run_id: r.4,
+        role: r.5,
+        created_at: r.6,
+    }
+}
+
+/// Stored messages, decoded: (session_id, seq, created_at, message).
+pub(crate) fn decode_agent_messages(
+    rows: Vec<(String, i64, i64, String)>,
+) -> Result<Vec<(String, i64, i64, cairn_core::Message)>, StoreError> {
+    rows.into_iter()
+        .map(|(session, seq, at, content)| {
+            Ok((
+                session,
+                seq,
+                at,
+                serde_json::from_str(&content).map_err(|e| StoreError::corrupt("messages", e))?,
+            ))
+        })
+        .collect()
+}
+
+/// What of a message episodic search sees: its text and tool results.
+pub(crate) fn searchable_text(m: &cairn_core::Message) -> String {
+    m.content
+        .iter()
+        .filter_map(|b| match b {
+            cairn_core::ContentBlock::Text { text } => Some(text.as_str()),
+            cairn_core::ContentBlock::ToolResult { content, .. } => Some(content.as_str()),
+            cairn_core::ContentBlock::ToolUse { .. } => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Messages not yet in the episodic index, as (session, seq, text).
+pub(crate) fn episodic_docs(
+    rows: Vec<(String, i64, String)>,
+) -> Result<Vec<(String, i64, String)>, StoreError> {
+    rows.into_iter()
+        .map(|(session, seq, content)| {
+            let message: cairn_core::Message =
+                serde_json::from_str(&content).map_err(|e| StoreError::corrupt("messages", e))?;
+            Ok((session, seq, searchable_text(&message)))
+        })
+        .collect()
+}

@@ -5,7 +5,9 @@
 //! run's row, a message append compares and swaps the session's version.
 
 mod agents;
+mod channels;
 mod journal;
+mod memories;
 pub(crate) mod migrate;
 mod queue;
 mod runs;
@@ -14,10 +16,11 @@ mod sessions;
 
 use std::time::Duration;
 
+use async_trait::async_trait;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use crate::StoreError;
+use crate::{Backend, StoreError};
 
 pub use queue::Wakeups;
 
@@ -98,20 +101,18 @@ impl PgStore {
     }
 }
 
-impl PgStore {
-    /// Checks the database answers.
-    pub async fn ping(&self) -> Result<(), StoreError> {
+#[async_trait]
+impl Backend for PgStore {
+    async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 
-    /// Version of the newest applied schema migration.
-    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+    async fn schema_version(&self) -> Result<i64, StoreError> {
         migrate::current_version(&self.pool).await
     }
 
-    /// Which backend and where (no password).
-    pub fn describe(&self) -> String {
+    fn describe(&self) -> String {
         format!("postgres {}", self.target)
     }
 }

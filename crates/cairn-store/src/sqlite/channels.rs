@@ -7,7 +7,6 @@
 use cairn_core::channel::{InboundMessage, OutboxItem};
 use cairn_core::ids::new_id;
 use cairn_core::{RunRecord, now_ms};
-use sqlx::Row;
 
 use async_trait::async_trait;
 
@@ -15,9 +14,6 @@ use super::SqliteStore;
 use crate::RunStore;
 use crate::StoreError;
 use crate::channels::*;
-
-/// How often a stranger is told no, however much they send.
-const STRANGER_TOLD_EVERY_MS: i64 = 3_600_000;
 
 #[async_trait]
 impl ChannelStore for SqliteStore {
@@ -74,21 +70,21 @@ impl ChannelStore for SqliteStore {
     }
 
     async fn awaiting_replies(&self, limit: i64) -> Result<Vec<AwaitingReply>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT i.channel, i.platform_id, i.chat_id, i.thread, i.user_id, i.text, i.run_id
-             FROM channel_inbox i JOIN runs r ON r.id = i.run_id
-             WHERE i.replied = 0 AND i.run_id IS NOT NULL AND r.status IN ('completed', 'failed', 'cancelled')
-             LIMIT ?",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<(String, String, String, Option<String>, String, String, String)> =
+            sqlx::query_as(
+                "SELECT i.channel, i.platform_id, i.chat_id, i.thread, i.user_id, i.text, i.run_id
+                 FROM channel_inbox i JOIN runs r ON r.id = i.run_id
+                 WHERE i.replied = 0 AND i.run_id IS NOT NULL AND r.status IN ('completed', 'failed', 'cancelled')
+                 LIMIT ?",
+            )
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
-            let run_id: String = r.try_get("run_id")?;
             out.push(AwaitingReply {
-                message: inbound_from_row(&r)?,
-                run: self.get_run(&run_id).await?,
+                run: self.get_run(&r.6).await?,
+                message: inbound_from_row((r.0, r.1, r.2, r.3, r.4, r.5)),
             });
         }
         Ok(out)
@@ -130,18 +126,18 @@ impl ChannelStore for SqliteStore {
         now: i64,
         limit: i64,
     ) -> Result<Vec<OutboxItem>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM channel_outbox o WHERE o.status = 'pending' AND o.channel = ?1 AND o.next_at <= ?2
+        let rows: Vec<OutboxRow> = sqlx::query_as(concat!(
+            "SELECT ", outbox_columns!(), " FROM channel_outbox o WHERE o.status = 'pending' AND o.channel = ?1 AND o.next_at <= ?2
              AND NOT EXISTS (SELECT 1 FROM channel_outbox e WHERE e.status = 'pending' AND e.channel = o.channel
                              AND e.chat_id = o.chat_id AND (e.created_at < o.created_at OR (e.created_at = o.created_at AND e.id < o.id)))
-             ORDER BY o.created_at, o.id LIMIT ?3",
-        )
+             ORDER BY o.created_at, o.id LIMIT ?3"
+        ))
         .bind(channel)
         .bind(now)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(outbox_from_row).collect()
+        Ok(rows.into_iter().map(outbox_from_row).collect())
     }
 
     async fn list_outbound(
@@ -149,14 +145,17 @@ impl ChannelStore for SqliteStore {
         channel: Option<&str>,
         limit: i64,
     ) -> Result<Vec<OutboxItem>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM channel_outbox WHERE ?1 IS NULL OR channel = ?1 ORDER BY created_at DESC, id DESC LIMIT ?2",
-        )
+        let rows: Vec<OutboxRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            outbox_columns!(),
+            " FROM channel_outbox WHERE ?1 IS NULL OR channel = ?1
+             ORDER BY created_at DESC, id DESC LIMIT ?2"
+        ))
         .bind(channel)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(outbox_from_row).collect()
+        Ok(rows.into_iter().map(outbox_from_row).collect())
     }
 
     async fn outbound_attempt(
@@ -216,13 +215,13 @@ impl ChannelStore for SqliteStore {
     }
 
     async fn inbound_for_run(&self, run_id: &str) -> Result<Option<InboundMessage>, StoreError> {
-        let row = sqlx::query(
+        let row: Option<InboundRow> = sqlx::query_as(
             "SELECT channel, platform_id, chat_id, thread, user_id, text FROM channel_inbox WHERE run_id = ?",
         )
         .bind(run_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(inbound_from_row).transpose()
+        Ok(row.map(inbound_from_row))
     }
 
     async fn absorb_queued_messages(
@@ -272,7 +271,7 @@ impl ChannelStore for SqliteStore {
             sqlx::query(
                 "UPDATE runs SET status = 'completed', output = ?, finished_at = ? WHERE id = ?",
             )
-            .bind(format!("(answered together with run {})", lease.run_id))
+            .bind(absorbed_note(&lease.run_id))
             .bind(now)
             .bind(&run_id)
             .execute(&mut *tx)
@@ -371,18 +370,7 @@ impl SqliteStore {
         .fetch_one(&mut *tx)
         .await?;
         if last_told.is_none_or(|t| now - t >= STRANGER_TOLD_EVERY_MS) {
-            let out = NewOutbound {
-                channel: msg.channel.clone(),
-                chat_id: msg.chat_id.clone(),
-                thread: msg.thread.clone(),
-                parts: vec![
-                    refusal
-                        .unwrap_or("Sorry, I only talk to people I know.")
-                        .to_string(),
-                ],
-                run_id: None,
-            };
-            insert_outbound(&mut tx, &out, now).await?;
+            insert_outbound(&mut tx, &refusal_for(msg, refusal), now).await?;
             sqlx::query(
                 "UPDATE channel_strangers SET last_told = ? WHERE channel = ? AND user_id = ?",
             )
@@ -420,30 +408,4 @@ async fn insert_outbound(
         .await?;
     }
     Ok(())
-}
-
-fn inbound_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<InboundMessage, StoreError> {
-    Ok(InboundMessage {
-        channel: r.try_get("channel")?,
-        platform_id: r.try_get("platform_id")?,
-        chat_id: r.try_get("chat_id")?,
-        thread: r.try_get("thread")?,
-        user_id: r.try_get("user_id")?,
-        text: r.try_get("text")?,
-    })
-}
-
-fn outbox_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<OutboxItem, StoreError> {
-    Ok(OutboxItem {
-        id: r.try_get("id")?,
-        channel: r.try_get("channel")?,
-        chat_id: r.try_get("chat_id")?,
-        thread: r.try_get("thread")?,
-        text: r.try_get("text")?,
-        run_id: r.try_get("run_id")?,
-        status: r.try_get("status")?,
-        attempts: r.try_get("attempts")?,
-        next_at: r.try_get("next_at")?,
-        last_error: r.try_get("last_error")?,
-    })
 }

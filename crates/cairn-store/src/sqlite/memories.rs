@@ -3,38 +3,12 @@
 //! Ranking and the vector index live in cairn-memory; this is storage.
 
 use cairn_core::{MemoryRecord, MessageFilter, MessageHit, now_ms};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 use async_trait::async_trait;
 
 use super::SqliteStore;
 use crate::StoreError;
 use crate::memories::*;
-
-/// The columns `memory_row` reads (a macro, so queries stay `&'static str`).
-macro_rules! memory_columns {
-    () => {
-        "rowid, id, agent, user_id, text, importance, source, created_at, updated_at, shared"
-    };
-}
-
-fn memory_row(r: &SqliteRow) -> Result<(i64, MemoryRecord), StoreError> {
-    Ok((
-        r.try_get("rowid")?,
-        MemoryRecord {
-            id: r.try_get("id")?,
-            agent: r.try_get("agent")?,
-            user_id: r.try_get("user_id")?,
-            text: r.try_get("text")?,
-            importance: r.try_get("importance")?,
-            source: r.try_get("source")?,
-            created_at: r.try_get("created_at")?,
-            updated_at: r.try_get("updated_at")?,
-            shared: r.try_get("shared")?,
-        },
-    ))
-}
 
 /// Turns free text into an FTS5 query matching any of its words, each
 /// quoted so that punctuation and FTS operators in user text are literal.
@@ -89,7 +63,7 @@ impl MemoryStore for SqliteStore {
     }
 
     async fn get_memory(&self, agent: &str, id: &str) -> Result<MemoryRecord, StoreError> {
-        let rows = sqlx::query(concat!(
+        let rows: Vec<MemoryRow> = sqlx::query_as(concat!(
             "SELECT ",
             memory_columns!(),
             " FROM memories WHERE agent = ?1 AND (id = ?2 OR (length(?2) >= 4 AND
@@ -100,24 +74,7 @@ impl MemoryStore for SqliteStore {
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
-        let found = rows
-            .iter()
-            .map(|r| memory_row(r).map(|(_, m)| m))
-            .collect::<Result<Vec<_>, _>>()?;
-        match found.as_slice() {
-            [] => Err(StoreError::NotFound {
-                what: "memory",
-                id: id.to_string(),
-            }),
-            // An exact id sorts first and wins over longer ids it prefixes.
-            [first, ..] if first.id == id => Ok(first.clone()),
-            [one] => Ok(one.clone()),
-            _ => Err(StoreError::Ambiguous {
-                what: "memory",
-                prefix: id.to_string(),
-                count: 2,
-            }),
-        }
+        one_memory(rows, id)
     }
 
     async fn list_memories(
@@ -126,7 +83,7 @@ impl MemoryStore for SqliteStore {
         user_id: Option<&str>,
         limit: i64,
     ) -> Result<Vec<MemoryRecord>, StoreError> {
-        let rows = sqlx::query(concat!(
+        let rows: Vec<MemoryRow> = sqlx::query_as(concat!(
             "SELECT ",
             memory_columns!(),
             " FROM memories
@@ -138,7 +95,7 @@ impl MemoryStore for SqliteStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| Ok(memory_row(r)?.1)).collect()
+        Ok(rows.into_iter().map(|r| memory_from_row(r).1).collect())
     }
 
     async fn memories_by_rowid(
@@ -149,7 +106,7 @@ impl MemoryStore for SqliteStore {
             return Ok(vec![]);
         }
         let ids = serde_json::to_string(rowids).map_err(|e| StoreError::corrupt("memories", e))?;
-        let rows = sqlx::query(concat!(
+        let rows: Vec<MemoryRow> = sqlx::query_as(concat!(
             "SELECT ",
             memory_columns!(),
             " FROM memories WHERE rowid IN (SELECT value FROM json_each(?))"
@@ -157,7 +114,7 @@ impl MemoryStore for SqliteStore {
         .bind(ids)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(memory_row).collect()
+        Ok(rows.into_iter().map(memory_from_row).collect())
     }
 
     async fn memory_term_counts(
@@ -238,7 +195,7 @@ impl MemoryStore for SqliteStore {
         after: i64,
         limit: i64,
     ) -> Result<Vec<StoredVector>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<VectorRow> = sqlx::query_as(
             "SELECT rowid, agent, owner, shared, embedding FROM memories
              WHERE rowid > ? AND embed_model = ? AND embedding IS NOT NULL ORDER BY rowid LIMIT ?",
         )
@@ -247,25 +204,15 @@ impl MemoryStore for SqliteStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let blob: Vec<u8> = r.try_get("embedding")?;
-                Ok(StoredVector {
-                    rowid: r.try_get("rowid")?,
-                    agent: r.try_get("agent")?,
-                    owner: r.try_get("owner")?,
-                    shared: r.try_get("shared")?,
-                    vector: blob_to_vector(&blob),
-                })
-            })
-            .collect()
+        Ok(rows.into_iter().map(vector_from_row).collect())
     }
 
     async fn memory_generation(&self) -> Result<(i64, i64), StoreError> {
-        let row = sqlx::query("SELECT added, removed FROM memory_generation WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok((row.try_get("added")?, row.try_get("removed")?))
+        Ok(
+            sqlx::query_as("SELECT added, removed FROM memory_generation WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     async fn has_memories(&self, agent: &str) -> Result<bool, StoreError> {
@@ -283,7 +230,7 @@ impl MemoryStore for SqliteStore {
         shared: bool,
     ) -> Result<MemoryRecord, StoreError> {
         let _writing = self.lock_writes().await;
-        let row = sqlx::query(concat!(
+        let row: Option<MemoryRow> = sqlx::query_as(concat!(
             "UPDATE memories SET importance = max(importance, ?), shared = max(shared, ?), updated_at = ? \
              WHERE id = ? RETURNING ",
             memory_columns!()
@@ -295,7 +242,7 @@ impl MemoryStore for SqliteStore {
         .fetch_optional(&self.writer)
         .await?;
         match row {
-            Some(r) => Ok(memory_row(&r)?.1),
+            Some(r) => Ok(memory_from_row(r).1),
             None => Err(StoreError::NotFound {
                 what: "memory",
                 id: id.to_string(),
@@ -309,7 +256,7 @@ impl MemoryStore for SqliteStore {
         model: &str,
         limit: i64,
     ) -> Result<Vec<(i64, MemoryRecord)>, StoreError> {
-        let rows = sqlx::query(concat!(
+        let rows: Vec<MemoryRow> = sqlx::query_as(concat!(
             "SELECT ",
             memory_columns!(),
             " FROM memories
@@ -320,7 +267,7 @@ impl MemoryStore for SqliteStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(memory_row).collect()
+        Ok(rows.into_iter().map(memory_from_row).collect())
     }
 
     async fn set_memory_vector(
@@ -343,7 +290,7 @@ impl MemoryStore for SqliteStore {
         &self,
         agent: &str,
     ) -> Result<Vec<(String, i64, i64, cairn_core::Message)>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<(String, i64, i64, String)> = sqlx::query_as(
             "SELECT m.session_id, m.seq, m.created_at, m.content FROM sessions s
              JOIN messages m ON m.session_id = s.id WHERE s.agent = ?
              ORDER BY m.created_at, m.session_id, m.seq",
@@ -351,22 +298,11 @@ impl MemoryStore for SqliteStore {
         .bind(agent)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let content: String = r.try_get("content")?;
-                Ok((
-                    r.try_get("session_id")?,
-                    r.try_get("seq")?,
-                    r.try_get("created_at")?,
-                    serde_json::from_str(&content)
-                        .map_err(|e| StoreError::corrupt("messages", e))?,
-                ))
-            })
-            .collect()
+        decode_agent_messages(rows)
     }
 
     async fn index_messages(&self) -> Result<usize, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<(String, i64, String)> = sqlx::query_as(
             "SELECT m.session_id, m.seq, m.content FROM sessions s
              LEFT JOIN episodic_progress p ON p.session_id = s.id
              JOIN messages m ON m.session_id = s.id AND m.seq > COALESCE(p.seq, 0)
@@ -377,15 +313,7 @@ impl MemoryStore for SqliteStore {
         if rows.is_empty() {
             return Ok(0);
         }
-        let mut docs = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let session: String = r.try_get("session_id")?;
-            let seq: i64 = r.try_get("seq")?;
-            let content: String = r.try_get("content")?;
-            let message: cairn_core::Message =
-                serde_json::from_str(&content).map_err(|e| StoreError::corrupt("messages", e))?;
-            docs.push((session, seq, searchable_text(&message)));
-        }
+        let docs = episodic_docs(rows)?;
         let _writing = self.lock_writes().await;
         let mut tx = self.write_tx().await?;
         for (session, seq, text) in &docs {
@@ -430,7 +358,7 @@ impl MemoryStore for SqliteStore {
             return Ok(vec![]);
         };
         self.index_messages().await?;
-        let rows = sqlx::query(
+        let rows: Vec<HitRow> = sqlx::query_as(
             "SELECT f.session_id, f.seq, f.text, s.agent, m.run_id, m.role, m.created_at
              FROM messages_fts f
              CROSS JOIN messages m ON m.session_id = f.session_id AND m.seq = f.seq
@@ -452,33 +380,8 @@ impl MemoryStore for SqliteStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(MessageHit {
-                    session_id: r.try_get("session_id")?,
-                    seq: r.try_get("seq")?,
-                    agent: r.try_get("agent")?,
-                    run_id: r.try_get("run_id")?,
-                    role: r.try_get("role")?,
-                    text: r.try_get("text")?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect()
+        Ok(rows.into_iter().map(hit_from_row).collect())
     }
-}
-
-/// What of a message episodic search sees: its text and tool results.
-fn searchable_text(m: &cairn_core::Message) -> String {
-    m.content
-        .iter()
-        .filter_map(|b| match b {
-            cairn_core::ContentBlock::Text { text } => Some(text.as_str()),
-            cairn_core::ContentBlock::ToolResult { content, .. } => Some(content.as_str()),
-            cairn_core::ContentBlock::ToolUse { .. } => None,
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 async fn save_in(
@@ -495,7 +398,7 @@ async fn save_in(
     .fetch_optional(&mut **tx)
     .await?;
     let new = existing.is_none();
-    let row = sqlx::query(concat!("INSERT INTO memories (id, agent, user_id, text, hash, importance, source, embedding, embed_model, created_at, updated_at, shared)
+    let row: MemoryRow = sqlx::query_as(concat!("INSERT INTO memories (id, agent, user_id, text, hash, importance, source, embedding, embed_model, created_at, updated_at, shared)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
          ON CONFLICT (agent, owner, hash) DO UPDATE SET
              shared = max(shared, excluded.shared),
@@ -517,7 +420,7 @@ async fn save_in(
     .bind(m.shared)
     .fetch_one(&mut **tx)
     .await?;
-    let (_, record) = memory_row(&row)?;
+    let (_, record) = memory_from_row(row);
     Ok(if new {
         SavedMemory::New(record)
     } else {

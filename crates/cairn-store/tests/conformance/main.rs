@@ -4,23 +4,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod journal;
+mod memories;
+mod parity;
 mod queue;
 mod sessions;
 
 use std::sync::Arc;
 
 use cairn_core::{RunRecord, RunStatus};
-use cairn_store::{
-    JobQueue, JournalStore, PgSettings, PgStore, RunStore, SessionStore, SqliteStore,
-};
+use cairn_store::{Backend, PgSettings, PgStore, SqliteStore};
 use cairn_testkit::TestDatabase;
 
-/// What the suite needs of a backend.
-pub trait Tables:
-    JobQueue + RunStore + SessionStore + JournalStore + Send + Sync + 'static
-{
-}
-impl<T: JobQueue + RunStore + SessionStore + JournalStore + Send + Sync + 'static> Tables for T {}
+/// What the suite needs of a backend: all of it.
+pub trait Tables: Backend {}
+impl<T: Backend> Tables for T {}
 
 /// One database, and independent handles on it (as separate processes
 /// would have: their own connections, their own locks).
