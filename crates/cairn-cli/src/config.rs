@@ -138,15 +138,49 @@ impl Default for LlmConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// SQLite file, relative to `CAIRN_HOME` unless absolute.
+    /// SQLite file, relative to `CAIRN_HOME` unless absolute, or a
+    /// `postgres://` URL (also `--database` / `CAIRN_DATABASE_URL`).
     pub database: String,
+    /// PostgreSQL: most connections this process opens.
+    pub pool_max: u32,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             database: "cairn.db".into(),
+            pool_max: 10,
         }
+    }
+}
+
+/// Where state lives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Database {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL.
+    Postgres(String),
+}
+
+impl Database {
+    /// For messages: the path, or the URL without its password.
+    pub fn display(&self) -> String {
+        match self {
+            Database::Sqlite(p) => p.display().to_string(),
+            Database::Postgres(url) => cairn_store::postgres::redact_url(url),
+        }
+    }
+}
+
+/// `--database` given on the command line; it wins over the config file
+/// and `CAIRN_DATABASE_URL`.
+static DATABASE_FLAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Records `--database` for every later `load`.
+pub fn set_database_flag(url: String) {
+    if DATABASE_FLAG.set(url).is_err() {
+        tracing::debug!("--database was already set");
     }
 }
 
@@ -325,14 +359,18 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// The SQLite file.
-    pub fn database_path(&self) -> PathBuf {
-        let p = Path::new(&self.config.store.database);
-        if p.is_absolute() {
+    /// Where state lives: a `postgres://` URL, else a SQLite file.
+    pub fn database(&self) -> Database {
+        let db = &self.config.store.database;
+        if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+            return Database::Postgres(db.clone());
+        }
+        let p = Path::new(db);
+        Database::Sqlite(if p.is_absolute() {
             p.to_path_buf()
         } else {
             self.home.join(p)
-        }
+        })
     }
 
     /// Where agents' workspaces live.
@@ -425,7 +463,7 @@ pub fn load() -> Result<Loaded> {
     };
     let mut overrides = Vec::new();
     let mut vars: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("CAIRN_") && k != "CAIRN_HOME")
+        .filter(|(k, _)| k.starts_with("CAIRN_") && k != "CAIRN_HOME" && k != "CAIRN_DATABASE_URL")
         .collect();
     vars.sort();
     for (var, value) in vars {
@@ -451,6 +489,21 @@ pub fn load() -> Result<Loaded> {
                 )
             })?;
         overrides.push(var);
+    }
+    // The database has names of its own, as other tools spell them.
+    let database = match (DATABASE_FLAG.get(), std::env::var("CAIRN_DATABASE_URL")) {
+        (Some(flag), _) => Some(("--database".to_string(), flag.clone())),
+        (None, Ok(url)) if !url.is_empty() => Some(("CAIRN_DATABASE_URL".to_string(), url)),
+        _ => None,
+    };
+    if let Some((source, url)) = database {
+        set_key(
+            &mut table,
+            &["store".to_string(), "database".to_string()],
+            toml::Value::String(url),
+        )
+        .map_err(|e| anyhow!("{source}: {e}"))?;
+        overrides.push(source);
     }
     let config: Config = toml::Value::Table(table)
         .try_into()

@@ -18,6 +18,10 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "cairn", version, about, long_about = None, propagate_version = true)]
 struct Cli {
+    /// Where state lives: a SQLite file or a postgres:// URL (overrides
+    /// store.database; also CAIRN_DATABASE_URL).
+    #[arg(long, global = true, value_name = "URL_OR_PATH")]
+    database: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -53,6 +57,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     wiring::init_logging();
+    if let Some(db) = cli.database.clone() {
+        config::set_database_flag(db);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

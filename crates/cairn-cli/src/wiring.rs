@@ -11,7 +11,7 @@ use cairn_store::Store;
 
 use cairn_memory::{BertEmbedder, Embedder, Memory, RemoteEmbedder};
 
-use crate::config::{EmbedderChoice, Loaded};
+use crate::config::{Database, EmbedderChoice, Loaded};
 
 /// Logs go to stderr, quiet unless `RUST_LOG` asks.
 pub fn init_logging() {
@@ -34,15 +34,27 @@ pub fn provider(loaded: &Loaded) -> Result<Arc<dyn Provider>, cairn_llm::LlmErro
     select_provider(&settings, &|k| std::env::var(k).ok())
 }
 
-/// Opens the store.
+/// Opens the store: SQLite, or PostgreSQL when the database is a URL.
 pub async fn store(loaded: &Loaded) -> Result<Store> {
-    let path = loaded.database_path();
-    Store::open_sqlite(&path).await.with_context(|| {
+    let hint = || {
         format!(
-            "opening the database (set store.database in {})",
+            "opening the database (set store.database in {}, or --database / CAIRN_DATABASE_URL)",
             loaded.home.join("cairn.toml").display()
         )
-    })
+    };
+    match loaded.database() {
+        Database::Sqlite(path) => Store::open_sqlite(&path).await.with_context(hint),
+        Database::Postgres(url) => {
+            let settings = cairn_store::PgSettings {
+                max_connections: loaded.config.store.pool_max,
+                ..Default::default()
+            };
+            let pg = cairn_store::PgStore::connect(&url, &settings)
+                .await
+                .with_context(hint)?;
+            Ok(Store::new(pg))
+        }
+    }
 }
 
 /// Everything a turn needs.
@@ -144,12 +156,13 @@ async fn runtime_with(loaded: &Loaded, provider: Arc<dyn Provider>) -> Result<Ru
 /// What sandboxed commands are kept from: all of `CAIRN_HOME` but the
 /// workspace, the database wherever it is, the config file.
 pub fn sandbox_policy(loaded: &Loaded) -> Result<cairn_tools::sandbox::SandboxPolicy> {
-    let db = loaded.database_path();
     let mut hidden = vec![loaded.home.clone()];
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let mut p = db.clone().into_os_string();
-        p.push(suffix);
-        hidden.push(p.into());
+    if let Database::Sqlite(db) = loaded.database() {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut p = db.clone().into_os_string();
+            p.push(suffix);
+            hidden.push(p.into());
+        }
     }
     hidden.extend(loaded.file.clone());
     let s = &loaded.config.tools.sandbox;

@@ -62,7 +62,7 @@ pub async fn run() -> Result<ExitCode> {
             (Ok(()), Ok(v)) => report(
                 Level::Ok,
                 "database",
-                &format!("{} (schema v{v})", loaded.database_path().display()),
+                &format!("{} (schema v{v})", loaded.database().display()),
             ),
             (Err(e), _) | (_, Err(e)) => report(Level::Fail, "database", &e.to_string()),
         },

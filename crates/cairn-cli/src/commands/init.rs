@@ -34,7 +34,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let loaded = config::load()?;
     let store = wiring::store(&loaded).await?;
     drop(store);
-    eprintln!("database {}", loaded.database_path().display());
+    eprintln!("database {}", loaded.database().display());
     let ws = loaded.workspaces_dir().join("default");
     std::fs::create_dir_all(&ws).with_context(|| format!("creating {}", ws.display()))?;
     eprintln!("workspace of the default agent: {}", ws.display());

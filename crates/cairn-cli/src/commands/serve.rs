@@ -107,7 +107,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             rt.provider.default_model()
         }
     );
-    let db = loaded.database_path();
+    let db = loaded.database().display();
     let pinger = crate::sd_notify::Notifier::from_env().map(std::sync::Arc::new);
     let stopped = shutdown.clone();
     serve(rt, opts, shutdown, |addr| {
@@ -137,7 +137,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         eprintln!("  native API  http://{addr}/api/v1   (OpenAPI: /api/v1/openapi.json)");
         eprintln!("  OpenAI API  http://{addr}/v1       (model \"cairn:<agent>\")");
         eprintln!("  provider    {provider}");
-        eprintln!("  database    {}", db.display());
+        eprintln!("  database    {db}");
         if let Some(reason) = &unconfigured {
             eprintln!("\nnot ready: {reason}\n(the server runs; runs fail until a provider is set and cairn serve restarts)");
         }

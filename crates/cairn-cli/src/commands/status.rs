@@ -41,7 +41,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             "home": loaded.home,
             "config_file": loaded.file,
             "overrides": loaded.overrides,
-            "database": loaded.database_path(),
+            "database": loaded.database().display(),
             "schema_version": store.schema_version().await?,
             "provider": provider.as_ref().map(|(n, m)| json!({"name": n, "model": m})).unwrap_or_else(|e| json!({"error": e.to_string()})),
             "sessions": sessions,
@@ -70,7 +70,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     }
     println!(
         "database   {} (schema v{})",
-        loaded.database_path().display(),
+        loaded.database().display(),
         store.schema_version().await?
     );
     match &provider {

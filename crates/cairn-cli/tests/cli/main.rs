@@ -11,6 +11,7 @@ mod crash;
 mod fetch_guard;
 mod memory;
 mod openai_compat;
+mod postgres;
 mod provider_errors;
 mod sandbox;
 mod schedules;

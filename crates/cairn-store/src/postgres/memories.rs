@@ -366,6 +366,21 @@ impl MemoryStore for PgStore {
     }
 }
 
+/// A memory row and whether the statement inserted it.
+type SavedRow = (
+    i64,
+    String,
+    String,
+    Option<String>,
+    String,
+    f64,
+    Option<String>,
+    i64,
+    i64,
+    bool,
+    bool,
+);
+
 async fn save_in(
     tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
     m: &NewMemory,
@@ -373,7 +388,7 @@ async fn save_in(
     let now = now_ms();
     // `xmax = 0` tells an insert from an update in one statement, so two
     // processes saving the same fact agree on which one saved it first.
-    let row: (i64, String, String, Option<String>, String, f64, Option<String>, i64, i64, bool, bool) =
+    let row: SavedRow =
         sqlx::query_as(concat!(
             "INSERT INTO memories (id, agent, user_id, text, hash, importance, source, embedding, embed_model, created_at, updated_at, shared)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
