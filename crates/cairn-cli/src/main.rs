@@ -48,6 +48,8 @@ enum Command {
     Channels(commands::channels::Args),
     /// Wake an agent on a cron schedule, an interval or once: add, list, pause, resume, remove, runs.
     Schedule(commands::schedule::Args),
+    /// Copy this SQLite deployment into PostgreSQL (verified, resumable): `cairn migrate --to postgres://…`.
+    Migrate(commands::migrate::Args),
     /// Show configuration, database and recent activity.
     Status(commands::status::Args),
     /// Check configuration, keys, database and sandbox tools, and say what to fix.
@@ -83,6 +85,7 @@ fn main() -> ExitCode {
             Command::Schedule(a) => commands::schedule::run(a).await,
             Command::Service(a) => commands::service::run(a).await,
             Command::Channels(a) => commands::channels::run(a).await,
+            Command::Migrate(a) => commands::migrate::run(a).await,
             Command::Status(a) => commands::status::run(a).await,
             Command::Doctor => commands::doctor::run().await,
         }

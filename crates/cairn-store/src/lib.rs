@@ -17,6 +17,7 @@ mod runs;
 mod schedules;
 mod sessions;
 pub mod sqlite;
+pub mod transfer;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -5,6 +5,7 @@ pub mod chat;
 pub mod doctor;
 pub mod init;
 pub mod memory;
+pub mod migrate;
 pub mod run;
 pub mod runs;
 pub mod schedule;

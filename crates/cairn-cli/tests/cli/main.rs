@@ -10,6 +10,7 @@ mod config_errors;
 mod crash;
 mod fetch_guard;
 mod memory;
+mod migrate;
 mod openai_compat;
 mod postgres;
 mod provider_errors;
