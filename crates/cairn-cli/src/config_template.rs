@@ -31,8 +31,11 @@ max_attempts = 5
 max_retry_wait_s = 60
 
 [store]
-# SQLite file, relative to CAIRN_HOME.
+# SQLite file, relative to CAIRN_HOME, or a postgres:// URL (also
+# --database or CAIRN_DATABASE_URL; `cairn migrate --to` copies this file).
 database = "cairn.db"
+# PostgreSQL: most connections this process opens.
+# pool_max = 10
 
 [tools]
 # Bytes of tool output given to the model per call (head and tail kept).
