@@ -87,7 +87,7 @@ async fn executor_loop(state: Arc<AppState>) {
             Ok(None) => {
                 tokio::select! {
                     _ = woken => {}
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = state.rt.store.wait_for_jobs(Duration::from_millis(500)) => {}
                     _ = state.shutdown.cancelled() => return,
                 }
             }

@@ -63,6 +63,13 @@ pub trait Backend:
 
     /// Which backend and where, for logs and `doctor` (no credentials).
     fn describe(&self) -> String;
+
+    /// Waits until jobs may have become ready (another process enqueued or
+    /// released some) or `poll` has passed. Without cross-process signals
+    /// (SQLite) it is the poll.
+    async fn wait_for_jobs(&self, poll: std::time::Duration) {
+        tokio::time::sleep(poll).await
+    }
 }
 
 /// Handle to the store; cheap to clone. Its methods are the table traits'

@@ -381,10 +381,20 @@ type SavedRow = (
     bool,
 );
 
+/// Held by every transaction that adds facts, until it commits: rowids are
+/// then given in commit order, which the in-process vector indexes of
+/// other processes rely on (they catch up by reading rowids above the last
+/// one they saw; a smaller rowid committed later would be skipped).
+const MEMORY_INSERT_LOCK: i64 = 0x6361_6972_6e00_0002;
+
 async fn save_in(
     tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
     m: &NewMemory,
 ) -> Result<SavedMemory, StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MEMORY_INSERT_LOCK)
+        .execute(&mut **tx)
+        .await?;
     let now = now_ms();
     // `xmax = 0` tells an insert from an update in one statement, so two
     // processes saving the same fact agree on which one saved it first.

@@ -115,6 +115,10 @@ impl Backend for PgStore {
     fn describe(&self) -> String {
         format!("postgres {}", self.target)
     }
+
+    async fn wait_for_jobs(&self, poll: Duration) {
+        self.wakeups.wait(poll).await
+    }
 }
 
 #[cfg(test)]

@@ -218,3 +218,26 @@ async fn many_claimers_never_share_a_job<H: Harness>(h: H) {
     }
     assert_eq!(seen.len(), JOBS);
 }
+
+/// PostgreSQL only: an enqueue in one process wakes a claimer waiting in
+/// another through LISTEN/NOTIFY, long before its poll would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_wakes_claimers_in_other_processes() {
+    use cairn_store::Backend;
+    let h = crate::postgres().await;
+    let waiter = h.open().await;
+    let other = h.open().await;
+    // Let the listener subscribe.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let wait = tokio::spawn(async move {
+        waiter
+            .wait_for_jobs(std::time::Duration::from_secs(600))
+            .await;
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    other.enqueue(job("k", 0, 0)).await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(30), wait)
+        .await
+        .expect("the NOTIFY never arrived (the 600 s poll would have been the only wake-up)")
+        .unwrap();
+}
