@@ -199,7 +199,7 @@ async fn store_writes() -> Result<(f64, f64)> {
                     entries: vec![entry()],
                     messages: vec![&msg],
                     run: Some(&run),
-                    compaction: None,
+                    ..Default::default()
                 },
             )
             .await?;

@@ -120,7 +120,7 @@ async fn crashed_during(
                 entries,
                 messages: vec![&user, &assistant],
                 run: Some(&running),
-                compaction: None,
+                ..Default::default()
             },
         )
         .await

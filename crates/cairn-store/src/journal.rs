@@ -36,6 +36,10 @@ pub struct StepCommit<'a> {
     /// A summary that replaces older messages in the session's context
     /// (needs the session lease).
     pub compaction: Option<NewCompaction>,
+    /// Jobs the step starts (a tool call for a worker, the next step):
+    /// queued only if the step commits, so a crash between the two can
+    /// neither lose the follow-up nor start it for a step never recorded.
+    pub jobs: Vec<crate::NewJob>,
 }
 
 /// Older messages of a session replaced in its context by a summary.

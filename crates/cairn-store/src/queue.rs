@@ -210,3 +210,28 @@ pub(crate) fn failure_row(outcome: Failed) -> (&'static str, Option<i64>) {
         Failed::Dead | Failed::Fenced => ("dead", None),
     }
 }
+
+/// A job as inserted: id, kind, run_id, payload JSON, priority, run_at
+/// (0: now), dedup_key.
+pub(crate) type JobInsert = (
+    String,
+    String,
+    Option<String>,
+    String,
+    i64,
+    i64,
+    Option<String>,
+);
+
+/// A job ready to insert, with its id and times fixed.
+pub(crate) fn job_insert(job: &NewJob, now: i64) -> JobInsert {
+    (
+        cairn_core::ids::new_id("job"),
+        job.kind.clone(),
+        job.run_id.clone(),
+        job.payload.to_string(),
+        job.priority,
+        if job.run_at == 0 { now } else { job.run_at },
+        job.dedup_key.clone(),
+    )
+}

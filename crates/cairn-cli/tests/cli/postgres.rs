@@ -113,6 +113,27 @@ async fn bad_databases_are_refused_clearly() {
     let refused = run(h.cmd(), &["status", "--database", db.url()]);
     assert!(!refused.status.success());
     assert!(stderr(&refused).contains("newer"), "{}", stderr(&refused));
+
+    // A database that refuses writes (a replica, a read-only role): said
+    // at once, not on the first run.
+    let read_only = TestDatabase::create().await;
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(read_only.url())
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE {} SET default_transaction_read_only = on",
+        read_only.name()
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let refused = run(h.cmd(), &["status", "--database", read_only.url()]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("read-only"),
+        "{}",
+        stderr(&refused)
+    );
 }
 
 /// The admin URL with a user that does not exist and a wrong password.

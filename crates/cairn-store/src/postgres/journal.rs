@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use cairn_core::{JournalEntry, now_ms};
 
 use super::PgStore;
+use super::queue::insert_job;
 use super::runs::update_run_on;
 use crate::journal::*;
 use crate::{SessionLease, StoreError};
@@ -71,7 +72,13 @@ impl JournalStore for PgStore {
         if let Some(run) = step.run {
             update_run_on(&mut tx, run).await?;
         }
+        for job in &step.jobs {
+            insert_job(&mut tx, job).await?;
+        }
         tx.commit().await?;
+        if !step.jobs.is_empty() {
+            self.wakeups.jobs_added();
+        }
         if let (Some(v), Some(lease)) = (new_version, lease) {
             lease.version = v;
         }

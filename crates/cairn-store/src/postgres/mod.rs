@@ -79,6 +79,19 @@ impl PgStore {
         };
         let options: PgConnectOptions = url.parse().map_err(open_err)?;
         let options = options.application_name("cairn");
+        // One plain connection first: a refused port or a wrong password is
+        // reported at once (the pool would retry until its timeout).
+        let probe = tokio::time::timeout(
+            settings.acquire_timeout,
+            <sqlx::PgConnection as sqlx::Connection>::connect_with(&options),
+        )
+        .await
+        .map_err(|_| StoreError::Open {
+            target: target.clone(),
+            reason: format!("no answer within {} s", settings.acquire_timeout.as_secs()),
+        })?;
+        let probe = probe.map_err(open_err)?;
+        sqlx::Connection::close(probe).await.map_err(open_err)?;
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections.max(1))
             .acquire_timeout(settings.acquire_timeout)

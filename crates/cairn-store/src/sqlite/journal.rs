@@ -39,6 +39,11 @@ impl JournalStore for SqliteStore {
             ))
         };
         let run = step.run.cloned();
+        let jobs: Vec<_> = step
+            .jobs
+            .iter()
+            .map(|j| crate::queue::job_insert(j, now))
+            .collect();
         let run_id = run_id.to_string();
         let outcome = {
             let _writing = self.lock_writes().await;
@@ -118,6 +123,13 @@ impl JournalStore for SqliteStore {
                                 run.model,
                                 run.id
                             ],
+                        )?;
+                    }
+                    for (id, kind, job_run, payload, priority, run_at, dedup) in &jobs {
+                        tx.execute(
+                            "INSERT INTO jobs (id, kind, run_id, payload, priority, run_at, status, dedup_key, created_at)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'ready', ?7, ?8) ON CONFLICT DO NOTHING",
+                            rusqlite::params![id, kind, job_run, payload, priority, run_at, dedup, now],
                         )?;
                     }
                     tx.commit()?;

@@ -118,3 +118,52 @@ async fn entries_read_back_typed_and_parallel_commits_get_distinct_seqs<H: Harne
         RunStatus::Completed
     );
 }
+
+both!(a_step_and_the_jobs_it_starts_commit_together);
+
+async fn a_step_and_the_jobs_it_starts_commit_together<H: Harness>(h: H) {
+    use cairn_store::{JobQueue, NewJob, SessionStore, StoreError};
+    let s = h.open().await;
+    let run = queued_run(&*s, "j2").await;
+    let follow_up = |n: i64| NewJob {
+        kind: "tool_call".into(),
+        run_id: Some(run.id.clone()),
+        payload: serde_json::json!({"n": n}),
+        ..Default::default()
+    };
+    s.commit_step(
+        &run.id,
+        None,
+        StepCommit {
+            entries: vec![result(1)],
+            jobs: vec![follow_up(1)],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let job = s.claim_job(&["tool_call"], 30_000).await.unwrap().unwrap();
+    assert_eq!(job.payload["n"], 1);
+    // A step refused (its lease is stale) starts nothing.
+    let mut lease = s
+        .try_acquire_session("j2", &run.id, 30_000)
+        .await
+        .unwrap()
+        .unwrap();
+    lease.version -= 1;
+    let m = cairn_core::Message::user_text("x");
+    let err = s
+        .commit_step(
+            &run.id,
+            Some(&mut lease),
+            StepCommit {
+                messages: vec![&m],
+                jobs: vec![follow_up(2)],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::VersionConflict { .. }), "{err}");
+    assert!(s.claim_job(&["tool_call"], 30_000).await.unwrap().is_none());
+}
