@@ -14,6 +14,7 @@ mod steps;
 mod summary;
 mod tool_step;
 mod turn;
+mod work;
 
 use std::path::PathBuf;
 use std::sync::Arc;

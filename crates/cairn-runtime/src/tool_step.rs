@@ -6,17 +6,17 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use cairn_core::{
-    ContentBlock, JournalPayload, Message, Role, RunEvent, RunRecord, RunStatus, ToolCall,
-    ToolIntent, ToolOutput, ToolResultEntry,
+    ContentBlock, JournalPayload, Message, Role, RunEvent, RunRecord, ToolCall, ToolIntent,
+    ToolOutput, ToolResultEntry,
 };
 use cairn_store::{NewEntry, SessionLease, StepCommit};
 use cairn_tools::{ToolContext, ToolRegistry};
 use futures_util::future::join_all;
-use tokio_util::sync::CancellationToken;
 
 use crate::history::OUTCOME_UNKNOWN;
 use crate::steps::{CallRef, Carry, entry};
 use crate::turn::Events;
+use crate::work::{Outcome, Turn};
 use crate::{Runtime, RuntimeError};
 
 /// What the journal says about a tool call from before a restart.
@@ -58,19 +58,16 @@ impl Runtime {
     /// model response. Otherwise they commit now, a lone call's result with
     /// the message (nothing could use it sooner, and a crash in between
     /// leaves the same state as a crash before the result was known).
-    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn tool_step(
         &self,
-        tools: &ToolRegistry,
-        ctx: &ToolContext,
+        turn: &Turn<'_>,
         run: &RunRecord,
         lease: &mut SessionLease,
         calls: &[ToolCall],
         prior: &HashMap<String, Prior>,
         next: Option<NewEntry>,
-        events: Events<'_>,
-        cancel: &CancellationToken,
-    ) -> Result<Result<(Message, Carry), (RunStatus, Option<String>)>, RuntimeError> {
+    ) -> Result<Result<(Message, Carry), Outcome>, RuntimeError> {
+        let (tools, ctx, events, cancel) = (turn.tools, turn.ctx, turn.events, turn.cancel);
         let all_idempotent = calls.iter().all(|c| is_idempotent(tools, c));
         let carry_over = next.is_some() && all_idempotent;
         let (results, mut entries) = self
@@ -122,9 +119,8 @@ impl Runtime {
             )
             .await?;
         if cancel.is_cancelled() {
-            return Ok(Err((
-                RunStatus::Cancelled,
-                Some("cancelled during a tool call".into()),
+            return Ok(Err(Outcome::Cancelled(
+                "cancelled during a tool call".into(),
             )));
         }
         let call = if has_next {

@@ -12,6 +12,7 @@ use cairn_tools::{ToolContext, ToolRegistry, Workspace};
 use tokio_util::sync::CancellationToken;
 
 use crate::lease::{Heartbeat, acquire};
+use crate::work::{Outcome, Turn};
 use crate::{AgentSpec, Runtime, RuntimeError};
 
 /// A turn to run.
@@ -222,12 +223,17 @@ impl Runtime {
                 env: agent.env.clone(),
             },
         };
-        let outcome = self
-            .work(&agent, &tools, &ctx, &mut run, &mut lease, events, &cancel)
-            .await;
+        let turn = Turn {
+            agent: &agent,
+            tools: &tools,
+            ctx: &ctx,
+            events,
+            cancel: &cancel,
+        };
+        let outcome = self.work(&turn, &mut run, &mut lease).await;
         drop(heartbeat);
         let result = match outcome {
-            Ok((RunStatus::Queued, _)) => {
+            Ok(Outcome::CoolingDown) => {
                 // Cooling down: hand the job back for when the provider
                 // takes calls again (the latest end any run recorded); the
                 // session is free meanwhile.
@@ -243,13 +249,24 @@ impl Runtime {
                 events(RunEvent::CoolingDown { until, reason });
                 return Ok(run);
             }
-            Ok((RunStatus::Running, _)) => {
+            Ok(Outcome::Paused) => {
                 // Paused for shutdown: hand the job back, ready for the next start.
                 self.store.release_session(&lease).await?;
                 self.store.release_job(&job).await?;
                 return Ok(run);
             }
-            Ok((status, error)) => self.finish(&mut run, status, error, events).await,
+            Ok(Outcome::Completed) => {
+                self.finish(&mut run, RunStatus::Completed, None, events)
+                    .await
+            }
+            Ok(Outcome::Failed(reason)) => {
+                self.finish(&mut run, RunStatus::Failed, Some(reason), events)
+                    .await
+            }
+            Ok(Outcome::Cancelled(reason)) => {
+                self.finish(&mut run, RunStatus::Cancelled, Some(reason), events)
+                    .await
+            }
             Err(e) => {
                 // The run's own error is what the caller needs; a failure to
                 // record it is logged (the watchdog ends the run later).
