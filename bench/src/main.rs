@@ -4,6 +4,7 @@
 
 mod always_on;
 mod memory;
+mod queue;
 mod recall;
 mod recall_set;
 mod sandbox;
@@ -476,6 +477,11 @@ async fn main() -> Result<()> {
     if std::env::args().nth(1).as_deref() == Some("recall") {
         let args: Vec<String> = std::env::args().skip(2).collect();
         return recall::run(&args).await;
+    }
+    // `cairn-bench queue`: the job queue on PostgreSQL against its peers.
+    if std::env::args().nth(1).as_deref() == Some("queue") {
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        return queue::run(&args).await;
     }
     let model_dir = std::env::var_os("BENCH_MODEL_DIR").map(PathBuf::from);
     // `cairn-bench memory`: only the memory benchmark.

@@ -92,7 +92,10 @@ impl PgStore {
         })?;
         let probe = probe.map_err(open_err)?;
         sqlx::Connection::close(probe).await.map_err(open_err)?;
+        // No ping before each use (sqlx's default costs a round trip per
+        // query); a broken connection fails its query and is replaced.
         let pool = PgPoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(settings.max_connections.max(1))
             .acquire_timeout(settings.acquire_timeout)
             .connect_with(options)

@@ -100,11 +100,12 @@ async fn listen(pool: PgPool, local: Arc<Notify>) {
     }
 }
 
-/// Sends one NOTIFY per burst of `jobs_added` calls.
+/// Sends a NOTIFY at once for the first `jobs_added` of a burst, then at
+/// most one per `DEBOUNCE` while the burst lasts (the first job's latency
+/// pays nothing for the debounce).
 async fn announce(pool: PgPool, send: Arc<Notify>) {
     loop {
         send.notified().await;
-        tokio::time::sleep(DEBOUNCE).await;
         if let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
             .bind(CHANNEL)
             .execute(&pool)
@@ -112,6 +113,7 @@ async fn announce(pool: PgPool, send: Arc<Notify>) {
         {
             tracing::debug!(error = %e, "cannot send a job wake-up; others will poll");
         }
+        tokio::time::sleep(DEBOUNCE).await;
     }
 }
 
@@ -133,16 +135,10 @@ impl JobQueue for PgStore {
     ) -> Result<Vec<Job>, StoreError> {
         let now = now_ms();
         let kinds: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
+        // One statement: see `cairn_claim_jobs` (migration 0009) for why
+        // it is a function.
         let rows: Vec<ClaimedRow> = sqlx::query_as(
-            "UPDATE jobs SET status = 'leased', attempt = attempt + 1, lease_owner = $1, lease_until = $2
-             WHERE id IN (SELECT j.id FROM jobs j WHERE j.status = 'ready' AND j.run_at <= $3
-                          AND j.kind = ANY($4)
-                          AND NOT EXISTS (SELECT 1 FROM runs r JOIN sessions s ON s.id = r.session_id
-                                          WHERE r.id = j.run_id AND s.busy_run IS NOT NULL
-                                            AND s.busy_run != r.id AND s.busy_until >= $3)
-                          ORDER BY j.priority, j.run_at, j.id LIMIT $5
-                          FOR UPDATE SKIP LOCKED)
-             RETURNING id, kind, run_id, payload, attempt, priority, run_at",
+            "SELECT id, kind, run_id, payload, attempt, priority, run_at FROM cairn_claim_jobs($1, $2, $3, $4, $5)",
         )
         .bind(this_process())
         .bind(now + lease_ms)
