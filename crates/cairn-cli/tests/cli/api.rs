@@ -90,6 +90,20 @@ impl Api {
         assert!(status == 201 || status == 200, "{status} {body}");
     }
 
+    /// Posts `content` to `session` and waits (30 s at most) for the run it
+    /// starts to finish; returns the run's detail.
+    pub async fn turn(&self, session: &str, content: &str) -> Value {
+        let (status, body) = self
+            .post(
+                &format!("/api/v1/sessions/{session}/messages"),
+                json!({"content": content}),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+        self.wait_run(body["id"].as_str().unwrap(), Duration::from_secs(30))
+            .await
+    }
+
     /// Polls a run until it is finished.
     pub async fn wait_run(&self, id: &str, within: Duration) -> Value {
         let start = Instant::now();

@@ -67,16 +67,7 @@ async fn a_deployment_moves_to_postgres_and_carries_on_there() {
     let server = ServerProcess::start(cmd);
     let api = Api::new(&server);
     fake.push([Reply::text("In May.")]);
-    let (status, body) = api
-        .post(
-            "/api/v1/sessions/house/messages",
-            serde_json::json!({"content": "When is the boiler serviced?"}),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
-    let done = api
-        .wait_run(body["id"].as_str().unwrap(), Duration::from_secs(30))
-        .await;
+    let done = api.turn("house", "When is the boiler serviced?").await;
     assert_eq!(done["run"]["status"], "completed", "{done}");
     let sent = fake.requests().pop().unwrap().body.to_string();
     assert!(sent.contains("The boiler is serviced in May."), "{sent}");

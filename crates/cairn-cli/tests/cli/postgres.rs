@@ -3,8 +3,6 @@
 //! continues the session from the database alone. Bad databases are
 //! refused with a clear message and a non-zero exit.
 
-use std::time::Duration;
-
 use cairn_testkit::{CairnHome, FakeLlm, Reply, ServerProcess, TestDatabase};
 
 use crate::api::Api;
@@ -25,16 +23,7 @@ async fn a_session_continues_on_another_host_after_the_first_is_killed() {
     let api = Api::new(&first);
     api.session("s1").await;
     fake.push([Reply::text("Noted: the launch is on Thursday.")]);
-    let (status, body) = api
-        .post(
-            "/api/v1/sessions/s1/messages",
-            serde_json::json!({"content": "The launch is on Thursday."}),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
-    let done = api
-        .wait_run(body["id"].as_str().unwrap(), Duration::from_secs(30))
-        .await;
+    let done = api.turn("s1", "The launch is on Thursday.").await;
     assert_eq!(done["run"]["status"], "completed", "{done}");
     first.kill9();
 
@@ -44,16 +33,7 @@ async fn a_session_continues_on_another_host_after_the_first_is_killed() {
     let (_, messages) = api.get("/api/v1/sessions/s1/messages").await;
     assert_eq!(messages.as_array().unwrap().len(), 2, "{messages}");
     fake.push([Reply::text("Thursday.")]);
-    let (status, body) = api
-        .post(
-            "/api/v1/sessions/s1/messages",
-            serde_json::json!({"content": "When is the launch?"}),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
-    let done = api
-        .wait_run(body["id"].as_str().unwrap(), Duration::from_secs(30))
-        .await;
+    let done = api.turn("s1", "When is the launch?").await;
     assert_eq!(done["run"]["output"], "Thursday.", "{done}");
     let last = fake.requests().pop().unwrap();
     let sent = last.body.to_string();

@@ -322,6 +322,23 @@ pub async fn checksum(
     Ok((n, digest.iter().map(|b| format!("{b:02x}")).collect()))
 }
 
+/// Binds a key's values to a query of either backend.
+macro_rules! bind_all {
+    ($query:expr, $values:expr) => {{
+        let mut q = $query;
+        for v in $values.unwrap_or_default() {
+            q = match v.clone() {
+                Val::Text(x) => q.bind(x),
+                Val::Int(x) => q.bind(x),
+                Val::Real(x) => q.bind(x),
+                Val::Bool(x) => q.bind(x),
+                Val::Blob(x) => q.bind(x),
+            };
+        }
+        q
+    }};
+}
+
 fn columns(table: &Table) -> String {
     table
         .columns
@@ -350,17 +367,9 @@ async fn read_sqlite(
         columns(table),
         table.name
     );
-    let mut q = sqlx::query(AssertSqlSafe(sql));
-    for v in after.unwrap_or_default() {
-        q = match v.clone() {
-            Val::Text(x) => q.bind(x),
-            Val::Int(x) => q.bind(x),
-            Val::Real(x) => q.bind(x),
-            Val::Bool(x) => q.bind(x),
-            Val::Blob(x) => q.bind(x),
-        };
-    }
-    let rows = q.fetch_all(pool).await?;
+    let rows = bind_all!(sqlx::query(AssertSqlSafe(sql)), after)
+        .fetch_all(pool)
+        .await?;
     Ok(rows
         .iter()
         .map(|r| rows::from_sqlite(r, table))
@@ -395,17 +404,9 @@ async fn read_pg(
         columns(table),
         table.name
     );
-    let mut q = sqlx::query(AssertSqlSafe(sql));
-    for v in after.unwrap_or_default() {
-        q = match v.clone() {
-            Val::Text(x) => q.bind(x),
-            Val::Int(x) => q.bind(x),
-            Val::Real(x) => q.bind(x),
-            Val::Bool(x) => q.bind(x),
-            Val::Blob(x) => q.bind(x),
-        };
-    }
-    let rows = q.fetch_all(pool).await?;
+    let rows = bind_all!(sqlx::query(AssertSqlSafe(sql)), after)
+        .fetch_all(pool)
+        .await?;
     Ok(rows
         .iter()
         .map(|r| rows::from_pg(r, table))
