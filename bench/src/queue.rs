@@ -106,9 +106,10 @@ async fn cairn_latency(n: usize, workers: usize) -> Result<(f64, f64)> {
         let tx = tx.clone();
         tasks.push(tokio::spawn(async move {
             loop {
+                let seen = s.jobs_seen();
                 let jobs = s.claim_jobs(&["lat"], 1, 30_000).await?;
                 if jobs.is_empty() {
-                    s.wait_for_jobs(Duration::from_millis(500)).await;
+                    s.wait_for_jobs(seen, Duration::from_millis(500)).await;
                     continue;
                 }
                 for j in &jobs {

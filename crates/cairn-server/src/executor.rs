@@ -77,6 +77,7 @@ async fn executor_loop(state: Arc<AppState>) {
         let woken = state.wake.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
+        let seen = state.rt.store.jobs_seen();
         match state
             .rt
             .store
@@ -87,7 +88,7 @@ async fn executor_loop(state: Arc<AppState>) {
             Ok(None) => {
                 tokio::select! {
                     _ = woken => {}
-                    _ = state.rt.store.wait_for_jobs(Duration::from_millis(500)) => {}
+                    _ = state.rt.store.wait_for_jobs(seen, Duration::from_millis(500)) => {}
                     _ = state.shutdown.cancelled() => return,
                 }
             }

@@ -64,10 +64,17 @@ pub trait Backend:
     /// Which backend and where, for logs and `doctor` (no credentials).
     fn describe(&self) -> String;
 
-    /// Waits until jobs may have become ready (another process enqueued or
-    /// released some) or `poll` has passed. Without cross-process signals
-    /// (SQLite) it is the poll.
-    async fn wait_for_jobs(&self, poll: std::time::Duration) {
+    /// How many "jobs may be ready" signals this process has seen; read it
+    /// before looking at the queue and pass it to `wait_for_jobs`.
+    fn jobs_seen(&self) -> u64 {
+        0
+    }
+
+    /// Waits until jobs may have become ready since `seen` (another process
+    /// enqueued or released some), or `poll` has passed. Without
+    /// cross-process signals (SQLite) it is the poll.
+    async fn wait_for_jobs(&self, seen: u64, poll: std::time::Duration) {
+        let _ = seen;
         tokio::time::sleep(poll).await
     }
 }

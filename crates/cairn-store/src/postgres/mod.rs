@@ -132,8 +132,12 @@ impl Backend for PgStore {
         format!("postgres {}", self.target)
     }
 
-    async fn wait_for_jobs(&self, poll: Duration) {
-        self.wakeups.wait(poll).await
+    fn jobs_seen(&self) -> u64 {
+        self.wakeups.seen()
+    }
+
+    async fn wait_for_jobs(&self, seen: u64, poll: Duration) {
+        self.wakeups.wait(seen, poll).await
     }
 }
 

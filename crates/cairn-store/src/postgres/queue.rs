@@ -24,16 +24,36 @@ const CHANNEL: &str = "cairn_jobs";
 /// Enqueues closer together than this share one NOTIFY.
 const DEBOUNCE: Duration = Duration::from_millis(2);
 
+/// "Jobs may be ready", counted: a waiter that read the count before it
+/// looked at the queue cannot miss a signal sent in between.
+#[derive(Default)]
+pub(crate) struct Signal {
+    generation: std::sync::atomic::AtomicU64,
+    notify: Notify,
+}
+
+impl Signal {
+    fn bump(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.notify.notify_waiters();
+    }
+
+    fn seen(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
 /// Cross-process "jobs are ready" signals.
 pub struct Wakeups {
-    local: Arc<Notify>,
+    local: Arc<Signal>,
     send: Arc<Notify>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Wakeups {
     pub(crate) fn start(pool: PgPool) -> Self {
-        let local = Arc::new(Notify::new());
+        let local = Arc::new(Signal::default());
         let send = Arc::new(Notify::new());
         let listener = tokio::spawn(listen(pool.clone(), local.clone()));
         let sender = tokio::spawn(announce(pool, send.clone()));
@@ -46,14 +66,26 @@ impl Wakeups {
 
     /// Jobs were added or became ready: wake waiters here and elsewhere.
     pub fn jobs_added(&self) {
-        self.local.notify_waiters();
+        self.local.bump();
         self.send.notify_one();
     }
 
-    /// Waits until jobs may be ready, or `poll` has passed.
-    pub async fn wait(&self, poll: Duration) {
+    /// The count of signals so far; read it before looking at the queue.
+    pub fn seen(&self) -> u64 {
+        self.local.seen()
+    }
+
+    /// Waits until a signal newer than `seen` (at once if one came
+    /// already), or `poll` has passed.
+    pub async fn wait(&self, seen: u64, poll: Duration) {
+        let notified = self.local.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.local.seen() != seen {
+            return;
+        }
         tokio::select! {
-            _ = self.local.notified() => {}
+            _ = notified => {}
             _ = tokio::time::sleep(poll) => {}
         }
     }
@@ -70,7 +102,7 @@ impl Drop for Wakeups {
 /// Relays NOTIFYs from other processes; reconnects by itself (sqlx's
 /// listener re-subscribes after a lost connection), and wakes waiters after
 /// a reconnect since notifications sent meanwhile are gone.
-async fn listen(pool: PgPool, local: Arc<Notify>) {
+async fn listen(pool: PgPool, local: Arc<Signal>) {
     loop {
         let mut listener = match PgListener::connect_with(&pool).await {
             Ok(l) => l,
@@ -85,12 +117,12 @@ async fn listen(pool: PgPool, local: Arc<Notify>) {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
-        local.notify_waiters();
+        local.bump();
         loop {
             match listener.try_recv().await {
-                Ok(Some(_)) => local.notify_waiters(),
+                Ok(Some(_)) => local.bump(),
                 // The connection dropped; the next call reconnects.
-                Ok(None) => local.notify_waiters(),
+                Ok(None) => local.bump(),
                 Err(e) => {
                     tracing::warn!(error = %e, "job wake-up listener failed; reconnecting");
                     break;

@@ -219,8 +219,10 @@ async fn many_claimers_never_share_a_job<H: Harness>(h: H) {
     assert_eq!(seen.len(), JOBS);
 }
 
-/// PostgreSQL only: an enqueue in one process wakes a claimer waiting in
-/// another through LISTEN/NOTIFY, long before its poll would.
+/// PostgreSQL only: an enqueue in one process wakes a claimer in another
+/// through LISTEN/NOTIFY, long before its poll would, even when the
+/// notification arrives between the claimer's look at the queue and its
+/// wait (the claimer read the signal count first).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_wakes_claimers_in_other_processes() {
     use cairn_store::Backend;
@@ -229,15 +231,23 @@ async fn postgres_wakes_claimers_in_other_processes() {
     let other = h.open().await;
     // Let the listener subscribe.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let wait = tokio::spawn(async move {
-        waiter
-            .wait_for_jobs(std::time::Duration::from_secs(600))
-            .await;
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let seen = waiter.jobs_seen();
+    assert!(waiter.claim_job(&["k"], 30_000).await.unwrap().is_none());
     other.enqueue(job("k", 0, 0)).await.unwrap();
-    tokio::time::timeout(std::time::Duration::from_secs(30), wait)
-        .await
-        .expect("the NOTIFY never arrived (the 600 s poll would have been the only wake-up)")
-        .unwrap();
+    // The NOTIFY lands before the wait begins.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        waiter.wait_for_jobs(seen, std::time::Duration::from_secs(600)),
+    )
+    .await
+    .expect("the wake-up was lost (the 600 s poll would have been the only one)");
+    // Waiting again without a new signal takes the poll.
+    let seen = waiter.jobs_seen();
+    let polled = tokio::time::timeout(
+        std::time::Duration::from_millis(200),
+        waiter.wait_for_jobs(seen, std::time::Duration::from_secs(600)),
+    )
+    .await;
+    assert!(polled.is_err(), "no signal, no wake-up");
 }
