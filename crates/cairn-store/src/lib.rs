@@ -73,8 +73,7 @@ pub trait Backend:
     /// Waits until jobs may have become ready since `seen` (another process
     /// enqueued or released some), or `poll` has passed. Without
     /// cross-process signals (SQLite) it is the poll.
-    async fn wait_for_jobs(&self, seen: u64, poll: std::time::Duration) {
-        let _ = seen;
+    async fn wait_for_jobs(&self, _seen: u64, poll: std::time::Duration) {
         tokio::time::sleep(poll).await
     }
 }

@@ -9,6 +9,7 @@ use cairn_core::{RunRecord, now_ms};
 
 use super::PgStore;
 use super::runs::queue_run_in_session;
+use super::sessions::{append_message, bump_version};
 use crate::channels::*;
 use crate::{RunStore, SessionLease, StoreError};
 
@@ -222,17 +223,7 @@ impl ChannelStore for PgStore {
         let now = now_ms();
         // The compare-and-swap first: its row lock orders this against
         // every other change to the session.
-        let bumped: Option<i64> = sqlx::query_scalar(
-            "UPDATE sessions SET version = version + 1, updated_at = $1
-             WHERE id = $2 AND version = $3 AND busy_run = $4 RETURNING version",
-        )
-        .bind(now)
-        .bind(&lease.session_id)
-        .bind(lease.version)
-        .bind(&lease.run_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(version) = bumped else {
+        let Some(version) = bump_version(&mut tx, lease, now).await? else {
             drop(tx);
             return Err(self.conflict(&lease.session_id, lease.version).await);
         };
@@ -376,16 +367,7 @@ async fn absorb_one(
         .await?;
     let content = serde_json::to_string(&cairn_core::Message::user_text(input))
         .map_err(|e| StoreError::corrupt("messages", e))?;
-    sqlx::query(
-        "INSERT INTO messages (session_id, seq, run_id, role, content, created_at)
-         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, 'user', $3, $4 FROM messages WHERE session_id = $1",
-    )
-    .bind(&lease.session_id)
-    .bind(&lease.run_id)
-    .bind(content)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    append_message(tx, lease, "user", &content, now).await?;
     Ok(true)
 }
 

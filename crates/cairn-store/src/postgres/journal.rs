@@ -8,6 +8,7 @@ use cairn_core::{JournalEntry, now_ms};
 use super::PgStore;
 use super::queue::insert_job;
 use super::runs::update_run_on;
+use super::sessions::{append_message, bump_version};
 use crate::journal::*;
 use crate::{SessionLease, StoreError};
 
@@ -35,17 +36,7 @@ impl JournalStore for PgStore {
                     action: "appending messages",
                 });
             };
-            let bumped: Option<i64> = sqlx::query_scalar(
-                "UPDATE sessions SET version = version + 1, updated_at = $1
-                 WHERE id = $2 AND version = $3 AND busy_run = $4 RETURNING version",
-            )
-            .bind(now)
-            .bind(&lease.session_id)
-            .bind(lease.version)
-            .bind(&lease.run_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(bumped) = bumped else {
+            let Some(bumped) = bump_version(&mut tx, lease, now).await? else {
                 drop(tx);
                 return Err(self.conflict(&lease.session_id, lease.version).await);
             };
@@ -105,17 +96,7 @@ async fn append_messages(
     now: i64,
 ) -> Result<(), StoreError> {
     for (role, content) in contents {
-        sqlx::query(
-            "INSERT INTO messages (session_id, seq, run_id, role, content, created_at)
-             SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5 FROM messages WHERE session_id = $1",
-        )
-        .bind(&lease.session_id)
-        .bind(&lease.run_id)
-        .bind(role)
-        .bind(content)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
+        append_message(tx, lease, role, content, now).await?;
     }
     if let Some(c) = compaction {
         sqlx::query(

@@ -33,14 +33,14 @@ fn any_of(words: &[String]) -> Option<String> {
 #[async_trait]
 impl MemoryStore for PgStore {
     async fn save_memory(&self, m: &NewMemory) -> Result<SavedMemory, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_adding(&self.pool).await?;
         let saved = save_in(&mut tx, m).await?;
         tx.commit().await?;
         Ok(saved)
     }
 
     async fn save_memories(&self, ms: &[NewMemory]) -> Result<Vec<SavedMemory>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_adding(&self.pool).await?;
         let mut out = Vec::with_capacity(ms.len());
         for m in ms {
             out.push(save_in(&mut tx, m).await?);
@@ -387,14 +387,23 @@ type SavedRow = (
 /// one they saw; a smaller rowid committed later would be skipped).
 const MEMORY_INSERT_LOCK: i64 = 0x6361_6972_6e00_0002;
 
+/// A transaction that may add facts, holding `MEMORY_INSERT_LOCK` (once,
+/// however many facts it adds) until it ends.
+async fn begin_adding(
+    pool: &sqlx::PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MEMORY_INSERT_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
 async fn save_in(
     tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
     m: &NewMemory,
 ) -> Result<SavedMemory, StoreError> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(MEMORY_INSERT_LOCK)
-        .execute(&mut **tx)
-        .await?;
     let now = now_ms();
     // `xmax = 0` tells an insert from an update in one statement, so two
     // processes saving the same fact agree on which one saved it first.

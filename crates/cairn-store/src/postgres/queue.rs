@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cairn_core::{ids::new_id, now_ms};
+use cairn_core::now_ms;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
@@ -380,19 +380,19 @@ pub(crate) async fn insert_job(
     conn: &mut sqlx::PgConnection,
     job: &NewJob,
 ) -> Result<Option<String>, StoreError> {
-    let id = new_id("job");
     let now = now_ms();
+    let (id, kind, run_id, payload, priority, run_at, dedup_key) = job_insert(job, now);
     let done = sqlx::query(
         "INSERT INTO jobs (id, kind, run_id, payload, priority, run_at, status, dedup_key, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, 'ready', $7, $8) ON CONFLICT DO NOTHING",
     )
     .bind(&id)
-    .bind(&job.kind)
-    .bind(&job.run_id)
-    .bind(job.payload.to_string())
-    .bind(job.priority)
-    .bind(if job.run_at == 0 { now } else { job.run_at })
-    .bind(&job.dedup_key)
+    .bind(kind)
+    .bind(run_id)
+    .bind(payload)
+    .bind(priority)
+    .bind(run_at)
+    .bind(dedup_key)
     .bind(now)
     .execute(conn)
     .await?;

@@ -220,3 +220,45 @@ impl PgStore {
         conflict_error(session_id, expected, found.map_err(StoreError::from))
     }
 }
+
+/// Compare-and-swap of a session's version under `lease`, inside `tx`: the
+/// row lock it takes orders the transaction against every other change to
+/// the session. `None` when the lease was lost.
+pub(crate) async fn bump_version(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    lease: &SessionLease,
+    now: i64,
+) -> Result<Option<i64>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "UPDATE sessions SET version = version + 1, updated_at = $1
+         WHERE id = $2 AND version = $3 AND busy_run = $4 RETURNING version",
+    )
+    .bind(now)
+    .bind(&lease.session_id)
+    .bind(lease.version)
+    .bind(&lease.run_id)
+    .fetch_optional(&mut **tx)
+    .await?)
+}
+
+/// Appends one message (role and JSON) to the leased session, inside `tx`.
+pub(crate) async fn append_message(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    lease: &SessionLease,
+    role: &str,
+    content: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO messages (session_id, seq, run_id, role, content, created_at)
+         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5 FROM messages WHERE session_id = $1",
+    )
+    .bind(&lease.session_id)
+    .bind(&lease.run_id)
+    .bind(role)
+    .bind(content)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -127,8 +127,7 @@ impl JournalStore for SqliteStore {
                     }
                     for (id, kind, job_run, payload, priority, run_at, dedup) in &jobs {
                         tx.execute(
-                            "INSERT INTO jobs (id, kind, run_id, payload, priority, run_at, status, dedup_key, created_at)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'ready', ?7, ?8) ON CONFLICT DO NOTHING",
+                            super::queue::INSERT_JOB,
                             rusqlite::params![id, kind, job_run, payload, priority, run_at, dedup, now],
                         )?;
                     }

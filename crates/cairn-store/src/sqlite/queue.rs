@@ -3,7 +3,7 @@
 //! atomic; the claim picks the ready job with the lowest
 //! `(priority, run_at, id)` through a partial index.
 
-use cairn_core::{ids::new_id, now_ms};
+use cairn_core::now_ms;
 use sqlx::Row;
 
 use crate::owner::{is_dead_local, this_process};
@@ -257,27 +257,30 @@ impl JobQueue for SqliteStore {
     }
 }
 
+/// The insert of a `JobInsert` and its creation time, for both the sqlx
+/// connections and the step writer's rusqlite one.
+pub(crate) const INSERT_JOB: &str =
+    "INSERT INTO jobs (id, kind, run_id, payload, priority, run_at, status, dedup_key, created_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'ready', ?7, ?8) ON CONFLICT DO NOTHING";
+
 /// Inserts a job within `conn` (a transaction or the writer); `None` when a
 /// live job with the same dedup key exists.
 pub(crate) async fn insert_job(
     conn: &mut sqlx::SqliteConnection,
     job: &NewJob,
 ) -> Result<Option<String>, StoreError> {
-    let id = new_id("job");
     let now = now_ms();
-    let done = sqlx::query(
-        "INSERT INTO jobs (id, kind, run_id, payload, priority, run_at, status, dedup_key, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, 'ready', ?, ?) ON CONFLICT DO NOTHING",
-    )
-    .bind(&id)
-    .bind(&job.kind)
-    .bind(&job.run_id)
-    .bind(job.payload.to_string())
-    .bind(job.priority)
-    .bind(if job.run_at == 0 { now } else { job.run_at })
-    .bind(&job.dedup_key)
-    .bind(now)
-    .execute(conn)
-    .await?;
+    let (id, kind, run_id, payload, priority, run_at, dedup_key) = job_insert(job, now);
+    let done = sqlx::query(INSERT_JOB)
+        .bind(&id)
+        .bind(kind)
+        .bind(run_id)
+        .bind(payload)
+        .bind(priority)
+        .bind(run_at)
+        .bind(dedup_key)
+        .bind(now)
+        .execute(conn)
+        .await?;
     Ok((done.rows_affected() == 1).then_some(id))
 }
