@@ -50,6 +50,10 @@ enum Command {
     Schedule(commands::schedule::Args),
     /// Copy this SQLite deployment into PostgreSQL (verified, resumable): `cairn migrate --to postgres://…`.
     Migrate(commands::migrate::Args),
+    /// Cluster: init (CA), join-token, nodes, revoke.
+    Cluster(commands::cluster::Args),
+    /// Join a cluster and run its tool jobs: `cairn worker --join https://coord:7420 --token T`.
+    Worker(commands::worker::Args),
     /// Show configuration, database and recent activity.
     Status(commands::status::Args),
     /// Check configuration, keys, database and sandbox tools, and say what to fix.
@@ -86,6 +90,8 @@ fn main() -> ExitCode {
             Command::Service(a) => commands::service::run(a).await,
             Command::Channels(a) => commands::channels::run(a).await,
             Command::Migrate(a) => commands::migrate::run(a).await,
+            Command::Cluster(a) => commands::cluster::run(a).await,
+            Command::Worker(a) => commands::worker::run(a).await,
             Command::Status(a) => commands::status::run(a).await,
             Command::Doctor => commands::doctor::run().await,
         }

@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod api;
 pub mod channel;
+pub mod cluster;
 pub mod ids;
 pub mod journal;
 pub mod memory;

@@ -44,6 +44,9 @@ pub struct ServeOptions {
     pub channels: channels::ChannelSettings,
     /// Host and Origin values accepted beyond loopback.
     pub browser: BrowserPolicy,
+    /// Serve as a cluster coordinator: TLS with the cluster's certificate,
+    /// and the join and worker endpoints. `None`: a single node.
+    pub coordinator: Option<cairn_cluster::CaDir>,
 }
 
 /// Why the server could not start or stopped badly.
@@ -68,6 +71,9 @@ pub enum ServeError {
     /// Serving failed.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
+    /// The cluster's certificates are unusable.
+    #[error(transparent)]
+    Cluster(#[from] cairn_cluster::ClusterError),
 }
 
 /// Serves until `shutdown` fires (or SIGTERM/SIGINT when `handle_signals`),
@@ -111,14 +117,29 @@ pub async fn serve(
     );
     channels::start(state.clone(), state.channels.clone(), &mut executors);
     let app = api::router(state.clone(), opts.body_limit);
-    on_ready(addr);
     let stop = shutdown.clone();
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { stop.cancelled().await })
-    .await?;
+    if let Some(ca) = &opts.coordinator {
+        let tls = cairn_cluster::tls::server_config(ca)?;
+        let coordinator =
+            cairn_cluster::Coordinator::new(state.rt.store.clone(), ca.clone(), shutdown.clone());
+        let app = app.merge(coordinator.router());
+        let listener = cairn_cluster::tls::TlsListener::new(listener, tls)?;
+        on_ready(addr);
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<cairn_cluster::tls::Peer>(),
+        )
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await?;
+    } else {
+        on_ready(addr);
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await?;
+    }
     state.rt.stopping.cancel();
     executor::drain(executors, opts.shutdown_grace).await;
     Ok(())

@@ -61,6 +61,7 @@ async fn a_panicking_run_fails_alone() {
         watchdog_action: Default::default(),
         channels: Default::default(),
         browser: Default::default(),
+        coordinator: None,
     };
     let shutdown = CancellationToken::new();
     let (tx, rx) = tokio::sync::oneshot::channel();

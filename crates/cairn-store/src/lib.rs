@@ -7,6 +7,7 @@
 
 mod agents;
 mod channels;
+mod cluster;
 mod error;
 mod journal;
 mod memories;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use agents::AgentStore;
+pub use cluster::ClusterStore;
 pub use channels::{Accepted, AwaitingReply, ChannelStore, NewOutbound};
 pub use error::StoreError;
 pub use journal::{JournalStore, NewCompaction, NewEntry, StepCommit};
@@ -45,6 +47,7 @@ pub use sqlite::{SqliteStore, fts_query};
 pub trait Backend:
     AgentStore
     + ChannelStore
+    + ClusterStore
     + JournalStore
     + MemoryStore
     + JobQueue

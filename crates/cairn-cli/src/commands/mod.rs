@@ -2,6 +2,7 @@
 
 pub mod channels;
 pub mod chat;
+pub mod cluster;
 pub mod doctor;
 pub mod init;
 pub mod memory;
@@ -13,6 +14,7 @@ pub mod serve;
 pub mod service;
 pub mod sessions;
 pub mod status;
+pub mod worker;
 
 use anyhow::Result;
 use cairn_core::{RunEvent, RunRecord};

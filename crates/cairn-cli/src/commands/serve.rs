@@ -16,6 +16,17 @@ pub struct Args {
     /// Address to listen on (default: server.listen, 127.0.0.1:7420).
     #[arg(long)]
     listen: Option<String>,
+    /// `single` (one node, plain HTTP on loopback) or `coordinator` (TLS
+    /// with the cluster's certificate; workers join and connect here).
+    #[arg(long, value_enum, default_value = "single")]
+    role: Role,
+}
+
+/// What this server is.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Role {
+    Single,
+    Coordinator,
 }
 
 /// Runs the command.
@@ -26,6 +37,17 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let listen: SocketAddr = listen_text.parse().with_context(|| {
         format!("--listen / server.listen {listen_text:?} is not an address such as 127.0.0.1:7420")
     })?;
+    let coordinator = match args.role {
+        Role::Single => None,
+        Role::Coordinator => {
+            let ca = cairn_cluster::CaDir(loaded.home.join("cluster"));
+            if !ca.exists() {
+                bail!(cairn_cluster::ClusterError::NotInitialised(ca.0));
+            }
+            Some(ca)
+        }
+    };
+    let scheme = if coordinator.is_some() { "https" } else { "http" };
     let (rt, unconfigured) = wiring::serve_runtime(&loaded).await?;
     // Agents from the config file are what the API serves (the file wins
     // over API edits of the same name at each start).
@@ -88,6 +110,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
                 .collect(),
         },
+        coordinator,
     };
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
@@ -131,13 +154,16 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             });
         }
         eprintln!(
-            "cairn {} serving on http://{addr}",
+            "cairn {} serving on {scheme}://{addr}",
             env!("CARGO_PKG_VERSION")
         );
-        eprintln!("  native API  http://{addr}/api/v1   (OpenAPI: /api/v1/openapi.json)");
-        eprintln!("  OpenAI API  http://{addr}/v1       (model \"cairn:<agent>\")");
+        eprintln!("  native API  {scheme}://{addr}/api/v1   (OpenAPI: /api/v1/openapi.json)");
+        eprintln!("  OpenAI API  {scheme}://{addr}/v1       (model \"cairn:<agent>\")");
         eprintln!("  provider    {provider}");
         eprintln!("  database    {db}");
+        if scheme == "https" {
+            eprintln!("  cluster     workers: cairn worker --join https://{addr} --token <cairn cluster join-token>");
+        }
         if let Some(reason) = &unconfigured {
             eprintln!("\nnot ready: {reason}\n(the server runs; runs fail until a provider is set and cairn serve restarts)");
         }
@@ -146,7 +172,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

@@ -37,6 +37,11 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
         9,
         include_str!("../../migrations/postgres/0009_job_retries.sql"),
     ),
+    (
+        10,
+        include_str!("../../migrations/postgres/0010_late_vectors.sql"),
+    ),
+    (11, include_str!("../../migrations/postgres/0011_cluster.sql")),
 ];
 
 pub(crate) async fn current_version(pool: &PgPool) -> Result<i64, StoreError> {

@@ -6,6 +6,7 @@
 
 mod agents;
 mod channels;
+mod cluster;
 mod journal;
 mod memories;
 pub(crate) mod migrate;

@@ -32,6 +32,11 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
         9,
         include_str!("../../migrations/sqlite/0009_job_retries.sql"),
     ),
+    (
+        10,
+        include_str!("../../migrations/sqlite/0010_late_vectors.sql"),
+    ),
+    (11, include_str!("../../migrations/sqlite/0011_cluster.sql")),
 ];
 
 pub(crate) async fn current_version(pool: &SqlitePool) -> Result<i64, StoreError> {

@@ -4,6 +4,7 @@
 mod agents;
 mod bulk_reader;
 mod channels;
+mod cluster;
 mod fast_writer;
 mod journal;
 mod memories;

@@ -246,4 +246,33 @@ pub const TABLES: &[Table] = &[
         key: &["provider"],
         columns: &[("provider", Text), ("until", Int), ("reason", Text)],
     },
+    Table {
+        name: "cluster_tokens",
+        key: &["id"],
+        columns: &[
+            ("id", Text),
+            ("secret_sha256", Text),
+            ("labels", Text),
+            ("expires_at", Int),
+            ("created_at", Int),
+            ("used_at", Int),
+            ("used_by", Text),
+        ],
+    },
+    Table {
+        name: "cluster_nodes",
+        key: &["id"],
+        columns: &[
+            ("id", Text),
+            ("name", Text),
+            ("labels", Text),
+            ("cert_sha256", Text),
+            ("slots", Int),
+            ("running", Int),
+            ("coordinator", Text),
+            ("joined_at", Int),
+            ("last_seen", Int),
+            ("revoked_at", Int),
+        ],
+    },
 ];

@@ -8,7 +8,8 @@ use crate::{Harness, both};
 
 both!(
     facts_are_kept_once_per_person_and_found_by_words,
-    episodic_search_finds_messages_by_words
+    episodic_search_finds_messages_by_words,
+    a_late_first_vector_makes_indexes_rebuild
 );
 
 pub fn fact(agent: &str, user: Option<&str>, text: &str) -> NewMemory {
@@ -125,6 +126,41 @@ async fn facts_are_kept_once_per_person_and_found_by_words<H: Harness>(h: H) {
         .await
         .unwrap();
     assert_eq!(seen.len(), 1, "a shared fact is everyone's");
+}
+
+/// An index reads vectors in row order after the last row it saw: a fact
+/// saved without one and embedded after a later fact was indexed lies below
+/// that cursor, so the generation must tell indexes to rebuild.
+async fn a_late_first_vector_makes_indexes_rebuild<H: Harness>(h: H) {
+    let s = h.open().await;
+    let mut bare = fact("default", None, "The office plants are watered on Fridays.");
+    bare.embedding = None;
+    bare.embed_model = None;
+    s.save_memory(&bare).await.unwrap();
+    s.save_memory(&fact("default", None, "The staging server is called orion."))
+        .await
+        .unwrap();
+    let seen = s.memory_vectors("test-model", 0, 10).await.unwrap();
+    assert_eq!(seen.len(), 1);
+    let cursor = seen[0].rowid;
+    let before = s.memory_generation().await.unwrap();
+    let missing = s
+        .memories_missing_vectors("default", "test-model", 10)
+        .await
+        .unwrap();
+    assert_eq!(missing.len(), 1);
+    let late = missing[0].0;
+    assert!(late < cursor, "the backfilled row is below the cursor");
+    s.set_memory_vector(late, "test-model", &[1.0, 0.0, 0.0])
+        .await
+        .unwrap();
+    let after = s.memory_generation().await.unwrap();
+    assert!(
+        after.1 > before.1,
+        "a first vector below the cursor must force a rebuild: {before:?} -> {after:?}"
+    );
+    assert!(s.memory_vectors("test-model", cursor, 10).await.unwrap().is_empty());
+    assert_eq!(s.memory_vectors("test-model", 0, 10).await.unwrap().len(), 2);
 }
 
 async fn episodic_search_finds_messages_by_words<H: Harness>(h: H) {

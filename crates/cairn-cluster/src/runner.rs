@@ -1,0 +1,101 @@
+//! How a worker runs the tool jobs it is sent: the file, exec and fetch
+//! tools (memory and schedules live with the coordinator's store), each in
+//! its workspace under the worker's directory, in the sandbox profile the
+//! job names. A worker never runs a call unsandboxed unless its operator
+//! said so.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cairn_core::cluster::ToolJob;
+use cairn_core::{SandboxProfile, ToolOutput};
+use cairn_tools::sandbox::{Sandbox, SandboxPolicy};
+use cairn_tools::{ToolContext, ToolRegistry, Workspace};
+
+use crate::worker::JobRunner;
+
+/// The tools a worker offers.
+pub const WORKER_TOOLS: &[&str] = &[
+    "exec",
+    "read_file",
+    "write_file",
+    "edit_file",
+    "list_dir",
+    "http_fetch",
+];
+
+/// Runs jobs with the built-in tools.
+pub struct ToolRunner {
+    tools: ToolRegistry,
+    workspaces: PathBuf,
+    policy: Arc<SandboxPolicy>,
+    allow_host: bool,
+    output_limit: usize,
+}
+
+impl ToolRunner {
+    /// Tools under `workspaces`, confined by `policy`; `allow_host` lets a
+    /// job ask for no sandbox.
+    pub fn new(workspaces: PathBuf, policy: Arc<SandboxPolicy>, allow_host: bool) -> ToolRunner {
+        let names: Vec<String> = WORKER_TOOLS.iter().map(|s| s.to_string()).collect();
+        ToolRunner {
+            // The names are built-in ones, so this cannot fail; an empty
+            // registry would refuse every job loudly anyway.
+            tools: ToolRegistry::builtin(&names).unwrap_or_default(),
+            workspaces,
+            policy,
+            allow_host,
+            output_limit: 32 * 1024,
+        }
+    }
+
+    fn workspace(&self, job: &ToolJob) -> Result<(Workspace, bool), String> {
+        let (dir, ephemeral) = match &job.workspace {
+            Some(name) if is_name(name) => (self.workspaces.join("named").join(name), false),
+            Some(name) => return Err(format!("workspace name {name:?} is not allowed")),
+            None => (self.workspaces.join("jobs").join(&job.job), true),
+        };
+        Workspace::open(&dir)
+            .map(|w| (w, ephemeral))
+            .map_err(|e| format!("cannot open workspace {}: {e}", dir.display()))
+    }
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !s.starts_with('.')
+}
+
+#[async_trait::async_trait]
+impl JobRunner for ToolRunner {
+    async fn run(&self, job: &ToolJob) -> ToolOutput {
+        let Some(tool) = self.tools.get(&job.tool) else {
+            return ToolOutput::error(format!("this worker does not offer the tool {:?}", job.tool));
+        };
+        if job.sandbox == SandboxProfile::Host && !self.allow_host {
+            return ToolOutput::error(
+                "this worker does not run calls unsandboxed (start it with --allow-unsandboxed)",
+            );
+        }
+        let (workspace, ephemeral) = match self.workspace(job) {
+            Ok(w) => w,
+            Err(e) => return ToolOutput::error(e),
+        };
+        let mut ctx = ToolContext::new(workspace.clone());
+        ctx.output_limit = self.output_limit;
+        ctx.run_id = Some(job.job.clone());
+        ctx.sandbox = Sandbox {
+            policy: self.policy.clone(),
+            profile: job.sandbox,
+            env: Default::default(),
+        };
+        let output = tool.call(&ctx, job.input.clone()).await;
+        if ephemeral && let Err(e) = std::fs::remove_dir_all(workspace.root()) {
+            tracing::warn!(job = %job.job, error = %e, "could not remove the job's workspace");
+        }
+        output
+    }
+}

@@ -1,0 +1,314 @@
+//! The worker: joins once with a token (its key never leaves it; it gets a
+//! certificate naming its labels), then dials out to a coordinator over
+//! mTLS WebSocket, heartbeats, runs the tool jobs it is sent and returns
+//! their results; on any loss it reconnects with backoff, trying each
+//! coordinator in its list.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use cairn_core::ToolOutput;
+use cairn_core::cluster::{CoordinatorMessage, JoinRequest, JoinResponse, Labels, ToolJob, WorkerMessage};
+use futures_util::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::ClusterError;
+use crate::token::JoinToken;
+
+/// What a worker keeps about itself beside its key and certificate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeIdentity {
+    /// Node id.
+    pub node_id: String,
+    /// Labels issued (sent in every hello).
+    pub labels: Labels,
+    /// Coordinators to dial, in order.
+    pub coordinators: Vec<String>,
+}
+
+impl NodeIdentity {
+    fn path(dir: &Path) -> PathBuf {
+        dir.join("node.json")
+    }
+
+    /// The identity saved in `dir`, if the worker joined before.
+    pub fn load(dir: &Path) -> Result<Option<NodeIdentity>, ClusterError> {
+        let path = Self::path(dir);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| ClusterError::BadCertificate(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(ClusterError::io(&path, e)),
+        }
+    }
+
+    fn save(&self, dir: &Path) -> Result<(), ClusterError> {
+        let path = Self::path(dir);
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| ClusterError::BadRequest(e.to_string()))?;
+        std::fs::write(&path, text).map_err(|e| ClusterError::io(&path, e))
+    }
+}
+
+/// Runs the tool jobs a worker is sent.
+#[async_trait::async_trait]
+pub trait JobRunner: Send + Sync + 'static {
+    /// Runs one job to its output (failures are outputs with `is_error`).
+    async fn run(&self, job: &ToolJob) -> ToolOutput;
+}
+
+/// `https://host:port` split for dialling.
+fn host_port(url: &str) -> Result<(String, u16), ClusterError> {
+    let bad = || ClusterError::BadRequest(format!("{url:?} is not https://host:port"));
+    let rest = url.strip_prefix("https://").ok_or_else(bad)?;
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+            (h.to_string(), p.parse().map_err(|_| bad())?)
+        }
+        _ => (rest.to_string(), 7420),
+    };
+    if host.is_empty() || host.contains('/') {
+        return Err(bad());
+    }
+    Ok((host.trim_matches(['[', ']']).to_string(), port))
+}
+
+/// Joins the cluster at `url` with `token`; saves the key, certificate,
+/// CA and identity under `dir`.
+pub async fn join(
+    url: &str,
+    token: &JoinToken,
+    name: &str,
+    dir: &Path,
+) -> Result<NodeIdentity, ClusterError> {
+    host_port(url)?;
+    let (key_pem, csr) = crate::pki::node_request()?;
+    let tls = crate::tls::pinned_client_config(&token.ca_sha256)?;
+    let client = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| ClusterError::BadRequest(e.to_string()))?;
+    let endpoint = format!("{}/cluster/v1/join", url.trim_end_matches('/'));
+    let resp = client
+        .post(&endpoint)
+        .json(&JoinRequest {
+            token_id: token.id.clone(),
+            secret: token.secret.clone(),
+            name: name.to_string(),
+            csr,
+        })
+        .send()
+        .await
+        .map_err(|e| ClusterError::Unreachable {
+            url: url.to_string(),
+            reason: error_chain(&e),
+        })?;
+    if !resp.status().is_success() {
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        return Err(ClusterError::Refused(format!("{status}: {}", body.trim())));
+    }
+    let joined: JoinResponse = resp
+        .json()
+        .await
+        .map_err(|e| ClusterError::BadRequest(format!("join answer: {e}")))?;
+    crate::pki::save_node_identity(dir, &key_pem, &joined.cert, &joined.ca)?;
+    let identity = NodeIdentity {
+        node_id: joined.node_id,
+        labels: joined.labels,
+        coordinators: vec![url.trim_end_matches('/').to_string()],
+    };
+    identity.save(dir)?;
+    Ok(identity)
+}
+
+/// The whole cause of an error (reqwest hides the TLS reason in sources).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// How a worker runs.
+#[derive(Clone)]
+pub struct WorkerOptions {
+    /// Its directory (key, certificate, CA, identity).
+    pub dir: PathBuf,
+    /// Jobs run at once.
+    pub slots: u32,
+    /// Status lines (connected, lost) for the operator.
+    pub on_status: Arc<dyn Fn(&str) + Send + Sync>,
+}
+
+/// Connects and serves until `stop`; returns an error only for what
+/// retrying cannot fix (refused, revoked, unusable identity).
+pub async fn run(
+    opts: WorkerOptions,
+    runner: Arc<dyn JobRunner>,
+    stop: CancellationToken,
+) -> Result<(), ClusterError> {
+    let identity = NodeIdentity::load(&opts.dir)?
+        .ok_or_else(|| ClusterError::NotInitialised(opts.dir.clone()))?;
+    let tls = crate::tls::node_client_config(&opts.dir)?;
+    let mut backoff = Duration::from_millis(200);
+    let mut i = 0usize;
+    loop {
+        let url = &identity.coordinators[i % identity.coordinators.len().max(1)];
+        i += 1;
+        let outcome = tokio::select! {
+            r = session(&opts, &identity, url, tls.clone(), runner.clone()) => r,
+            () = stop.cancelled() => return Ok(()),
+        };
+        match outcome {
+            Ok(()) => backoff = Duration::from_millis(200),
+            Err(Lost::Fatal(e)) => return Err(e),
+            Err(Lost::Retry(reason)) => {
+                (opts.on_status)(&format!("lost {url}: {reason}; retrying in {backoff:?}"));
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = stop.cancelled() => return Ok(()),
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// How a connection ended.
+enum Lost {
+    /// Worth trying again (network, coordinator restart).
+    Retry(String),
+    /// Not (refused, revoked).
+    Fatal(ClusterError),
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
+
+async fn dial(url: &str, tls: Arc<rustls::ClientConfig>) -> Result<Ws, Lost> {
+    let (host, port) = host_port(url).map_err(Lost::Fatal)?;
+    let tcp = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect((host.as_str(), port)))
+        .await
+        .map_err(|_| Lost::Retry("connect timed out".into()))?
+        .map_err(|e| Lost::Retry(e.to_string()))?;
+    // Small frames both ways: latency matters more than packing.
+    tcp.set_nodelay(true).map_err(|e| Lost::Retry(e.to_string()))?;
+    let name = rustls::pki_types::ServerName::try_from(host.clone())
+        .map_err(|e| Lost::Fatal(ClusterError::BadRequest(e.to_string())))?;
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| Lost::Retry(format!("TLS: {e}")))?;
+    let ws_url = format!("wss://{host}:{port}/cluster/v1/connect");
+    match tokio_tungstenite::client_async(ws_url, stream).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            let status = resp.status();
+            let body = resp
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).to_string())
+                .unwrap_or_default();
+            let e = ClusterError::Refused(format!("{status}: {}", body.trim()));
+            if status.is_client_error() {
+                Err(Lost::Fatal(e))
+            } else {
+                Err(Lost::Retry(e.to_string()))
+            }
+        }
+        Err(e) => Err(Lost::Retry(e.to_string())),
+    }
+}
+
+fn text(m: &WorkerMessage) -> Message {
+    Message::Text(serde_json::to_string(m).unwrap_or_default().into())
+}
+
+async fn session(
+    opts: &WorkerOptions,
+    identity: &NodeIdentity,
+    url: &str,
+    tls: Arc<rustls::ClientConfig>,
+    runner: Arc<dyn JobRunner>,
+) -> Result<(), Lost> {
+    let ws = dial(url, tls).await?;
+    let (mut sink, mut rx) = ws.split();
+    let hello = WorkerMessage::Hello {
+        labels: identity.labels.clone(),
+        slots: opts.slots,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let retry = |e: tokio_tungstenite::tungstenite::Error| Lost::Retry(e.to_string());
+    sink.send(text(&hello)).await.map_err(retry)?;
+    let heartbeat = match next(&mut rx).await? {
+        CoordinatorMessage::Welcome { heartbeat_ms, coordinator, .. } => {
+            (opts.on_status)(&format!("connected to {url} ({coordinator})"));
+            Duration::from_millis(heartbeat_ms.max(100))
+        }
+        CoordinatorMessage::Refused { reason } => return Err(Lost::Fatal(ClusterError::Refused(reason))),
+        other => return Err(Lost::Retry(format!("unexpected first frame {other:?}"))),
+    };
+    let (out_tx, mut out_rx) = mpsc::channel::<WorkerMessage>(64);
+    let running = Arc::new(AtomicU32::new(0));
+    let mut tick = tokio::time::interval(heartbeat);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let hb = WorkerMessage::Heartbeat { running: running.load(Ordering::Relaxed) };
+                sink.send(text(&hb)).await.map_err(retry)?;
+            }
+            Some(m) = out_rx.recv() => sink.send(text(&m)).await.map_err(retry)?,
+            m = next(&mut rx) => match m? {
+                CoordinatorMessage::Run(job) => {
+                    let (runner, tx, running) = (runner.clone(), out_tx.clone(), running.clone());
+                    running.fetch_add(1, Ordering::Relaxed);
+                    tokio::spawn(async move {
+                        let output = runner.run(&job).await;
+                        running.fetch_sub(1, Ordering::Relaxed);
+                        // The connection may be gone; the coordinator then
+                        // treats the job as lost and fences this result.
+                        let _sent = tx
+                            .send(WorkerMessage::Done { job: job.job, attempt: job.attempt, output })
+                            .await;
+                    });
+                }
+                CoordinatorMessage::Refused { reason } => {
+                    return Err(Lost::Fatal(ClusterError::Refused(reason)));
+                }
+                CoordinatorMessage::Cancel { .. } | CoordinatorMessage::Welcome { .. } => {}
+            },
+        }
+    }
+}
+
+async fn next(
+    rx: &mut futures_util::stream::SplitStream<Ws>,
+) -> Result<CoordinatorMessage, Lost> {
+    loop {
+        match rx.next().await {
+            None | Some(Ok(Message::Close(_))) => {
+                return Err(Lost::Retry("the coordinator closed the connection".into()));
+            }
+            Some(Err(e)) => return Err(Lost::Retry(e.to_string())),
+            Some(Ok(Message::Text(t))) => {
+                return serde_json::from_str(&t)
+                    .map_err(|e| Lost::Retry(format!("bad frame from the coordinator: {e}")));
+            }
+            Some(Ok(_)) => continue,
+        }
+    }
+}
