@@ -34,6 +34,8 @@ pub struct Config {
     pub schedules: BTreeMap<String, ScheduleConfig>,
     /// Telegram, Slack and signed webhooks.
     pub channels: cairn_server::channels::ChannelSettings,
+    /// Coordinators and workers.
+    pub cluster: cairn_cluster::ClusterSettings,
 }
 
 /// `[schedules.<name>]`: one of `cron`, `every`, `at`.

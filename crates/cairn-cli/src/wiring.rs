@@ -16,7 +16,9 @@ use crate::config::{Database, EmbedderChoice, Loaded};
 /// Logs go to stderr, quiet unless `RUST_LOG` asks.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+        // Cluster membership (joins, refusals, connections) is rare and is
+        // what an operator must see: shown by default.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,cairn_cluster=info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -22,13 +22,10 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::ClusterSettings;
 use crate::pki::CaDir;
 use crate::tls::Peer;
 
-/// How often workers heartbeat.
-pub const HEARTBEAT: Duration = Duration::from_secs(5);
-/// A worker silent for this long is dropped.
-const SILENCE: Duration = Duration::from_secs(20);
 /// Time a new connection has to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -50,15 +47,22 @@ pub struct Coordinator {
     /// This instance's name (host and pid), recorded on the nodes it holds.
     pub id: String,
     workers: Mutex<HashMap<String, Connected>>,
+    settings: ClusterSettings,
     stop: CancellationToken,
 }
 
 impl Coordinator {
     /// A coordinator over `store` issuing from `ca`.
-    pub fn new(store: Store, ca: CaDir, stop: CancellationToken) -> Arc<Coordinator> {
+    pub fn new(
+        store: Store,
+        ca: CaDir,
+        settings: ClusterSettings,
+        stop: CancellationToken,
+    ) -> Arc<Coordinator> {
         Arc::new(Coordinator {
             store,
             ca,
+            settings,
             id: cairn_store::this_process().to_string(),
             workers: Mutex::new(HashMap::new()),
             stop,
@@ -185,7 +189,10 @@ async fn join(
 
 fn store_failed(e: &cairn_store::StoreError) -> Response {
     tracing::error!(error = %e, "cluster: the store failed");
-    refuse(StatusCode::SERVICE_UNAVAILABLE, "the store failed; try again")
+    refuse(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the store failed; try again",
+    )
 }
 
 async fn connect(
@@ -203,7 +210,11 @@ async fn connect(
     let node = match co.store.node_by_cert(fingerprint).await {
         Ok(Some(n)) if n.revoked_at.is_none() => n,
         Ok(found) => {
-            let why = if found.is_some() { "revoked" } else { "unknown" };
+            let why = if found.is_some() {
+                "revoked"
+            } else {
+                "unknown"
+            };
             tracing::warn!(peer = %peer.addr, cert = %fingerprint, why, "worker refused");
             return refuse(StatusCode::FORBIDDEN, &format!("node certificate {why}"));
         }
@@ -265,9 +276,11 @@ async fn session(co: Arc<Coordinator>, node: NodeRecord, socket: WebSocket) -> R
     let welcome = CoordinatorMessage::Welcome {
         node_id: node.id.clone(),
         coordinator: co.id.clone(),
-        heartbeat_ms: HEARTBEAT.as_millis() as u64,
+        heartbeat_ms: co.settings.heartbeat().as_millis() as u64,
     };
-    sink.send(frame(&welcome)).await.map_err(|e| e.to_string())?;
+    sink.send(frame(&welcome))
+        .await
+        .map_err(|e| e.to_string())?;
     co.store
         .node_seen(&node.id, Some(&co.id), i64::from(slots), 0)
         .await
@@ -291,7 +304,11 @@ async fn session(co: Arc<Coordinator>, node: NodeRecord, socket: WebSocket) -> R
     let result = read_loop(&co, &node, slots, &mut rx).await;
     co.unregister(&node.id, &tx);
     writer.abort();
-    if let Err(e) = co.store.node_seen(&node.id, None, i64::from(slots), 0).await {
+    if let Err(e) = co
+        .store
+        .node_seen(&node.id, None, i64::from(slots), 0)
+        .await
+    {
         tracing::warn!(node = %node.id, error = %e, "could not record the disconnect");
     }
     tracing::info!(node = %node.id, "worker disconnected");
@@ -306,7 +323,7 @@ async fn read_loop(
 ) -> Result<(), String> {
     loop {
         let next = tokio::select! {
-            f = tokio::time::timeout(SILENCE, next_frame(rx)) => f,
+            f = tokio::time::timeout(co.settings.heartbeat() * 4, next_frame(rx)) => f,
             () = co.stop.cancelled() => return Ok(()),
         };
         let msg = match next {

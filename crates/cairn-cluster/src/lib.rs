@@ -11,11 +11,35 @@ pub mod worker;
 
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use coordinator::Coordinator;
 pub use pki::CaDir;
 pub use token::JoinToken;
+
+/// `[cluster]` in cairn.toml.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSettings {
+    /// How often workers heartbeat (ms); one silent for four beats is dropped.
+    pub heartbeat_ms: u64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            heartbeat_ms: 5_000,
+        }
+    }
+}
+
+impl ClusterSettings {
+    /// The heartbeat interval (at least 50 ms).
+    pub fn heartbeat(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.heartbeat_ms.max(50))
+    }
+}
 
 /// Why a cluster operation failed.
 #[derive(Debug, Error)]

@@ -190,7 +190,8 @@ pub fn identity(
 pub fn node_request() -> Result<(String, String), ClusterError> {
     let key = KeyPair::generate()?;
     let mut p = CertificateParams::new(Vec::<String>::new())?;
-    p.distinguished_name.push(DnType::CommonName, "cairn worker");
+    p.distinguished_name
+        .push(DnType::CommonName, "cairn worker");
     let csr = p.serialize_request(&key)?;
     Ok((key.serialize_pem(), csr.pem()?))
 }

@@ -73,7 +73,10 @@ fn is_name(s: &str) -> bool {
 impl JobRunner for ToolRunner {
     async fn run(&self, job: &ToolJob) -> ToolOutput {
         let Some(tool) = self.tools.get(&job.tool) else {
-            return ToolOutput::error(format!("this worker does not offer the tool {:?}", job.tool));
+            return ToolOutput::error(format!(
+                "this worker does not offer the tool {:?}",
+                job.tool
+            ));
         };
         if job.sandbox == SandboxProfile::Host && !self.allow_host {
             return ToolOutput::error(

@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use cairn_core::ToolOutput;
-use cairn_core::cluster::{CoordinatorMessage, JoinRequest, JoinResponse, Labels, ToolJob, WorkerMessage};
+use cairn_core::cluster::{
+    CoordinatorMessage, JoinRequest, JoinResponse, Labels, ToolJob, WorkerMessage,
+};
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
@@ -201,18 +203,22 @@ type Ws = tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<Tcp
 
 async fn dial(url: &str, tls: Arc<rustls::ClientConfig>) -> Result<Ws, Lost> {
     let (host, port) = host_port(url).map_err(Lost::Fatal)?;
-    let tcp = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect((host.as_str(), port)))
-        .await
-        .map_err(|_| Lost::Retry("connect timed out".into()))?
-        .map_err(|e| Lost::Retry(e.to_string()))?;
+    let tcp = tokio::time::timeout(
+        Duration::from_secs(10),
+        TcpStream::connect((host.as_str(), port)),
+    )
+    .await
+    .map_err(|_| Lost::Retry("connect timed out".into()))?
+    .map_err(|e| Lost::Retry(e.to_string()))?;
     // Small frames both ways: latency matters more than packing.
-    tcp.set_nodelay(true).map_err(|e| Lost::Retry(e.to_string()))?;
+    tcp.set_nodelay(true)
+        .map_err(|e| Lost::Retry(e.to_string()))?;
     let name = rustls::pki_types::ServerName::try_from(host.clone())
         .map_err(|e| Lost::Fatal(ClusterError::BadRequest(e.to_string())))?;
     let stream = tokio_rustls::TlsConnector::from(tls)
         .connect(name, tcp)
         .await
-        .map_err(|e| Lost::Retry(format!("TLS: {e}")))?;
+        .map_err(|e| tls_lost(&e))?;
     let ws_url = format!("wss://{host}:{port}/cluster/v1/connect");
     match tokio_tungstenite::client_async(ws_url, stream).await {
         Ok((ws, _)) => Ok(ws),
@@ -230,7 +236,37 @@ async fn dial(url: &str, tls: Arc<rustls::ClientConfig>) -> Result<Ws, Lost> {
                 Err(Lost::Retry(e.to_string()))
             }
         }
+        Err(tokio_tungstenite::tungstenite::Error::Io(e)) => Err(tls_lost(&e)),
         Err(e) => Err(Lost::Retry(e.to_string())),
+    }
+}
+
+/// A TLS failure: certificates that do not fit will not fit next time
+/// either (fatal); anything else is worth retrying.
+fn tls_lost(e: &std::io::Error) -> Lost {
+    use rustls::AlertDescription as A;
+    let fatal = match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(_)) => true,
+        Some(rustls::Error::AlertReceived(a)) => matches!(
+            a,
+            A::BadCertificate
+                | A::UnknownCA
+                | A::CertificateRevoked
+                | A::CertificateUnknown
+                | A::CertificateExpired
+                | A::CertificateRequired
+                | A::AccessDenied
+                // A signature that does not verify: a key from another CA.
+                | A::DecryptError
+        ),
+        _ => false,
+    };
+    if fatal {
+        Lost::Fatal(ClusterError::Refused(format!(
+            "TLS: {e} (is this node's certificate from this cluster's CA? join again with a new token)"
+        )))
+    } else {
+        Lost::Retry(format!("TLS: {e}"))
     }
 }
 
@@ -255,11 +291,17 @@ async fn session(
     let retry = |e: tokio_tungstenite::tungstenite::Error| Lost::Retry(e.to_string());
     sink.send(text(&hello)).await.map_err(retry)?;
     let heartbeat = match next(&mut rx).await? {
-        CoordinatorMessage::Welcome { heartbeat_ms, coordinator, .. } => {
+        CoordinatorMessage::Welcome {
+            heartbeat_ms,
+            coordinator,
+            ..
+        } => {
             (opts.on_status)(&format!("connected to {url} ({coordinator})"));
             Duration::from_millis(heartbeat_ms.max(100))
         }
-        CoordinatorMessage::Refused { reason } => return Err(Lost::Fatal(ClusterError::Refused(reason))),
+        CoordinatorMessage::Refused { reason } => {
+            return Err(Lost::Fatal(ClusterError::Refused(reason)));
+        }
         other => return Err(Lost::Retry(format!("unexpected first frame {other:?}"))),
     };
     let (out_tx, mut out_rx) = mpsc::channel::<WorkerMessage>(64);
@@ -295,9 +337,7 @@ async fn session(
     }
 }
 
-async fn next(
-    rx: &mut futures_util::stream::SplitStream<Ws>,
-) -> Result<CoordinatorMessage, Lost> {
+async fn next(rx: &mut futures_util::stream::SplitStream<Ws>) -> Result<CoordinatorMessage, Lost> {
     loop {
         match rx.next().await {
             None | Some(Ok(Message::Close(_))) => {

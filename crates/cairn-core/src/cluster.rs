@@ -265,7 +265,9 @@ mod tests {
 
     #[test]
     fn bad_labels_are_refused() {
-        for bad in ["region", "=eu", "region=", "a=b,a=c", "x=y z", "k=<v>", "k=v,,=w"] {
+        for bad in [
+            "region", "=eu", "region=", "a=b,a=c", "x=y z", "k=<v>", "k=v,,=w",
+        ] {
             assert!(Labels::parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -26,8 +26,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use agents::AgentStore;
-pub use cluster::ClusterStore;
 pub use channels::{Accepted, AwaitingReply, ChannelStore, NewOutbound};
+pub use cluster::ClusterStore;
 pub use error::StoreError;
 pub use journal::{JournalStore, NewCompaction, NewEntry, StepCommit};
 pub use memories::{

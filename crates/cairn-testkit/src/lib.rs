@@ -8,6 +8,7 @@ mod cli;
 mod fake_llm;
 mod fake_platforms;
 mod postgres;
+mod process;
 mod python;
 mod server;
 mod validate;
@@ -19,5 +20,6 @@ pub use fake_platforms::{
     Failure, FakeSlack, FakeTelegram, hmac_hex, slack_signature, webhook_signature,
 };
 pub use postgres::{TestDatabase, admin_url as postgres_admin_url};
+pub use process::LoggedProcess;
 pub use python::{minilm_model_dir, test_python};
 pub use server::ServerProcess;

@@ -17,9 +17,15 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `cmd` (a `cairn` command with its environment set) as
     /// `serve --listen 127.0.0.1:0` and waits until it listens.
-    pub fn start(mut cmd: Command) -> ServerProcess {
+    pub fn start(cmd: Command) -> ServerProcess {
+        Self::start_with(cmd, &[])
+    }
+
+    /// As `start`, with more `serve` arguments (`--role coordinator`).
+    pub fn start_with(mut cmd: Command, extra: &[&str]) -> ServerProcess {
         let mut child = cmd
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

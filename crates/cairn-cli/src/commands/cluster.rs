@@ -55,8 +55,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         ClusterCommand::Init { san } => init(&ca, san),
         ClusterCommand::JoinToken { labels, ttl } => {
             let labels = Labels::parse(&labels).context("--labels")?;
-            let ttl_ms = cairn_core::schedule::parse_interval(&ttl)
-                .map_err(|_| anyhow::anyhow!("--ttl {ttl:?} is a duration such as 30m, 1h or 2d"))?;
+            let ttl_ms = cairn_core::schedule::parse_interval(&ttl).map_err(|_| {
+                anyhow::anyhow!("--ttl {ttl:?} is a duration such as 30m, 1h or 2d")
+            })?;
             if !ca.exists() {
                 bail!(cairn_cluster::ClusterError::NotInitialised(ca.0.clone()));
             }
@@ -74,7 +75,11 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             println!("{token}");
             eprintln!(
                 "one-time token, valid {ttl}, labels {}: cairn worker --join https://<coordinator>:7420 --token <token>",
-                if labels.is_empty() { "(none)".to_string() } else { labels.to_string() }
+                if labels.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    labels.to_string()
+                }
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -44,10 +44,14 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             if !ca.exists() {
                 bail!(cairn_cluster::ClusterError::NotInitialised(ca.0));
             }
-            Some(ca)
+            Some((ca, loaded.config.cluster.clone()))
         }
     };
-    let scheme = if coordinator.is_some() { "https" } else { "http" };
+    let scheme = if coordinator.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let (rt, unconfigured) = wiring::serve_runtime(&loaded).await?;
     // Agents from the config file are what the API serves (the file wins
     // over API edits of the same name at each start).

@@ -56,7 +56,11 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             eprintln!(
                 "joined as {} (labels: {})",
                 id.node_id,
-                if id.labels.is_empty() { "none".to_string() } else { id.labels.to_string() }
+                if id.labels.is_empty() {
+                    "none".to_string()
+                } else {
+                    id.labels.to_string()
+                }
             );
             id
         }

@@ -4,6 +4,7 @@
 mod api;
 mod browser_guard;
 mod channels;
+mod cluster;
 mod compaction;
 mod concurrency;
 mod config_errors;

@@ -66,8 +66,8 @@ impl ClusterStore for PgStore {
             .await?;
             return Ok(refusal(row, now));
         };
-        let labels = serde_json::from_str(&labels)
-            .map_err(|e| StoreError::corrupt("cluster_tokens", e))?;
+        let labels =
+            serde_json::from_str(&labels).map_err(|e| StoreError::corrupt("cluster_tokens", e))?;
         let node = NodeRecord {
             labels,
             joined_at: now,
@@ -91,9 +91,9 @@ impl ClusterStore for PgStore {
 
     async fn node_by_cert(&self, cert_sha256: &str) -> Result<Option<NodeRecord>, StoreError> {
         let row: Option<NodeRow> = sqlx::query_as(select_nodes!("WHERE cert_sha256 = $1"))
-        .bind(cert_sha256)
-        .fetch_optional(&self.pool)
-        .await?;
+            .bind(cert_sha256)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(decode_node).transpose()
     }
 
@@ -120,8 +120,8 @@ impl ClusterStore for PgStore {
 
     async fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
         let rows: Vec<NodeRow> = sqlx::query_as(select_nodes!("ORDER BY name, id"))
-        .fetch_all(&self.pool)
-        .await?;
+            .fetch_all(&self.pool)
+            .await?;
         rows.into_iter().map(decode_node).collect()
     }
 

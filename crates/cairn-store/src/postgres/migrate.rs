@@ -41,7 +41,10 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
         10,
         include_str!("../../migrations/postgres/0010_late_vectors.sql"),
     ),
-    (11, include_str!("../../migrations/postgres/0011_cluster.sql")),
+    (
+        11,
+        include_str!("../../migrations/postgres/0011_cluster.sql"),
+    ),
 ];
 
 pub(crate) async fn current_version(pool: &PgPool) -> Result<i64, StoreError> {

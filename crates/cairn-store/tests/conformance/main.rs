@@ -3,6 +3,7 @@
 //! file) and PostgreSQL (a throwaway database; no server is a failure).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cluster;
 mod journal;
 mod memories;
 mod parity;

@@ -137,9 +137,13 @@ async fn a_late_first_vector_makes_indexes_rebuild<H: Harness>(h: H) {
     bare.embedding = None;
     bare.embed_model = None;
     s.save_memory(&bare).await.unwrap();
-    s.save_memory(&fact("default", None, "The staging server is called orion."))
-        .await
-        .unwrap();
+    s.save_memory(&fact(
+        "default",
+        None,
+        "The staging server is called orion.",
+    ))
+    .await
+    .unwrap();
     let seen = s.memory_vectors("test-model", 0, 10).await.unwrap();
     assert_eq!(seen.len(), 1);
     let cursor = seen[0].rowid;
@@ -159,8 +163,16 @@ async fn a_late_first_vector_makes_indexes_rebuild<H: Harness>(h: H) {
         after.1 > before.1,
         "a first vector below the cursor must force a rebuild: {before:?} -> {after:?}"
     );
-    assert!(s.memory_vectors("test-model", cursor, 10).await.unwrap().is_empty());
-    assert_eq!(s.memory_vectors("test-model", 0, 10).await.unwrap().len(), 2);
+    assert!(
+        s.memory_vectors("test-model", cursor, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.memory_vectors("test-model", 0, 10).await.unwrap().len(),
+        2
+    );
 }
 
 async fn episodic_search_finds_messages_by_words<H: Harness>(h: H) {
