@@ -327,6 +327,8 @@ pub struct AgentConfig {
     pub sandbox: cairn_core::SandboxProfile,
     /// Variables its commands get besides PATH, LANG, TERM, TZ and HOME.
     pub env: BTreeMap<String, String>,
+    /// `[agents.<name>.placement]`: tools that run on cluster workers.
+    pub placement: Option<cairn_core::Placement>,
 }
 
 impl Default for AgentConfig {
@@ -343,6 +345,7 @@ impl Default for AgentConfig {
             heartbeat: HeartbeatConfig::default(),
             owner: String::new(),
             sandbox: d.sandbox,
+            placement: None,
             env: d.env,
         }
     }
@@ -415,6 +418,7 @@ impl Loaded {
             context_window: cfg.context_window,
             sandbox: cfg.sandbox,
             env: cfg.env,
+            placement: cfg.placement,
             owner: match cfg.owner.trim() {
                 "" => None,
                 o if o

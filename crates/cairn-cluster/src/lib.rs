@@ -3,8 +3,11 @@
 //! mTLS WebSocket workers dial out to), and the worker itself.
 
 pub mod coordinator;
+mod dispatch;
 pub mod pki;
+pub mod remote;
 pub mod runner;
+mod session;
 pub mod tls;
 pub mod token;
 pub mod worker;

@@ -36,6 +36,27 @@ pub struct AgentSpec {
     /// (PATH, LANG, TERM, TZ; HOME is the workspace).
     #[serde(default)]
     pub env: std::collections::BTreeMap<String, String>,
+    /// Tools that run on cluster workers instead of this host (`None`:
+    /// every tool runs here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
+}
+
+/// Where an agent's tools run in a cluster.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Placement {
+    /// Labels a worker must have (`region=eu,cap=browser`).
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, String>))]
+    pub requires: crate::cluster::Labels,
+    /// Tools sent to workers; empty: every tool a worker offers.
+    pub tools: Vec<String>,
+    /// A named workspace on the worker (kept between calls); empty: a
+    /// fresh one per call.
+    pub workspace: String,
+    /// A call no worker took within this many seconds fails (0: 600).
+    pub deadline_s: u64,
 }
 
 /// How an agent's commands are confined.
@@ -77,6 +98,7 @@ impl Default for AgentSpec {
             owner: None,
             sandbox: SandboxProfile::Workspace,
             env: Default::default(),
+            placement: None,
         }
     }
 }

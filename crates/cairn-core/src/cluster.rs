@@ -248,6 +248,102 @@ pub struct ToolJob {
     pub traceparent: Option<String>,
 }
 
+/// Where a tool job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ToolJobStatus {
+    /// Waiting for a worker whose labels satisfy it.
+    Ready,
+    /// Sent to a worker under a lease.
+    Leased,
+    /// Its result is in.
+    Done,
+    /// Its worker was lost mid-call and it may not run twice.
+    Unknown,
+    /// No worker took it before its deadline.
+    Expired,
+}
+
+impl ToolJobStatus {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ToolJobStatus::Ready => "ready",
+            ToolJobStatus::Leased => "leased",
+            ToolJobStatus::Done => "done",
+            ToolJobStatus::Unknown => "unknown",
+            ToolJobStatus::Expired => "expired",
+        }
+    }
+
+    /// From storage.
+    pub fn parse(s: &str) -> Option<ToolJobStatus> {
+        Some(match s {
+            "ready" => ToolJobStatus::Ready,
+            "leased" => ToolJobStatus::Leased,
+            "done" => ToolJobStatus::Done,
+            "unknown" => ToolJobStatus::Unknown,
+            "expired" => ToolJobStatus::Expired,
+            _ => return None,
+        })
+    }
+
+    /// Whether it will not change again.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            ToolJobStatus::Done | ToolJobStatus::Unknown | ToolJobStatus::Expired
+        )
+    }
+}
+
+/// A tool call to run on a worker, as submitted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewToolJob {
+    /// Stable across restarts of the run (`<run>/<journal seq>`), so a
+    /// resumed run finds its call instead of submitting it again.
+    pub id: String,
+    /// The run.
+    pub run_id: String,
+    /// Tool name.
+    pub tool: String,
+    /// Its input.
+    pub input: serde_json::Value,
+    /// Labels the worker must have.
+    pub requires: Labels,
+    /// Named workspace on the worker.
+    pub workspace: Option<String>,
+    /// Sandbox profile.
+    pub sandbox: crate::SandboxProfile,
+    /// Whether it may run again after its worker was lost.
+    pub idempotent: bool,
+    /// Not taken by then: expired (ms).
+    pub deadline_ms: i64,
+    /// W3C trace context.
+    pub traceparent: Option<String>,
+}
+
+/// A tool job as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolJobRecord {
+    /// What was submitted.
+    #[serde(flatten)]
+    pub job: NewToolJob,
+    /// Where it is.
+    pub status: ToolJobStatus,
+    /// Leases so far (the fencing token of the latest).
+    pub attempt: i64,
+    /// Worker it was last sent to.
+    pub node: Option<String>,
+    /// Its result, once final.
+    pub output: Option<crate::ToolOutput>,
+    /// Submitted (ms).
+    pub created_at: i64,
+    /// Final (ms).
+    pub finished_at: Option<i64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

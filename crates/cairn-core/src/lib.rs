@@ -15,7 +15,7 @@ pub mod run;
 pub mod schedule;
 pub mod tool;
 
-pub use agent::{AgentSpec, SandboxProfile};
+pub use agent::{AgentSpec, Placement, SandboxProfile};
 pub use journal::{
     CompactionDone, CompactionIntent, JournalEntry, JournalKind, JournalPayload, ModelCallIntent,
     ModelOutcome, RunEnd, ToolIntent, ToolResultEntry,

@@ -84,6 +84,8 @@ pub struct Runtime {
     pub inbound: Arc<std::sync::atomic::AtomicU64>,
     /// What sandboxed commands are kept from, and their limits.
     pub sandbox: Arc<cairn_tools::sandbox::SandboxPolicy>,
+    /// Sends agents' placed tools to cluster workers (set on coordinators).
+    pub placement: Option<Arc<dyn cairn_tools::ToolPlacement>>,
 }
 
 impl Runtime {
@@ -103,6 +105,7 @@ impl Runtime {
             home: None,
             inbound: Default::default(),
             sandbox: Default::default(),
+            placement: None,
         }
     }
 }

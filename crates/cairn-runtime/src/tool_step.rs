@@ -239,7 +239,8 @@ impl Runtime {
                             input: call.input.clone(),
                         });
                         let started = Instant::now();
-                        let out = invoke(tools, ctx, call).await;
+                        let ctx = ctx.for_call(format!("{}/{seq}", run.id));
+                        let out = invoke(tools, &ctx, call).await;
                         duration_ms = started.elapsed().as_millis() as u64;
                         (out, seq, false)
                     }

@@ -170,7 +170,13 @@ impl Runtime {
             path: ws_dir.display().to_string(),
             source,
         })?;
-        let tools = ToolRegistry::builtin(&agent.tools)?;
+        let mut tools = ToolRegistry::builtin(&agent.tools)?;
+        if agent.placement.is_some() {
+            match &self.placement {
+                Some(p) => p.place(&agent, &mut tools),
+                None => cairn_tools::refuse_placed(&agent, &mut tools),
+            }
+        }
 
         let Some(mut lease) = acquire(
             &self.store,
@@ -222,6 +228,7 @@ impl Runtime {
                 profile: agent.sandbox,
                 env: agent.env.clone(),
             },
+            call_key: None,
         };
         let turn = Turn {
             agent: &agent,

@@ -46,7 +46,7 @@ pub struct ServeOptions {
     pub browser: BrowserPolicy,
     /// Serve as a cluster coordinator: TLS with the cluster's certificate,
     /// and the join and worker endpoints. `None`: a single node.
-    pub coordinator: Option<(cairn_cluster::CaDir, cairn_cluster::ClusterSettings)>,
+    pub coordinator: Option<Arc<cairn_cluster::Coordinator>>,
 }
 
 /// Why the server could not start or stopped badly.
@@ -118,14 +118,9 @@ pub async fn serve(
     channels::start(state.clone(), state.channels.clone(), &mut executors);
     let app = api::router(state.clone(), opts.body_limit);
     let stop = shutdown.clone();
-    if let Some((ca, settings)) = &opts.coordinator {
-        let tls = cairn_cluster::tls::server_config(ca)?;
-        let coordinator = cairn_cluster::Coordinator::new(
-            state.rt.store.clone(),
-            ca.clone(),
-            settings.clone(),
-            shutdown.clone(),
-        );
+    if let Some(coordinator) = &opts.coordinator {
+        let tls = cairn_cluster::tls::server_config(coordinator.ca())?;
+        coordinator.start();
         let app = app.merge(coordinator.router());
         let listener = cairn_cluster::tls::TlsListener::new(listener, tls)?;
         on_ready(addr);

@@ -18,6 +18,7 @@ mod runs;
 mod schedules;
 mod sessions;
 pub mod sqlite;
+mod tool_jobs;
 pub mod transfer;
 
 use std::path::Path;
@@ -41,6 +42,7 @@ pub use runs::{RunProgress, RunStore};
 pub use schedules::{ScheduleFire, ScheduleStore};
 pub use sessions::{SessionContext, SessionLease, SessionStore};
 pub use sqlite::{SqliteStore, fts_query};
+pub use tool_jobs::ToolJobStore;
 
 /// Everything a backend provides: every table's trait, plus health.
 #[async_trait]
@@ -54,6 +56,7 @@ pub trait Backend:
     + RunStore
     + ScheduleStore
     + SessionStore
+    + ToolJobStore
     + Send
     + Sync
     + 'static

@@ -59,6 +59,10 @@ pub struct ToolContext {
     pub store: Option<cairn_store::Store>,
     /// Where the agent's commands run.
     pub sandbox: sandbox::Sandbox,
+    /// This call's key, stable across restarts of the run (`<run>/<journal
+    /// seq>`): a call re-run after a crash has the same key, so a tool can
+    /// make its effect happen once (remote jobs, idempotency keys).
+    pub call_key: Option<String>,
 }
 
 impl ToolContext {
@@ -77,7 +81,57 @@ impl ToolContext {
             session_id: None,
             store: None,
             sandbox: Default::default(),
+            call_key: None,
         }
+    }
+
+    /// This context for the call with `key`.
+    pub fn for_call(&self, key: String) -> ToolContext {
+        ToolContext {
+            call_key: Some(key),
+            ..self.clone()
+        }
+    }
+}
+
+/// Moves some of an agent's tools elsewhere (to cluster workers): replaces
+/// them in its registry with stand-ins that dispatch the calls.
+pub trait ToolPlacement: Send + Sync {
+    /// Rewrites `tools` for `agent`, whose `placement` is set.
+    fn place(&self, agent: &cairn_core::AgentSpec, tools: &mut ToolRegistry);
+}
+
+/// Where no cluster is at hand, an agent's placed tools fail with an
+/// explanation rather than running on this host against its owner's wish.
+pub fn refuse_placed(agent: &cairn_core::AgentSpec, tools: &mut ToolRegistry) {
+    let Some(p) = &agent.placement else { return };
+    let names: Vec<String> = tools
+        .names()
+        .into_iter()
+        .filter(|n| p.tools.is_empty() || p.tools.contains(n))
+        .collect();
+    for name in names {
+        if let Some(tool) = tools.get(&name).cloned() {
+            tools.insert(std::sync::Arc::new(Unplaced(tool)));
+        }
+    }
+}
+
+/// A placed tool on a host that cannot place it.
+struct Unplaced(std::sync::Arc<dyn Tool>);
+
+#[async_trait]
+impl Tool for Unplaced {
+    fn spec(&self) -> ToolSpec {
+        self.0.spec()
+    }
+    fn idempotent(&self) -> bool {
+        self.0.idempotent()
+    }
+    async fn call(&self, _ctx: &ToolContext, _input: serde_json::Value) -> ToolOutput {
+        ToolOutput::error(
+            "this agent's placement sends this tool to cluster workers, but this server is not a coordinator (cairn serve --role coordinator); it was not run here",
+        )
     }
 }
 

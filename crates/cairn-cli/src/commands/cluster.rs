@@ -40,6 +40,15 @@ enum ClusterCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Tool jobs sent to workers: waiting (no worker fits yet), running, done, lost.
+    Jobs {
+        /// Most jobs shown.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Revoke a node (by id or name): it is refused from now on.
     Revoke {
         /// Node id or name.
@@ -84,6 +93,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ClusterCommand::Nodes { json } => nodes(&loaded, json).await,
+        ClusterCommand::Jobs { limit, json } => jobs(&loaded, limit, json).await,
         ClusterCommand::Revoke { node } => {
             let store = wiring::store(&loaded).await?;
             if !store.revoke_node(&node).await? {
@@ -157,6 +167,40 @@ async fn nodes(loaded: &config::Loaded, json: bool) -> Result<ExitCode> {
             format!("{}/{}", n.running, n.slots),
             n.last_seen.map(render::time).unwrap_or_else(|| "-".into()),
             n.labels
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn jobs(loaded: &config::Loaded, limit: i64, json: bool) -> Result<ExitCode> {
+    let store = wiring::store(loaded).await?;
+    let jobs = store.list_tool_jobs(limit.clamp(1, 10_000)).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&jobs)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if jobs.is_empty() {
+        println!("no tool jobs: agents send tools to workers with [agents.<name>.placement]");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<36} {:<11} {:<8} {:<8} {:<34} {:<20} REQUIRES",
+        "JOB", "TOOL", "STATUS", "ATTEMPT", "NODE", "SUBMITTED"
+    );
+    for j in jobs {
+        println!(
+            "{:<36} {:<11} {:<8} {:<8} {:<34} {:<20} {}",
+            render::short(&j.job.id, 36),
+            j.job.tool,
+            j.status.as_str(),
+            j.attempt,
+            j.node.as_deref().unwrap_or("-"),
+            render::time(j.created_at),
+            if j.job.requires.is_empty() {
+                "-".to_string()
+            } else {
+                j.job.requires.to_string()
+            }
         );
     }
     Ok(ExitCode::SUCCESS)

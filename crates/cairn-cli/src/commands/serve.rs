@@ -37,22 +37,28 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let listen: SocketAddr = listen_text.parse().with_context(|| {
         format!("--listen / server.listen {listen_text:?} is not an address such as 127.0.0.1:7420")
     })?;
-    let coordinator = match args.role {
-        Role::Single => None,
-        Role::Coordinator => {
-            let ca = cairn_cluster::CaDir(loaded.home.join("cluster"));
-            if !ca.exists() {
-                bail!(cairn_cluster::ClusterError::NotInitialised(ca.0));
-            }
-            Some((ca, loaded.config.cluster.clone()))
-        }
+    let ca = cairn_cluster::CaDir(loaded.home.join("cluster"));
+    if args.role == Role::Coordinator && !ca.exists() {
+        bail!(cairn_cluster::ClusterError::NotInitialised(ca.0));
+    }
+    let scheme = match args.role {
+        Role::Single => "http",
+        Role::Coordinator => "https",
     };
-    let scheme = if coordinator.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    let (rt, unconfigured) = wiring::serve_runtime(&loaded).await?;
+    let shutdown = CancellationToken::new();
+    let (mut rt, unconfigured) = wiring::serve_runtime(&loaded).await?;
+    let coordinator = (args.role == Role::Coordinator).then(|| {
+        let co = cairn_cluster::Coordinator::new(
+            rt.store.clone(),
+            ca,
+            loaded.config.cluster.clone(),
+            shutdown.clone(),
+        );
+        rt.placement = Some(std::sync::Arc::new(
+            cairn_cluster::remote::ClusterPlacement(co.clone()),
+        ));
+        co
+    });
     // Agents from the config file are what the API serves (the file wins
     // over API edits of the same name at each start).
     let mut names: Vec<String> = loaded.config.agents.keys().cloned().collect();
@@ -116,7 +122,6 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         },
         coordinator,
     };
-    let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;

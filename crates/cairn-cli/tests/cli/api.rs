@@ -18,6 +18,19 @@ impl Api {
         }
     }
 
+    /// Over TLS to a coordinator, trusting its cluster's CA (by fingerprint).
+    pub fn tls(server: &ServerProcess, ca_sha256: &str) -> Api {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let tls = cairn_cluster::tls::pinned_client_config(ca_sha256).unwrap();
+        Api {
+            http: reqwest::Client::builder()
+                .use_preconfigured_tls(tls)
+                .build()
+                .unwrap(),
+            url: server.url.clone(),
+        }
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let r = self
             .http

@@ -15,15 +15,27 @@ use crate::*;
 /// A coordinator home (CA made, fast heartbeats) and its server.
 pub fn coordinator(db: Option<&str>) -> (CairnHome, ServerProcess) {
     let h = home();
-    h.write_config("[cluster]\nheartbeat_ms = 200\n");
-    ok(h.cmd(), &["cluster", "init"]);
-    let mut cmd = h.cmd();
+    let server = coordinator_in(&h, db, "", h.cmd());
+    (h, server)
+}
+
+/// A coordinator in `h` with more config, started from `cmd`.
+pub fn coordinator_in(
+    h: &CairnHome,
+    db: Option<&str>,
+    config: &str,
+    mut cmd: std::process::Command,
+) -> ServerProcess {
+    h.write_config(&format!("[cluster]\nheartbeat_ms = 200\n{config}"));
+    if !h.path().join("cluster").exists() {
+        ok(h.cmd(), &["cluster", "init"]);
+    }
     if let Some(url) = db {
         cmd.args(["--database", url]);
     }
     let server = ServerProcess::start_with(cmd, &["--role", "coordinator"]);
     assert!(server.url.starts_with("https://"), "{}", server.url);
-    (h, server)
+    server
 }
 
 /// A join token from `cairn cluster join-token`.
@@ -320,4 +332,13 @@ fn cluster_commands_explain_what_is_missing() {
     let out = run(w.cmd(), &["worker"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("has not joined"), "{}", stderr(&out));
+}
+
+/// The node id a worker home joined as.
+pub fn node_id(w: &CairnHome) -> String {
+    let text = std::fs::read_to_string(w.path().join("worker").join("node.json")).unwrap();
+    serde_json::from_str::<Value>(&text).unwrap()["node_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }

@@ -45,6 +45,10 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
         11,
         include_str!("../../migrations/postgres/0011_cluster.sql"),
     ),
+    (
+        12,
+        include_str!("../../migrations/postgres/0012_tool_jobs.sql"),
+    ),
 ];
 
 pub(crate) async fn current_version(pool: &PgPool) -> Result<i64, StoreError> {

@@ -14,6 +14,7 @@ mod queue;
 mod runs;
 mod schedules;
 mod sessions;
+mod tool_jobs;
 
 use std::time::Duration;
 

@@ -37,6 +37,10 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0010_late_vectors.sql"),
     ),
     (11, include_str!("../../migrations/sqlite/0011_cluster.sql")),
+    (
+        12,
+        include_str!("../../migrations/sqlite/0012_tool_jobs.sql"),
+    ),
 ];
 
 pub(crate) async fn current_version(pool: &SqlitePool) -> Result<i64, StoreError> {

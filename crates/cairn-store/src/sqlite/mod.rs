@@ -13,6 +13,7 @@ mod queue;
 mod runs;
 mod schedules;
 mod sessions;
+mod tool_jobs;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -9,6 +9,7 @@ mod memories;
 mod parity;
 mod queue;
 mod sessions;
+mod tool_jobs;
 
 use std::sync::Arc;
 

@@ -1,0 +1,179 @@
+//! Tools placed on workers, end to end: an agent's placed tools run on a
+//! worker whose labels satisfy the placement (never on the coordinator,
+//! never on a worker with other labels); a call no worker can take waits,
+//! visible in `cairn cluster jobs`, until one connects.
+
+use std::time::{Duration, Instant};
+
+use cairn_testkit::{CairnHome, FakeLlm, Reply};
+use serde_json::{Value, json};
+
+use crate::api::Api;
+use crate::cluster::{coordinator_in, join_token, joined_worker};
+use crate::*;
+
+/// The default agent sends its file and exec tools to `region=eu` workers,
+/// into a named workspace.
+pub const PLACED: &str = r#"
+[agents.default.placement]
+requires = { region = "eu" }
+tools = ["write_file", "exec"]
+workspace = "docs"
+deadline_s = 60
+"#;
+
+pub fn ca_sha256(h: &CairnHome) -> String {
+    cairn_cluster::CaDir(h.path().join("cluster"))
+        .ca_fingerprint()
+        .unwrap()
+}
+
+pub fn cluster_jobs(h: &CairnHome) -> Vec<Value> {
+    let out = ok(h.cmd(), &["cluster", "jobs", "--json"]);
+    serde_json::from_str::<Value>(&stdout(&out))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placed_tools_run_on_a_worker_with_the_labels_and_wait_for_one() {
+    let fake = FakeLlm::start();
+    let h = home();
+    let server = coordinator_in(&h, None, PLACED, h.anthropic(&fake));
+    let api = Api::tls(&server, &ca_sha256(&h));
+
+    // A worker with other labels is connected; it must not get the call.
+    let us_home = home();
+    let us_token = join_token(&h, None, "region=us", "10m");
+    let _us = joined_worker(&us_home, &server, &us_token, "us-1");
+
+    fake.push([
+        Reply::tool(
+            "write_file",
+            json!({"path": "hello.txt", "content": "written on the eu worker"}),
+        ),
+        Reply::tool("exec", json!({"command": "cat hello.txt"})),
+        Reply::text("done"),
+    ]);
+    api.session("s1").await;
+    let (status, body) = api
+        .post(
+            "/api/v1/sessions/s1/messages",
+            json!({"content": "write hello.txt, then show it"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let run_id = body["id"].as_str().unwrap().to_string();
+
+    // No eu worker yet: the call waits, visibly.
+    let start = Instant::now();
+    let waiting = loop {
+        let jobs = cluster_jobs(&h);
+        if let Some(j) = jobs.iter().find(|j| j["status"] == "ready") {
+            break j.clone();
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{jobs:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(waiting["tool"], "write_file");
+    assert_eq!(waiting["requires"], json!({"region": "eu"}));
+    assert!(
+        waiting["traceparent"].as_str().unwrap().starts_with("00-"),
+        "{waiting}"
+    );
+    let table = stdout(&ok(h.cmd(), &["cluster", "jobs"]));
+    assert!(
+        table.contains("ready") && table.contains("region=eu"),
+        "{table}"
+    );
+
+    let eu_home = home();
+    let eu_token = join_token(&h, None, "region=eu,cap=files", "10m");
+    let _eu = joined_worker(&eu_home, &server, &eu_token, "eu-1");
+    let done = api.wait_run(&run_id, Duration::from_secs(30)).await;
+    assert_eq!(done["run"]["status"], "completed", "{done}");
+
+    // The file is in the eu worker's named workspace, nowhere else.
+    let on_worker = eu_home
+        .path()
+        .join("worker-workspaces/named/docs/hello.txt");
+    assert_eq!(
+        std::fs::read_to_string(&on_worker).unwrap(),
+        "written on the eu worker"
+    );
+    assert!(!h.workspace().join("hello.txt").exists());
+    assert!(!us_home.path().join("worker-workspaces").exists());
+    // The exec output came back to the model.
+    let reqs = fake.requests();
+    assert!(
+        reqs[2]
+            .message_texts()
+            .iter()
+            .any(|t| t.contains("written on the eu worker")),
+        "{:?}",
+        reqs[2].message_texts()
+    );
+    let jobs = cluster_jobs(&h);
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    let eu_id = crate::cluster::node_id(&eu_home);
+    for j in &jobs {
+        assert_eq!(j["status"], "done", "{j}");
+        assert_eq!(j["node"], eu_id.as_str(), "{j}");
+        assert_eq!(j["attempt"], 1, "{j}");
+        assert!(j["id"].as_str().unwrap().starts_with(&run_id), "{j}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_no_worker_takes_fails_at_its_deadline_with_a_reason() {
+    let fake = FakeLlm::start();
+    let h = home();
+    let config = PLACED.replace("deadline_s = 60", "deadline_s = 1");
+    let server = coordinator_in(&h, None, &config, h.anthropic(&fake));
+    let api = Api::tls(&server, &ca_sha256(&h));
+    fake.push([
+        Reply::tool("exec", json!({"command": "true"})),
+        Reply::text("no worker, then"),
+    ]);
+    api.session("s1").await;
+    let done = api.turn("s1", "run true").await;
+    assert_eq!(done["run"]["status"], "completed", "{done}");
+    let reqs = fake.requests();
+    assert!(
+        reqs[1]
+            .message_texts()
+            .iter()
+            .any(|t| t.contains("no connected worker with the labels")),
+        "{:?}",
+        reqs[1].message_texts()
+    );
+    assert_eq!(cluster_jobs(&h)[0]["status"], "expired");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placed_tools_are_refused_on_a_single_node() {
+    let fake = FakeLlm::start();
+    let h = home();
+    h.write_config(PLACED);
+    let server = cairn_testkit::ServerProcess::start(h.anthropic(&fake));
+    let api = Api::new(&server);
+    fake.push([
+        Reply::tool("exec", json!({"command": "touch ran-here"})),
+        Reply::text("ok"),
+    ]);
+    api.session("s1").await;
+    let done = api.turn("s1", "touch a file").await;
+    assert_eq!(done["run"]["status"], "completed", "{done}");
+    assert!(!h.workspace().join("ran-here").exists());
+    let reqs = fake.requests();
+    assert!(
+        reqs[1]
+            .message_texts()
+            .iter()
+            .any(|t| t.contains("not a coordinator")),
+        "{:?}",
+        reqs[1].message_texts()
+    );
+}

@@ -1,0 +1,118 @@
+//! Sending ready tool jobs to connected workers whose labels satisfy them
+//! (least loaded first, never past a worker's slots), and the upkeep every
+//! coordinator runs each heartbeat: renew the leases it holds, lose the
+//! leases of coordinators that died, expire jobs past their deadline.
+//! Jobs no connected worker can take stay ready (visible in `cairn cluster
+//! jobs`) until a worker comes or their deadline passes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_core::cluster::{CoordinatorMessage, ToolJob, ToolJobRecord};
+use cairn_core::now_ms;
+
+use crate::coordinator::{Connected, Coordinator, lock};
+
+/// Ready jobs read per pass.
+const BATCH: i64 = 256;
+/// Ready jobs are looked for at least this often (others' submissions and
+/// workers connected elsewhere are not announced here).
+const POLL: Duration = Duration::from_millis(100);
+
+impl Coordinator {
+    /// How long a tool lease lasts without renewal.
+    pub(crate) fn tool_lease(&self) -> Duration {
+        self.settings.heartbeat() * 4
+    }
+}
+
+/// The dispatcher and upkeep loop, until the coordinator stops.
+pub(crate) async fn run(co: Arc<Coordinator>) {
+    let mut upkeep_at = tokio::time::Instant::now();
+    loop {
+        if tokio::time::Instant::now() >= upkeep_at {
+            upkeep(&co).await;
+            upkeep_at = tokio::time::Instant::now() + co.settings.heartbeat();
+        }
+        if let Err(e) = dispatch(&co).await {
+            tracing::error!(error = %e, "dispatching tool jobs failed");
+        }
+        tokio::select! {
+            () = co.wake.notified() => {}
+            () = tokio::time::sleep(POLL) => {}
+            () = co.stop.cancelled() => return,
+        }
+    }
+}
+
+async fn upkeep(co: &Arc<Coordinator>) {
+    let until = now_ms() + co.tool_lease().as_millis() as i64;
+    if let Err(e) = co.store.renew_tool_leases(&co.id, until).await {
+        tracing::error!(error = %e, "could not renew tool leases");
+    }
+    match co.store.expire_tool_jobs(now_ms()).await {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::warn!(
+                jobs = n,
+                "tool jobs lost with their coordinator or past their deadline"
+            );
+            // Their waiters may be on this coordinator.
+            co.wake_waiters();
+        }
+        Err(e) => tracing::error!(error = %e, "could not expire tool jobs"),
+    }
+}
+
+/// The connected worker that should take `job`: labels satisfied, room
+/// left, fewest running.
+fn pick<'a>(workers: &'a [Connected], job: &ToolJobRecord) -> Option<&'a Connected> {
+    workers
+        .iter()
+        .filter(|w| w.node.labels.satisfies(&job.job.requires))
+        .filter(|w| w.running() < w.slots as usize)
+        .min_by_key(|w| w.running())
+}
+
+async fn dispatch(co: &Arc<Coordinator>) -> Result<(), cairn_store::StoreError> {
+    let workers = co.connected();
+    if workers.is_empty() {
+        return Ok(());
+    }
+    let ready = co.store.ready_tool_jobs(BATCH).await?;
+    for job in ready {
+        let Some(worker) = pick(&workers, &job) else {
+            continue;
+        };
+        let until = now_ms() + co.tool_lease().as_millis() as i64;
+        let Some(attempt) = co
+            .store
+            .lease_tool_job(&job.job.id, &worker.node.id, &co.id, until)
+            .await?
+        else {
+            // Another coordinator took it.
+            continue;
+        };
+        lock(&worker.inflight).insert(job.job.id.clone(), attempt);
+        let frame = CoordinatorMessage::Run(ToolJob {
+            job: job.job.id.clone(),
+            attempt,
+            tool: job.job.tool.clone(),
+            input: job.job.input.clone(),
+            workspace: job.job.workspace.clone(),
+            sandbox: job.job.sandbox,
+            deadline_ms: job.job.deadline_ms,
+            traceparent: job.job.traceparent.clone(),
+        });
+        if worker.tx.send(frame).await.is_err() {
+            // The connection is gone. If its session already handed back
+            // what it held, this job is lost here.
+            if lock(&worker.inflight).remove(&job.job.id).is_some() {
+                let why = format!("worker {} disconnected", worker.node.name);
+                co.store.lose_tool_job(&job.job.id, attempt, &why).await?;
+                co.job_changed(&job.job.id);
+            }
+        }
+    }
+    Ok(())
+}

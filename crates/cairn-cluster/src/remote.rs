@@ -1,0 +1,150 @@
+//! Tools placed on cluster workers: in an agent's registry the placed
+//! tools are replaced by stand-ins that submit each call as a tool job and
+//! wait for its result. The job's id is the call's durable key, so a run
+//! resumed after a crash finds the job it submitted (and its result, if the
+//! worker finished) instead of running the call twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cairn_core::cluster::NewToolJob;
+use cairn_core::{AgentSpec, Placement, ToolOutput, ToolSpec, now_ms};
+use cairn_tools::{Tool, ToolContext, ToolPlacement, ToolRegistry};
+
+use crate::coordinator::Coordinator;
+use crate::pki::sha256_hex;
+use crate::runner::WORKER_TOOLS;
+
+/// Results finished by another coordinator are looked for this often.
+const POLL: Duration = Duration::from_millis(100);
+/// Default wait for a worker to take a call.
+const DEFAULT_DEADLINE: Duration = Duration::from_secs(600);
+
+/// Places agents' tools on this coordinator's cluster.
+pub struct ClusterPlacement(pub Arc<Coordinator>);
+
+impl ToolPlacement for ClusterPlacement {
+    fn place(&self, agent: &AgentSpec, tools: &mut ToolRegistry) {
+        let Some(placement) = &agent.placement else {
+            return;
+        };
+        for name in tools.names() {
+            let wanted = placement.tools.is_empty() || placement.tools.contains(&name);
+            if !wanted || !WORKER_TOOLS.contains(&name.as_str()) {
+                continue;
+            }
+            if let Some(local) = tools.get(&name).cloned() {
+                tools.insert(Arc::new(RemoteTool {
+                    spec: local.spec(),
+                    idempotent: local.idempotent(),
+                    placement: placement.clone(),
+                    co: self.0.clone(),
+                }));
+            }
+        }
+    }
+}
+
+/// A tool whose calls run on a worker.
+struct RemoteTool {
+    spec: ToolSpec,
+    idempotent: bool,
+    placement: Placement,
+    co: Arc<Coordinator>,
+}
+
+/// W3C trace context for a call: the trace is the run's, the span the
+/// call's, both derived from their ids so a resumed run continues them.
+fn traceparent(run: &str, call: &str) -> String {
+    let trace = sha256_hex(run.as_bytes());
+    let span = sha256_hex(call.as_bytes());
+    format!("00-{}-{}-01", &trace[..32], &span[..16])
+}
+
+impl RemoteTool {
+    fn job(&self, ctx: &ToolContext, input: serde_json::Value) -> NewToolJob {
+        let id = ctx
+            .call_key
+            .clone()
+            .unwrap_or_else(|| cairn_core::ids::new_id("call"));
+        let run_id = ctx.run_id.clone().unwrap_or_default();
+        let deadline = match self.placement.deadline_s {
+            0 => DEFAULT_DEADLINE,
+            s => Duration::from_secs(s),
+        };
+        NewToolJob {
+            traceparent: Some(traceparent(&run_id, &id)),
+            id,
+            run_id,
+            tool: self.spec.name.clone(),
+            input,
+            requires: self.placement.requires.clone(),
+            workspace: Some(self.placement.workspace.clone()).filter(|w| !w.is_empty()),
+            sandbox: ctx.sandbox.profile,
+            idempotent: self.idempotent,
+            deadline_ms: now_ms() + deadline.as_millis() as i64,
+        }
+    }
+}
+
+#[async_trait]
+impl Tool for RemoteTool {
+    fn spec(&self) -> ToolSpec {
+        self.spec.clone()
+    }
+
+    fn idempotent(&self) -> bool {
+        self.idempotent
+    }
+
+    async fn call(&self, ctx: &ToolContext, input: serde_json::Value) -> ToolOutput {
+        let job = self.job(ctx, input);
+        let id = job.id.clone();
+        // Registered before the job exists, so no result can slip by.
+        let wake = self.co.waiter(&id);
+        let out = self.await_job(ctx, &job, &wake).await;
+        self.co.forget_waiter(&id);
+        out
+    }
+}
+
+impl RemoteTool {
+    async fn await_job(
+        &self,
+        ctx: &ToolContext,
+        job: &NewToolJob,
+        wake: &tokio::sync::Notify,
+    ) -> ToolOutput {
+        let store = &self.co.store;
+        let mut current = match store.submit_tool_job(job).await {
+            Ok(r) => r,
+            Err(e) => {
+                return ToolOutput::error(format!("could not submit the call to the cluster: {e}"));
+            }
+        };
+        self.co.wake.notify_one();
+        loop {
+            if current.status.is_final() {
+                return current
+                    .output
+                    .unwrap_or_else(|| ToolOutput::error("the worker's result was lost"));
+            }
+            tokio::select! {
+                () = wake.notified() => {}
+                () = tokio::time::sleep(POLL) => {}
+                () = ctx.cancel.cancelled() => {
+                    return ToolOutput::error("cancelled while a worker ran this call");
+                }
+            }
+            current = match store.tool_job(&job.id).await {
+                Ok(Some(r)) => r,
+                Ok(None) => return ToolOutput::error("the cluster job vanished"),
+                Err(e) => {
+                    tracing::warn!(job = %job.id, error = %e, "could not read a tool job; retrying");
+                    continue;
+                }
+            };
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! One worker's WebSocket connection on the coordinator: the hello (its
+//! labels must be the ones issued), heartbeats (revocation is checked at
+//! each), results (fenced by attempt), and on loss, its jobs handed back.
+
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use cairn_core::ToolOutput;
+use cairn_core::cluster::{CoordinatorMessage, NodeRecord, WorkerMessage};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+
+use crate::coordinator::{Connected, Coordinator, lock, refuse, store_failed};
+use crate::tls::Peer;
+
+/// Time a new connection has to say hello.
+const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+pub(crate) async fn connect(
+    State(co): State<Arc<Coordinator>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let Some(fingerprint) = peer.cert_sha256.as_deref() else {
+        tracing::warn!(peer = %peer.addr, "worker connection without a node certificate");
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "a node certificate from this cluster is required (cairn worker --join)",
+        );
+    };
+    let node = match co.store.node_by_cert(fingerprint).await {
+        Ok(Some(n)) if n.revoked_at.is_none() => n,
+        Ok(found) => {
+            let why = if found.is_some() {
+                "revoked"
+            } else {
+                "unknown"
+            };
+            tracing::warn!(peer = %peer.addr, cert = %fingerprint, why, "worker refused");
+            return refuse(StatusCode::FORBIDDEN, &format!("node certificate {why}"));
+        }
+        Err(e) => return store_failed(&e),
+    };
+    ws.on_upgrade(move |socket| async move {
+        let peer = peer.addr;
+        if let Err(e) = session(co, node, socket).await {
+            tracing::info!(%peer, error = %e, "worker connection ended");
+        }
+    })
+}
+
+fn frame(m: &CoordinatorMessage) -> Message {
+    // Serialising our own enum cannot fail; an empty frame would be refused.
+    Message::Text(serde_json::to_string(m).unwrap_or_default().into())
+}
+
+/// Reads the next worker frame (pings and such skipped); `None` at close.
+async fn next_frame(
+    rx: &mut futures_util::stream::SplitStream<WebSocket>,
+) -> Result<Option<WorkerMessage>, String> {
+    loop {
+        match rx.next().await {
+            None | Some(Ok(Message::Close(_))) => return Ok(None),
+            Some(Err(e)) => return Err(e.to_string()),
+            Some(Ok(Message::Text(t))) => {
+                return serde_json::from_str(&t)
+                    .map(Some)
+                    .map_err(|e| format!("bad frame: {e}"));
+            }
+            Some(Ok(_)) => continue,
+        }
+    }
+}
+
+/// One worker's connection, from hello to close.
+async fn session(co: Arc<Coordinator>, node: NodeRecord, socket: WebSocket) -> Result<(), String> {
+    let (mut sink, mut rx) = socket.split();
+    let hello = tokio::time::timeout(HELLO_TIMEOUT, next_frame(&mut rx))
+        .await
+        .map_err(|_| "no hello".to_string())??;
+    let Some(WorkerMessage::Hello { labels, slots, .. }) = hello else {
+        return Err("the first frame must be hello".into());
+    };
+    if labels != node.labels {
+        tracing::warn!(node = %node.id, claimed = %labels, issued = %node.labels, "worker claimed labels it was not issued");
+        let reason = format!(
+            "labels {labels} were not issued to this node (issued: {})",
+            node.labels
+        );
+        // Best effort: the connection is dropped either way.
+        let _sent = sink
+            .send(frame(&CoordinatorMessage::Refused { reason }))
+            .await;
+        return Err("labels not issued".into());
+    }
+    let (tx, mut outbox) = mpsc::channel::<CoordinatorMessage>(64);
+    let welcome = CoordinatorMessage::Welcome {
+        node_id: node.id.clone(),
+        coordinator: co.id.clone(),
+        heartbeat_ms: co.settings.heartbeat().as_millis() as u64,
+    };
+    sink.send(frame(&welcome))
+        .await
+        .map_err(|e| e.to_string())?;
+    co.store
+        .node_seen(&node.id, Some(&co.id), i64::from(slots), 0)
+        .await
+        .map_err(|e| e.to_string())?;
+    let me = Connected {
+        node: node.clone(),
+        slots,
+        tx: tx.clone(),
+        inflight: Default::default(),
+    };
+    if let Some(old) = co.register(me.clone()) {
+        tracing::info!(node = %node.id, "node reconnected; the older connection is dropped");
+        drop(old);
+    }
+    tracing::info!(node = %node.id, name = %node.name, labels = %node.labels, slots, "worker connected");
+    let writer = tokio::spawn(async move {
+        while let Some(m) = outbox.recv().await {
+            if sink.send(frame(&m)).await.is_err() {
+                break;
+            }
+        }
+    });
+    // Jobs waiting for a worker like this one.
+    co.wake.notify_one();
+    let result = read_loop(&co, &me, &mut rx).await;
+    co.unregister(&node.id, &tx);
+    writer.abort();
+    hand_back(&co, &me).await;
+    if let Err(e) = co
+        .store
+        .node_seen(&node.id, None, i64::from(slots), 0)
+        .await
+    {
+        tracing::warn!(node = %node.id, error = %e, "could not record the disconnect");
+    }
+    tracing::info!(node = %node.id, "worker disconnected");
+    result
+}
+
+/// The jobs a lost connection held: each is lost (ready again if
+/// idempotent, else `unknown`), and whoever waits for it is told.
+async fn hand_back(co: &Arc<Coordinator>, me: &Connected) {
+    let held: Vec<(String, i64)> = lock(&me.inflight).drain().collect();
+    for (job, attempt) in held {
+        let why = format!("worker {} was lost while this ran", me.node.name);
+        match co.store.lose_tool_job(&job, attempt, &why).await {
+            Ok(Some(status)) => {
+                tracing::warn!(node = %me.node.id, %job, attempt, ?status, "worker lost mid-job");
+                co.job_changed(&job);
+            }
+            Ok(None) => {}
+            // Its lease runs out instead; the upkeep loses it then.
+            Err(e) => tracing::error!(%job, error = %e, "could not hand back a lost job"),
+        }
+    }
+    co.wake.notify_one();
+}
+
+/// A worker's result: recorded if its attempt still holds the job.
+async fn finished(
+    co: &Arc<Coordinator>,
+    me: &Connected,
+    job: String,
+    attempt: i64,
+    output: ToolOutput,
+) {
+    let held = lock(&me.inflight).get(&job) == Some(&attempt);
+    match co.store.finish_tool_job(&job, attempt, &output).await {
+        Ok(true) => co.job_changed(&job),
+        Ok(false) => {
+            tracing::warn!(node = %me.node.id, %job, attempt, "late result rejected: a newer attempt holds the job");
+        }
+        Err(e) => {
+            // Left leased: the lease runs out and the job is lost then.
+            tracing::error!(%job, error = %e, "could not record a result");
+        }
+    }
+    if held {
+        lock(&me.inflight).remove(&job);
+        co.wake.notify_one();
+    }
+}
+
+async fn read_loop(
+    co: &Arc<Coordinator>,
+    me: &Connected,
+    rx: &mut futures_util::stream::SplitStream<WebSocket>,
+) -> Result<(), String> {
+    let (node, slots) = (&me.node, me.slots);
+    loop {
+        let next = tokio::select! {
+            f = tokio::time::timeout(co.settings.heartbeat() * 4, next_frame(rx)) => f,
+            () = co.stop.cancelled() => return Ok(()),
+        };
+        let msg = match next {
+            Err(_) => return Err("silent past the heartbeat limit".into()),
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Ok(Some(m))) => m,
+            Ok(Err(e)) => return Err(e),
+        };
+        match msg {
+            WorkerMessage::Heartbeat { running } => {
+                let revoked = match co.store.node_by_cert(&node.cert_sha256).await {
+                    Ok(n) => n.is_none_or(|n| n.revoked_at.is_some()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "heartbeat: could not check the node");
+                        false
+                    }
+                };
+                if revoked {
+                    return Err("node revoked".into());
+                }
+                if let Err(e) = co
+                    .store
+                    .node_seen(&node.id, Some(&co.id), i64::from(slots), i64::from(running))
+                    .await
+                {
+                    tracing::warn!(node = %node.id, error = %e, "could not record a heartbeat");
+                }
+            }
+            WorkerMessage::Done {
+                job,
+                attempt,
+                output,
+            } => finished(co, me, job, attempt, output).await,
+            WorkerMessage::Hello { .. } => return Err("hello twice".into()),
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Tool jobs on SQLite.
+
+use async_trait::async_trait;
+use cairn_core::cluster::{NewToolJob, ToolJobRecord, ToolJobStatus};
+use cairn_core::{ToolOutput, now_ms};
+
+use super::SqliteStore;
+use crate::StoreError;
+use crate::tool_jobs::*;
+
+#[async_trait]
+impl ToolJobStore for SqliteStore {
+    async fn submit_tool_job(&self, job: &NewToolJob) -> Result<ToolJobRecord, StoreError> {
+        let e = encode(job)?;
+        {
+            let _writing = self.lock_writes().await;
+            sqlx::query(
+                "INSERT INTO tool_jobs (id, run_id, tool, input, requires, workspace, sandbox,
+                     idempotent, deadline, traceparent, status, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ready', ?)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&job.id)
+            .bind(&job.run_id)
+            .bind(&job.tool)
+            .bind(&e.input)
+            .bind(&e.requires)
+            .bind(&job.workspace)
+            .bind(e.sandbox)
+            .bind(job.idempotent)
+            .bind(job.deadline_ms)
+            .bind(&job.traceparent)
+            .bind(now_ms())
+            .execute(&self.writer)
+            .await?;
+        }
+        self.tool_job(&job.id)
+            .await?
+            .ok_or_else(|| StoreError::corrupt("tool_jobs", "a submitted job vanished"))
+    }
+
+    async fn tool_job(&self, id: &str) -> Result<Option<ToolJobRecord>, StoreError> {
+        let row: Option<ToolJobRow> = sqlx::query_as(select_tool_jobs!("WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.writer)
+            .await?;
+        row.map(decode_tool_job).transpose()
+    }
+
+    async fn ready_tool_jobs(&self, limit: i64) -> Result<Vec<ToolJobRecord>, StoreError> {
+        let rows: Vec<ToolJobRow> = sqlx::query_as(select_tool_jobs!(
+            "WHERE status = 'ready' ORDER BY created_at, id LIMIT ?"
+        ))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(decode_tool_job).collect()
+    }
+
+    async fn lease_tool_job(
+        &self,
+        id: &str,
+        node: &str,
+        owner: &str,
+        until: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let _writing = self.lock_writes().await;
+        let attempt: Option<i64> = sqlx::query_scalar(
+            "UPDATE tool_jobs SET status = 'leased', attempt = attempt + 1, node = ?,
+                 lease_owner = ?, lease_until = ?
+             WHERE id = ? AND status = 'ready' RETURNING attempt",
+        )
+        .bind(node)
+        .bind(owner)
+        .bind(until)
+        .bind(id)
+        .fetch_optional(&self.writer)
+        .await?;
+        Ok(attempt)
+    }
+
+    async fn renew_tool_leases(&self, owner: &str, until: i64) -> Result<u64, StoreError> {
+        let _writing = self.lock_writes().await;
+        let done = sqlx::query(
+            "UPDATE tool_jobs SET lease_until = ? WHERE status = 'leased' AND lease_owner = ?",
+        )
+        .bind(until)
+        .bind(owner)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn finish_tool_job(
+        &self,
+        id: &str,
+        attempt: i64,
+        output: &ToolOutput,
+    ) -> Result<bool, StoreError> {
+        let output = encode_output(output)?;
+        let _writing = self.lock_writes().await;
+        let done = sqlx::query(
+            "UPDATE tool_jobs SET status = 'done', output = ?, finished_at = ?,
+                 lease_owner = NULL, lease_until = NULL
+             WHERE id = ? AND attempt = ? AND status = 'leased'",
+        )
+        .bind(output)
+        .bind(now_ms())
+        .bind(id)
+        .bind(attempt)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn lose_tool_job(
+        &self,
+        id: &str,
+        attempt: i64,
+        why: &str,
+    ) -> Result<Option<ToolJobStatus>, StoreError> {
+        let _writing = self.lock_writes().await;
+        let status: Option<String> = sqlx::query_scalar(
+            "UPDATE tool_jobs SET
+                 status = CASE WHEN idempotent THEN 'ready' ELSE 'unknown' END,
+                 output = CASE WHEN idempotent THEN NULL ELSE ? END,
+                 finished_at = CASE WHEN idempotent THEN NULL ELSE ? END,
+                 lease_owner = NULL, lease_until = NULL
+             WHERE id = ? AND attempt = ? AND status = 'leased' RETURNING status",
+        )
+        .bind(unknown_output(why))
+        .bind(now_ms())
+        .bind(id)
+        .bind(attempt)
+        .fetch_optional(&self.writer)
+        .await?;
+        Ok(status.as_deref().and_then(ToolJobStatus::parse))
+    }
+
+    async fn expire_tool_jobs(&self, now: i64) -> Result<u64, StoreError> {
+        let _writing = self.lock_writes().await;
+        let lost = sqlx::query(
+            "UPDATE tool_jobs SET
+                 status = CASE WHEN idempotent THEN 'ready' ELSE 'unknown' END,
+                 output = CASE WHEN idempotent THEN NULL ELSE ? END,
+                 finished_at = CASE WHEN idempotent THEN NULL ELSE ? END,
+                 lease_owner = NULL, lease_until = NULL
+             WHERE status = 'leased' AND lease_until < ?",
+        )
+        .bind(unknown_output(
+            "the coordinator that sent it to a worker stopped before the result came back",
+        ))
+        .bind(now)
+        .bind(now)
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        let expired = sqlx::query(
+            "UPDATE tool_jobs SET status = 'expired', output = ?, finished_at = ?
+             WHERE status = 'ready' AND deadline < ?",
+        )
+        .bind(expired_output())
+        .bind(now)
+        .bind(now)
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        Ok(lost + expired)
+    }
+
+    async fn list_tool_jobs(&self, limit: i64) -> Result<Vec<ToolJobRecord>, StoreError> {
+        let rows: Vec<ToolJobRow> = sqlx::query_as(select_tool_jobs!(
+            "ORDER BY status IN ('done', 'unknown', 'expired'), coalesce(finished_at, created_at) DESC
+             LIMIT ?"
+        ))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(decode_tool_job).collect()
+    }
+}

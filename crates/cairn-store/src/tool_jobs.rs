@@ -1,0 +1,168 @@
+//! Tool calls run on cluster workers: submitted by the run that makes
+//! them, leased by a coordinator for the worker it sends them to, finished
+//! under a fencing attempt, and made ready again (idempotent) or `unknown`
+//! (side-effecting) when their worker or coordinator is lost.
+
+use async_trait::async_trait;
+use cairn_core::cluster::{NewToolJob, ToolJobRecord, ToolJobStatus};
+use cairn_core::{SandboxProfile, ToolOutput};
+
+use crate::StoreError;
+
+/// ToolJobStore: see the module documentation.
+#[async_trait]
+pub trait ToolJobStore: Send + Sync {
+    /// Submits a job; if one with the same id exists (a resumed run), it
+    /// is left as it is. Returns the stored job either way.
+    async fn submit_tool_job(&self, job: &NewToolJob) -> Result<ToolJobRecord, StoreError>;
+
+    /// One job.
+    async fn tool_job(&self, id: &str) -> Result<Option<ToolJobRecord>, StoreError>;
+
+    /// Ready jobs, oldest first.
+    async fn ready_tool_jobs(&self, limit: i64) -> Result<Vec<ToolJobRecord>, StoreError>;
+
+    /// Leases a ready job to `node` on behalf of coordinator `owner` until
+    /// `until`; its new attempt, or `None` if another took it first.
+    async fn lease_tool_job(
+        &self,
+        id: &str,
+        node: &str,
+        owner: &str,
+        until: i64,
+    ) -> Result<Option<i64>, StoreError>;
+
+    /// Extends every lease `owner` holds; how many.
+    async fn renew_tool_leases(&self, owner: &str, until: i64) -> Result<u64, StoreError>;
+
+    /// Records the result of attempt `attempt`; `false` (nothing changes)
+    /// if that attempt no longer holds the job.
+    async fn finish_tool_job(
+        &self,
+        id: &str,
+        attempt: i64,
+        output: &ToolOutput,
+    ) -> Result<bool, StoreError>;
+
+    /// Attempt `attempt` was lost (its worker went away): the job is ready
+    /// again if idempotent, else final as `unknown`. The new status, or
+    /// `None` if that attempt no longer held it.
+    async fn lose_tool_job(
+        &self,
+        id: &str,
+        attempt: i64,
+        why: &str,
+    ) -> Result<Option<ToolJobStatus>, StoreError>;
+
+    /// Leases past their end (a coordinator died) are lost as above; ready
+    /// jobs past their deadline expire. How many changed.
+    async fn expire_tool_jobs(&self, now: i64) -> Result<u64, StoreError>;
+
+    /// Jobs not final, then the latest final ones, up to `limit`.
+    async fn list_tool_jobs(&self, limit: i64) -> Result<Vec<ToolJobRecord>, StoreError>;
+}
+
+/// What a job lost with its worker says to the model.
+pub(crate) fn unknown_output(why: &str) -> String {
+    serde_json::to_string(&ToolOutput::error(format!(
+        "outcome unknown: {why}; this call changes things, so it was not run again — check its effect before repeating it"
+    )))
+    .unwrap_or_default()
+}
+
+/// What a job no worker took says.
+pub(crate) fn expired_output() -> String {
+    serde_json::to_string(&ToolOutput::error(
+        "no connected worker with the labels this call requires took it before its deadline (see cairn cluster nodes)",
+    ))
+    .unwrap_or_default()
+}
+
+/// A stored tool job row: id, run_id, tool, input, requires, workspace,
+/// sandbox, idempotent, deadline, traceparent, status, attempt, node,
+/// output, created_at, finished_at.
+pub(crate) type ToolJobRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    bool,
+    i64,
+    Option<String>,
+    String,
+    i64,
+    Option<String>,
+    Option<String>,
+    i64,
+    Option<i64>,
+);
+
+/// `SELECT` of `ToolJobRow`'s columns from `tool_jobs`, then `$rest`.
+macro_rules! select_tool_jobs {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, run_id, tool, input, requires, workspace, sandbox, idempotent, deadline,
+             traceparent, status, attempt, node, output, created_at, finished_at FROM tool_jobs ",
+            $rest
+        )
+    };
+}
+pub(crate) use select_tool_jobs;
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::corrupt("tool_jobs", e)
+}
+
+/// A job from its row.
+pub(crate) fn decode_tool_job(r: ToolJobRow) -> Result<ToolJobRecord, StoreError> {
+    let sandbox: SandboxProfile =
+        serde_json::from_value(serde_json::Value::String(r.6)).map_err(corrupt)?;
+    Ok(ToolJobRecord {
+        job: NewToolJob {
+            id: r.0,
+            run_id: r.1,
+            tool: r.2,
+            input: serde_json::from_str(&r.3).map_err(corrupt)?,
+            requires: serde_json::from_str(&r.4).map_err(corrupt)?,
+            workspace: r.5,
+            sandbox,
+            idempotent: r.7,
+            deadline_ms: r.8,
+            traceparent: r.9,
+        },
+        status: ToolJobStatus::parse(&r.10).ok_or_else(|| corrupt(format!("status {:?}", r.10)))?,
+        attempt: r.11,
+        node: r.12,
+        output: r
+            .13
+            .map(|o| serde_json::from_str(&o))
+            .transpose()
+            .map_err(corrupt)?,
+        created_at: r.14,
+        finished_at: r.15,
+    })
+}
+
+/// The columns a submission writes, encoded.
+pub(crate) struct Encoded {
+    pub input: String,
+    pub requires: String,
+    pub sandbox: &'static str,
+}
+
+/// Encodes a submission.
+pub(crate) fn encode(job: &NewToolJob) -> Result<Encoded, StoreError> {
+    Ok(Encoded {
+        input: serde_json::to_string(&job.input).map_err(corrupt)?,
+        requires: serde_json::to_string(&job.requires).map_err(corrupt)?,
+        sandbox: job.sandbox.as_str(),
+    })
+}
+
+/// An output as stored.
+pub(crate) fn encode_output(o: &ToolOutput) -> Result<String, StoreError> {
+    serde_json::to_string(o).map_err(corrupt)
+}

@@ -1,0 +1,148 @@
+//! Tool jobs: one submission per call even when a resumed run submits
+//! again, one lease per attempt, late results fenced off, a lost worker's
+//! idempotent job ready again and a side-effecting one `unknown`, expired
+//! leases and deadlines.
+
+use cairn_core::ToolOutput;
+use cairn_core::cluster::{Labels, NewToolJob, ToolJobStatus};
+use cairn_core::now_ms;
+use cairn_store::ToolJobStore;
+
+use crate::{Harness, both};
+
+both!(
+    a_tool_job_is_leased_once_and_late_results_are_fenced,
+    lost_and_expired_tool_jobs
+);
+
+fn job(id: &str, idempotent: bool) -> NewToolJob {
+    NewToolJob {
+        id: id.into(),
+        run_id: "run_1".into(),
+        tool: "exec".into(),
+        input: serde_json::json!({"command": "echo hi"}),
+        requires: Labels::parse("region=eu").unwrap(),
+        workspace: Some("docs".into()),
+        sandbox: cairn_core::SandboxProfile::Offline,
+        idempotent,
+        deadline_ms: now_ms() + 60_000,
+        traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+    }
+}
+
+async fn a_tool_job_is_leased_once_and_late_results_are_fenced<H: Harness>(h: H) {
+    let (a, b) = (h.open().await, h.open().await);
+    let first = a.submit_tool_job(&job("run_1/4", true)).await.unwrap();
+    assert_eq!(first.status, ToolJobStatus::Ready);
+    assert_eq!(
+        first.job,
+        job("run_1/4", true).clone_with_deadline(first.job.deadline_ms)
+    );
+    let again = b.submit_tool_job(&job("run_1/4", true)).await.unwrap();
+    assert_eq!(
+        again.created_at, first.created_at,
+        "a resumed run finds its call"
+    );
+    assert_eq!(a.ready_tool_jobs(10).await.unwrap().len(), 1);
+
+    let until = now_ms() + 30_000;
+    let (la, lb) = tokio::join!(
+        a.lease_tool_job("run_1/4", "node_a", "coord-a", until),
+        b.lease_tool_job("run_1/4", "node_b", "coord-b", until),
+    );
+    let attempts: Vec<i64> = [la.unwrap(), lb.unwrap()].into_iter().flatten().collect();
+    assert_eq!(attempts, vec![1], "one lease");
+    assert!(a.ready_tool_jobs(10).await.unwrap().is_empty());
+    // The worker vanished: idempotent, so ready again; attempt 2 goes out.
+    assert_eq!(
+        a.lose_tool_job("run_1/4", 1, "worker lost").await.unwrap(),
+        Some(ToolJobStatus::Ready)
+    );
+    assert_eq!(
+        b.lease_tool_job("run_1/4", "node_b", "coord-b", until)
+            .await
+            .unwrap(),
+        Some(2)
+    );
+    assert_eq!(b.renew_tool_leases("coord-b", until + 1).await.unwrap(), 1);
+    // The first worker's late result is refused; the second's lands once.
+    let late = ToolOutput::ok("late");
+    assert!(!a.finish_tool_job("run_1/4", 1, &late).await.unwrap());
+    assert!(
+        b.finish_tool_job("run_1/4", 2, &ToolOutput::ok("hi"))
+            .await
+            .unwrap()
+    );
+    assert!(!b.finish_tool_job("run_1/4", 2, &late).await.unwrap());
+    let done = a.tool_job("run_1/4").await.unwrap().unwrap();
+    assert_eq!(done.status, ToolJobStatus::Done);
+    assert_eq!(done.output, Some(ToolOutput::ok("hi")));
+    assert_eq!(done.node.as_deref(), Some("node_b"));
+    assert!(done.finished_at.is_some());
+    assert_eq!(
+        a.lose_tool_job("run_1/4", 2, "too late").await.unwrap(),
+        None,
+        "a final job stays final"
+    );
+    assert_eq!(a.list_tool_jobs(10).await.unwrap().len(), 1);
+}
+
+trait WithDeadline {
+    fn clone_with_deadline(&self, at: i64) -> NewToolJob;
+}
+
+impl WithDeadline for NewToolJob {
+    fn clone_with_deadline(&self, at: i64) -> NewToolJob {
+        NewToolJob {
+            deadline_ms: at,
+            ..self.clone()
+        }
+    }
+}
+
+async fn lost_and_expired_tool_jobs<H: Harness>(h: H) {
+    let s = h.open().await;
+    s.submit_tool_job(&job("side", false)).await.unwrap();
+    s.lease_tool_job("side", "n", "c", now_ms() + 30_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.lose_tool_job("side", 1, "worker n was lost")
+            .await
+            .unwrap(),
+        Some(ToolJobStatus::Unknown),
+        "a side-effecting call is never run twice"
+    );
+    let unknown = s.tool_job("side").await.unwrap().unwrap();
+    let out = unknown.output.unwrap();
+    assert!(
+        out.is_error && out.content.contains("outcome unknown"),
+        "{out:?}"
+    );
+    assert!(s.ready_tool_jobs(10).await.unwrap().is_empty());
+
+    // A coordinator died holding leases: they run out and are lost alike.
+    s.submit_tool_job(&job("held-idem", true)).await.unwrap();
+    s.submit_tool_job(&job("held-side", false)).await.unwrap();
+    let past = now_ms() - 1;
+    s.lease_tool_job("held-idem", "n", "dead", past)
+        .await
+        .unwrap();
+    s.lease_tool_job("held-side", "n", "dead", past)
+        .await
+        .unwrap();
+    // Nobody takes this one in time.
+    let mut stale = job("nobody", true);
+    stale.deadline_ms = now_ms() - 1;
+    s.submit_tool_job(&stale).await.unwrap();
+    assert_eq!(s.expire_tool_jobs(now_ms()).await.unwrap(), 3);
+    let status = |id: &'static str| {
+        let s = s.clone();
+        async move { s.tool_job(id).await.unwrap().unwrap().status }
+    };
+    assert_eq!(status("held-idem").await, ToolJobStatus::Ready);
+    assert_eq!(status("held-side").await, ToolJobStatus::Unknown);
+    assert_eq!(status("nobody").await, ToolJobStatus::Expired);
+    let listed = s.list_tool_jobs(10).await.unwrap();
+    assert_eq!(listed[0].status, ToolJobStatus::Ready, "live jobs first");
+}
