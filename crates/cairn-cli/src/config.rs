@@ -220,6 +220,9 @@ pub struct ServerConfig {
     pub body_limit_bytes: usize,
     /// On SIGTERM, seconds running steps get to finish.
     pub shutdown_grace_s: u64,
+    /// Run and session leases (ms): a run whose process died is resumed by
+    /// another (or the next start) this long after its last heartbeat.
+    pub lease_ms: u64,
     /// Bearer key the API requires; set it with CAIRN_SERVER__API_KEY, not
     /// in the file (a file holding it must be mode 0600).
     pub api_key: Option<String>,
@@ -242,6 +245,7 @@ impl Default for ServerConfig {
             concurrency: 16,
             body_limit_bytes: 1024 * 1024,
             shutdown_grace_s: 10,
+            lease_ms: 30_000,
             api_key: None,
             watchdog_stuck_s: 900,
             watchdog_action: "cancel".into(),

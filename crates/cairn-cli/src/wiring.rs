@@ -151,6 +151,9 @@ async fn runtime_with(loaded: &Loaded, provider: Arc<dyn Provider>) -> Result<Ru
         ..RetryPolicy::default()
     };
     rt.tool_output_limit = loaded.config.tools.output_limit_bytes.max(1024);
+    let lease = loaded.config.server.lease_ms.clamp(500, 3_600_000) as i64;
+    rt.job_lease_ms = lease;
+    rt.session_lease_ms = lease;
     rt.sandbox = Arc::new(sandbox_policy(loaded)?);
     Ok(rt)
 }

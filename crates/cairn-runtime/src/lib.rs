@@ -71,6 +71,9 @@ pub struct Runtime {
     pub tool_output_limit: usize,
     /// How long a session lease lasts without renewal (ms).
     pub session_lease_ms: i64,
+    /// How long a run's job lease lasts without a heartbeat: after a crash,
+    /// another process resumes the run this long after the last beat.
+    pub job_lease_ms: i64,
     /// When fired, runs pause at their next step boundary (graceful stop).
     pub stopping: tokio_util::sync::CancellationToken,
     /// What agents remember across sessions.
@@ -99,6 +102,7 @@ impl Runtime {
             workspaces,
             tool_output_limit: 32 * 1024,
             session_lease_ms: 30_000,
+            job_lease_ms: JOB_LEASE_MS,
             stopping: Default::default(),
             memory: Arc::new(Memory::new(store.clone(), None)),
             memory_prompt_budget: 2000,

@@ -106,7 +106,7 @@ impl Runtime {
             self.store.recover_leases().await?;
             if let Some(job) = self
                 .store
-                .claim_session_backlog(&run.session_id, JOB_LEASE_MS)
+                .claim_session_backlog(&run.session_id, self.job_lease_ms)
                 .await?
             {
                 if job.run_id.as_deref() == Some(run.id.as_str()) {
@@ -161,7 +161,7 @@ impl Runtime {
         let _job_beat = Heartbeat::job(
             self.store.clone(),
             job.clone(),
-            JOB_LEASE_MS,
+            self.job_lease_ms,
             cancel.clone(),
         );
 

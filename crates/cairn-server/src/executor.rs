@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_core::{RunEvent, RunStatus, now_ms};
-use cairn_runtime::JOB_LEASE_MS;
 use cairn_store::{Job, kinds};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -30,7 +29,7 @@ pub fn start(state: Arc<AppState>, n: usize) -> JoinSet<()> {
     set.spawn(async move {
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = tokio::time::sleep(recovery_every(recovery.rt.job_lease_ms)) => {}
                 _ = recovery.shutdown.cancelled() => break,
             }
             match recovery.rt.store.recover_leases().await {
@@ -54,6 +53,13 @@ pub fn start(state: Arc<AppState>, n: usize) -> JoinSet<()> {
         }
     });
     set
+}
+
+/// How often expired leases are looked for: a sixth of a lease, so a run
+/// whose process died resumes within a moment of its lease running out
+/// (and never more than 5 s after).
+fn recovery_every(lease_ms: i64) -> Duration {
+    Duration::from_millis((lease_ms / 6).clamp(100, 5_000) as u64)
 }
 
 /// After shutdown: waits up to `grace` for running steps, then leaves the
@@ -81,7 +87,7 @@ async fn executor_loop(state: Arc<AppState>) {
         match state
             .rt
             .store
-            .claim_job(&[kinds::ADVANCE_RUN], JOB_LEASE_MS)
+            .claim_job(&[kinds::ADVANCE_RUN], state.rt.job_lease_ms)
             .await
         {
             Ok(Some(job)) => drive(&state, job).await,

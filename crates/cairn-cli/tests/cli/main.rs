@@ -5,6 +5,7 @@ mod api;
 mod browser_guard;
 mod channels;
 mod cluster;
+mod cluster_faults;
 mod cluster_jobs;
 mod compaction;
 mod concurrency;
