@@ -1,7 +1,8 @@
 //! Sending ready tool jobs to connected workers whose labels satisfy them
 //! (least loaded first, never past a worker's slots), and the upkeep every
-//! coordinator runs each heartbeat: renew the leases it holds, lose the
-//! leases of coordinators that died, expire jobs past their deadline.
+//! coordinator runs each heartbeat: lose the jobs whose leases nobody
+//! renewed (their worker or coordinator is gone), expire jobs past their
+//! deadline.
 //! Jobs no connected worker can take stay ready (visible in `cairn cluster
 //! jobs`) until a worker comes or their deadline passes.
 
@@ -45,17 +46,15 @@ pub(crate) async fn run(co: Arc<Coordinator>) {
     }
 }
 
+/// Leases are renewed by the heartbeats of the workers running the jobs
+/// (see the session); what is left is to lose the ones nobody renews.
 async fn upkeep(co: &Arc<Coordinator>) {
-    let until = now_ms() + co.tool_lease().as_millis() as i64;
-    if let Err(e) = co.store.renew_tool_leases(&co.id, until).await {
-        tracing::error!(error = %e, "could not renew tool leases");
-    }
     match co.store.expire_tool_jobs(now_ms()).await {
         Ok(0) => {}
         Ok(n) => {
             tracing::warn!(
                 jobs = n,
-                "tool jobs lost with their coordinator or past their deadline"
+                "tool jobs given up: their worker or coordinator was lost, or no worker took them before their deadline"
             );
             // Their waiters may be on this coordinator.
             co.wake_waiters();
@@ -105,13 +104,8 @@ async fn dispatch(co: &Arc<Coordinator>) -> Result<(), cairn_store::StoreError> 
             traceparent: job.job.traceparent.clone(),
         });
         if worker.tx.send(frame).await.is_err() {
-            // The connection is gone. If its session already handed back
-            // what it held, this job is lost here.
-            if lock(&worker.inflight).remove(&job.job.id).is_some() {
-                let why = format!("worker {} disconnected", worker.node.name);
-                co.store.lose_tool_job(&job.job.id, attempt, &why).await?;
-                co.job_changed(&job.job.id);
-            }
+            // The connection is gone; unrenewed, the lease runs out.
+            lock(&worker.inflight).remove(&job.job.id);
         }
     }
     Ok(())

@@ -8,8 +8,8 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use cairn_core::ToolOutput;
 use cairn_core::cluster::{CoordinatorMessage, NodeRecord, WorkerMessage};
+use cairn_core::{ToolOutput, now_ms};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
@@ -132,7 +132,7 @@ async fn session(co: Arc<Coordinator>, node: NodeRecord, socket: WebSocket) -> R
     let result = read_loop(&co, &me, &mut rx).await;
     co.unregister(&node.id, &tx);
     writer.abort();
-    hand_back(&co, &me).await;
+    hand_back(&co, &me);
     if let Err(e) = co
         .store
         .node_seen(&node.id, None, i64::from(slots), 0)
@@ -144,21 +144,13 @@ async fn session(co: Arc<Coordinator>, node: NodeRecord, socket: WebSocket) -> R
     result
 }
 
-/// The jobs a lost connection held: each is lost (ready again if
-/// idempotent, else `unknown`), and whoever waits for it is told.
-async fn hand_back(co: &Arc<Coordinator>, me: &Connected) {
-    let held: Vec<(String, i64)> = lock(&me.inflight).drain().collect();
-    for (job, attempt) in held {
-        let why = format!("worker {} was lost while this ran", me.node.name);
-        match co.store.lose_tool_job(&job, attempt, &why).await {
-            Ok(Some(status)) => {
-                tracing::warn!(node = %me.node.id, %job, attempt, ?status, "worker lost mid-job");
-                co.job_changed(&job);
-            }
-            Ok(None) => {}
-            // Its lease runs out instead; the upkeep loses it then.
-            Err(e) => tracing::error!(%job, error = %e, "could not hand back a lost job"),
-        }
+/// A lost connection's jobs are not given up at once: the worker may be
+/// cut off briefly and come back (here or to another coordinator) with its
+/// results. Unrenewed, their leases run out and the upkeep loses them then.
+fn hand_back(co: &Arc<Coordinator>, me: &Connected) {
+    let held = lock(&me.inflight).drain().count();
+    if held > 0 {
+        tracing::warn!(node = %me.node.id, jobs = held, "worker lost with jobs in flight; they are given up if it does not return within the lease");
     }
     co.wake.notify_one();
 }
@@ -170,22 +162,32 @@ async fn finished(
     job: String,
     attempt: i64,
     output: ToolOutput,
-) {
-    let held = lock(&me.inflight).get(&job) == Some(&attempt);
-    match co.store.finish_tool_job(&job, attempt, &output).await {
-        Ok(true) => co.job_changed(&job),
+) -> Option<CoordinatorMessage> {
+    let accepted = match co.store.finish_tool_job(&job, attempt, &output).await {
+        Ok(true) => {
+            co.job_changed(&job);
+            true
+        }
         Ok(false) => {
-            tracing::warn!(node = %me.node.id, %job, attempt, "late result rejected: a newer attempt holds the job");
+            tracing::warn!(node = %me.node.id, %job, attempt, "late result rejected: the job was given up or a newer attempt holds it");
+            false
         }
         Err(e) => {
-            // Left leased: the lease runs out and the job is lost then.
+            // No acknowledgement: the worker sends it again.
             tracing::error!(%job, error = %e, "could not record a result");
+            return None;
         }
-    }
-    if held {
-        lock(&me.inflight).remove(&job);
+    };
+    let mut inflight = lock(&me.inflight);
+    if inflight.get(&job) == Some(&attempt) {
+        inflight.remove(&job);
         co.wake.notify_one();
     }
+    Some(CoordinatorMessage::Ack {
+        job,
+        attempt,
+        accepted,
+    })
 }
 
 async fn read_loop(
@@ -207,6 +209,10 @@ async fn read_loop(
         };
         match msg {
             WorkerMessage::Heartbeat { running } => {
+                let until = now_ms() + co.tool_lease().as_millis() as i64;
+                if let Err(e) = co.store.renew_tool_leases(&running, &co.id, until).await {
+                    tracing::warn!(node = %node.id, error = %e, "could not renew tool leases");
+                }
                 let revoked = match co.store.node_by_cert(&node.cert_sha256).await {
                     Ok(n) => n.is_none_or(|n| n.revoked_at.is_some()),
                     Err(e) => {
@@ -219,7 +225,12 @@ async fn read_loop(
                 }
                 if let Err(e) = co
                     .store
-                    .node_seen(&node.id, Some(&co.id), i64::from(slots), i64::from(running))
+                    .node_seen(
+                        &node.id,
+                        Some(&co.id),
+                        i64::from(slots),
+                        running.len() as i64,
+                    )
                     .await
                 {
                     tracing::warn!(node = %node.id, error = %e, "could not record a heartbeat");
@@ -229,7 +240,12 @@ async fn read_loop(
                 job,
                 attempt,
                 output,
-            } => finished(co, me, job, attempt, output).await,
+            } => {
+                if let Some(ack) = finished(co, me, job, attempt, output).await {
+                    // The writer is gone only when the connection is.
+                    let _sent = me.tx.send(ack).await;
+                }
+            }
             WorkerMessage::Hello { .. } => return Err("hello twice".into()),
         }
     }

@@ -4,14 +4,14 @@
 //! their results; on any loss it reconnects with backoff, trying each
 //! coordinator in its list.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cairn_core::ToolOutput;
 use cairn_core::cluster::{
-    CoordinatorMessage, JoinRequest, JoinResponse, Labels, ToolJob, WorkerMessage,
+    CoordinatorMessage, JobRef, JoinRequest, JoinResponse, Labels, ToolJob, WorkerMessage,
 };
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -157,6 +157,31 @@ pub struct WorkerOptions {
     pub on_status: Arc<dyn Fn(&str) + Send + Sync>,
 }
 
+/// What a worker holds across connections: jobs running, and results not
+/// yet acknowledged (sent again after a reconnect, where fencing decides).
+#[derive(Default)]
+struct Held {
+    running: Mutex<HashSet<JobRef>>,
+    results: Mutex<HashMap<JobRef, ToolOutput>>,
+}
+
+impl Held {
+    /// Every attempt it answers for (heartbeats list them).
+    fn refs(&self) -> Vec<JobRef> {
+        let mut refs: Vec<JobRef> = lock(&self.running).iter().cloned().collect();
+        refs.extend(lock(&self.results).keys().cloned());
+        refs
+    }
+
+    fn knows(&self, r: &JobRef) -> bool {
+        lock(&self.running).contains(r) || lock(&self.results).contains_key(r)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Connects and serves until `stop`; returns an error only for what
 /// retrying cannot fix (refused, revoked, unusable identity).
 pub async fn run(
@@ -167,20 +192,34 @@ pub async fn run(
     let identity = NodeIdentity::load(&opts.dir)?
         .ok_or_else(|| ClusterError::NotInitialised(opts.dir.clone()))?;
     let tls = crate::tls::node_client_config(&opts.dir)?;
+    let held = Arc::new(Held::default());
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<JobRef>();
     let mut backoff = Duration::from_millis(200);
     let mut i = 0usize;
     loop {
         let url = &identity.coordinators[i % identity.coordinators.len().max(1)];
         i += 1;
+        let link = Link {
+            opts: &opts,
+            identity: &identity,
+            runner: runner.clone(),
+            held: held.clone(),
+            done_tx: done_tx.clone(),
+        };
         let outcome = tokio::select! {
-            r = session(&opts, &identity, url, tls.clone(), runner.clone()) => r,
+            r = link.session(url, tls.clone(), &mut done_rx) => r,
             () = stop.cancelled() => return Ok(()),
         };
         match outcome {
-            Ok(()) => backoff = Duration::from_millis(200),
-            Err(Lost::Fatal(e)) => return Err(e),
-            Err(Lost::Retry(reason)) => {
-                (opts.on_status)(&format!("lost {url}: {reason}; retrying in {backoff:?}"));
+            Lost::Fatal(e) => return Err(e),
+            Lost::Dropped(reason) => {
+                backoff = Duration::from_millis(200);
+                (opts.on_status)(&format!("lost {url}: {reason}; reconnecting"));
+            }
+            Lost::Retry(reason) => {
+                (opts.on_status)(&format!(
+                    "cannot reach {url}: {reason}; retrying in {backoff:?}"
+                ));
             }
         }
         tokio::select! {
@@ -193,9 +232,11 @@ pub async fn run(
 
 /// How a connection ended.
 enum Lost {
-    /// Worth trying again (network, coordinator restart).
+    /// Never connected; worth trying again (network, coordinator restart).
     Retry(String),
-    /// Not (refused, revoked).
+    /// Was connected, then lost: reconnect at once.
+    Dropped(String),
+    /// Not worth trying again (refused, revoked).
     Fatal(ClusterError),
 }
 
@@ -274,81 +315,160 @@ fn text(m: &WorkerMessage) -> Message {
     Message::Text(serde_json::to_string(m).unwrap_or_default().into())
 }
 
-async fn session(
-    opts: &WorkerOptions,
-    identity: &NodeIdentity,
-    url: &str,
-    tls: Arc<rustls::ClientConfig>,
+/// One connection's worth of context.
+struct Link<'a> {
+    opts: &'a WorkerOptions,
+    identity: &'a NodeIdentity,
     runner: Arc<dyn JobRunner>,
-) -> Result<(), Lost> {
-    let ws = dial(url, tls).await?;
-    let (mut sink, mut rx) = ws.split();
-    let hello = WorkerMessage::Hello {
-        labels: identity.labels.clone(),
-        slots: opts.slots,
-        version: env!("CARGO_PKG_VERSION").to_string(),
-    };
-    let retry = |e: tokio_tungstenite::tungstenite::Error| Lost::Retry(e.to_string());
-    sink.send(text(&hello)).await.map_err(retry)?;
-    let heartbeat = match next(&mut rx).await? {
-        CoordinatorMessage::Welcome {
-            heartbeat_ms,
-            coordinator,
-            ..
-        } => {
-            (opts.on_status)(&format!("connected to {url} ({coordinator})"));
-            Duration::from_millis(heartbeat_ms.max(100))
+    held: Arc<Held>,
+    done_tx: mpsc::UnboundedSender<JobRef>,
+}
+
+impl Link<'_> {
+    async fn session(
+        &self,
+        url: &str,
+        tls: Arc<rustls::ClientConfig>,
+        done_rx: &mut mpsc::UnboundedReceiver<JobRef>,
+    ) -> Lost {
+        let ws = match dial(url, tls).await {
+            Ok(ws) => ws,
+            Err(lost) => return lost,
+        };
+        let (mut sink, mut rx) = ws.split();
+        let hello = WorkerMessage::Hello {
+            labels: self.identity.labels.clone(),
+            slots: self.opts.slots,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        if let Err(e) = sink.send(text(&hello)).await {
+            return Lost::Retry(e.to_string());
         }
-        CoordinatorMessage::Refused { reason } => {
-            return Err(Lost::Fatal(ClusterError::Refused(reason)));
-        }
-        other => return Err(Lost::Retry(format!("unexpected first frame {other:?}"))),
-    };
-    let (out_tx, mut out_rx) = mpsc::channel::<WorkerMessage>(64);
-    let running = Arc::new(AtomicU32::new(0));
-    let mut tick = tokio::time::interval(heartbeat);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                let hb = WorkerMessage::Heartbeat { running: running.load(Ordering::Relaxed) };
-                sink.send(text(&hb)).await.map_err(retry)?;
+        let heartbeat = match next(&mut rx).await {
+            Ok(Some(CoordinatorMessage::Welcome {
+                heartbeat_ms,
+                coordinator,
+                ..
+            })) => {
+                (self.opts.on_status)(&format!("connected to {url} ({coordinator})"));
+                Duration::from_millis(heartbeat_ms.max(50))
             }
-            Some(m) = out_rx.recv() => sink.send(text(&m)).await.map_err(retry)?,
-            m = next(&mut rx) => match m? {
-                CoordinatorMessage::Run(job) => {
-                    let (runner, tx, running) = (runner.clone(), out_tx.clone(), running.clone());
-                    running.fetch_add(1, Ordering::Relaxed);
-                    tokio::spawn(async move {
-                        let output = runner.run(&job).await;
-                        running.fetch_sub(1, Ordering::Relaxed);
-                        // The connection may be gone; the coordinator then
-                        // treats the job as lost and fences this result.
-                        let _sent = tx
-                            .send(WorkerMessage::Done { job: job.job, attempt: job.attempt, output })
-                            .await;
-                    });
-                }
-                CoordinatorMessage::Refused { reason } => {
-                    return Err(Lost::Fatal(ClusterError::Refused(reason)));
-                }
-                CoordinatorMessage::Cancel { .. } | CoordinatorMessage::Welcome { .. } => {}
-            },
+            Ok(Some(CoordinatorMessage::Refused { reason })) => {
+                return Lost::Fatal(ClusterError::Refused(reason));
+            }
+            Ok(other) => return Lost::Retry(format!("unexpected first frame {other:?}")),
+            Err(e) => return Lost::Retry(e),
+        };
+        match self.serve(&mut sink, &mut rx, heartbeat, done_rx).await {
+            Ok(never) => match never {},
+            Err(lost) => lost,
         }
+    }
+
+    /// Runs jobs and answers until the connection is lost.
+    async fn serve(
+        &self,
+        sink: &mut futures_util::stream::SplitSink<Ws, Message>,
+        rx: &mut futures_util::stream::SplitStream<Ws>,
+        heartbeat: Duration,
+        done_rx: &mut mpsc::UnboundedReceiver<JobRef>,
+    ) -> Result<std::convert::Infallible, Lost> {
+        let dropped = |e: tokio_tungstenite::tungstenite::Error| Lost::Dropped(e.to_string());
+        // Results finished while disconnected go first; the coordinator
+        // records or fences each.
+        let unsent: Vec<(JobRef, ToolOutput)> = lock(&self.held.results)
+            .iter()
+            .map(|(r, o)| (r.clone(), o.clone()))
+            .collect();
+        for (r, output) in unsent {
+            sink.send(done(r, output)).await.map_err(dropped)?;
+        }
+        let mut tick = tokio::time::interval(heartbeat);
+        let mut heard = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                // Frames already here first: after a pause (a stopped
+                // process, a busy host) they are proof the link is alive.
+                biased;
+                m = next(rx) => {
+                    heard = tokio::time::Instant::now();
+                    if let Some(m) = m.map_err(Lost::Dropped)? {
+                        self.handle(m)?;
+                    }
+                }
+                _ = tick.tick() => {
+                    // A coordinator that went silent (a cut link sends no
+                    // close) is given up after four beats.
+                    if heard.elapsed() > heartbeat * 4 {
+                        return Err(Lost::Dropped("the coordinator went silent".into()));
+                    }
+                    let hb = WorkerMessage::Heartbeat { running: self.held.refs() };
+                    sink.send(text(&hb)).await.map_err(dropped)?;
+                    sink.send(Message::Ping(Default::default())).await.map_err(dropped)?;
+                }
+                Some(r) = done_rx.recv() => {
+                    let output = lock(&self.held.results).get(&r).cloned();
+                    if let Some(output) = output {
+                        sink.send(done(r, output)).await.map_err(dropped)?;
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle(&self, m: CoordinatorMessage) -> Result<(), Lost> {
+        match m {
+            CoordinatorMessage::Run(job) => self.start(job),
+            CoordinatorMessage::Ack { job, attempt, .. } => {
+                lock(&self.held.results).remove(&JobRef { job, attempt });
+            }
+            CoordinatorMessage::Refused { reason } => {
+                return Err(Lost::Fatal(ClusterError::Refused(reason)));
+            }
+            CoordinatorMessage::Cancel { .. } | CoordinatorMessage::Welcome { .. } => {}
+        }
+        Ok(())
+    }
+
+    fn start(&self, job: ToolJob) {
+        let r = JobRef {
+            job: job.job.clone(),
+            attempt: job.attempt,
+        };
+        // Sent twice (a reconnect raced the dispatch): run once.
+        if self.held.knows(&r) {
+            return;
+        }
+        lock(&self.held.running).insert(r.clone());
+        let (runner, held, tx) = (self.runner.clone(), self.held.clone(), self.done_tx.clone());
+        tokio::spawn(async move {
+            let output = runner.run(&job).await;
+            lock(&held.running).remove(&r);
+            lock(&held.results).insert(r.clone(), output);
+            // The receiver lives as long as the worker.
+            let _queued = tx.send(r);
+        });
     }
 }
 
-async fn next(rx: &mut futures_util::stream::SplitStream<Ws>) -> Result<CoordinatorMessage, Lost> {
-    loop {
-        match rx.next().await {
-            None | Some(Ok(Message::Close(_))) => {
-                return Err(Lost::Retry("the coordinator closed the connection".into()));
-            }
-            Some(Err(e)) => return Err(Lost::Retry(e.to_string())),
-            Some(Ok(Message::Text(t))) => {
-                return serde_json::from_str(&t)
-                    .map_err(|e| Lost::Retry(format!("bad frame from the coordinator: {e}")));
-            }
-            Some(Ok(_)) => continue,
-        }
+fn done(r: JobRef, output: ToolOutput) -> Message {
+    text(&WorkerMessage::Done {
+        job: r.job,
+        attempt: r.attempt,
+        output,
+    })
+}
+
+/// The next coordinator frame; `None` for control frames (pongs).
+async fn next(
+    rx: &mut futures_util::stream::SplitStream<Ws>,
+) -> Result<Option<CoordinatorMessage>, String> {
+    match rx.next().await {
+        None | Some(Ok(Message::Close(_))) => Err("the coordinator closed the connection".into()),
+        Some(Err(e)) => Err(e.to_string()),
+        Some(Ok(Message::Text(t))) => serde_json::from_str(&t)
+            .map(Some)
+            .map_err(|e| format!("bad frame from the coordinator: {e}")),
+        Some(Ok(_)) => Ok(None),
     }
 }

@@ -182,10 +182,11 @@ pub enum WorkerMessage {
         /// cairn version.
         version: String,
     },
-    /// Liveness and load.
+    /// Liveness and load: the jobs it runs or holds results for, whose
+    /// leases the coordinator renews (a job not listed runs out).
     Heartbeat {
-        /// Jobs it runs now.
-        running: u32,
+        /// Jobs it runs now, or finished and not yet acknowledged.
+        running: Vec<JobRef>,
     },
     /// A job's result; `attempt` fences it.
     Done {
@@ -218,6 +219,16 @@ pub enum CoordinatorMessage {
     },
     /// Run a tool call.
     Run(ToolJob),
+    /// A result was recorded (`accepted`) or refused because a newer
+    /// attempt holds the job; either way the worker forgets it.
+    Ack {
+        /// Job id.
+        job: String,
+        /// Attempt.
+        attempt: i64,
+        /// Whether it counted.
+        accepted: bool,
+    },
     /// Stop a job (its run was cancelled or its lease moved on).
     Cancel {
         /// Job id.
@@ -225,6 +236,15 @@ pub enum CoordinatorMessage {
         /// Attempt.
         attempt: i64,
     },
+}
+
+/// One attempt of a job.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct JobRef {
+    /// Job id.
+    pub job: String,
+    /// Attempt.
+    pub attempt: i64,
 }
 
 /// A tool call sent to a worker.

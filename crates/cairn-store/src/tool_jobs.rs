@@ -32,8 +32,15 @@ pub trait ToolJobStore: Send + Sync {
         until: i64,
     ) -> Result<Option<i64>, StoreError>;
 
-    /// Extends every lease `owner` holds; how many.
-    async fn renew_tool_leases(&self, owner: &str, until: i64) -> Result<u64, StoreError>;
+    /// Extends the leases of these attempts (the jobs a worker says it
+    /// runs), taking them over for `owner` (the coordinator it is connected
+    /// to now); how many were still held.
+    async fn renew_tool_leases(
+        &self,
+        jobs: &[cairn_core::cluster::JobRef],
+        owner: &str,
+        until: i64,
+    ) -> Result<u64, StoreError>;
 
     /// Records the result of attempt `attempt`; `false` (nothing changes)
     /// if that attempt no longer holds the job.

@@ -77,15 +77,29 @@ impl ToolJobStore for PgStore {
         Ok(attempt)
     }
 
-    async fn renew_tool_leases(&self, owner: &str, until: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE tool_jobs SET lease_until = $1 WHERE status = 'leased' AND lease_owner = $2",
-        )
-        .bind(until)
-        .bind(owner)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+    async fn renew_tool_leases(
+        &self,
+        jobs: &[cairn_core::cluster::JobRef],
+        owner: &str,
+        until: i64,
+    ) -> Result<u64, StoreError> {
+        let mut renewed = 0;
+        // A worker runs a handful of jobs: one statement each is cheaper
+        // than building an array parameter both backends accept.
+        for j in jobs {
+            renewed += sqlx::query(
+                "UPDATE tool_jobs SET lease_until = $1, lease_owner = $2
+                 WHERE id = $3 AND attempt = $4 AND status = 'leased'",
+            )
+            .bind(until)
+            .bind(owner)
+            .bind(&j.job)
+            .bind(j.attempt)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        }
+        Ok(renewed)
     }
 
     async fn finish_tool_job(

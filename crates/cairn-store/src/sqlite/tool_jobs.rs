@@ -79,16 +79,30 @@ impl ToolJobStore for SqliteStore {
         Ok(attempt)
     }
 
-    async fn renew_tool_leases(&self, owner: &str, until: i64) -> Result<u64, StoreError> {
+    async fn renew_tool_leases(
+        &self,
+        jobs: &[cairn_core::cluster::JobRef],
+        owner: &str,
+        until: i64,
+    ) -> Result<u64, StoreError> {
         let _writing = self.lock_writes().await;
-        let done = sqlx::query(
-            "UPDATE tool_jobs SET lease_until = ? WHERE status = 'leased' AND lease_owner = ?",
-        )
-        .bind(until)
-        .bind(owner)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected())
+        let mut renewed = 0;
+        // A worker runs a handful of jobs: one statement each is cheaper
+        // than building an array parameter both backends accept.
+        for j in jobs {
+            renewed += sqlx::query(
+                "UPDATE tool_jobs SET lease_until = ?, lease_owner = ?
+                 WHERE id = ? AND attempt = ? AND status = 'leased'",
+            )
+            .bind(until)
+            .bind(owner)
+            .bind(&j.job)
+            .bind(j.attempt)
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+        }
+        Ok(renewed)
     }
 
     async fn finish_tool_job(

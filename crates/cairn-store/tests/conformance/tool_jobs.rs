@@ -64,7 +64,20 @@ async fn a_tool_job_is_leased_once_and_late_results_are_fenced<H: Harness>(h: H)
             .unwrap(),
         Some(2)
     );
-    assert_eq!(b.renew_tool_leases("coord-b", until + 1).await.unwrap(), 1);
+    let held = cairn_core::cluster::JobRef {
+        job: "run_1/4".into(),
+        attempt: 2,
+    };
+    let stale = cairn_core::cluster::JobRef {
+        job: "run_1/4".into(),
+        attempt: 1,
+    };
+    assert_eq!(
+        b.renew_tool_leases(&[held, stale], "coord-b", until + 1)
+            .await
+            .unwrap(),
+        1
+    );
     // The first worker's late result is refused; the second's lands once.
     let late = ToolOutput::ok("late");
     assert!(!a.finish_tool_job("run_1/4", 1, &late).await.unwrap());
