@@ -50,7 +50,9 @@ enum Command {
     Schedule(commands::schedule::Args),
     /// Copy this SQLite deployment into PostgreSQL (verified, resumable): `cairn migrate --to postgres://…`.
     Migrate(commands::migrate::Args),
-    /// Cluster: init (CA), join-token, nodes, revoke.
+    /// One run per input item, resumable: `cairn batch run --agent A --input-dir D --out O`; status, results.
+    Batch(commands::batch::Args),
+    /// Cluster: init (CA), join-token, nodes, jobs, revoke.
     Cluster(commands::cluster::Args),
     /// Join a cluster and run its tool jobs: `cairn worker --join https://coord:7420 --token T`.
     Worker(commands::worker::Args),
@@ -90,6 +92,7 @@ fn main() -> ExitCode {
             Command::Service(a) => commands::service::run(a).await,
             Command::Channels(a) => commands::channels::run(a).await,
             Command::Migrate(a) => commands::migrate::run(a).await,
+            Command::Batch(a) => commands::batch::run(a).await,
             Command::Cluster(a) => commands::cluster::run(a).await,
             Command::Worker(a) => commands::worker::run(a).await,
             Command::Status(a) => commands::status::run(a).await,

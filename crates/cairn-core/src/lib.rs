@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod batch;
 pub mod channel;
 pub mod cluster;
 pub mod ids;

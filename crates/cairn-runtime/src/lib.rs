@@ -4,6 +4,7 @@
 //! the turn is cancelled. Every step is journaled: intent before, result
 //! after, committed together with the session message and run totals.
 
+mod batch;
 mod compact;
 mod history;
 mod lease;

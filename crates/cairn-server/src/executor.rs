@@ -40,6 +40,8 @@ pub fn start(state: Arc<AppState>, n: usize) -> JoinSet<()> {
         }
     });
     crate::scheduler::start(state.clone(), &mut set);
+    let batches = state.clone();
+    set.spawn(async move { batch_loop(batches).await });
     let indexer = state.clone();
     set.spawn(async move {
         loop {
@@ -53,6 +55,36 @@ pub fn start(state: Arc<AppState>, n: usize) -> JoinSet<()> {
         }
     });
     set
+}
+
+/// How often the batch driver looks at its batches.
+const BATCH_EVERY: Duration = Duration::from_millis(200);
+
+/// Feeds batches (collect ended runs, start pending items) while this
+/// process holds the `batch` leader row; any coordinator takes over within
+/// a few passes of the holder's death.
+async fn batch_loop(state: Arc<AppState>) {
+    let me = cairn_store::this_process();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(BATCH_EVERY) => {}
+            _ = state.shutdown.cancelled() => break,
+        }
+        let ttl = (BATCH_EVERY * 10).as_millis() as i64;
+        match state.rt.store.try_lead("batch", me, ttl).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not check the batch leader");
+                continue;
+            }
+        }
+        match state.rt.drive_batches().await {
+            Ok(n) if n > 0 => state.wake.notify_waiters(),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "driving batches failed"),
+        }
+    }
 }
 
 /// How often expired leases are looked for: a sixth of a lease, so a run

@@ -6,6 +6,7 @@
 //! shared by several processes.
 
 mod agents;
+mod batches;
 mod channels;
 mod cluster;
 mod error;
@@ -27,6 +28,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use agents::AgentStore;
+pub use batches::BatchStore;
 pub use channels::{Accepted, AwaitingReply, ChannelStore, NewOutbound};
 pub use cluster::ClusterStore;
 pub use error::StoreError;
@@ -48,6 +50,7 @@ pub use tool_jobs::ToolJobStore;
 #[async_trait]
 pub trait Backend:
     AgentStore
+    + BatchStore
     + ChannelStore
     + ClusterStore
     + JournalStore

@@ -140,7 +140,12 @@ struct Shared {
     overflows: usize,
     /// Replies for requests whose body contains the key, before `script`.
     routed: Vec<(String, VecDeque<Reply>)>,
+    /// Answers computed from the request, when nothing is scripted.
+    responder: Option<Responder>,
 }
+
+/// Computes a reply from a request body (`None`: not mine).
+pub type Responder = Arc<dyn Fn(&Value) -> Option<Reply> + Send + Sync>;
 
 /// The fake's token count of a request: its JSON body's bytes / 4 (the
 /// `input_tokens` it reports, and what its context window is checked on).
@@ -223,6 +228,13 @@ impl FakeLlm {
         self.shared.lock().unwrap().overflows
     }
 
+    /// Answers every request nothing is scripted for with `f(body)`: for
+    /// many conversations at once (batches) whose requests may be repeated
+    /// after a crash, where a consumed script would run dry.
+    pub fn respond_with(&self, f: impl Fn(&Value) -> Option<Reply> + Send + Sync + 'static) {
+        self.shared.lock().unwrap().responder = Some(Arc::new(f));
+    }
+
     /// Drops the replies not yet used.
     pub fn clear_script(&self) {
         self.shared.lock().unwrap().script.clear();
@@ -273,7 +285,13 @@ fn record(
         .and_then(|(_, q)| q.pop_front());
     match routed {
         Some(r) => (body, Answer::Scripted(Some(r))),
-        None => (body, Answer::Scripted(s.script.pop_front())),
+        None => match s.script.pop_front() {
+            Some(r) => (body, Answer::Scripted(Some(r))),
+            None => {
+                let reply = s.responder.clone().and_then(|f| f(&body));
+                (body, Answer::Scripted(reply))
+            }
+        },
     }
 }
 

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod batch;
 pub mod channels;
 pub mod chat;
 pub mod cluster;

@@ -49,6 +49,10 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
         12,
         include_str!("../../migrations/postgres/0012_tool_jobs.sql"),
     ),
+    (
+        13,
+        include_str!("../../migrations/postgres/0013_batches.sql"),
+    ),
 ];
 
 pub(crate) async fn current_version(pool: &PgPool) -> Result<i64, StoreError> {

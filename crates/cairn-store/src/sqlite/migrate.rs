@@ -41,6 +41,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
         12,
         include_str!("../../migrations/sqlite/0012_tool_jobs.sql"),
     ),
+    (13, include_str!("../../migrations/sqlite/0013_batches.sql")),
 ];
 
 pub(crate) async fn current_version(pool: &SqlitePool) -> Result<i64, StoreError> {

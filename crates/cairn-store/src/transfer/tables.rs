@@ -299,4 +299,33 @@ pub const TABLES: &[Table] = &[
             ("finished_at", Int),
         ],
     },
+    Table {
+        name: "batches",
+        key: &["id"],
+        columns: &[
+            ("id", Text),
+            ("name", Text),
+            ("agent", Text),
+            ("source", Text),
+            ("concurrency", Int),
+            ("max_attempts", Int),
+            ("created_at", Int),
+            ("finished_at", Int),
+        ],
+    },
+    Table {
+        name: "batch_items",
+        key: &["batch_id", "idx"],
+        columns: &[
+            ("batch_id", Text),
+            ("idx", Int),
+            ("label", Text),
+            ("input", Text),
+            ("status", Text),
+            ("attempt", Int),
+            ("run_id", Text),
+            ("output", Text),
+            ("error", Text),
+        ],
+    },
 ];
