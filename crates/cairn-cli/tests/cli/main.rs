@@ -6,6 +6,7 @@ mod batch;
 mod browser_guard;
 mod channels;
 mod cluster;
+mod cluster_batch;
 mod cluster_faults;
 mod cluster_jobs;
 mod compaction;
