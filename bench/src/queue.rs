@@ -20,7 +20,7 @@ fn admin_url() -> String {
 }
 
 /// A fresh database named `name`; returns its URL.
-async fn fresh_db(name: &str) -> Result<String> {
+pub(crate) async fn fresh_db(name: &str) -> Result<String> {
     let admin = admin_url();
     let mut conn = sqlx::PgConnection::connect(&admin)
         .await

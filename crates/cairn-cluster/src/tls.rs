@@ -163,6 +163,11 @@ impl TlsListener {
                         continue;
                     }
                 };
+                // Small frames both ways (jobs, results, heartbeats): without
+                // this, Nagle and delayed ACKs add 40 ms to a hop.
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY");
+                }
                 let (acceptor, ready) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
