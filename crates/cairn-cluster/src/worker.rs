@@ -51,6 +51,17 @@ impl NodeIdentity {
         }
     }
 
+    /// Replaces the coordinators to dial (each `https://host:port`).
+    pub fn set_coordinators(&mut self, dir: &Path, urls: Vec<String>) -> Result<(), ClusterError> {
+        for u in &urls {
+            host_port(u)?;
+        }
+        if !urls.is_empty() {
+            self.coordinators = urls;
+        }
+        self.save(dir)
+    }
+
     fn save(&self, dir: &Path) -> Result<(), ClusterError> {
         let path = Self::path(dir);
         let text = serde_json::to_string_pretty(self)

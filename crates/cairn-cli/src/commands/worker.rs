@@ -17,9 +17,11 @@ use crate::{config, wiring};
 /// Arguments of `cairn worker`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Coordinator URL (https://host:7420); after the first join, optional.
-    #[arg(long)]
-    join: Option<String>,
+    /// Coordinator URLs, comma-separated (https://host:7420,…): the first
+    /// is joined; all are tried in turn after a loss. After the first
+    /// join, optional (given again, it replaces the saved list).
+    #[arg(long, value_delimiter = ',')]
+    join: Vec<String>,
     /// One-time join token from `cairn cluster join-token` (first join only).
     #[arg(long, env = "CAIRN_JOIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -46,13 +48,20 @@ fn host_name() -> String {
 pub async fn run(args: Args) -> Result<ExitCode> {
     let loaded = config::load()?;
     let dir = loaded.home.join("worker");
-    let identity = match (NodeIdentity::load(&dir)?, &args.join, &args.token) {
+    let urls: Vec<String> = args
+        .join
+        .iter()
+        .map(|u| u.trim().trim_end_matches('/').to_string())
+        .filter(|u| !u.is_empty())
+        .collect();
+    let identity = match (NodeIdentity::load(&dir)?, urls.first(), &args.token) {
         (_, Some(url), Some(token)) => {
             let token = JoinToken::parse(token)?;
             let name = args.name.clone().unwrap_or_else(host_name);
-            let id = cairn_cluster::worker::join(url, &token, &name, &dir)
+            let mut id = cairn_cluster::worker::join(url, &token, &name, &dir)
                 .await
                 .with_context(|| format!("joining {url}"))?;
+            id.set_coordinators(&dir, urls.clone())?;
             eprintln!(
                 "joined as {} (labels: {})",
                 id.node_id,
@@ -64,7 +73,12 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             );
             id
         }
-        (Some(id), _, None) => id,
+        (Some(mut id), first, None) => {
+            if first.is_some() {
+                id.set_coordinators(&dir, urls.clone())?;
+            }
+            id
+        }
         (None, _, None) => bail!(
             "this host has not joined a cluster: cairn worker --join https://<coordinator>:7420 --token <token from cairn cluster join-token>"
         ),

@@ -179,6 +179,12 @@ async fn a_coordinator_killed_mid_run_is_replaced_by_another() {
         &b_home.path().join("cluster"),
     );
     let b = coordinator_in(&b_home, Some(db.url()), lease, b_home.anthropic(&fake));
+    // A worker that knows both coordinators, connected to A.
+    let w = home();
+    let token = join_token(&a_home, Some(db.url()), "", "10m");
+    let joined = format!("{},{}", a.url, b.url);
+    let worker = crate::cluster::worker(&w, &["--join", &joined, "--token", &token]);
+    worker.wait_for(&format!("connected to {}", a.url), Duration::from_secs(20));
     let killed = Instant::now();
     a.kill9();
     let api_b = Api::tls(&b, &ca_sha256(&b_home));
@@ -194,6 +200,8 @@ async fn a_coordinator_killed_mid_run_is_replaced_by_another() {
     assert!(took < Duration::from_secs(7), "resumed after {took:?}");
     eprintln!("failover: resumed and finished {took:?} after the kill (lease 2 s)");
 
+    // The worker went on to the coordinator left.
+    worker.wait_for(&format!("connected to {}", b.url), Duration::from_secs(20));
     let journal: Vec<JournalEntry> = serde_json::from_value(done["journal"].clone()).unwrap();
     let count = |k: JournalKind| journal.iter().filter(|e| e.kind() == k).count();
     // A's call (cut off) and B's are both on record; one answer, one end.
