@@ -67,7 +67,7 @@ async fn coordinator(dir: &Path, store: Store) -> Result<(Arc<Coordinator>, Stri
             heartbeat_ms: 1_000,
         },
         CancellationToken::new(),
-    );
+    )?;
     co.start();
     let tls = cairn_cluster::tls::server_config(&ca)?;
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

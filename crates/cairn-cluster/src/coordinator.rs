@@ -60,6 +60,8 @@ pub struct Coordinator {
     pub(crate) wake: Notify,
     /// Runs waiting for their tool jobs, by job id.
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Signs the delegation token each job carries.
+    pub(crate) delegator: crate::delegation::Delegator,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -75,8 +77,10 @@ impl Coordinator {
         ca: CaDir,
         settings: ClusterSettings,
         stop: CancellationToken,
-    ) -> Arc<Coordinator> {
-        Arc::new(Coordinator {
+    ) -> Result<Arc<Coordinator>, crate::ClusterError> {
+        let delegator = crate::delegation::Delegator::load_or_create(&ca.delegation_key())?;
+        Ok(Arc::new(Coordinator {
+            delegator,
             store,
             ca,
             settings,
@@ -85,7 +89,7 @@ impl Coordinator {
             stop,
             wake: Notify::new(),
             waiters: Mutex::new(HashMap::new()),
-        })
+        }))
     }
 
     /// The cluster's certificates.
@@ -225,6 +229,7 @@ async fn join(
                 cert,
                 ca,
                 labels: node.labels,
+                delegation_key: co.delegator.public_key(),
             })
             .into_response()
         }

@@ -92,8 +92,27 @@ async fn dispatch(co: &Arc<Coordinator>) -> Result<(), cairn_store::StoreError> 
             // Another coordinator took it.
             continue;
         };
+        let hop = crate::delegation::Hop {
+            run: &job.job.run_id,
+            job: &job.job.id,
+            tool: &job.job.tool,
+            node: &worker.node.id,
+            // The worker must start it within the lease; a token seen later
+            // (replayed) is refused.
+            deadline_ms: until,
+        };
+        let delegation = match co.delegator.token(&hop) {
+            Ok(t) => t,
+            Err(e) => {
+                // Unsignable (an id that cannot be named): it would be refused.
+                tracing::error!(job = %job.job.id, error = %e, "cannot delegate a job");
+                continue;
+            }
+        };
         lock(&worker.inflight).insert(job.job.id.clone(), attempt);
         let frame = CoordinatorMessage::Run(ToolJob {
+            run_id: job.job.run_id.clone(),
+            delegation,
             job: job.job.id.clone(),
             attempt,
             tool: job.job.tool.clone(),

@@ -3,6 +3,7 @@
 //! mTLS WebSocket workers dial out to), and the worker itself.
 
 pub mod coordinator;
+pub mod delegation;
 mod dispatch;
 pub mod pki;
 pub mod remote;

@@ -56,6 +56,11 @@ fn write(path: &Path, text: &str, secret: bool) -> Result<(), ClusterError> {
         .map_err(|e| ClusterError::io(path, e))
 }
 
+/// Writes a file only its owner can read.
+pub(crate) fn write_secret(path: &Path, text: &str) -> Result<(), ClusterError> {
+    write(path, text, true)
+}
+
 fn read(path: &Path) -> Result<String, ClusterError> {
     std::fs::read_to_string(path).map_err(|e| ClusterError::io(path, e))
 }
@@ -87,6 +92,11 @@ impl CaDir {
         self.0.join("coordinator.key")
     }
 
+    /// The key delegation tokens are signed with.
+    pub fn delegation_key(&self) -> PathBuf {
+        self.0.join("delegation.key")
+    }
+
     /// Whether `init` was run here.
     pub fn exists(&self) -> bool {
         self.ca_cert().exists() && self.ca_key().exists()
@@ -106,6 +116,7 @@ impl CaDir {
         let ca = params.self_signed(&ca_key)?;
         write(&self.ca_key(), &ca_key.serialize_pem(), true)?;
         write(&self.ca_cert(), &ca.pem(), false)?;
+        crate::delegation::Delegator::load_or_create(&self.delegation_key())?;
         self.issue_server_cert(names)?;
         Ok(sha256_hex(ca.der()))
     }

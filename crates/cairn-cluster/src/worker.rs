@@ -32,6 +32,10 @@ pub struct NodeIdentity {
     pub labels: Labels,
     /// Coordinators to dial, in order.
     pub coordinators: Vec<String>,
+    /// The cluster's delegation key: jobs whose token it does not verify
+    /// are refused.
+    #[serde(default)]
+    pub delegation_key: String,
 }
 
 impl NodeIdentity {
@@ -140,6 +144,7 @@ pub async fn join(
         node_id: joined.node_id,
         labels: joined.labels,
         coordinators: vec![url.trim_end_matches('/').to_string()],
+        delegation_key: joined.delegation_key,
     };
     identity.save(dir)?;
     Ok(identity)
@@ -448,6 +453,28 @@ impl Link<'_> {
         };
         // Sent twice (a reconnect raced the dispatch): run once.
         if self.held.knows(&r) {
+            return;
+        }
+        let hop = crate::delegation::Hop {
+            run: &job.run_id,
+            job: &job.job,
+            tool: &job.tool,
+            node: &self.identity.node_id,
+            deadline_ms: job.deadline_ms,
+        };
+        let verified = crate::delegation::verify(
+            &self.identity.delegation_key,
+            &job.delegation,
+            &hop,
+            cairn_core::now_ms(),
+        );
+        if let Err(why) = verified {
+            tracing::warn!(job = %job.job, tool = %job.tool, %why, "job refused: its delegation token does not hold");
+            let output =
+                ToolOutput::error(format!("the worker refused this call: delegation {why}"));
+            lock(&self.held.results).insert(r.clone(), output);
+            // The receiver lives as long as the worker.
+            let _queued = self.done_tx.send(r);
             return;
         }
         lock(&self.held.running).insert(r.clone());

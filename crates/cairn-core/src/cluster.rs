@@ -167,6 +167,8 @@ pub struct JoinResponse {
     pub ca: String,
     /// Labels issued.
     pub labels: Labels,
+    /// The key delegation tokens are verified with (`ed25519/<hex>`).
+    pub delegation_key: String,
 }
 
 /// Worker to coordinator, one JSON text frame each.
@@ -266,6 +268,11 @@ pub struct ToolJob {
     pub deadline_ms: i64,
     /// W3C trace context of the run.
     pub traceparent: Option<String>,
+    /// The run this call belongs to.
+    pub run_id: String,
+    /// Biscuit (base64): the run's grant narrowed to this job, tool, node
+    /// and deadline; the worker runs nothing whose token fails.
+    pub delegation: String,
 }
 
 /// Where a tool job is.

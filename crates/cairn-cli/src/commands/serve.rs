@@ -47,18 +47,21 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     };
     let shutdown = CancellationToken::new();
     let (mut rt, unconfigured) = wiring::serve_runtime(&loaded).await?;
-    let coordinator = (args.role == Role::Coordinator).then(|| {
-        let co = cairn_cluster::Coordinator::new(
-            rt.store.clone(),
-            ca,
-            loaded.config.cluster.clone(),
-            shutdown.clone(),
-        );
-        rt.placement = Some(std::sync::Arc::new(
-            cairn_cluster::remote::ClusterPlacement(co.clone()),
-        ));
-        co
-    });
+    let coordinator = match args.role {
+        Role::Single => None,
+        Role::Coordinator => {
+            let co = cairn_cluster::Coordinator::new(
+                rt.store.clone(),
+                ca,
+                loaded.config.cluster.clone(),
+                shutdown.clone(),
+            )?;
+            rt.placement = Some(std::sync::Arc::new(
+                cairn_cluster::remote::ClusterPlacement(co.clone()),
+            ));
+            Some(co)
+        }
+    };
     // Agents from the config file are what the API serves (the file wins
     // over API edits of the same name at each start).
     let mut names: Vec<String> = loaded.config.agents.keys().cloned().collect();

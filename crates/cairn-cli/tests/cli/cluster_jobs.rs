@@ -177,3 +177,44 @@ async fn placed_tools_are_refused_on_a_single_node() {
         reqs[1].message_texts()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_runs_nothing_without_a_delegation_from_its_cluster() {
+    let fake = FakeLlm::start();
+    let h = home();
+    let server = coordinator_in(&h, None, PLACED, h.anthropic(&fake));
+    let api = Api::tls(&server, &ca_sha256(&h));
+    let w = home();
+    let token = join_token(&h, None, "region=eu", "10m");
+    let mut first = joined_worker(&w, &server, &token, "eu-1");
+    first.kill9();
+    // The worker now trusts another signer: every token fails for it.
+    let path = w.path().join("worker").join("node.json");
+    let mut identity: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let stranger =
+        cairn_cluster::delegation::Delegator::load_or_create(&other.path().join("k")).unwrap();
+    identity["delegation_key"] = stranger.public_key().into();
+    std::fs::write(&path, identity.to_string()).unwrap();
+    let worker = crate::cluster::worker(&w, &[]);
+    worker.wait_for("connected to", Duration::from_secs(20));
+    fake.push([
+        Reply::tool("write_file", json!({"path": "x.txt", "content": "nope"})),
+        Reply::text("refused, then"),
+    ]);
+    api.session("s1").await;
+    let done = api.turn("s1", "write x.txt").await;
+    assert_eq!(done["run"]["status"], "completed", "{done}");
+    let told = fake.requests()[1].message_texts().join("\n");
+    assert!(
+        told.contains("the worker refused this call: delegation"),
+        "{told}"
+    );
+    assert!(!w.path().join("worker-workspaces/named/docs/x.txt").exists());
+    assert!(
+        worker.log().contains("delegation token does not hold"),
+        "{}",
+        worker.log()
+    );
+}
