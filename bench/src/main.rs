@@ -78,6 +78,24 @@ struct LoopResult {
 async fn cairn_loop(fake: &FakeLlm, provider_kind: &str) -> Result<LoopResult> {
     let dir = tempfile::tempdir()?;
     let store = Store::open_sqlite(&dir.path().join("bench.db")).await?;
+    cairn_loop_on(fake, provider_kind, store, dir.path()).await
+}
+
+/// The agent loop on PostgreSQL (a fresh database), for the figure beside
+/// SQLite's.
+async fn cairn_loop_pg(fake: &FakeLlm, provider_kind: &str) -> Result<LoopResult> {
+    let dir = tempfile::tempdir()?;
+    let url = queue::fresh_db("cairn_bench_loop").await?;
+    let pg = cairn_store::PgStore::connect(&url, &cairn_store::PgSettings::default()).await?;
+    cairn_loop_on(fake, provider_kind, Store::new(pg), dir.path()).await
+}
+
+async fn cairn_loop_on(
+    fake: &FakeLlm,
+    provider_kind: &str,
+    store: Store,
+    dir: &std::path::Path,
+) -> Result<LoopResult> {
     let inner: Arc<dyn Provider> = if provider_kind == "anthropic" {
         Arc::new(AnthropicProvider::new(
             &fake.anthropic_url(),
@@ -97,9 +115,9 @@ async fn cairn_loop(fake: &FakeLlm, provider_kind: &str) -> Result<LoopResult> {
         inner,
         nanos: AtomicU64::new(0),
     });
-    let rt = Runtime::new(store, timed.clone(), dir.path().join("ws"));
-    std::fs::create_dir_all(dir.path().join("ws/bench"))?;
-    std::fs::write(dir.path().join("ws/bench/data.txt"), "x".repeat(200))?;
+    let rt = Runtime::new(store, timed.clone(), dir.join("ws"));
+    std::fs::create_dir_all(dir.join("ws/bench"))?;
+    std::fs::write(dir.join("ws/bench/data.txt"), "x".repeat(200))?;
     let agent = AgentSpec {
         name: "bench".into(),
         max_steps: STEPS as u32 + 5,
@@ -469,9 +487,16 @@ async fn main() -> Result<()> {
     if std::env::args().nth(1).as_deref() == Some("loop") {
         let o = cairn_loop(&fake, "openai").await?;
         println!(
-            "openai wire {:.2} ms/run, overhead {:.0} µs/step",
+            "SQLite:     openai wire {:.2} ms/run, overhead {:.0} µs/step",
             o.per_run_ms, o.overhead_us_per_step
         );
+        if std::env::args().nth(2).as_deref() == Some("--postgres") {
+            let p = cairn_loop_pg(&fake, "openai").await?;
+            println!(
+                "PostgreSQL: openai wire {:.2} ms/run, overhead {:.0} µs/step",
+                p.per_run_ms, p.overhead_us_per_step
+            );
+        }
         return Ok(());
     }
     // `cairn-bench recall`: recall quality on the labelled set.
