@@ -64,6 +64,9 @@ concurrency = 16
 body_limit_bytes = 1048576
 # On SIGTERM, seconds running steps get to finish; the rest resume at the next start.
 shutdown_grace_s = 10
+# Run and session leases (ms): a run whose process died is resumed (by the
+# next start, or by another coordinator) this long after its last heartbeat.
+lease_ms = 30000
 # A run with no progress for this long is cancelled, its tools killed and its
 # session freed (a tool call in flight gets its own timeout plus a minute). 0: off.
 watchdog_stuck_s = 900
@@ -115,6 +118,14 @@ sandbox = "workspace"
 # workspace) and TMPDIR; nothing else of the server's environment passes.
 env = {{}}
 
+# In a cluster (`cairn serve --role coordinator`): tools that run on worker
+# nodes whose labels match, instead of this host.
+# [agents.default.placement]
+# requires = {{ region = "eu" }}
+# tools = ["exec", "http_fetch"]   # empty: every tool a worker offers
+# workspace = ""                   # a named workspace kept on the worker; empty: fresh per call
+# deadline_s = 600                 # a call no worker took by then fails with a reason
+
 # A periodic self-check with $CAIRN_HOME/agents/default/HEARTBEAT.md as its
 # checklist (skipped, and the skip recorded, when the file is missing). It
 # never runs in quiet hours, when nobody has used the agent for idle_after,
@@ -126,6 +137,12 @@ tz = "UTC"
 max_daily_usd = 0.10
 idle_after = "24h"
 model = ""
+
+# Coordinators and workers (`cairn cluster init`, `cairn worker --join`).
+[cluster]
+# Worker heartbeats (ms); a worker silent for four is dropped, and its
+# calls are given up when their leases (four beats) run out.
+heartbeat_ms = 5000
 
 # Schedules that wake an agent (also: `cairn schedule add`, the API, the
 # agent's schedule_create tool). One of cron (+ tz), every, at.
