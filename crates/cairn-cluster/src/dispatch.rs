@@ -16,8 +16,8 @@ use crate::coordinator::{Connected, Coordinator, lock};
 
 /// Ready jobs read per pass.
 const BATCH: i64 = 256;
-/// Ready jobs are looked for at least this often (others' submissions and
-/// workers connected elsewhere are not announced here).
+/// Ready jobs are looked for at least this often (on PostgreSQL other
+/// processes' submissions are announced; on SQLite this is how they are seen).
 const POLL: Duration = Duration::from_millis(100);
 
 impl Coordinator {
@@ -31,6 +31,9 @@ impl Coordinator {
 pub(crate) async fn run(co: Arc<Coordinator>) {
     let mut upkeep_at = tokio::time::Instant::now();
     loop {
+        // Read before looking, so a submission announced meanwhile (on
+        // PostgreSQL, by any process) is not slept through.
+        let seen = co.store.jobs_seen();
         if tokio::time::Instant::now() >= upkeep_at {
             upkeep(&co).await;
             upkeep_at = tokio::time::Instant::now() + co.settings.heartbeat();
@@ -40,7 +43,7 @@ pub(crate) async fn run(co: Arc<Coordinator>) {
         }
         tokio::select! {
             () = co.wake.notified() => {}
-            () = tokio::time::sleep(POLL) => {}
+            () = co.store.wait_for_jobs(seen, POLL) => {}
             () = co.stop.cancelled() => return,
         }
     }

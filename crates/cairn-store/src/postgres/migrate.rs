@@ -53,6 +53,10 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
         13,
         include_str!("../../migrations/postgres/0013_batches.sql"),
     ),
+    (
+        14,
+        include_str!("../../migrations/postgres/0014_queue_vacuum.sql"),
+    ),
 ];
 
 pub(crate) async fn current_version(pool: &PgPool) -> Result<i64, StoreError> {

@@ -32,6 +32,8 @@ impl ToolJobStore for PgStore {
             .bind(now_ms())
             .execute(&self.pool)
             .await?;
+            // Coordinators elsewhere dispatch it without waiting for a poll.
+            self.wakeups.jobs_added();
         }
         self.tool_job(&job.id)
             .await?
@@ -120,6 +122,10 @@ impl ToolJobStore for PgStore {
         .bind(attempt)
         .execute(&self.pool)
         .await?;
+        if done.rows_affected() == 1 {
+            // The run waiting for it may be on another coordinator.
+            self.wakeups.jobs_added();
+        }
         Ok(done.rows_affected() == 1)
     }
 
@@ -143,6 +149,9 @@ impl ToolJobStore for PgStore {
         .bind(attempt)
         .fetch_optional(&self.pool)
         .await?;
+        if status.is_some() {
+            self.wakeups.jobs_added();
+        }
         Ok(status.as_deref().and_then(ToolJobStatus::parse))
     }
 
@@ -173,6 +182,9 @@ impl ToolJobStore for PgStore {
         .execute(&self.pool)
         .await?
         .rows_affected();
+        if lost + expired > 0 {
+            self.wakeups.jobs_added();
+        }
         Ok(lost + expired)
     }
 

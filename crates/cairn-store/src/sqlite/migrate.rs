@@ -42,6 +42,10 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0012_tool_jobs.sql"),
     ),
     (13, include_str!("../../migrations/sqlite/0013_batches.sql")),
+    (
+        14,
+        include_str!("../../migrations/sqlite/0014_queue_vacuum.sql"),
+    ),
 ];
 
 pub(crate) async fn current_version(pool: &SqlitePool) -> Result<i64, StoreError> {
