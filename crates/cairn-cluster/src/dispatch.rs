@@ -78,7 +78,8 @@ fn pick<'a>(workers: &'a [Connected], job: &ToolJobRecord) -> Option<&'a Connect
 
 async fn dispatch(co: &Arc<Coordinator>) -> Result<(), cairn_store::StoreError> {
     let workers = co.connected();
-    if workers.is_empty() {
+    // No room anywhere: reading the ready jobs would be wasted.
+    if !workers.iter().any(|w| w.running() < w.slots as usize) {
         return Ok(());
     }
     let ready = co.store.ready_tool_jobs(BATCH).await?;

@@ -16,8 +16,7 @@ use crate::coordinator::Coordinator;
 use crate::pki::sha256_hex;
 use crate::runner::WORKER_TOOLS;
 
-/// Results finished by another coordinator are looked for at least this
-/// often (on PostgreSQL they are announced at once).
+/// Results recorded by another coordinator are looked for this often.
 const POLL: Duration = Duration::from_millis(100);
 /// Default wait for a worker to take a call.
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(600);
@@ -118,9 +117,6 @@ impl RemoteTool {
         wake: &tokio::sync::Notify,
     ) -> ToolOutput {
         let store = &self.co.store;
-        // Read before each look at the job, so an announcement in between
-        // wakes the wait below instead of being slept through.
-        let mut seen = store.jobs_seen();
         let mut current = match store.submit_tool_job(job).await {
             Ok(r) => r,
             Err(e) => {
@@ -136,12 +132,14 @@ impl RemoteTool {
             }
             tokio::select! {
                 () = wake.notified() => {}
-                () = store.wait_for_jobs(seen, POLL) => {}
+                // Woken at once by a result recorded here; one recorded by
+                // another coordinator is seen at the next look. (Announcing
+                // every result would wake every waiting call for each.)
+                () = tokio::time::sleep(POLL) => {}
                 () = ctx.cancel.cancelled() => {
                     return ToolOutput::error("cancelled while a worker ran this call");
                 }
             }
-            seen = store.jobs_seen();
             current = match store.tool_job(&job.id).await {
                 Ok(Some(r)) => r,
                 Ok(None) => return ToolOutput::error("the cluster job vanished"),

@@ -122,10 +122,6 @@ impl ToolJobStore for PgStore {
         .bind(attempt)
         .execute(&self.pool)
         .await?;
-        if done.rows_affected() == 1 {
-            // The run waiting for it may be on another coordinator.
-            self.wakeups.jobs_added();
-        }
         Ok(done.rows_affected() == 1)
     }
 
@@ -149,7 +145,8 @@ impl ToolJobStore for PgStore {
         .bind(attempt)
         .fetch_optional(&self.pool)
         .await?;
-        if status.is_some() {
+        if status == Some("ready".to_string()) {
+            // Ready again: any coordinator with a fitting worker may take it.
             self.wakeups.jobs_added();
         }
         Ok(status.as_deref().and_then(ToolJobStatus::parse))
