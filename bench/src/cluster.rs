@@ -144,10 +144,6 @@ fn start_worker(bin: &Path, home: &Path, extra: &[&str]) -> Result<Child> {
     Ok(child)
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
 /// p50 and p99 (ms) of sequential `read_file` calls through a placed tool.
 async fn hop(co: &Arc<Coordinator>, worker_home: &Path, calls: usize) -> Result<(f64, f64)> {
     let ws = worker_home.join("worker-workspaces/named/bench");
@@ -181,7 +177,10 @@ async fn hop(co: &Arc<Coordinator>, worker_home: &Path, calls: usize) -> Result<
         }
     }
     times.sort_by(|a, b| a.total_cmp(b));
-    Ok((pct(&times, 0.5), pct(&times, 0.99)))
+    Ok((
+        crate::percentile(&times, 0.5),
+        crate::percentile(&times, 0.99),
+    ))
 }
 
 /// Jobs/s running `n` fetch jobs; and how many fetches happened twice.

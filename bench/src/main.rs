@@ -385,7 +385,7 @@ fn python_peer(py: &str, script_name: &str, fake: &FakeLlm) -> Option<(f64, f64)
     Some((median(loops), median(walls)))
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 

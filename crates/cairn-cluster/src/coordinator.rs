@@ -200,7 +200,7 @@ async fn join(
         Ok(c) => c,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    let secret = crate::pki::sha256_hex(req.secret.as_bytes());
+    let secret = crate::token::secret_hash(&req.secret);
     let node = NodeRecord {
         id: node_id.clone(),
         name: req.name.clone(),

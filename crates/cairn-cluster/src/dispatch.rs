@@ -25,6 +25,11 @@ impl Coordinator {
     pub(crate) fn tool_lease(&self) -> Duration {
         self.settings.heartbeat() * 4
     }
+
+    /// When a tool lease taken or renewed now runs out (ms).
+    pub(crate) fn lease_until(&self) -> i64 {
+        now_ms() + self.tool_lease().as_millis() as i64
+    }
 }
 
 /// The dispatcher and upkeep loop, until the coordinator stops.
@@ -87,7 +92,7 @@ async fn dispatch(co: &Arc<Coordinator>) -> Result<(), cairn_store::StoreError> 
         let Some(worker) = pick(&workers, &job) else {
             continue;
         };
-        let until = now_ms() + co.tool_lease().as_millis() as i64;
+        let until = co.lease_until();
         let Some(attempt) = co
             .store
             .lease_tool_job(&job.job.id, &worker.node.id, &co.id, until)

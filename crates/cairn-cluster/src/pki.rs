@@ -29,10 +29,12 @@ const CA_VALIDITY_DAYS: i64 = 3650;
 /// Hex SHA-256 of DER bytes: how certificates are named in the store,
 /// tokens and logs.
 pub fn sha256_hex(der: &[u8]) -> String {
-    Sha256::digest(der)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(der))
+}
+
+/// Bytes as lowercase hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn validity(params: &mut CertificateParams, days: i64) {

@@ -8,8 +8,8 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use cairn_core::ToolOutput;
 use cairn_core::cluster::{CoordinatorMessage, NodeRecord, WorkerMessage};
-use cairn_core::{ToolOutput, now_ms};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
@@ -209,7 +209,7 @@ async fn read_loop(
         };
         match msg {
             WorkerMessage::Heartbeat { running } => {
-                let until = now_ms() + co.tool_lease().as_millis() as i64;
+                let until = co.lease_until();
                 if let Err(e) = co.store.renew_tool_leases(&running, &co.id, until).await {
                     tracing::warn!(node = %node.id, error = %e, "could not renew tool leases");
                 }

@@ -29,7 +29,12 @@ pub fn random_hex(n: usize) -> Result<String, ClusterError> {
     SystemRandom::new()
         .fill(&mut buf)
         .map_err(|_| ClusterError::Random)?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::pki::hex(&buf))
+}
+
+/// The hash a token's secret is stored and compared as.
+pub(crate) fn secret_hash(secret: &str) -> String {
+    sha256_hex(secret.as_bytes())
 }
 
 fn is_hex(s: &str, len: usize) -> bool {
@@ -72,7 +77,7 @@ impl JoinToken {
 
     /// The hash stored in place of the secret.
     pub fn secret_sha256(&self) -> String {
-        sha256_hex(self.secret.as_bytes())
+        secret_hash(&self.secret)
     }
 }
 

@@ -21,6 +21,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::ClusterError;
+use crate::coordinator::lock;
 use crate::token::JoinToken;
 
 /// What a worker keeps about itself beside its key and certificate.
@@ -192,10 +193,6 @@ impl Held {
     fn knows(&self, r: &JobRef) -> bool {
         lock(&self.running).contains(r) || lock(&self.results).contains_key(r)
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Connects and serves until `stop`; returns an error only for what

@@ -15,14 +15,6 @@ use serde_json::{Value, json};
 use crate::api::Api;
 use crate::*;
 
-fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < within, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A Telegram channel on the fake, anyone allowed, polling each second.
 fn telegram_open_to_all(tg: &FakeTelegram, before: &str) -> String {
     format!(

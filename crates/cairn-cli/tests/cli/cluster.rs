@@ -30,9 +30,7 @@ pub fn coordinator_in(
     if !h.path().join("cluster").exists() {
         ok(h.cmd(), &["cluster", "init"]);
     }
-    if let Some(url) = db {
-        cmd.args(["--database", url]);
-    }
+    with_db(&mut cmd, db);
     let server = ServerProcess::start_with(cmd, &["--role", "coordinator"]);
     assert!(server.url.starts_with("https://"), "{}", server.url);
     server
@@ -41,9 +39,7 @@ pub fn coordinator_in(
 /// A join token from `cairn cluster join-token`.
 pub fn join_token(h: &CairnHome, db: Option<&str>, labels: &str, ttl: &str) -> String {
     let mut cmd = h.cmd();
-    if let Some(url) = db {
-        cmd.args(["--database", url]);
-    }
+    with_db(&mut cmd, db);
     let out = ok(
         cmd,
         &["cluster", "join-token", "--labels", labels, "--ttl", ttl],
@@ -75,9 +71,7 @@ pub fn joined_worker(
 
 fn nodes(h: &CairnHome, db: Option<&str>) -> Vec<Value> {
     let mut cmd = h.cmd();
-    if let Some(url) = db {
-        cmd.args(["--database", url]);
-    }
+    with_db(&mut cmd, db);
     let out = ok(cmd, &["cluster", "nodes", "--json"]);
     serde_json::from_str::<Value>(&stdout(&out))
         .unwrap()
@@ -122,7 +116,9 @@ async fn a_worker_joins_over_mtls_is_listed_and_its_token_cannot_be_replayed() {
             .permissions(),
     );
     assert_eq!(key_mode & 0o077, 0, "the node key is private");
-    let table = stdout(&ok(h.cmd_db(db.url()), &["cluster", "nodes"]));
+    let mut cmd = h.cmd();
+    with_db(&mut cmd, Some(db.url()));
+    let table = stdout(&ok(cmd, &["cluster", "nodes"]));
     assert!(table.contains("eu-1") && table.contains(" up "), "{table}");
 
     // The same token again, from another host: refused, and logged.
@@ -133,16 +129,10 @@ async fn a_worker_joins_over_mtls_is_listed_and_its_token_cannot_be_replayed() {
     assert_eq!(nodes(&h, Some(db.url())).len(), 1);
 }
 
-/// `cmd` with `--database`.
-trait DbCmd {
-    fn cmd_db(&self, url: &str) -> std::process::Command;
-}
-
-impl DbCmd for CairnHome {
-    fn cmd_db(&self, url: &str) -> std::process::Command {
-        let mut c = self.cmd();
-        c.args(["--database", url]);
-        c
+/// Points `cmd` at database `db` (none: the home's SQLite file).
+pub fn with_db(cmd: &mut std::process::Command, db: Option<&str>) {
+    if let Some(url) = db {
+        cmd.args(["--database", url]);
     }
 }
 
@@ -341,4 +331,13 @@ pub fn node_id(w: &CairnHome) -> String {
         .as_str()
         .unwrap()
         .to_string()
+}
+
+/// Copies a flat directory (the cluster CA to a second coordinator's home).
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
 }

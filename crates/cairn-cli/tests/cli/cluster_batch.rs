@@ -3,13 +3,13 @@
 //! coordinator killed by SIGKILL along the way: every item ends with
 //! exactly one result and no item is started twice.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cairn_testkit::{FakeLlm, LoggedProcess, Reply, TestDatabase};
 use serde_json::json;
 
 use crate::batch::item_of;
-use crate::cluster::{coordinator_in, join_token, joined_worker};
+use crate::cluster::{coordinator_in, copy_dir, join_token, joined_worker};
 use crate::cluster_jobs::PLACED;
 use crate::*;
 
@@ -39,11 +39,10 @@ async fn a_thousand_item_batch_survives_a_worker_and_a_coordinator_killed() {
     let a_home = home();
     let mut a = coordinator_in(&a_home, Some(db.url()), &config, a_home.anthropic(&fake));
     let b_home = home();
-    std::fs::create_dir_all(b_home.path().join("cluster")).unwrap();
-    for f in std::fs::read_dir(a_home.path().join("cluster")).unwrap() {
-        let f = f.unwrap();
-        std::fs::copy(f.path(), b_home.path().join("cluster").join(f.file_name())).unwrap();
-    }
+    copy_dir(
+        &a_home.path().join("cluster"),
+        &b_home.path().join("cluster"),
+    );
     let b = coordinator_in(&b_home, Some(db.url()), &config, b_home.anthropic(&fake));
     let mut workers: Vec<LoggedProcess> = Vec::new();
     let mut worker_homes = Vec::new();
@@ -68,26 +67,20 @@ async fn a_thousand_item_batch_survives_a_worker_and_a_coordinator_killed() {
         .args(["--concurrency", "32", "--name", "big"]);
     let mut follower = LoggedProcess::spawn(cmd);
 
-    let wait = |what: &str, mut f: Box<dyn FnMut() -> bool>| {
-        let start = Instant::now();
-        while !f() {
-            assert!(start.elapsed() < Duration::from_secs(240), "{what}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
-    let out2 = a_home.path().join("out");
-    wait("a third of the items", Box::new(done_in(&out2, ITEMS / 3)));
+    let within = Duration::from_secs(240);
+    wait_until("a third of the items", within, done_in(&out, ITEMS / 3));
     workers[0].kill9();
-    wait(
+    wait_until(
         "two thirds of the items",
-        Box::new(done_in(&out2, 2 * ITEMS / 3)),
+        within,
+        done_in(&out, 2 * ITEMS / 3),
     );
     a.kill9();
 
     let code = follower.wait_exit(Duration::from_secs(240));
     assert_eq!(code, Some(0), "{}\n{}", follower.log(), b.log());
     for i in 0..ITEMS {
-        let text = std::fs::read_to_string(out2.join(format!("line-{:05}.md", i + 1))).unwrap();
+        let text = std::fs::read_to_string(out.join(format!("line-{:05}.md", i + 1))).unwrap();
         assert_eq!(text, format!("result of item-{i:04}"));
     }
     let pool = sqlx::PgPool::connect(db.url()).await.unwrap();

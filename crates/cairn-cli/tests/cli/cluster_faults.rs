@@ -13,7 +13,7 @@ use cairn_testkit::{CairnHome, FakeLlm, Reply, TestDatabase};
 use serde_json::{Value, json};
 
 use crate::api::Api;
-use crate::cluster::{coordinator_in, join_token, joined_worker, node_id};
+use crate::cluster::{coordinator_in, copy_dir, join_token, joined_worker, node_id};
 use crate::cluster_jobs::{PLACED, ca_sha256, cluster_jobs};
 use crate::*;
 
@@ -38,14 +38,6 @@ async fn slow_once_server() -> (String, Arc<AtomicUsize>) {
     let url = format!("http://{}/page", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, hits)
-}
-
-fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < within, "{what}: not within {within:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// The job of `tool` as `cairn cluster jobs` lists it.
@@ -247,14 +239,6 @@ fn on_host(cmd: std::process::Command, host: &str) -> std::process::Command {
         };
     }
     wrapped
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
 }
 
 fn signal(pid: u32, sig: &str) {

@@ -39,6 +39,18 @@ pub fn home() -> CairnHome {
 }
 
 /// Runs `cmd args` and returns its output.
+/// Waits until `done` holds; fails the test after `within`.
+pub fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < within,
+            "timed out waiting for {what} ({within:?})"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn run(cmd: Command, args: &[&str]) -> Output {
     CairnHome::run(cmd, args)
 }
