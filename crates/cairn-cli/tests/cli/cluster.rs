@@ -277,6 +277,51 @@ async fn the_worker_endpoint_requires_a_node_certificate() {
         .send()
         .await;
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
+    // Junk at the join endpoint: refused with 400 or 413, nothing joins.
+    let join = format!("{}/cluster/v1/join", server.url);
+    let form = client
+        .post(&join)
+        .header("content-type", "text/plain")
+        .body("{\"token_id\":\"x\"}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 400, "a cross-site form post is not JSON");
+    let bad_json = client
+        .post(&join)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_json.status(), 400);
+    let bad_csr = client
+        .post(&join)
+        .json(&serde_json::json!({"token_id": "x", "secret": "y", "name": "n", "csr": "nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_csr.status(), 400);
+    let huge = client
+        .post(&join)
+        .header("content-type", "application/json")
+        .body(format!("{{\"csr\": \"{}\"}}", "A".repeat(8 << 20)))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        matches!(huge.status().as_u16(), 400 | 413),
+        "{}",
+        huge.status()
+    );
+    let bad_name = client
+        .post(&join)
+        .json(&serde_json::json!({"token_id": "x", "secret": "y", "name": "../../etc", "csr": "nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_name.status(), 400);
+    assert!(nodes(&h, None).is_empty());
     // The API still answers over TLS.
     let health = client
         .get(format!("{}/healthz", server.url))
