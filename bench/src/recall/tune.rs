@@ -3,14 +3,14 @@
 
 use cairn_memory::Fusion;
 
-use super::{MEANING_FLOOR, Mode, Report};
+use super::{Mode, Report};
 
 impl Report<'_> {
     /// Searches the fusion's weights on the tuning part: the best MRR (then
     /// recall@1), then the floors that keep the most answers while
     /// recalling nothing for questions without one.
     pub(super) fn tune(&self) {
-        let mut best = (f64::MIN, Fusion::default());
+        let mut best = (f64::MIN, self.fusion);
         for w in [0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95] {
             for zero in [0.1f32, 0.15, 0.2, 0.25, 0.3] {
                 for one in [0.5f32, 0.6, 0.7, 0.8] {
@@ -22,10 +22,12 @@ impl Report<'_> {
                                 cosine_one: one,
                                 min_lexical,
                                 lexical_gate: gate,
-                                ..Fusion::default()
+                                ..self.fusion
                             };
-                            let m =
-                                self.metrics(&Report::modes(fusion, MEANING_FLOOR)[2], Some(false));
+                            let m = self.metrics(
+                                &Report::modes(fusion, self.meaning_floor)[2],
+                                Some(false),
+                            );
                             let objective = m.mrr + 0.01 * m.at1;
                             if objective > best.0 {
                                 best = (objective, fusion);
@@ -46,7 +48,7 @@ impl Report<'_> {
                         standout_margin,
                         ..fusion
                     };
-                    let m = self.metrics(&Report::modes(f, MEANING_FLOOR)[2], Some(false));
+                    let m = self.metrics(&Report::modes(f, self.meaning_floor)[2], Some(false));
                     if m.kept + m.no_answer > best_floors.0 + 1e-9 {
                         best_floors = (m.kept + m.no_answer, f);
                     }
@@ -59,14 +61,14 @@ impl Report<'_> {
                 words_floor: f,
                 ..fusion
             },
-            ..Report::modes(fusion, MEANING_FLOOR)[0]
+            ..Report::modes(fusion, self.meaning_floor)[0]
         });
         let meaning_floor = self.best_floor(|f| Mode {
             fusion: Fusion {
                 floor: f,
-                ..Report::modes(fusion, MEANING_FLOOR)[1].fusion
+                ..Report::modes(fusion, self.meaning_floor)[1].fusion
             },
-            ..Report::modes(fusion, MEANING_FLOOR)[1]
+            ..Report::modes(fusion, self.meaning_floor)[1]
         });
         println!("tuned on the tuning part: {fusion:?} (meaning only: floor {meaning_floor:.2})");
         for (part, held) in [("held", Some(true)), ("tune", Some(false))] {
@@ -102,7 +104,7 @@ impl Report<'_> {
         let line: Vec<String> = (5..=16)
             .map(|step| {
                 let floor = f64::from(step) * 0.05;
-                let mut mode = Report::modes(Fusion::default(), MEANING_FLOOR)[2];
+                let mut mode = Report::modes(self.fusion, self.meaning_floor)[2];
                 mode.fusion.floor = floor;
                 let m = self.metrics(&mode, Some(true));
                 format!("{floor:.2}: {:.2}/{:.2}", m.kept, m.no_answer)

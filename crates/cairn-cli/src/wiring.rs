@@ -9,7 +9,7 @@ use cairn_llm::{Provider, ProviderSettings, RetryPolicy, select_provider};
 use cairn_runtime::Runtime;
 use cairn_store::Store;
 
-use cairn_memory::{BertEmbedder, Embedder, Memory, RemoteEmbedder};
+use cairn_memory::{Embedder, LocalEmbedder, Memory, RemoteEmbedder};
 
 use crate::config::{Database, EmbedderChoice, Loaded};
 
@@ -99,7 +99,7 @@ pub fn embedder(loaded: &Loaded) -> Result<Option<Arc<dyn Embedder>>> {
             }
             let dir = loaded.home.join(&m.model_dir);
             Some(Arc::new(
-                BertEmbedder::load(&dir)
+                LocalEmbedder::load(&dir)
                     .context("loading the embedding model (memory.model_dir)")?,
             ))
         }
@@ -127,7 +127,8 @@ pub fn embedder(loaded: &Loaded) -> Result<Option<Arc<dyn Embedder>>> {
 
 /// Memory over `store` with the configured embedder.
 pub fn memory(loaded: &Loaded, store: Store) -> Result<Memory> {
-    let mut fusion = cairn_memory::Fusion::default();
+    let memory = Memory::new(store, embedder(loaded)?);
+    let mut fusion = memory.fusion();
     if let Some(floor) = loaded.config.memory.recall_floor {
         if !(0.0..=1.0).contains(&floor) {
             anyhow::bail!("memory.recall_floor must be between 0 and 1, not {floor}");
@@ -135,7 +136,7 @@ pub fn memory(loaded: &Loaded, store: Store) -> Result<Memory> {
         fusion.floor = floor;
         fusion.words_floor = floor;
     }
-    Ok(Memory::new(store, embedder(loaded)?).with_fusion(fusion))
+    Ok(memory.with_fusion(fusion))
 }
 
 async fn runtime_with(loaded: &Loaded, provider: Arc<dyn Provider>) -> Result<Runtime> {

@@ -26,7 +26,7 @@ use cairn_core::{MemoryRecord, MessageFilter, MessageHit};
 use cairn_store::{NewMemory, SavedMemory, Store};
 use sha2::{Digest, Sha256};
 
-pub use embed::{BertEmbedder, Embedder, RemoteEmbedder};
+pub use embed::{Embedder, LocalEmbedder, RemoteEmbedder};
 pub use error::MemoryError;
 pub use index::VectorIndex;
 
@@ -66,12 +66,16 @@ pub struct Memory {
 
 impl Memory {
     /// Memory over `store`; without an embedder search is full-text only.
+    /// Words and meaning are weighed as tuned for the embedder's model.
     pub fn new(store: Store, embedder: Option<Arc<dyn Embedder>>) -> Memory {
+        let fusion = embedder
+            .as_ref()
+            .map_or_else(Fusion::default, |e| Fusion::for_model(e.model_id()));
         Memory {
             store,
             embedder,
             index: tokio::sync::Mutex::new(None),
-            fusion: Fusion::default(),
+            fusion,
         }
     }
 

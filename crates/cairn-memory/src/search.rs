@@ -95,6 +95,30 @@ impl Default for Fusion {
 }
 
 impl Fusion {
+    /// The weights tuned for the embedding model `model_id` names (the
+    /// defaults, tuned for all-MiniLM-L6-v2, for any other): each model
+    /// spreads cosines differently. all-mpnet-base-v2's come from the same
+    /// `--tune` run on the same tuning half; it wants more weight on
+    /// meaning and no weak word evidence at all.
+    pub fn for_model(model_id: &str) -> Fusion {
+        if model_id.to_ascii_lowercase().contains("mpnet") {
+            return Fusion {
+                semantic_weight: 0.85,
+                cosine_zero: 0.2,
+                cosine_one: 0.6,
+                min_lexical: 1.01,
+                lexical_gate: 0.3,
+                floor: 0.56,
+                standout_floor: 0.25,
+                standout_margin: 0.1,
+                words_floor: 0.62,
+            };
+        }
+        Fusion::default()
+    }
+}
+
+impl Fusion {
     /// How relevant a fact is (0..1) from its word evidence and its cosine
     /// (`None`: the fact has no vector of the current model, or there are
     /// no embeddings; it is then judged on words alone).
@@ -395,20 +419,23 @@ pub fn rank(found: &Candidates, opts: &SearchOptions, now: i64) -> Vec<MemoryHit
             Some((relevance + tie, relevance, c))
         })
         .collect();
-    // Equal scores keep the full-text order (BM25 prefers the shorter
-    // fact), then the vector order.
+    // Scores are compared to nine decimals: the backends compute BM25 in
+    // different code (FTS5's C, PostgreSQL's SQL), so equal scores may
+    // differ in the last bits and must not order facts differently. Equal
+    // scores go to the stronger word evidence (BM25 prefers the shorter
+    // fact), then the vector order, then the text, never the backend's
+    // row order.
+    let q = |x: f64| (x * 1e9).round() as i64;
     scored.sort_by(|a, b| {
-        b.0.total_cmp(&a.0)
-            .then(
-                a.2.text_rank
-                    .unwrap_or(usize::MAX)
-                    .cmp(&b.2.text_rank.unwrap_or(usize::MAX)),
-            )
+        q(b.0)
+            .cmp(&q(a.0))
+            .then(q(b.2.lexical.unwrap_or(0.0)).cmp(&q(a.2.lexical.unwrap_or(0.0))))
             .then(
                 a.2.vector_rank
                     .unwrap_or(usize::MAX)
                     .cmp(&b.2.vector_rank.unwrap_or(usize::MAX)),
             )
+            .then(a.2.memory.text.cmp(&b.2.memory.text))
     });
     if opts.relevant_only {
         let relevances: Vec<f64> = scored.iter().map(|s| s.1).collect();

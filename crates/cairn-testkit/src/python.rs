@@ -39,3 +39,21 @@ pub fn minilm_model_dir() -> PathBuf {
     );
     PathBuf::from(dir)
 }
+
+/// The directory of the all-mpnet-base-v2 model that scripts/test.sh
+/// installs with scripts/fetch-mpnet.sh (`CAIRN_TEST_MPNET` names another).
+pub fn mpnet_model_dir() -> PathBuf {
+    let dir = std::env::var_os("CAIRN_TEST_MPNET")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/cairn/models/all-mpnet-base-v2")
+        });
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "all-mpnet-base-v2 is not installed in {}: run scripts/test.sh \
+         (it runs scripts/fetch-mpnet.sh)",
+        dir.display()
+    );
+    dir
+}

@@ -1,6 +1,6 @@
 //! Memories on PostgreSQL: facts with embeddings, full text by tsvector
-//! (configuration `cairn`: porter-like stemming, no stopword list, as
-//! SQLite's FTS5 index), ranked by BM25 computed in SQL with FTS5's
+//! over the terms cairn analyses itself (`index_terms`, as SQLite's FTS5
+//! index holds), ranked by BM25 computed in SQL with FTS5's
 //! constants (k1 = 1.2, b = 0.75, IDF floored at 1e-6), so the fusion in
 //! cairn-memory reads the same scale from both backends. The vector index
 //! is built in process from stored embeddings, as on SQLite.
@@ -12,7 +12,7 @@ use super::PgStore;
 use crate::StoreError;
 use crate::memories::*;
 
-/// `words` (as `index_words` splits them) as a tsquery matching any. Only
+/// `words` (index terms) as a tsquery matching any. Only
 /// letters and digits reach the query text, so user input cannot carry
 /// tsquery operators.
 fn any_of(words: &[String]) -> Option<String> {
@@ -125,7 +125,7 @@ impl MemoryStore for PgStore {
             .collect();
         let matching: Vec<i64> = sqlx::query_scalar(
             "SELECT (SELECT count(*) FROM (SELECT 1 FROM memories
-                     WHERE q.text <> '' AND tsv @@ to_tsquery('cairn', q.text) LIMIT $2) hits)
+                     WHERE q.text <> '' AND tsv @@ to_tsquery('simple', q.text) LIMIT $2) hits)
              FROM unnest($1::text[]) WITH ORDINALITY AS q(text, i) ORDER BY q.i",
         )
         .bind(&queries)
@@ -146,11 +146,11 @@ impl MemoryStore for PgStore {
             return Ok(vec![]);
         };
         let rows: Vec<(i64, f64)> = sqlx::query_as(
-            "WITH q AS (SELECT to_tsquery('cairn', $1) AS q),
+            "WITH q AS (SELECT to_tsquery('simple', $1) AS q),
              g AS (SELECT live::float8 AS n,
                           CASE WHEN live > 0 THEN GREATEST(words::float8 / live, 1) ELSE 1 END AS avgdl
                    FROM memory_generation WHERE id = 1),
-             lx AS (SELECT DISTINCT u.lexeme FROM unnest(to_tsvector('cairn', array_to_string($6::text[], ' '))) u),
+             lx AS (SELECT DISTINCT u.lexeme FROM unnest(to_tsvector('simple', array_to_string($6::text[], ' '))) u),
              idf AS (SELECT lx.lexeme,
                             GREATEST(ln((g.n - d.n_t + 0.5) / (d.n_t + 0.5)), 1e-6) AS w
                      FROM lx CROSS JOIN g
@@ -409,8 +409,8 @@ async fn save_in(
     // processes saving the same fact agree on which one saved it first.
     let row: SavedRow =
         sqlx::query_as(concat!(
-            "INSERT INTO memories (id, agent, user_id, text, hash, importance, source, embedding, embed_model, created_at, updated_at, shared)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+            "INSERT INTO memories (id, agent, user_id, text, hash, importance, source, embedding, embed_model, created_at, updated_at, shared, terms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
              ON CONFLICT (agent, owner, hash) DO UPDATE SET
                  shared = memories.shared OR excluded.shared,
                  importance = GREATEST(memories.importance, excluded.importance),
@@ -433,6 +433,7 @@ async fn save_in(
         .bind(m.times.map_or(now, |t| t.0))
         .bind(m.times.map_or(now, |t| t.1))
         .bind(m.shared)
+        .bind(terms_text(&m.text))
         .fetch_one(&mut **tx)
         .await?;
     let inserted = row.10;
@@ -444,4 +445,35 @@ async fn save_in(
     } else {
         SavedMemory::Duplicate(record)
     })
+}
+
+/// Fills `terms` for facts saved before the store analysed them
+/// (migration 0015), a batch per transaction; the tsvector and the word
+/// total follow. Idempotent, so coordinators starting together may both
+/// run it. Returns how many were filled.
+pub(super) async fn fill_terms(pool: &sqlx::PgPool) -> Result<usize, StoreError> {
+    let mut filled = 0;
+    loop {
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT rowid, text FROM memories WHERE terms IS NULL LIMIT 500")
+                .fetch_all(pool)
+                .await?;
+        if rows.is_empty() {
+            return Ok(filled);
+        }
+        let (rowids, terms): (Vec<i64>, Vec<String>) = rows
+            .iter()
+            .map(|(rowid, text)| (*rowid, terms_text(text)))
+            .unzip();
+        sqlx::query(
+            "UPDATE memories m SET terms = t.terms
+             FROM unnest($1::bigint[], $2::text[]) AS t(rowid, terms)
+             WHERE m.rowid = t.rowid AND m.terms IS NULL",
+        )
+        .bind(&rowids)
+        .bind(&terms)
+        .execute(pool)
+        .await?;
+        filled += rows.len();
+    }
 }

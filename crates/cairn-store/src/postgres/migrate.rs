@@ -57,6 +57,10 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
         14,
         include_str!("../../migrations/postgres/0014_queue_vacuum.sql"),
     ),
+    (
+        15,
+        include_str!("../../migrations/postgres/0015_memory_terms.sql"),
+    ),
 ];
 
 pub(crate) async fn current_version(pool: &PgPool) -> Result<i64, StoreError> {

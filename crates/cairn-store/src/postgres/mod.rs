@@ -105,6 +105,7 @@ impl PgStore {
             .await
             .map_err(open_err)?;
         migrate::run(&pool).await?;
+        memories::fill_terms(&pool).await?;
         let wakeups = std::sync::Arc::new(Wakeups::start(pool.clone()));
         Ok(PgStore {
             pool,

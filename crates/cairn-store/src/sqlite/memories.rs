@@ -177,7 +177,7 @@ impl MemoryStore for SqliteStore {
              FROM memories_fts f CROSS JOIN memories m ON m.rowid = f.rowid
              WHERE memories_fts MATCH ?1 AND m.agent = ?2
                AND (?3 = 0 OR m.shared = 1 OR m.owner = COALESCE(?4, ''))
-             ORDER BY bm25(memories_fts) LIMIT ?5",
+             ORDER BY bm25(memories_fts), m.rowid LIMIT ?5",
         )
         .bind(q)
         .bind(agent)
@@ -398,8 +398,8 @@ async fn save_in(
     .fetch_optional(&mut **tx)
     .await?;
     let new = existing.is_none();
-    let row: MemoryRow = sqlx::query_as(concat!("INSERT INTO memories (id, agent, user_id, text, hash, importance, source, embedding, embed_model, created_at, updated_at, shared)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+    let row: MemoryRow = sqlx::query_as(concat!("INSERT INTO memories (id, agent, user_id, text, hash, importance, source, embedding, embed_model, created_at, updated_at, shared, terms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
          ON CONFLICT (agent, owner, hash) DO UPDATE SET
              shared = max(shared, excluded.shared),
              importance = max(importance, excluded.importance), updated_at = excluded.updated_at,
@@ -418,6 +418,7 @@ async fn save_in(
     .bind(m.times.map_or(now, |t| t.0))
     .bind(m.times.map_or(now, |t| t.1))
     .bind(m.shared)
+    .bind(terms_text(&m.text))
     .fetch_one(&mut **tx)
     .await?;
     let (_, record) = memory_from_row(row);
@@ -426,4 +427,30 @@ async fn save_in(
     } else {
         SavedMemory::Duplicate(record)
     })
+}
+
+/// Fills `terms` for facts saved before the store analysed them
+/// (migration 0015), a batch per transaction; the update trigger indexes
+/// each. Returns how many were filled.
+pub(super) async fn fill_terms(pool: &sqlx::SqlitePool) -> Result<usize, StoreError> {
+    let mut filled = 0;
+    loop {
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT rowid, text FROM memories WHERE terms IS NULL LIMIT 500")
+                .fetch_all(pool)
+                .await?;
+        if rows.is_empty() {
+            return Ok(filled);
+        }
+        let mut tx = pool.begin().await?;
+        for (rowid, text) in &rows {
+            sqlx::query("UPDATE memories SET terms = ? WHERE rowid = ? AND terms IS NULL")
+                .bind(terms_text(text))
+                .bind(rowid)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        filled += rows.len();
+    }
 }

@@ -46,6 +46,10 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
         14,
         include_str!("../../migrations/sqlite/0014_queue_vacuum.sql"),
     ),
+    (
+        15,
+        include_str!("../../migrations/sqlite/0015_memory_terms.sql"),
+    ),
 ];
 
 pub(crate) async fn current_version(pool: &SqlitePool) -> Result<i64, StoreError> {

@@ -90,6 +90,7 @@ impl SqliteStore {
             .await
             .map_err(open_err)?;
         migrate::run(&writer).await?;
+        memories::fill_terms(&writer).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .test_before_acquire(false)

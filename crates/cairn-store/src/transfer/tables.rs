@@ -155,6 +155,7 @@ pub const TABLES: &[Table] = &[
             ("embed_model", Text),
             ("embedding", Blob),
             ("shared", Bool),
+            ("terms", Text),
         ],
     },
     Table {

@@ -86,7 +86,7 @@ async fn facts_are_kept_once_per_person_and_found_by_words<H: Harness>(h: H) {
         2
     );
 
-    let terms = vec!["staging".to_string(), "servers".to_string()];
+    let terms = cairn_store::index_terms("staging servers");
     let ann = s
         .search_memory_text("default", Some(Some("ann")), &terms, 10)
         .await

@@ -1,6 +1,7 @@
-//! A sentence-transformers BERT model (all-MiniLM-L6-v2 by default) run in
-//! process on the CPU with candle: tokenise, encode, mean-pool over the real
-//! tokens, normalise — what sentence-transformers does for these models.
+//! A sentence-transformers model run in process on the CPU with candle:
+//! BERT (all-MiniLM-L6-v2, the default) or MPNet (all-mpnet-base-v2).
+//! Tokenise, encode, mean-pool over the real tokens, normalise — what
+//! sentence-transformers does for these models.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,21 +10,23 @@ use async_trait::async_trait;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
-use tokenizers::{PaddingParams, Tokenizer, TruncationParams};
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
+use super::mpnet::{MpNetConfig, MpNetModel};
 use super::{Embedder, normalize};
 use crate::MemoryError;
 
 /// Texts encoded per forward pass: bounds memory, keeps batches efficient.
 const BATCH: usize = 32;
 
-/// Tokens kept per text (the model was trained on 256).
+/// Tokens kept per text when the model directory does not say
+/// (`sentence_bert_config.json`'s `max_seq_length`).
 const MAX_TOKENS: usize = 256;
 
-/// An in-process BERT sentence encoder. `load` checks the files and reads
+/// An in-process sentence encoder. `load` checks the files and reads
 /// the configuration; the weights are loaded at the first embedding, so a
 /// process that never embeds never pays for them.
-pub struct BertEmbedder {
+pub struct LocalEmbedder {
     dir: PathBuf,
     dims: usize,
     inner: Arc<std::sync::OnceLock<Result<Arc<Loaded>, String>>>,
@@ -31,18 +34,27 @@ pub struct BertEmbedder {
 }
 
 struct Loaded {
-    model: BertModel,
+    encoder: Encoder,
     tokenizer: Tokenizer,
 }
 
-impl BertEmbedder {
+/// The architectures `config.json`'s `model_type` may name.
+enum Encoder {
+    Bert(BertModel),
+    MpNet(MpNetModel),
+}
+
+impl LocalEmbedder {
     /// Loads `config.json`, `tokenizer.json` and `model.safetensors` from
     /// `dir`. The error says which file is missing or bad.
-    pub fn load(dir: &Path) -> Result<BertEmbedder, MemoryError> {
+    pub fn load(dir: &Path) -> Result<LocalEmbedder, MemoryError> {
         for name in ["config.json", "tokenizer.json", "model.safetensors"] {
             required(dir, name)?;
         }
-        let dims = hidden_size(&dir.join("config.json"))?;
+        let config_path = dir.join("config.json");
+        let config = std::fs::read_to_string(&config_path).map_err(|e| bad(&config_path, &e))?;
+        model_type(&config_path, &config)?;
+        let dims = hidden_size(&config_path)?;
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
@@ -56,7 +68,7 @@ impl BertEmbedder {
         } else {
             name
         };
-        Ok(BertEmbedder {
+        Ok(LocalEmbedder {
             dir: dir.to_path_buf(),
             dims,
             inner: Default::default(),
@@ -99,22 +111,10 @@ fn required(dir: &Path, name: &str) -> Result<PathBuf, MemoryError> {
 }
 
 fn load_model(dir: &Path) -> Result<Loaded, MemoryError> {
-    let bad = |what: &Path, e: &dyn std::fmt::Display| {
-        MemoryError::Model(format!("cannot load {}: {e}", what.display()))
-    };
     let config_path = required(dir, "config.json")?;
-    let config: Config = std::fs::read_to_string(&config_path)
-        .map_err(|e| bad(&config_path, &e))
-        .and_then(|s| serde_json::from_str(&s).map_err(|e| bad(&config_path, &e)))?;
-    let tok_path = required(dir, "tokenizer.json")?;
-    let mut tokenizer = Tokenizer::from_file(&tok_path).map_err(|e| bad(&tok_path, &e))?;
-    tokenizer.with_padding(Some(PaddingParams::default()));
-    tokenizer
-        .with_truncation(Some(TruncationParams {
-            max_length: MAX_TOKENS,
-            ..Default::default()
-        }))
-        .map_err(|e| bad(&tok_path, &e))?;
+    let config = std::fs::read_to_string(&config_path).map_err(|e| bad(&config_path, &e))?;
+    let kind = model_type(&config_path, &config)?;
+    let tokenizer = load_tokenizer(dir)?;
     let weights = required(dir, "model.safetensors")?;
     let device = Device::Cpu;
     // Mapped, not copied: pages are shared with the page cache. Unsafe only
@@ -123,8 +123,74 @@ fn load_model(dir: &Path) -> Result<Loaded, MemoryError> {
     #[allow(unsafe_code)]
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device) }
         .map_err(|e| bad(&weights, &e))?;
-    let model = BertModel::load(vb, &config).map_err(|e| bad(&weights, &e))?;
-    Ok(Loaded { model, tokenizer })
+    let encoder = if kind == "mpnet" {
+        let c: MpNetConfig = serde_json::from_str(&config).map_err(|e| bad(&config_path, &e))?;
+        Encoder::MpNet(MpNetModel::load(vb, &c).map_err(|e| bad(&weights, &e))?)
+    } else {
+        let c: Config = serde_json::from_str(&config).map_err(|e| bad(&config_path, &e))?;
+        Encoder::Bert(BertModel::load(vb, &c).map_err(|e| bad(&weights, &e))?)
+    };
+    Ok(Loaded { encoder, tokenizer })
+}
+
+fn bad(what: &Path, e: &dyn std::fmt::Display) -> MemoryError {
+    MemoryError::Model(format!("cannot load {}: {e}", what.display()))
+}
+
+/// `config.json`'s `model_type`, refused unless the encoder supports it.
+fn model_type(config_path: &Path, config: &str) -> Result<String, MemoryError> {
+    let kind: ModelType = serde_json::from_str(config).map_err(|e| bad(config_path, &e))?;
+    if ["bert", "mpnet"].contains(&kind.model_type.as_str()) {
+        return Ok(kind.model_type);
+    }
+    Err(MemoryError::Model(format!(
+        "{}: model_type \"{}\" is not supported (bert and mpnet are: all-MiniLM-L6-v2, \
+         bge-small, all-mpnet-base-v2 and their kin)",
+        config_path.display(),
+        kind.model_type
+    )))
+}
+
+#[derive(serde::Deserialize)]
+struct ModelType {
+    #[serde(default = "bert")]
+    model_type: String,
+}
+
+fn bert() -> String {
+    "bert".into()
+}
+
+/// The tokenizer, padding each batch to its longest text with the model's
+/// own padding token (tokenizer.json may fix a length, as MPNet's does),
+/// truncating at the length sentence-transformers uses for the model.
+fn load_tokenizer(dir: &Path) -> Result<Tokenizer, MemoryError> {
+    let tok_path = required(dir, "tokenizer.json")?;
+    let mut tokenizer = Tokenizer::from_file(&tok_path).map_err(|e| bad(&tok_path, &e))?;
+    let padding = PaddingParams {
+        strategy: PaddingStrategy::BatchLongest,
+        ..tokenizer.get_padding().cloned().unwrap_or_default()
+    };
+    tokenizer.with_padding(Some(padding));
+    tokenizer
+        .with_truncation(Some(TruncationParams {
+            max_length: max_tokens(dir),
+            ..Default::default()
+        }))
+        .map_err(|e| bad(&tok_path, &e))?;
+    Ok(tokenizer)
+}
+
+/// `max_seq_length` from `sentence_bert_config.json`, else `MAX_TOKENS`.
+fn max_tokens(dir: &Path) -> usize {
+    #[derive(serde::Deserialize)]
+    struct SentenceBert {
+        max_seq_length: usize,
+    }
+    std::fs::read_to_string(dir.join("sentence_bert_config.json"))
+        .ok()
+        .and_then(|s| serde_json::from_str::<SentenceBert>(&s).ok())
+        .map_or(MAX_TOKENS, |c| c.max_seq_length.clamp(8, 512))
 }
 
 fn hidden_size(config_path: &Path) -> Result<usize, MemoryError> {
@@ -158,8 +224,10 @@ impl Loaded {
         let run = || -> candle_core::Result<Vec<Vec<f32>>> {
             let ids = Tensor::from_vec(ids, (rows, cols), &device)?;
             let mask = Tensor::from_vec(mask, (rows, cols), &device)?;
-            let types = ids.zeros_like()?;
-            let hidden = self.model.forward(&ids, &types, Some(&mask))?;
+            let hidden = match &self.encoder {
+                Encoder::Bert(model) => model.forward(&ids, &ids.zeros_like()?, Some(&mask))?,
+                Encoder::MpNet(model) => model.forward(&ids, &mask)?,
+            };
             // Mean over real tokens only: padding must not dilute the vector.
             let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
             let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
@@ -173,7 +241,7 @@ impl Loaded {
 }
 
 #[async_trait]
-impl Embedder for BertEmbedder {
+impl Embedder for LocalEmbedder {
     fn model_id(&self) -> &str {
         &self.model_id
     }
