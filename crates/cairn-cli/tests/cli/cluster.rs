@@ -302,18 +302,20 @@ async fn the_worker_endpoint_requires_a_node_certificate() {
         .await
         .unwrap();
     assert_eq!(bad_csr.status(), 400);
+    // The server answers 413 as soon as the body passes its limit and may
+    // close the connection while the client still writes: a reset is a
+    // refusal too. Either way nothing joins, and the next requests show
+    // the server still serving.
     let huge = client
         .post(&join)
         .header("content-type", "application/json")
         .body(format!("{{\"csr\": \"{}\"}}", "A".repeat(8 << 20)))
         .send()
-        .await
-        .unwrap();
-    assert!(
-        matches!(huge.status().as_u16(), 400 | 413),
-        "{}",
-        huge.status()
-    );
+        .await;
+    match huge {
+        Ok(r) => assert!(matches!(r.status().as_u16(), 400 | 413), "{}", r.status()),
+        Err(e) => assert!(e.is_request() || e.is_body(), "{e:?}"),
+    }
     let bad_name = client
         .post(&join)
         .json(&serde_json::json!({"token_id": "x", "secret": "y", "name": "../../etc", "csr": "nope"}))
