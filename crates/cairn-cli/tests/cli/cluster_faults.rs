@@ -81,7 +81,7 @@ async fn a_worker_killed_mid_call_loses_nothing_and_repeats_no_side_effect() {
     let run_id = body["id"].as_str().unwrap().to_string();
 
     // The fetch hangs on one worker: kill that one.
-    wait_until("the first fetch", Duration::from_secs(20), || {
+    wait_until("the first fetch", Duration::from_secs(60), || {
         hits.load(Ordering::SeqCst) == 1
     });
     let holder = job_of(&h, "http_fetch").unwrap()["node"].clone();
