@@ -165,7 +165,7 @@ async fn hop(co: &Arc<Coordinator>, worker_home: &Path, calls: usize) -> Result<
     let input = serde_json::json!({"path": "x.txt"});
     let mut times = Vec::with_capacity(calls);
     for i in 0..calls + 20 {
-        let mut c = ctx.for_call(format!("hop/{i}"));
+        let mut c = ctx.for_call(format!("hop/{i}"), None);
         c.run_id = Some("hop".into());
         let t = Instant::now();
         let out = tool.call(&c, input.clone()).await;

@@ -9,7 +9,15 @@ use cairn_core::{RunEvent, RunRecord, RunStatus};
 pub fn live_event(e: &RunEvent, quiet: bool) {
     match e {
         RunEvent::TextDelta { text } => {
+            use std::io::IsTerminal;
             let mut out = std::io::stdout().lock();
+            // A model can be talked into printing escape sequences too; a
+            // pipe gets the text exactly.
+            let text = if out.is_terminal() {
+                std::borrow::Cow::Owned(printable(text))
+            } else {
+                std::borrow::Cow::Borrowed(text.as_str())
+            };
             let _ = out.write_all(text.as_bytes());
             let _ = out.flush();
         }
@@ -25,6 +33,11 @@ pub fn live_event(e: &RunEvent, quiet: bool) {
         RunEvent::ToolCall { name, input, .. } => {
             println!();
             eprintln!("→ {name} {}", short(&input.to_string(), 160));
+        }
+        RunEvent::ToolOutput { chunk, .. } => {
+            let mut err = std::io::stderr().lock();
+            let _ = err.write_all(printable(chunk).as_bytes());
+            let _ = err.flush();
         }
         RunEvent::ToolResult {
             name,
@@ -74,6 +87,27 @@ pub fn live_event(e: &RunEvent, quiet: bool) {
         }
         RunEvent::RunStarted { .. } | RunEvent::RunFinished { .. } => {}
     }
+}
+
+/// A command's output made safe for a terminal: what it printed may come
+/// from anywhere (a fetched page, a hostile file), and escape sequences
+/// could rewrite the screen or the title, so control characters other than
+/// newlines and tabs are shown as `\u{..}` escapes instead.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\n' | '\t' => out.push(c),
+            // A progress bar's carriage return starts a new line instead of
+            // overwriting what was shown.
+            '\r' if chars.peek() == Some(&'\n') => {}
+            '\r' => out.push('\n'),
+            c if c.is_control() => out.push_str(&c.escape_unicode().to_string()),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// One line summing up a finished run.
@@ -180,4 +214,25 @@ pub fn memory_explain(
          recalled (put in a prompt): {rule}\n"
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn escape_sequences_in_tool_output_cannot_reach_the_terminal() {
+        let hostile = "ok\x1b]0;pwned\x07\x1b[2J\rline\r\nend\tx\u{9b}31m";
+        let shown = printable(hostile);
+        assert!(
+            !shown
+                .chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t'),
+            "{shown:?}"
+        );
+        assert_eq!(
+            shown,
+            "ok\\u{1b}]0;pwned\\u{7}\\u{1b}[2J\nline\nend\tx\\u{9b}31m"
+        );
+    }
 }

@@ -41,6 +41,14 @@ impl Connected {
     }
 }
 
+/// A run waiting here for a tool job.
+struct Waiting {
+    /// Woken when the job changes.
+    wake: Arc<Notify>,
+    /// Where the worker's live output for it goes.
+    progress: Option<cairn_tools::Progress>,
+}
+
 /// Locks a mutex whose data stays consistent even if a holder panicked.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -59,7 +67,7 @@ pub struct Coordinator {
     /// A job was submitted, or a worker has room again: dispatch.
     pub(crate) wake: Notify,
     /// Runs waiting for their tool jobs, by job id.
-    waiters: Mutex<HashMap<String, Arc<Notify>>>,
+    waiters: Mutex<HashMap<String, Waiting>>,
     /// Signs the delegation token each job carries.
     pub(crate) delegator: crate::delegation::Delegator,
 }
@@ -127,11 +135,16 @@ impl Coordinator {
         }
     }
 
-    /// What a run waiting for job `id` is woken by.
-    pub(crate) fn waiter(&self, id: &str) -> Arc<Notify> {
+    /// What a run waiting for job `id` is woken by; the worker's output
+    /// for it is passed to `progress`.
+    pub(crate) fn waiter(&self, id: &str, progress: Option<cairn_tools::Progress>) -> Arc<Notify> {
         lock(&self.waiters)
             .entry(id.to_string())
-            .or_default()
+            .or_insert_with(|| Waiting {
+                wake: Arc::default(),
+                progress,
+            })
+            .wake
             .clone()
     }
 
@@ -142,15 +155,41 @@ impl Coordinator {
 
     /// Wakes every waiting run (jobs changed in bulk).
     pub(crate) fn wake_waiters(&self) {
-        for n in lock(&self.waiters).values() {
-            n.notify_one();
+        for w in lock(&self.waiters).values() {
+            w.wake.notify_one();
         }
     }
 
     /// Job `id` changed (finished, lost): wake whoever waits for it here.
     pub(crate) fn job_changed(&self, id: &str) {
-        if let Some(n) = lock(&self.waiters).get(id) {
-            n.notify_one();
+        if let Some(w) = lock(&self.waiters).get(id) {
+            w.wake.notify_one();
+        }
+    }
+
+    /// Tells node `node`, if connected here, to stop attempt `attempt` of
+    /// job `job`. (Connected elsewhere, it hears at its next heartbeat.)
+    pub(crate) async fn stop_on_worker(&self, node: &str, job: &str, attempt: i64) {
+        let tx = lock(&self.workers).get(node).map(|c| c.tx.clone());
+        if let Some(tx) = tx {
+            let cancel = CoordinatorMessage::Cancel {
+                job: job.to_string(),
+                attempt,
+            };
+            // A closed channel is a connection already gone: its heartbeat
+            // elsewhere tells the worker instead.
+            let _sent = tx.send(cancel).await;
+        }
+    }
+
+    /// Output a worker streamed for job `id`: to its run, if it waits
+    /// here (a run on another coordinator gets the result only).
+    pub(crate) fn job_output(&self, id: &str, chunk: &str) {
+        if let Some(p) = lock(&self.waiters)
+            .get(id)
+            .and_then(|w| w.progress.as_ref())
+        {
+            p.send(chunk);
         }
     }
 }

@@ -5,6 +5,7 @@
 pub mod coordinator;
 pub mod delegation;
 mod dispatch;
+mod link;
 pub mod pki;
 pub mod remote;
 pub mod runner;

@@ -98,11 +98,17 @@ impl Tool for RemoteTool {
         self.idempotent
     }
 
+    /// The job id is the call key: a resumed call finds its job (and the
+    /// worker's result) instead of submitting the call again.
+    fn keyed(&self) -> bool {
+        true
+    }
+
     async fn call(&self, ctx: &ToolContext, input: serde_json::Value) -> ToolOutput {
         let job = self.job(ctx, input);
         let id = job.id.clone();
         // Registered before the job exists, so no result can slip by.
-        let wake = self.co.waiter(&id);
+        let wake = self.co.waiter(&id, ctx.progress.clone());
         let out = self.await_job(ctx, &job, &wake).await;
         self.co.forget_waiter(&id);
         out
@@ -110,6 +116,19 @@ impl Tool for RemoteTool {
 }
 
 impl RemoteTool {
+    /// The run was cancelled: the job is, and its worker is told to stop.
+    async fn cancel(&self, id: &str) -> ToolOutput {
+        match self.co.store.cancel_tool_job(id).await {
+            Ok(Some((node, attempt))) => self.co.stop_on_worker(&node, id, attempt).await,
+            Ok(None) => {}
+            Err(e) => {
+                // Its lease then runs out as for a lost coordinator.
+                tracing::error!(job = %id, error = %e, "could not cancel a tool job");
+            }
+        }
+        ToolOutput::error("cancelled while a worker ran this call; the worker was told to stop it")
+    }
+
     async fn await_job(
         &self,
         ctx: &ToolContext,
@@ -136,9 +155,7 @@ impl RemoteTool {
                 // another coordinator is seen at the next look. (Announcing
                 // every result would wake every waiting call for each.)
                 () = tokio::time::sleep(POLL) => {}
-                () = ctx.cancel.cancelled() => {
-                    return ToolOutput::error("cancelled while a worker ran this call");
-                }
+                () = ctx.cancel.cancelled() => return self.cancel(&job.id).await,
             }
             current = match store.tool_job(&job.id).await {
                 Ok(Some(r)) => r,

@@ -12,7 +12,7 @@ use cairn_core::{SandboxProfile, ToolOutput};
 use cairn_tools::sandbox::{Sandbox, SandboxPolicy};
 use cairn_tools::{ToolContext, ToolRegistry, Workspace};
 
-use crate::worker::JobRunner;
+use crate::worker::{JobControl, JobRunner};
 
 /// The tools a worker offers.
 pub const WORKER_TOOLS: &[&str] = &[
@@ -71,7 +71,7 @@ fn is_name(s: &str) -> bool {
 
 #[async_trait::async_trait]
 impl JobRunner for ToolRunner {
-    async fn run(&self, job: &ToolJob) -> ToolOutput {
+    async fn run(&self, job: &ToolJob, control: JobControl) -> ToolOutput {
         let Some(tool) = self.tools.get(&job.tool) else {
             return ToolOutput::error(format!(
                 "this worker does not offer the tool {:?}",
@@ -90,6 +90,8 @@ impl JobRunner for ToolRunner {
         let mut ctx = ToolContext::new(workspace.clone());
         ctx.output_limit = self.output_limit;
         ctx.run_id = Some(job.job.clone());
+        ctx.cancel = control.cancel;
+        ctx.progress = control.progress;
         ctx.sandbox = Sandbox {
             policy: self.policy.clone(),
             profile: job.sandbox,

@@ -210,8 +210,22 @@ async fn read_loop(
         match msg {
             WorkerMessage::Heartbeat { running } => {
                 let until = co.lease_until();
-                if let Err(e) = co.store.renew_tool_leases(&running, &co.id, until).await {
-                    tracing::warn!(node = %node.id, error = %e, "could not renew tool leases");
+                match co.store.renew_tool_leases(&running, &co.id, until).await {
+                    // Attempts that lost their jobs (cancelled, given up,
+                    // run again elsewhere) are stopped, not left to run.
+                    Ok(stale) => {
+                        for r in stale {
+                            let stop = CoordinatorMessage::Cancel {
+                                job: r.job,
+                                attempt: r.attempt,
+                            };
+                            // The writer is gone only when the connection is.
+                            let _sent = me.tx.send(stop).await;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(node = %node.id, error = %e, "could not renew tool leases");
+                    }
                 }
                 let revoked = match co.store.node_by_cert(&node.cert_sha256).await {
                     Ok(n) => n.is_none_or(|n| n.revoked_at.is_some()),
@@ -244,6 +258,16 @@ async fn read_loop(
                 if let Some(ack) = finished(co, me, job, attempt, output).await {
                     // The writer is gone only when the connection is.
                     let _sent = me.tx.send(ack).await;
+                }
+            }
+            WorkerMessage::Output {
+                job,
+                attempt,
+                chunk,
+            } => {
+                // Only from the attempt that holds the job over this link.
+                if lock(&me.inflight).get(&job) == Some(&attempt) {
+                    co.job_output(&job, &chunk);
                 }
             }
             WorkerMessage::Hello { .. } => return Err("hello twice".into()),

@@ -190,6 +190,16 @@ pub enum WorkerMessage {
         /// Jobs it runs now, or finished and not yet acknowledged.
         running: Vec<JobRef>,
     },
+    /// Output of a running job as it appears (best effort; `Done` carries
+    /// the complete result).
+    Output {
+        /// Job id.
+        job: String,
+        /// Attempt it runs under.
+        attempt: i64,
+        /// The text printed since the last chunk.
+        chunk: String,
+    },
     /// A job's result; `attempt` fences it.
     Done {
         /// Job id.
@@ -290,6 +300,8 @@ pub enum ToolJobStatus {
     Unknown,
     /// No worker took it before its deadline.
     Expired,
+    /// Its run was cancelled; the worker running it was told to stop.
+    Cancelled,
 }
 
 impl ToolJobStatus {
@@ -301,6 +313,7 @@ impl ToolJobStatus {
             ToolJobStatus::Done => "done",
             ToolJobStatus::Unknown => "unknown",
             ToolJobStatus::Expired => "expired",
+            ToolJobStatus::Cancelled => "cancelled",
         }
     }
 
@@ -312,6 +325,7 @@ impl ToolJobStatus {
             "done" => ToolJobStatus::Done,
             "unknown" => ToolJobStatus::Unknown,
             "expired" => ToolJobStatus::Expired,
+            "cancelled" => ToolJobStatus::Cancelled,
             _ => return None,
         })
     }
@@ -320,7 +334,10 @@ impl ToolJobStatus {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            ToolJobStatus::Done | ToolJobStatus::Unknown | ToolJobStatus::Expired
+            ToolJobStatus::Done
+                | ToolJobStatus::Unknown
+                | ToolJobStatus::Expired
+                | ToolJobStatus::Cancelled
         )
     }
 }

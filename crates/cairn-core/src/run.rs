@@ -130,6 +130,14 @@ pub enum RunEvent {
         #[cfg_attr(feature = "openapi", schema(value_type = Object))]
         input: serde_json::Value,
     },
+    /// Output of a running tool call as it appears (a command's stdout and
+    /// stderr). Best effort: chunks may be missing; the result is complete.
+    ToolOutput {
+        /// Call id.
+        id: String,
+        /// The text printed since the last chunk.
+        chunk: String,
+    },
     /// A tool call finished.
     ToolResult {
         /// Call id.

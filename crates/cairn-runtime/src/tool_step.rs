@@ -172,8 +172,9 @@ impl Runtime {
     /// Runs the calls of one model response in parallel. New calls have
     /// their intents journaled before any starts and each result as soon as
     /// it is known. Calls from before a restart: a journaled result is
-    /// reused; a started idempotent call re-runs; a started side-effecting
-    /// call is not re-run and reports an unknown outcome.
+    /// reused; a started idempotent or keyed call re-runs (a keyed tool makes
+    /// the repeat take effect once); a started side-effecting call is not
+    /// re-run and reports an unknown outcome.
     ///
     /// With `defer`, results are not committed here but returned, to commit
     /// with the results message or later (see `tool_step`).
@@ -223,6 +224,10 @@ impl Runtime {
                 Some(Prior::Started {
                     seq,
                     idempotent: false,
+                }) if tools.get(&call.name).is_some_and(|t| t.keyed()) => Plan::Run(*seq),
+                Some(Prior::Started {
+                    seq,
+                    idempotent: false,
                 }) => Plan::Unknown(*seq),
                 Some(Prior::Journaled { seq }) => Plan::Run(*seq),
                 None => Plan::Run(seq_of.remove(call.id.as_str()).unwrap_or(0)),
@@ -239,8 +244,10 @@ impl Runtime {
                             input: call.input.clone(),
                         });
                         let started = Instant::now();
-                        let ctx = ctx.for_call(format!("{}/{seq}", run.id));
-                        let out = invoke(tools, &ctx, call).await;
+                        let (progress, chunks) = cairn_tools::Progress::channel();
+                        let ctx = ctx.for_call(format!("{}/{seq}", run.id), Some(progress));
+                        let out =
+                            streamed(invoke(tools, &ctx, call), chunks, &call.id, events).await;
                         duration_ms = started.elapsed().as_millis() as u64;
                         (out, seq, false)
                     }
@@ -301,6 +308,34 @@ enum Plan {
 
 /// Runs one call, turning every kind of misuse into a tool error the model
 /// can read and correct.
+/// Runs a call, passing the output it streams on as events meanwhile.
+async fn streamed(
+    call: impl std::future::Future<Output = ToolOutput>,
+    mut chunks: tokio::sync::mpsc::Receiver<String>,
+    id: &str,
+    events: Events<'_>,
+) -> ToolOutput {
+    let emit = |chunk: String| {
+        events(RunEvent::ToolOutput {
+            id: id.to_string(),
+            chunk,
+        })
+    };
+    tokio::pin!(call);
+    let out = loop {
+        tokio::select! {
+            biased;
+            out = &mut call => break out,
+            Some(chunk) = chunks.recv() => emit(chunk),
+        }
+    };
+    // What was printed just before the end; nothing later is waited for.
+    while let Ok(chunk) = chunks.try_recv() {
+        emit(chunk);
+    }
+    out
+}
+
 async fn invoke(tools: &ToolRegistry, ctx: &ToolContext, call: &ToolCall) -> ToolOutput {
     let Some(tool) = tools.get(&call.name) else {
         return ToolOutput::error(format!(

@@ -229,6 +229,7 @@ impl Runtime {
                 env: agent.env.clone(),
             },
             call_key: None,
+            progress: None,
         };
         let turn = Turn {
             agent: &agent,

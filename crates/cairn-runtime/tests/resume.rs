@@ -2,7 +2,8 @@
 //! temporary store of each backend. A run left by a crash between a tool
 //! call's intent and its result resumes from the journal: a side-effecting
 //! call is not run again (the model is told its outcome is unknown), an
-//! idempotent one is.
+//! idempotent one is, and so is a keyed one (a cluster tool job), under the
+//! same key, so the tool itself makes the repeat take effect once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -200,6 +201,96 @@ async fn an_idempotent_call_runs_again(store: Store) {
     assert_eq!(results, 1);
 }
 
+/// Stands in for the cluster's placed tools: every call is recorded with
+/// its key, and a call whose key was seen before changes nothing.
+struct KeyedWrites(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+struct KeyedWrite {
+    spec: cairn_core::ToolSpec,
+    keys: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl cairn_tools::ToolPlacement for KeyedWrites {
+    fn place(&self, _agent: &AgentSpec, tools: &mut cairn_tools::ToolRegistry) {
+        let spec = tools.get("write_file").unwrap().spec();
+        tools.insert(std::sync::Arc::new(KeyedWrite {
+            spec,
+            keys: self.0.clone(),
+        }));
+    }
+}
+
+#[async_trait::async_trait]
+impl cairn_tools::Tool for KeyedWrite {
+    fn spec(&self) -> cairn_core::ToolSpec {
+        self.spec.clone()
+    }
+    fn idempotent(&self) -> bool {
+        false
+    }
+    fn keyed(&self) -> bool {
+        true
+    }
+    async fn call(
+        &self,
+        ctx: &cairn_tools::ToolContext,
+        _input: serde_json::Value,
+    ) -> cairn_core::ToolOutput {
+        let key = ctx.call_key.clone().unwrap_or_default();
+        self.keys.lock().unwrap().push(key.clone());
+        cairn_core::ToolOutput::ok(format!("job {key} done"))
+    }
+}
+
+async fn a_keyed_call_resumes_under_its_key(store: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeLlm::start();
+    let keys = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut rt = runtime(store, &fake, dir.path());
+    rt.placement = Some(std::sync::Arc::new(KeyedWrites(keys.clone())));
+    let run_id = crashed_during(
+        &rt,
+        "write_file",
+        serde_json::json!({"path": "a.txt", "content": "x"}),
+        false,
+    )
+    .await;
+    let intent_seq = rt
+        .store
+        .journal(&run_id)
+        .await
+        .unwrap()
+        .iter()
+        .find(|e| matches!(e.body, JournalPayload::ToolCall(_)))
+        .unwrap()
+        .seq;
+    fake.push([Reply::text("Written.")]);
+    let job = rt
+        .store
+        .claim_job(&[kinds::ADVANCE_RUN], 30_000)
+        .await
+        .unwrap()
+        .unwrap();
+    let agent = AgentSpec {
+        placement: Some(cairn_core::Placement::default()),
+        ..AgentSpec::default()
+    };
+    let done = rt
+        .drive(job, agent, &|_| {}, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(done.status, cairn_core::RunStatus::Completed, "{done:?}");
+    let key = format!("{run_id}/{intent_seq}");
+    assert_eq!(
+        *keys.lock().unwrap(),
+        vec![key.clone()],
+        "resumed once, under the intent's key"
+    );
+    let asked = fake.requests().pop().unwrap().body.to_string();
+    assert!(asked.contains(&format!("job {key} done")), "{asked}");
+    assert!(!asked.contains("outcome unknown"), "{asked}");
+}
+
 async fn sqlite_store(dir: &tempfile::TempDir) -> Store {
     Store::open_sqlite(&dir.path().join("cairn.db"))
         .await
@@ -236,4 +327,16 @@ async fn sqlite_an_idempotent_call_runs_again() {
 async fn postgres_an_idempotent_call_runs_again() {
     let db = TestDatabase::create().await;
     an_idempotent_call_runs_again(pg_store(&db).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_keyed_call_resumes_under_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    a_keyed_call_resumes_under_its_key(sqlite_store(&dir).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_keyed_call_resumes_under_its_key() {
+    let db = TestDatabase::create().await;
+    a_keyed_call_resumes_under_its_key(pg_store(&db).await).await;
 }

@@ -34,13 +34,19 @@ pub trait ToolJobStore: Send + Sync {
 
     /// Extends the leases of these attempts (the jobs a worker says it
     /// runs), taking them over for `owner` (the coordinator it is connected
-    /// to now); how many were still held.
+    /// to now); returns the attempts that no longer hold their jobs (given
+    /// up, cancelled, finished), which the worker should stop.
     async fn renew_tool_leases(
         &self,
         jobs: &[cairn_core::cluster::JobRef],
         owner: &str,
         until: i64,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<Vec<cairn_core::cluster::JobRef>, StoreError>;
+
+    /// Cancels a job not final yet (its run was cancelled): it is final as
+    /// `cancelled` and never dispatched again. The node and attempt that
+    /// held it, if a worker had it, so that worker can be told to stop.
+    async fn cancel_tool_job(&self, id: &str) -> Result<Option<(String, i64)>, StoreError>;
 
     /// Records the result of attempt `attempt`; `false` (nothing changes)
     /// if that attempt no longer holds the job.
@@ -74,6 +80,14 @@ pub(crate) fn unknown_output(why: &str) -> String {
     serde_json::to_string(&ToolOutput::error(format!(
         "outcome unknown: {why}; this call changes things, so it was not run again — check its effect before repeating it"
     )))
+    .unwrap_or_default()
+}
+
+/// What a cancelled job says.
+pub(crate) fn cancelled_output() -> String {
+    serde_json::to_string(&ToolOutput::error(
+        "cancelled: the run was cancelled while a worker had this call; the worker was told to stop it",
+    ))
     .unwrap_or_default()
 }
 

@@ -70,21 +70,17 @@ async fn run(ctx: &ToolContext, command: &str, timeout: Duration) -> ToolOutput 
     let flood = Arc::new(Notify::new());
     let max_output = ctx.sandbox.policy.limits.output_mb.saturating_mul(1 << 20) as usize;
     let mut readers = Vec::new();
+    let sink = Sink {
+        out: out.clone(),
+        max_output,
+        flood: flood.clone(),
+        progress: ctx.progress.clone(),
+    };
     if let Some(stdout) = confined.child.stdout.take() {
-        readers.push(tokio::spawn(drain(
-            stdout,
-            out.clone(),
-            max_output,
-            flood.clone(),
-        )));
+        readers.push(tokio::spawn(drain(stdout, sink.clone())));
     }
     if let Some(stderr) = confined.child.stderr.take() {
-        readers.push(tokio::spawn(drain(
-            stderr,
-            out.clone(),
-            max_output,
-            flood.clone(),
-        )));
+        readers.push(tokio::spawn(drain(stderr, sink)));
     }
     let end = tokio::select! {
         s = confined.child.wait() => End::Exited(s),
@@ -149,27 +145,37 @@ fn report(end: End, timeout: Duration, max_output: usize, text: String) -> ToolO
     }
 }
 
-async fn drain(
-    mut pipe: impl tokio::io::AsyncRead + Unpin,
+/// Where a command's output goes: the capped copy for the result, the
+/// flood alarm, and the live stream when someone watches.
+#[derive(Clone)]
+struct Sink {
     out: Arc<Mutex<CappedOutput>>,
     max_output: usize,
     flood: Arc<Notify>,
-) {
+    progress: Option<crate::Progress>,
+}
+
+async fn drain(mut pipe: impl tokio::io::AsyncRead + Unpin, sink: Sink) {
     let mut buf = vec![0u8; 64 * 1024];
+    let mut text = crate::Utf8Chunks::default();
+    let mut streaming = sink.progress.is_some();
     loop {
         match pipe.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                let total = match out.lock() {
+                let total = match sink.out.lock() {
                     Ok(mut o) => {
                         o.push(&buf[..n]);
                         o.total()
                     }
                     Err(_) => break,
                 };
-                if max_output > 0 && total > max_output {
-                    flood.notify_one();
+                if sink.max_output > 0 && total > sink.max_output {
+                    sink.flood.notify_one();
                     break;
+                }
+                if streaming && let Some(p) = &sink.progress {
+                    streaming = p.send(&text.push(&buf[..n]));
                 }
             }
         }

@@ -21,6 +21,7 @@ mod files;
 mod http_fetch;
 mod memory;
 pub mod net_guard;
+mod progress;
 mod registry;
 pub mod sandbox;
 mod schedule;
@@ -31,6 +32,7 @@ use cairn_core::{ToolOutput, ToolSpec};
 use tokio_util::sync::CancellationToken;
 
 pub use cap::CappedOutput;
+pub use progress::{Progress, Utf8Chunks};
 pub use registry::{BUILTIN_TOOLS, ToolRegistry, UnknownTool};
 pub use workspace::Workspace;
 
@@ -63,6 +65,8 @@ pub struct ToolContext {
     /// seq>`): a call re-run after a crash has the same key, so a tool can
     /// make its effect happen once (remote jobs, idempotency keys).
     pub call_key: Option<String>,
+    /// Where the call's output goes as it appears (commands stream theirs).
+    pub progress: Option<Progress>,
 }
 
 impl ToolContext {
@@ -82,13 +86,15 @@ impl ToolContext {
             store: None,
             sandbox: Default::default(),
             call_key: None,
+            progress: None,
         }
     }
 
-    /// This context for the call with `key`.
-    pub fn for_call(&self, key: String) -> ToolContext {
+    /// This context for the call with `key`, streaming to `progress`.
+    pub fn for_call(&self, key: String, progress: Option<Progress>) -> ToolContext {
         ToolContext {
             call_key: Some(key),
+            progress,
             ..self.clone()
         }
     }
@@ -128,6 +134,9 @@ impl Tool for Unplaced {
     fn idempotent(&self) -> bool {
         self.0.idempotent()
     }
+    fn keyed(&self) -> bool {
+        self.0.keyed()
+    }
     async fn call(&self, _ctx: &ToolContext, _input: serde_json::Value) -> ToolOutput {
         ToolOutput::error(
             "this agent's placement sends this tool to cluster workers, but this server is not a coordinator (cairn serve --role coordinator); it was not run here",
@@ -144,6 +153,13 @@ pub trait Tool: Send + Sync {
     /// Whether running it twice has the same effect as once. Only idempotent
     /// calls are re-run after a crash interrupted them.
     fn idempotent(&self) -> bool;
+
+    /// Whether a call repeated with the same `call_key` takes effect once
+    /// (the key names the effect, as a cluster tool job's id does). Such a
+    /// call is resumed after a crash even when it is not idempotent.
+    fn keyed(&self) -> bool {
+        false
+    }
 
     /// Runs the call. Failures are results (`is_error`), for the model to read.
     async fn call(&self, ctx: &ToolContext, input: serde_json::Value) -> ToolOutput;

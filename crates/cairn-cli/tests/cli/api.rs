@@ -98,6 +98,40 @@ impl Api {
         out
     }
 
+    /// Posts a message asking for SSE and hands each event to `on_event` as
+    /// it arrives (so a test can act while the run works); returns them all.
+    pub async fn post_sse_live(
+        &self,
+        session: &str,
+        content: &str,
+        mut on_event: impl FnMut(&str, &Value),
+    ) -> Vec<(String, Value)> {
+        let mut r = self
+            .http
+            .post(format!("{}/api/v1/sessions/{session}/messages", self.url))
+            .header("accept", "text/event-stream")
+            .json(&json!({"content": content}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let mut parser = cairn_llm::sse::SseParser::default();
+        let mut out = Vec::new();
+        while let Some(bytes) = tokio::time::timeout(Duration::from_secs(60), r.chunk())
+            .await
+            .expect("the event stream went silent for 60 s")
+            .unwrap()
+        {
+            parser.push(&bytes);
+            while let Some(ev) = parser.next_event().unwrap() {
+                let data: Value = serde_json::from_str(&ev.data).unwrap();
+                on_event(&ev.event, &data);
+                out.push((ev.event, data));
+            }
+        }
+        out
+    }
+
     pub async fn session(&self, id: &str) {
         let (status, body) = self.post("/api/v1/sessions", json!({"id": id})).await;
         assert!(status == 201 || status == 200, "{status} {body}");

@@ -184,14 +184,13 @@ async fn a_coordinator_killed_mid_run_is_replaced_by_another() {
     let took = killed.elapsed();
     assert_eq!(done["run"]["status"], "completed", "{done}");
     assert_eq!(done["run"]["output"], "answered after failover", "{done}");
-    // Lease 2 s, renewed every third of it, recovery every 333 ms: the
-    // lease runs out 1.33-2 s after the kill, and the run resumes within
-    // lease + 5 s. Sooner than that would mean A was seen dying locally.
+    // Lease 2 s, renewed every third of it: the lease runs out 1.33-2 s
+    // after the kill. Sooner would mean A was seen dying locally. (How soon
+    // after that B resumes is a figure, not an assertion: see the bench.)
     assert!(
         took >= Duration::from_millis(1_200),
         "resumed before A's lease ran out ({took:?}): was A seen as a local process?"
     );
-    assert!(took < Duration::from_secs(7), "resumed after {took:?}");
     eprintln!("failover: resumed and finished {took:?} after the kill (lease 2 s)");
 
     // The worker went on to the coordinator left.

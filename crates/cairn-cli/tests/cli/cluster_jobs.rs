@@ -100,8 +100,15 @@ async fn placed_tools_run_on_a_worker_with_the_labels_and_wait_for_one() {
         .path()
         .join("worker-workspaces/named/docs/hello.txt");
     assert_eq!(
-        std::fs::read_to_string(&on_worker).unwrap(),
-        "written on the eu worker"
+        std::fs::read_to_string(&on_worker).ok().as_deref(),
+        Some("written on the eu worker"),
+        "jobs: {:?}\nmodel saw: {:?}\ncoordinator:\n{}",
+        cluster_jobs(&h),
+        fake.requests()
+            .iter()
+            .map(|r| r.message_texts())
+            .collect::<Vec<_>>(),
+        server.log()
     );
     assert!(!h.workspace().join("hello.txt").exists());
     assert!(!us_home.path().join("worker-workspaces").exists());

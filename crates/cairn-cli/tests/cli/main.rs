@@ -9,6 +9,7 @@ mod cluster;
 mod cluster_batch;
 mod cluster_faults;
 mod cluster_jobs;
+mod cluster_live;
 mod compaction;
 mod concurrency;
 mod config_errors;

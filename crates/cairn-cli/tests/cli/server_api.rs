@@ -435,3 +435,59 @@ async fn without_a_provider_the_server_starts_and_says_what_to_set() {
         "{run}"
     );
 }
+
+/// A command that prints a line, then waits until the file `go` appears in
+/// its workspace (made by the test on seeing that line), then prints more:
+/// it finishes only if its output reached the watcher while it ran.
+pub const WAITS_FOR_ITS_WATCHER: &str = "echo first-line; i=0; while [ ! -e go ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; [ -e go ] && echo second-line";
+
+/// The streamed output of a run's events, and whether every chunk came
+/// before the call's result.
+pub fn streamed_output(events: &[(String, serde_json::Value)]) -> (String, bool) {
+    let mut text = String::new();
+    let mut result_seen = false;
+    let mut in_order = true;
+    for (kind, data) in events {
+        match kind.as_str() {
+            "tool_output" => {
+                in_order &= !result_seen;
+                text.push_str(data["chunk"].as_str().unwrap());
+            }
+            "tool_result" => result_seen = true,
+            _ => {}
+        }
+    }
+    (text, in_order)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_streams_its_output_while_it_runs() {
+    let h = home();
+    let fake = FakeLlm::start();
+    let server = start(&h, &fake);
+    let api = Api::new(&server);
+    api.session("s1").await;
+    fake.push([
+        Reply::tool("exec", json!({"command": WAITS_FOR_ITS_WATCHER})),
+        Reply::text("done"),
+    ]);
+    let go = h.workspace().join("go");
+    let events = api
+        .post_sse_live("s1", "run it", |kind, data| {
+            if kind == "tool_output" && data["chunk"].as_str().unwrap().contains("first-line") {
+                std::fs::write(&go, "").unwrap();
+            }
+        })
+        .await;
+    let (streamed, in_order) = streamed_output(&events);
+    assert!(in_order, "{events:?}");
+    assert!(
+        streamed.contains("first-line") && streamed.contains("second-line"),
+        "{streamed:?}"
+    );
+    let told = fake.requests()[1].message_texts().join("\n");
+    assert!(
+        told.contains("exit code: 0") && told.contains("second-line"),
+        "the command saw its watcher act: {told}"
+    );
+}

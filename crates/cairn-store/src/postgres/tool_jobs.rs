@@ -84,12 +84,12 @@ impl ToolJobStore for PgStore {
         jobs: &[cairn_core::cluster::JobRef],
         owner: &str,
         until: i64,
-    ) -> Result<u64, StoreError> {
-        let mut renewed = 0;
+    ) -> Result<Vec<cairn_core::cluster::JobRef>, StoreError> {
+        let mut stale = Vec::new();
         // A worker runs a handful of jobs: one statement each is cheaper
         // than building an array parameter both backends accept.
         for j in jobs {
-            renewed += sqlx::query(
+            let held = sqlx::query(
                 "UPDATE tool_jobs SET lease_until = $1, lease_owner = $2
                  WHERE id = $3 AND attempt = $4 AND status = 'leased'",
             )
@@ -100,8 +100,11 @@ impl ToolJobStore for PgStore {
             .execute(&self.pool)
             .await?
             .rows_affected();
+            if held == 0 {
+                stale.push(j.clone());
+            }
         }
-        Ok(renewed)
+        Ok(stale)
     }
 
     async fn finish_tool_job(
@@ -185,9 +188,23 @@ impl ToolJobStore for PgStore {
         Ok(lost + expired)
     }
 
+    async fn cancel_tool_job(&self, id: &str) -> Result<Option<(String, i64)>, StoreError> {
+        let row: Option<(Option<String>, i64)> = sqlx::query_as(
+            "UPDATE tool_jobs SET status = 'cancelled', output = $1, finished_at = $2,
+                 lease_owner = NULL, lease_until = NULL
+             WHERE id = $3 AND status IN ('ready', 'leased') RETURNING node, attempt",
+        )
+        .bind(cancelled_output())
+        .bind(now_ms())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.and_then(|(node, attempt)| node.map(|n| (n, attempt))))
+    }
+
     async fn list_tool_jobs(&self, limit: i64) -> Result<Vec<ToolJobRecord>, StoreError> {
         let rows: Vec<ToolJobRow> = sqlx::query_as(select_tool_jobs!(
-            "ORDER BY status IN ('done', 'unknown', 'expired'), coalesce(finished_at, created_at) DESC
+            "ORDER BY status IN ('done', 'unknown', 'expired', 'cancelled'), coalesce(finished_at, created_at) DESC
              LIMIT $1"
         ))
         .bind(limit)

@@ -84,13 +84,13 @@ impl ToolJobStore for SqliteStore {
         jobs: &[cairn_core::cluster::JobRef],
         owner: &str,
         until: i64,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Vec<cairn_core::cluster::JobRef>, StoreError> {
         let _writing = self.lock_writes().await;
-        let mut renewed = 0;
+        let mut stale = Vec::new();
         // A worker runs a handful of jobs: one statement each is cheaper
         // than building an array parameter both backends accept.
         for j in jobs {
-            renewed += sqlx::query(
+            let held = sqlx::query(
                 "UPDATE tool_jobs SET lease_until = ?, lease_owner = ?
                  WHERE id = ? AND attempt = ? AND status = 'leased'",
             )
@@ -101,8 +101,11 @@ impl ToolJobStore for SqliteStore {
             .execute(&self.writer)
             .await?
             .rows_affected();
+            if held == 0 {
+                stale.push(j.clone());
+            }
         }
-        Ok(renewed)
+        Ok(stale)
     }
 
     async fn finish_tool_job(
@@ -182,9 +185,24 @@ impl ToolJobStore for SqliteStore {
         Ok(lost + expired)
     }
 
+    async fn cancel_tool_job(&self, id: &str) -> Result<Option<(String, i64)>, StoreError> {
+        let _writing = self.lock_writes().await;
+        let row: Option<(Option<String>, i64)> = sqlx::query_as(
+            "UPDATE tool_jobs SET status = 'cancelled', output = ?, finished_at = ?,
+                 lease_owner = NULL, lease_until = NULL
+             WHERE id = ? AND status IN ('ready', 'leased') RETURNING node, attempt",
+        )
+        .bind(cancelled_output())
+        .bind(now_ms())
+        .bind(id)
+        .fetch_optional(&self.writer)
+        .await?;
+        Ok(row.and_then(|(node, attempt)| node.map(|n| (n, attempt))))
+    }
+
     async fn list_tool_jobs(&self, limit: i64) -> Result<Vec<ToolJobRecord>, StoreError> {
         let rows: Vec<ToolJobRow> = sqlx::query_as(select_tool_jobs!(
-            "ORDER BY status IN ('done', 'unknown', 'expired'), coalesce(finished_at, created_at) DESC
+            "ORDER BY status IN ('done', 'unknown', 'expired', 'cancelled'), coalesce(finished_at, created_at) DESC
              LIMIT ?"
         ))
         .bind(limit)

@@ -1,7 +1,7 @@
 //! Tool jobs: one submission per call even when a resumed run submits
 //! again, one lease per attempt, late results fenced off, a lost worker's
 //! idempotent job ready again and a side-effecting one `unknown`, expired
-//! leases and deadlines.
+//! leases and deadlines, cancelled jobs final and their worker named.
 
 use cairn_core::ToolOutput;
 use cairn_core::cluster::{Labels, NewToolJob, ToolJobStatus};
@@ -12,7 +12,8 @@ use crate::{Harness, both};
 
 both!(
     a_tool_job_is_leased_once_and_late_results_are_fenced,
-    lost_and_expired_tool_jobs
+    lost_and_expired_tool_jobs,
+    a_cancelled_tool_job_is_final_and_names_its_worker
 );
 
 fn job(id: &str, idempotent: bool) -> NewToolJob {
@@ -73,10 +74,11 @@ async fn a_tool_job_is_leased_once_and_late_results_are_fenced<H: Harness>(h: H)
         attempt: 1,
     };
     assert_eq!(
-        b.renew_tool_leases(&[held, stale], "coord-b", until + 1)
+        b.renew_tool_leases(&[held, stale.clone()], "coord-b", until + 1)
             .await
             .unwrap(),
-        1
+        vec![stale],
+        "the attempt that lost the job is named, for its worker to stop"
     );
     // The first worker's late result is refused; the second's lands once.
     let late = ToolOutput::ok("late");
@@ -158,4 +160,68 @@ async fn lost_and_expired_tool_jobs<H: Harness>(h: H) {
     assert_eq!(status("nobody").await, ToolJobStatus::Expired);
     let listed = s.list_tool_jobs(10).await.unwrap();
     assert_eq!(listed[0].status, ToolJobStatus::Ready, "live jobs first");
+}
+
+async fn a_cancelled_tool_job_is_final_and_names_its_worker<H: Harness>(h: H) {
+    let s = h.open().await;
+    s.submit_tool_job(&job("waiting", false)).await.unwrap();
+    assert_eq!(
+        s.cancel_tool_job("waiting").await.unwrap(),
+        None,
+        "no worker had it"
+    );
+    assert!(
+        s.ready_tool_jobs(10).await.unwrap().is_empty(),
+        "never sent"
+    );
+    let until = now_ms() + 30_000;
+    assert_eq!(
+        s.lease_tool_job("waiting", "n", "c", until).await.unwrap(),
+        None
+    );
+
+    s.submit_tool_job(&job("running", false)).await.unwrap();
+    s.lease_tool_job("running", "node_a", "c", until)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.cancel_tool_job("running").await.unwrap(),
+        Some(("node_a".to_string(), 1)),
+        "the worker running it, to be told to stop"
+    );
+    assert_eq!(s.cancel_tool_job("running").await.unwrap(), None, "once");
+    let job_ref = cairn_core::cluster::JobRef {
+        job: "running".into(),
+        attempt: 1,
+    };
+    assert_eq!(
+        s.renew_tool_leases(std::slice::from_ref(&job_ref), "c", until)
+            .await
+            .unwrap(),
+        vec![job_ref],
+        "its heartbeat hears it again"
+    );
+    assert!(
+        !s.finish_tool_job("running", 1, &ToolOutput::ok("late"))
+            .await
+            .unwrap(),
+        "its result is refused"
+    );
+    let cancelled = s.tool_job("running").await.unwrap().unwrap();
+    assert_eq!(cancelled.status, ToolJobStatus::Cancelled);
+    assert!(cancelled.status.is_final());
+    let out = cancelled.output.unwrap();
+    assert!(out.is_error && out.content.contains("cancelled"), "{out:?}");
+
+    // A finished job stays finished.
+    s.submit_tool_job(&job("finished", false)).await.unwrap();
+    s.lease_tool_job("finished", "n", "c", until).await.unwrap();
+    s.finish_tool_job("finished", 1, &ToolOutput::ok("hi"))
+        .await
+        .unwrap();
+    assert_eq!(s.cancel_tool_job("finished").await.unwrap(), None);
+    assert_eq!(
+        s.tool_job("finished").await.unwrap().unwrap().status,
+        ToolJobStatus::Done
+    );
 }
