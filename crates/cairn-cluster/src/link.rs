@@ -73,15 +73,23 @@ pub(crate) fn mailbox() -> (Outbox, Inbox) {
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
 
+/// How long dialling (TCP, TLS and the WebSocket upgrade) may take.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Dials `url`. Bounded as a whole: a link that takes the connection but
+/// passes nothing (a half-dead path, a cut mid-handshake) must not hold
+/// the worker forever.
 async fn dial(url: &str, tls: Arc<rustls::ClientConfig>) -> Result<Ws, Lost> {
+    tokio::time::timeout(DIAL_TIMEOUT, handshake(url, tls))
+        .await
+        .map_err(|_| Lost::Retry(format!("no answer within {DIAL_TIMEOUT:?}")))?
+}
+
+async fn handshake(url: &str, tls: Arc<rustls::ClientConfig>) -> Result<Ws, Lost> {
     let (host, port) = host_port(url).map_err(Lost::Fatal)?;
-    let tcp = tokio::time::timeout(
-        Duration::from_secs(10),
-        TcpStream::connect((host.as_str(), port)),
-    )
-    .await
-    .map_err(|_| Lost::Retry("connect timed out".into()))?
-    .map_err(|e| Lost::Retry(e.to_string()))?;
+    let tcp = TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| Lost::Retry(e.to_string()))?;
     // Small frames both ways: latency matters more than packing.
     tcp.set_nodelay(true)
         .map_err(|e| Lost::Retry(e.to_string()))?;

@@ -7,6 +7,7 @@
 mod cli;
 mod fake_llm;
 mod fake_platforms;
+mod link;
 mod postgres;
 mod process;
 mod python;
@@ -19,6 +20,7 @@ pub use fake_llm::{FAKE_EMBEDDING_DIMS, FakeLlm, RecordedRequest, Reply, fake_pr
 pub use fake_platforms::{
     Failure, FakeSlack, FakeTelegram, hmac_hex, slack_signature, webhook_signature,
 };
+pub use link::Link;
 pub use postgres::{TestDatabase, admin_url as postgres_admin_url};
 pub use process::LoggedProcess;
 pub use python::{minilm_model_dir, mpnet_model_dir, test_python};

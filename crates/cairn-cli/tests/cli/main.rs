@@ -7,6 +7,7 @@ mod browser_guard;
 mod channels;
 mod cluster;
 mod cluster_batch;
+mod cluster_cutoff;
 mod cluster_faults;
 mod cluster_jobs;
 mod cluster_live;
