@@ -80,19 +80,27 @@ impl Heartbeat {
     }
 
     /// Keeps a job lease alive; if the lease is lost (another process took
-    /// the job over after it expired), fires `on_lost` so two never write.
+    /// the job over after it expired), fires `on_lost` so two never write;
+    /// if the run was cancelled through another process, fires `on_cancel`.
     pub fn job(
         store: Store,
         job: cairn_store::Job,
         lease_ms: i64,
         on_lost: CancellationToken,
+        on_cancel: CancellationToken,
     ) -> Heartbeat {
         Heartbeat::start(lease_ms, move || {
-            let (store, job, on_lost) = (store.clone(), job.clone(), on_lost.clone());
+            let (store, job) = (store.clone(), job.clone());
+            let (on_lost, on_cancel) = (on_lost.clone(), on_cancel.clone());
             async move {
                 match store.heartbeat_job(&job, lease_ms).await {
-                    Ok(true) => true,
-                    Ok(false) => {
+                    Ok(cairn_store::Beat::Held) => true,
+                    Ok(cairn_store::Beat::CancelRequested) => {
+                        tracing::info!(job = %job.id, "the run was cancelled through another server");
+                        on_cancel.cancel();
+                        true
+                    }
+                    Ok(cairn_store::Beat::Lost) => {
                         tracing::warn!(job = %job.id, "job lease lost; stopping this driver");
                         on_lost.cancel();
                         false

@@ -163,6 +163,7 @@ impl Runtime {
             job.clone(),
             self.job_lease_ms,
             cancel.clone(),
+            cancel.clone(),
         );
 
         let ws_dir = self.workspaces.join(&agent.name);

@@ -39,7 +39,7 @@ pub use memories::{
 };
 pub use owner::{is_dead_local, this_process};
 pub use postgres::{PgSettings, PgStore};
-pub use queue::{Failed, Job, JobQueue, NewJob, Retry, kinds};
+pub use queue::{Beat, Failed, Job, JobQueue, NewJob, Retry, kinds};
 pub use runs::{RunProgress, RunStore};
 pub use schedules::{ScheduleFire, ScheduleStore};
 pub use sessions::{SessionContext, SessionLease, SessionStore};

@@ -93,6 +93,17 @@ pub enum Failed {
     Fenced,
 }
 
+/// What a lease renewal found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Beat {
+    /// Still held; carry on.
+    Held,
+    /// Held, and the run was asked to cancel.
+    CancelRequested,
+    /// Lost: it expired and another process took the job.
+    Lost,
+}
+
 /// JobQueue: see the module documentation.
 #[async_trait]
 pub trait JobQueue: Send + Sync {
@@ -132,8 +143,13 @@ pub trait JobQueue: Send + Sync {
         lease_ms: i64,
     ) -> Result<Option<Job>, StoreError>;
 
-    /// Extends a lease. `false` if the lease was lost (expired and re-claimed).
-    async fn heartbeat_job(&self, job: &Job, lease_ms: i64) -> Result<bool, StoreError>;
+    /// Extends a lease, and says whether it is still held and whether the
+    /// run was asked to cancel meanwhile (through another process).
+    async fn heartbeat_job(&self, job: &Job, lease_ms: i64) -> Result<Beat, StoreError>;
+
+    /// Asks whoever drives `run_id` to cancel it, at its next lease
+    /// renewal; `false` if no process holds the run's job.
+    async fn request_run_cancel(&self, run_id: &str) -> Result<bool, StoreError>;
 
     /// Finishes a job: it leaves the table. `false` (and nothing changes) if
     /// this claim was fenced off by a newer attempt.

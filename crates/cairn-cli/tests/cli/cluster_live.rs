@@ -1,6 +1,7 @@
 //! A worker's command seen and steered from the run: its output streams to
 //! the run's watchers while it runs, and cancelling the run stops it on
-//! the worker (the job is final as `cancelled`, its late result refused).
+//! the worker (the job is final as `cancelled`, its late result refused),
+//! and through any coordinator, not only the one driving the run.
 
 use std::time::Duration;
 
@@ -100,4 +101,58 @@ async fn a_workers_command_streams_its_output_and_stops_when_the_run_is_cancelle
     assert!(!docs.join("effects.txt").exists(), "the effect never came");
     assert_eq!(fake.requests().len(), 3, "the model was not asked again");
     assert!(worker.log().contains("connected to"), "{}", worker.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_is_cancelled_through_any_coordinator() {
+    let db = cairn_testkit::TestDatabase::create().await;
+    let fake = FakeLlm::start();
+    // Renewed every second: the request is seen within one.
+    let lease = "[server]\nlease_ms = 3000\n";
+    let a_home = home();
+    let a = coordinator_in(&a_home, Some(db.url()), lease, a_home.anthropic(&fake));
+    let b_home = home();
+    crate::cluster::copy_dir(
+        &a_home.path().join("cluster"),
+        &b_home.path().join("cluster"),
+    );
+    let b = coordinator_in(&b_home, Some(db.url()), lease, b_home.anthropic(&fake));
+    fake.push([Reply::Delayed(
+        Duration::from_secs(60),
+        Box::new(Reply::text("too late")),
+    )]);
+    let api_a = Api::tls(&a, &ca_sha256(&a_home));
+    api_a.session("s1").await;
+    let (status, body) = api_a
+        .post(
+            "/api/v1/sessions/s1/messages",
+            json!({"content": "think long"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let run_id = body["id"].as_str().unwrap().to_string();
+    wait_until("A's model call", Duration::from_secs(20), || {
+        fake.requests().len() == 1
+    });
+
+    let api_b = Api::tls(&b, &ca_sha256(&b_home));
+    let (status, body) = api_b
+        .post(&format!("/api/v1/runs/{run_id}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let done = api_b.wait_run(&run_id, Duration::from_secs(30)).await;
+    assert_eq!(done["run"]["status"], "cancelled", "{done}");
+    // A drove it to the end: B only asked.
+    assert!(
+        done["run"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled during a model call"),
+        "{done}"
+    );
+    assert_eq!(fake.requests().len(), 1, "{}", a.log());
+    let (status, body) = api_b
+        .post(&format!("/api/v1/runs/{run_id}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, 409, "a finished run is not cancelled again: {body}");
 }

@@ -329,13 +329,21 @@ pub async fn cancel_run(
             } else {
                 // Claimed by an executor just now: its cancel switch exists soon.
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                if let Some(t) = state
+                let local = state
                     .cancels
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .get(&run.id)
-                {
-                    t.cancel();
+                    .cloned();
+                match local {
+                    Some(t) => t.cancel(),
+                    // Driven by another server on the same database: it
+                    // sees the request at its next lease renewal.
+                    None => {
+                        if !state.rt.store.request_run_cancel(&run.id).await? {
+                            tracing::info!(run = %run.id, "cancel: no process holds the run; it ended or waits to be resumed");
+                        }
+                    }
                 }
             }
         }

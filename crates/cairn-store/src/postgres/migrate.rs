@@ -61,6 +61,10 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
         15,
         include_str!("../../migrations/postgres/0015_memory_terms.sql"),
     ),
+    (
+        16,
+        include_str!("../../migrations/postgres/0016_cancel_requests.sql"),
+    ),
 ];
 
 pub(crate) async fn current_version(pool: &PgPool) -> Result<i64, StoreError> {

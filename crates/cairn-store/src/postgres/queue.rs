@@ -205,16 +205,31 @@ impl JobQueue for PgStore {
         row.map(job_from_row).transpose()
     }
 
-    async fn heartbeat_job(&self, job: &Job, lease_ms: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE jobs SET lease_until = $1 WHERE id = $2 AND attempt = $3 AND status = 'leased'",
+    async fn heartbeat_job(&self, job: &Job, lease_ms: i64) -> Result<Beat, StoreError> {
+        let cancel: Option<bool> = sqlx::query_scalar(
+            "UPDATE jobs SET lease_until = $1 WHERE id = $2 AND attempt = $3 AND status = 'leased'
+             RETURNING cancel_requested",
         )
         .bind(now_ms() + lease_ms)
         .bind(&job.id)
         .bind(job.attempt)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match cancel {
+            None => Beat::Lost,
+            Some(true) => Beat::CancelRequested,
+            Some(false) => Beat::Held,
+        })
+    }
+
+    async fn request_run_cancel(&self, run_id: &str) -> Result<bool, StoreError> {
+        let asked = sqlx::query(
+            "UPDATE jobs SET cancel_requested = TRUE WHERE run_id = $1 AND status = 'leased'",
+        )
+        .bind(run_id)
         .execute(&self.pool)
         .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(asked.rows_affected() > 0)
     }
 
     async fn complete_job(&self, job: &Job) -> Result<bool, StoreError> {

@@ -50,6 +50,10 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
         15,
         include_str!("../../migrations/sqlite/0015_memory_terms.sql"),
     ),
+    (
+        16,
+        include_str!("../../migrations/sqlite/0016_cancel_requests.sql"),
+    ),
 ];
 
 pub(crate) async fn current_version(pool: &SqlitePool) -> Result<i64, StoreError> {

@@ -125,17 +125,33 @@ impl JobQueue for SqliteStore {
         row.map(job_from_row).transpose()
     }
 
-    async fn heartbeat_job(&self, job: &Job, lease_ms: i64) -> Result<bool, StoreError> {
+    async fn heartbeat_job(&self, job: &Job, lease_ms: i64) -> Result<Beat, StoreError> {
         let _writing = self.lock_writes().await;
-        let done = sqlx::query(
-            "UPDATE jobs SET lease_until = ? WHERE id = ? AND attempt = ? AND status = 'leased'",
+        let cancel: Option<bool> = sqlx::query_scalar(
+            "UPDATE jobs SET lease_until = ? WHERE id = ? AND attempt = ? AND status = 'leased'
+             RETURNING cancel_requested",
         )
         .bind(now_ms() + lease_ms)
         .bind(&job.id)
         .bind(job.attempt)
+        .fetch_optional(&self.writer)
+        .await?;
+        Ok(match cancel {
+            None => Beat::Lost,
+            Some(true) => Beat::CancelRequested,
+            Some(false) => Beat::Held,
+        })
+    }
+
+    async fn request_run_cancel(&self, run_id: &str) -> Result<bool, StoreError> {
+        let _writing = self.lock_writes().await;
+        let asked = sqlx::query(
+            "UPDATE jobs SET cancel_requested = 1 WHERE run_id = ? AND status = 'leased'",
+        )
+        .bind(run_id)
         .execute(&self.writer)
         .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(asked.rows_affected() > 0)
     }
 
     async fn complete_job(&self, job: &Job) -> Result<bool, StoreError> {

@@ -123,6 +123,7 @@ pub const TABLES: &[Table] = &[
             ("dedup_key", Text),
             ("created_at", Int),
             ("last_error", Text),
+            ("cancel_requested", Bool),
         ],
     },
     Table {

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use cairn_store::{Failed, JobQueue, NewJob, Retry};
+use cairn_store::{Beat, Failed, JobQueue, NewJob, Retry};
 
 use crate::{Harness, both};
 
@@ -95,7 +95,7 @@ async fn an_expired_lease_is_taken_over_and_the_old_claim_is_fenced<H: Harness>(
     assert_eq!(second.id, first.id);
     assert_eq!(second.attempt, first.attempt + 1);
     // The first holder wakes up late: every write of its claim is refused.
-    assert!(!a.heartbeat_job(&first, 30_000).await.unwrap());
+    assert_eq!(a.heartbeat_job(&first, 30_000).await.unwrap(), Beat::Lost);
     assert!(!a.complete_job(&first).await.unwrap());
     assert_eq!(
         a.fail_job(&first, "late", &Retry::default()).await.unwrap(),
@@ -106,9 +106,29 @@ async fn an_expired_lease_is_taken_over_and_the_old_claim_is_fenced<H: Harness>(
         a.claim_job(&["k"], 30_000).await.unwrap().is_none(),
         "release was fenced too"
     );
-    assert!(b.heartbeat_job(&second, 30_000).await.unwrap());
+    assert_eq!(b.heartbeat_job(&second, 30_000).await.unwrap(), Beat::Held);
     assert!(b.complete_job(&second).await.unwrap());
     assert!(!b.complete_job(&second).await.unwrap(), "completes once");
+
+    // A cancel asked through another process reaches the holder's renewal.
+    let of_run = NewJob {
+        run_id: Some("run_x".into()),
+        ..job("k", 0, 0)
+    };
+    a.enqueue(of_run).await.unwrap();
+    assert!(
+        !b.request_run_cancel("run_x").await.unwrap(),
+        "nobody holds it yet"
+    );
+    let held = a.claim_job(&["k"], 30_000).await.unwrap().unwrap();
+    assert_eq!(a.heartbeat_job(&held, 30_000).await.unwrap(), Beat::Held);
+    assert!(b.request_run_cancel("run_x").await.unwrap());
+    assert!(!b.request_run_cancel("run_unknown").await.unwrap());
+    assert_eq!(
+        a.heartbeat_job(&held, 30_000).await.unwrap(),
+        Beat::CancelRequested
+    );
+    assert!(a.complete_job(&held).await.unwrap());
 }
 
 async fn failures_back_off_then_become_dead_letters<H: Harness>(h: H) {
