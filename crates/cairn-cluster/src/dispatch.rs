@@ -5,12 +5,19 @@
 //! deadline.
 //! Jobs no connected worker can take stay ready (visible in `cairn cluster
 //! jobs`) until a worker comes or their deadline passes.
+//!
+//! A call in a named workspace goes where the run's earlier calls in that
+//! workspace went (the files it expects are there): it waits for that node
+//! while the node is up, here or on another coordinator, and goes to any
+//! fitting worker once the node is down.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_core::cluster::{CoordinatorMessage, ToolJob, ToolJobRecord};
 use cairn_core::now_ms;
+use cairn_store::ReadyToolJob;
 
 use crate::coordinator::{Connected, Coordinator, lock};
 
@@ -71,6 +78,83 @@ async fn upkeep(co: &Arc<Coordinator>) {
     }
 }
 
+/// Where a ready job goes in this pass.
+enum Choice<'a> {
+    /// To this worker, connected here.
+    To(&'a Connected),
+    /// Nowhere yet (no room, or its workspace's node is elsewhere).
+    Wait,
+}
+
+/// One dispatch pass's memory: where each run's named workspaces went,
+/// and which nodes are up on other coordinators (read once, if needed).
+#[derive(Default)]
+struct Pass {
+    homes: HashMap<(String, String), String>,
+    up: Option<HashSet<String>>,
+}
+
+impl Pass {
+    fn key(job: &ToolJobRecord) -> Option<(String, String)> {
+        let ws = job.job.workspace.clone()?;
+        Some((job.job.run_id.clone(), ws))
+    }
+
+    async fn choose<'a>(
+        &mut self,
+        co: &Coordinator,
+        workers: &'a [Connected],
+        ready: &ReadyToolJob,
+    ) -> Result<Choice<'a>, cairn_store::StoreError> {
+        let home = Self::key(&ready.job)
+            .and_then(|k| self.homes.get(&k).cloned())
+            .or_else(|| ready.affinity.clone());
+        let Some(node) = home else {
+            return Ok(pick(workers, &ready.job).map_or(Choice::Wait, Choice::To));
+        };
+        if let Some(w) = workers.iter().find(|w| w.node.id == node) {
+            let room = w.running() < w.slots as usize;
+            return Ok(if room { Choice::To(w) } else { Choice::Wait });
+        }
+        if self.up_elsewhere(co).await?.contains(&node) {
+            return Ok(Choice::Wait);
+        }
+        let moved = pick(workers, &ready.job);
+        if let Some(w) = moved {
+            tracing::warn!(job = %ready.job.job.id, from = %node, to = %w.node.id,
+                "the node holding this run's workspace is down: the call goes to another worker, where the workspace starts empty");
+        }
+        Ok(moved.map_or(Choice::Wait, Choice::To))
+    }
+
+    /// Nodes connected to a coordinator and heard from within four beats.
+    async fn up_elsewhere(
+        &mut self,
+        co: &Coordinator,
+    ) -> Result<&HashSet<String>, cairn_store::StoreError> {
+        if self.up.is_none() {
+            let since = now_ms() - (co.settings.heartbeat() * 4).as_millis() as i64;
+            let up = co
+                .store
+                .list_nodes()
+                .await?
+                .into_iter()
+                .filter(|n| n.coordinator.is_some() && n.revoked_at.is_none())
+                .filter(|n| n.last_seen.is_some_and(|t| t >= since))
+                .map(|n| n.id)
+                .collect();
+            self.up = Some(up);
+        }
+        Ok(self.up.get_or_insert_default())
+    }
+
+    fn placed(&mut self, job: &ToolJobRecord, node: &str) {
+        if let Some(k) = Self::key(job) {
+            self.homes.insert(k, node.to_string());
+        }
+    }
+}
+
 /// The connected worker that should take `job`: labels satisfied, room
 /// left, fewest running.
 fn pick<'a>(workers: &'a [Connected], job: &ToolJobRecord) -> Option<&'a Connected> {
@@ -88,10 +172,13 @@ async fn dispatch(co: &Arc<Coordinator>) -> Result<(), cairn_store::StoreError> 
         return Ok(());
     }
     let ready = co.store.ready_tool_jobs(BATCH).await?;
-    for job in ready {
-        let Some(worker) = pick(&workers, &job) else {
-            continue;
+    let mut pass = Pass::default();
+    for r in ready {
+        let worker = match pass.choose(co, &workers, &r).await? {
+            Choice::To(w) => w,
+            Choice::Wait => continue,
         };
+        let job = r.job;
         let until = co.lease_until();
         let Some(attempt) = co
             .store
@@ -118,6 +205,7 @@ async fn dispatch(co: &Arc<Coordinator>) -> Result<(), cairn_store::StoreError> 
                 continue;
             }
         };
+        pass.placed(&job, &worker.node.id);
         lock(&worker.inflight).insert(job.job.id.clone(), attempt);
         let frame = CoordinatorMessage::Run(ToolJob {
             run_id: job.job.run_id.clone(),

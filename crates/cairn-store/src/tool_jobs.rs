@@ -19,8 +19,9 @@ pub trait ToolJobStore: Send + Sync {
     /// One job.
     async fn tool_job(&self, id: &str) -> Result<Option<ToolJobRecord>, StoreError>;
 
-    /// Ready jobs, oldest first.
-    async fn ready_tool_jobs(&self, limit: i64) -> Result<Vec<ToolJobRecord>, StoreError>;
+    /// Ready jobs, oldest first, each with the node its named workspace
+    /// lives on for its run (where an earlier call of the run used it).
+    async fn ready_tool_jobs(&self, limit: i64) -> Result<Vec<ReadyToolJob>, StoreError>;
 
     /// Leases a ready job to `node` on behalf of coordinator `owner` until
     /// `until`; its new attempt, or `None` if another took it first.
@@ -73,6 +74,51 @@ pub trait ToolJobStore: Send + Sync {
 
     /// Jobs not final, then the latest final ones, up to `limit`.
     async fn list_tool_jobs(&self, limit: i64) -> Result<Vec<ToolJobRecord>, StoreError>;
+}
+
+/// A job waiting for a worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadyToolJob {
+    /// The job.
+    pub job: ToolJobRecord,
+    /// The node that ran the latest earlier call of the same run in the
+    /// same named workspace: the files the call expects are there.
+    pub affinity: Option<String>,
+}
+
+/// `SELECT id, affinity` for the first `$limit` ready jobs with a named
+/// workspace (`$limit` written as the backend's placeholder).
+macro_rules! select_workspace_homes {
+    ($limit:literal) => {
+        concat!(
+            "SELECT t.id, (SELECT p.node FROM tool_jobs p
+                 WHERE p.run_id = t.run_id AND p.workspace = t.workspace
+                   AND p.node IS NOT NULL AND p.id <> t.id
+                 ORDER BY p.created_at DESC, p.id DESC LIMIT 1)
+             FROM tool_jobs t WHERE t.status = 'ready' AND t.workspace IS NOT NULL
+             ORDER BY t.created_at, t.id LIMIT ",
+            $limit
+        )
+    };
+}
+pub(crate) use select_workspace_homes;
+
+/// Ready rows joined with the nodes their workspaces live on.
+pub(crate) fn with_affinity(
+    rows: Vec<ToolJobRow>,
+    homes: Vec<(String, Option<String>)>,
+) -> Result<Vec<ReadyToolJob>, StoreError> {
+    let mut homes: std::collections::HashMap<String, String> = homes
+        .into_iter()
+        .filter_map(|(id, node)| Some((id, node?)))
+        .collect();
+    rows.into_iter()
+        .map(|r| {
+            let job = decode_tool_job(r)?;
+            let affinity = homes.remove(&job.job.id);
+            Ok(ReadyToolJob { job, affinity })
+        })
+        .collect()
 }
 
 /// What a job lost with its worker says to the model.

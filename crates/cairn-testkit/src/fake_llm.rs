@@ -47,6 +47,9 @@ pub enum Reply {
     RawSse(String),
     /// Waits, then answers with the inner reply.
     Delayed(Duration, Box<Reply>),
+    /// Waits until the file exists (the test made it ready), then answers
+    /// with the inner reply; gives up after a minute with a 500.
+    AfterFile(std::path::PathBuf, Box<Reply>),
     /// Streams the inner reply with a pause between chunks.
     Slow(Duration, Box<Reply>),
 }
@@ -406,6 +409,18 @@ async fn respond(dialect: wire::Dialect, req: &Value, answer: Answer) -> Respons
         match reply {
             Reply::Delayed(d, inner) => {
                 tokio::time::sleep(d).await;
+                reply = *inner;
+            }
+            Reply::AfterFile(path, inner) => {
+                let start = std::time::Instant::now();
+                while !path.exists() {
+                    if start.elapsed() > Duration::from_secs(60) {
+                        let body =
+                            dialect.error_body(500, "fake llm: the gate file never appeared");
+                        return json_response(500, body, &[]);
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
                 reply = *inner;
             }
             Reply::Slow(d, inner) => {

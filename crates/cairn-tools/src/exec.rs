@@ -88,6 +88,12 @@ async fn run(ctx: &ToolContext, command: &str, timeout: Duration) -> ToolOutput 
         _ = ctx.cancel.cancelled() => End::Cancelled,
         _ = flood.notified() => End::TooMuchOutput,
     };
+    // A flood ends the reading, which kills the command by SIGPIPE: both
+    // may be ready at once, and the flood is the cause.
+    let end = match end {
+        End::Exited(_) if sink_flooded(&out, max_output) => End::TooMuchOutput,
+        other => other,
+    };
     confined.kill_all();
     if let Err(e) = confined.child.wait().await {
         tracing::warn!(error = %e, "reaping a command failed");
@@ -153,6 +159,11 @@ struct Sink {
     max_output: usize,
     flood: Arc<Notify>,
     progress: Option<crate::Progress>,
+}
+
+/// Whether the output passed the flood limit.
+fn sink_flooded(out: &Mutex<CappedOutput>, max_output: usize) -> bool {
+    max_output > 0 && out.lock().is_ok_and(|o| o.total() > max_output)
 }
 
 async fn drain(mut pipe: impl tokio::io::AsyncRead + Unpin, sink: Sink) {

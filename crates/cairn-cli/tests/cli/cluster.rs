@@ -72,7 +72,7 @@ pub fn joined_worker(
     p
 }
 
-fn nodes(h: &CairnHome, db: Option<&str>) -> Vec<Value> {
+pub fn nodes(h: &CairnHome, db: Option<&str>) -> Vec<Value> {
     let mut cmd = h.cmd();
     with_db(&mut cmd, db);
     let out = ok(cmd, &["cluster", "nodes", "--json"]);

@@ -225,3 +225,87 @@ async fn a_worker_runs_nothing_without_a_delegation_from_its_cluster() {
         worker.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runs_calls_follow_its_workspace_to_one_worker_until_that_worker_is_lost() {
+    let fake = FakeLlm::start();
+    let h = home();
+    let server = coordinator_in(&h, None, PLACED, h.anthropic(&fake));
+    let api = Api::tls(&server, &ca_sha256(&h));
+    let mut workers = Vec::new();
+    for name in ["eu-a", "eu-b"] {
+        let w = home();
+        let token = join_token(&h, None, "region=eu", "10m");
+        let p = joined_worker(&w, &server, &token, name);
+        workers.push((w, p));
+    }
+    // Each call finds the files of the calls before it, wherever it lands.
+    let mut script = Vec::new();
+    for i in 0..4 {
+        script.push(Reply::tool(
+            "write_file",
+            json!({"path": format!("n{i}.txt"), "content": format!("note {i};")}),
+        ));
+        script.push(Reply::tool("exec", json!({"command": "cat n*.txt"})));
+    }
+    // Then the workspace's node is lost before the next call.
+    let gate = h.path().join("node-lost");
+    script.push(Reply::AfterFile(
+        gate.clone(),
+        Box::new(Reply::tool("exec", json!({"command": "ls"}))),
+    ));
+    script.push(Reply::text("done"));
+    fake.push(script);
+    api.session("s1").await;
+    let (status, body) = api
+        .post(
+            "/api/v1/sessions/s1/messages",
+            json!({"content": "take notes"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let run_id = body["id"].as_str().unwrap().to_string();
+    wait_until("the ninth model call", Duration::from_secs(60), || {
+        fake.requests().len() >= 9
+    });
+    let reqs = fake.requests();
+    let told = reqs[8].message_texts().join("\n");
+    assert!(
+        told.contains("note 0;note 1;note 2;note 3;"),
+        "every call saw the files before it: {told}"
+    );
+    let jobs = cluster_jobs(&h);
+    let home_node = jobs[0]["node"].as_str().unwrap().to_string();
+    assert!(
+        jobs.iter().all(|j| j["node"] == home_node.as_str()),
+        "one worker: {jobs:?}"
+    );
+
+    let lost = workers
+        .iter()
+        .position(|(w, _)| crate::cluster::node_id(w) == home_node)
+        .unwrap();
+    workers[lost].1.kill9();
+    wait_until("the node seen down", Duration::from_secs(30), || {
+        crate::cluster::nodes(&h, None)
+            .iter()
+            .any(|n| n["id"] == home_node.as_str() && n["coordinator"].is_null())
+    });
+    std::fs::write(&gate, "").unwrap();
+    let done = api.wait_run(&run_id, Duration::from_secs(30)).await;
+    assert_eq!(done["run"]["status"], "completed", "{done}");
+    let last = cluster_jobs(&h)
+        .into_iter()
+        .find(|j| j["input"]["command"] == "ls")
+        .unwrap();
+    let other = crate::cluster::node_id(&workers[1 - lost].0);
+    assert_eq!(last["node"], other.as_str(), "{last}");
+    assert_eq!(last["status"], "done", "{last}");
+    assert!(
+        server
+            .log()
+            .contains("the node holding this run's workspace is down"),
+        "{}",
+        server.log()
+    );
+}

@@ -48,14 +48,20 @@ impl ToolJobStore for PgStore {
         row.map(decode_tool_job).transpose()
     }
 
-    async fn ready_tool_jobs(&self, limit: i64) -> Result<Vec<ToolJobRecord>, StoreError> {
+    async fn ready_tool_jobs(&self, limit: i64) -> Result<Vec<ReadyToolJob>, StoreError> {
         let rows: Vec<ToolJobRow> = sqlx::query_as(select_tool_jobs!(
             "WHERE status = 'ready' ORDER BY created_at, id LIMIT $1"
         ))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter().map(decode_tool_job).collect()
+        // Read after the jobs: a job ready meanwhile has no entry, and
+        // goes to any fitting worker (affinity is a preference).
+        let homes: Vec<(String, Option<String>)> = sqlx::query_as(select_workspace_homes!("$1"))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        with_affinity(rows, homes)
     }
 
     async fn lease_tool_job(

@@ -100,6 +100,35 @@ async fn a_tool_job_is_leased_once_and_late_results_are_fenced<H: Harness>(h: H)
         "a final job stays final"
     );
     assert_eq!(a.list_tool_jobs(10).await.unwrap().len(), 1);
+
+    // The run's next call in the same workspace names where it lives.
+    a.submit_tool_job(&job("run_1/5", false)).await.unwrap();
+    let other_run = NewToolJob {
+        run_id: "run_2".into(),
+        ..job("run_2/1", false)
+    };
+    a.submit_tool_job(&other_run).await.unwrap();
+    let no_workspace = NewToolJob {
+        workspace: None,
+        ..job("run_1/6", false)
+    };
+    a.submit_tool_job(&no_workspace).await.unwrap();
+    let mut ready: Vec<(String, Option<String>)> = b
+        .ready_tool_jobs(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.job.job.id, r.affinity))
+        .collect();
+    ready.sort();
+    assert_eq!(
+        ready,
+        vec![
+            ("run_1/5".to_string(), Some("node_b".to_string())),
+            ("run_1/6".to_string(), None),
+            ("run_2/1".to_string(), None),
+        ]
+    );
 }
 
 trait WithDeadline {
