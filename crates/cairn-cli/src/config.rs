@@ -36,6 +36,10 @@ pub struct Config {
     pub channels: cairn_server::channels::ChannelSettings,
     /// Coordinators and workers.
     pub cluster: cairn_cluster::ClusterSettings,
+    /// Model endpoints the router may use, by name (hybrid inference).
+    pub providers: BTreeMap<String, cairn_llm::router::ProviderEntry>,
+    /// How each model call picks one of `providers`.
+    pub router: cairn_llm::router::RouterConfig,
 }
 
 /// `[schedules.<name>]`: one of `cron`, `every`, `at`.
@@ -454,8 +458,10 @@ pub fn home_dir() -> Result<PathBuf> {
 pub fn load() -> Result<Loaded> {
     let home = home_dir()?;
     let path = home.join("cairn.toml");
+    let mut source = String::new();
     let (mut table, file) = match std::fs::read_to_string(&path) {
         Ok(text) => {
+            source.clone_from(&text);
             // Parse into the typed config first: that keeps line numbers in errors.
             toml::from_str::<Config>(&text)
                 .map_err(|e| anyhow!(describe_toml_error(&path, &text, &e)))?;
@@ -521,6 +527,12 @@ pub fn load() -> Result<Loaded> {
     for name in config.agents.keys() {
         cairn_core::ids::validate_name("agent", name)
             .map_err(|e| anyhow!("{}: [agents.{name}]: {e}", path.display()))?;
+    }
+    if let Err(e) = config.router.check(&config.providers) {
+        let at = crate::config_locate::line_of(&source, &e.key)
+            .map(|line| format!(":{line}"))
+            .unwrap_or_default();
+        bail!("{}{at}: {} (key {})", path.display(), e.message, e.key);
     }
     Ok(Loaded {
         config,

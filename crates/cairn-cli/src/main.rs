@@ -3,6 +3,7 @@
 mod client;
 mod commands;
 mod config;
+mod config_locate;
 mod config_template;
 mod config_tools;
 mod declared;
@@ -56,6 +57,8 @@ enum Command {
     Cluster(commands::cluster::Args),
     /// Join a cluster and run its tool jobs: `cairn worker --join https://coord:7420 --token T`.
     Worker(commands::worker::Args),
+    /// Hybrid routing: `cairn route explain "<prompt>"` shows where a prompt would go and why.
+    Route(commands::route::Args),
     /// Show configuration, database and recent activity.
     Status(commands::status::Args),
     /// Check configuration, keys, database and sandbox tools, and say what to fix.
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
             Command::Batch(a) => commands::batch::run(a).await,
             Command::Cluster(a) => commands::cluster::run(a).await,
             Command::Worker(a) => commands::worker::run(a).await,
+            Command::Route(a) => commands::route::run(a).await,
             Command::Status(a) => commands::status::run(a).await,
             Command::Doctor => commands::doctor::run().await,
         }

@@ -26,14 +26,32 @@ pub fn init_logging() {
         .try_init();
 }
 
-/// The provider the config and environment point at.
+/// The provider the config and environment point at: the router over
+/// `[providers.*]` when any is configured, else the one `[llm]` names.
 pub fn provider(loaded: &Loaded) -> Result<Arc<dyn Provider>, cairn_llm::LlmError> {
+    let c = &loaded.config;
+    let timeout = Duration::from_secs(c.llm.timeout_s.max(1));
+    if !c.providers.is_empty() {
+        return Ok(Arc::new(router(loaded)?));
+    }
     let settings = ProviderSettings {
-        choice: loaded.config.llm.provider,
-        model: loaded.config.llm.model.clone(),
-        timeout: Duration::from_secs(loaded.config.llm.timeout_s.max(1)),
+        choice: c.llm.provider,
+        model: c.llm.model.clone(),
+        timeout,
     };
     select_provider(&settings, &|k| std::env::var(k).ok())
+}
+
+/// The hybrid router over `[providers.*]`.
+pub fn router(loaded: &Loaded) -> Result<cairn_llm::Router, cairn_llm::LlmError> {
+    let c = &loaded.config;
+    cairn_llm::Router::new(
+        &c.providers,
+        &c.router,
+        PriceTable::new(c.pricing.clone()),
+        Duration::from_secs(c.llm.timeout_s.max(1)),
+        &|k| std::env::var(k).ok(),
+    )
 }
 
 /// Opens the store: SQLite, or PostgreSQL when the database is a URL.

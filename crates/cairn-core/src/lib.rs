@@ -12,6 +12,7 @@ pub mod journal;
 pub mod memory;
 pub mod message;
 pub mod model;
+pub mod residency;
 pub mod run;
 pub mod schedule;
 pub mod tool;
@@ -24,6 +25,7 @@ pub use journal::{
 pub use memory::{MemoryHit, MemoryRecord, MessageFilter, MessageHit};
 pub use message::{ContentBlock, Message, Role};
 pub use model::{ModelRequest, ModelResponse, StopReason, StreamEvent, Usage};
+pub use residency::{DataClass, RouteDecision, RouteHints};
 pub use run::{RunEvent, RunRecord, RunStatus};
 pub use tool::{ToolCall, ToolOutput, ToolSpec};
 

@@ -19,6 +19,9 @@ pub struct ModelRequest {
     pub max_tokens: u32,
     /// Whether to stream the response.
     pub stream: bool,
+    /// What the router needs to know about the caller.
+    #[serde(default)]
+    pub hints: crate::RouteHints,
 }
 
 /// Token counts of one call.
@@ -63,6 +66,9 @@ pub struct ModelResponse {
     pub usage: Usage,
     /// Model that answered (as reported by the provider).
     pub model: String,
+    /// Where the router sent the call and why (absent without a router).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<Box<crate::RouteDecision>>,
 }
 
 /// Incremental output while a response streams in.

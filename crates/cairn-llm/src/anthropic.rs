@@ -163,6 +163,7 @@ impl AnthropicProvider {
                         stop_reason: stop,
                         usage,
                         model,
+                        route: None,
                     });
                 }
                 "error" => return Err(self.stream_error(&data)),
@@ -310,6 +311,7 @@ fn parse_full(endpoint: &Endpoint, v: &Value) -> Result<ModelResponse, LlmError>
             output_tokens: v["usage"]["output_tokens"].as_u64().unwrap_or(0),
         },
         model: v["model"].as_str().unwrap_or("").to_string(),
+        route: None,
     })
 }
 

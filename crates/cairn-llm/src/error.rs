@@ -95,6 +95,9 @@ pub enum LlmError {
         /// Limit that passed.
         seconds: u64,
     },
+    /// The router found no provider the call's data may go to.
+    #[error("{0}")]
+    Residency(String),
     /// The provider answered something that is not its documented format.
     #[error("{provider}: malformed response: {message}")]
     Protocol {

@@ -10,6 +10,7 @@ mod http;
 mod openai;
 pub mod pricing;
 mod retry;
+pub mod router;
 mod select;
 pub mod sse;
 pub mod tokens;
@@ -23,6 +24,7 @@ pub use error::LlmError;
 pub use http::client as http_client;
 pub use openai::OpenAiProvider;
 pub use retry::{RetryPolicy, complete_with_retry};
+pub use router::Router;
 pub use select::{ProviderChoice, ProviderKind, ProviderSettings, select_provider};
 pub use unconfigured::UnconfiguredProvider;
 

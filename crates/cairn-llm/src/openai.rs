@@ -216,6 +216,7 @@ impl OpenAiProvider {
             stop_reason: stop_reason(&finish),
             usage,
             model,
+            route: None,
         })
     }
 }
@@ -341,6 +342,7 @@ impl Provider for OpenAiProvider {
             stop_reason: stop_reason(choice["finish_reason"].as_str().unwrap_or("stop")),
             usage: parse_usage(&v["usage"]),
             model: v["model"].as_str().unwrap_or(&model).to_string(),
+            route: None,
         })
     }
 }

@@ -40,6 +40,7 @@ fn request(stream: bool) -> ModelRequest {
         }],
         max_tokens: 100,
         stream,
+        hints: Default::default(),
     }
 }
 

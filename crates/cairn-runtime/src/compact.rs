@@ -27,6 +27,7 @@ use crate::summary::{
     transcript,
 };
 use crate::turn::Events;
+use crate::work::call_cost;
 use crate::{AgentSpec, Runtime, RuntimeError};
 
 /// Importance of facts saved while compacting.
@@ -335,13 +336,17 @@ impl Runtime {
                 tools: vec![],
                 max_tokens: summary_tokens as u32,
                 stream: false,
+                hints: cairn_core::RouteHints {
+                    agent: run.agent.clone(),
+                    ..Default::default()
+                },
             };
             // The summary is not the answer: its text is not shown.
             let response = self.call_model(&request, events, false).await?;
             calls += 1;
             usage += response.usage;
             run.usage += response.usage;
-            run.cost_usd += self.prices.cost(&run.model, response.usage);
+            run.cost_usd += call_cost(&self.prices, &run.model, &response);
             let answer = Message {
                 role: cairn_core::Role::Assistant,
                 content: response.content,

@@ -284,6 +284,10 @@ impl Runtime {
             tools: st.specs.clone(),
             max_tokens: turn.agent.max_tokens,
             stream: turn.agent.stream,
+            hints: cairn_core::RouteHints {
+                agent: turn.agent.name.clone(),
+                ..Default::default()
+            },
         };
         if st.carry.call.is_none() {
             let intent = model_intent(run, st.history.len(), st.specs.len(), turn.agent.stream);
@@ -396,7 +400,7 @@ impl Runtime {
         st: &mut Steps,
         response: ModelResponse,
     ) -> Result<Phase, RuntimeError> {
-        let cost = self.prices.cost(&run.model, response.usage);
+        let cost = call_cost(&self.prices, &run.model, &response);
         run.steps += 1;
         run.usage += response.usage;
         run.cost_usd += cost;
@@ -456,5 +460,18 @@ impl Runtime {
                 Ok(ControlFlow::Continue(()))
             }
         }
+    }
+}
+
+/// What a call cost: as the router priced it at the provider that
+/// answered, else at the run's model's price.
+pub(crate) fn call_cost(
+    prices: &cairn_llm::pricing::PriceTable,
+    model: &str,
+    response: &ModelResponse,
+) -> f64 {
+    match &response.route {
+        Some(route) => route.cost_usd,
+        None => prices.cost(model, response.usage),
     }
 }

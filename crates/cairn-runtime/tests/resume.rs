@@ -81,6 +81,7 @@ async fn crashed_during(
         stop_reason: StopReason::ToolUse,
         usage: Usage::default(),
         model: run.model.clone(),
+        route: None,
     };
     let entries = vec![
         entry(

@@ -40,6 +40,7 @@ impl Provider for PanicsOnCue {
             stop_reason: StopReason::EndTurn,
             usage: Usage::default(),
             model: "test-model".into(),
+            route: None,
         })
     }
 }

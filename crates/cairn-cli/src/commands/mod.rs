@@ -8,6 +8,7 @@ pub mod doctor;
 pub mod init;
 pub mod memory;
 pub mod migrate;
+pub mod route;
 pub mod run;
 pub mod runs;
 pub mod schedule;

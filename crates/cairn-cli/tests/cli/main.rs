@@ -21,6 +21,7 @@ mod migrate;
 mod openai_compat;
 mod postgres;
 mod provider_errors;
+mod router;
 mod sandbox;
 mod schedules;
 mod secrets;

@@ -65,6 +65,10 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
         16,
         include_str!("../../migrations/postgres/0016_cancel_requests.sql"),
     ),
+    (
+        17,
+        include_str!("../../migrations/postgres/0017_workspace_homes.sql"),
+    ),
 ];
 
 pub(crate) async fn current_version(pool: &PgPool) -> Result<i64, StoreError> {

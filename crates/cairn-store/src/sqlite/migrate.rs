@@ -54,6 +54,10 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
         16,
         include_str!("../../migrations/sqlite/0016_cancel_requests.sql"),
     ),
+    (
+        17,
+        include_str!("../../migrations/sqlite/0017_workspace_homes.sql"),
+    ),
 ];
 
 pub(crate) async fn current_version(pool: &SqlitePool) -> Result<i64, StoreError> {

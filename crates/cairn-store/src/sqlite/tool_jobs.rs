@@ -56,10 +56,14 @@ impl ToolJobStore for SqliteStore {
         .await?;
         // Read after the jobs: a job ready meanwhile has no entry, and
         // goes to any fitting worker (affinity is a preference).
-        let homes: Vec<(String, Option<String>)> = sqlx::query_as(select_workspace_homes!("?"))
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
+        let homes: Vec<(String, Option<String>)> = if rows.iter().any(|r| r.5.is_some()) {
+            sqlx::query_as(select_workspace_homes!("?"))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+        } else {
+            Vec::new()
+        };
         with_affinity(rows, homes)
     }
 

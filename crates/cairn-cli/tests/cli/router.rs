@@ -1,0 +1,286 @@
+//! Hybrid routing end to end: a cloud provider (the fake, Anthropic wire)
+//! and a local one (the fake, OpenAI wire) side by side. Canary secrets and
+//! personal data planted in prompts, files and tool results never appear
+//! in anything the cloud fake receives, under either policy; the local
+//! fake gets them where allowed; redacted values come back in the answer;
+//! every decision is journaled.
+
+use cairn_testkit::{CairnHome, FakeLlm, Reply};
+use serde_json::{Value, json};
+
+use crate::*;
+
+/// What must never reach the cloud.
+const CANARIES: &[&str] = &[
+    "ada.canary@example.com",
+    "4111 1111 1111 1111",
+    "sk-ant-api03-canaryCANARYcanary0123456789",
+    "GB82 WEST 1234 5698 7654 32",
+    "EMP-424242",
+    "-----BEGIN RSA PRIVATE KEY-----",
+];
+
+/// A cloud provider allowed public and internal data, a local one allowed
+/// everything, and `extra` router settings.
+fn hybrid(h: &CairnHome, cloud: &FakeLlm, local: &FakeLlm, extra: &str) {
+    h.write_config(&format!(
+        r#"
+[providers.claude]
+kind = "anthropic"
+base_url = "{}"
+key_env = "TEST_CLOUD_KEY"
+model = "claude-sonnet-4-5"
+data = ["public", "internal"]
+
+[providers.local]
+kind = "openai"
+base_url = "{}"
+model = "llama3.1:8b"
+data = ["public", "internal", "restricted"]
+price = {{ input = 0.0, output = 0.0 }}
+
+[router]
+order = ["claude", "local"]
+patterns = {{ employee_id = "EMP-[0-9]{{6}}" }}
+{extra}
+"#,
+        cloud.anthropic_url(),
+        local.openai_url()
+    ));
+}
+
+fn cmd(h: &CairnHome) -> std::process::Command {
+    let mut c = h.cmd();
+    c.env("TEST_CLOUD_KEY", "sk-ant-test");
+    c
+}
+
+/// Fails if any canary is in anything the cloud fake was sent.
+fn cloud_saw_no_canary(cloud: &FakeLlm) {
+    for r in cloud.requests() {
+        let body = r.body.to_string();
+        for c in CANARIES {
+            let c_json = serde_json::to_string(c).unwrap();
+            let bare = c_json.trim_matches('"');
+            assert!(!body.contains(bare), "the cloud was sent {c:?}: {body}");
+        }
+    }
+}
+
+/// The route decisions of a run's model calls, from its journal.
+fn routes(h: &CairnHome, run_id: &str) -> Vec<Value> {
+    let detail = json(h, &["runs", "show", run_id]);
+    detail["journal"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["payload"]["response"]["route"].as_object().cloned())
+        .map(Value::Object)
+        .collect()
+}
+
+fn run_json(h: &CairnHome, prompt: &str) -> Value {
+    let out = ok(cmd(h), &["run", "--no-stream", "--json", prompt]);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)))
+}
+
+#[test]
+fn restricted_data_never_reaches_the_cloud_and_each_call_says_where_it_went() {
+    let (cloud, local) = (FakeLlm::start(), FakeLlm::start());
+    let h = home();
+    hybrid(&h, &cloud, &local, "");
+    std::fs::create_dir_all(h.workspace()).unwrap();
+    std::fs::write(
+        h.workspace().join("contacts.txt"),
+        format!(
+            "HR: {}\ncard {}\n{}\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\n-----END RSA PRIVATE KEY-----\n",
+            CANARIES[0], CANARIES[1], CANARIES[5]
+        ),
+    )
+    .unwrap();
+
+    // Public: the preferred (cloud) provider.
+    cloud.push([Reply::text("Paris.")]);
+    let done = run_json(&h, "What is the capital of France?");
+    assert_eq!(done["output"], "Paris.", "{done}");
+    let r = routes(&h, done["id"].as_str().unwrap());
+    assert_eq!(r[0]["provider"], "claude", "{r:?}");
+    assert_eq!(r[0]["class"], "public", "{r:?}");
+
+    // Personal data and secrets in the prompt: the local model only.
+    local.push([Reply::text("Noted locally.")]);
+    let prompt = format!(
+        "Mail {} about card {} and key {}; IBAN {}; badge {}",
+        CANARIES[0], CANARIES[1], CANARIES[2], CANARIES[3], CANARIES[4]
+    );
+    let done = run_json(&h, &prompt);
+    assert_eq!(done["output"], "Noted locally.", "{done}");
+    let r = routes(&h, done["id"].as_str().unwrap());
+    assert_eq!(r[0]["provider"], "local", "{r:?}");
+    assert_eq!(r[0]["class"], "restricted");
+    let labels: Vec<&str> = r[0]["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    for l in ["email", "card", "api_key", "iban", "employee_id"] {
+        assert!(labels.contains(&l), "{labels:?}");
+    }
+    assert!(local.requests()[0].body.to_string().contains(CANARIES[0]));
+
+    // A public question whose tool result turns out restricted: the call
+    // that carries the result goes local.
+    cloud.push([Reply::tool("read_file", json!({"path": "contacts.txt"}))]);
+    local.push([Reply::text("HR is reachable by mail.")]);
+    let done = run_json(&h, "Who is our HR contact?");
+    assert_eq!(done["output"], "HR is reachable by mail.", "{done}");
+    let r = routes(&h, done["id"].as_str().unwrap());
+    let providers: Vec<&str> = r.iter().map(|x| x["provider"].as_str().unwrap()).collect();
+    assert_eq!(providers, ["claude", "local"], "{r:?}");
+
+    cloud_saw_no_canary(&cloud);
+    assert_eq!(cloud.requests().len(), 2);
+}
+
+#[test]
+fn redaction_sends_placeholders_and_restores_them_in_the_answer() {
+    let (cloud, local) = (FakeLlm::start(), FakeLlm::start());
+    let h = home();
+    hybrid(&h, &cloud, &local, "restricted = \"redact\"");
+    cloud.push([Reply::text(
+        "Drafted a note to <<EMAIL_1>> about <<CARD_1>>.",
+    )]);
+    let prompt = format!("Draft a note to {} about card {}", CANARIES[0], CANARIES[1]);
+    let done = run_json(&h, &prompt);
+    assert_eq!(
+        done["output"],
+        format!("Drafted a note to {} about {}.", CANARIES[0], CANARIES[1]),
+        "{done}"
+    );
+    let sent = cloud.requests()[0].body.to_string();
+    assert!(
+        sent.contains("<<EMAIL_1>>") && sent.contains("<<CARD_1>>"),
+        "{sent}"
+    );
+    cloud_saw_no_canary(&cloud);
+    assert!(
+        local.requests().is_empty(),
+        "the preferred provider answered"
+    );
+    let r = routes(&h, done["id"].as_str().unwrap());
+    assert_eq!(r[0]["provider"], "claude");
+    assert_eq!(r[0]["redactions"], 2, "{r:?}");
+}
+
+#[test]
+fn a_failing_provider_falls_back_only_where_the_data_may_go() {
+    let (cloud, local) = (FakeLlm::start(), FakeLlm::start());
+    let h = home();
+    hybrid(&h, &cloud, &local, "");
+    // Public: the cloud is rate limited, the local model answers.
+    cloud.push([Reply::Error {
+        status: 429,
+        message: "slow down".into(),
+        headers: vec![("retry-after".into(), "120".into())],
+    }]);
+    local.push([Reply::text("answered locally")]);
+    let done = run_json(&h, "Say hello");
+    assert_eq!(done["output"], "answered locally", "{done}");
+    let r = routes(&h, done["id"].as_str().unwrap());
+    assert_eq!(r[0]["provider"], "local");
+    assert!(
+        r[0]["fell_back_from"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("claude"),
+        "{r:?}"
+    );
+
+    // Restricted: the local model fails; the cloud is never tried.
+    let before = cloud.requests().len();
+    for _ in 0..5 {
+        local.push([Reply::Error {
+            status: 503,
+            message: "overloaded".into(),
+            headers: vec![],
+        }]);
+    }
+    let prompt = format!("Mail {}", CANARIES[0]);
+    let out = run(cmd(&h), &["run", "--no-stream", "--json", &prompt]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert_eq!(cloud.requests().len(), before, "no fallback to the cloud");
+    cloud_saw_no_canary(&cloud);
+}
+
+#[test]
+fn route_explain_says_where_a_prompt_would_go() {
+    let (cloud, local) = (FakeLlm::start(), FakeLlm::start());
+    let h = home();
+    hybrid(&h, &cloud, &local, "");
+    let out = ok(
+        cmd(&h),
+        &["route", "explain", "--json", "Mail ada.canary@example.com"],
+    );
+    let x: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(x["class"], "restricted");
+    assert_eq!(x["labels"], json!(["email"]));
+    assert_eq!(x["chosen"], "local");
+    assert_eq!(x["providers"][0]["verdict"], "not allowed");
+    let out = ok(cmd(&h), &["route", "explain", "What is 2+2?"]);
+    assert!(stdout(&out).contains("→ claude"), "{}", stdout(&out));
+    assert!(cloud.requests().is_empty() && local.requests().is_empty());
+}
+
+#[test]
+fn policies_that_cannot_work_are_refused_at_load_with_their_line() {
+    let (cloud, local) = (FakeLlm::start(), FakeLlm::start());
+    let h = home();
+    // No provider may receive restricted data, and it is not redacted.
+    hybrid(&h, &cloud, &local, "");
+    let text = std::fs::read_to_string(h.path().join("cairn.toml")).unwrap();
+    h.write_config(&text.replace(
+        "data = [\"public\", \"internal\", \"restricted\"]",
+        "data = [\"public\"]",
+    ));
+    let out = run(cmd(&h), &["route", "explain", "hi"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("no provider may receive restricted data") && err.contains("cairn.toml:"),
+        "{err}"
+    );
+
+    // An unknown provider in the order.
+    hybrid(&h, &cloud, &local, "");
+    let text = std::fs::read_to_string(h.path().join("cairn.toml")).unwrap();
+    h.write_config(&text.replace(
+        "order = [\"claude\", \"local\"]",
+        "order = [\"claude\", \"gpt\"]",
+    ));
+    let out = run(cmd(&h), &["route", "explain", "hi"]);
+    let err = stderr(&out);
+    let line = text.lines().position(|l| l.starts_with("order =")).unwrap() + 1;
+    assert!(
+        err.contains("\"gpt\", which is not a provider")
+            && err.contains(&format!("cairn.toml:{line}:")),
+        "{err}"
+    );
+
+    // An invalid regular expression: refused by the parser, with its line.
+    hybrid(&h, &cloud, &local, "");
+    let text = std::fs::read_to_string(h.path().join("cairn.toml")).unwrap();
+    h.write_config(&text.replace("EMP-[0-9]{6}", "EMP-[0-9"));
+    let out = run(cmd(&h), &["route", "explain", "hi"]);
+    let err = stderr(&out);
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("patterns ="))
+        .unwrap()
+        + 1;
+    assert!(
+        err.contains("not a valid regular expression")
+            && err.contains(&format!("cairn.toml:{line}:")),
+        "{err}"
+    );
+}

@@ -1,0 +1,321 @@
+//! The hybrid router: several providers side by side, and each model call
+//! sent to one by policy. Residency comes first — a call carrying content
+//! of a class a provider may not receive never reaches it: it goes to a
+//! provider allowed for it, or (as the policy says) leaves with that
+//! content redacted and the placeholders restored in the answer, or is
+//! refused. Then preference order, with fallback to the next allowed
+//! provider when one fails. Every decision rides on the response, so the
+//! runtime journals it.
+
+mod config;
+pub mod detect;
+pub mod redact;
+pub mod scan;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cairn_core::{
+    ContentBlock, DataClass, ModelRequest, ModelResponse, RouteDecision, StreamEvent,
+};
+
+use config::Routed;
+pub use config::{Pattern, PolicyError, ProviderEntry, RestrictedPolicy, RouterConfig, WireFormat};
+use detect::Detectors;
+use redact::{Redactions, StreamRestorer};
+use scan::{Analysis, Sources};
+
+use crate::pricing::PriceTable;
+use crate::{EventSink, LlmError, Provider};
+
+/// Routes each call to one of several providers.
+pub struct Router {
+    providers: Vec<Routed>,
+    policy: RestrictedPolicy,
+    detectors: Detectors,
+    sources: Sources,
+    prices: PriceTable,
+}
+
+/// How a provider would get a call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// As it is: it may receive every class present.
+    AsIs,
+    /// With content above its classes redacted.
+    Redacted,
+    /// Not at all: it may not receive what the call carries.
+    NotAllowed,
+}
+
+/// What the router would do with a call, and why (`cairn route explain`).
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    /// The classes found and what raised them.
+    pub analysis: Analysis,
+    /// Each provider in the order tried, with its verdict.
+    pub providers: Vec<(String, String, Verdict)>,
+}
+
+impl Router {
+    /// Builds the router from `[providers.*]` and `[router]`; `env` reads
+    /// the key variables.
+    pub fn new(
+        entries: &std::collections::BTreeMap<String, ProviderEntry>,
+        cfg: &RouterConfig,
+        prices: PriceTable,
+        timeout: Duration,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Router, LlmError> {
+        let order: Vec<String> = if cfg.order.is_empty() {
+            entries.keys().cloned().collect()
+        } else {
+            cfg.order.clone()
+        };
+        let mut providers = Vec::new();
+        for name in &order {
+            let entry = entries.get(name).ok_or_else(|| {
+                LlmError::Residency(format!(
+                    "[router] order names {name:?}, which is not a [providers.*] entry"
+                ))
+            })?;
+            providers.push(config::build(name, entry, timeout, env)?);
+        }
+        let patterns: Vec<(String, String)> = cfg
+            .patterns
+            .iter()
+            .map(|(k, v)| (k.clone(), v.0.clone()))
+            .collect();
+        let detectors = Detectors::new(&cfg.detectors, &patterns)
+            .map_err(|e| LlmError::Residency(format!("[router] {e}")))?;
+        Ok(Router {
+            providers,
+            policy: cfg.restricted,
+            detectors,
+            sources: Sources {
+                tools: cfg.tools.clone(),
+                agents: cfg.agents.clone(),
+            },
+            prices,
+        })
+    }
+
+    /// Providers in the order a call tries them: one the request's model
+    /// names (`local/llama3`) first, then the configured order.
+    fn order<'a>(&'a self, req: &ModelRequest) -> Vec<(&'a Routed, String)> {
+        let pinned = req
+            .model
+            .split_once('/')
+            .and_then(|(p, m)| self.providers.iter().find(|r| r.name == p).map(|r| (r, m)));
+        let mut out: Vec<(&Routed, String)> = Vec::new();
+        if let Some((r, m)) = pinned {
+            out.push((r, m.to_string()));
+        }
+        for r in &self.providers {
+            if !out.iter().any(|(o, _)| o.name == r.name) {
+                out.push((r, r.model.clone()));
+            }
+        }
+        out
+    }
+
+    fn verdict(&self, r: &Routed, classes: &BTreeSet<DataClass>) -> Verdict {
+        if classes.is_subset(&r.allowed) {
+            Verdict::AsIs
+        } else if self.policy == RestrictedPolicy::Redact && r.allowed.contains(&DataClass::Public)
+        {
+            Verdict::Redacted
+        } else {
+            Verdict::NotAllowed
+        }
+    }
+
+    /// What would happen to `req`, without calling anything.
+    pub fn explain(&self, req: &ModelRequest) -> Explanation {
+        let analysis = scan::analyse(req, &self.detectors, &self.sources);
+        let providers = self
+            .order(req)
+            .into_iter()
+            .map(|(r, model)| {
+                let mut v = self.verdict(r, &analysis.classes);
+                if v == Verdict::Redacted
+                    && scan::redact_for(req, &r.allowed, &self.detectors, &self.sources).is_none()
+                {
+                    v = Verdict::NotAllowed;
+                }
+                (r.name.clone(), model, v)
+            })
+            .collect();
+        Explanation {
+            analysis,
+            providers,
+        }
+    }
+
+    fn refusal(&self, a: &Analysis) -> LlmError {
+        LlmError::Residency(format!(
+            "this call carries {} data ({}) and no configured provider may receive it: add \"{}\" to the data of a provider that may (a local model), or set [router] restricted = \"redact\"",
+            a.class().as_str(),
+            a.labels.join(", "),
+            a.class().as_str(),
+        ))
+    }
+}
+
+/// One attempt's request and how to undo its redactions.
+struct Attempt {
+    request: ModelRequest,
+    redactions: Redactions,
+    withheld: usize,
+}
+
+#[async_trait]
+impl Provider for Router {
+    fn name(&self) -> &str {
+        "router"
+    }
+
+    fn default_model(&self) -> &str {
+        // Each provider uses its own unless a call names one.
+        "auto"
+    }
+
+    async fn complete(
+        &self,
+        req: &ModelRequest,
+        on_event: EventSink<'_>,
+    ) -> Result<ModelResponse, LlmError> {
+        let analysis = scan::analyse(req, &self.detectors, &self.sources);
+        let mut tried: Vec<String> = Vec::new();
+        let mut last_error = None;
+        for (r, model) in self.order(req) {
+            let attempt = match self.verdict(r, &analysis.classes) {
+                Verdict::NotAllowed => continue,
+                Verdict::AsIs => Attempt {
+                    request: req.clone(),
+                    redactions: Redactions::default(),
+                    withheld: 0,
+                },
+                Verdict::Redacted => {
+                    match scan::redact_for(req, &r.allowed, &self.detectors, &self.sources) {
+                        Some(x) => Attempt {
+                            request: x.request,
+                            redactions: x.redactions,
+                            withheld: x.withheld,
+                        },
+                        None => continue,
+                    }
+                }
+            };
+            let mut request = attempt.request;
+            request.model = model.clone();
+            match call(r, &request, &attempt.redactions, on_event).await {
+                Ok(mut resp) => {
+                    restore(&mut resp, &attempt.redactions);
+                    let cost_usd = match r.price {
+                        Some(p) => {
+                            (resp.usage.input_tokens as f64 * p.input
+                                + resp.usage.output_tokens as f64 * p.output)
+                                / 1e6
+                        }
+                        None => self.prices.cost(&resp.model, resp.usage),
+                    };
+                    let reason =
+                        reason_for(&analysis, &tried, &attempt.redactions, attempt.withheld);
+                    resp.route = Some(Box::new(RouteDecision {
+                        provider: r.name.clone(),
+                        model: resp.model.clone(),
+                        reason,
+                        class: analysis.class(),
+                        labels: analysis.labels.clone(),
+                        redactions: attempt.redactions.len(),
+                        withheld: attempt.withheld,
+                        fell_back_from: tried,
+                        cost_usd,
+                    }));
+                    return Ok(resp);
+                }
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(provider = %r.name, error = %e, "provider failed; trying the next one this call's data may go to");
+                    tried.push(format!("{}: {e}", r.name));
+                    last_error = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match last_error {
+            // Every allowed provider failed transiently: the caller's retry
+            // and cooldown logic takes over, with the last one's error.
+            Some(e) => Err(e),
+            None => Err(self.refusal(&analysis)),
+        }
+    }
+}
+
+fn reason_for(a: &Analysis, tried: &[String], red: &Redactions, withheld: usize) -> String {
+    let mut why = if a.class() == DataClass::Public {
+        "preferred provider".to_string()
+    } else if red.is_empty() && withheld == 0 {
+        format!("allowed {} data", a.class().as_str())
+    } else {
+        format!(
+            "{} data redacted ({} values, {} results withheld)",
+            a.class().as_str(),
+            red.len(),
+            withheld
+        )
+    };
+    if !tried.is_empty() {
+        why.push_str(&format!("; fell back after {} failed", tried.len()));
+    }
+    why
+}
+
+/// Calls `r`, restoring placeholders in what streams out.
+async fn call(
+    r: &Routed,
+    request: &ModelRequest,
+    red: &Redactions,
+    on_event: EventSink<'_>,
+) -> Result<ModelResponse, LlmError> {
+    if red.is_empty() {
+        return r.provider.complete(request, on_event).await;
+    }
+    let restorer = std::sync::Mutex::new(StreamRestorer::default());
+    let sink = |e: StreamEvent| match e {
+        StreamEvent::TextDelta { text } => {
+            let shown = restorer
+                .lock()
+                .map(|mut s| s.push(red, &text))
+                .unwrap_or(text);
+            if !shown.is_empty() {
+                on_event(StreamEvent::TextDelta { text: shown });
+            }
+        }
+        other => on_event(other),
+    };
+    let out = r.provider.complete(request, &sink).await;
+    let rest = restorer
+        .lock()
+        .map(|mut s| s.finish(red))
+        .unwrap_or_default();
+    if !rest.is_empty() {
+        on_event(StreamEvent::TextDelta { text: rest });
+    }
+    out
+}
+
+/// The answer with placeholders put back, in its text and tool arguments.
+fn restore(resp: &mut ModelResponse, red: &Redactions) {
+    if red.is_empty() {
+        return;
+    }
+    for block in &mut resp.content {
+        match block {
+            ContentBlock::Text { text } => *text = red.restore(text),
+            ContentBlock::ToolUse { input, .. } => *input = red.restore_json(input),
+            ContentBlock::ToolResult { content, .. } => *content = red.restore(content),
+        }
+    }
+}

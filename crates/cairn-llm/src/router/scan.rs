@@ -1,0 +1,208 @@
+//! What a model request carries: the classes of its content (from the
+//! agent and tools declared sensitive, and from the detectors) and, for a
+//! provider allowed less, a copy with the rest redacted or withheld.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use cairn_core::{ContentBlock, DataClass, ModelRequest};
+
+use super::detect::Detectors;
+use super::redact::Redactions;
+
+/// Where sensitive content comes from, as declared in `[router]`.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// Results of these tools carry this class.
+    pub tools: BTreeMap<String, DataClass>,
+    /// Everything these agents handle carries this class.
+    pub agents: BTreeMap<String, DataClass>,
+}
+
+/// The classes in a request and what raised them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Analysis {
+    /// Every class present (public always is).
+    pub classes: BTreeSet<DataClass>,
+    /// Detector and source names, each once, in order found.
+    pub labels: Vec<String>,
+}
+
+impl Analysis {
+    /// The most sensitive class present.
+    pub fn class(&self) -> DataClass {
+        self.classes.last().copied().unwrap_or_default()
+    }
+
+    fn add(&mut self, class: DataClass, label: &str) {
+        self.classes.insert(class);
+        if !self.labels.iter().any(|l| l == label) {
+            self.labels.push(label.to_string());
+        }
+    }
+}
+
+/// Tool call id → tool name, to know whose result a block is.
+fn tool_names(req: &ModelRequest) -> HashMap<&str, &str> {
+    req.messages
+        .iter()
+        .flat_map(|m| &m.content)
+        .filter_map(|b| match b {
+            ContentBlock::ToolUse { id, name, .. } => Some((id.as_str(), name.as_str())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every string inside a JSON value.
+fn json_strings<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| json_strings(x, out)),
+        serde_json::Value::Object(o) => o.iter().for_each(|(k, x)| {
+            out.push(k);
+            json_strings(x, out)
+        }),
+        _ => {}
+    }
+}
+
+/// Classifies `req`.
+pub fn analyse(req: &ModelRequest, detectors: &Detectors, sources: &Sources) -> Analysis {
+    let mut a = Analysis::default();
+    a.classes.insert(DataClass::Public);
+    let agent_class = sources
+        .agents
+        .get(&req.hints.agent)
+        .copied()
+        .unwrap_or_default()
+        .max(req.hints.class);
+    if agent_class > DataClass::Public {
+        a.add(agent_class, &format!("agent:{}", req.hints.agent));
+    }
+    let mut scan = |text: &str| {
+        for f in detectors.scan(text) {
+            a.add(DataClass::Restricted, &f.kind);
+        }
+    };
+    scan(&req.system);
+    let tools = tool_names(req);
+    let mut sourced = Vec::new();
+    for block in req.messages.iter().flat_map(|m| &m.content) {
+        match block {
+            ContentBlock::Text { text } => scan(text),
+            ContentBlock::ToolUse { input, .. } => {
+                let mut strings = Vec::new();
+                json_strings(input, &mut strings);
+                strings.into_iter().for_each(&mut scan);
+            }
+            ContentBlock::ToolResult {
+                tool_use_id,
+                content,
+                ..
+            } => {
+                scan(content);
+                let tool = tools.get(tool_use_id.as_str()).copied().unwrap_or_default();
+                if let Some(&class) = sources.tools.get(tool) {
+                    sourced.push((class, format!("tool:{tool}")));
+                }
+            }
+        }
+    }
+    for (class, label) in sourced {
+        a.add(class, &label);
+    }
+    a
+}
+
+/// A copy of a request fit for a provider allowed `allowed`.
+pub struct Redacted {
+    /// The request to send.
+    pub request: ModelRequest,
+    /// Placeholders to put back in the answer.
+    pub redactions: Redactions,
+    /// Blocks withheld whole.
+    pub withheld: usize,
+}
+
+/// `req` with detector findings above `allowed` replaced by placeholders
+/// and results of sources above it withheld. `None` if the agent itself is
+/// declared above `allowed` (nothing of it may go).
+pub fn redact_for(
+    req: &ModelRequest,
+    allowed: &BTreeSet<DataClass>,
+    detectors: &Detectors,
+    sources: &Sources,
+) -> Option<Redacted> {
+    let agent_class = sources
+        .agents
+        .get(&req.hints.agent)
+        .copied()
+        .unwrap_or_default()
+        .max(req.hints.class);
+    if !allowed.contains(&agent_class) {
+        return None;
+    }
+    let mut redactions = Redactions::default();
+    let redact_pii = !allowed.contains(&DataClass::Restricted);
+    let mut fix = |text: &str| -> String {
+        if !redact_pii {
+            return text.to_string();
+        }
+        let found = detectors.scan(text);
+        let spans: Vec<(usize, usize, &str)> = found
+            .iter()
+            .map(|f| (f.start, f.end, f.kind.as_str()))
+            .collect();
+        redactions.apply(text, &spans)
+    };
+    let tools: HashMap<String, String> = tool_names(req)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mut out = req.clone();
+    out.system = fix(&req.system);
+    let mut withheld = 0;
+    for block in out.messages.iter_mut().flat_map(|m| &mut m.content) {
+        match block {
+            ContentBlock::Text { text } => *text = fix(text),
+            ContentBlock::ToolUse { input, .. } => *input = map_strings(input, &mut fix),
+            ContentBlock::ToolResult {
+                tool_use_id,
+                content,
+                ..
+            } => {
+                let tool = tools
+                    .get(tool_use_id.as_str())
+                    .map(String::as_str)
+                    .unwrap_or_default();
+                match sources.tools.get(tool) {
+                    Some(class) if !allowed.contains(class) => {
+                        withheld += 1;
+                        *content = format!(
+                            "[withheld by cairn: the result of {tool} is {} data, which may not be sent to this model]",
+                            class.as_str()
+                        );
+                    }
+                    _ => *content = fix(content),
+                }
+            }
+        }
+    }
+    Some(Redacted {
+        request: out,
+        redactions,
+        withheld,
+    })
+}
+
+fn map_strings(v: &serde_json::Value, f: &mut impl FnMut(&str) -> String) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => Value::String(f(s)),
+        Value::Array(a) => Value::Array(a.iter().map(|x| map_strings(x, f)).collect()),
+        Value::Object(o) => {
+            Value::Object(o.iter().map(|(k, x)| (f(k), map_strings(x, f))).collect())
+        }
+        other => other.clone(),
+    }
+}
