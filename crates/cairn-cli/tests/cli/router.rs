@@ -284,3 +284,55 @@ fn policies_that_cannot_work_are_refused_at_load_with_their_line() {
         "{err}"
     );
 }
+
+#[test]
+fn an_agent_model_naming_a_provider_goes_there_first() {
+    let (cloud, local) = (FakeLlm::start(), FakeLlm::start());
+    let h = home();
+    hybrid(
+        &h,
+        &cloud,
+        &local,
+        "\n[agents.default]\nmodel = \"local/llama3.2:1b\"\n",
+    );
+    local.push([Reply::text("cheap and local")]);
+    let done = run_json(&h, "Summarise: the meeting moved to Tuesday.");
+    assert_eq!(done["output"], "cheap and local", "{done}");
+    assert!(cloud.requests().is_empty());
+    assert_eq!(local.requests()[0].body["model"], "llama3.2:1b");
+    let r = routes(&h, done["id"].as_str().unwrap());
+    assert_eq!(r[0]["provider"], "local", "{r:?}");
+    assert_eq!(r[0]["cost_usd"], 0.0, "{r:?}");
+}
+
+#[test]
+fn a_remembered_secret_keeps_the_call_that_recalls_it_local() {
+    let (cloud, local) = (FakeLlm::start(), FakeLlm::start());
+    let h = home();
+    hybrid(&h, &cloud, &local, "");
+    let with_model = |mut c: std::process::Command| {
+        c.env("CAIRN_MEMORY__MODEL_DIR", cairn_testkit::minilm_model_dir());
+        c
+    };
+    let fact = format!("The HR contact's email is {}.", CANARIES[0]);
+    ok(with_model(cmd(&h)), &["memory", "save", &fact]);
+    local.push([Reply::text("Ask HR by mail.")]);
+    let out = ok(
+        with_model(cmd(&h)),
+        &[
+            "run",
+            "--no-stream",
+            "--json",
+            "How do I reach the HR contact by email?",
+        ],
+    );
+    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(done["output"], "Ask HR by mail.", "{done}");
+    assert!(
+        local.requests()[0].body.to_string().contains(CANARIES[0]),
+        "the memory was recalled into the prompt"
+    );
+    let r = routes(&h, done["id"].as_str().unwrap());
+    assert_eq!(r[0]["provider"], "local", "{r:?}");
+    assert!(cloud.requests().is_empty());
+}
