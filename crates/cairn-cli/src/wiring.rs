@@ -42,16 +42,56 @@ pub fn provider(loaded: &Loaded) -> Result<Arc<dyn Provider>, cairn_llm::LlmErro
     select_provider(&settings, &|k| std::env::var(k).ok())
 }
 
-/// The hybrid router over `[providers.*]`.
+/// The hybrid router over `[providers.*]`, with its classifier if one is
+/// configured.
 pub fn router(loaded: &Loaded) -> Result<cairn_llm::Router, cairn_llm::LlmError> {
     let c = &loaded.config;
-    cairn_llm::Router::new(
+    let router = cairn_llm::Router::new(
         &c.providers,
         &c.router,
         PriceTable::new(c.pricing.clone()),
         Duration::from_secs(c.llm.timeout_s.max(1)),
         &|k| std::env::var(k).ok(),
-    )
+    )?;
+    let cfg = &c.router.classifier;
+    if !cfg.enabled() {
+        return Ok(router);
+    }
+    let classifier = classifier(loaded)
+        .map_err(|e| cairn_llm::LlmError::Residency(format!("[router.classifier]: {e:#}")))?;
+    Ok(router.with_classifier(classifier, &cfg.simple, &cfg.complex))
+}
+
+/// The complexity classifier on the memory tier's local model. Never a
+/// remote embedder: the prompts it reads may be restricted.
+pub fn classifier(loaded: &Loaded) -> Result<cairn_llm::router::classify::Classifier> {
+    use cairn_llm::router::classify::{Classifier, read_examples};
+    let cfg = &loaded.config.router.classifier;
+    let m = &loaded.config.memory;
+    if m.model_dir.is_empty() || matches!(m.embedder, EmbedderChoice::Openai | EmbedderChoice::None)
+    {
+        anyhow::bail!(
+            "the classifier runs on the local embedding model: set memory.model_dir (and memory.embedder = \"local\" or \"auto\"); a remote embedder would see the prompts"
+        );
+    }
+    let model = LocalEmbedder::load(&loaded.home.join(&m.model_dir))
+        .context("loading the embedding model (memory.model_dir)")?;
+    let mut examples = cfg.examples.clone();
+    if !cfg.examples_file.is_empty() {
+        let path = loaded.home.join(&cfg.examples_file);
+        examples.extend(read_examples(&path).map_err(anyhow::Error::msg)?);
+    }
+    Classifier::new(Arc::new(Local(Arc::new(model))), examples, cfg.k).map_err(anyhow::Error::msg)
+}
+
+/// The memory tier's embedder as the classifier's.
+struct Local(Arc<dyn Embedder>);
+
+#[async_trait::async_trait]
+impl cairn_llm::router::classify::TextEmbedder for Local {
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
+        self.0.embed(texts).await.map_err(|e| e.to_string())
+    }
 }
 
 /// Opens the store: SQLite, or PostgreSQL when the database is a URL.

@@ -30,15 +30,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check the classifier's examples: leave each out, classify it by the
+    /// others, and report the agreement with its label and the share
+    /// judged simple (sent to the simple-work provider).
+    Evaluate {
+        /// A JSON-lines file of examples (`text`, `label`) instead of the
+        /// configured ones.
+        #[arg(long)]
+        examples: Option<std::path::PathBuf>,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs the command.
 pub async fn run(args: Args) -> Result<ExitCode> {
-    let Command::Explain {
-        prompt,
-        agent,
-        json,
-    } = args.command;
+    let (prompt, agent, json) = match args.command {
+        Command::Explain {
+            prompt,
+            agent,
+            json,
+        } => (prompt, agent, json),
+        Command::Evaluate { examples, json } => return evaluate(examples, json).await,
+    };
     let loaded = config::load()?;
     if loaded.config.providers.is_empty() {
         bail!(
@@ -58,7 +73,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             ..Default::default()
         },
     };
-    let x = router.explain(&req);
+    let x = router.explain(&req).await;
     let chosen = x
         .providers
         .iter()
@@ -79,6 +94,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             "labels": x.analysis.labels,
             "providers": providers,
             "chosen": chosen.map(|(n, _, _)| n),
+            "preference": x.preference.why,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
@@ -88,6 +104,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             x.analysis.labels.join(", ")
         };
         println!("class: {} ({labels})", x.analysis.class().as_str());
+        println!("preference: {}", x.preference.why);
         for (n, m, v) in &x.providers {
             let model = if m.is_empty() { "its default model" } else { m };
             println!("  {n:<12} {model:<28} {}", word(v));
@@ -109,4 +126,46 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     } else {
         ExitCode::from(3)
     })
+}
+
+/// `cairn route evaluate`.
+async fn evaluate(file: Option<std::path::PathBuf>, json: bool) -> Result<ExitCode> {
+    use cairn_llm::router::classify::{Complexity, read_examples};
+    let mut loaded = config::load()?;
+    let cfg = &mut loaded.config.router.classifier;
+    if let Some(path) = file {
+        cfg.examples = read_examples(&path).map_err(anyhow::Error::msg)?;
+        cfg.examples_file.clear();
+    }
+    let classifier = wiring::classifier(&loaded)?;
+    let n = loaded.config.router.classifier.examples.len();
+    let (agreement, simple_share) = classifier
+        .leave_one_out()
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let labelled_simple = loaded
+        .config
+        .router
+        .classifier
+        .examples
+        .iter()
+        .filter(|e| e.label == Complexity::Simple)
+        .count();
+    if json {
+        let out = json!({
+            "examples": n,
+            "agreement": agreement,
+            "judged_simple": simple_share,
+            "labelled_simple": labelled_simple as f64 / n.max(1) as f64,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "{n} examples, each classified by the others: {:.1}% agree with their label; {:.1}% judged simple (labelled simple: {:.1}%)",
+            agreement * 100.0,
+            simple_share * 100.0,
+            labelled_simple as f64 * 100.0 / n.max(1) as f64
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -336,3 +336,144 @@ fn a_remembered_secret_keeps_the_call_that_recalls_it_local() {
     assert_eq!(r[0]["provider"], "local", "{r:?}");
     assert!(cloud.requests().is_empty());
 }
+
+/// The labelled prompt set shipped in the repository.
+fn shipped_prompts() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../cairn-llm/data/route_prompts.jsonl")
+}
+
+#[test]
+fn the_classifier_agrees_with_the_shipped_labels() {
+    let h = home();
+    let mut c = h.cmd();
+    c.env("CAIRN_MEMORY__MODEL_DIR", cairn_testkit::minilm_model_dir());
+    let path = shipped_prompts();
+    let out = ok(
+        c,
+        &[
+            "route",
+            "evaluate",
+            "--json",
+            "--examples",
+            path.to_str().unwrap(),
+        ],
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("classifier on the shipped set: {r}");
+    assert_eq!(r["examples"], 119);
+    assert!(r["agreement"].as_f64().unwrap() >= 0.85, "{r}");
+    let simple = r["judged_simple"].as_f64().unwrap();
+    assert!((0.35..=0.65).contains(&simple), "{r}");
+}
+
+#[test]
+fn simple_work_goes_local_and_demanding_work_to_the_frontier_model() {
+    let (cloud, local) = (FakeLlm::start(), FakeLlm::start());
+    let h = home();
+    std::fs::copy(shipped_prompts(), h.path().join("route_prompts.jsonl")).unwrap();
+    hybrid(
+        &h,
+        &cloud,
+        &local,
+        "\n[router.classifier]\nsimple = \"local\"\ncomplex = \"claude\"\nexamples_file = \"route_prompts.jsonl\"\n",
+    );
+    let with_model = |mut c: std::process::Command| {
+        c.env("CAIRN_MEMORY__MODEL_DIR", cairn_testkit::minilm_model_dir());
+        c
+    };
+    local.push([Reply::text("Merci.")]);
+    let out = ok(
+        with_model(cmd(&h)),
+        &[
+            "run",
+            "--no-stream",
+            "--json",
+            "Translate 'thank you' into French.",
+        ],
+    );
+    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = routes(&h, done["id"].as_str().unwrap());
+    assert_eq!(r[0]["provider"], "local", "{r:?}");
+    assert!(
+        r[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("classified simple"),
+        "{r:?}"
+    );
+
+    cloud.push([Reply::text("Here is the plan.")]);
+    let out = ok(
+        with_model(cmd(&h)),
+        &[
+            "run",
+            "--no-stream",
+            "--json",
+            "Design a plan to move our database cluster to another region with zero downtime, with risks, rollback points and a schedule.",
+        ],
+    );
+    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = routes(&h, done["id"].as_str().unwrap());
+    assert_eq!(r[0]["provider"], "claude", "{r:?}");
+    assert!(
+        r[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("classified complex"),
+        "{r:?}"
+    );
+
+    // Residency still comes first: simple work with a secret stays local,
+    // demanding work with one too.
+    local.push([Reply::text("Done locally.")]);
+    let prompt = format!(
+        "Design a plan to move our database cluster to another region; the admin is {}",
+        CANARIES[0]
+    );
+    let out = ok(
+        with_model(cmd(&h)),
+        &["run", "--no-stream", "--json", &prompt],
+    );
+    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = routes(&h, done["id"].as_str().unwrap());
+    assert_eq!(r[0]["provider"], "local", "{r:?}");
+    cloud_saw_no_canary(&cloud);
+
+    // A remote embedder would see the prompts: refused.
+    let mut c = cmd(&h);
+    c.env("CAIRN_MEMORY__EMBEDDER", "openai");
+    let out = run(c, &["route", "explain", "hi"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("a remote embedder would see the prompts"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn rules_send_matching_calls_where_they_say() {
+    let (cloud, local) = (FakeLlm::start(), FakeLlm::start());
+    let h = home();
+    hybrid(
+        &h,
+        &cloud,
+        &local,
+        "\n[[router.rules]]\nagent = \"default\"\nmin_tokens = 100\nprovider = \"local\"\n",
+    );
+    cloud.push([Reply::text("short one")]);
+    let done = run_json(&h, "Hello there.");
+    assert_eq!(
+        routes(&h, done["id"].as_str().unwrap())[0]["provider"],
+        "claude"
+    );
+    local.push([Reply::text("long one")]);
+    let long = "Please read this carefully. ".repeat(20);
+    let done = run_json(&h, &long);
+    let r = routes(&h, done["id"].as_str().unwrap());
+    assert_eq!(r[0]["provider"], "local", "{r:?}");
+    assert!(
+        r[0]["reason"].as_str().unwrap().starts_with("rule 1"),
+        "{r:?}"
+    );
+}

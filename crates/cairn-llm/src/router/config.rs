@@ -87,6 +87,27 @@ pub struct RouterConfig {
     pub tools: BTreeMap<String, DataClass>,
     /// Agents all of whose content carries a class.
     pub agents: BTreeMap<String, DataClass>,
+    /// Rules tried in order: the first that matches a call puts its
+    /// provider first (residency still applies).
+    pub rules: Vec<Rule>,
+    /// The complexity classifier, when no rule matched.
+    pub classifier: super::classify::ClassifierConfig,
+}
+
+/// `[[router.rules]]`: calls matching every condition given go to
+/// `provider` first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Rule {
+    /// Calls of this agent.
+    pub agent: String,
+    /// Calls continuing a tool chain (true) or not (false): whether the
+    /// last message holds tool results.
+    pub tool_chain: Option<bool>,
+    /// Calls whose conversation is at least this many tokens (estimated).
+    pub min_tokens: u64,
+    /// Where they go.
+    pub provider: String,
 }
 
 /// A user detector's regular expression, checked as the config is read
@@ -135,6 +156,40 @@ impl RouterConfig {
                     ),
                 );
             }
+        }
+        let known = |n: &str| n.is_empty() || providers.contains_key(n);
+        for (i, r) in self.rules.iter().enumerate() {
+            if r.provider.is_empty() || !known(&r.provider) {
+                return err(
+                    "router.rules".into(),
+                    format!(
+                        "rule {} sends calls to {:?}, which is not a provider",
+                        i + 1,
+                        r.provider
+                    ),
+                );
+            }
+        }
+        for (what, name) in [
+            ("simple", &self.classifier.simple),
+            ("complex", &self.classifier.complex),
+        ] {
+            if !known(name) {
+                return err(
+                    format!("router.classifier.{what}"),
+                    format!("[router.classifier] {what} = {name:?} is not a provider"),
+                );
+            }
+        }
+        if self.classifier.enabled()
+            && self.classifier.examples.is_empty()
+            && self.classifier.examples_file.is_empty()
+        {
+            return err(
+                "router.classifier.simple".into(),
+                "[router.classifier] has no examples: give examples = [...] or examples_file"
+                    .into(),
+            );
         }
         for (name, p) in providers {
             if p.data.is_empty() {

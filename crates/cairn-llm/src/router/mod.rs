@@ -7,6 +7,7 @@
 //! provider when one fails. Every decision rides on the response, so the
 //! runtime journals it.
 
+pub mod classify;
 mod config;
 pub mod detect;
 pub mod redact;
@@ -20,8 +21,11 @@ use cairn_core::{
     ContentBlock, DataClass, ModelRequest, ModelResponse, RouteDecision, StreamEvent,
 };
 
+use classify::{Classifier, Complexity};
 use config::Routed;
-pub use config::{Pattern, PolicyError, ProviderEntry, RestrictedPolicy, RouterConfig, WireFormat};
+pub use config::{
+    Pattern, PolicyError, ProviderEntry, RestrictedPolicy, RouterConfig, Rule, WireFormat,
+};
 use detect::Detectors;
 use redact::{Redactions, StreamRestorer};
 use scan::{Analysis, Sources};
@@ -36,6 +40,24 @@ pub struct Router {
     detectors: Detectors,
     sources: Sources,
     prices: PriceTable,
+    rules: Vec<Rule>,
+    classifier: Option<Routing>,
+}
+
+/// The classifier and where its labels send calls.
+struct Routing {
+    classifier: Classifier,
+    simple: String,
+    complex: String,
+}
+
+/// Which provider a call prefers, before residency, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preference {
+    /// The provider to try first (`None`: the configured order).
+    pub provider: Option<String>,
+    /// Why.
+    pub why: String,
 }
 
 /// How a provider would get a call.
@@ -54,6 +76,8 @@ pub enum Verdict {
 pub struct Explanation {
     /// The classes found and what raised them.
     pub analysis: Analysis,
+    /// Which provider the rules or the classifier prefer, and why.
+    pub preference: Preference,
     /// Each provider in the order tried, with its verdict.
     pub providers: Vec<(String, String, Verdict)>,
 }
@@ -98,12 +122,84 @@ impl Router {
                 agents: cfg.agents.clone(),
             },
             prices,
+            rules: cfg.rules.clone(),
+            classifier: None,
         })
     }
 
+    /// Adds the complexity classifier: simple work to `simple`, the rest to
+    /// `complex` (either may be empty: the configured order).
+    pub fn with_classifier(
+        mut self,
+        classifier: Classifier,
+        simple: &str,
+        complex: &str,
+    ) -> Router {
+        self.classifier = Some(Routing {
+            classifier,
+            simple: simple.to_string(),
+            complex: complex.to_string(),
+        });
+        self
+    }
+
+    /// The provider the rules, else the classifier, prefer for `req`.
+    pub async fn prefer(&self, req: &ModelRequest) -> Preference {
+        let tokens = approx_tokens(req);
+        let chain = req.messages.last().is_some_and(|m| {
+            m.content
+                .iter()
+                .any(|b| matches!(b, ContentBlock::ToolResult { .. }))
+        });
+        for (i, r) in self.rules.iter().enumerate() {
+            let agent = r.agent.is_empty() || r.agent == req.hints.agent;
+            let tool = r.tool_chain.is_none_or(|t| t == chain);
+            if agent && tool && tokens >= r.min_tokens {
+                return Preference {
+                    provider: Some(r.provider.clone()),
+                    why: format!("rule {}", i + 1),
+                };
+            }
+        }
+        let Some(routing) = &self.classifier else {
+            return Preference {
+                provider: None,
+                why: "preference order".into(),
+            };
+        };
+        let text = last_user_text(req);
+        match routing.classifier.classify(&text).await {
+            Ok(v) => {
+                let (target, word) = match v.label {
+                    Complexity::Simple => (&routing.simple, "simple"),
+                    Complexity::Complex => (&routing.complex, "complex"),
+                };
+                Preference {
+                    provider: Some(target.clone()).filter(|t| !t.is_empty()),
+                    why: format!(
+                        "classified {word} ({:.0}% of neighbours)",
+                        v.confidence * 100.0
+                    ),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the complexity classifier failed; using the preference order");
+                Preference {
+                    provider: None,
+                    why: format!("classifier failed ({e}); preference order"),
+                }
+            }
+        }
+    }
+
     /// Providers in the order a call tries them: one the request's model
-    /// names (`local/llama3`) first, then the configured order.
-    fn order<'a>(&'a self, req: &ModelRequest) -> Vec<(&'a Routed, String)> {
+    /// names (`local/llama3`) first, then the preferred one, then the
+    /// configured order.
+    fn order<'a>(
+        &'a self,
+        req: &ModelRequest,
+        preferred: Option<&str>,
+    ) -> Vec<(&'a Routed, String)> {
         let pinned = req
             .model
             .split_once('/')
@@ -112,7 +208,8 @@ impl Router {
         if let Some((r, m)) = pinned {
             out.push((r, m.to_string()));
         }
-        for r in &self.providers {
+        let preferred = preferred.and_then(|p| self.providers.iter().find(|r| r.name == p));
+        for r in preferred.into_iter().chain(&self.providers) {
             if !out.iter().any(|(o, _)| o.name == r.name) {
                 out.push((r, r.model.clone()));
             }
@@ -131,11 +228,12 @@ impl Router {
         }
     }
 
-    /// What would happen to `req`, without calling anything.
-    pub fn explain(&self, req: &ModelRequest) -> Explanation {
+    /// What would happen to `req`, without calling any model.
+    pub async fn explain(&self, req: &ModelRequest) -> Explanation {
         let analysis = scan::analyse(req, &self.detectors, &self.sources);
+        let preference = self.prefer(req).await;
         let providers = self
-            .order(req)
+            .order(req, preference.provider.as_deref())
             .into_iter()
             .map(|(r, model)| {
                 let mut v = self.verdict(r, &analysis.classes);
@@ -149,6 +247,7 @@ impl Router {
             .collect();
         Explanation {
             analysis,
+            preference,
             providers,
         }
     }
@@ -187,9 +286,10 @@ impl Provider for Router {
         on_event: EventSink<'_>,
     ) -> Result<ModelResponse, LlmError> {
         let analysis = scan::analyse(req, &self.detectors, &self.sources);
+        let preference = self.prefer(req).await;
         let mut tried: Vec<String> = Vec::new();
         let mut last_error = None;
-        for (r, model) in self.order(req) {
+        for (r, model) in self.order(req, preference.provider.as_deref()) {
             let attempt = match self.verdict(r, &analysis.classes) {
                 Verdict::NotAllowed => continue,
                 Verdict::AsIs => Attempt {
@@ -221,8 +321,11 @@ impl Provider for Router {
                         }
                         None => self.prices.cost(&resp.model, resp.usage),
                     };
-                    let reason =
-                        reason_for(&analysis, &tried, &attempt.redactions, attempt.withheld);
+                    let reason = format!(
+                        "{}; {}",
+                        preference.why,
+                        reason_for(&analysis, &tried, &attempt.redactions, attempt.withheld)
+                    );
                     resp.route = Some(Box::new(RouteDecision {
                         provider: r.name.clone(),
                         model: resp.model.clone(),
@@ -255,7 +358,7 @@ impl Provider for Router {
 
 fn reason_for(a: &Analysis, tried: &[String], red: &Redactions, withheld: usize) -> String {
     let mut why = if a.class() == DataClass::Public {
-        "preferred provider".to_string()
+        "public data".to_string()
     } else if red.is_empty() && withheld == 0 {
         format!("allowed {} data", a.class().as_str())
     } else {
@@ -270,6 +373,33 @@ fn reason_for(a: &Analysis, tried: &[String], red: &Redactions, withheld: usize)
         why.push_str(&format!("; fell back after {} failed", tried.len()));
     }
     why
+}
+
+/// The conversation's size in tokens, roughly (4 bytes each).
+fn approx_tokens(req: &ModelRequest) -> u64 {
+    let mut bytes = req.system.len();
+    for b in req.messages.iter().flat_map(|m| &m.content) {
+        bytes += match b {
+            ContentBlock::Text { text } => text.len(),
+            ContentBlock::ToolUse { input, .. } => input.to_string().len(),
+            ContentBlock::ToolResult { content, .. } => content.len(),
+        };
+    }
+    (bytes / 4) as u64
+}
+
+/// The latest text a person wrote in the conversation.
+fn last_user_text(req: &ModelRequest) -> String {
+    req.messages
+        .iter()
+        .rev()
+        .filter(|m| m.role == cairn_core::Role::User)
+        .flat_map(|m| m.content.iter().rev())
+        .find_map(|b| match b {
+            ContentBlock::Text { text } if !text.trim().is_empty() => Some(text.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 /// Calls `r`, restoring placeholders in what streams out.

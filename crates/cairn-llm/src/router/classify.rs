@@ -1,0 +1,203 @@
+//! The complexity classifier: k nearest neighbours over labelled example
+//! prompts, in the embedding space of a small in-process model (the memory
+//! tier's). Simple work (classification, templated text, short summaries)
+//! is sent to one provider, demanding work (multi-step planning, long
+//! analysis, code) to another.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// How demanding a prompt is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Complexity {
+    /// A local model does it well.
+    Simple,
+    /// It needs the frontier model.
+    Complex,
+}
+
+/// A labelled example prompt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Example {
+    /// The prompt.
+    pub text: String,
+    /// Its label.
+    pub label: Complexity,
+}
+
+/// `[router.classifier]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClassifierConfig {
+    /// Provider for simple work.
+    pub simple: String,
+    /// Provider for complex work.
+    pub complex: String,
+    /// Neighbours that vote.
+    pub k: usize,
+    /// Labelled prompts written in the config.
+    pub examples: Vec<Example>,
+    /// More of them, one JSON object (`text`, `label`) per line; relative
+    /// to `CAIRN_HOME`.
+    pub examples_file: String,
+}
+
+impl Default for ClassifierConfig {
+    fn default() -> Self {
+        ClassifierConfig {
+            simple: String::new(),
+            complex: String::new(),
+            k: 5,
+            examples: Vec::new(),
+            examples_file: String::new(),
+        }
+    }
+}
+
+impl ClassifierConfig {
+    /// Whether a classifier is configured.
+    pub fn enabled(&self) -> bool {
+        !self.simple.is_empty() || !self.complex.is_empty()
+    }
+}
+
+/// Turns text into a unit vector (the memory tier's model, adapted).
+#[async_trait]
+pub trait TextEmbedder: Send + Sync {
+    /// One vector per text, in order, each of unit length.
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String>;
+}
+
+/// A verdict and how sure it is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Verdict {
+    /// The label that won.
+    pub label: Complexity,
+    /// Its share of the neighbours' similarity (0.5–1).
+    pub confidence: f32,
+}
+
+/// The classifier; its examples are embedded at the first use.
+pub struct Classifier {
+    embedder: Arc<dyn TextEmbedder>,
+    examples: Vec<Example>,
+    embedded: tokio::sync::OnceCell<Vec<(Vec<f32>, Complexity)>>,
+    k: usize,
+}
+
+impl Classifier {
+    /// A classifier over `examples` (at least one) with `embedder`.
+    pub fn new(
+        embedder: Arc<dyn TextEmbedder>,
+        examples: Vec<Example>,
+        k: usize,
+    ) -> Result<Classifier, String> {
+        if examples.is_empty() {
+            return Err("the classifier has no examples".into());
+        }
+        Ok(Classifier {
+            embedder,
+            examples,
+            embedded: tokio::sync::OnceCell::new(),
+            k: k.max(1),
+        })
+    }
+
+    async fn examples(&self) -> Result<&[(Vec<f32>, Complexity)], String> {
+        let v = self
+            .embedded
+            .get_or_try_init(|| async {
+                let texts: Vec<String> = self.examples.iter().map(|e| e.text.clone()).collect();
+                let vectors = self.embedder.embed(&texts).await?;
+                if vectors.len() != texts.len() {
+                    return Err("the embedder returned too few vectors".to_string());
+                }
+                Ok(vectors
+                    .into_iter()
+                    .zip(self.examples.iter().map(|e| e.label))
+                    .collect())
+            })
+            .await?;
+        Ok(v)
+    }
+
+    /// The label of `text`.
+    pub async fn classify(&self, text: &str) -> Result<Verdict, String> {
+        let examples = self.examples().await?;
+        let v = self
+            .embedder
+            .embed(&[text.to_string()])
+            .await?
+            .pop()
+            .ok_or("the embedder returned nothing")?;
+        Ok(vote(examples, self.k, &v, None))
+    }
+
+    /// Leave-one-out over the examples: (agreement with the labels, share
+    /// judged simple).
+    pub async fn leave_one_out(&self) -> Result<(f64, f64), String> {
+        let examples = self.examples().await?;
+        let n = examples.len();
+        let mut agree = 0;
+        let mut simple = 0;
+        for (i, (v, label)) in examples.iter().enumerate() {
+            let got = vote(examples, self.k, v, Some(i)).label;
+            agree += usize::from(got == *label);
+            simple += usize::from(got == Complexity::Simple);
+        }
+        Ok((agree as f64 / n as f64, simple as f64 / n as f64))
+    }
+}
+
+/// The `k` nearest examples' vote for `v`, leaving example `skip` out.
+fn vote(examples: &[(Vec<f32>, Complexity)], k: usize, v: &[f32], skip: Option<usize>) -> Verdict {
+    let mut scored: Vec<(f32, Complexity)> = examples
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != skip)
+        .map(|(_, (e, l))| (dot(v, e), *l))
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let (mut simple, mut complex) = (0.0f32, 0.0f32);
+    for (s, l) in scored.into_iter().take(k) {
+        // Similarity-weighted, never negative.
+        let w = s.max(0.0) + 1e-6;
+        match l {
+            Complexity::Simple => simple += w,
+            Complexity::Complex => complex += w,
+        }
+    }
+    let total = simple + complex;
+    if simple > complex {
+        Verdict {
+            label: Complexity::Simple,
+            confidence: simple / total,
+        }
+    } else {
+        Verdict {
+            label: Complexity::Complex,
+            confidence: complex / total,
+        }
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Reads examples from a JSON-lines file; errors name the line.
+pub fn read_examples(path: &std::path::Path) -> Result<Vec<Example>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str::<Example>(l)
+                .map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))
+        })
+        .collect()
+}
