@@ -84,6 +84,19 @@ pub fn classifier(loaded: &Loaded) -> Result<cairn_llm::router::classify::Classi
     Classifier::new(Arc::new(Local(Arc::new(model))), examples, cfg.k).map_err(anyhow::Error::msg)
 }
 
+/// What agents spent, for the router's budgets.
+struct StoreSpend(Store);
+
+#[async_trait::async_trait]
+impl cairn_llm::router::budget::Spend for StoreSpend {
+    async fn spent_since(&self, agent: &str, since: i64) -> Result<f64, String> {
+        self.0
+            .agent_cost_since(agent, since)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// The memory tier's embedder as the classifier's.
 struct Local(Arc<dyn Embedder>);
 
@@ -199,6 +212,13 @@ pub fn memory(loaded: &Loaded, store: Store) -> Result<Memory> {
 
 async fn runtime_with(loaded: &Loaded, provider: Arc<dyn Provider>) -> Result<Runtime> {
     let store = store(loaded).await?;
+    // Budgets read what agents spent from the store, which exists only now.
+    let routed = provider.name() == "router" && !loaded.config.router.budgets.is_empty();
+    let provider: Arc<dyn Provider> = if routed {
+        Arc::new(router(loaded)?.with_spend(Arc::new(StoreSpend(store.clone()))))
+    } else {
+        provider
+    };
     let mut rt = Runtime::new(store.clone(), provider, loaded.workspaces_dir());
     rt.memory = Arc::new(memory(loaded, store)?);
     rt.memory_prompt_budget = loaded.config.memory.prompt_budget_bytes;

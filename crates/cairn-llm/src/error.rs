@@ -98,6 +98,9 @@ pub enum LlmError {
     /// The router found no provider the call's data may go to.
     #[error("{0}")]
     Residency(String),
+    /// The agent spent its daily budget and its calls are stopped.
+    #[error("{0}")]
+    Budget(String),
     /// The provider answered something that is not its documented format.
     #[error("{provider}: malformed response: {message}")]
     Protocol {

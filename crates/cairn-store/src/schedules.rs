@@ -45,6 +45,9 @@ pub trait ScheduleStore: Send + Sync {
     /// Dollars spent by the runs of a session started at or after `since`.
     async fn session_cost_since(&self, session_id: &str, since: i64) -> Result<f64, StoreError>;
 
+    /// Dollars the runs of `agent` created since `since` cost.
+    async fn agent_cost_since(&self, agent: &str, since: i64) -> Result<f64, StoreError>;
+
     /// Every schedule (of `agent`, when given), soonest first.
     async fn list_schedules(&self, agent: Option<&str>) -> Result<Vec<ScheduleRecord>, StoreError>;
 

@@ -86,39 +86,62 @@ pub struct ReadyToolJob {
     pub affinity: Option<String>,
 }
 
-/// `SELECT id, affinity` for the first `$limit` ready jobs with a named
-/// workspace (`$limit` written as the backend's placeholder).
-macro_rules! select_workspace_homes {
+/// `SELECT` of `ToolJobRow`'s columns and the job's affinity (the node of
+/// the latest earlier call of its run in its named workspace) for the
+/// first `$limit` ready jobs (`$limit` written as the backend's
+/// placeholder): one round trip per dispatch pass.
+macro_rules! select_ready_tool_jobs {
     ($limit:literal) => {
         concat!(
-            "SELECT t.id, (SELECT p.node FROM tool_jobs p
-                 WHERE p.run_id = t.run_id AND p.workspace = t.workspace
-                   AND p.node IS NOT NULL AND p.id <> t.id
-                 ORDER BY p.created_at DESC, p.id DESC LIMIT 1)
-             FROM tool_jobs t WHERE t.status = 'ready' AND t.workspace IS NOT NULL
-             ORDER BY t.created_at, t.id LIMIT ",
+            "SELECT t.id, t.run_id, t.tool, t.input, t.requires, t.workspace, t.sandbox,
+                 t.idempotent, t.deadline, t.traceparent, t.status, t.attempt, t.node, t.output,
+                 t.created_at, t.finished_at,
+                 CASE WHEN t.workspace IS NULL THEN NULL ELSE
+                   (SELECT p.node FROM tool_jobs p
+                    WHERE p.run_id = t.run_id AND p.workspace = t.workspace
+                      AND p.node IS NOT NULL AND p.id <> t.id
+                    ORDER BY p.created_at DESC, p.id DESC LIMIT 1) END
+             FROM tool_jobs t WHERE t.status = 'ready' ORDER BY t.created_at, t.id LIMIT ",
             $limit
         )
     };
 }
-pub(crate) use select_workspace_homes;
+pub(crate) use select_ready_tool_jobs;
 
-/// Ready rows joined with the nodes their workspaces live on.
-pub(crate) fn with_affinity(
-    rows: Vec<ToolJobRow>,
-    homes: Vec<(String, Option<String>)>,
-) -> Result<Vec<ReadyToolJob>, StoreError> {
-    let mut homes: std::collections::HashMap<String, String> = homes
-        .into_iter()
-        .filter_map(|(id, node)| Some((id, node?)))
-        .collect();
-    rows.into_iter()
-        .map(|r| {
-            let job = decode_tool_job(r)?;
-            let affinity = homes.remove(&job.job.id);
-            Ok(ReadyToolJob { job, affinity })
-        })
-        .collect()
+/// A row of `select_ready_tool_jobs!` decoded (the query has 17 columns,
+/// past what sqlx decodes as a tuple).
+pub(crate) fn ready_from_row<R>(r: &R) -> Result<ReadyToolJob, StoreError>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    bool: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let row: ToolJobRow = (
+        r.try_get(0)?,
+        r.try_get(1)?,
+        r.try_get(2)?,
+        r.try_get(3)?,
+        r.try_get(4)?,
+        r.try_get(5)?,
+        r.try_get(6)?,
+        r.try_get(7)?,
+        r.try_get(8)?,
+        r.try_get(9)?,
+        r.try_get(10)?,
+        r.try_get(11)?,
+        r.try_get(12)?,
+        r.try_get(13)?,
+        r.try_get(14)?,
+        r.try_get(15)?,
+    );
+    Ok(ReadyToolJob {
+        job: decode_tool_job(row)?,
+        affinity: r.try_get(16)?,
+    })
 }
 
 /// What a job lost with its worker says to the model.

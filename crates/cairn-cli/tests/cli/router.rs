@@ -477,3 +477,48 @@ fn rules_send_matching_calls_where_they_say() {
         "{r:?}"
     );
 }
+
+#[test]
+fn a_spent_budget_downgrades_mid_run_or_stops_with_a_clear_message() {
+    let (cloud, local) = (FakeLlm::start(), FakeLlm::start());
+    let h = home();
+    hybrid(
+        &h,
+        &cloud,
+        &local,
+        "\n[router.budgets.default]\ndaily_usd = 0.000001\nover = \"downgrade\"\ndowngrade_to = \"local\"\n",
+    );
+    std::fs::create_dir_all(h.workspace()).unwrap();
+    std::fs::write(h.workspace().join("notes.txt"), "nothing secret").unwrap();
+    // The first call is within budget and costs something; the next one,
+    // in the same run, is past it.
+    cloud.push([Reply::tool("read_file", json!({"path": "notes.txt"}))]);
+    local.push([Reply::text("finished cheaply")]);
+    let done = run_json(&h, "Read notes.txt and tell me what it says.");
+    assert_eq!(done["output"], "finished cheaply", "{done}");
+    let r = routes(&h, done["id"].as_str().unwrap());
+    assert_eq!(r[0]["provider"], "claude", "{r:?}");
+    assert!(r[0]["cost_usd"].as_f64().unwrap() > 0.0, "{r:?}");
+    assert_eq!(r[1]["provider"], "local", "{r:?}");
+    assert!(
+        r[1]["reason"].as_str().unwrap().contains("daily budget"),
+        "{r:?}"
+    );
+
+    // Stop: refused, with what was spent and when it resets.
+    hybrid(
+        &h,
+        &cloud,
+        &local,
+        "\n[router.budgets.\"*\"]\ndaily_usd = 0.000001\nover = \"stop\"\n",
+    );
+    let before = (cloud.requests().len(), local.requests().len());
+    let out = run(cmd(&h), &["run", "--no-stream", "Hello again"]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        said.contains("daily budget") && said.contains("midnight UTC"),
+        "{said}"
+    );
+    assert_eq!((cloud.requests().len(), local.requests().len()), before);
+}

@@ -92,6 +92,8 @@ pub struct RouterConfig {
     pub rules: Vec<Rule>,
     /// The complexity classifier, when no rule matched.
     pub classifier: super::classify::ClassifierConfig,
+    /// Daily spend limits by agent (`"*"`: every agent without its own).
+    pub budgets: BTreeMap<String, super::budget::Budget>,
 }
 
 /// `[[router.rules]]`: calls matching every condition given go to
@@ -190,6 +192,25 @@ impl RouterConfig {
                 "[router.classifier] has no examples: give examples = [...] or examples_file"
                     .into(),
             );
+        }
+        for (agent, b) in &self.budgets {
+            let key = format!("router.budgets.{agent}");
+            if b.daily_usd.is_nan() || b.daily_usd < 0.0 {
+                return err(
+                    key,
+                    format!("[router.budgets.{agent}] daily_usd must be 0 or more"),
+                );
+            }
+            let downgrade = b.over == super::budget::OverBudget::Downgrade;
+            if downgrade && (b.downgrade_to.is_empty() || !known(&b.downgrade_to)) {
+                return err(
+                    key,
+                    format!(
+                        "[router.budgets.{agent}] downgrades to {:?}, which is not a provider (set downgrade_to, or over = \"stop\")",
+                        b.downgrade_to
+                    ),
+                );
+            }
         }
         for (name, p) in providers {
             if p.data.is_empty() {

@@ -7,6 +7,7 @@
 //! provider when one fails. Every decision rides on the response, so the
 //! runtime journals it.
 
+pub mod budget;
 pub mod classify;
 mod config;
 pub mod detect;
@@ -42,6 +43,8 @@ pub struct Router {
     prices: PriceTable,
     rules: Vec<Rule>,
     classifier: Option<Routing>,
+    budgets: std::collections::BTreeMap<String, budget::Budget>,
+    spend: Option<std::sync::Arc<dyn budget::Spend>>,
 }
 
 /// The classifier and where its labels send calls.
@@ -124,7 +127,38 @@ impl Router {
             prices,
             rules: cfg.rules.clone(),
             classifier: None,
+            budgets: cfg.budgets.clone(),
+            spend: None,
         })
+    }
+
+    /// Where the budgets read what agents spent.
+    pub fn with_spend(mut self, spend: std::sync::Arc<dyn budget::Spend>) -> Router {
+        self.spend = Some(spend);
+        self
+    }
+
+    /// Whether the budgets need to know what agents spend.
+    pub fn has_budgets(&self) -> bool {
+        !self.budgets.is_empty()
+    }
+
+    /// The agent's budget, if it has spent it today.
+    async fn exceeded(&self, agent: &str) -> Option<budget::Exceeded> {
+        let b = self.budgets.get(agent).or_else(|| self.budgets.get("*"))?;
+        let spend = self.spend.as_ref()?;
+        let since = budget::day_start(cairn_core::now_ms());
+        match spend.spent_since(agent, since).await {
+            Ok(spent) if spent >= b.daily_usd => Some(budget::Exceeded {
+                budget: b.clone(),
+                spent,
+            }),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(agent, error = %e, "could not read today's spend; the budget is not applied to this call");
+                None
+            }
+        }
     }
 
     /// Adds the complexity classifier: simple work to `simple`, the rest to
@@ -286,10 +320,26 @@ impl Provider for Router {
         on_event: EventSink<'_>,
     ) -> Result<ModelResponse, LlmError> {
         let analysis = scan::analyse(req, &self.detectors, &self.sources);
-        let preference = self.prefer(req).await;
+        let mut preference = self.prefer(req).await;
+        let mut only = None;
+        if let Some(over) = self.exceeded(&req.hints.agent).await {
+            let message = over.message(&req.hints.agent);
+            if over.budget.over == budget::OverBudget::Stop {
+                return Err(LlmError::Budget(message));
+            }
+            preference = Preference {
+                provider: Some(over.budget.downgrade_to.clone()),
+                why: message,
+            };
+            only = Some(over.budget.downgrade_to);
+        }
         let mut tried: Vec<String> = Vec::new();
         let mut last_error = None;
         for (r, model) in self.order(req, preference.provider.as_deref()) {
+            // Past its budget, an agent's calls go nowhere dearer.
+            if only.as_ref().is_some_and(|o| *o != r.name) {
+                continue;
+            }
             let attempt = match self.verdict(r, &analysis.classes) {
                 Verdict::NotAllowed => continue,
                 Verdict::AsIs => Attempt {

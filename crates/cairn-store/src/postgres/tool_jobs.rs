@@ -49,23 +49,11 @@ impl ToolJobStore for PgStore {
     }
 
     async fn ready_tool_jobs(&self, limit: i64) -> Result<Vec<ReadyToolJob>, StoreError> {
-        let rows: Vec<ToolJobRow> = sqlx::query_as(select_tool_jobs!(
-            "WHERE status = 'ready' ORDER BY created_at, id LIMIT $1"
-        ))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        // Read after the jobs: a job ready meanwhile has no entry, and
-        // goes to any fitting worker (affinity is a preference).
-        let homes: Vec<(String, Option<String>)> = if rows.iter().any(|r| r.5.is_some()) {
-            sqlx::query_as(select_workspace_homes!("$1"))
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?
-        } else {
-            Vec::new()
-        };
-        with_affinity(rows, homes)
+        let rows = sqlx::query(select_ready_tool_jobs!("$1"))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(ready_from_row).collect()
     }
 
     async fn lease_tool_job(
