@@ -8,6 +8,7 @@ mod memory;
 mod queue;
 mod recall;
 mod recall_set;
+mod router;
 mod sandbox;
 
 use std::path::{Path, PathBuf};
@@ -513,6 +514,10 @@ async fn main() -> Result<()> {
     // `cairn-bench memory`: only the memory benchmark.
     if std::env::args().nth(1).as_deref() == Some("memory") {
         return memory::run(model_dir).await;
+    }
+    // `cairn-bench router`: routing decisions, detectors, cost saved.
+    if std::env::args().nth(1).as_deref() == Some("router") {
+        return router::run(model_dir).await;
     }
     // `cairn-bench sandbox`: only the sandbox figures.
     if std::env::args().nth(1).as_deref() == Some("sandbox") {

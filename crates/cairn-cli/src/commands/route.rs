@@ -139,10 +139,19 @@ async fn evaluate(file: Option<std::path::PathBuf>, json: bool) -> Result<ExitCo
     }
     let classifier = wiring::classifier(&loaded)?;
     let n = loaded.config.router.classifier.examples.len();
-    let (agreement, simple_share) = classifier
+    let predicted = classifier
         .leave_one_out()
         .await
         .map_err(anyhow::Error::msg)?;
+    let labels: Vec<Complexity> = loaded
+        .config
+        .router
+        .classifier
+        .examples
+        .iter()
+        .map(|e| e.label)
+        .collect();
+    let (agreement, simple_share) = cairn_llm::router::classify::agreement(&labels, &predicted);
     let labelled_simple = loaded
         .config
         .router

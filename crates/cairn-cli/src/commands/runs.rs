@@ -146,8 +146,22 @@ fn describe(e: &JournalEntry) -> String {
                 .iter()
                 .filter(|b| matches!(b, ContentBlock::ToolUse { .. }))
                 .count();
+            let route = response.route.as_ref().map_or_else(String::new, |r| {
+                let labels = if r.labels.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", r.labels.join(", "))
+                };
+                format!(
+                    "\n             routed to {} ({}): {} data{labels}; {}",
+                    r.provider,
+                    r.model,
+                    r.class.as_str(),
+                    r.reason
+                )
+            });
             format!(
-                "model result {} in / {} out tokens · {} · {}{}",
+                "model result {} in / {} out tokens · {} · {}{}{route}",
                 response.usage.input_tokens,
                 response.usage.output_tokens,
                 render::cost(*cost_usd),

@@ -137,20 +137,27 @@ impl Classifier {
         Ok(vote(examples, self.k, &v, None))
     }
 
-    /// Leave-one-out over the examples: (agreement with the labels, share
-    /// judged simple).
-    pub async fn leave_one_out(&self) -> Result<(f64, f64), String> {
+    /// Leave-one-out over the examples: each one's label as the others
+    /// vote, in order.
+    pub async fn leave_one_out(&self) -> Result<Vec<Complexity>, String> {
         let examples = self.examples().await?;
-        let n = examples.len();
-        let mut agree = 0;
-        let mut simple = 0;
-        for (i, (v, label)) in examples.iter().enumerate() {
-            let got = vote(examples, self.k, v, Some(i)).label;
-            agree += usize::from(got == *label);
-            simple += usize::from(got == Complexity::Simple);
-        }
-        Ok((agree as f64 / n as f64, simple as f64 / n as f64))
+        Ok(examples
+            .iter()
+            .enumerate()
+            .map(|(i, (v, _))| vote(examples, self.k, v, Some(i)).label)
+            .collect())
     }
+}
+
+/// (agreement with `labels`, share judged simple) of `predicted`.
+pub fn agreement(labels: &[Complexity], predicted: &[Complexity]) -> (f64, f64) {
+    let n = predicted.len().max(1) as f64;
+    let agree = labels.iter().zip(predicted).filter(|(a, b)| a == b).count() as f64;
+    let simple = predicted
+        .iter()
+        .filter(|p| **p == Complexity::Simple)
+        .count() as f64;
+    (agree / n, simple / n)
 }
 
 /// The `k` nearest examples' vote for `v`, leaving example `skip` out.

@@ -1,0 +1,221 @@
+//! `cairn-bench router`: the hybrid router's own costs and what it saves.
+//!
+//! - decision latency: classes, rules and order for a typical call (a
+//!   system prompt and a ten-message conversation, ~4 KB), p50/p99, without
+//!   and with the complexity classifier (all-MiniLM-L6-v2 in process);
+//! - detector throughput: MB/s of mixed text scanned by every built-in
+//!   detector;
+//! - cost saved on the shipped labelled prompt set: each prompt classified
+//!   by the others (leave-one-out); simple ones to the local model (free),
+//!   the rest to the cloud model at its list price, against all-cloud.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use cairn_core::{DataClass, Message, ModelRequest, RouteHints};
+use cairn_llm::Router;
+use cairn_llm::pricing::PriceTable;
+use cairn_llm::router::classify::{Classifier, Complexity, TextEmbedder, read_examples};
+use cairn_llm::router::detect::Detectors;
+use cairn_llm::router::{ProviderEntry, RouterConfig, WireFormat};
+use cairn_memory::{Embedder, LocalEmbedder};
+
+/// The cloud model priced for the savings figure.
+const CLOUD_MODEL: &str = "claude-sonnet-4-5";
+/// Assumed answer lengths (tokens): a label or a line, or a plan.
+const SIMPLE_OUT: f64 = 150.0;
+const COMPLEX_OUT: f64 = 1_500.0;
+/// System prompt and memory each call carries (tokens).
+const SYSTEM_TOKENS: f64 = 500.0;
+
+struct Local(Arc<dyn Embedder>);
+
+#[async_trait::async_trait]
+impl TextEmbedder for Local {
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
+        self.0.embed(texts).await.map_err(|e| e.to_string())
+    }
+}
+
+fn shipped() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../crates/cairn-llm/data/route_prompts.jsonl")
+}
+
+fn router() -> Result<Router> {
+    let mut providers = BTreeMap::new();
+    providers.insert(
+        "local".to_string(),
+        ProviderEntry {
+            kind: WireFormat::Openai,
+            base_url: "http://127.0.0.1:9/v1".into(),
+            data: vec![
+                DataClass::Public,
+                DataClass::Internal,
+                DataClass::Restricted,
+            ],
+            ..Default::default()
+        },
+    );
+    providers.insert(
+        "claude".to_string(),
+        ProviderEntry {
+            kind: WireFormat::Anthropic,
+            base_url: "http://127.0.0.1:9".into(),
+            ..Default::default()
+        },
+    );
+    let cfg = RouterConfig {
+        order: vec!["claude".into(), "local".into()],
+        ..Default::default()
+    };
+    Ok(Router::new(
+        &providers,
+        &cfg,
+        PriceTable::default(),
+        Duration::from_secs(5),
+        &|_| None,
+    )?)
+}
+
+/// A typical call: a system prompt and a ten-message conversation.
+fn typical() -> ModelRequest {
+    let turn = "Could you look at the deployment notes from Tuesday and tell me whether the rollback \
+                step mentions the database migration, and if so which version it pins? ";
+    let messages = (0..10)
+        .map(|i| {
+            if i % 2 == 0 {
+                Message::user_text(turn.repeat(2))
+            } else {
+                Message {
+                    role: cairn_core::Role::Assistant,
+                    content: vec![cairn_core::ContentBlock::Text {
+                        text: turn.repeat(2),
+                    }],
+                }
+            }
+        })
+        .collect();
+    ModelRequest {
+        model: String::new(),
+        system: "You are a careful operations assistant. ".repeat(10),
+        messages,
+        tools: vec![],
+        max_tokens: 1024,
+        stream: false,
+        hints: RouteHints {
+            agent: "default".into(),
+            ..Default::default()
+        },
+    }
+}
+
+fn percentiles(mut v: Vec<Duration>) -> (f64, f64) {
+    v.sort();
+    let at = |q: f64| v[((v.len() as f64 - 1.0) * q) as usize].as_secs_f64() * 1e6;
+    (at(0.5), at(0.99))
+}
+
+async fn decision_latency(r: &Router, n: usize) -> (f64, f64) {
+    let req = typical();
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let x = r.explain(&req).await;
+        std::hint::black_box(&x);
+        samples.push(t.elapsed());
+    }
+    percentiles(samples)
+}
+
+fn detector_throughput() -> Result<f64> {
+    let d = Detectors::new(&[], &[]).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let para = "Meeting notes: the rollout moved to 14 March; contact ops at ops-team@example.org or \
+                +44 20 7946 0958. Invoice 2026-118 totals 1,240.50 EUR. Build 4.2.1 passed 312 tests. ";
+    let text = para.repeat(10 * 1024 * 1024 / para.len());
+    let t = Instant::now();
+    let found = d.scan(&text).len();
+    let secs = t.elapsed().as_secs_f64();
+    std::hint::black_box(found);
+    Ok(text.len() as f64 / 1e6 / secs)
+}
+
+/// `cairn-bench router` (needs BENCH_MODEL_DIR: all-MiniLM-L6-v2).
+pub async fn run(model_dir: Option<PathBuf>) -> Result<()> {
+    println!("router (decisions without calling any model)");
+    let plain = router()?;
+    let (p50, p99) = decision_latency(&plain, 20_000).await;
+    println!("  decision, no classifier: p50 {p50:.1} µs, p99 {p99:.1} µs   target p50 < 50 µs");
+    println!(
+        "  detectors: {:.0} MB/s of mixed text (all six built-ins)",
+        detector_throughput()?
+    );
+    let Some(dir) = model_dir else {
+        println!(
+            "  classifier: not measured (set BENCH_MODEL_DIR to the all-MiniLM-L6-v2 directory; bench/run.sh does)"
+        );
+        return Ok(());
+    };
+    let model: Arc<dyn Embedder> =
+        Arc::new(LocalEmbedder::load(&dir).context("loading the embedding model")?);
+    let examples = read_examples(&shipped()).map_err(anyhow::Error::msg)?;
+    let classifier = Classifier::new(Arc::new(Local(model.clone())), examples.clone(), 5)
+        .map_err(anyhow::Error::msg)?;
+    let with = router()?.with_classifier(classifier, "local", "claude");
+    decision_latency(&with, 20).await; // loads the model, embeds the examples
+    let (p50, p99) = decision_latency(&with, 300).await;
+    println!(
+        "  decision, with classifier: p50 {:.2} ms, p99 {:.2} ms   target p50 < 5 ms",
+        p50 / 1e3,
+        p99 / 1e3
+    );
+
+    let loo =
+        Classifier::new(Arc::new(Local(model)), examples.clone(), 5).map_err(anyhow::Error::msg)?;
+    let predicted = loo.leave_one_out().await.map_err(anyhow::Error::msg)?;
+    savings(&examples, &predicted)
+}
+
+fn savings(
+    examples: &[cairn_llm::router::classify::Example],
+    predicted: &[Complexity],
+) -> Result<()> {
+    let labels: Vec<Complexity> = examples.iter().map(|e| e.label).collect();
+    let (agreement, local_share) = cairn_llm::router::classify::agreement(&labels, predicted);
+    let prices = PriceTable::default();
+    let price = prices
+        .price(CLOUD_MODEL)
+        .context("the cloud model's price")?;
+    let (mut all_cloud, mut hybrid) = (0.0, 0.0);
+    for (e, got) in examples.iter().zip(predicted) {
+        let out = match e.label {
+            Complexity::Simple => SIMPLE_OUT,
+            Complexity::Complex => COMPLEX_OUT,
+        };
+        let input = SYSTEM_TOKENS + e.text.len() as f64 / 4.0;
+        let cost = (input * price.input + out * price.output) / 1e6;
+        all_cloud += cost;
+        // Where the classifier, trained on the others, sends it.
+        if *got == Complexity::Complex {
+            hybrid += cost;
+        }
+    }
+    println!(
+        "  shipped prompt set ({} prompts): {:.1}% agree with their labels (leave-one-out), {:.1}% sent local",
+        examples.len(),
+        agreement * 100.0,
+        local_share * 100.0
+    );
+    println!(
+        "  cost, all cloud ({CLOUD_MODEL} at ${}/${} per Mtok in/out): ${all_cloud:.4}; hybrid (local free): ${hybrid:.4}; saved {:.1}%",
+        price.input,
+        price.output,
+        (1.0 - hybrid / all_cloud) * 100.0
+    );
+    println!(
+        "  (assumed per call: {SYSTEM_TOKENS} system tokens + the prompt; answers of {SIMPLE_OUT} tokens for simple work, {COMPLEX_OUT} for complex)"
+    );
+    Ok(())
+}
