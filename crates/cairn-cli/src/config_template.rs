@@ -171,6 +171,32 @@ heartbeat_ms = 5000
 # alice = ["telegram:123456789", "slack:U024BE7LH"]
 # owner = ["telegram:42"]
 
+# Hybrid inference: several providers side by side, each call routed by
+# policy (`cairn route explain "<prompt>"` shows where one would go). With
+# any [providers.*] entry, [llm]'s provider is not used.
+# [providers.local]
+# kind = "openai"                 # Ollama, llama.cpp, vLLM speak it
+# base_url = "http://127.0.0.1:11434/v1"
+# model = "llama3.1:8b"
+# data = ["public", "internal", "restricted"]
+# price = {{ input = 0.0, output = 0.0 }}
+# [providers.claude]
+# kind = "anthropic"              # key from ANTHROPIC_API_KEY (key_env: another variable)
+# data = ["public", "internal"]
+# [router]
+# order = ["claude", "local"]     # preference
+# restricted = "route"            # or "redact": placeholders, restored in the answer
+# patterns = {{ employee_id = "EMP-[0-9]{{6}}" }}
+# tools = {{ crm_lookup = "restricted" }}
+# [router.classifier]             # simple work local, the rest to the frontier model
+# simple = "local"
+# complex = "claude"
+# examples_file = "route_prompts.jsonl"   # {{"text": …, "label": "simple"|"complex"}} per line
+# [router.budgets.default]        # "*" for every agent
+# daily_usd = 2.0
+# over = "downgrade"              # or "stop"
+# downgrade_to = "local"
+
 [pricing]
 # Dollars per million tokens by model-name prefix, added to the built-in table:
 # "llama3" = {{ input = 0.0, output = 0.0 }}

@@ -83,6 +83,17 @@ impl Endpoint {
                 limit,
             };
         }
+        // A usage limit that says when it resets is a wait, whatever the
+        // status it came with (subscription windows, monthly quotas).
+        if status != 401
+            && let Some(wait) = crate::usage_limit::reset_wait(&message, now_s())
+        {
+            return LlmError::RateLimited {
+                provider,
+                message,
+                retry_after: Some(retry_after.map_or(wait, |h| h.max(wait))),
+            };
+        }
         match status {
             401 | 403 => LlmError::Auth {
                 provider,
@@ -150,6 +161,10 @@ fn error_message(body: &str) -> String {
     } else {
         trimmed.chars().take(500).collect()
     }
+}
+
+fn now_s() -> i64 {
+    cairn_core::now_ms() / 1000
 }
 
 /// `retry-after-ms` (OpenAI) or `retry-after` in seconds.

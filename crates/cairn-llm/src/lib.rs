@@ -15,6 +15,7 @@ mod select;
 pub mod sse;
 pub mod tokens;
 mod unconfigured;
+pub mod usage_limit;
 
 use async_trait::async_trait;
 use cairn_core::{ModelRequest, ModelResponse, StreamEvent};

@@ -133,3 +133,29 @@ fn a_local_openai_compatible_server_needs_no_key() {
     );
     assert_eq!(r.header("authorization"), None);
 }
+
+#[test]
+fn a_usage_limit_that_says_when_it_resets_is_a_cooldown_until_then() {
+    let h = home();
+    let fake = FakeLlm::start();
+    // Not a 429 and no retry-after: the reset time is only in the message.
+    let reset = cairn_core::now_ms() / 1000 + 2;
+    fake.push([
+        Reply::error(400, &format!("Claude AI usage limit reached|{reset}")),
+        Reply::text("after the reset"),
+    ]);
+    let mut cmd = h.anthropic(&fake);
+    cmd.env("CAIRN_LLM__MAX_RETRY_WAIT_S", "1");
+    let out = ok(cmd, &["run", "hello"]);
+    assert!(
+        stdout(&out).contains("after the reset"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        stderr(&out).contains("cooling down until"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fake.requests().len(), 2);
+}

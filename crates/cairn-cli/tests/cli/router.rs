@@ -128,7 +128,10 @@ fn restricted_data_never_reaches_the_cloud_and_each_call_says_where_it_went() {
         assert!(labels.contains(&l), "{labels:?}");
     }
     assert!(local.requests()[0].body.to_string().contains(CANARIES[0]));
-    let shown = stdout(&ok(cmd(&h), &["runs", "show", done["id"].as_str().unwrap()]));
+    let shown = stdout(&ok(
+        cmd(&h),
+        &["runs", "show", done["id"].as_str().unwrap()],
+    ));
     assert!(
         shown.contains("routed to local (llama3.1:8b): restricted data [email, card"),
         "{shown}"
