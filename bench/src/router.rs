@@ -130,6 +130,24 @@ async fn decision_latency(r: &Router, n: usize) -> (f64, f64) {
     percentiles(samples)
 }
 
+/// Decisions for calls whose user message was never classified before:
+/// the typical call with each shipped prompt as its last message.
+async fn first_calls(r: &Router, examples: &[cairn_llm::router::classify::Example]) -> (f64, f64) {
+    let mut samples = Vec::new();
+    for e in examples {
+        let mut req = typical();
+        req.messages.push(Message::user_text(format!(
+            "{} (case {})",
+            e.text,
+            samples.len()
+        )));
+        let t = Instant::now();
+        std::hint::black_box(r.explain(&req).await);
+        samples.push(t.elapsed());
+    }
+    percentiles(samples)
+}
+
 fn detector_throughput() -> Result<f64> {
     let d = Detectors::new(&[], &[]).map_err(|e| anyhow::anyhow!("{e}"))?;
     let para = "Meeting notes: the rollout moved to 14 March; contact ops at ops-team@example.org or \
@@ -167,7 +185,11 @@ pub async fn run(model_dir: Option<PathBuf>) -> Result<()> {
     decision_latency(&with, 20).await; // loads the model, embeds the examples
     let (p50, p99) = decision_latency(&with, 300).await;
     println!(
-        "  decision, with classifier: p50 {:.2} ms, p99 {:.2} ms   target p50 < 5 ms",
+        "  decision, with classifier, a later step of a turn (message seen): p50 {p50:.1} µs, p99 {p99:.1} µs   target p50 < 5 ms"
+    );
+    let (p50, p99) = first_calls(&with, &examples).await;
+    println!(
+        "  decision, with classifier, a turn's first call (message embedded): p50 {:.2} ms, p99 {:.2} ms   target p50 < 5 ms",
         p50 / 1e3,
         p99 / 1e3
     );

@@ -81,12 +81,17 @@ pub struct Verdict {
     pub confidence: f32,
 }
 
+/// Verdicts kept for texts seen recently: every step of a tool chain
+/// classifies the same user message again.
+const CACHE: usize = 512;
+
 /// The classifier; its examples are embedded at the first use.
 pub struct Classifier {
     embedder: Arc<dyn TextEmbedder>,
     examples: Vec<Example>,
     embedded: tokio::sync::OnceCell<Vec<(Vec<f32>, Complexity)>>,
     k: usize,
+    recent: std::sync::Mutex<std::collections::VecDeque<(String, Verdict)>>,
 }
 
 impl Classifier {
@@ -104,6 +109,7 @@ impl Classifier {
             examples,
             embedded: tokio::sync::OnceCell::new(),
             k: k.max(1),
+            recent: std::sync::Mutex::new(std::collections::VecDeque::new()),
         })
     }
 
@@ -127,6 +133,14 @@ impl Classifier {
 
     /// The label of `text`.
     pub async fn classify(&self, text: &str) -> Result<Verdict, String> {
+        let seen = self
+            .recent
+            .lock()
+            .ok()
+            .and_then(|r| r.iter().find(|(t, _)| t == text).map(|(_, v)| *v));
+        if let Some(v) = seen {
+            return Ok(v);
+        }
         let examples = self.examples().await?;
         let v = self
             .embedder
@@ -134,7 +148,14 @@ impl Classifier {
             .await?
             .pop()
             .ok_or("the embedder returned nothing")?;
-        Ok(vote(examples, self.k, &v, None))
+        let verdict = vote(examples, self.k, &v, None);
+        if let Ok(mut r) = self.recent.lock() {
+            if r.len() >= CACHE {
+                r.pop_front();
+            }
+            r.push_back((text.to_string(), verdict));
+        }
+        Ok(verdict)
     }
 
     /// Leave-one-out over the examples: each one's label as the others
