@@ -74,14 +74,13 @@ pub fn classifier(loaded: &Loaded) -> Result<cairn_llm::router::classify::Classi
             "the classifier runs on the local embedding model: set memory.model_dir (and memory.embedder = \"local\" or \"auto\"); a remote embedder would see the prompts"
         );
     }
-    let model = LocalEmbedder::load(&loaded.home.join(&m.model_dir))
-        .context("loading the embedding model (memory.model_dir)")?;
+    let model = embedder(loaded)?.context("memory.model_dir names no embedding model")?;
     let mut examples = cfg.examples.clone();
     if !cfg.examples_file.is_empty() {
         let path = loaded.home.join(&cfg.examples_file);
         examples.extend(read_examples(&path).map_err(anyhow::Error::msg)?);
     }
-    Classifier::new(Arc::new(Local(Arc::new(model))), examples, cfg.k).map_err(anyhow::Error::msg)
+    Classifier::new(Arc::new(Local(model)), examples, cfg.k).map_err(anyhow::Error::msg)
 }
 
 /// What agents spent, for the router's budgets.
@@ -149,9 +148,23 @@ pub async fn serve_runtime(loaded: &Loaded) -> Result<(Runtime, Option<String>)>
     }
 }
 
+/// One embedder per process, shared by memory and the router's classifier:
+/// one copy of the model in memory, and a message embedded once per turn
+/// (recall, then classification, hit the same cache).
+static SHARED_EMBEDDER: std::sync::OnceLock<Option<Arc<dyn Embedder>>> = std::sync::OnceLock::new();
+
 /// The embedder `[memory]` asks for; `None` for full-text-only memory.
 /// Nothing is loaded or sent until the first embedding.
 pub fn embedder(loaded: &Loaded) -> Result<Option<Arc<dyn Embedder>>> {
+    if let Some(shared) = SHARED_EMBEDDER.get() {
+        return Ok(shared.clone());
+    }
+    let built = build_embedder(loaded)?
+        .map(|e| Arc::new(cairn_memory::CachedEmbedder::new(e)) as Arc<dyn Embedder>);
+    Ok(SHARED_EMBEDDER.get_or_init(|| built).clone())
+}
+
+fn build_embedder(loaded: &Loaded) -> Result<Option<Arc<dyn Embedder>>> {
     let m = &loaded.config.memory;
     let choice = match m.embedder {
         EmbedderChoice::Auto if m.model_dir.is_empty() => EmbedderChoice::None,

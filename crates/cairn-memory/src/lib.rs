@@ -26,7 +26,7 @@ use cairn_core::{MemoryRecord, MessageFilter, MessageHit};
 use cairn_store::{NewMemory, SavedMemory, Store};
 use sha2::{Digest, Sha256};
 
-pub use embed::{Embedder, LocalEmbedder, RemoteEmbedder};
+pub use embed::{CachedEmbedder, Embedder, LocalEmbedder, RemoteEmbedder};
 pub use error::MemoryError;
 pub use index::VectorIndex;
 

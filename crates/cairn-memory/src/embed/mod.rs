@@ -1,12 +1,14 @@
 //! Turning text into vectors: in process with a BERT-family model on the
 //! CPU (candle), or through any OpenAI-compatible `/v1/embeddings` endpoint.
 
+mod cached;
 mod local;
 mod mpnet;
 mod remote;
 
 use async_trait::async_trait;
 
+pub use cached::CachedEmbedder;
 pub use local::LocalEmbedder;
 pub use remote::RemoteEmbedder;
 
