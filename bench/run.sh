@@ -22,6 +22,8 @@ BENCH_PYTHON="$venv/bin/python" "$CARGO_TARGET_DIR/release/cairn-bench"
 echo
 BENCH_MODEL_DIR="$model_dir" "$CARGO_TARGET_DIR/release/cairn-bench" memory
 echo
+BENCH_MODEL_DIR="$model_dir" "$CARGO_TARGET_DIR/release/cairn-bench" router
+echo
 # Recall quality with both local models (all-mpnet-base-v2: 400 MB, fetched once).
 BENCH_MODEL_DIR="$model_dir" "$CARGO_TARGET_DIR/release/cairn-bench" recall
 mpnet_dir="$(PYTHON="$venv/bin/python" scripts/fetch-mpnet.sh "$HOME/.cache/cairn/models/all-mpnet-base-v2")"
