@@ -46,6 +46,12 @@ pub trait Provider: Send + Sync {
         Ok(())
     }
 
+    /// Its counters in the Prometheus text format (the router's decisions);
+    /// empty when it keeps none.
+    fn metrics(&self) -> String {
+        String::new()
+    }
+
     /// Counts this provider's tokens (its tokenizer's bytes per token).
     fn token_counter(&self) -> tokens::TokenCounter {
         tokens::TokenCounter::new(3.6)

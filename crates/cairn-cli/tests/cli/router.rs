@@ -530,3 +530,46 @@ fn a_spent_budget_downgrades_mid_run_or_stops_with_a_clear_message() {
     );
     assert_eq!((cloud.requests().len(), local.requests().len()), before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_where_calls_went_and_what_was_refused() {
+    let (cloud, local) = (FakeLlm::start(), FakeLlm::start());
+    let h = home();
+    hybrid(&h, &cloud, &local, "restricted = \"redact\"");
+    let server = cairn_testkit::ServerProcess::start(cmd(&h));
+    let api = crate::api::Api::new(&server);
+    api.session("s1").await;
+    cloud.push([Reply::text("Noted for <<EMAIL_1>>.")]);
+    let done = api
+        .turn("s1", &format!("Remember {} for the report", CANARIES[0]))
+        .await;
+    assert_eq!(done["run"]["status"], "completed", "{done}");
+    let r = api
+        .http
+        .get(format!("{}/metrics", api.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"),
+        "{:?}",
+        r.headers()
+    );
+    let text = r.text().await.unwrap();
+    for line in [
+        "cairn_runs{status=\"completed\"} 1",
+        "cairn_model_calls_total{provider=\"claude\",class=\"restricted\"} 1",
+        "cairn_model_redactions_total{provider=\"claude\",class=\"restricted\"} 1",
+        "cairn_model_refusals_total{reason=\"residency\"} 0",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line} missing from:\n{text}"
+        );
+    }
+    cloud_saw_no_canary(&cloud);
+}

@@ -13,6 +13,7 @@ mod config;
 pub mod detect;
 pub mod redact;
 pub mod scan;
+pub mod stats;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -45,6 +46,7 @@ pub struct Router {
     classifier: Option<Routing>,
     budgets: std::collections::BTreeMap<String, budget::Budget>,
     spend: Option<std::sync::Arc<dyn budget::Spend>>,
+    stats: stats::RouteStats,
 }
 
 /// The classifier and where its labels send calls.
@@ -129,6 +131,7 @@ impl Router {
             classifier: None,
             budgets: cfg.budgets.clone(),
             spend: None,
+            stats: stats::RouteStats::default(),
         })
     }
 
@@ -314,6 +317,10 @@ impl Provider for Router {
         "auto"
     }
 
+    fn metrics(&self) -> String {
+        self.stats.prometheus()
+    }
+
     async fn complete(
         &self,
         req: &ModelRequest,
@@ -325,6 +332,7 @@ impl Provider for Router {
         if let Some(over) = self.exceeded(&req.hints.agent).await {
             let message = over.message(&req.hints.agent);
             if over.budget.over == budget::OverBudget::Stop {
+                self.stats.refused("budget");
                 return Err(LlmError::Budget(message));
             }
             preference = Preference {
@@ -387,6 +395,9 @@ impl Provider for Router {
                         fell_back_from: tried,
                         cost_usd,
                     }));
+                    if let Some(d) = &resp.route {
+                        self.stats.answered(d);
+                    }
                     return Ok(resp);
                 }
                 Err(e) if e.is_transient() => {
@@ -401,7 +412,10 @@ impl Provider for Router {
             // Every allowed provider failed transiently: the caller's retry
             // and cooldown logic takes over, with the last one's error.
             Some(e) => Err(e),
-            None => Err(self.refusal(&analysis)),
+            None => {
+                self.stats.refused("residency");
+                Err(self.refusal(&analysis))
+            }
         }
     }
 }

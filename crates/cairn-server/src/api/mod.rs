@@ -3,6 +3,7 @@
 pub mod events;
 pub mod guard;
 pub mod memory;
+pub mod metrics;
 pub mod native;
 pub mod openai;
 pub mod openapi;
@@ -81,6 +82,7 @@ pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
         .route("/api/v1/runs/{id}/cancel", post(native::cancel_run))
         .route("/v1/models", get(openai::models))
         .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/metrics", get(metrics::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     // Everything but the signed channel endpoints is closed to web pages.
     let guarded = api

@@ -17,7 +17,7 @@ use super::events::{run_sse, wait_for_run};
 use crate::AppState;
 use crate::error::ApiError;
 
-type S = State<Arc<AppState>>;
+pub(crate) type S = State<Arc<AppState>>;
 
 /// Largest message accepted, in bytes.
 const MAX_MESSAGE: usize = 256 * 1024;

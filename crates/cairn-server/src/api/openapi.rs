@@ -3,13 +3,13 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{events, memory, native, openai, schedules};
+use super::{events, memory, metrics, native, openai, schedules};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "cairn API", description = "The native API every cairn surface uses (CLI, console, channels), plus the OpenAI-compatible endpoint."),
     paths(
-        native::healthz, native::readyz,
+        native::healthz, native::readyz, metrics::metrics,
         native::list_agents, native::get_agent, native::create_agent, native::put_agent,
         native::list_sessions, native::create_session, native::get_session, native::session_messages, native::post_message,
         native::list_runs, native::get_run, native::cancel_run,
