@@ -81,9 +81,23 @@ async fn a_worker_killed_mid_call_loses_nothing_and_repeats_no_side_effect() {
     let run_id = body["id"].as_str().unwrap().to_string();
 
     // The fetch hangs on one worker: kill that one.
-    wait_until("the first fetch", Duration::from_secs(60), || {
-        hits.load(Ordering::SeqCst) == 1
-    });
+    let start = Instant::now();
+    while hits.load(Ordering::SeqCst) != 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no first fetch ({} so far)\njobs: {:?}\nmodel calls: {}\ncoordinator:\n{}\nworkers:\n{}",
+            hits.load(Ordering::SeqCst),
+            cluster_jobs(&h),
+            fake.requests().len(),
+            server.log(),
+            workers
+                .iter()
+                .map(|(_, p)| p.as_ref().map(|p| p.log()).unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("\n---\n")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let holder = job_of(&h, "http_fetch").unwrap()["node"].clone();
     let victim = workers
         .iter()

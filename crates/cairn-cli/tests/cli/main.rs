@@ -22,6 +22,7 @@ mod openai_compat;
 mod postgres;
 mod provider_errors;
 mod router;
+mod router_edge;
 mod sandbox;
 mod schedules;
 mod secrets;

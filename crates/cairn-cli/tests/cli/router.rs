@@ -23,7 +23,12 @@ const CANARIES: &[&str] = &[
 /// A cloud provider allowed public and internal data, a local one allowed
 /// everything, and `extra` router settings.
 fn hybrid(h: &CairnHome, cloud: &FakeLlm, local: &FakeLlm, extra: &str) {
-    h.write_config(&format!(
+    h.write_config(&hybrid_config(cloud, local, extra));
+}
+
+/// The text of `hybrid`'s configuration.
+pub fn hybrid_config(cloud: &FakeLlm, local: &FakeLlm, extra: &str) -> String {
+    format!(
         r#"
 [providers.claude]
 kind = "anthropic"
@@ -46,17 +51,17 @@ patterns = {{ employee_id = "EMP-[0-9]{{6}}" }}
 "#,
         cloud.anthropic_url(),
         local.openai_url()
-    ));
+    )
 }
 
-fn cmd(h: &CairnHome) -> std::process::Command {
+pub fn cmd(h: &CairnHome) -> std::process::Command {
     let mut c = h.cmd();
     c.env("TEST_CLOUD_KEY", "sk-ant-test");
     c
 }
 
 /// Fails if any canary is in anything the cloud fake was sent.
-fn cloud_saw_no_canary(cloud: &FakeLlm) {
+pub fn cloud_saw_no_canary(cloud: &FakeLlm) {
     for r in cloud.requests() {
         let body = r.body.to_string();
         for c in CANARIES {
@@ -68,7 +73,7 @@ fn cloud_saw_no_canary(cloud: &FakeLlm) {
 }
 
 /// The route decisions of a run's model calls, from its journal.
-fn routes(h: &CairnHome, run_id: &str) -> Vec<Value> {
+pub fn routes(h: &CairnHome, run_id: &str) -> Vec<Value> {
     let detail = json(h, &["runs", "show", run_id]);
     detail["journal"]
         .as_array()

@@ -1,0 +1,57 @@
+//! The edge callback: an agent reasoning with a cloud model calls a tool
+//! served by an edge worker to read data that may not leave. The tool's
+//! results are declared restricted, so the call that carries them goes to
+//! the local model, and the cloud never sees them.
+
+use cairn_testkit::{FakeLlm, Reply};
+use serde_json::json;
+
+use crate::api::Api;
+use crate::cluster::{coordinator_in, join_token, joined_worker};
+use crate::cluster_jobs::{PLACED, ca_sha256};
+use crate::router::{cloud_saw_no_canary, hybrid_config, routes};
+use crate::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_data_read_by_a_worker_tool_stays_away_from_the_cloud() {
+    let (cloud, local) = (FakeLlm::start(), FakeLlm::start());
+    let h = home();
+    let config = format!(
+        "{}\n{}",
+        hybrid_config(&cloud, &local, "tools = { exec = \"restricted\" }"),
+        PLACED
+    );
+    let mut start = h.cmd();
+    start.env("TEST_CLOUD_KEY", "sk-ant-test");
+    let server = coordinator_in(&h, None, &config, start);
+    let api = Api::tls(&server, &ca_sha256(&h));
+    let w = home();
+    let token = join_token(&h, None, "region=eu", "10m");
+    let _edge = joined_worker(&w, &server, &token, "edge-1");
+    let docs = w.path().join("worker-workspaces/named/docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    // Nothing a detector would catch: only the declared source marks it.
+    std::fs::write(
+        docs.join("customers.csv"),
+        "Jane Roe,12 Harbour Lane,gold\n",
+    )
+    .unwrap();
+
+    cloud.push([Reply::tool("exec", json!({"command": "cat customers.csv"}))]);
+    local.push([Reply::text("One gold customer.")]);
+    api.session("s1").await;
+    let done = api.turn("s1", "How many gold customers do we have?").await;
+    assert_eq!(done["run"]["status"], "completed", "{done}");
+    assert_eq!(done["run"]["output"], "One gold customer.", "{done}");
+    let run_id = done["run"]["id"].as_str().unwrap();
+    let r = routes(&h, run_id);
+    let providers: Vec<&str> = r.iter().map(|x| x["provider"].as_str().unwrap()).collect();
+    assert_eq!(providers, ["claude", "local"], "{r:?}");
+    assert_eq!(r[1]["labels"], json!(["tool:exec"]), "{r:?}");
+    assert!(local.requests()[0].body.to_string().contains("Jane Roe"));
+    assert_eq!(cloud.requests().len(), 1);
+    for req in cloud.requests() {
+        assert!(!req.body.to_string().contains("Jane Roe"), "{}", req.body);
+    }
+    cloud_saw_no_canary(&cloud);
+}
