@@ -88,11 +88,17 @@ struct StoreSpend(Store);
 
 #[async_trait::async_trait]
 impl cairn_llm::router::budget::Spend for StoreSpend {
-    async fn spent_since(&self, agent: &str, since: i64) -> Result<f64, String> {
-        self.0
-            .agent_cost_since(agent, since)
-            .await
-            .map_err(|e| e.to_string())
+    async fn spent_since(
+        &self,
+        payer: cairn_llm::router::budget::Payer<'_>,
+        since: i64,
+    ) -> Result<f64, String> {
+        use cairn_llm::router::budget::Payer;
+        let spent = match payer {
+            Payer::Agent(a) => self.0.agent_cost_since(a, since).await,
+            Payer::User(u) => self.0.user_cost_since(u, since).await,
+        };
+        spent.map_err(|e| e.to_string())
     }
 }
 
@@ -226,7 +232,9 @@ pub fn memory(loaded: &Loaded, store: Store) -> Result<Memory> {
 async fn runtime_with(loaded: &Loaded, provider: Arc<dyn Provider>) -> Result<Runtime> {
     let store = store(loaded).await?;
     // Budgets read what agents spent from the store, which exists only now.
-    let routed = provider.name() == "router" && !loaded.config.router.budgets.is_empty();
+    let r = &loaded.config.router;
+    let routed =
+        provider.name() == "router" && !(r.budgets.is_empty() && r.user_budgets.is_empty());
     let provider: Arc<dyn Provider> = if routed {
         Arc::new(router(loaded)?.with_spend(Arc::new(StoreSpend(store.clone()))))
     } else {

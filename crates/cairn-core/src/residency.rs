@@ -39,6 +39,9 @@ pub struct RouteHints {
     pub agent: String,
     /// The class of everything the agent handles, as declared for it.
     pub class: DataClass,
+    /// The person the run works for (`None`: the local owner).
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 /// What the router decided for one model call.

@@ -338,6 +338,7 @@ impl Runtime {
                 stream: false,
                 hints: cairn_core::RouteHints {
                     agent: run.agent.clone(),
+                    user: run.user_id.clone(),
                     ..Default::default()
                 },
             };

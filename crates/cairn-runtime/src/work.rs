@@ -286,6 +286,7 @@ impl Runtime {
             stream: turn.agent.stream,
             hints: cairn_core::RouteHints {
                 agent: turn.agent.name.clone(),
+                user: run.user_id.clone(),
                 ..Default::default()
             },
         };

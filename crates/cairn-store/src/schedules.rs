@@ -48,6 +48,9 @@ pub trait ScheduleStore: Send + Sync {
     /// Dollars the runs of `agent` created since `since` cost.
     async fn agent_cost_since(&self, agent: &str, since: i64) -> Result<f64, StoreError>;
 
+    /// Dollars the runs working for `user` created since `since` cost.
+    async fn user_cost_since(&self, user: &str, since: i64) -> Result<f64, StoreError>;
+
     /// Every schedule (of `agent`, when given), soonest first.
     async fn list_schedules(&self, agent: Option<&str>) -> Result<Vec<ScheduleRecord>, StoreError>;
 

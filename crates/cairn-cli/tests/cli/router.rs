@@ -578,3 +578,86 @@ async fn metrics_count_where_calls_went_and_what_was_refused() {
     }
     cloud_saw_no_canary(&cloud);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persons_budget_follows_them_and_not_the_owner() {
+    let (cloud, local) = (FakeLlm::start(), FakeLlm::start());
+    let h = home();
+    let config = format!(
+        "{}\n[channels.webhook.ops]\nsecret = \"whsec\"\nreply_url = \"http://127.0.0.1:9/replies\"\n[channels.users]\nbob = [\"webhook.ops:oncall\"]\n",
+        hybrid_config(
+            &cloud,
+            &local,
+            "[router.user_budgets.\"*\"]\ndaily_usd = 0.000001\nover = \"downgrade\"\ndowngrade_to = \"local\"\n",
+        )
+    );
+    h.write_config(&config);
+    let server = cairn_testkit::ServerProcess::start(cmd(&h));
+    let api = crate::api::Api::new(&server);
+    let say = |id: &str, text: &str| {
+        let body = json!({"id": id, "chat": "pager", "user": "oncall", "text": text}).to_string();
+        let now = cairn_core::now_ms() / 1000;
+        let (ts, sig) = cairn_testkit::webhook_signature("whsec", now, &body);
+        api.http
+            .post(format!("{}/channels/webhook/ops", api.url))
+            .header("content-type", "application/json")
+            .header("X-Cairn-Timestamp", ts)
+            .header("X-Cairn-Signature", sig)
+            .body(body)
+            .send()
+    };
+    let bobs_runs = |n: usize| {
+        let api = &api;
+        async move {
+            let start = std::time::Instant::now();
+            loop {
+                let (_, runs) = api.get("/api/v1/runs").await;
+                let done: Vec<Value> = runs
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|r| r["user_id"] == "bob" && r["status"] == "completed")
+                    .cloned()
+                    .collect();
+                if done.len() >= n {
+                    return done;
+                }
+                assert!(start.elapsed().as_secs() < 30, "{runs}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+    cloud.push([Reply::text("first, from the cloud")]);
+    assert!(
+        say("m-1", "what is up?")
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    bobs_runs(1).await;
+    local.push([Reply::text("second, past bob's budget")]);
+    assert!(say("m-2", "and now?").await.unwrap().status().is_success());
+    let runs = bobs_runs(2).await;
+    let last = runs
+        .iter()
+        .find(|r| r["output"] == "second, past bob's budget")
+        .unwrap_or_else(|| panic!("{runs:?}"));
+    let r = routes(&h, last["id"].as_str().unwrap());
+    assert_eq!(r[0]["provider"], "local", "{r:?}");
+    assert!(
+        r[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("\"bob\" has spent"),
+        "{r:?}"
+    );
+
+    // The local owner has no person budget: still the preferred provider.
+    cloud.push([Reply::text("owner, from the cloud")]);
+    let done = run_json(&h, "Hello from the owner");
+    assert_eq!(
+        routes(&h, done["id"].as_str().unwrap())[0]["provider"],
+        "claude"
+    );
+}

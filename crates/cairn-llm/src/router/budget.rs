@@ -38,11 +38,36 @@ impl Default for Budget {
     }
 }
 
-/// What an agent has spent, from the store.
+/// Whose spend a budget caps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payer<'a> {
+    /// An agent's runs.
+    Agent(&'a str),
+    /// The runs working for one person.
+    User(&'a str),
+}
+
+impl Payer<'_> {
+    fn describe(&self) -> String {
+        match self {
+            Payer::Agent(a) => format!("agent {a:?}"),
+            Payer::User(u) => format!("{u:?}"),
+        }
+    }
+
+    fn table(&self) -> &'static str {
+        match self {
+            Payer::Agent(_) => "[router.budgets]",
+            Payer::User(_) => "[router.user_budgets]",
+        }
+    }
+}
+
+/// What agents and people have spent, from the store.
 #[async_trait]
 pub trait Spend: Send + Sync {
-    /// Dollars `agent`'s runs cost since `since` (ms since the epoch).
-    async fn spent_since(&self, agent: &str, since: i64) -> Result<f64, String>;
+    /// Dollars `payer`'s runs cost since `since` (ms since the epoch).
+    async fn spent_since(&self, payer: Payer<'_>, since: i64) -> Result<f64, String>;
 }
 
 /// Midnight UTC before `now` (ms).
@@ -50,22 +75,38 @@ pub fn day_start(now: i64) -> i64 {
     now - now.rem_euclid(86_400_000)
 }
 
-/// An agent past its budget.
+/// An agent or a person past a budget.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Exceeded {
     /// The budget.
     pub budget: Budget,
     /// Spent today.
     pub spent: f64,
+    /// Who ("agent \"default\"", "\"telegram:42\"") and in which table.
+    pub who: String,
+    /// `[router.budgets]` or `[router.user_budgets]`.
+    pub table: &'static str,
 }
 
 impl Exceeded {
+    /// Past `budget` with `spent`, for `payer`.
+    pub fn new(payer: Payer<'_>, budget: Budget, spent: f64) -> Exceeded {
+        Exceeded {
+            budget,
+            spent,
+            who: payer.describe(),
+            table: payer.table(),
+        }
+    }
+
     /// What the person is told.
-    pub fn message(&self, agent: &str) -> String {
+    pub fn message(&self) -> String {
         format!(
-            "agent {agent:?} has spent ${:.4} today of its ${:.2} daily budget ([router.budgets]); {}",
+            "{} has spent ${:.4} today of the ${:.2} daily budget ({}); {}",
+            self.who,
             self.spent,
             self.budget.daily_usd,
+            self.table,
             match self.budget.over {
                 OverBudget::Stop => "its calls are refused until midnight UTC".to_string(),
                 OverBudget::Downgrade => format!(

@@ -94,6 +94,9 @@ pub struct RouterConfig {
     pub classifier: super::classify::ClassifierConfig,
     /// Daily spend limits by agent (`"*"`: every agent without its own).
     pub budgets: BTreeMap<String, super::budget::Budget>,
+    /// Daily spend limits by person (`"telegram:42"`; `"*"`: every person
+    /// without their own; the local owner has none).
+    pub user_budgets: BTreeMap<String, super::budget::Budget>,
 }
 
 /// `[[router.rules]]`: calls matching every condition given go to
@@ -193,8 +196,13 @@ impl RouterConfig {
                     .into(),
             );
         }
-        for (agent, b) in &self.budgets {
-            let key = format!("router.budgets.{agent}");
+        let budgets = self.budgets.iter().map(|(n, b)| ("budgets", n, b)).chain(
+            self.user_budgets
+                .iter()
+                .map(|(n, b)| ("user_budgets", n, b)),
+        );
+        for (table, agent, b) in budgets {
+            let key = format!("router.{table}.{agent}");
             if b.daily_usd.is_nan() || b.daily_usd < 0.0 {
                 return err(
                     key,
@@ -206,7 +214,7 @@ impl RouterConfig {
                 return err(
                     key,
                     format!(
-                        "[router.budgets.{agent}] downgrades to {:?}, which is not a provider (set downgrade_to, or over = \"stop\")",
+                        "[router.{table}.{agent}] downgrades to {:?}, which is not a provider (set downgrade_to, or over = \"stop\")",
                         b.downgrade_to
                     ),
                 );

@@ -45,6 +45,7 @@ pub struct Router {
     rules: Vec<Rule>,
     classifier: Option<Routing>,
     budgets: std::collections::BTreeMap<String, budget::Budget>,
+    user_budgets: std::collections::BTreeMap<String, budget::Budget>,
     spend: Option<std::sync::Arc<dyn budget::Spend>>,
     stats: stats::RouteStats,
 }
@@ -130,6 +131,7 @@ impl Router {
             rules: cfg.rules.clone(),
             classifier: None,
             budgets: cfg.budgets.clone(),
+            user_budgets: cfg.user_budgets.clone(),
             spend: None,
             stats: stats::RouteStats::default(),
         })
@@ -141,24 +143,47 @@ impl Router {
         self
     }
 
-    /// Whether the budgets need to know what agents spend.
+    /// Whether the budgets need to know what agents and people spend.
     pub fn has_budgets(&self) -> bool {
-        !self.budgets.is_empty()
+        !self.budgets.is_empty() || !self.user_budgets.is_empty()
     }
 
-    /// The agent's budget, if it has spent it today.
-    async fn exceeded(&self, agent: &str) -> Option<budget::Exceeded> {
-        let b = self.budgets.get(agent).or_else(|| self.budgets.get("*"))?;
+    /// A budget the call's agent or person has spent today; a stop wins
+    /// over a downgrade.
+    async fn exceeded(&self, hints: &cairn_core::RouteHints) -> Option<budget::Exceeded> {
+        let agent = budget::Payer::Agent(&hints.agent);
+        let mut over = self.over(agent, &self.budgets, &hints.agent).await;
+        if let Some(user) = &hints.user {
+            let by_user = self
+                .over(budget::Payer::User(user), &self.user_budgets, user)
+                .await;
+            let stops = |o: &Option<budget::Exceeded>| {
+                o.as_ref()
+                    .is_some_and(|e| e.budget.over == budget::OverBudget::Stop)
+            };
+            if over.is_none() || (stops(&by_user) && !stops(&over)) {
+                over = by_user.or(over);
+            }
+        }
+        over
+    }
+
+    async fn over(
+        &self,
+        payer: budget::Payer<'_>,
+        table: &std::collections::BTreeMap<String, budget::Budget>,
+        name: &str,
+    ) -> Option<budget::Exceeded> {
+        let b = table.get(name).or_else(|| table.get("*"))?;
         let spend = self.spend.as_ref()?;
         let since = budget::day_start(cairn_core::now_ms());
-        match spend.spent_since(agent, since).await {
-            Ok(spent) if spent >= b.daily_usd => Some(budget::Exceeded {
-                budget: b.clone(),
-                spent,
-            }),
+        match spend.spent_since(payer, since).await {
+            Ok(spent) if spent >= b.daily_usd => {
+                Some(budget::Exceeded::new(payer, b.clone(), spent))
+            }
             Ok(_) => None,
             Err(e) => {
-                tracing::warn!(agent, error = %e, "could not read today's spend; the budget is not applied to this call");
+                tracing::warn!(?payer, error = %e, "could not read today's spend; the budget is not applied to this call");
                 None
             }
         }
@@ -329,8 +354,8 @@ impl Provider for Router {
         let analysis = scan::analyse(req, &self.detectors, &self.sources);
         let mut preference = self.prefer(req).await;
         let mut only = None;
-        if let Some(over) = self.exceeded(&req.hints.agent).await {
-            let message = over.message(&req.hints.agent);
+        if let Some(over) = self.exceeded(&req.hints).await {
+            let message = over.message();
             if over.budget.over == budget::OverBudget::Stop {
                 self.stats.refused("budget");
                 return Err(LlmError::Budget(message));

@@ -79,6 +79,16 @@ impl ScheduleStore for PgStore {
         .await?)
     }
 
+    async fn user_cost_since(&self, user: &str, since: i64) -> Result<f64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COALESCE(SUM(cost_usd), 0.0)::float8 FROM runs WHERE user_id = $1 AND created_at >= $2",
+        )
+        .bind(user)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     async fn list_schedules(&self, agent: Option<&str>) -> Result<Vec<ScheduleRecord>, StoreError> {
         let rows: Vec<ScheduleRow> = sqlx::query_as(select_schedules!(
             "WHERE $1::text IS NULL OR agent = $1 ORDER BY next_due IS NULL, next_due, created_at"

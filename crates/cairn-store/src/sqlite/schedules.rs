@@ -81,6 +81,16 @@ impl ScheduleStore for SqliteStore {
         .await?)
     }
 
+    async fn user_cost_since(&self, user: &str, since: i64) -> Result<f64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COALESCE(SUM(cost_usd), 0.0) FROM runs WHERE user_id = ? AND created_at >= ?",
+        )
+        .bind(user)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     async fn list_schedules(&self, agent: Option<&str>) -> Result<Vec<ScheduleRecord>, StoreError> {
         let agent = agent.map(str::to_string);
         self.read_schedules(
