@@ -12,12 +12,14 @@ use crate::tool_jobs::*;
 impl ToolJobStore for PgStore {
     async fn submit_tool_job(&self, job: &NewToolJob) -> Result<ToolJobRecord, StoreError> {
         let e = encode(job)?;
-        {
-            sqlx::query(
+        let inserted: Option<ToolJobRow> = {
+            let inserted = sqlx::query_as(
                 "INSERT INTO tool_jobs (id, run_id, tool, input, requires, workspace, sandbox,
                      idempotent, deadline, traceparent, status, created_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'ready', $11)
-                 ON CONFLICT (id) DO NOTHING",
+                 ON CONFLICT (id) DO NOTHING
+                 RETURNING id, run_id, tool, input, requires, workspace, sandbox, idempotent,
+                     deadline, traceparent, status, attempt, node, output, created_at, finished_at",
             )
             .bind(&job.id)
             .bind(&job.run_id)
@@ -30,14 +32,21 @@ impl ToolJobStore for PgStore {
             .bind(job.deadline_ms)
             .bind(&job.traceparent)
             .bind(now_ms())
-            .execute(&self.pool)
+            .fetch_optional(&self.pool)
             .await?;
             // Coordinators elsewhere dispatch it without waiting for a poll.
             self.wakeups.jobs_added();
+            inserted
+        };
+        // New: the row came back with the insert (one round trip on the
+        // hot path); submitted before (a resumed run): read it.
+        match inserted {
+            Some(row) => decode_tool_job(row),
+            None => self
+                .tool_job(&job.id)
+                .await?
+                .ok_or_else(|| StoreError::corrupt("tool_jobs", "a submitted job vanished")),
         }
-        self.tool_job(&job.id)
-            .await?
-            .ok_or_else(|| StoreError::corrupt("tool_jobs", "a submitted job vanished"))
     }
 
     async fn tool_job(&self, id: &str) -> Result<Option<ToolJobRecord>, StoreError> {

@@ -12,13 +12,15 @@ use crate::tool_jobs::*;
 impl ToolJobStore for SqliteStore {
     async fn submit_tool_job(&self, job: &NewToolJob) -> Result<ToolJobRecord, StoreError> {
         let e = encode(job)?;
-        {
+        let inserted: Option<ToolJobRow> = {
             let _writing = self.lock_writes().await;
-            sqlx::query(
+            sqlx::query_as(
                 "INSERT INTO tool_jobs (id, run_id, tool, input, requires, workspace, sandbox,
                      idempotent, deadline, traceparent, status, created_at)
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ready', ?)
-                 ON CONFLICT (id) DO NOTHING",
+                 ON CONFLICT (id) DO NOTHING
+                 RETURNING id, run_id, tool, input, requires, workspace, sandbox, idempotent,
+                     deadline, traceparent, status, attempt, node, output, created_at, finished_at",
             )
             .bind(&job.id)
             .bind(&job.run_id)
@@ -31,12 +33,18 @@ impl ToolJobStore for SqliteStore {
             .bind(job.deadline_ms)
             .bind(&job.traceparent)
             .bind(now_ms())
-            .execute(&self.writer)
-            .await?;
-        }
-        self.tool_job(&job.id)
+            .fetch_optional(&self.writer)
             .await?
-            .ok_or_else(|| StoreError::corrupt("tool_jobs", "a submitted job vanished"))
+        };
+        // New: the row came back with the insert; submitted before (a
+        // resumed run): read it.
+        match inserted {
+            Some(row) => decode_tool_job(row),
+            None => self
+                .tool_job(&job.id)
+                .await?
+                .ok_or_else(|| StoreError::corrupt("tool_jobs", "a submitted job vanished")),
+        }
     }
 
     async fn tool_job(&self, id: &str) -> Result<Option<ToolJobRecord>, StoreError> {
