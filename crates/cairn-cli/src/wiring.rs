@@ -29,10 +29,18 @@ pub fn init_logging() {
 /// The provider the config and environment point at: the router over
 /// `[providers.*]` when any is configured, else the one `[llm]` names.
 pub fn provider(loaded: &Loaded) -> Result<Arc<dyn Provider>, cairn_llm::LlmError> {
+    provider_with(loaded, None)
+}
+
+/// `provider`, its budgets reading what was spent from `store` when given.
+fn provider_with(
+    loaded: &Loaded,
+    store: Option<&Store>,
+) -> Result<Arc<dyn Provider>, cairn_llm::LlmError> {
     let c = &loaded.config;
     let timeout = Duration::from_secs(c.llm.timeout_s.max(1));
     if !c.providers.is_empty() {
-        return Ok(Arc::new(router(loaded)?));
+        return Ok(Arc::new(router(loaded, store)?));
     }
     let settings = ProviderSettings {
         choice: c.llm.provider,
@@ -43,16 +51,23 @@ pub fn provider(loaded: &Loaded) -> Result<Arc<dyn Provider>, cairn_llm::LlmErro
 }
 
 /// The hybrid router over `[providers.*]`, with its classifier if one is
-/// configured.
-pub fn router(loaded: &Loaded) -> Result<cairn_llm::Router, cairn_llm::LlmError> {
+/// configured; its budgets read what was spent from `store` (without one,
+/// as for `cairn route explain`, no budget applies).
+pub fn router(
+    loaded: &Loaded,
+    store: Option<&Store>,
+) -> Result<cairn_llm::Router, cairn_llm::LlmError> {
     let c = &loaded.config;
-    let router = cairn_llm::Router::new(
+    let mut router = cairn_llm::Router::new(
         &c.providers,
         &c.router,
         PriceTable::new(c.pricing.clone()),
         Duration::from_secs(c.llm.timeout_s.max(1)),
         &|k| std::env::var(k).ok(),
     )?;
+    if let Some(store) = store {
+        router = router.with_spend(Arc::new(StoreSpend(store.clone())));
+    }
     let cfg = &c.router.classifier;
     if !cfg.enabled() {
         return Ok(router);
@@ -137,19 +152,22 @@ pub async fn store(loaded: &Loaded) -> Result<Store> {
 
 /// Everything a turn needs.
 pub async fn runtime(loaded: &Loaded) -> Result<Runtime> {
-    runtime_with(loaded, provider(loaded)?).await
+    let store = store(loaded).await?;
+    let provider = provider_with(loaded, Some(&store))?;
+    runtime_with(loaded, store, provider).await
 }
 
 /// The runtime for `cairn serve`: without a provider it still starts (not
 /// ready, every run failing with what to set) instead of refusing to.
 pub async fn serve_runtime(loaded: &Loaded) -> Result<(Runtime, Option<String>)> {
-    match provider(loaded) {
-        Ok(p) => Ok((runtime_with(loaded, p).await?, None)),
+    let store = store(loaded).await?;
+    match provider_with(loaded, Some(&store)) {
+        Ok(p) => Ok((runtime_with(loaded, store, p).await?, None)),
         Err(e) => {
             let reason = e.to_string();
             let p: Arc<dyn Provider> =
                 Arc::new(cairn_llm::UnconfiguredProvider::new(reason.clone()));
-            Ok((runtime_with(loaded, p).await?, Some(reason)))
+            Ok((runtime_with(loaded, store, p).await?, Some(reason)))
         }
     }
 }
@@ -229,17 +247,11 @@ pub fn memory(loaded: &Loaded, store: Store) -> Result<Memory> {
     Ok(memory.with_fusion(fusion))
 }
 
-async fn runtime_with(loaded: &Loaded, provider: Arc<dyn Provider>) -> Result<Runtime> {
-    let store = store(loaded).await?;
-    // Budgets read what agents spent from the store, which exists only now.
-    let r = &loaded.config.router;
-    let routed =
-        provider.name() == "router" && !(r.budgets.is_empty() && r.user_budgets.is_empty());
-    let provider: Arc<dyn Provider> = if routed {
-        Arc::new(router(loaded)?.with_spend(Arc::new(StoreSpend(store.clone()))))
-    } else {
-        provider
-    };
+async fn runtime_with(
+    loaded: &Loaded,
+    store: Store,
+    provider: Arc<dyn Provider>,
+) -> Result<Runtime> {
     let mut rt = Runtime::new(store.clone(), provider, loaded.workspaces_dir());
     rt.memory = Arc::new(memory(loaded, store)?);
     rt.memory_prompt_budget = loaded.config.memory.prompt_budget_bytes;

@@ -60,7 +60,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             "no router: every call goes to the one provider of [llm]; configure [providers.<name>] entries (and [router]) to route calls by policy"
         );
     }
-    let router = wiring::router(&loaded)?;
+    let router = wiring::router(&loaded, None)?;
     let req = ModelRequest {
         model: String::new(),
         system: String::new(),

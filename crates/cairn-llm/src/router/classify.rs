@@ -81,17 +81,12 @@ pub struct Verdict {
     pub confidence: f32,
 }
 
-/// Verdicts kept for texts seen recently: every step of a tool chain
-/// classifies the same user message again.
-const CACHE: usize = 512;
-
 /// The classifier; its examples are embedded at the first use.
 pub struct Classifier {
     embedder: Arc<dyn TextEmbedder>,
     examples: Vec<Example>,
     embedded: tokio::sync::OnceCell<Vec<(Vec<f32>, Complexity)>>,
     k: usize,
-    recent: std::sync::Mutex<std::collections::VecDeque<(String, Verdict)>>,
 }
 
 impl Classifier {
@@ -109,7 +104,6 @@ impl Classifier {
             examples,
             embedded: tokio::sync::OnceCell::new(),
             k: k.max(1),
-            recent: std::sync::Mutex::new(std::collections::VecDeque::new()),
         })
     }
 
@@ -131,16 +125,10 @@ impl Classifier {
         Ok(v)
     }
 
-    /// The label of `text`.
+    /// The label of `text`. A message classified again (every step of a
+    /// tool chain) costs a vote, not an embedding: the embedder the CLI
+    /// wires in caches recent texts for memory and classifier alike.
     pub async fn classify(&self, text: &str) -> Result<Verdict, String> {
-        let seen = self
-            .recent
-            .lock()
-            .ok()
-            .and_then(|r| r.iter().find(|(t, _)| t == text).map(|(_, v)| *v));
-        if let Some(v) = seen {
-            return Ok(v);
-        }
         let examples = self.examples().await?;
         let v = self
             .embedder
@@ -148,14 +136,7 @@ impl Classifier {
             .await?
             .pop()
             .ok_or("the embedder returned nothing")?;
-        let verdict = vote(examples, self.k, &v, None);
-        if let Ok(mut r) = self.recent.lock() {
-            if r.len() >= CACHE {
-                r.pop_front();
-            }
-            r.push_back((text.to_string(), verdict));
-        }
-        Ok(verdict)
+        Ok(vote(examples, self.k, &v, None))
     }
 
     /// Leave-one-out over the examples: each one's label as the others

@@ -143,11 +143,6 @@ impl Router {
         self
     }
 
-    /// Whether the budgets need to know what agents and people spend.
-    pub fn has_budgets(&self) -> bool {
-        !self.budgets.is_empty() || !self.user_budgets.is_empty()
-    }
-
     /// A budget the call's agent or person has spent today; a stop wins
     /// over a downgrade.
     async fn exceeded(&self, hints: &cairn_core::RouteHints) -> Option<budget::Exceeded> {

@@ -66,16 +66,22 @@ fn json_strings<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
     }
 }
 
-/// Classifies `req`.
-pub fn analyse(req: &ModelRequest, detectors: &Detectors, sources: &Sources) -> Analysis {
-    let mut a = Analysis::default();
-    a.classes.insert(DataClass::Public);
-    let agent_class = sources
+/// The class of everything the calling agent handles: as `[router]
+/// agents` declares it, or as the run says, whichever is higher.
+fn agent_class(req: &ModelRequest, sources: &Sources) -> DataClass {
+    sources
         .agents
         .get(&req.hints.agent)
         .copied()
         .unwrap_or_default()
-        .max(req.hints.class);
+        .max(req.hints.class)
+}
+
+/// Classifies `req`.
+pub fn analyse(req: &ModelRequest, detectors: &Detectors, sources: &Sources) -> Analysis {
+    let mut a = Analysis::default();
+    a.classes.insert(DataClass::Public);
+    let agent_class = agent_class(req, sources);
     if agent_class > DataClass::Public {
         a.add(agent_class, &format!("agent:{}", req.hints.agent));
     }
@@ -133,13 +139,7 @@ pub fn redact_for(
     detectors: &Detectors,
     sources: &Sources,
 ) -> Option<Redacted> {
-    let agent_class = sources
-        .agents
-        .get(&req.hints.agent)
-        .copied()
-        .unwrap_or_default()
-        .max(req.hints.class);
-    if !allowed.contains(&agent_class) {
+    if !allowed.contains(&agent_class(req, sources)) {
         return None;
     }
     let mut redactions = Redactions::default();
