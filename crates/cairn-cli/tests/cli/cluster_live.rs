@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::api::Api;
 use crate::cluster::{coordinator_in, join_token, joined_worker};
 use crate::cluster_jobs::{PLACED, ca_sha256, cluster_jobs};
-use crate::server_api::{WAITS_FOR_ITS_WATCHER, streamed_output};
+use crate::server_api::run_watched_command;
 use crate::*;
 
 /// Whether any process's command line contains `marker`.
@@ -42,26 +42,8 @@ async fn a_workers_command_streams_its_output_and_stops_when_the_run_is_cancelle
     let docs = w.path().join("worker-workspaces/named/docs");
 
     // Streams: the command goes on only once the watcher saw its first line.
-    fake.push([
-        Reply::tool("exec", json!({"command": WAITS_FOR_ITS_WATCHER})),
-        Reply::text("done"),
-    ]);
     api.session("s1").await;
-    let go = docs.join("go");
-    let events = api
-        .post_sse_live("s1", "run it on the worker", |kind, data| {
-            if kind == "tool_output" && data["chunk"].as_str().unwrap().contains("first-line") {
-                std::fs::write(&go, "").unwrap();
-            }
-        })
-        .await;
-    let (streamed, in_order) = streamed_output(&events);
-    assert!(in_order, "{events:?}");
-    assert!(
-        streamed.contains("first-line") && streamed.contains("second-line"),
-        "{streamed:?}"
-    );
-    let told = fake.requests()[1].message_texts().join("\n");
+    let told = run_watched_command(&api, &fake, "s1", &docs.join("go")).await;
     assert!(told.contains("exit code: 0"), "{told}");
 
     // Cancelled: the command dies on the worker and its effect never comes.

@@ -84,6 +84,12 @@ pub fn routes(h: &CairnHome, run_id: &str) -> Vec<Value> {
         .collect()
 }
 
+/// `cmd` with memory (and the classifier) on the real local model.
+fn with_model(mut c: std::process::Command) -> std::process::Command {
+    c.env("CAIRN_MEMORY__MODEL_DIR", cairn_testkit::minilm_model_dir());
+    c
+}
+
 fn run_json(h: &CairnHome, prompt: &str) -> Value {
     let out = ok(cmd(h), &["run", "--no-stream", "--json", prompt]);
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)))
@@ -323,10 +329,6 @@ fn a_remembered_secret_keeps_the_call_that_recalls_it_local() {
     let (cloud, local) = (FakeLlm::start(), FakeLlm::start());
     let h = home();
     hybrid(&h, &cloud, &local, "");
-    let with_model = |mut c: std::process::Command| {
-        c.env("CAIRN_MEMORY__MODEL_DIR", cairn_testkit::minilm_model_dir());
-        c
-    };
     let fact = format!("The HR contact's email is {}.", CANARIES[0]);
     ok(with_model(cmd(&h)), &["memory", "save", &fact]);
     local.push([Reply::text("Ask HR by mail.")]);
@@ -358,11 +360,9 @@ fn shipped_prompts() -> std::path::PathBuf {
 #[test]
 fn the_classifier_agrees_with_the_shipped_labels() {
     let h = home();
-    let mut c = h.cmd();
-    c.env("CAIRN_MEMORY__MODEL_DIR", cairn_testkit::minilm_model_dir());
     let path = shipped_prompts();
     let out = ok(
-        c,
+        with_model(h.cmd()),
         &[
             "route",
             "evaluate",
@@ -390,10 +390,6 @@ fn simple_work_goes_local_and_demanding_work_to_the_frontier_model() {
         &local,
         "\n[router.classifier]\nsimple = \"local\"\ncomplex = \"claude\"\nexamples_file = \"route_prompts.jsonl\"\n",
     );
-    let with_model = |mut c: std::process::Command| {
-        c.env("CAIRN_MEMORY__MODEL_DIR", cairn_testkit::minilm_model_dir());
-        c
-    };
     local.push([Reply::text("Merci.")]);
     let out = ok(
         with_model(cmd(&h)),

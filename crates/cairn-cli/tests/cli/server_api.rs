@@ -439,11 +439,11 @@ async fn without_a_provider_the_server_starts_and_says_what_to_set() {
 /// A command that prints a line, then waits until the file `go` appears in
 /// its workspace (made by the test on seeing that line), then prints more:
 /// it finishes only if its output reached the watcher while it ran.
-pub const WAITS_FOR_ITS_WATCHER: &str = "echo first-line; i=0; while [ ! -e go ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; [ -e go ] && echo second-line";
+const WAITS_FOR_ITS_WATCHER: &str = "echo first-line; i=0; while [ ! -e go ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; [ -e go ] && echo second-line";
 
 /// The streamed output of a run's events, and whether every chunk came
 /// before the call's result.
-pub fn streamed_output(events: &[(String, serde_json::Value)]) -> (String, bool) {
+fn streamed_output(events: &[(String, serde_json::Value)]) -> (String, bool) {
     let mut text = String::new();
     let mut result_seen = false;
     let mut in_order = true;
@@ -460,22 +460,24 @@ pub fn streamed_output(events: &[(String, serde_json::Value)]) -> (String, bool)
     (text, in_order)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_command_streams_its_output_while_it_runs() {
-    let h = home();
-    let fake = FakeLlm::start();
-    let server = start(&h, &fake);
-    let api = Api::new(&server);
-    api.session("s1").await;
+/// Runs `WAITS_FOR_ITS_WATCHER` in a turn on `session`, making `go` when
+/// its first line streams in; asserts the output streamed, whole and before
+/// the result, and returns what the model was told of the call.
+pub async fn run_watched_command(
+    api: &Api,
+    fake: &FakeLlm,
+    session: &str,
+    go: &std::path::Path,
+) -> String {
     fake.push([
         Reply::tool("exec", json!({"command": WAITS_FOR_ITS_WATCHER})),
         Reply::text("done"),
     ]);
-    let go = h.workspace().join("go");
+    let asked = fake.requests().len();
     let events = api
-        .post_sse_live("s1", "run it", |kind, data| {
+        .post_sse_live(session, "run it", |kind, data| {
             if kind == "tool_output" && data["chunk"].as_str().unwrap().contains("first-line") {
-                std::fs::write(&go, "").unwrap();
+                std::fs::write(go, "").unwrap();
             }
         })
         .await;
@@ -485,7 +487,17 @@ async fn a_command_streams_its_output_while_it_runs() {
         streamed.contains("first-line") && streamed.contains("second-line"),
         "{streamed:?}"
     );
-    let told = fake.requests()[1].message_texts().join("\n");
+    fake.requests()[asked + 1].message_texts().join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_streams_its_output_while_it_runs() {
+    let h = home();
+    let fake = FakeLlm::start();
+    let server = start(&h, &fake);
+    let api = Api::new(&server);
+    api.session("s1").await;
+    let told = run_watched_command(&api, &fake, "s1", &h.workspace().join("go")).await;
     assert!(
         told.contains("exit code: 0") && told.contains("second-line"),
         "the command saw its watcher act: {told}"
