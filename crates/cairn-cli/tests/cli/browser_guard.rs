@@ -103,6 +103,18 @@ fn cross_site_and_rebinding_requests_reach_no_model() {
             "forbidden_host",
         ),
         (
+            format!("GET /metrics HTTP/1.1\r\nHost: evil.example:{port}"),
+            403,
+            "forbidden_host",
+        ),
+        (
+            format!(
+                "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://evil.example"
+            ),
+            403,
+            "forbidden_origin",
+        ),
+        (
             format!(
                 "GET /api/v1/runs/r1/ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://evil.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="
             ),

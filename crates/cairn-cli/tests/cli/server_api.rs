@@ -311,6 +311,11 @@ async fn an_api_key_is_enforced_when_set() {
     let server = cairn_testkit::ServerProcess::start(cmd);
     let api = Api::new(&server);
     assert_eq!(api.get("/api/v1/sessions").await.0, 401);
+    assert_eq!(
+        api.get("/metrics").await.0,
+        401,
+        "metrics are behind the key too"
+    );
     assert_eq!(api.get("/healthz").await.0, 200);
     let r = api
         .http
