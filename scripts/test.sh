@@ -45,8 +45,8 @@ if [ -z "${CAIRN_TEST_POSTGRES:-}" ]; then
   export CAIRN_TEST_POSTGRES="postgres://cairn_test:cairn_test@127.0.0.1:5432/postgres"
 fi
 
-# Python packages the tests drive cairn with: the official OpenAI SDK and
-# schemathesis (fuzzing the OpenAPI document).
+# Python packages the tests drive cairn with: the official OpenAI SDK,
+# schemathesis (fuzzing the OpenAPI document) and the official MCP SDK.
 venv="${TEST_VENV:-$HOME/.cache/cairn/test-venv}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -r scripts/test-requirements.txt
@@ -57,5 +57,18 @@ export TEST_PYTHON="$venv/bin/python"
 # all-mpnet-base-v2, the stronger local model (its loader is tested against
 # sentence-transformers' published similarities): 400 MB, fetched once.
 PYTHON="$venv/bin/python" scripts/fetch-mpnet.sh "$HOME/.cache/cairn/models/all-mpnet-base-v2" >/dev/null
+
+# Node.js and the reference MCP servers from npm, which cairn's MCP client
+# is tested against. Debian's nodejs is used when no node is on PATH.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm
+fi
+peers=scripts/mcp-peers
+if ! [ "$peers/node_modules/.installed" -nt "$peers/package-lock.json" ]; then
+  npm ci --prefix "$peers" --no-audit --no-fund --loglevel=error
+  touch "$peers/node_modules/.installed"
+fi
 
 cargo test --workspace --locked "$@"

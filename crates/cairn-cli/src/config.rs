@@ -40,6 +40,8 @@ pub struct Config {
     pub providers: BTreeMap<String, cairn_llm::router::ProviderEntry>,
     /// How each model call picks one of `providers`.
     pub router: cairn_llm::router::RouterConfig,
+    /// `[mcp]`: MCP servers agents may use.
+    pub mcp: McpConfig,
 }
 
 /// `[schedules.<name>]`: one of `cron`, `every`, `at`.
@@ -307,6 +309,14 @@ impl Default for MemoryConfig {
     }
 }
 
+/// `[mcp]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpConfig {
+    /// `[mcp.servers.<name>]`: a stdio command or a streamable-HTTP URL.
+    pub servers: BTreeMap<String, cairn_tools::mcp::McpServerConfig>,
+}
+
 /// `[agents.<name>]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -337,6 +347,8 @@ pub struct AgentConfig {
     pub env: BTreeMap<String, String>,
     /// `[agents.<name>.placement]`: tools that run on cluster workers.
     pub placement: Option<cairn_core::Placement>,
+    /// MCP servers (`[mcp.servers.<name>]`) whose tools it gets.
+    pub mcp: Vec<String>,
 }
 
 impl Default for AgentConfig {
@@ -355,6 +367,7 @@ impl Default for AgentConfig {
             sandbox: d.sandbox,
             placement: None,
             env: d.env,
+            mcp: d.mcp,
         }
     }
 }
@@ -411,6 +424,13 @@ impl Loaded {
         };
         cairn_tools::ToolRegistry::builtin(&cfg.tools)
             .map_err(|e| anyhow!("agent {name:?}: {e}"))?;
+        for server in &cfg.mcp {
+            if !self.config.mcp.servers.contains_key(server) {
+                bail!(
+                    "agents.{name}.mcp: no MCP server named {server:?}; declare it as [mcp.servers.{server}] with command = \"…\" or url = \"…\""
+                );
+            }
+        }
         Ok(AgentSpec {
             name: name.to_string(),
             system_prompt: cfg.system_prompt,
@@ -427,6 +447,7 @@ impl Loaded {
             sandbox: cfg.sandbox,
             env: cfg.env,
             placement: cfg.placement,
+            mcp: cfg.mcp,
             owner: match cfg.owner.trim() {
                 "" => None,
                 o if o
@@ -528,6 +549,29 @@ pub fn load() -> Result<Loaded> {
         cairn_core::ids::validate_name("agent", name)
             .map_err(|e| anyhow!("{}: [agents.{name}]: {e}", path.display()))?;
     }
+    for (name, server) in &config.mcp.servers {
+        if let Err(e) = server.endpoint(name) {
+            let at = crate::config_locate::line_of(&source, &format!("mcp.servers.{name}"))
+                .map(|line| format!(":{line}"))
+                .unwrap_or_default();
+            bail!("{}{at}: {e}", path.display());
+        }
+    }
+    for (agent, cfg) in &config.agents {
+        if let Some(missing) = cfg
+            .mcp
+            .iter()
+            .find(|s| !config.mcp.servers.contains_key(*s))
+        {
+            let at = crate::config_locate::line_of(&source, &format!("agents.{agent}.mcp"))
+                .map(|line| format!(":{line}"))
+                .unwrap_or_default();
+            bail!(
+                "{}{at}: agents.{agent}.mcp names {missing:?}, which is not in [mcp.servers]",
+                path.display()
+            );
+        }
+    }
     if let Err(e) = config.router.check(&config.providers) {
         let at = crate::config_locate::line_of(&source, &e.key)
             .map(|line| format!(":{line}"))
@@ -551,9 +595,16 @@ fn secret_keys(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
             toml::Value::Table(t) => secret_keys(t, &format!("{name}."), out),
             toml::Value::String(s) if !s.is_empty() => {
                 let lower = k.to_ascii_lowercase();
-                if ["token", "secret", "password", "api_key", "apikey"]
-                    .iter()
-                    .any(|w| lower.contains(w))
+                if [
+                    "token",
+                    "secret",
+                    "password",
+                    "api_key",
+                    "apikey",
+                    "authorization",
+                ]
+                .iter()
+                .any(|w| lower.contains(w))
                 {
                     out.push(name);
                 }

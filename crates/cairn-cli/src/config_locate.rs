@@ -2,7 +2,7 @@
 //! file parsed (a policy that cannot work, a name that matches nothing).
 
 /// The line (1-based) where dotted `key` is set, else where its table
-/// starts; `None` if neither is in `text`.
+/// starts, else where `key` is itself a table; `None` if none is in `text`.
 pub fn line_of(text: &str, key: &str) -> Option<usize> {
     let (table, leaf) = key.rsplit_once('.')?;
     let header = format!("[{table}]");
@@ -24,7 +24,10 @@ pub fn line_of(text: &str, key: &str) -> Option<usize> {
             return Some(i + 1);
         }
     }
-    header_line
+    header_line.or_else(|| {
+        let own = format!("[{key}]");
+        text.lines().position(|l| l.trim() == own).map(|i| i + 1)
+    })
 }
 
 #[cfg(test)]
@@ -38,5 +41,6 @@ mod tests {
         assert_eq!(line_of(text, "providers.local.data"), Some(8));
         assert_eq!(line_of(text, "router.tools"), Some(4));
         assert_eq!(line_of(text, "cluster.heartbeat_ms"), None);
+        assert_eq!(line_of(text, "providers.local"), Some(7));
     }
 }

@@ -57,6 +57,8 @@ enum Command {
     Cluster(commands::cluster::Args),
     /// Join a cluster and run its tool jobs: `cairn worker --join https://coord:7420 --token T`.
     Worker(commands::worker::Args),
+    /// Serve agents and memory to MCP clients over stdio (tools ask_agent, memory_search, list_agents).
+    Mcp(commands::mcp::Args),
     /// Hybrid routing: `cairn route explain "<prompt>"` shows where a prompt would go and why.
     Route(commands::route::Args),
     /// Show configuration, database and recent activity.
@@ -99,6 +101,7 @@ fn main() -> ExitCode {
             Command::Cluster(a) => commands::cluster::run(a).await,
             Command::Worker(a) => commands::worker::run(a).await,
             Command::Route(a) => commands::route::run(a).await,
+            Command::Mcp(a) => commands::mcp::run(a).await,
             Command::Status(a) => commands::status::run(a).await,
             Command::Doctor => commands::doctor::run().await,
         }

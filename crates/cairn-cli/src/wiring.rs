@@ -16,9 +16,11 @@ use crate::config::{Database, EmbedderChoice, Loaded};
 /// Logs go to stderr, quiet unless `RUST_LOG` asks.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        // Cluster membership (joins, refusals, connections) is rare and is
-        // what an operator must see: shown by default.
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,cairn_cluster=info"));
+        // Cluster membership (joins, refusals, connections) and MCP servers
+        // failing are rare and are what an operator must see: shown by default.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("error,cairn_cluster=info,cairn_tools::mcp=warn")
+        });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -58,9 +60,23 @@ pub fn router(
     store: Option<&Store>,
 ) -> Result<cairn_llm::Router, cairn_llm::LlmError> {
     let c = &loaded.config;
+    // An MCP server labelled restricted makes all its tools' results so.
+    let mut policy = c.router.clone();
+    for name in c
+        .mcp
+        .servers
+        .iter()
+        .filter(|(_, s)| s.restricted)
+        .map(|(n, _)| n)
+    {
+        policy
+            .tools
+            .entry(format!("{name}__*"))
+            .or_insert(cairn_core::DataClass::Restricted);
+    }
     let mut router = cairn_llm::Router::new(
         &c.providers,
-        &c.router,
+        &policy,
         PriceTable::new(c.pricing.clone()),
         Duration::from_secs(c.llm.timeout_s.max(1)),
         &|k| std::env::var(k).ok(),
@@ -267,6 +283,11 @@ async fn runtime_with(
     rt.job_lease_ms = lease;
     rt.session_lease_ms = lease;
     rt.sandbox = Arc::new(sandbox_policy(loaded)?);
+    if !loaded.config.mcp.servers.is_empty() {
+        rt.mcp = Some(Arc::new(cairn_tools::mcp::McpHub::new(
+            loaded.config.mcp.servers.clone(),
+        )?));
+    }
     Ok(rt)
 }
 

@@ -40,6 +40,9 @@ pub struct AgentSpec {
     /// every tool runs here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<Placement>,
+    /// MCP servers (names in `[mcp.servers]`) whose tools it may use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mcp: Vec<String>,
 }
 
 /// Where an agent's tools run in a cluster.
@@ -99,6 +102,7 @@ impl Default for AgentSpec {
             sandbox: SandboxProfile::Workspace,
             env: Default::default(),
             placement: None,
+            mcp: Vec::new(),
         }
     }
 }

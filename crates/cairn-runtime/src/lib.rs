@@ -53,6 +53,9 @@ pub enum RuntimeError {
     /// The agent's tool list names a tool that does not exist.
     #[error(transparent)]
     UnknownTool(#[from] cairn_tools::UnknownTool),
+    /// The agent names an MCP server that is not configured.
+    #[error("agent's MCP servers: {0}")]
+    Mcp(#[from] cairn_tools::mcp::McpError),
 }
 
 /// Everything a turn needs; cheap to clone and share.
@@ -90,6 +93,8 @@ pub struct Runtime {
     pub sandbox: Arc<cairn_tools::sandbox::SandboxPolicy>,
     /// Sends agents' placed tools to cluster workers (set on coordinators).
     pub placement: Option<Arc<dyn cairn_tools::ToolPlacement>>,
+    /// MCP servers' connections, whose tools agents that name them get.
+    pub mcp: Option<Arc<cairn_tools::mcp::McpHub>>,
 }
 
 impl Runtime {
@@ -111,6 +116,7 @@ impl Runtime {
             inbound: Default::default(),
             sandbox: Default::default(),
             placement: None,
+            mcp: None,
         }
     }
 }

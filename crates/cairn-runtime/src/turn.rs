@@ -33,6 +33,17 @@ pub(crate) type Events<'a> = &'a (dyn Fn(RunEvent) + Send + Sync);
 pub const JOB_LEASE_MS: i64 = 30_000;
 
 impl Runtime {
+    /// Refuses an agent naming MCP servers this runtime does not have.
+    pub fn check_mcp(&self, agent: &AgentSpec) -> Result<(), RuntimeError> {
+        if agent.mcp.is_empty() {
+            return Ok(());
+        }
+        match &self.mcp {
+            Some(hub) => Ok(hub.check(agent)?),
+            None => Err(cairn_tools::mcp::McpError::Unknown(agent.mcp[0].clone()).into()),
+        }
+    }
+
     /// Records a queued run (and its job) for `req`; someone must drive it.
     pub async fn submit(&self, req: &TurnRequest) -> Result<(RunRecord, String), RuntimeError> {
         validate_name("agent", &req.agent.name)?;
@@ -44,6 +55,7 @@ impl Runtime {
             None => new_id("ses"),
         };
         ToolRegistry::builtin(&req.agent.tools)?;
+        self.check_mcp(&req.agent)?;
         self.store
             .ensure_session(&session_id, &req.agent.name)
             .await?;
@@ -179,6 +191,20 @@ impl Runtime {
             }
         }
 
+        let sandbox = cairn_tools::sandbox::Sandbox {
+            policy: self.sandbox.clone(),
+            profile: agent.sandbox,
+            env: agent.env.clone(),
+        };
+        if let Some(hub) = self.mcp.as_ref().filter(|_| !agent.mcp.is_empty()) {
+            for warning in hub
+                .add_tools(&agent, &sandbox, workspace.root(), &mut tools)
+                .await?
+            {
+                tracing::warn!(agent = %agent.name, run = %run.id, "{warning}; the run goes on without its tools");
+            }
+        }
+
         let Some(mut lease) = acquire(
             &self.store,
             &run.session_id,
@@ -224,11 +250,7 @@ impl Runtime {
             skill_dirs: self.skill_dirs(&agent.name),
             session_id: Some(run.session_id.clone()),
             store: Some(self.store.clone()),
-            sandbox: cairn_tools::sandbox::Sandbox {
-                policy: self.sandbox.clone(),
-                profile: agent.sandbox,
-                env: agent.env.clone(),
-            },
+            sandbox,
             call_key: None,
             progress: None,
         };

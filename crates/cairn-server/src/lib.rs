@@ -8,6 +8,7 @@ pub mod channels;
 mod error;
 mod executor;
 mod hub;
+pub mod mcp;
 mod scheduler;
 mod state;
 pub mod watchdog;
@@ -141,5 +142,37 @@ pub async fn serve(
     }
     state.rt.stopping.cancel();
     executor::drain(executors, opts.shutdown_grace).await;
+    if let Some(hub) = &state.rt.mcp {
+        hub.shutdown().await;
+    }
     Ok(())
+}
+
+/// Serves MCP over stdin and stdout (`cairn mcp`): the same executors,
+/// runs and memory as `serve`, without a listener, schedules or channels
+/// (a `cairn serve` on the same home runs those). Ends when the client
+/// closes stdin or `shutdown` fires.
+pub async fn serve_mcp_stdio(
+    rt: Runtime,
+    concurrency: usize,
+    shutdown_grace: Duration,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let recovered = rt.store.recover_leases().await?;
+    if recovered > 0 {
+        tracing::info!(
+            recovered,
+            "resuming runs left unfinished by a stopped process"
+        );
+    }
+    let state = Arc::new(AppState::new(rt, None, shutdown.clone()));
+    let executors = executor::start(state.clone(), concurrency.max(1));
+    let served = mcp::serve_stdio(state.clone(), shutdown.clone()).await;
+    shutdown.cancel();
+    state.rt.stopping.cancel();
+    executor::drain(executors, shutdown_grace).await;
+    if let Some(hub) = &state.rt.mcp {
+        hub.shutdown().await;
+    }
+    served.map_err(ServeError::Io)
 }

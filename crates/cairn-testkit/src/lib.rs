@@ -8,6 +8,7 @@ mod cli;
 mod fake_llm;
 mod fake_platforms;
 mod link;
+mod mcp_peers;
 mod postgres;
 mod process;
 mod python;
@@ -21,6 +22,7 @@ pub use fake_platforms::{
     Failure, FakeSlack, FakeTelegram, hmac_hex, slack_signature, webhook_signature,
 };
 pub use link::Link;
+pub use mcp_peers::{mcp_reference_server, node};
 pub use postgres::{TestDatabase, admin_url as postgres_admin_url};
 pub use process::LoggedProcess;
 pub use python::{minilm_model_dir, mpnet_model_dir, test_python};

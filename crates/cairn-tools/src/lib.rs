@@ -19,6 +19,7 @@ mod cap;
 mod exec;
 mod files;
 mod http_fetch;
+pub mod mcp;
 mod memory;
 pub mod net_guard;
 mod progress;

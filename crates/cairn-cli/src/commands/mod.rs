@@ -6,6 +6,7 @@ pub mod chat;
 pub mod cluster;
 pub mod doctor;
 pub mod init;
+pub mod mcp;
 pub mod memory;
 pub mod migrate;
 pub mod route;

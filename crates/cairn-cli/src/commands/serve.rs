@@ -62,21 +62,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             Some(co)
         }
     };
-    // Agents from the config file are what the API serves (the file wins
-    // over API edits of the same name at each start).
-    let mut names: Vec<String> = loaded.config.agents.keys().cloned().collect();
-    if !names.iter().any(|n| n == "default") {
-        names.push("default".into());
-    }
-    for name in names {
-        let agent = loaded.agent(&name)?;
-        if agent.sandbox == cairn_core::SandboxProfile::Host {
-            eprintln!(
-                "warning: agent {name} runs commands unsandboxed on this host (sandbox = \"host\")"
-            );
-        }
-        rt.store.put_agent(&agent).await?;
-    }
+    publish_agents(&loaded, &rt).await?;
     let declared = crate::declared::sync(&loaded, &rt.store).await?;
     if declared > 0 {
         tracing::info!(
@@ -182,6 +168,28 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     })
     .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Agents from the config file are what the API serves (the file wins
+/// over API edits of the same name at each start).
+pub(crate) async fn publish_agents(
+    loaded: &config::Loaded,
+    rt: &cairn_runtime::Runtime,
+) -> Result<()> {
+    let mut names: Vec<String> = loaded.config.agents.keys().cloned().collect();
+    if !names.iter().any(|n| n == "default") {
+        names.push("default".into());
+    }
+    for name in names {
+        let agent = loaded.agent(&name)?;
+        if agent.sandbox == cairn_core::SandboxProfile::Host {
+            eprintln!(
+                "warning: agent {name} runs commands unsandboxed on this host (sandbox = \"host\")"
+            );
+        }
+        rt.store.put_agent(&agent).await?;
+    }
+    Ok(())
 }
 
 pub(crate) async fn wait_for_signal() {

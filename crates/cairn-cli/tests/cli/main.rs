@@ -16,6 +16,7 @@ mod concurrency;
 mod config_errors;
 mod crash;
 mod fetch_guard;
+mod mcp_client;
 mod memory;
 mod migrate;
 mod openai_compat;

@@ -18,6 +18,23 @@ pub struct Sources {
     pub agents: BTreeMap<String, DataClass>,
 }
 
+impl Sources {
+    /// The class of `tool`'s results: its own entry, else the longest
+    /// `prefix*` entry it starts with (`crm__*` covers an MCP server's
+    /// tools).
+    pub fn tool_class(&self, tool: &str) -> Option<DataClass> {
+        if let Some(&c) = self.tools.get(tool) {
+            return Some(c);
+        }
+        self.tools
+            .iter()
+            .filter_map(|(k, c)| Some((k.strip_suffix('*')?, c)))
+            .filter(|(prefix, _)| tool.starts_with(prefix))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map(|(_, &c)| c)
+    }
+}
+
 /// The classes in a request and what raised them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Analysis {
@@ -108,7 +125,7 @@ pub fn analyse(req: &ModelRequest, detectors: &Detectors, sources: &Sources) -> 
             } => {
                 scan(content);
                 let tool = tools.get(tool_use_id.as_str()).copied().unwrap_or_default();
-                if let Some(&class) = sources.tools.get(tool) {
+                if let Some(class) = sources.tool_class(tool) {
                     sourced.push((class, format!("tool:{tool}")));
                 }
             }
@@ -175,8 +192,8 @@ pub fn redact_for(
                     .get(tool_use_id.as_str())
                     .map(String::as_str)
                     .unwrap_or_default();
-                match sources.tools.get(tool) {
-                    Some(class) if !allowed.contains(class) => {
+                match sources.tool_class(tool) {
+                    Some(class) if !allowed.contains(&class) => {
                         withheld += 1;
                         *content = format!(
                             "[withheld by cairn: the result of {tool} is {} data, which may not be sent to this model]",

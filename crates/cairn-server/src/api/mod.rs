@@ -83,6 +83,7 @@ pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
         .route("/v1/models", get(openai::models))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/metrics", get(metrics::metrics))
+        .route_service("/mcp", crate::mcp::http_service(state.clone(), body_limit))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     // Everything but the signed channel endpoints is closed to web pages.
     let guarded = api

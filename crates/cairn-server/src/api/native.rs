@@ -296,7 +296,7 @@ pub async fn cancel_run(
     State(state): S,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<RunRecord>), ApiError> {
-    let mut run = state.rt.store.get_run(&id).await?;
+    let run = state.rt.store.get_run(&id).await?;
     if run.status.is_terminal() {
         return Err(ApiError::conflict(format!(
             "run {} has already {}",
@@ -304,6 +304,13 @@ pub async fn cancel_run(
             run.status.as_str()
         )));
     }
+    let run = cancel(&state, run).await?;
+    Ok((StatusCode::ACCEPTED, Json(run)))
+}
+
+/// Stops `run` wherever it is: its driver here, its queue entry, or (held
+/// by another server on the same database) a request that server sees.
+pub(crate) async fn cancel(state: &AppState, mut run: RunRecord) -> Result<RunRecord, ApiError> {
     let token = state
         .cancels
         .lock()
@@ -348,5 +355,5 @@ pub async fn cancel_run(
             }
         }
     }
-    Ok((StatusCode::ACCEPTED, Json(run)))
+    Ok(run)
 }

@@ -114,10 +114,47 @@ impl Sandbox {
         command: &str,
         timeout: Duration,
     ) -> Result<Confined, SandboxError> {
+        let argv = ["sh".to_string(), "-c".to_string(), command.to_string()];
+        self.start(
+            workspace,
+            &argv,
+            &Default::default(),
+            Stdio::null(),
+            timeout,
+        )
+    }
+
+    /// Starts a long-lived program (an MCP server) in `workspace` under this
+    /// sandbox: stdin, stdout and stderr piped, `env` on top of the agent's,
+    /// CPU time limited to `cpu` in all.
+    pub fn spawn_service(
+        &self,
+        workspace: &Path,
+        argv: &[String],
+        env: &std::collections::BTreeMap<String, String>,
+        cpu: Duration,
+    ) -> Result<Confined, SandboxError> {
+        self.start(workspace, argv, env, Stdio::piped(), cpu)
+    }
+
+    fn start(
+        &self,
+        workspace: &Path,
+        argv: &[String],
+        env: &std::collections::BTreeMap<String, String>,
+        stdin: Stdio,
+        timeout: Duration,
+    ) -> Result<Confined, SandboxError> {
+        let Some((program, args)) = argv.split_first() else {
+            return Err(SandboxError::Spawn(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "no program to run",
+            )));
+        };
         let mut cmd = match self.profile {
             SandboxProfile::Host => {
-                let mut c = tokio::process::Command::new("sh");
-                c.arg("-c").arg(command).current_dir(workspace);
+                let mut c = tokio::process::Command::new(program);
+                c.args(args).current_dir(workspace);
                 c
             }
             SandboxProfile::Workspace | SandboxProfile::Offline => {
@@ -143,17 +180,15 @@ impl Sandbox {
                     .args(["--write".as_ref(), workspace.as_os_str()])
                     .args(["--write", "/tmp", "--write", "/dev"]);
                 }
-                c.arg("--")
-                    .arg("sh")
-                    .arg("-c")
-                    .arg(command)
-                    .current_dir(workspace);
+                c.arg("--").arg(program).args(args).current_dir(workspace);
                 c
             }
         };
+        let mut vars = self.env.clone();
+        vars.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
         cmd.env_clear()
-            .envs(env::allowed(workspace, &self.env))
-            .stdin(Stdio::null())
+            .envs(env::allowed(workspace, &vars))
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)

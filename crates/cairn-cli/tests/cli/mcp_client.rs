@@ -1,0 +1,288 @@
+//! cairn's MCP client against the reference MCP servers from npm and a
+//! server that misbehaves on purpose, through `cairn run` with the fake LLM.
+
+use cairn_testkit::{CairnHome, FakeLlm, Reply, mcp_reference_server, node};
+use serde_json::{Value, json};
+
+use crate::*;
+
+/// `[mcp.servers.<name>]` for a stdio command, given to agent `default`.
+fn stdio_server(h: &CairnHome, name: &str, command: &str, args: &[String], extra: &str) {
+    let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+    h.write_config(&format!(
+        "[mcp.servers.{name}]\ncommand = {command:?}\nargs = [{}]\n{extra}\n\n[agents.default]\nmcp = [\"{name}\"]\n",
+        args.join(", ")
+    ));
+}
+
+/// The tool specs the model was offered in its first request.
+fn offered_tools(fake: &FakeLlm) -> Vec<Value> {
+    fake.requests()[0].body["tools"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_filesystem_server_lists_reads_and_writes_inside_its_root_only() {
+    let h = home();
+    let fake = FakeLlm::start();
+    let ws = h.workspace();
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(ws.join("seed.txt"), "planted by the test").unwrap();
+    let root = ws.display().to_string();
+    let server = mcp_reference_server("server-filesystem");
+    stdio_server(
+        &h,
+        "fs",
+        &node(),
+        &[server.display().to_string(), root.clone()],
+        "",
+    );
+    let results = call_tools(
+        h.anthropic(&fake),
+        &fake,
+        &[
+            (
+                "fs__write_file",
+                json!({"path": format!("{root}/notes.txt"), "content": "written over MCP"}),
+            ),
+            (
+                "fs__read_text_file",
+                json!({"path": format!("{root}/seed.txt")}),
+            ),
+            ("fs__list_directory", json!({"path": root})),
+            ("fs__read_text_file", json!({"path": "/etc/hostname"})),
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("notes.txt")).unwrap(),
+        "written over MCP"
+    );
+    assert!(results[1].contains("planted by the test"), "{}", results[1]);
+    assert!(
+        results[2].contains("notes.txt") && results[2].contains("seed.txt"),
+        "{}",
+        results[2]
+    );
+    assert!(
+        results[3].contains("denied") || results[3].contains("outside"),
+        "a path outside the root is refused: {}",
+        results[3]
+    );
+    let tools = offered_tools(&fake);
+    let read = tools
+        .iter()
+        .find(|t| t["name"] == "fs__read_text_file")
+        .unwrap_or_else(|| panic!("fs__read_text_file offered: {tools:?}"));
+    assert_eq!(read["input_schema"]["type"], "object");
+    assert!(
+        read["input_schema"]["properties"]["path"].is_object(),
+        "{read}"
+    );
+    assert!(
+        tools.iter().any(|t| t["name"] == "exec"),
+        "built-in tools stay: {tools:?}"
+    );
+}
+
+#[test]
+fn the_everything_server_passes_schemas_progress_resources_prompts_and_errors() {
+    let h = home();
+    let fake = FakeLlm::start();
+    let server = mcp_reference_server("server-everything");
+    stdio_server(
+        &h,
+        "ev",
+        &node(),
+        &[server.display().to_string(), "stdio".into()],
+        "",
+    );
+    fake.push([
+        Reply::tool("ev__get-sum", json!({"a": 2, "b": 40})),
+        Reply::tool(
+            "ev__trigger-long-running-operation",
+            json!({"duration": 2, "steps": 4}),
+        ),
+        Reply::tool("ev__get-sum", json!({"a": "two"})),
+        Reply::tool("ev__list_resources", json!({})),
+        Reply::tool(
+            "ev__read_resource",
+            json!({"uri": "demo://resource/static/document/features.md"}),
+        ),
+        Reply::tool(
+            "ev__get_prompt",
+            json!({"name": "args-prompt", "arguments": {"city": "Lyon", "state": "Rhône"}}),
+        ),
+        Reply::text("done"),
+    ]);
+    let out = ok(h.anthropic(&fake), &["run", "--no-stream", "try the tools"]);
+    let reqs = fake.requests();
+    let result = |i: usize| reqs[i].message_texts().last().cloned().unwrap_or_default();
+    assert!(result(1).contains("42"), "{}", result(1));
+    assert!(result(2).contains("completed"), "{}", result(2));
+    assert!(
+        stderr(&out).contains("progress 1/4") && stderr(&out).contains("progress 4/4"),
+        "progress notifications stream while the tool runs: {}",
+        stderr(&out)
+    );
+    let bad_args = &reqs[3].body["messages"];
+    assert!(
+        bad_args.to_string().contains("\"is_error\":true"),
+        "a tool that fails is an error result: {bad_args}"
+    );
+    assert!(result(4).contains("features.md"), "{}", result(4));
+    assert!(result(5).contains("[resource demo://"), "{}", result(5));
+    assert!(result(6).contains("Lyon"), "{}", result(6));
+    let tools = offered_tools(&fake);
+    let resource_ref = tools
+        .iter()
+        .find(|t| t["name"] == "ev__get-resource-reference")
+        .unwrap();
+    assert_eq!(
+        resource_ref["input_schema"]["properties"]["resourceType"]["enum"],
+        json!(["Text", "Blob"]),
+        "schemas reach the model as the server wrote them"
+    );
+}
+
+/// Processes whose command line mentions `tag`.
+fn processes_with(tag: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !name.chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(tag) && !cmd.contains("cargo") {
+                found.push(format!("{name}: {cmd}"));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_server_that_crashes_hangs_garbles_or_floods_gives_clear_errors_and_the_run_goes_on() {
+    let h = home();
+    let fake = FakeLlm::start();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/bad_mcp.py");
+    let tag = format!("tag-{}", h.path().display());
+    // The system Python (scripts/test.sh installs python3): the sandbox
+    // hides home directories, where a venv would be.
+    stdio_server(
+        &h,
+        "bad",
+        "/usr/bin/python3",
+        &[script.to_string(), tag.clone()],
+        "timeout_s = 3",
+    );
+    let results = call_tools(
+        h.anthropic(&fake),
+        &fake,
+        &[
+            ("bad__boot", json!({})),
+            ("bad__crash", json!({})),
+            ("bad__boot", json!({})),
+            ("bad__hang", json!({})),
+            ("bad__echo", json!({"text": "after the hang"})),
+            ("bad__garbage", json!({})),
+            ("bad__big", json!({})),
+            ("bad__echo", json!({"text": "still here"})),
+        ],
+    );
+    let first_boot = &results[0];
+    assert!(
+        results[1].contains("stopped during the call")
+            && results[1].contains("crashing on purpose"),
+        "{}",
+        results[1]
+    );
+    assert!(
+        results[2].len() == 12 && results[2] != *first_boot,
+        "restarted after the crash: {} then {}",
+        first_boot,
+        results[2]
+    );
+    assert!(
+        results[3].contains("did not answer hang within 3 s"),
+        "{}",
+        results[3]
+    );
+    assert_eq!(results[4], "echo: after the hang");
+    assert!(
+        results[5].contains("did not answer garbage"),
+        "{}",
+        results[5]
+    );
+    assert!(
+        results[6].contains("bytes omitted of 20000000") && results[6].len() < 64 * 1024,
+        "a 20 MB result is capped: {} bytes",
+        results[6].len()
+    );
+    assert_eq!(results[7], "echo: still here");
+    let runs = json(&h, &["runs", "list"]);
+    assert_eq!(runs[0]["status"], "completed");
+    wait_until(
+        "no server process is left",
+        std::time::Duration::from_secs(10),
+        || processes_with(&tag).is_empty(),
+    );
+}
+
+#[test]
+fn a_server_that_cannot_start_leaves_the_run_with_its_other_tools() {
+    let h = home();
+    let fake = FakeLlm::start();
+    stdio_server(&h, "gone", "/nonexistent/mcp-server", &[], "");
+    fake.push([
+        Reply::tool("exec", json!({"command": "echo still works"})),
+        Reply::text("ok"),
+    ]);
+    let out = ok(h.anthropic(&fake), &["run", "--no-stream", "hello"]);
+    assert!(stdout(&out).contains("ok"), "{}", describe(&out));
+    let reqs = fake.requests();
+    assert!(
+        reqs[1]
+            .message_texts()
+            .last()
+            .unwrap()
+            .contains("still works"),
+        "{:?}",
+        reqs[1].message_texts()
+    );
+    assert!(
+        stderr(&out).contains("MCP server gone could not be started"),
+        "the operator is told: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn mcp_config_mistakes_are_refused_with_file_and_line() {
+    let h = home();
+    h.write_config("[agents.default]\nmcp = [\"nope\"]\n");
+    let out = run(h.cmd(), &["run", "hi"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("cairn.toml:2") && stderr(&out).contains("\"nope\""),
+        "{}",
+        stderr(&out)
+    );
+    h.write_config("[mcp.servers.x]\nargs = [\"a\"]\n");
+    let out = run(h.cmd(), &["run", "hi"]);
+    assert!(
+        stderr(&out).contains("cairn.toml:1") && stderr(&out).contains("either command"),
+        "{}",
+        stderr(&out)
+    );
+    h.write_config("[mcp.servers.x]\nurl = \"http://127.0.0.1:1/mcp\"\nheaders = { \"X-A\" = \"a\\r\\nInjected: 1\" }\n");
+    let out = run(h.cmd(), &["run", "hi"]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("not a valid HTTP header"),
+        "{}",
+        stderr(&out)
+    );
+}
