@@ -13,7 +13,7 @@ use crate::*;
 
 /// Sends one raw HTTP/1.1 request as a browser would write it and returns
 /// the status and body.
-fn raw_request(url: &str, head: &str, body: &str) -> (u16, String) {
+pub(crate) fn raw_request(url: &str, head: &str, body: &str) -> (u16, String) {
     let addr = url.trim_start_matches("http://");
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
