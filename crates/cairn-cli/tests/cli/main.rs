@@ -17,6 +17,7 @@ mod config_errors;
 mod crash;
 mod fetch_guard;
 mod mcp_client;
+mod mcp_http;
 mod mcp_server;
 mod memory;
 mod migrate;
