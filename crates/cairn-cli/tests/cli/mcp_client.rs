@@ -286,3 +286,49 @@ fn mcp_config_mistakes_are_refused_with_file_and_line() {
         stderr(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_tool_list_reaches_the_next_turn_and_metrics_report_the_server() {
+    let h = home();
+    let fake = FakeLlm::start();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/bad_mcp.py");
+    stdio_server(
+        &h,
+        "bad",
+        "/usr/bin/python3",
+        &[script.to_string()],
+        "timeout_s = 3",
+    );
+    let server = crate::api::start(&h, &fake);
+    let api = crate::api::Api::new(&server);
+    api.session("s").await;
+    fake.push([Reply::tool("bad__grow", json!({})), Reply::text("grown")]);
+    let run = api.turn("s", "grow").await;
+    assert_eq!(run["run"]["status"], "completed", "{run}");
+    let offered = |i: usize| -> Vec<String> {
+        fake.requests()[i].body["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(!offered(0).contains(&"bad__extra".to_string()));
+    fake.push([Reply::tool("bad__crash", json!({})), Reply::text("ok")]);
+    let run = api.turn("s", "again").await;
+    assert_eq!(run["run"]["status"], "completed", "{run}");
+    assert!(
+        offered(2).contains(&"bad__extra".to_string()),
+        "the tool the server added is offered: {:?}",
+        offered(2)
+    );
+    let metrics = api.raw(reqwest::Method::GET, "/metrics", vec![]).await.1;
+    assert!(
+        metrics.contains("cairn_mcp_server_restarts_total{agent=\"default\",server=\"bad\"} 1"),
+        "the crash is reported: {metrics}"
+    );
+    assert!(
+        metrics.contains("cairn_mcp_server_tools{agent=\"default\",server=\"bad\"} 8"),
+        "{metrics}"
+    );
+}

@@ -93,7 +93,10 @@ fn a_cloud_agent_asks_an_edge_node_and_the_answer_stays_local() {
         json!({"agent": "default", "message": "Who is Ada and where does she work?"}),
     )]);
     local.push([Reply::text("Ada works in Lyon.")]);
-    let out = ok(crate::router::cmd(&h), &["run", "--no-stream", "--json", "where is Ada?"]);
+    let out = ok(
+        crate::router::cmd(&h),
+        &["run", "--no-stream", "--json", "where is Ada?"],
+    );
     let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(run["status"], "completed", "{}", describe(&out));
     assert_eq!(run["output"], "Ada works in Lyon.");
@@ -106,14 +109,19 @@ fn a_cloud_agent_asks_an_edge_node_and_the_answer_stays_local() {
     assert_eq!(decided[0]["provider"], "claude", "{decided:?}");
     assert_eq!(decided[1]["provider"], "local", "{decided:?}");
     assert!(
-        decided[1]["labels"].to_string().contains("tool:edge__ask_agent"),
+        decided[1]["labels"]
+            .to_string()
+            .contains("tool:edge__ask_agent"),
         "the edge's result is labelled by its source: {decided:?}"
     );
 
     // A wrong key: the edge refuses, the agent runs without its tools.
     h.write_config(&(hybrid_config(&cloud, &local, "restricted = \"route\"") + &mcp("wrong")));
     cloud.push([Reply::text("I cannot reach the edge.")]);
-    let out = ok(crate::router::cmd(&h), &["run", "--no-stream", "where is Ada?"]);
+    let out = ok(
+        crate::router::cmd(&h),
+        &["run", "--no-stream", "where is Ada?"],
+    );
     assert!(
         stderr(&out).contains("MCP server edge could not be started"),
         "{}",

@@ -142,5 +142,23 @@ fn the_python_sdk_asks_an_agent_over_http_with_the_api_key() {
         &init,
     );
     assert_eq!(status, 403, "a rebinding Host is refused: {body}");
+    let (status, body) = raw_request(
+        &base,
+        &post("\r\nAuthorization: Bearer mcp-test-key"),
+        "{not json-rpc",
+    );
+    assert!(
+        (400..500).contains(&status),
+        "bad JSON-RPC is a 4xx: {status} {body}"
+    );
+    let (status, body) = raw_request(
+        &base,
+        &post("\r\nAuthorization: Bearer mcp-test-key"),
+        &json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "ask_agent"}}).to_string(),
+    );
+    assert!(
+        (400..500).contains(&status),
+        "a call outside any session is refused: {status} {body}"
+    );
     assert_eq!(fake.requests().len(), 2, "none of these reached a model");
 }

@@ -175,6 +175,7 @@ async fn bad_input_gets_clear_4xx_answers() {
         (Method::POST, "/api/v1/agents", br#"{"name": "x y"}"#.to_vec(), 400, ""),
         (Method::POST, "/api/v1/agents", br#"{"name":"a","system_prompt":"p","model":"","max_steps":5,"max_tokens":10,"tools":["rm_rf"],"stream":true}"#.to_vec(), 400, "unknown tool"),
         (Method::POST, "/api/v1/agents", br#"{"name":"a","system_prompt":"p","model":"","max_steps":5,"max_tokens":10,"tools":["*"],"stream":true,"owner":"nochat"}"#.to_vec(), 400, "<channel>:<chat>"),
+        (Method::POST, "/api/v1/agents", br#"{"name":"a","system_prompt":"p","model":"","max_steps":5,"max_tokens":10,"tools":["*"],"stream":true,"mcp":["nope"]}"#.to_vec(), 400, "no MCP server named"),
     ];
     for (method, path, body, want, needle) in cases {
         let (status, text) = api.raw(method.clone(), path, body).await;

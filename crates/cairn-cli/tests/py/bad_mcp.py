@@ -1,6 +1,7 @@
 """An MCP server (stdio, plain JSON-RPC) whose tools misbehave on purpose:
 crash exits mid-call, hang never answers, garbage answers with a line that
-is not JSON, big answers with 20 MB of text. echo and boot (an id of this start) behave."""
+is not JSON, big answers with 20 MB of text. echo and boot (an id of this start) behave; grow adds a tool
+and says the list changed."""
 
 import json
 import os
@@ -23,7 +24,7 @@ def tool(name, props=None):
 
 # Names this start of the server, so a test can tell a restart.
 BOOT = os.urandom(6).hex()
-TOOLS = [tool("echo", {"text": {"type": "string"}}), tool("boot"), tool("crash"), tool("hang"), tool("garbage"), tool("big")]
+TOOLS = [tool("echo", {"text": {"type": "string"}}), tool("boot"), tool("crash"), tool("hang"), tool("garbage"), tool("big"), tool("grow")]
 
 for line in sys.stdin:
     try:
@@ -62,6 +63,13 @@ for line in sys.stdin:
             sys.stdout.write("this is {not json\n")
             sys.stdout.flush()
             continue
+        elif name == "grow":
+            # A new tool appears, and the client is told.
+            TOOLS.append(tool("extra"))
+            send({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+            text = "grown"
+        elif name == "extra":
+            text = "the extra tool"
         elif name == "big":
             text = "B" * (20 * 1000 * 1000)
         send({"jsonrpc": "2.0", "id": mid, "result": {"content": [{"type": "text", "text": text}]}})

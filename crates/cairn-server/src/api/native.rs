@@ -80,8 +80,12 @@ pub async fn get_agent(
     Ok(Json(state.agent(&name).await?))
 }
 
-fn check_agent(spec: &AgentSpec) -> Result<(), ApiError> {
+fn check_agent(state: &AppState, spec: &AgentSpec) -> Result<(), ApiError> {
     validate_name("agent", &spec.name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    state
+        .rt
+        .check_mcp(spec)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     cairn_tools_check(&spec.tools)?;
     if let Some(owner) = &spec.owner
         && !owner
@@ -118,7 +122,7 @@ pub async fn create_agent(
     State(state): S,
     ApiJson(spec): ApiJson<AgentSpec>,
 ) -> Result<(StatusCode, Json<AgentSpec>), ApiError> {
-    check_agent(&spec)?;
+    check_agent(&state, &spec)?;
     if state.rt.store.get_agent(&spec.name).await.is_ok() {
         return Err(ApiError::conflict(format!(
             "agent {:?} exists; PUT /api/v1/agents/{} to change it",
@@ -137,7 +141,7 @@ pub async fn put_agent(
     ApiJson(mut spec): ApiJson<AgentSpec>,
 ) -> Result<Json<AgentSpec>, ApiError> {
     spec.name = name;
-    check_agent(&spec)?;
+    check_agent(&state, &spec)?;
     state.rt.store.put_agent(&spec).await?;
     Ok(Json(spec))
 }
