@@ -118,6 +118,9 @@ sandbox = "workspace"
 # Variables its commands get besides PATH, LANG, TERM, TZ, HOME (the
 # workspace) and TMPDIR; nothing else of the server's environment passes.
 env = {{}}
+# MCP servers (declared under [mcp.servers.<name>]) whose tools it gets, as
+# <server>__<tool>.
+mcp = []
 
 # In a cluster (`cairn serve --role coordinator`): tools that run on worker
 # nodes whose labels match, instead of this host.
@@ -196,6 +199,18 @@ heartbeat_ms = 5000
 # daily_usd = 2.0
 # over = "downgrade"              # or "stop"
 # downgrade_to = "local"
+
+# MCP servers agents may use (agents.<name>.mcp names them). A stdio server
+# runs in the agent's sandbox; an HTTP one is reached at its URL.
+# [mcp.servers.fs]
+# command = "node"
+# args = ["/opt/mcp/server-filesystem/dist/index.js", "/srv/notes"]
+# env = {{}}
+# timeout_s = 60
+# [mcp.servers.crm]
+# url = "https://crm.internal.example/mcp"
+# headers = {{ Authorization = "Bearer …" }}   # then chmod 600 this file
+# restricted = true               # its results stay away from cloud models
 
 [pricing]
 # Dollars per million tokens by model-name prefix, added to the built-in table:

@@ -96,7 +96,7 @@ fn the_everything_server_passes_schemas_progress_resources_prompts_and_errors() 
         "ev",
         &node(),
         &[server.display().to_string(), "stdio".into()],
-        "",
+        "env = { DECLARED_FOR_THE_SERVER = \"yes\" }",
     );
     fake.push([
         Reply::tool("ev__get-sum", json!({"a": 2, "b": 40})),
@@ -114,9 +114,12 @@ fn the_everything_server_passes_schemas_progress_resources_prompts_and_errors() 
             "ev__get_prompt",
             json!({"name": "args-prompt", "arguments": {"city": "Lyon", "state": "Rhône"}}),
         ),
+        Reply::tool("ev__get-env", json!({})),
         Reply::text("done"),
     ]);
-    let out = ok(h.anthropic(&fake), &["run", "--no-stream", "try the tools"]);
+    let mut cmd = h.anthropic(&fake);
+    cmd.env("SERVER_SIDE_SECRET", "never-in-the-sandbox");
+    let out = ok(cmd, &["run", "--no-stream", "try the tools"]);
     let reqs = fake.requests();
     let result = |i: usize| reqs[i].message_texts().last().cloned().unwrap_or_default();
     assert!(result(1).contains("42"), "{}", result(1));
@@ -134,6 +137,17 @@ fn the_everything_server_passes_schemas_progress_resources_prompts_and_errors() 
     assert!(result(4).contains("features.md"), "{}", result(4));
     assert!(result(5).contains("[resource demo://"), "{}", result(5));
     assert!(result(6).contains("Lyon"), "{}", result(6));
+    let env = result(7);
+    assert!(
+        env.contains("DECLARED_FOR_THE_SERVER")
+            && !env.contains("never-in-the-sandbox")
+            && !env.contains("sk-ant-test"),
+        "a stdio server sees the allowlist and its own env, not the server's secrets: {env}"
+    );
+    assert!(
+        env.contains(&format!("\"HOME\": \"{}\"", h.workspace().display())),
+        "its home is the agent's workspace: {env}"
+    );
     let tools = offered_tools(&fake);
     let resource_ref = tools
         .iter()

@@ -395,3 +395,21 @@ async fn side_call(
     }
     Ok(out.render())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_namespaced_cleaned_and_bounded() {
+        assert_eq!(tool_name("fs", "read_file"), "fs__read_file");
+        assert_eq!(tool_name("ev", "get-sum"), "ev__get-sum");
+        // A server cannot offer a built-in's name, nor smuggle characters
+        // providers refuse.
+        assert_eq!(tool_name("evil", "exec"), "evil__exec");
+        assert_eq!(tool_name("s", "a b/c\u{202e}d"), "s__a_b_c_d");
+        assert_eq!(tool_name("s", &"x".repeat(200)).len(), 64);
+        let long = "é".repeat(3000);
+        assert!(bounded(&long).len() <= MAX_DESCRIPTION + 3);
+    }
+}
