@@ -346,3 +346,37 @@ async fn a_changed_tool_list_reaches_the_next_turn_and_metrics_report_the_server
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_server_mid_call_leaves_no_mcp_process_behind() {
+    let h = home();
+    let fake = FakeLlm::start();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/bad_mcp.py");
+    let tag = format!("tag-{}", h.path().display());
+    stdio_server(
+        &h,
+        "bad",
+        "/usr/bin/python3",
+        &[script.to_string(), tag.clone()],
+        "timeout_s = 120",
+    );
+    let mut server = crate::api::start(&h, &fake);
+    let api = crate::api::Api::new(&server);
+    api.session("s").await;
+    fake.push([Reply::tool("bad__hang", json!({}))]);
+    let (status, _) = api
+        .post("/api/v1/sessions/s/messages", json!({"content": "hang"}))
+        .await;
+    assert_eq!(status, 202);
+    wait_until(
+        "the MCP server is running",
+        std::time::Duration::from_secs(20),
+        || !processes_with(&tag).is_empty() && fake.requests().len() == 1,
+    );
+    server.kill9();
+    wait_until(
+        "the MCP server died with cairn",
+        std::time::Duration::from_secs(10),
+        || processes_with(&tag).is_empty(),
+    );
+}
