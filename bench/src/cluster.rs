@@ -158,7 +158,7 @@ async fn hop(co: &Arc<Coordinator>, worker_home: &Path, calls: usize) -> Result<
         ..AgentSpec::default()
     };
     let mut tools = ToolRegistry::builtin(&["read_file".to_string()])?;
-    cairn_cluster::remote::ClusterPlacement(co.clone()).place(&agent, &mut tools);
+    cairn_cluster::remote::ClusterPlacement::new(co.clone()).place(&agent, &mut tools);
     let tool = tools.get("read_file").context("placed read_file")?.clone();
     let local = tempfile::tempdir()?;
     let ctx = ToolContext::new(Workspace::open(local.path())?);

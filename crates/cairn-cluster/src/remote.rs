@@ -4,13 +4,16 @@
 //! resumed after a crash finds the job it submitted (and its result, if the
 //! worker finished) instead of running the call twice.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use cairn_core::cluster::Labels;
 use cairn_core::cluster::NewToolJob;
 use cairn_core::{AgentSpec, Placement, ToolOutput, ToolSpec, now_ms};
-use cairn_tools::{Tool, ToolContext, ToolPlacement, ToolRegistry};
+use cairn_tools::mcp::{LIST_JOB, McpServerConfig, OfferedTool};
+use cairn_tools::{Tool, ToolContext, ToolPlacement, ToolRegistry, Workspace};
 
 use crate::coordinator::Coordinator;
 use crate::pki::sha256_hex;
@@ -21,10 +24,117 @@ const POLL: Duration = Duration::from_millis(100);
 /// Default wait for a worker to take a call.
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(600);
 
-/// Places agents' tools on this coordinator's cluster.
-pub struct ClusterPlacement(pub Arc<Coordinator>);
+/// How long a worker's list of an MCP server's tools is reused.
+const MCP_LIST_TTL: Duration = Duration::from_secs(60);
 
+/// Places agents' tools on this coordinator's cluster.
+pub struct ClusterPlacement {
+    co: Arc<Coordinator>,
+    /// MCP servers' tools as workers last listed them, by server.
+    mcp_lists: Mutex<HashMap<String, (Instant, Vec<OfferedTool>)>>,
+}
+
+impl ClusterPlacement {
+    /// Placement on `co`'s cluster.
+    pub fn new(co: Arc<Coordinator>) -> Self {
+        ClusterPlacement {
+            co,
+            mcp_lists: Mutex::default(),
+        }
+    }
+
+    /// The tools of `server` as a worker with its labels lists them
+    /// (reused for a minute).
+    async fn mcp_list(
+        &self,
+        server: &str,
+        placement: &Placement,
+    ) -> Result<Vec<OfferedTool>, String> {
+        if let Ok(lists) = self.mcp_lists.lock()
+            && let Some((at, list)) = lists.get(server)
+            && at.elapsed() < MCP_LIST_TTL
+        {
+            return Ok(list.clone());
+        }
+        // Listing waits for a worker like any call; with none up that
+        // could be minutes per run, so it is not asked at all.
+        let since = now_ms() - (self.co.settings.heartbeat() * 4).as_millis() as i64;
+        let up = self
+            .co
+            .store
+            .list_nodes()
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .any(|n| {
+                n.coordinator.is_some()
+                    && n.revoked_at.is_none()
+                    && n.last_seen.is_some_and(|t| t >= since)
+                    && n.labels.satisfies(&placement.requires)
+            });
+        if !up {
+            return Err(format!(
+                "no worker with labels {} is connected",
+                placement.requires
+            ));
+        }
+        let lister = RemoteTool {
+            spec: ToolSpec {
+                name: LIST_JOB.into(),
+                description: String::new(),
+                input_schema: serde_json::json!({}),
+            },
+            idempotent: true,
+            placement: placement.clone(),
+            co: self.co.clone(),
+        };
+        let scratch = std::env::temp_dir().join("cairn-mcp-list");
+        let ctx = ToolContext::new(Workspace::open(&scratch).map_err(|e| e.to_string())?);
+        let out = lister
+            .call(&ctx, serde_json::json!({ "server": server }))
+            .await;
+        if out.is_error {
+            return Err(out.content);
+        }
+        let list: Vec<OfferedTool> = serde_json::from_str(&out.content)
+            .map_err(|e| format!("the worker's tool list is unreadable: {e}"))?;
+        if let Ok(mut lists) = self.mcp_lists.lock() {
+            lists.insert(server.to_string(), (Instant::now(), list.clone()));
+        }
+        Ok(list)
+    }
+}
+
+#[async_trait]
 impl ToolPlacement for ClusterPlacement {
+    async fn place_mcp(
+        &self,
+        server: &str,
+        config: &McpServerConfig,
+        tools: &mut ToolRegistry,
+    ) -> Result<(), String> {
+        let placement = Placement {
+            requires: Labels(config.node.clone()),
+            tools: Vec::new(),
+            workspace: String::new(),
+            deadline_s: config.timeout_s.max(1),
+        };
+        let prefix = format!("{server}__");
+        for offered in self.mcp_list(server, &placement).await? {
+            // A worker answers for its own servers only.
+            if !offered.spec.name.starts_with(&prefix) {
+                continue;
+            }
+            tools.insert(Arc::new(RemoteTool {
+                spec: offered.spec,
+                idempotent: offered.idempotent,
+                placement: placement.clone(),
+                co: self.co.clone(),
+            }));
+        }
+        Ok(())
+    }
+
     fn place(&self, agent: &AgentSpec, tools: &mut ToolRegistry) {
         let Some(placement) = &agent.placement else {
             return;
@@ -39,7 +149,7 @@ impl ToolPlacement for ClusterPlacement {
                     spec: local.spec(),
                     idempotent: local.idempotent(),
                     placement: placement.clone(),
-                    co: self.0.clone(),
+                    co: self.co.clone(),
                 }));
             }
         }

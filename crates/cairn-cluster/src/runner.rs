@@ -1,11 +1,15 @@
 //! How a worker runs the tool jobs it is sent: the file, exec and fetch
 //! tools (memory and schedules live with the coordinator's store), each in
 //! its workspace under the worker's directory, in the sandbox profile the
-//! job names. A worker never runs a call unsandboxed unless its operator
-//! said so.
+//! job names, and the tools of the MCP servers its own config declares
+//! (edge data that stays on this host). A worker never runs a call
+//! unsandboxed unless its operator said so.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+
+use cairn_tools::Tool;
+use cairn_tools::mcp::{LIST_JOB, McpHub, OfferedTool};
 
 use cairn_core::cluster::ToolJob;
 use cairn_core::{SandboxProfile, ToolOutput};
@@ -31,6 +35,7 @@ pub struct ToolRunner {
     policy: Arc<SandboxPolicy>,
     allow_host: bool,
     output_limit: usize,
+    mcp: Option<Arc<McpHub>>,
 }
 
 impl ToolRunner {
@@ -46,7 +51,75 @@ impl ToolRunner {
             policy,
             allow_host,
             output_limit: 32 * 1024,
+            mcp: None,
         }
+    }
+
+    /// Also runs the tools of `hub`'s MCP servers.
+    pub fn with_mcp(mut self, hub: Arc<McpHub>) -> Self {
+        self.mcp = Some(hub);
+        self
+    }
+
+    /// The MCP server `server`'s tools, started in its own workspace under
+    /// the job's sandbox profile when not running yet.
+    async fn mcp_tools(&self, server: &str, job: &ToolJob) -> Result<Vec<Arc<dyn Tool>>, String> {
+        let Some(hub) = self
+            .mcp
+            .as_ref()
+            .filter(|h| h.servers().contains_key(server))
+        else {
+            return Err(format!("this worker has no MCP server named {server:?}"));
+        };
+        let dir = self.workspaces.join("mcp").join(server);
+        let ws = Workspace::open(&dir)
+            .map_err(|e| format!("cannot open workspace {}: {e}", dir.display()))?;
+        let sandbox = Sandbox {
+            policy: self.policy.clone(),
+            profile: job.sandbox,
+            env: Default::default(),
+        };
+        hub.tools_for("worker", server, &sandbox, ws.root())
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// The `mcp.list` job: what one of this worker's MCP servers offers.
+    async fn mcp_list(&self, job: &ToolJob) -> ToolOutput {
+        let Some(server) = job.input.get("server").and_then(|v| v.as_str()) else {
+            return ToolOutput::error("mcp.list needs {\"server\": …}");
+        };
+        let offered: Vec<OfferedTool> = match self.mcp_tools(server, job).await {
+            Ok(tools) => tools
+                .iter()
+                .map(|t| OfferedTool {
+                    spec: t.spec(),
+                    idempotent: t.idempotent(),
+                })
+                .collect(),
+            Err(e) => return ToolOutput::error(e),
+        };
+        match serde_json::to_string(&offered) {
+            Ok(text) => ToolOutput::ok(text),
+            Err(e) => ToolOutput::error(format!("cannot encode the tool list: {e}")),
+        }
+    }
+
+    /// The tool a job names: a built-in, or `<server>__<tool>` of one of
+    /// this worker's MCP servers.
+    async fn tool(&self, job: &ToolJob) -> Result<Arc<dyn Tool>, String> {
+        if let Some(t) = self.tools.get(&job.tool) {
+            return Ok(t.clone());
+        }
+        let not_offered = || format!("this worker does not offer the tool {:?}", job.tool);
+        let Some((server, _)) = job.tool.split_once("__") else {
+            return Err(not_offered());
+        };
+        self.mcp_tools(server, job)
+            .await?
+            .into_iter()
+            .find(|t| t.spec().name == job.tool)
+            .ok_or_else(not_offered)
     }
 
     fn workspace(&self, job: &ToolJob) -> Result<(Workspace, bool), String> {
@@ -72,17 +145,18 @@ fn is_name(s: &str) -> bool {
 #[async_trait::async_trait]
 impl JobRunner for ToolRunner {
     async fn run(&self, job: &ToolJob, control: JobControl) -> ToolOutput {
-        let Some(tool) = self.tools.get(&job.tool) else {
-            return ToolOutput::error(format!(
-                "this worker does not offer the tool {:?}",
-                job.tool
-            ));
-        };
         if job.sandbox == SandboxProfile::Host && !self.allow_host {
             return ToolOutput::error(
                 "this worker does not run calls unsandboxed (start it with --allow-unsandboxed)",
             );
         }
+        if job.tool == LIST_JOB {
+            return self.mcp_list(job).await;
+        }
+        let tool = match self.tool(job).await {
+            Ok(t) => t,
+            Err(e) => return ToolOutput::error(e),
+        };
         let (workspace, ephemeral) = match self.workspace(job) {
             Ok(w) => w,
             Err(e) => return ToolOutput::error(e),

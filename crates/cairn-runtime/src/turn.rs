@@ -44,6 +44,30 @@ impl Runtime {
         }
     }
 
+    /// Adds stand-ins for the tools of `agent`'s MCP servers pinned to
+    /// cluster workers; one that cannot be reached is left out, with a
+    /// warning (the operator must see it: logged at `warn` under
+    /// `cairn_tools::mcp`'s filter too).
+    async fn place_mcp(
+        &self,
+        agent: &AgentSpec,
+        hub: &cairn_tools::mcp::McpHub,
+        tools: &mut ToolRegistry,
+    ) {
+        for server in &agent.mcp {
+            let Some(config) = hub.servers().get(server).filter(|c| c.pinned()) else {
+                continue;
+            };
+            let placed = match &self.placement {
+                Some(p) => p.place_mcp(server, config, tools).await,
+                None => Err("it is pinned to cluster workers (node = …), but this server is not a coordinator (cairn serve --role coordinator)".into()),
+            };
+            if let Err(e) = placed {
+                tracing::warn!(target: "cairn_tools::mcp", agent = %agent.name, "MCP server {server} is not available: {e}");
+            }
+        }
+    }
+
     /// Records a queued run (and its job) for `req`; someone must drive it.
     pub async fn submit(&self, req: &TurnRequest) -> Result<(RunRecord, String), RuntimeError> {
         validate_name("agent", &req.agent.name)?;
@@ -203,6 +227,7 @@ impl Runtime {
             {
                 tracing::warn!(agent = %agent.name, run = %run.id, "{warning}; the run goes on without its tools");
             }
+            self.place_mcp(&agent, hub, &mut tools).await;
         }
 
         let Some(mut lease) = acquire(

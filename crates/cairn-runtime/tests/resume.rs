@@ -211,6 +211,7 @@ struct KeyedWrite {
     keys: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
+#[async_trait::async_trait]
 impl cairn_tools::ToolPlacement for KeyedWrites {
     fn place(&self, _agent: &AgentSpec, tools: &mut cairn_tools::ToolRegistry) {
         let spec = tools.get("write_file").unwrap().spec();
@@ -218,6 +219,15 @@ impl cairn_tools::ToolPlacement for KeyedWrites {
             spec,
             keys: self.0.clone(),
         }));
+    }
+
+    async fn place_mcp(
+        &self,
+        server: &str,
+        _config: &cairn_tools::mcp::McpServerConfig,
+        _tools: &mut cairn_tools::ToolRegistry,
+    ) -> Result<(), String> {
+        Err(format!("{server}: no MCP here"))
     }
 }
 

@@ -103,9 +103,19 @@ impl ToolContext {
 
 /// Moves some of an agent's tools elsewhere (to cluster workers): replaces
 /// them in its registry with stand-ins that dispatch the calls.
+#[async_trait]
 pub trait ToolPlacement: Send + Sync {
     /// Rewrites `tools` for `agent`, whose `placement` is set.
     fn place(&self, agent: &cairn_core::AgentSpec, tools: &mut ToolRegistry);
+
+    /// Adds stand-ins for the tools of MCP server `server`, which runs on
+    /// the workers `config.node` names, to `tools`; why not, if it cannot.
+    async fn place_mcp(
+        &self,
+        server: &str,
+        config: &mcp::McpServerConfig,
+        tools: &mut ToolRegistry,
+    ) -> Result<(), String>;
 }
 
 /// Where no cluster is at hand, an agent's placed tools fail with an

@@ -57,7 +57,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 shutdown.clone(),
             )?;
             rt.placement = Some(std::sync::Arc::new(
-                cairn_cluster::remote::ClusterPlacement(co.clone()),
+                cairn_cluster::remote::ClusterPlacement::new(co.clone()),
             ));
             Some(co)
         }

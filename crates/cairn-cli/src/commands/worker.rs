@@ -92,11 +92,20 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         identity.coordinators.join(", ")
     );
     let policy = Arc::new(wiring::sandbox_policy(&loaded)?);
-    let runner = Arc::new(ToolRunner::new(
+    let mut runner = ToolRunner::new(
         loaded.home.join("worker-workspaces"),
         policy,
         args.allow_unsandboxed,
-    ));
+    );
+    let servers = &loaded.config.mcp.servers;
+    if !servers.is_empty() {
+        eprintln!(
+            "MCP servers offered to the cluster: {}",
+            servers.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+        runner = runner.with_mcp(Arc::new(cairn_tools::mcp::McpHub::new(servers.clone())?));
+    }
+    let runner = Arc::new(runner);
     let stop = CancellationToken::new();
     let stopping = stop.clone();
     tokio::spawn(async move {

@@ -11,6 +11,7 @@ mod cluster_cutoff;
 mod cluster_faults;
 mod cluster_jobs;
 mod cluster_live;
+mod cluster_mcp;
 mod compaction;
 mod concurrency;
 mod config_errors;

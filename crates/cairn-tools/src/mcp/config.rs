@@ -27,6 +27,10 @@ pub struct McpServerConfig {
     /// Results of its tools are restricted data (the router keeps them
     /// away from providers not allowed restricted content).
     pub restricted: bool,
+    /// Labels of the cluster workers that run it (`{ region = "eu" }`):
+    /// on a coordinator its tools are placed there (each such worker
+    /// declares the server in its own config); empty: it runs here.
+    pub node: BTreeMap<String, String>,
 }
 
 impl Default for McpServerConfig {
@@ -40,6 +44,7 @@ impl Default for McpServerConfig {
             timeout_s: 60,
             max_message_bytes: 32 << 20,
             restricted: false,
+            node: BTreeMap::new(),
         }
     }
 }
@@ -59,6 +64,9 @@ pub enum Endpoint {
         /// The endpoint.
         url: String,
     },
+    /// On cluster workers with the entry's `node` labels, which declare
+    /// how to reach it in their own config.
+    Worker,
 }
 
 /// Characters a server name may have: it prefixes tool names, which
@@ -73,6 +81,11 @@ fn valid_name(name: &str) -> bool {
 }
 
 impl McpServerConfig {
+    /// Whether its tools run on cluster workers.
+    pub fn pinned(&self) -> bool {
+        !self.node.is_empty()
+    }
+
     /// Checks the entry named `name`; the message names the key at fault.
     pub fn endpoint(&self, name: &str) -> Result<Endpoint, String> {
         if !valid_name(name) {
@@ -127,6 +140,7 @@ impl McpServerConfig {
                     url: url.to_string(),
                 })
             }
+            (true, true) if !self.node.is_empty() => Ok(Endpoint::Worker),
             (true, true) => Err(format!(
                 "mcp.servers.{name}: set either command (a stdio server) or url (a streamable-HTTP server)"
             )),

@@ -142,6 +142,10 @@ pub(crate) async fn connect(launch: Launch<'_>) -> Result<Conn, McpError> {
         match endpoint {
             Endpoint::Stdio { command, args } => connect_stdio(&launch, command, args).await,
             Endpoint::Http { url } => connect_http(&launch, url).await,
+            Endpoint::Worker => Err(McpError::Start {
+                server: launch.name.to_string(),
+                reason: "it is pinned to cluster workers (node = …) and is not run here".into(),
+            }),
         }
     };
     tokio::time::timeout(timeout, fut)

@@ -17,8 +17,8 @@ use super::McpError;
 use super::config::McpServerConfig;
 use super::conn::{Conn, Launch, connect};
 use super::tool::{McpTool, SideTool};
-use crate::ToolRegistry;
 use crate::sandbox::Sandbox;
+use crate::{Tool, ToolRegistry};
 
 /// Longest wait between restarts of a failing server.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -104,7 +104,7 @@ impl McpHub {
 
     fn slot(
         &self,
-        agent: &AgentSpec,
+        owner: &str,
         server: &str,
         sandbox: &Sandbox,
         workspace: &Path,
@@ -114,12 +114,12 @@ impl McpHub {
             .get(server)
             .ok_or_else(|| McpError::Unknown(server.to_string()))?;
         let mut slots = self.slots.lock().map_err(|_| McpError::Poisoned)?;
-        let key = (agent.name.clone(), server.to_string());
+        let key = (owner.to_string(), server.to_string());
         let slot = slots.entry(key).or_insert_with(|| {
             Arc::new(Slot {
                 name: server.to_string(),
                 config: config.clone(),
-                agent: agent.name.clone(),
+                agent: owner.to_string(),
                 sandbox: sandbox.clone(),
                 workspace: workspace.to_path_buf(),
                 state: Default::default(),
@@ -128,9 +128,33 @@ impl McpHub {
         Ok(slot.clone())
     }
 
-    /// Adds the tools of `agent`'s servers to `tools` (connecting those not
-    /// yet connected); a server that cannot be reached is left out and
-    /// named in the returned warnings, and the run goes on without it.
+    /// The tools of `server` for `owner` (an agent, or a worker), whose
+    /// connection is started in `sandbox` and `workspace` when it is not
+    /// running yet.
+    pub async fn tools_for(
+        &self,
+        owner: &str,
+        server: &str,
+        sandbox: &Sandbox,
+        workspace: &Path,
+    ) -> Result<Vec<Arc<dyn Tool>>, McpError> {
+        let slot = self.slot(owner, server, sandbox, workspace)?;
+        let offer = slot.offer().await?;
+        let mut out: Vec<Arc<dyn Tool>> = Vec::new();
+        for side in SideTool::offered(&offer) {
+            out.push(Arc::new(side.bind(slot.clone())));
+        }
+        for t in offer.tools {
+            out.push(Arc::new(McpTool::new(slot.clone(), t)));
+        }
+        Ok(out)
+    }
+
+    /// Adds the tools of `agent`'s servers that run here to `tools`
+    /// (connecting those not yet connected; servers pinned to cluster
+    /// workers are left to the placement); a server that cannot be reached
+    /// is left out and named in the returned warnings, and the run goes on
+    /// without it.
     pub async fn add_tools(
         &self,
         agent: &AgentSpec,
@@ -140,16 +164,19 @@ impl McpHub {
     ) -> Result<Vec<String>, McpError> {
         let mut warnings = Vec::new();
         for server in &agent.mcp {
-            let slot = self.slot(agent, server, sandbox, workspace)?;
-            match slot.offer().await {
-                Ok(offer) => {
-                    for side in SideTool::offered(&offer) {
-                        tools.insert(Arc::new(side.bind(slot.clone())));
-                    }
-                    for t in offer.tools {
-                        tools.insert(Arc::new(McpTool::new(slot.clone(), t)));
-                    }
-                }
+            if self
+                .servers
+                .get(server)
+                .is_some_and(McpServerConfig::pinned)
+            {
+                continue;
+            }
+            match self
+                .tools_for(&agent.name, server, sandbox, workspace)
+                .await
+            {
+                Ok(found) => found.into_iter().for_each(|t| tools.insert(t)),
+                Err(e @ (McpError::Unknown(_) | McpError::Poisoned)) => return Err(e),
                 Err(e) => warnings.push(e.to_string()),
             }
         }

@@ -14,6 +14,20 @@ pub use config::{Endpoint, McpServerConfig};
 pub use hub::{McpHub, McpServerStatus, check_names};
 pub use tool::tool_name;
 
+/// The tool name of the cluster job that asks a worker which tools one of
+/// its MCP servers offers (input `{"server": …}`, output a JSON list of
+/// [`OfferedTool`]).
+pub const LIST_JOB: &str = "mcp.list";
+
+/// A tool an MCP server on a worker offers, as the coordinator learns it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OfferedTool {
+    /// Name (`<server>__<tool>`), description and schema.
+    pub spec: cairn_core::ToolSpec,
+    /// Whether a crash-interrupted call may be run again.
+    pub idempotent: bool,
+}
+
 /// Why an MCP server's tools are not available.
 #[derive(Debug, Error)]
 pub enum McpError {
