@@ -68,6 +68,31 @@ impl Runtime {
         }
     }
 
+    /// Starts `agent`'s local MCP servers now, so their tools are known (and
+    /// a server that cannot start is reported) before the first run needs
+    /// them; `cairn serve` calls it for each agent at start.
+    pub async fn warm_mcp(&self, agent: &AgentSpec) -> Result<(), RuntimeError> {
+        let Some(hub) = self.mcp.as_ref().filter(|_| !agent.mcp.is_empty()) else {
+            return Ok(());
+        };
+        let ws_dir = self.workspaces.join(&agent.name);
+        let workspace = Workspace::open(&ws_dir).map_err(|source| RuntimeError::Workspace {
+            path: ws_dir.display().to_string(),
+            source,
+        })?;
+        let sandbox = cairn_tools::sandbox::Sandbox {
+            policy: self.sandbox.clone(),
+            profile: agent.sandbox,
+            env: agent.env.clone(),
+        };
+        let mut tools = ToolRegistry::default();
+        // Failures are logged by the hub as they happen.
+        hub.add_tools(agent, &sandbox, workspace.root(), &mut tools)
+            .await?;
+        tracing::info!(agent = %agent.name, tools = tools.names().len(), "MCP servers started");
+        Ok(())
+    }
+
     /// Records a queued run (and its job) for `req`; someone must drive it.
     pub async fn submit(&self, req: &TurnRequest) -> Result<(RunRecord, String), RuntimeError> {
         validate_name("agent", &req.agent.name)?;

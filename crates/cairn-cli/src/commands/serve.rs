@@ -63,6 +63,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
     };
     publish_agents(&loaded, &rt).await?;
+    warm_mcp(&loaded, &rt)?;
     let declared = crate::declared::sync(&loaded, &rt.store).await?;
     if declared > 0 {
         tracing::info!(
@@ -188,6 +189,27 @@ pub(crate) async fn publish_agents(
             );
         }
         rt.store.put_agent(&agent).await?;
+    }
+    Ok(())
+}
+
+/// Starts the agents' MCP servers in the background, so their tools are
+/// discovered at start and a server that cannot start is reported at once.
+fn warm_mcp(loaded: &config::Loaded, rt: &cairn_runtime::Runtime) -> Result<()> {
+    if rt.mcp.is_none() {
+        return Ok(());
+    }
+    for name in loaded.config.agents.keys() {
+        let agent = loaded.agent(name)?;
+        if agent.mcp.is_empty() {
+            continue;
+        }
+        let rt = rt.clone();
+        tokio::spawn(async move {
+            if let Err(e) = rt.warm_mcp(&agent).await {
+                tracing::warn!(target: "cairn_tools::mcp", agent = %agent.name, "MCP servers not started: {e}");
+            }
+        });
     }
     Ok(())
 }

@@ -380,3 +380,17 @@ async fn killing_the_server_mid_call_leaves_no_mcp_process_behind() {
         || processes_with(&tag).is_empty(),
     );
 }
+
+#[test]
+fn cairn_serve_starts_mcp_servers_at_start_and_reports_one_that_fails() {
+    let h = home();
+    let fake = FakeLlm::start();
+    stdio_server(&h, "gone", "/nonexistent/mcp-server", &[], "");
+    let server = crate::api::start(&h, &fake);
+    wait_until(
+        "the failure is reported without any run",
+        std::time::Duration::from_secs(20),
+        || server.log().contains("MCP server gone could not be started"),
+    );
+    assert!(fake.requests().is_empty());
+}
