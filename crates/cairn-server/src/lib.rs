@@ -133,6 +133,14 @@ pub async fn serve(
         .await?;
     } else {
         on_ready(addr);
+        // Streamed answers (SSE, /mcp) are several small writes: without
+        // NODELAY each waits for the client's delayed ACK (40 ms here).
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!("TCP_NODELAY not set: {e}");
+            }
+        });
         axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),

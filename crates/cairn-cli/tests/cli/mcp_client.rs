@@ -390,7 +390,11 @@ fn cairn_serve_starts_mcp_servers_at_start_and_reports_one_that_fails() {
     wait_until(
         "the failure is reported without any run",
         std::time::Duration::from_secs(20),
-        || server.log().contains("MCP server gone could not be started"),
+        || {
+            server
+                .log()
+                .contains("MCP server gone could not be started")
+        },
     );
     assert!(fake.requests().is_empty());
 }

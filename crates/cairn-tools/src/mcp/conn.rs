@@ -272,6 +272,9 @@ fn http_client() -> Result<reqwest::Client, String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
+        // The configured URL is the server; a redirect elsewhere would
+        // carry its headers (the key) to an address nobody configured.
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
