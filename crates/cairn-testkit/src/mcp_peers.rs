@@ -15,7 +15,8 @@ pub fn mcp_reference_server(package: &str) -> PathBuf {
         "{} not found: run scripts/test.sh, which installs the reference MCP servers (npm ci in scripts/mcp-peers)",
         path.display()
     );
-    path
+    // Resolved: a sandbox that hides the clone's parents cannot walk `..`.
+    path.canonicalize().unwrap_or(path)
 }
 
 /// Node.js, which runs them.

@@ -47,7 +47,8 @@ async fn a_pinned_mcp_server_runs_on_the_worker_with_its_labels() {
     let w = home();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/bad_mcp.py");
     w.write_config(&format!(
-        "[mcp.servers.edge]\ncommand = \"/usr/bin/python3\"\nargs = [{script:?}, \"edge-worker\"]\n"
+        "[mcp.servers.edge]\ncommand = \"/usr/bin/python3\"\nargs = [{script:?}, \"edge-worker\"]\n{}\n",
+        crate::mcp_client::server_dirs()
     ));
     let token = join_token(&h, None, "region=eu", "10m");
     let worker = joined_worker(&w, &server, &token, "eu-edge");

@@ -6,12 +6,22 @@ use serde_json::{Value, json};
 
 use crate::*;
 
+/// The directories the test servers live in. The clone may be under /tmp
+/// or a home, which the sandbox hides: the servers are given them to read.
+pub fn server_dirs() -> String {
+    let peers = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/mcp-peers");
+    let py = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py");
+    let canon = |p: &str| std::fs::canonicalize(p).unwrap().display().to_string();
+    format!("read_paths = [{:?}, {:?}]", canon(peers), canon(py))
+}
+
 /// `[mcp.servers.<name>]` for a stdio command, given to agent `default`.
 fn stdio_server(h: &CairnHome, name: &str, command: &str, args: &[String], extra: &str) {
     let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
     h.write_config(&format!(
-        "[mcp.servers.{name}]\ncommand = {command:?}\nargs = [{}]\n{extra}\n\n[agents.default]\nmcp = [\"{name}\"]\n",
-        args.join(", ")
+        "[mcp.servers.{name}]\ncommand = {command:?}\nargs = [{}]\n{}\n{extra}\n\n[agents.default]\nmcp = [\"{name}\"]\n",
+        args.join(", "),
+        server_dirs()
     ));
 }
 

@@ -80,6 +80,18 @@ fn check_report(report: &Value, fake: &FakeLlm) {
             .contains("no agent named"),
         "{report}"
     );
+    assert!(
+        report["memory"][0]
+            .as_str()
+            .unwrap()
+            .contains("The staging server is called orion."),
+        "memory_search finds the saved fact: {report}"
+    );
+    assert_eq!(
+        report["memory_hits"]["hits"].as_array().unwrap().len(),
+        1,
+        "{report}"
+    );
     let reqs = fake.requests();
     assert!(
         reqs[1].message_texts().iter().any(|t| t.contains("rope")),
@@ -94,6 +106,10 @@ fn the_python_sdk_asks_an_agent_over_stdio() {
     let fake = FakeLlm::start();
     std::fs::create_dir_all(h.workspace()).unwrap();
     std::fs::write(h.workspace().join("notes.txt"), "buy rope").unwrap();
+    ok(
+        h.cmd(),
+        &["memory", "save", "The staging server is called orion."],
+    );
     script(&fake);
     let cairn = h.anthropic(&fake);
     let bin = cairn.get_program().to_string_lossy().to_string();
@@ -107,6 +123,10 @@ fn the_python_sdk_asks_an_agent_over_http_with_the_api_key() {
     let fake = FakeLlm::start();
     std::fs::create_dir_all(h.workspace()).unwrap();
     std::fs::write(h.workspace().join("notes.txt"), "buy rope").unwrap();
+    ok(
+        h.cmd(),
+        &["memory", "save", "The staging server is called orion."],
+    );
     script(&fake);
     let mut cairn = h.anthropic(&fake);
     cairn.env("CAIRN_SERVER__API_KEY", "mcp-test-key");

@@ -34,6 +34,7 @@ async def exercise(read, write):
             progress_callback=on_progress,
         )
         unknown = await session.call_tool("ask_agent", {"agent": "nobody", "message": "hi"})
+        memory = await session.call_tool("memory_search", {"agent": "default", "query": "staging server orion"})
         return {
             "server": init.server_info.name if init.server_info else None,
             "tools": sorted(t.name for t in tools.tools),
@@ -45,6 +46,8 @@ async def exercise(read, write):
             "progress": progress,
             "unknown_error": bool(unknown.is_error),
             "unknown": [c.text for c in unknown.content],
+            "memory": [c.text for c in memory.content],
+            "memory_hits": memory.structured_content,
         }
 
 

@@ -15,6 +15,10 @@ pub struct McpServerConfig {
     pub args: Vec<String>,
     /// Variables it gets on top of the sandbox's allowlist.
     pub env: BTreeMap<String, String>,
+    /// Host paths a sandboxed stdio server may read besides what the
+    /// sandbox shows (its installation or data under a home or /tmp,
+    /// which the sandbox hides); bound read-only.
+    pub read_paths: Vec<String>,
     /// A streamable-HTTP endpoint instead of a command.
     pub url: String,
     /// Headers sent with every HTTP request (`Authorization = "Bearer …"`).
@@ -39,6 +43,7 @@ impl Default for McpServerConfig {
             command: String::new(),
             args: Vec::new(),
             env: BTreeMap::new(),
+            read_paths: Vec::new(),
             url: String::new(),
             headers: BTreeMap::new(),
             timeout_s: 60,
@@ -103,6 +108,11 @@ impl McpServerConfig {
         }
         match (self.command.trim().is_empty(), self.url.trim().is_empty()) {
             (false, true) => {
+                if let Some(p) = self.read_paths.iter().find(|p| !p.starts_with('/')) {
+                    return Err(format!(
+                        "mcp.servers.{name}.read_paths: {p:?} is not an absolute path"
+                    ));
+                }
                 if !self.headers.is_empty() {
                     return Err(format!(
                         "mcp.servers.{name}.headers: headers apply to an HTTP server (url), not to a command"
@@ -120,9 +130,9 @@ impl McpServerConfig {
                         "mcp.servers.{name}.url: {url:?} is not an http:// or https:// URL"
                     ));
                 }
-                if !self.args.is_empty() || !self.env.is_empty() {
+                if !self.args.is_empty() || !self.env.is_empty() || !self.read_paths.is_empty() {
                     return Err(format!(
-                        "mcp.servers.{name}: args and env apply to a command, not to an HTTP server (url)"
+                        "mcp.servers.{name}: args, env and read_paths apply to a command, not to an HTTP server (url)"
                     ));
                 }
                 for (k, v) in &self.headers {
@@ -164,6 +174,9 @@ mod tests {
         assert!(c.endpoint("fs").unwrap_err().contains("either command"));
         c.command = "node".into();
         assert!(matches!(c.endpoint("fs"), Ok(Endpoint::Stdio { .. })));
+        c.read_paths = vec!["relative/dir".into()];
+        assert!(c.endpoint("fs").unwrap_err().contains("read_paths"));
+        c.read_paths.clear();
         assert!(c.endpoint("a__b").is_err());
         assert!(c.endpoint("a b").is_err());
         c.url = "http://x/mcp".into();

@@ -167,9 +167,15 @@ async fn connect_stdio(
     };
     let mut argv = vec![command];
     argv.extend(args);
+    let read: Vec<std::path::PathBuf> = launch.config.read_paths.iter().map(Into::into).collect();
+    let spawn = crate::sandbox::Launch {
+        argv: &argv,
+        env: &launch.config.env,
+        read: &read,
+    };
     let mut child = launch
         .sandbox
-        .spawn_service(launch.workspace, &argv, &launch.config.env, SERVER_CPU)
+        .spawn_service(launch.workspace, spawn, SERVER_CPU)
         .map_err(|e| start_err(e.to_string()))?;
     let (Some(stdin), Some(stdout), Some(stderr)) = (
         child.child.stdin.take(),

@@ -71,6 +71,17 @@ pub enum SandboxError {
     Spawn(#[from] std::io::Error),
 }
 
+/// What to start: the program and its arguments, variables on top of the
+/// agent's, and host paths it may read that the sandbox would hide.
+pub struct Launch<'a> {
+    /// Program and arguments.
+    pub argv: &'a [String],
+    /// Extra variables.
+    pub env: &'a std::collections::BTreeMap<String, String>,
+    /// Paths bound read-only.
+    pub read: &'a [PathBuf],
+}
+
 /// A started command and what confines it; dropping it kills everything.
 pub struct Confined {
     /// The child (bwrap, or sh for `host`).
@@ -115,36 +126,35 @@ impl Sandbox {
         timeout: Duration,
     ) -> Result<Confined, SandboxError> {
         let argv = ["sh".to_string(), "-c".to_string(), command.to_string()];
-        self.start(
-            workspace,
-            &argv,
-            &Default::default(),
-            Stdio::null(),
-            timeout,
-        )
+        let env = Default::default();
+        let launch = Launch {
+            argv: &argv,
+            env: &env,
+            read: &[],
+        };
+        self.start(workspace, launch, Stdio::null(), timeout)
     }
 
     /// Starts a long-lived program (an MCP server) in `workspace` under this
-    /// sandbox: stdin, stdout and stderr piped, `env` on top of the agent's,
-    /// CPU time limited to `cpu` in all.
+    /// sandbox: stdin, stdout and stderr piped, `launch.env` on top of the
+    /// agent's, `launch.read` readable, CPU time limited to `cpu` in all.
     pub fn spawn_service(
         &self,
         workspace: &Path,
-        argv: &[String],
-        env: &std::collections::BTreeMap<String, String>,
+        launch: Launch<'_>,
         cpu: Duration,
     ) -> Result<Confined, SandboxError> {
-        self.start(workspace, argv, env, Stdio::piped(), cpu)
+        self.start(workspace, launch, Stdio::piped(), cpu)
     }
 
     fn start(
         &self,
         workspace: &Path,
-        argv: &[String],
-        env: &std::collections::BTreeMap<String, String>,
+        launch: Launch<'_>,
         stdin: Stdio,
         timeout: Duration,
     ) -> Result<Confined, SandboxError> {
+        let Launch { argv, env, read } = launch;
         let Some((program, args)) = argv.split_first() else {
             return Err(SandboxError::Spawn(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -169,6 +179,9 @@ impl Sandbox {
                 };
                 let mut c = tokio::process::Command::new(bwrap);
                 c.args(bwrap::args(&self.policy.hidden, workspace, self.profile));
+                for p in read {
+                    c.arg("--ro-bind").arg(p).arg(p);
+                }
                 if let Some(helper) = self.landlock_helper() {
                     c.args([
                         "--ro-bind".as_ref(),
