@@ -424,13 +424,6 @@ impl Loaded {
         };
         cairn_tools::ToolRegistry::builtin(&cfg.tools)
             .map_err(|e| anyhow!("agent {name:?}: {e}"))?;
-        for server in &cfg.mcp {
-            if !self.config.mcp.servers.contains_key(server) {
-                bail!(
-                    "agents.{name}.mcp: no MCP server named {server:?}; declare it as [mcp.servers.{server}] with command = \"…\" or url = \"…\""
-                );
-            }
-        }
         Ok(AgentSpec {
             name: name.to_string(),
             system_prompt: cfg.system_prompt,

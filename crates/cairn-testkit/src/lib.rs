@@ -22,7 +22,7 @@ pub use fake_platforms::{
     Failure, FakeSlack, FakeTelegram, hmac_hex, slack_signature, webhook_signature,
 };
 pub use link::Link;
-pub use mcp_peers::{mcp_reference_server, node};
+pub use mcp_peers::{mcp_reference_server, node, repo_path};
 pub use postgres::{TestDatabase, admin_url as postgres_admin_url};
 pub use process::LoggedProcess;
 pub use python::{minilm_model_dir, mpnet_model_dir, test_python};

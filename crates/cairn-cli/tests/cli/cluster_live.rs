@@ -14,22 +14,6 @@ use crate::cluster_jobs::{PLACED, ca_sha256, cluster_jobs};
 use crate::server_api::run_watched_command;
 use crate::*;
 
-/// Whether any process's command line contains `marker`.
-fn running(marker: &str) -> bool {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    dir.flatten().any(|p| {
-        std::fs::read(p.path().join("cmdline"))
-            .map(|c| {
-                String::from_utf8_lossy(&c)
-                    .replace('\0', " ")
-                    .contains(marker)
-            })
-            .unwrap_or(false)
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workers_command_streams_its_output_and_stops_when_the_run_is_cancelled() {
     let fake = FakeLlm::start();
@@ -64,7 +48,7 @@ async fn a_workers_command_streams_its_output_and_stops_when_the_run_is_cancelle
     assert_eq!(status, 202, "{body}");
     let run_id = body["id"].as_str().unwrap().to_string();
     wait_until("the command on the worker", Duration::from_secs(30), || {
-        docs.join("started").exists() && running(&marker)
+        docs.join("started").exists() && !processes_with(&marker).is_empty()
     });
     let (status, body) = api
         .post(&format!("/api/v1/runs/{run_id}/cancel"), json!({}))
@@ -73,7 +57,7 @@ async fn a_workers_command_streams_its_output_and_stops_when_the_run_is_cancelle
     let done = api.wait_run(&run_id, Duration::from_secs(30)).await;
     assert_eq!(done["run"]["status"], "cancelled", "{done}");
     wait_until("the command killed", Duration::from_secs(30), || {
-        !running(&marker)
+        processes_with(&marker).is_empty()
     });
     let job = cluster_jobs(&h)
         .into_iter()

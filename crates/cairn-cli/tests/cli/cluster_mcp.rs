@@ -45,7 +45,7 @@ async fn a_pinned_mcp_server_runs_on_the_worker_with_its_labels() {
     assert!(!offered(0).contains("edge__echo"), "{}", offered(0));
 
     let w = home();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/bad_mcp.py");
+    let script = crate::mcp_client::bad_mcp();
     w.write_config(&format!(
         "[mcp.servers.edge]\ncommand = \"/usr/bin/python3\"\nargs = [{script:?}, \"edge-worker\"]\n{}\n",
         crate::mcp_client::server_dirs()

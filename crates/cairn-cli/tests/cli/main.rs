@@ -126,6 +126,21 @@ pub fn journal_kinds(h: &CairnHome, run_id: &str) -> Vec<String> {
         .collect()
 }
 
+/// Processes whose command line contains `marker`, as `pid: cmdline`.
+pub fn processes_with(marker: &str) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    dir.flatten()
+        .filter_map(|p| {
+            let cmd = std::fs::read(p.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            cmd.contains(marker)
+                .then(|| format!("{}: {cmd}", p.file_name().to_string_lossy()))
+        })
+        .collect()
+}
+
 /// Runs one turn (`cmd run`) whose model makes each tool call in turn and
 /// returns each call's result as the model saw it.
 pub fn call_tools(cmd: Command, fake: &FakeLlm, calls: &[(&str, Value)]) -> Vec<String> {

@@ -1,7 +1,7 @@
 //! cairn's MCP client against the reference MCP servers from npm and a
 //! server that misbehaves on purpose, through `cairn run` with the fake LLM.
 
-use cairn_testkit::{CairnHome, FakeLlm, Reply, mcp_reference_server, node};
+use cairn_testkit::{CairnHome, FakeLlm, Reply, mcp_reference_server, node, repo_path};
 use serde_json::{Value, json};
 
 use crate::*;
@@ -9,10 +9,9 @@ use crate::*;
 /// The directories the test servers live in. The clone may be under /tmp
 /// or a home, which the sandbox hides: the servers are given them to read.
 pub fn server_dirs() -> String {
-    let peers = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/mcp-peers");
-    let py = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py");
-    let canon = |p: &str| std::fs::canonicalize(p).unwrap().display().to_string();
-    format!("read_paths = [{:?}, {:?}]", canon(peers), canon(py))
+    let peers = repo_path("scripts/mcp-peers");
+    let py = repo_path("crates/cairn-cli/tests/py");
+    format!("read_paths = [{peers:?}, {py:?}]")
 }
 
 /// `[mcp.servers.<name>]` for a stdio command, given to agent `default`.
@@ -170,39 +169,33 @@ fn the_everything_server_passes_schemas_progress_resources_prompts_and_errors() 
     );
 }
 
-/// Processes whose command line mentions `tag`.
-fn processes_with(tag: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        if !name.chars().all(|c| c.is_ascii_digit()) {
-            continue;
-        }
-        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(tag) && !cmd.contains("cargo") {
-                found.push(format!("{name}: {cmd}"));
-            }
-        }
-    }
-    found
+/// The server that misbehaves on purpose (run by the system Python: the
+/// sandbox hides home directories, where a venv would be).
+pub fn bad_mcp() -> String {
+    repo_path("crates/cairn-cli/tests/py/bad_mcp.py")
+        .display()
+        .to_string()
+}
+
+/// `bad_mcp.py` as server `bad` of agent `default`, with `extra` config;
+/// returns the tag on its command line that finds its processes.
+fn bad_server(h: &CairnHome, extra: &str) -> String {
+    let tag = format!("tag-{}", h.path().display());
+    stdio_server(
+        h,
+        "bad",
+        "/usr/bin/python3",
+        &[bad_mcp(), tag.clone()],
+        extra,
+    );
+    tag
 }
 
 #[test]
 fn a_server_that_crashes_hangs_garbles_or_floods_gives_clear_errors_and_the_run_goes_on() {
     let h = home();
     let fake = FakeLlm::start();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/bad_mcp.py");
-    let tag = format!("tag-{}", h.path().display());
-    // The system Python (scripts/test.sh installs python3): the sandbox
-    // hides home directories, where a venv would be.
-    stdio_server(
-        &h,
-        "bad",
-        "/usr/bin/python3",
-        &[script.to_string(), tag.clone()],
-        "timeout_s = 3",
-    );
+    let tag = bad_server(&h, "timeout_s = 3");
     let results = call_tools(
         h.anthropic(&fake),
         &fake,
@@ -315,14 +308,7 @@ fn mcp_config_mistakes_are_refused_with_file_and_line() {
 async fn a_changed_tool_list_reaches_the_next_turn_and_metrics_report_the_server() {
     let h = home();
     let fake = FakeLlm::start();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/bad_mcp.py");
-    stdio_server(
-        &h,
-        "bad",
-        "/usr/bin/python3",
-        &[script.to_string()],
-        "timeout_s = 3",
-    );
+    bad_server(&h, "timeout_s = 3");
     let server = crate::api::start(&h, &fake);
     let api = crate::api::Api::new(&server);
     api.session("s").await;
@@ -361,15 +347,7 @@ async fn a_changed_tool_list_reaches_the_next_turn_and_metrics_report_the_server
 async fn killing_the_server_mid_call_leaves_no_mcp_process_behind() {
     let h = home();
     let fake = FakeLlm::start();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/bad_mcp.py");
-    let tag = format!("tag-{}", h.path().display());
-    stdio_server(
-        &h,
-        "bad",
-        "/usr/bin/python3",
-        &[script.to_string(), tag.clone()],
-        "timeout_s = 120",
-    );
+    let tag = bad_server(&h, "timeout_s = 120");
     let mut server = crate::api::start(&h, &fake);
     let api = crate::api::Api::new(&server);
     api.session("s").await;

@@ -3,13 +3,11 @@
 
 use std::process::Command;
 
-use cairn_testkit::{FakeLlm, Reply, ServerProcess, test_python};
+use cairn_testkit::{CairnHome, FakeLlm, Reply, ServerProcess, test_python};
 use serde_json::{Value, json};
 
 use crate::browser_guard::raw_request;
 use crate::*;
-
-const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/mcp_client.py");
 
 /// The script the model follows for the client's `ask_agent`.
 fn script(fake: &FakeLlm) {
@@ -19,10 +17,28 @@ fn script(fake: &FakeLlm) {
     ]);
 }
 
+/// A home whose agent has a notes file and a saved fact, and a fake LLM
+/// scripted for the client's `ask_agent`.
+fn prepared() -> (CairnHome, FakeLlm) {
+    let h = home();
+    let fake = FakeLlm::start();
+    std::fs::create_dir_all(h.workspace()).unwrap();
+    std::fs::write(h.workspace().join("notes.txt"), "buy rope").unwrap();
+    ok(
+        h.cmd(),
+        &["memory", "save", "The staging server is called orion."],
+    );
+    script(&fake);
+    (h, fake)
+}
+
 /// Runs the Python client with `cairn`'s environment and returns its report.
 fn client(cairn: &Command, args: &[&str]) -> Value {
     let mut py = Command::new(test_python());
-    py.arg(CLIENT).args(args);
+    py.arg(cairn_testkit::repo_path(
+        "crates/cairn-cli/tests/py/mcp_client.py",
+    ))
+    .args(args);
     for (k, v) in cairn.get_envs() {
         match v {
             Some(v) => py.env(k, v),
@@ -102,15 +118,7 @@ fn check_report(report: &Value, fake: &FakeLlm) {
 
 #[test]
 fn the_python_sdk_asks_an_agent_over_stdio() {
-    let h = home();
-    let fake = FakeLlm::start();
-    std::fs::create_dir_all(h.workspace()).unwrap();
-    std::fs::write(h.workspace().join("notes.txt"), "buy rope").unwrap();
-    ok(
-        h.cmd(),
-        &["memory", "save", "The staging server is called orion."],
-    );
-    script(&fake);
+    let (h, fake) = prepared();
     let cairn = h.anthropic(&fake);
     let bin = cairn.get_program().to_string_lossy().to_string();
     let report = client(&cairn, &["stdio", &bin]);
@@ -119,15 +127,7 @@ fn the_python_sdk_asks_an_agent_over_stdio() {
 
 #[test]
 fn the_python_sdk_asks_an_agent_over_http_with_the_api_key() {
-    let h = home();
-    let fake = FakeLlm::start();
-    std::fs::create_dir_all(h.workspace()).unwrap();
-    std::fs::write(h.workspace().join("notes.txt"), "buy rope").unwrap();
-    ok(
-        h.cmd(),
-        &["memory", "save", "The staging server is called orion."],
-    );
-    script(&fake);
+    let (h, fake) = prepared();
     let mut cairn = h.anthropic(&fake);
     cairn.env("CAIRN_SERVER__API_KEY", "mcp-test-key");
     let server = ServerProcess::start(cairn);

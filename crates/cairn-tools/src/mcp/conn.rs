@@ -103,12 +103,22 @@ impl Conn {
         self.service.is_closed()
     }
 
-    /// The child's last stderr lines, for error messages.
-    pub fn stderr_tail(&self) -> String {
-        match self.stderr.lock() {
-            Ok(lines) => lines.iter().cloned().collect::<Vec<_>>().join("\n"),
-            Err(_) => String::new(),
-        }
+    /// `"; it wrote: <its last stderr lines>"`, or nothing if it wrote
+    /// none: the tail of an error message.
+    pub fn stderr_note(&self) -> String {
+        stderr_note(&self.stderr)
+    }
+}
+
+fn stderr_note(tail: &Mutex<VecDeque<String>>) -> String {
+    let said = match tail.lock() {
+        Ok(lines) => lines.iter().cloned().collect::<Vec<_>>().join("\n"),
+        Err(_) => String::new(),
+    };
+    if said.is_empty() {
+        said
+    } else {
+        format!("; it wrote: {said}")
     }
 }
 
@@ -213,15 +223,7 @@ async fn connect_stdio(
             // Give the child a moment to say why it failed.
             tokio::time::sleep(Duration::from_millis(100)).await;
             child.kill_all();
-            let said = match tail.lock() {
-                Ok(t) => t.iter().cloned().collect::<Vec<_>>().join("\n"),
-                Err(_) => String::new(),
-            };
-            Err(start_err(if said.is_empty() {
-                e.to_string()
-            } else {
-                format!("{e}; it wrote: {said}")
-            }))
+            Err(start_err(format!("{e}{}", stderr_note(&tail))))
         }
     }
 }

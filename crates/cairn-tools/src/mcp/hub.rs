@@ -99,7 +99,10 @@ impl McpHub {
 
     /// Refuses an agent naming a server that is not configured.
     pub fn check(&self, agent: &AgentSpec) -> Result<(), McpError> {
-        check_names(&self.servers, agent)
+        match agent.mcp.iter().find(|s| !self.servers.contains_key(*s)) {
+            Some(missing) => Err(McpError::Unknown(missing.clone())),
+            None => Ok(()),
+        }
     }
 
     fn slot(
@@ -217,19 +220,6 @@ impl McpHub {
     }
 }
 
-/// Refuses server names in `agent.mcp` that `servers` lacks.
-pub fn check_names(
-    servers: &BTreeMap<String, McpServerConfig>,
-    agent: &AgentSpec,
-) -> Result<(), McpError> {
-    for s in &agent.mcp {
-        if !servers.contains_key(s) {
-            return Err(McpError::Unknown(s.clone()));
-        }
-    }
-    Ok(())
-}
-
 fn backoff(failures: u32) -> Duration {
     let ms = 500u64.saturating_mul(1u64 << failures.min(10).saturating_sub(1));
     Duration::from_millis(ms).min(MAX_BACKOFF)
@@ -248,12 +238,7 @@ impl Slot {
             if !c.closed() {
                 return Ok(c.clone());
             }
-            let said = c.stderr_tail();
-            let why = if said.is_empty() {
-                "the connection closed".to_string()
-            } else {
-                format!("the connection closed; it wrote: {said}")
-            };
+            let why = format!("the connection closed{}", c.stderr_note());
             tracing::warn!(agent = %self.agent, server = %self.name, "MCP server stopped ({why}); restarting");
             st.last_error = Some(why);
             st.conn = None;

@@ -11,7 +11,7 @@ mod tool;
 use thiserror::Error;
 
 pub use config::{Endpoint, McpServerConfig};
-pub use hub::{McpHub, McpServerStatus, check_names};
+pub use hub::{McpHub, McpServerStatus};
 pub use tool::tool_name;
 
 /// The tool name of the cluster job that asks a worker which tools one of

@@ -127,13 +127,7 @@ impl McpTool {
             .await
         {
             Ok(h) => h,
-            Err(e) => {
-                let out = failure(server, conn, &e);
-                if gone(&e) {
-                    self.slot.discard(conn, out.content.clone()).await;
-                }
-                return out;
-            }
+            Err(e) => return failed_call(&self.slot, conn, &e).await,
         };
         // rmcp picks the request's progress token; progress for it goes to
         // this call's watchers from now on.
@@ -174,13 +168,7 @@ impl McpTool {
                 "MCP server {server} answered {} with something other than a tool result",
                 self.remote
             )),
-            Ok(Err(e)) => {
-                let out = failure(server, conn, &e);
-                if gone(&e) {
-                    self.slot.discard(conn, out.content.clone()).await;
-                }
-                out
-            }
+            Ok(Err(e)) => failed_call(&self.slot, conn, &e).await,
             Err(_) => {
                 let why = format!(
                     "MCP server {server} did not answer {} within {} s",
@@ -196,12 +184,17 @@ impl McpTool {
     }
 }
 
-/// Whether `e` means the connection is gone (the next call reconnects).
-fn gone(e: &ServiceError) -> bool {
-    matches!(
+/// The tool error for a failed request; when the connection is gone, it
+/// is dropped so the next call reconnects.
+async fn failed_call(slot: &Slot, conn: &Arc<Conn>, e: &ServiceError) -> ToolOutput {
+    let out = failure(&slot.name, conn, e);
+    if matches!(
         e,
         ServiceError::TransportClosed | ServiceError::TransportSend(_)
-    )
+    ) {
+        slot.discard(conn, out.content.clone()).await;
+    }
+    out
 }
 
 /// The tool error for a failed request.
@@ -212,12 +205,7 @@ fn failure(server: &str, conn: &Conn, e: &ServiceError) -> ToolOutput {
             err.message, err.code.0
         )),
         ServiceError::TransportClosed | ServiceError::TransportSend(_) => {
-            let said = conn.stderr_tail();
-            let said = if said.is_empty() {
-                String::new()
-            } else {
-                format!("; it wrote: {said}")
-            };
+            let said = conn.stderr_note();
             ToolOutput::error(format!(
                 "MCP server {server} stopped during the call{said}. It is restarted on the next call; the call may or may not have taken effect"
             ))
@@ -312,13 +300,7 @@ impl Tool for BoundSide {
         match tokio::time::timeout(timeout, fut).await {
             Ok(Ok(text)) => ToolOutput::ok(text),
             Ok(Err(SideError::Input(m))) => ToolOutput::error(m),
-            Ok(Err(SideError::Service(e))) => {
-                let out = failure(&server, &conn, &e);
-                if gone(&e) {
-                    self.slot.discard(&conn, out.content.clone()).await;
-                }
-                out
-            }
+            Ok(Err(SideError::Service(e))) => failed_call(&self.slot, &conn, &e).await,
             Err(_) => ToolOutput::error(format!(
                 "MCP server {server} did not answer within {} s",
                 timeout.as_secs()
