@@ -133,10 +133,12 @@ fn the_everything_server_passes_schemas_progress_resources_prompts_and_errors() 
     let result = |i: usize| reqs[i].message_texts().last().cloned().unwrap_or_default();
     assert!(result(1).contains("42"), "{}", result(1));
     assert!(result(2).contains("completed"), "{}", result(2));
+    let said = stderr(&out);
+    let at = |s: &str| said.find(s).unwrap_or(usize::MAX);
     assert!(
-        stderr(&out).contains("progress 1/4") && stderr(&out).contains("progress 4/4"),
-        "progress notifications stream while the tool runs: {}",
-        stderr(&out)
+        at("progress 1/4") < at("progress 4/4")
+            && at("progress 4/4") < at("← ev__trigger-long-running-operation"),
+        "every progress notification streams, in order, before the tool's result: {said}"
     );
     let bad_args = &reqs[3].body["messages"];
     assert!(

@@ -47,8 +47,10 @@ fn the_everything_server_over_http_answers_and_streams_progress() {
     let reqs = fake.requests();
     assert!(
         reqs[1].message_texts().last().unwrap().contains("42"),
-        "{:?}",
-        reqs[1].message_texts()
+        "{:?}\n{}\nserver: {}",
+        reqs[1].message_texts(),
+        stderr(&out),
+        server.log()
     );
     assert!(
         stderr(&out).contains("progress 2/2"),

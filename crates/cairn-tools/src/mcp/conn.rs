@@ -8,9 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rmcp::model::{
-    ClientCapabilities, ClientConfig, Implementation, ProgressNotificationParam, ProgressToken,
-};
+use rmcp::model::{ClientCapabilities, ClientConfig, Implementation};
 use rmcp::service::{NotificationContext, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::async_rw::AsyncRwTransport;
@@ -20,7 +18,7 @@ use tokio::io::AsyncBufReadExt;
 
 use super::McpError;
 use super::config::{Endpoint, McpServerConfig};
-use crate::Progress;
+use super::progress::{Ordered, Watchers};
 use crate::sandbox::{Confined, Sandbox};
 
 /// Lines of a stdio server's stderr kept to explain a crash.
@@ -29,24 +27,13 @@ const STDERR_LINES: usize = 20;
 /// stops it (it is then restarted).
 const SERVER_CPU: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// Notifications a server sends outside any answer.
+/// Notifications a server sends outside any answer (progress aside).
 #[derive(Clone, Default)]
 pub(crate) struct Handler {
     /// Set when the server says its tool list changed.
     pub tools_changed: Arc<AtomicBool>,
-    /// Calls waiting for progress, by token.
-    pub progress: Arc<Mutex<HashMap<String, Progress>>>,
-}
-
-impl Handler {
-    /// The map key of a progress token.
-    pub fn token_key(token: &ProgressToken) -> String {
-        match serde_json::to_value(token) {
-            Ok(serde_json::Value::String(s)) => s,
-            Ok(v) => v.to_string(),
-            Err(_) => String::new(),
-        }
-    }
+    /// Calls waiting for progress (reported by the transport, in order).
+    pub progress: Watchers,
 }
 
 impl ClientHandler for Handler {
@@ -55,24 +42,6 @@ impl ClientHandler for Handler {
         _context: NotificationContext<RoleClient>,
     ) -> impl Future<Output = ()> + Send + '_ {
         self.tools_changed.store(true, Ordering::Release);
-        std::future::ready(())
-    }
-
-    fn on_progress(
-        &self,
-        params: ProgressNotificationParam,
-        _context: NotificationContext<RoleClient>,
-    ) -> impl Future<Output = ()> + Send + '_ {
-        let key = Self::token_key(&params.progress_token);
-        let sink = match self.progress.lock() {
-            Ok(map) => map.get(&key).cloned(),
-            Err(_) => None,
-        };
-        if let Some(sink) = sink {
-            let total = params.total.map(|t| format!("/{t}")).unwrap_or_default();
-            let message = params.message.as_deref().unwrap_or("");
-            sink.send(&format!("progress {}{total} {message}\n", params.progress));
-        }
         std::future::ready(())
     }
 
@@ -212,6 +181,7 @@ async fn connect_stdio(
     let transport = AsyncRwTransport::new_client(stdout, stdin)
         .with_max_line_length(launch.config.max_message_bytes);
     let handler = Handler::default();
+    let transport = Ordered::new(transport, handler.progress.clone());
     match handler.clone().serve(transport).await {
         Ok(service) => Ok(Conn {
             service,
@@ -257,6 +227,7 @@ async fn connect_http(launch: &Launch<'_>, url: String) -> Result<Conn, McpError
     let client = http_client().map_err(start_err)?;
     let transport = StreamableHttpClientTransport::with_client(client, config);
     let handler = Handler::default();
+    let transport = Ordered::new(transport, handler.progress.clone());
     let service = handler
         .clone()
         .serve(transport)

@@ -5,6 +5,7 @@
 mod config;
 mod conn;
 mod hub;
+mod progress;
 mod render;
 mod tool;
 

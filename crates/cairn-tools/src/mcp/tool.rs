@@ -12,9 +12,9 @@ use rmcp::model::{
 use rmcp::service::PeerRequestOptions;
 use serde_json::{Value, json};
 
-use super::conn::{Conn, Handler};
+use super::conn::Conn;
 use super::hub::{Offer, Slot};
-use super::render;
+use super::{progress, render};
 use crate::{CappedOutput, Tool, ToolContext};
 
 /// Longest tool description passed on: a server's descriptions go into the
@@ -131,7 +131,7 @@ impl McpTool {
         };
         // rmcp picks the request's progress token; progress for it goes to
         // this call's watchers from now on.
-        let token = Handler::token_key(&handle.progress_token);
+        let token = progress::token_key(&handle.progress_token);
         if let (Some(p), Ok(mut map)) = (&ctx.progress, conn.handler.progress.lock()) {
             map.insert(token.clone(), p.clone());
         }
