@@ -70,6 +70,8 @@ pub struct Coordinator {
     waiters: Mutex<HashMap<String, Waiting>>,
     /// Signs the delegation token each job carries.
     pub(crate) delegator: crate::delegation::Delegator,
+    /// (run, named workspace) → the node its calls went to, as seen here.
+    pub(crate) homes: Mutex<HashMap<(String, String), String>>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -97,6 +99,7 @@ impl Coordinator {
             stop,
             wake: Notify::new(),
             waiters: Mutex::new(HashMap::new()),
+            homes: Mutex::new(HashMap::new()),
         }))
     }
 

@@ -15,9 +15,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_core::cluster::{CoordinatorMessage, ToolJob, ToolJobRecord};
+use cairn_core::cluster::{CoordinatorMessage, Labels, NewToolJob, ToolJob, ToolJobRecord};
 use cairn_core::now_ms;
-use cairn_store::ReadyToolJob;
+use cairn_store::{JobLease, ReadyToolJob, StoreError};
 
 use crate::coordinator::{Connected, Coordinator, lock};
 
@@ -110,7 +110,7 @@ impl Pass {
             .and_then(|k| self.homes.get(&k).cloned())
             .or_else(|| ready.affinity.clone());
         let Some(node) = home else {
-            return Ok(pick(workers, &ready.job).map_or(Choice::Wait, Choice::To));
+            return Ok(pick(workers, &ready.job.job.requires).map_or(Choice::Wait, Choice::To));
         };
         if let Some(w) = workers.iter().find(|w| w.node.id == node) {
             let room = w.running() < w.slots as usize;
@@ -119,7 +119,7 @@ impl Pass {
         if self.up_elsewhere(co).await?.contains(&node) {
             return Ok(Choice::Wait);
         }
-        let moved = pick(workers, &ready.job);
+        let moved = pick(workers, &ready.job.job.requires);
         if let Some(w) = moved {
             tracing::warn!(job = %ready.job.job.id, from = %node, to = %w.node.id,
                 "the node holding this run's workspace is down: the call goes to another worker, where the workspace starts empty");
@@ -157,10 +157,10 @@ impl Pass {
 
 /// The connected worker that should take `job`: labels satisfied, room
 /// left, fewest running.
-fn pick<'a>(workers: &'a [Connected], job: &ToolJobRecord) -> Option<&'a Connected> {
+fn pick<'a>(workers: &'a [Connected], requires: &Labels) -> Option<&'a Connected> {
     workers
         .iter()
-        .filter(|w| w.node.labels.satisfies(&job.job.requires))
+        .filter(|w| w.node.labels.satisfies(requires))
         .filter(|w| w.running() < w.slots as usize)
         .min_by_key(|w| w.running())
 }
@@ -188,6 +188,19 @@ async fn dispatch(co: &Arc<Coordinator>) -> Result<(), cairn_store::StoreError> 
             // Another coordinator took it.
             continue;
         };
+        pass.placed(&job, &worker.node.id);
+        co.note_home(&job.job, &worker.node.id);
+        co.send(worker, &job, attempt, until).await;
+    }
+    Ok(())
+}
+
+/// Runs' named workspaces remembered, beyond which the memory starts over.
+const HOMES_KEPT: usize = 10_000;
+
+impl Coordinator {
+    /// Sends attempt `attempt` of `job`, leased until `until`, to `worker`.
+    async fn send(&self, worker: &Connected, job: &ToolJobRecord, attempt: i64, until: i64) {
         let hop = crate::delegation::Hop {
             run: &job.job.run_id,
             job: &job.job.id,
@@ -197,15 +210,16 @@ async fn dispatch(co: &Arc<Coordinator>) -> Result<(), cairn_store::StoreError> 
             // (replayed) is refused.
             deadline_ms: until,
         };
-        let delegation = match co.delegator.token(&hop) {
+        let delegation = match self.delegator.token(&hop) {
             Ok(t) => t,
             Err(e) => {
-                // Unsignable (an id that cannot be named): it would be refused.
+                // Unsignable (an id that cannot be named): it would be
+                // refused. Unsent, its lease runs out.
                 tracing::error!(job = %job.job.id, error = %e, "cannot delegate a job");
-                continue;
+                lock(&worker.inflight).remove(&job.job.id);
+                return;
             }
         };
-        pass.placed(&job, &worker.node.id);
         lock(&worker.inflight).insert(job.job.id.clone(), attempt);
         let frame = CoordinatorMessage::Run(ToolJob {
             run_id: job.job.run_id.clone(),
@@ -224,5 +238,69 @@ async fn dispatch(co: &Arc<Coordinator>) -> Result<(), cairn_store::StoreError> 
             lock(&worker.inflight).remove(&job.job.id);
         }
     }
-    Ok(())
+
+    /// Remembers where `job`'s named workspace went for its run.
+    pub(crate) fn note_home(&self, job: &NewToolJob, node: &str) {
+        let Some(ws) = &job.workspace else { return };
+        let mut homes = lock(&self.homes);
+        if homes.len() >= HOMES_KEPT {
+            homes.clear();
+        }
+        homes.insert((job.run_id.clone(), ws.clone()), node.to_string());
+    }
+
+    /// Submits `job` already leased to a worker connected here with room,
+    /// and sends it: one commit on the call's path where submitting ready
+    /// takes three and a dispatch pass. `None`, with nothing written, when
+    /// no worker here fits at once, the job exists (a resumed run) or its
+    /// named workspace's node is unknown here or elsewhere (the store
+    /// checks): submit it ready then. A workspace's first call goes
+    /// through the dispatcher, so parallel first calls cannot split it.
+    pub(crate) async fn submit_placed(
+        &self,
+        job: &NewToolJob,
+    ) -> Result<Option<ToolJobRecord>, StoreError> {
+        let workers = self.connected();
+        let worker = match &job.workspace {
+            None => pick(&workers, &job.requires),
+            Some(ws) => {
+                let home = lock(&self.homes)
+                    .get(&(job.run_id.clone(), ws.clone()))
+                    .cloned();
+                let Some(home) = home else { return Ok(None) };
+                workers
+                    .iter()
+                    .find(|w| w.node.id == home && w.node.labels.satisfies(&job.requires))
+            }
+        };
+        let Some(worker) = worker else {
+            return Ok(None);
+        };
+        {
+            let mut inflight = lock(&worker.inflight);
+            // Running there already (a resumed run's call), or full since
+            // it was picked: the dispatcher decides.
+            if inflight.contains_key(&job.id) || inflight.len() >= worker.slots as usize {
+                return Ok(None);
+            }
+            // The slot is held while the row is written.
+            inflight.insert(job.id.clone(), 1);
+        }
+        let until = self.lease_until();
+        let lease = JobLease {
+            node: &worker.node.id,
+            owner: &self.id,
+            until,
+        };
+        match self.store.submit_leased_tool_job(job, &lease).await {
+            Ok(Some(record)) => {
+                self.send(worker, &record, 1, until).await;
+                Ok(Some(record))
+            }
+            other => {
+                lock(&worker.inflight).remove(&job.id);
+                other
+            }
+        }
+    }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use cairn_core::cluster::Labels;
-use cairn_core::cluster::NewToolJob;
+use cairn_core::cluster::{NewToolJob, ToolJobRecord};
 use cairn_core::{AgentSpec, Placement, ToolOutput, ToolSpec, now_ms};
 use cairn_tools::mcp::{LIST_JOB, McpServerConfig, OfferedTool};
 use cairn_tools::{Tool, ToolContext, ToolPlacement, ToolRegistry, Workspace};
@@ -239,6 +239,17 @@ impl RemoteTool {
         ToolOutput::error("cancelled while a worker ran this call; the worker was told to stop it")
     }
 
+    /// Straight to a worker connected here when one fits, else ready for
+    /// any coordinator's dispatcher.
+    async fn submit(&self, job: &NewToolJob) -> Result<ToolJobRecord, cairn_store::StoreError> {
+        if let Some(record) = self.co.submit_placed(job).await? {
+            return Ok(record);
+        }
+        let record = self.co.store.submit_tool_job(job).await?;
+        self.co.wake.notify_one();
+        Ok(record)
+    }
+
     async fn await_job(
         &self,
         ctx: &ToolContext,
@@ -246,15 +257,17 @@ impl RemoteTool {
         wake: &tokio::sync::Notify,
     ) -> ToolOutput {
         let store = &self.co.store;
-        let mut current = match store.submit_tool_job(job).await {
+        let mut current = match self.submit(job).await {
             Ok(r) => r,
             Err(e) => {
                 return ToolOutput::error(format!("could not submit the call to the cluster: {e}"));
             }
         };
-        self.co.wake.notify_one();
         loop {
             if current.status.is_final() {
+                if let Some(node) = &current.node {
+                    self.co.note_home(job, node);
+                }
                 return current
                     .output
                     .unwrap_or_else(|| ToolOutput::error("the worker's result was lost"));

@@ -44,7 +44,7 @@ pub use runs::{RunProgress, RunStore};
 pub use schedules::{ScheduleFire, ScheduleStore};
 pub use sessions::{SessionContext, SessionLease, SessionStore};
 pub use sqlite::{SqliteStore, fts_query};
-pub use tool_jobs::{ReadyToolJob, ToolJobStore};
+pub use tool_jobs::{JobLease, ReadyToolJob, ToolJobStore};
 
 /// Everything a backend provides: every table's trait, plus health.
 #[async_trait]

@@ -16,6 +16,17 @@ pub trait ToolJobStore: Send + Sync {
     /// is left as it is. Returns the stored job either way.
     async fn submit_tool_job(&self, job: &NewToolJob) -> Result<ToolJobRecord, StoreError>;
 
+    /// Submits a job already leased (attempt 1) to `lease.node`, a worker
+    /// the submitting coordinator has room on: one commit where submitting,
+    /// reading and leasing take three. `None`, with nothing written, if a
+    /// job with the same id exists (a resumed run) or the run's earlier
+    /// calls in the job's named workspace went to another node.
+    async fn submit_leased_tool_job(
+        &self,
+        job: &NewToolJob,
+        lease: &JobLease<'_>,
+    ) -> Result<Option<ToolJobRecord>, StoreError>;
+
     /// One job.
     async fn tool_job(&self, id: &str) -> Result<Option<ToolJobRecord>, StoreError>;
 
@@ -74,6 +85,17 @@ pub trait ToolJobStore: Send + Sync {
 
     /// Jobs not final, then the latest final ones, up to `limit`.
     async fn list_tool_jobs(&self, limit: i64) -> Result<Vec<ToolJobRecord>, StoreError>;
+}
+
+/// A lease taken at submission.
+#[derive(Debug, Clone, Copy)]
+pub struct JobLease<'a> {
+    /// The worker.
+    pub node: &'a str,
+    /// The coordinator it is connected to.
+    pub owner: &'a str,
+    /// When the lease runs out unrenewed (ms).
+    pub until: i64,
 }
 
 /// A job waiting for a worker.

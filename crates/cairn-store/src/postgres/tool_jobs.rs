@@ -49,6 +49,47 @@ impl ToolJobStore for PgStore {
         }
     }
 
+    async fn submit_leased_tool_job(
+        &self,
+        job: &NewToolJob,
+        lease: &JobLease<'_>,
+    ) -> Result<Option<ToolJobRecord>, StoreError> {
+        let e = encode(job)?;
+        // Inserted only where the dispatcher would have sent it: any node
+        // for a call without a named workspace or the workspace's first
+        // call, else the node holding the workspace.
+        let row: Option<ToolJobRow> = sqlx::query_as(
+            "INSERT INTO tool_jobs (id, run_id, tool, input, requires, workspace, sandbox,
+                 idempotent, deadline, traceparent, status, attempt, node, lease_owner,
+                 lease_until, created_at)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'leased', 1, $11, $12, $13, $14
+             WHERE $6::TEXT IS NULL OR COALESCE(
+                 (SELECT p.node FROM tool_jobs p
+                  WHERE p.run_id = $2 AND p.workspace = $6 AND p.node IS NOT NULL
+                  ORDER BY p.created_at DESC, p.id DESC LIMIT 1), $11) = $11
+             ON CONFLICT (id) DO NOTHING
+             RETURNING id, run_id, tool, input, requires, workspace, sandbox, idempotent,
+                 deadline, traceparent, status, attempt, node, output, created_at, finished_at",
+        )
+        .bind(&job.id)
+        .bind(&job.run_id)
+        .bind(&job.tool)
+        .bind(&e.input)
+        .bind(&e.requires)
+        .bind(&job.workspace)
+        .bind(e.sandbox)
+        .bind(job.idempotent)
+        .bind(job.deadline_ms)
+        .bind(&job.traceparent)
+        .bind(lease.node)
+        .bind(lease.owner)
+        .bind(lease.until)
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(decode_tool_job).transpose()
+    }
+
     async fn tool_job(&self, id: &str) -> Result<Option<ToolJobRecord>, StoreError> {
         let row: Option<ToolJobRow> = sqlx::query_as(select_tool_jobs!("WHERE id = $1"))
             .bind(id)

@@ -6,14 +6,15 @@
 use cairn_core::ToolOutput;
 use cairn_core::cluster::{Labels, NewToolJob, ToolJobStatus};
 use cairn_core::now_ms;
-use cairn_store::ToolJobStore;
+use cairn_store::{JobLease, ToolJobStore};
 
 use crate::{Harness, both};
 
 both!(
     a_tool_job_is_leased_once_and_late_results_are_fenced,
     lost_and_expired_tool_jobs,
-    a_cancelled_tool_job_is_final_and_names_its_worker
+    a_cancelled_tool_job_is_final_and_names_its_worker,
+    a_job_submitted_leased_goes_only_where_the_dispatcher_would_send_it
 );
 
 fn job(id: &str, idempotent: bool) -> NewToolJob {
@@ -128,6 +129,90 @@ async fn a_tool_job_is_leased_once_and_late_results_are_fenced<H: Harness>(h: H)
             ("run_1/6".to_string(), None),
             ("run_2/1".to_string(), None),
         ]
+    );
+}
+
+async fn a_job_submitted_leased_goes_only_where_the_dispatcher_would_send_it<H: Harness>(h: H) {
+    let s = h.open().await;
+    let until = now_ms() + 30_000;
+    let lease = |node: &'static str| JobLease {
+        node,
+        owner: "coord-a",
+        until,
+    };
+    // The workspace's first call: any node.
+    let first = s
+        .submit_leased_tool_job(&job("run_1/1", false), &lease("node_a"))
+        .await
+        .unwrap()
+        .expect("inserted");
+    assert_eq!(first.status, ToolJobStatus::Leased);
+    assert_eq!(first.attempt, 1);
+    assert_eq!(first.node.as_deref(), Some("node_a"));
+    assert!(
+        s.ready_tool_jobs(10).await.unwrap().is_empty(),
+        "never offered to a dispatcher"
+    );
+    assert_eq!(
+        s.renew_tool_leases(
+            &[cairn_core::cluster::JobRef {
+                job: "run_1/1".into(),
+                attempt: 1,
+            }],
+            "coord-a",
+            until + 1,
+        )
+        .await
+        .unwrap(),
+        vec![],
+        "the lease is held like a dispatched one"
+    );
+    // The same id again (a resumed run): nothing written.
+    assert!(
+        s.submit_leased_tool_job(&job("run_1/1", false), &lease("node_b"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        s.tool_job("run_1/1")
+            .await
+            .unwrap()
+            .unwrap()
+            .node
+            .as_deref(),
+        Some("node_a")
+    );
+    // The run's workspace lives on node_a: not to node_b, to node_a yes.
+    assert!(
+        s.submit_leased_tool_job(&job("run_1/2", false), &lease("node_b"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(s.tool_job("run_1/2").await.unwrap().is_none());
+    let second = s
+        .submit_leased_tool_job(&job("run_1/2", false), &lease("node_a"))
+        .await
+        .unwrap()
+        .expect("to the workspace's node");
+    assert_eq!(second.node.as_deref(), Some("node_a"));
+    // No named workspace: any node.
+    let free = NewToolJob {
+        workspace: None,
+        ..job("run_1/3", false)
+    };
+    assert!(
+        s.submit_leased_tool_job(&free, &lease("node_b"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        s.finish_tool_job("run_1/3", 1, &ToolOutput::ok("done"))
+            .await
+            .unwrap(),
+        "its result lands under attempt 1"
     );
 }
 
