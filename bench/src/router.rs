@@ -189,35 +189,89 @@ pub async fn run(model_dir: Option<PathBuf>) -> Result<()> {
         );
         return Ok(());
     };
-    // As `cairn serve` wires it: one cached embedder for memory and router.
-    let model: Arc<dyn Embedder> = Arc::new(cairn_memory::CachedEmbedder::new(Arc::new(
-        LocalEmbedder::load(&dir).context("loading the embedding model")?,
-    )));
     let examples = read_examples(&shipped()).map_err(anyhow::Error::msg)?;
-    let classifier = Classifier::new(Arc::new(Local(model.clone())), examples.clone(), 5)
-        .map_err(anyhow::Error::msg)?;
-    let with = router()?.with_classifier(classifier, "local", "claude");
-    decision_latency(&with, 20).await; // loads the model, embeds the examples
-    let (p50, p99) = decision_latency(&with, 300).await;
-    println!(
-        "  decision, with classifier, a later step of a turn (message seen): p50 {p50:.1} µs, p99 {p99:.1} µs   target p50 < 5 ms"
-    );
-    let (p50, p99) = first_calls(&with, &examples, None).await;
-    println!(
-        "  decision, with classifier, a turn's first call, message not embedded before: p50 {:.2} ms, p99 {:.2} ms",
-        p50 / 1e3,
-        p99 / 1e3
-    );
-    let (p50, p99) = first_calls(&with, &examples, Some(&model)).await;
-    println!(
-        "  decision, with classifier, a turn's first call, message embedded by memory recall: p50 {:.1} µs, p99 {:.1} µs   target p50 < 5 ms",
-        p50, p99
-    );
-
-    let loo =
-        Classifier::new(Arc::new(Local(model)), examples.clone(), 5).map_err(anyhow::Error::msg)?;
-    let predicted = loo.leave_one_out().await.map_err(anyhow::Error::msg)?;
+    // The default: the model's first layer, its own cache.
+    let predicted = cut_model(&dir, &examples, 1).await?;
+    for layers in [2, 3] {
+        cut_model(&dir, &examples, layers).await?;
+    }
+    whole_model(&dir, &examples).await?;
     savings(&examples, &predicted)
+}
+
+/// `layers = 0`: the whole model, one cached embedder for memory and
+/// router as `cairn serve` wires it, so a message recall embedded is not
+/// embedded again.
+async fn whole_model(
+    dir: &std::path::Path,
+    examples: &[cairn_llm::router::classify::Example],
+) -> Result<()> {
+    let model: Arc<dyn Embedder> = Arc::new(cairn_memory::CachedEmbedder::new(Arc::new(
+        LocalEmbedder::load(dir).context("loading the embedding model")?,
+    )));
+    let classifier = Classifier::new(Arc::new(Local(model.clone())), examples.to_vec(), 5)
+        .map_err(anyhow::Error::msg)?;
+    let predicted = classifier
+        .leave_one_out()
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let labels: Vec<Complexity> = examples.iter().map(|e| e.label).collect();
+    let (agreement, local_share) = cairn_llm::router::classify::agreement(&labels, &predicted);
+    let with = router()?.with_classifier(classifier, "local", "claude");
+    let (fresh, fresh99) = first_calls(&with, examples, None).await;
+    let (recalled, recalled99) = first_calls(&with, examples, Some(&model)).await;
+    println!(
+        "  classifier on the whole model (layers = 0, shared with memory): a first call p50 {:.2} ms (p99 {:.2}), \
+         one whose message memory recall embedded p50 {:.1} µs (p99 {:.1}); {:.1}% agree, {:.1}% local",
+        fresh / 1e3,
+        fresh99 / 1e3,
+        recalled,
+        recalled99,
+        agreement * 100.0,
+        local_share * 100.0
+    );
+    Ok(())
+}
+
+/// The classifier on the model's first `layers` layers: its own vectors
+/// (not shared with memory), so every first call embeds. Its predictions,
+/// leave-one-out.
+async fn cut_model(
+    dir: &std::path::Path,
+    examples: &[cairn_llm::router::classify::Example],
+    layers: usize,
+) -> Result<Vec<Complexity>> {
+    let model: Arc<dyn Embedder> = Arc::new(cairn_memory::CachedEmbedder::new(Arc::new(
+        LocalEmbedder::load(dir)
+            .context("loading the embedding model")?
+            .with_layers(layers),
+    )));
+    let classifier = Classifier::new(Arc::new(Local(model.clone())), examples.to_vec(), 5)
+        .map_err(anyhow::Error::msg)?;
+    let predicted = classifier
+        .leave_one_out()
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let labels: Vec<Complexity> = examples.iter().map(|e| e.label).collect();
+    let (agreement, local_share) = cairn_llm::router::classify::agreement(&labels, &predicted);
+    let with = router()?.with_classifier(classifier, "local", "claude");
+    decision_latency(&with, 20).await; // loads the model
+    let (p50, p99) = first_calls(&with, examples, None).await;
+    let default = if layers == 1 { " (the default)" } else { "" };
+    println!(
+        "  classifier on the model's first {layers} layer(s){default}: a turn's first call p50 {:.2} ms, p99 {:.2} ms   target p50 < 5 ms; {:.1}% agree with the labels (leave-one-out), {:.1}% local",
+        p50 / 1e3,
+        p99 / 1e3,
+        agreement * 100.0,
+        local_share * 100.0
+    );
+    if layers == 1 {
+        let (p50, p99) = decision_latency(&with, 300).await;
+        println!(
+            "  classifier (the default), a later step of a turn (message seen): p50 {p50:.1} µs, p99 {p99:.1} µs   target p50 < 5 ms"
+        );
+    }
+    Ok(predicted)
 }
 
 fn savings(

@@ -195,6 +195,7 @@ heartbeat_ms = 5000
 # simple = "local"
 # complex = "claude"
 # examples_file = "route_prompts.jsonl"   # {{"text": …, "label": "simple"|"complex"}} per line
+# layers = 1                      # of memory.model_dir's model; 0: all, sharing memory's embeddings
 # [router.budgets.default]        # "*" for every agent
 # daily_usd = 2.0
 # over = "downgrade"              # or "stop"

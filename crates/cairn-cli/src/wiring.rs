@@ -93,8 +93,9 @@ pub fn router(
     Ok(router.with_classifier(classifier, &cfg.simple, &cfg.complex))
 }
 
-/// The complexity classifier on the memory tier's local model. Never a
-/// remote embedder: the prompts it reads may be restricted.
+/// The complexity classifier on the memory tier's local model (its first
+/// `layers` layers). Never a remote embedder: the prompts it reads may be
+/// restricted.
 pub fn classifier(loaded: &Loaded) -> Result<cairn_llm::router::classify::Classifier> {
     use cairn_llm::router::classify::{Classifier, read_examples};
     let cfg = &loaded.config.router.classifier;
@@ -105,7 +106,17 @@ pub fn classifier(loaded: &Loaded) -> Result<cairn_llm::router::classify::Classi
             "the classifier runs on the local embedding model: set memory.model_dir (and memory.embedder = \"local\" or \"auto\"); a remote embedder would see the prompts"
         );
     }
-    let model = embedder(loaded)?.context("memory.model_dir names no embedding model")?;
+    let model = if cfg.layers == 0 {
+        embedder(loaded)?.context("memory.model_dir names no embedding model")?
+    } else {
+        // Its own vectors (cut models' differ from memory's), cached for
+        // the later steps of a turn.
+        let dir = loaded.home.join(&m.model_dir);
+        let cut = LocalEmbedder::load(&dir)
+            .context("loading the embedding model (memory.model_dir)")?
+            .with_layers(cfg.layers);
+        Arc::new(cairn_memory::CachedEmbedder::new(Arc::new(cut))) as Arc<dyn Embedder>
+    };
     let mut examples = cfg.examples.clone();
     if !cfg.examples_file.is_empty() {
         let path = loaded.home.join(&cfg.examples_file);

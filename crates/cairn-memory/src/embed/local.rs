@@ -31,6 +31,8 @@ pub struct LocalEmbedder {
     dims: usize,
     inner: Arc<std::sync::OnceLock<Result<Arc<Loaded>, String>>>,
     model_id: String,
+    /// Encoder layers run (the first ones); `None`: all of them.
+    layers: Option<usize>,
 }
 
 struct Loaded {
@@ -73,7 +75,20 @@ impl LocalEmbedder {
             dims,
             inner: Default::default(),
             model_id: format!("local:{name}"),
+            layers: None,
         })
+    }
+
+    /// The same model cut to its first `layers` encoder layers: a
+    /// cheaper embedding, for uses that compare texts with each
+    /// other through it alone (the router's classifier), never with
+    /// stored memories. Its vectors differ from the whole model's, and
+    /// so does its `model_id`.
+    pub fn with_layers(mut self, layers: usize) -> LocalEmbedder {
+        self.layers = Some(layers.max(1));
+        self.model_id = format!("{}/layers={}", self.model_id, layers.max(1));
+        self.inner = Default::default();
+        self
     }
 
     /// Loads the weights now (they load at the first embedding otherwise).
@@ -82,7 +97,7 @@ impl LocalEmbedder {
     }
 
     fn loaded(&self) -> Result<Arc<Loaded>, MemoryError> {
-        load_once(&self.inner, &self.dir)
+        load_once(&self.inner, &self.dir, self.layers)
     }
 }
 
@@ -90,10 +105,15 @@ impl LocalEmbedder {
 fn load_once(
     cell: &std::sync::OnceLock<Result<Arc<Loaded>, String>>,
     dir: &Path,
+    layers: Option<usize>,
 ) -> Result<Arc<Loaded>, MemoryError> {
-    cell.get_or_init(|| load_model(dir).map(Arc::new).map_err(|e| e.to_string()))
-        .clone()
-        .map_err(MemoryError::Model)
+    cell.get_or_init(|| {
+        load_model(dir, layers)
+            .map(Arc::new)
+            .map_err(|e| e.to_string())
+    })
+    .clone()
+    .map_err(MemoryError::Model)
 }
 
 fn required(dir: &Path, name: &str) -> Result<PathBuf, MemoryError> {
@@ -110,7 +130,7 @@ fn required(dir: &Path, name: &str) -> Result<PathBuf, MemoryError> {
     }
 }
 
-fn load_model(dir: &Path) -> Result<Loaded, MemoryError> {
+fn load_model(dir: &Path, layers: Option<usize>) -> Result<Loaded, MemoryError> {
     let config_path = required(dir, "config.json")?;
     let config = std::fs::read_to_string(&config_path).map_err(|e| bad(&config_path, &e))?;
     let kind = model_type(&config_path, &config)?;
@@ -125,9 +145,16 @@ fn load_model(dir: &Path) -> Result<Loaded, MemoryError> {
         .map_err(|e| bad(&weights, &e))?;
     let encoder = if kind == "mpnet" {
         let c: MpNetConfig = serde_json::from_str(&config).map_err(|e| bad(&config_path, &e))?;
+        let c = match layers {
+            Some(n) => c.with_layers(n),
+            None => c,
+        };
         Encoder::MpNet(MpNetModel::load(vb, &c).map_err(|e| bad(&weights, &e))?)
     } else {
-        let c: Config = serde_json::from_str(&config).map_err(|e| bad(&config_path, &e))?;
+        let mut c: Config = serde_json::from_str(&config).map_err(|e| bad(&config_path, &e))?;
+        if let Some(n) = layers {
+            c.num_hidden_layers = c.num_hidden_layers.min(n);
+        }
         Encoder::Bert(BertModel::load(vb, &c).map_err(|e| bad(&weights, &e))?)
     };
     Ok(Loaded { encoder, tokenizer })
@@ -253,10 +280,11 @@ impl Embedder for LocalEmbedder {
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, MemoryError> {
         let cell = self.inner.clone();
         let dir = self.dir.clone();
+        let layers = self.layers;
         let texts = texts.to_vec();
         // CPU-bound for milliseconds to seconds: off the async workers.
         tokio::task::spawn_blocking(move || {
-            let inner = load_once(&cell, &dir)?;
+            let inner = load_once(&cell, &dir, layers)?;
             let mut out = Vec::with_capacity(texts.len());
             for chunk in texts.chunks(BATCH) {
                 out.extend(inner.embed_batch(chunk)?);

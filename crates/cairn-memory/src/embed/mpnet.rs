@@ -26,6 +26,14 @@ pub(super) struct MpNetConfig {
     pub(super) pad_token_id: u32,
 }
 
+impl MpNetConfig {
+    /// The first `n` layers only.
+    pub(super) fn with_layers(mut self, n: usize) -> MpNetConfig {
+        self.num_hidden_layers = self.num_hidden_layers.min(n);
+        self
+    }
+}
+
 fn default_eps() -> f64 {
     1e-5
 }
