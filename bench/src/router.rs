@@ -199,6 +199,35 @@ pub async fn run(model_dir: Option<PathBuf>) -> Result<()> {
     savings(&examples, &predicted)
 }
 
+/// A router whose classifier runs on `model`, and how that classifier
+/// judges the shipped set (leave-one-out).
+struct Judged {
+    with: Router,
+    predicted: Vec<Complexity>,
+    agreement: f64,
+    local_share: f64,
+}
+
+async fn judged(
+    model: &Arc<dyn Embedder>,
+    examples: &[cairn_llm::router::classify::Example],
+) -> Result<Judged> {
+    let classifier = Classifier::new(Arc::new(Local(model.clone())), examples.to_vec(), 5)
+        .map_err(anyhow::Error::msg)?;
+    let predicted = classifier
+        .leave_one_out()
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let labels: Vec<Complexity> = examples.iter().map(|e| e.label).collect();
+    let (agreement, local_share) = cairn_llm::router::classify::agreement(&labels, &predicted);
+    Ok(Judged {
+        with: router()?.with_classifier(classifier, "local", "claude"),
+        predicted,
+        agreement,
+        local_share,
+    })
+}
+
 /// `layers = 0`: the whole model, one cached embedder for memory and
 /// router as `cairn serve` wires it, so a message recall embedded is not
 /// embedded again.
@@ -209,15 +238,12 @@ async fn whole_model(
     let model: Arc<dyn Embedder> = Arc::new(cairn_memory::CachedEmbedder::new(Arc::new(
         LocalEmbedder::load(dir).context("loading the embedding model")?,
     )));
-    let classifier = Classifier::new(Arc::new(Local(model.clone())), examples.to_vec(), 5)
-        .map_err(anyhow::Error::msg)?;
-    let predicted = classifier
-        .leave_one_out()
-        .await
-        .map_err(anyhow::Error::msg)?;
-    let labels: Vec<Complexity> = examples.iter().map(|e| e.label).collect();
-    let (agreement, local_share) = cairn_llm::router::classify::agreement(&labels, &predicted);
-    let with = router()?.with_classifier(classifier, "local", "claude");
+    let Judged {
+        with,
+        agreement,
+        local_share,
+        ..
+    } = judged(&model, examples).await?;
     let (fresh, fresh99) = first_calls(&with, examples, None).await;
     let (recalled, recalled99) = first_calls(&with, examples, Some(&model)).await;
     println!(
@@ -246,15 +272,12 @@ async fn cut_model(
             .context("loading the embedding model")?
             .with_layers(layers),
     )));
-    let classifier = Classifier::new(Arc::new(Local(model.clone())), examples.to_vec(), 5)
-        .map_err(anyhow::Error::msg)?;
-    let predicted = classifier
-        .leave_one_out()
-        .await
-        .map_err(anyhow::Error::msg)?;
-    let labels: Vec<Complexity> = examples.iter().map(|e| e.label).collect();
-    let (agreement, local_share) = cairn_llm::router::classify::agreement(&labels, &predicted);
-    let with = router()?.with_classifier(classifier, "local", "claude");
+    let Judged {
+        with,
+        predicted,
+        agreement,
+        local_share,
+    } = judged(&model, examples).await?;
     decision_latency(&with, 20).await; // loads the model
     let (p50, p99) = first_calls(&with, examples, None).await;
     let default = if layers == 1 { " (the default)" } else { "" };

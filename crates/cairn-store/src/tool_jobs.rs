@@ -265,6 +265,32 @@ pub(crate) struct Encoded {
     pub sandbox: &'static str,
 }
 
+/// Binds a submission's first ten columns (`id` … `traceparent`, in table
+/// order): the ready and the leased insert share them on both backends.
+pub(crate) fn bind_submission<'q, DB, O>(
+    q: sqlx::query::QueryAs<'q, DB, O, <DB as sqlx::Database>::Arguments>,
+    job: &'q NewToolJob,
+    e: &'q Encoded,
+) -> sqlx::query::QueryAs<'q, DB, O, <DB as sqlx::Database>::Arguments>
+where
+    DB: sqlx::Database,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    q.bind(job.id.as_str())
+        .bind(job.run_id.as_str())
+        .bind(job.tool.as_str())
+        .bind(e.input.as_str())
+        .bind(e.requires.as_str())
+        .bind(job.workspace.as_deref())
+        .bind(e.sandbox)
+        .bind(job.idempotent)
+        .bind(job.deadline_ms)
+        .bind(job.traceparent.as_deref())
+}
+
 /// Encodes a submission.
 pub(crate) fn encode(job: &NewToolJob) -> Result<Encoded, StoreError> {
     Ok(Encoded {

@@ -361,17 +361,12 @@ fn shipped_prompts() -> std::path::PathBuf {
 fn the_classifier_agrees_with_the_shipped_labels() {
     let h = home();
     let path = shipped_prompts();
-    let out = ok(
-        with_model(h.cmd()),
-        &[
-            "route",
-            "evaluate",
-            "--json",
-            "--examples",
-            path.to_str().unwrap(),
-        ],
-    );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let evaluate = || -> Value {
+        let examples = path.to_str().unwrap();
+        let args = ["route", "evaluate", "--json", "--examples", examples];
+        serde_json::from_slice(&ok(with_model(h.cmd()), &args).stdout).unwrap()
+    };
+    let r = evaluate();
     eprintln!("classifier on the shipped set (first layer, the default): {r}");
     assert_eq!(r["examples"], 119);
     assert!(r["agreement"].as_f64().unwrap() >= 0.95, "{r}");
@@ -380,17 +375,7 @@ fn the_classifier_agrees_with_the_shipped_labels() {
 
     // The whole model, shared with memory: another embedding, less apt.
     h.write_config("[router.classifier]\nlayers = 0\n");
-    let out = ok(
-        with_model(h.cmd()),
-        &[
-            "route",
-            "evaluate",
-            "--json",
-            "--examples",
-            path.to_str().unwrap(),
-        ],
-    );
-    let whole: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let whole = evaluate();
     eprintln!("classifier on the whole model: {whole}");
     let (cut, all) = (
         r["agreement"].as_f64().unwrap(),

@@ -13,27 +13,18 @@ impl ToolJobStore for PgStore {
     async fn submit_tool_job(&self, job: &NewToolJob) -> Result<ToolJobRecord, StoreError> {
         let e = encode(job)?;
         let inserted: Option<ToolJobRow> = {
-            let inserted = sqlx::query_as(
+            let insert = sqlx::query_as(
                 "INSERT INTO tool_jobs (id, run_id, tool, input, requires, workspace, sandbox,
                      idempotent, deadline, traceparent, status, created_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'ready', $11)
                  ON CONFLICT (id) DO NOTHING
                  RETURNING id, run_id, tool, input, requires, workspace, sandbox, idempotent,
                      deadline, traceparent, status, attempt, node, output, created_at, finished_at",
-            )
-            .bind(&job.id)
-            .bind(&job.run_id)
-            .bind(&job.tool)
-            .bind(&e.input)
-            .bind(&e.requires)
-            .bind(&job.workspace)
-            .bind(e.sandbox)
-            .bind(job.idempotent)
-            .bind(job.deadline_ms)
-            .bind(&job.traceparent)
-            .bind(now_ms())
-            .fetch_optional(&self.pool)
-            .await?;
+            );
+            let inserted = bind_submission(insert, job, &e)
+                .bind(now_ms())
+                .fetch_optional(&self.pool)
+                .await?;
             // Coordinators elsewhere dispatch it without waiting for a poll.
             self.wakeups.jobs_added();
             inserted
@@ -58,7 +49,7 @@ impl ToolJobStore for PgStore {
         // Inserted only where the dispatcher would have sent it: any node
         // for a call without a named workspace or the workspace's first
         // call, else the node holding the workspace.
-        let row: Option<ToolJobRow> = sqlx::query_as(
+        let insert = sqlx::query_as(
             "INSERT INTO tool_jobs (id, run_id, tool, input, requires, workspace, sandbox,
                  idempotent, deadline, traceparent, status, attempt, node, lease_owner,
                  lease_until, created_at)
@@ -70,23 +61,14 @@ impl ToolJobStore for PgStore {
              ON CONFLICT (id) DO NOTHING
              RETURNING id, run_id, tool, input, requires, workspace, sandbox, idempotent,
                  deadline, traceparent, status, attempt, node, output, created_at, finished_at",
-        )
-        .bind(&job.id)
-        .bind(&job.run_id)
-        .bind(&job.tool)
-        .bind(&e.input)
-        .bind(&e.requires)
-        .bind(&job.workspace)
-        .bind(e.sandbox)
-        .bind(job.idempotent)
-        .bind(job.deadline_ms)
-        .bind(&job.traceparent)
-        .bind(lease.node)
-        .bind(lease.owner)
-        .bind(lease.until)
-        .bind(now_ms())
-        .fetch_optional(&self.pool)
-        .await?;
+        );
+        let row: Option<ToolJobRow> = bind_submission(insert, job, &e)
+            .bind(lease.node)
+            .bind(lease.owner)
+            .bind(lease.until)
+            .bind(now_ms())
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(decode_tool_job).transpose()
     }
 

@@ -14,27 +14,18 @@ impl ToolJobStore for SqliteStore {
         let e = encode(job)?;
         let inserted: Option<ToolJobRow> = {
             let _writing = self.lock_writes().await;
-            sqlx::query_as(
+            let insert = sqlx::query_as(
                 "INSERT INTO tool_jobs (id, run_id, tool, input, requires, workspace, sandbox,
                      idempotent, deadline, traceparent, status, created_at)
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ready', ?)
                  ON CONFLICT (id) DO NOTHING
                  RETURNING id, run_id, tool, input, requires, workspace, sandbox, idempotent,
                      deadline, traceparent, status, attempt, node, output, created_at, finished_at",
-            )
-            .bind(&job.id)
-            .bind(&job.run_id)
-            .bind(&job.tool)
-            .bind(&e.input)
-            .bind(&e.requires)
-            .bind(&job.workspace)
-            .bind(e.sandbox)
-            .bind(job.idempotent)
-            .bind(job.deadline_ms)
-            .bind(&job.traceparent)
-            .bind(now_ms())
-            .fetch_optional(&self.writer)
-            .await?
+            );
+            bind_submission(insert, job, &e)
+                .bind(now_ms())
+                .fetch_optional(&self.writer)
+                .await?
         };
         // New: the row came back with the insert; submitted before (a
         // resumed run): read it.
@@ -55,7 +46,7 @@ impl ToolJobStore for SqliteStore {
         let e = encode(job)?;
         let _writing = self.lock_writes().await;
         // As on PostgreSQL: only where the dispatcher would have sent it.
-        let row: Option<ToolJobRow> = sqlx::query_as(
+        let insert = sqlx::query_as(
             "INSERT INTO tool_jobs (id, run_id, tool, input, requires, workspace, sandbox,
                  idempotent, deadline, traceparent, status, attempt, node, lease_owner,
                  lease_until, created_at)
@@ -67,23 +58,14 @@ impl ToolJobStore for SqliteStore {
              ON CONFLICT (id) DO NOTHING
              RETURNING id, run_id, tool, input, requires, workspace, sandbox, idempotent,
                  deadline, traceparent, status, attempt, node, output, created_at, finished_at",
-        )
-        .bind(&job.id)
-        .bind(&job.run_id)
-        .bind(&job.tool)
-        .bind(&e.input)
-        .bind(&e.requires)
-        .bind(&job.workspace)
-        .bind(e.sandbox)
-        .bind(job.idempotent)
-        .bind(job.deadline_ms)
-        .bind(&job.traceparent)
-        .bind(lease.node)
-        .bind(lease.owner)
-        .bind(lease.until)
-        .bind(now_ms())
-        .fetch_optional(&self.writer)
-        .await?;
+        );
+        let row: Option<ToolJobRow> = bind_submission(insert, job, &e)
+            .bind(lease.node)
+            .bind(lease.owner)
+            .bind(lease.until)
+            .bind(now_ms())
+            .fetch_optional(&self.writer)
+            .await?;
         row.map(decode_tool_job).transpose()
     }
 
