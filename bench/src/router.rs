@@ -7,7 +7,10 @@
 //!   detector;
 //! - cost saved on the shipped labelled prompt set: each prompt classified
 //!   by the others (leave-one-out); simple ones to the local model (free),
-//!   the rest to the cloud model at its list price, against all-cloud.
+//!   the rest to the cloud model at its list price, against all-cloud;
+//! - the peer, in the same run: LiteLLM's complexity router (its rule-based
+//!   `heuristic` and its trained `heuristic_v2` classifiers) on the same
+//!   prompts, with its latency, agreement and what it would save.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -191,12 +194,13 @@ pub async fn run(model_dir: Option<PathBuf>) -> Result<()> {
     };
     let examples = read_examples(&shipped()).map_err(anyhow::Error::msg)?;
     // The default: the model's first layer, its own cache.
-    let predicted = cut_model(&dir, &examples, 1).await?;
+    let (predicted, first_p50) = cut_model(&dir, &examples, 1).await?;
     for layers in [2, 3] {
         cut_model(&dir, &examples, layers).await?;
     }
     whole_model(&dir, &examples).await?;
-    savings(&examples, &predicted)
+    let ours = savings(&examples, &predicted)?;
+    litellm(&examples, &ours, first_p50)
 }
 
 /// A router whose classifier runs on `model`, and how that classifier
@@ -261,12 +265,12 @@ async fn whole_model(
 
 /// The classifier on the model's first `layers` layers: its own vectors
 /// (not shared with memory), so every first call embeds. Its predictions,
-/// leave-one-out.
+/// leave-one-out, and its first-call p50 (µs).
 async fn cut_model(
     dir: &std::path::Path,
     examples: &[cairn_llm::router::classify::Example],
     layers: usize,
-) -> Result<Vec<Complexity>> {
+) -> Result<(Vec<Complexity>, f64)> {
     let model: Arc<dyn Embedder> = Arc::new(cairn_memory::CachedEmbedder::new(Arc::new(
         LocalEmbedder::load(dir)
             .context("loading the embedding model")?
@@ -280,6 +284,7 @@ async fn cut_model(
     } = judged(&model, examples).await?;
     decision_latency(&with, 20).await; // loads the model
     let (p50, p99) = first_calls(&with, examples, None).await;
+    let first_p50 = p50;
     let default = if layers == 1 { " (the default)" } else { "" };
     println!(
         "  classifier on the model's first {layers} layer(s){default}: a turn's first call p50 {:.2} ms, p99 {:.2} ms   target p50 < 5 ms; {:.1}% agree with the labels (leave-one-out), {:.1}% local",
@@ -294,20 +299,36 @@ async fn cut_model(
             "  classifier (the default), a later step of a turn (message seen): p50 {p50:.1} µs, p99 {p99:.1} µs   target p50 < 5 ms"
         );
     }
-    Ok(predicted)
+    Ok((predicted, first_p50))
 }
 
-fn savings(
+/// What a classifier's choices on the shipped set mean.
+struct Outcome {
+    agreement: f64,
+    local_share: f64,
+    /// Demanding prompts it sent to the local model.
+    misrouted: usize,
+    all_cloud: f64,
+    hybrid: f64,
+}
+
+impl Outcome {
+    fn saved(&self) -> f64 {
+        (1.0 - self.hybrid / self.all_cloud) * 100.0
+    }
+}
+
+fn outcome(
     examples: &[cairn_llm::router::classify::Example],
     predicted: &[Complexity],
-) -> Result<()> {
+) -> Result<Outcome> {
     let labels: Vec<Complexity> = examples.iter().map(|e| e.label).collect();
     let (agreement, local_share) = cairn_llm::router::classify::agreement(&labels, predicted);
     let prices = PriceTable::default();
     let price = prices
         .price(CLOUD_MODEL)
         .context("the cloud model's price")?;
-    let (mut all_cloud, mut hybrid) = (0.0, 0.0);
+    let (mut all_cloud, mut hybrid, mut misrouted) = (0.0, 0.0, 0);
     for (e, got) in examples.iter().zip(predicted) {
         let out = match e.label {
             Complexity::Simple => SIMPLE_OUT,
@@ -316,25 +337,116 @@ fn savings(
         let input = SYSTEM_TOKENS + e.text.len() as f64 / 4.0;
         let cost = (input * price.input + out * price.output) / 1e6;
         all_cloud += cost;
-        // Where the classifier, trained on the others, sends it.
+        // Where the classifier sends it.
         if *got == Complexity::Complex {
             hybrid += cost;
+        } else if e.label == Complexity::Complex {
+            misrouted += 1;
         }
     }
+    Ok(Outcome {
+        agreement,
+        local_share,
+        misrouted,
+        all_cloud,
+        hybrid,
+    })
+}
+
+fn savings(
+    examples: &[cairn_llm::router::classify::Example],
+    predicted: &[Complexity],
+) -> Result<Outcome> {
+    let o = outcome(examples, predicted)?;
+    let price = PriceTable::default()
+        .price(CLOUD_MODEL)
+        .context("the cloud model's price")?;
     println!(
-        "  shipped prompt set ({} prompts): {:.1}% agree with their labels (leave-one-out), {:.1}% sent local",
+        "  shipped prompt set ({} prompts): {:.1}% agree with their labels (leave-one-out), {:.1}% sent local, {} demanding prompts sent local",
         examples.len(),
-        agreement * 100.0,
-        local_share * 100.0
+        o.agreement * 100.0,
+        o.local_share * 100.0,
+        o.misrouted
     );
     println!(
-        "  cost, all cloud ({CLOUD_MODEL} at ${}/${} per Mtok in/out): ${all_cloud:.4}; hybrid (local free): ${hybrid:.4}; saved {:.1}%",
+        "  cost, all cloud ({CLOUD_MODEL} at ${}/${} per Mtok in/out): ${:.4}; hybrid (local free): ${:.4}; saved {:.1}%",
         price.input,
         price.output,
-        (1.0 - hybrid / all_cloud) * 100.0
+        o.all_cloud,
+        o.hybrid,
+        o.saved()
     );
     println!(
         "  (assumed per call: {SYSTEM_TOKENS} system tokens + the prompt; answers of {SIMPLE_OUT} tokens for simple work, {COMPLEX_OUT} for complex)"
     );
+    Ok(o)
+}
+
+/// One LiteLLM classifier's run, as bench/peers/litellm_router.py prints it.
+#[derive(serde::Deserialize)]
+struct PeerRun {
+    classifier: String,
+    p50_us: f64,
+    p99_us: f64,
+    tiers: Vec<String>,
+}
+
+/// LiteLLM's complexity router on the same prompts, when
+/// BENCH_LITELLM_PYTHON names a Python with litellm (bench/run.sh).
+fn litellm(
+    examples: &[cairn_llm::router::classify::Example],
+    ours: &Outcome,
+    ours_p50_us: f64,
+) -> Result<()> {
+    let Ok(python) = std::env::var("BENCH_LITELLM_PYTHON") else {
+        println!(
+            "  peer: not measured (set BENCH_LITELLM_PYTHON to a Python with litellm; bench/run.sh does)"
+        );
+        return Ok(());
+    };
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers/litellm_router.py");
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(shipped())
+        .output()
+        .with_context(|| format!("running {python} {}", script.display()))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "the LiteLLM peer failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let run: PeerRun = serde_json::from_str(line).context("the LiteLLM peer's output")?;
+        let predicted: Vec<Complexity> = run
+            .tiers
+            .iter()
+            .map(|t| match t.as_str() {
+                "SIMPLE" | "MEDIUM" => Complexity::Simple,
+                _ => Complexity::Complex,
+            })
+            .collect();
+        anyhow::ensure!(
+            predicted.len() == examples.len(),
+            "the peer skipped prompts"
+        );
+        let o = outcome(examples, &predicted)?;
+        println!(
+            "  peer: LiteLLM complexity router ({}), SIMPLE/MEDIUM local: a decision p50 {:.0} µs, p99 {:.0} µs; {:.1}% agree, {:.1}% local, {} demanding prompts sent local; saved {:.1}%",
+            run.classifier,
+            run.p50_us,
+            run.p99_us,
+            o.agreement * 100.0,
+            o.local_share * 100.0,
+            o.misrouted,
+            o.saved()
+        );
+        println!(
+            "    cairn against it: agreement {:+.1} points, {} fewer demanding prompts sent local; a turn's first decision {:.1}x its time (later steps of the turn reuse it)",
+            (ours.agreement - o.agreement) * 100.0,
+            o.misrouted as i64 - ours.misrouted as i64,
+            ours_p50_us / run.p50_us
+        );
+    }
     Ok(())
 }

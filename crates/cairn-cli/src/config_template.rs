@@ -188,7 +188,10 @@ heartbeat_ms = 5000
 # data = ["public", "internal"]
 # [router]
 # order = ["claude", "local"]     # preference
-# restricted = "route"            # or "redact": placeholders, restored in the answer
+# restricted = "route"            # or "redact": placeholders, restored in the answer;
+#                                 # or "summarise": as redact, and results of declared
+#                                 # tools reach the cloud as a local model's summary
+# summarise_with = "local"        # default: the first provider allowed restricted
 # patterns = {{ employee_id = "EMP-[0-9]{{6}}" }}
 # tools = {{ crm_lookup = "restricted" }}
 # [router.classifier]             # simple work local, the rest to the frontier model

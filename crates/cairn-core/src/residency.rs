@@ -64,6 +64,10 @@ pub struct RouteDecision {
     /// Content blocks withheld whole (a restricted source cannot be redacted
     /// span by span).
     pub withheld: usize,
+    /// Restricted tool results sent as a summary a model allowed to read
+    /// them wrote (`[router] restricted = "summarise"`).
+    #[serde(default)]
+    pub summarised: usize,
     /// Providers tried first and why they did not answer.
     pub fell_back_from: Vec<String>,
     /// What the call cost at that provider's prices (dollars).

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::*;
 
 /// What must never reach the cloud.
-const CANARIES: &[&str] = &[
+pub const CANARIES: &[&str] = &[
     "ada.canary@example.com",
     "4111 1111 1111 1111",
     "sk-ant-api03-canaryCANARYcanary0123456789",
@@ -193,6 +193,43 @@ fn redaction_sends_placeholders_and_restores_them_in_the_answer() {
 }
 
 #[test]
+fn a_summary_the_local_model_cannot_write_leaves_the_result_withheld() {
+    let (cloud, local) = (FakeLlm::start(), FakeLlm::start());
+    let h = home();
+    hybrid(
+        &h,
+        &cloud,
+        &local,
+        "restricted = \"summarise\"\ntools = { read_file = \"restricted\" }",
+    );
+    std::fs::create_dir_all(h.workspace()).unwrap();
+    std::fs::write(
+        h.workspace().join("ledger.txt"),
+        format!("Badge {} owes 1,200 EUR\n", CANARIES[4]),
+    )
+    .unwrap();
+    cloud.push([
+        Reply::tool("read_file", json!({"path": "ledger.txt"})),
+        Reply::text("I may not see the ledger."),
+    ]);
+    local.respond_with(|_| Some(Reply::error(503, "overloaded")));
+    let done = run_json(&h, "Does the ledger show any debt?");
+    assert_eq!(done["output"], "I may not see the ledger.", "{done}");
+    let r = routes(&h, done["id"].as_str().unwrap());
+    assert_eq!(r[1]["provider"], "claude", "{r:?}");
+    assert_eq!(
+        (r[1]["withheld"].as_u64(), r[1]["summarised"].as_u64()),
+        (Some(1), Some(0)),
+        "{r:?}"
+    );
+    let sent = cloud.requests()[1].body.to_string();
+    assert!(sent.contains("[withheld by cairn"), "{sent}");
+    assert!(!sent.contains("1,200"), "{sent}");
+    assert!(!local.requests().is_empty(), "the local model was asked");
+    cloud_saw_no_canary(&cloud);
+}
+
+#[test]
 fn a_failing_provider_falls_back_only_where_the_data_may_go() {
     let (cloud, local) = (FakeLlm::start(), FakeLlm::start());
     let h = home();
@@ -267,6 +304,42 @@ fn policies_that_cannot_work_are_refused_at_load_with_their_line() {
     let err = stderr(&out);
     assert!(
         err.contains("no provider may receive restricted data") && err.contains("cairn.toml:"),
+        "{err}"
+    );
+
+    // Summaries with nobody allowed to read what they summarise.
+    hybrid(&h, &cloud, &local, "restricted = \"summarise\"");
+    let text = std::fs::read_to_string(h.path().join("cairn.toml")).unwrap();
+    h.write_config(&text.replace(
+        "data = [\"public\", \"internal\", \"restricted\"]",
+        "data = [\"public\"]",
+    ));
+    let err = stderr(&run(cmd(&h), &["route", "explain", "hi"]));
+    assert!(
+        err.contains(
+            "restricted = \"summarise\" needs a provider that may receive restricted data"
+        ) && err.contains("cairn.toml:"),
+        "{err}"
+    );
+    // Or a summariser that may not read them.
+    hybrid(
+        &h,
+        &cloud,
+        &local,
+        "restricted = \"summarise\"\nsummarise_with = \"claude\"",
+    );
+    let text = std::fs::read_to_string(h.path().join("cairn.toml")).unwrap();
+    let out = run(cmd(&h), &["route", "explain", "hi"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("summarise_with"))
+        .unwrap()
+        + 1;
+    assert!(
+        err.contains("summarise_with = \"claude\" may not receive restricted data")
+            && err.contains(&format!("cairn.toml:{line}:")),
         "{err}"
     );
 

@@ -68,6 +68,18 @@ pub enum RestrictedPolicy {
     /// The preferred provider gets the call with what it may not see
     /// replaced by placeholders (restored in the answer) or withheld.
     Redact,
+    /// As `Redact`, but a result of a declared source is summarised by a
+    /// provider allowed to read it (a local model) instead of withheld, so
+    /// a cloud model can go on reasoning over edge data it may not see.
+    #[serde(alias = "summarize")]
+    Summarise,
+}
+
+impl RestrictedPolicy {
+    /// Whether a provider allowed less may get the call, altered.
+    pub fn alters(self) -> bool {
+        self != RestrictedPolicy::Route
+    }
 }
 
 /// `[router]`.
@@ -94,6 +106,9 @@ pub struct RouterConfig {
     pub classifier: super::classify::ClassifierConfig,
     /// Daily spend limits by agent (`"*"`: every agent without its own).
     pub budgets: BTreeMap<String, super::budget::Budget>,
+    /// Who writes the summaries under `restricted = "summarise"`; empty:
+    /// the first provider in order allowed restricted data.
+    pub summarise_with: String,
     /// Daily spend limits by person (`"telegram:42"`; `"*"`: every person
     /// without their own; the local owner has none).
     pub user_budgets: BTreeMap<String, super::budget::Budget>,
@@ -248,6 +263,9 @@ impl RouterConfig {
                 "no provider may receive restricted data, so every call carrying any (an email, a key, a declared source) would be refused: add \"restricted\" to the data of a local provider, or set [router] restricted = \"redact\"".into(),
             );
         }
+        if self.restricted == RestrictedPolicy::Summarise {
+            self.check_summariser(providers)?;
+        }
         let declared = self
             .agents
             .iter()
@@ -266,6 +284,33 @@ impl RouterConfig {
             }
         }
         Ok(())
+    }
+
+    /// Under `summarise`, someone must be able to read what is summarised.
+    fn check_summariser(
+        &self,
+        providers: &BTreeMap<String, ProviderEntry>,
+    ) -> Result<(), PolicyError> {
+        let reads = |p: &ProviderEntry| p.data.contains(&DataClass::Restricted);
+        let name = &self.summarise_with;
+        let message = if name.is_empty() {
+            if providers.values().any(reads) {
+                return Ok(());
+            }
+            "restricted = \"summarise\" needs a provider that may receive restricted data (a local model) to write the summaries: add \"restricted\" to its data, or use \"redact\"".to_string()
+        } else {
+            match providers.get(name) {
+                Some(p) if reads(p) => return Ok(()),
+                Some(_) => format!(
+                    "summarise_with = {name:?} may not receive restricted data, so it cannot read what it would summarise: add \"restricted\" to [providers.{name}] data, or name a local provider"
+                ),
+                None => format!("summarise_with = {name:?} is not a provider"),
+            }
+        };
+        Err(PolicyError {
+            key: "router.summarise_with".into(),
+            message,
+        })
     }
 }
 

@@ -14,6 +14,7 @@ pub mod detect;
 pub mod redact;
 pub mod scan;
 pub mod stats;
+mod summarise;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -48,6 +49,9 @@ pub struct Router {
     user_budgets: std::collections::BTreeMap<String, budget::Budget>,
     spend: Option<std::sync::Arc<dyn budget::Spend>>,
     stats: stats::RouteStats,
+    summariser: summarise::Summariser,
+    /// Who writes summaries (an index into `providers`), under `summarise`.
+    summarise_with: Option<usize>,
 }
 
 /// The classifier and where its labels send calls.
@@ -112,6 +116,12 @@ impl Router {
             })?;
             providers.push(config::build(name, entry, timeout, env)?);
         }
+        let reads = |r: &Routed| r.allowed.contains(&DataClass::Restricted);
+        let summarise_with = match cfg.summarise_with.as_str() {
+            "" => providers.iter().position(reads),
+            name => providers.iter().position(|r| r.name == name && reads(r)),
+        }
+        .filter(|_| cfg.restricted == RestrictedPolicy::Summarise);
         let patterns: Vec<(String, String)> = cfg
             .patterns
             .iter()
@@ -134,6 +144,8 @@ impl Router {
             user_budgets: cfg.user_budgets.clone(),
             spend: None,
             stats: stats::RouteStats::default(),
+            summariser: summarise::Summariser::default(),
+            summarise_with,
         })
     }
 
@@ -277,8 +289,7 @@ impl Router {
     fn verdict(&self, r: &Routed, classes: &BTreeSet<DataClass>) -> Verdict {
         if classes.is_subset(&r.allowed) {
             Verdict::AsIs
-        } else if self.policy == RestrictedPolicy::Redact && r.allowed.contains(&DataClass::Public)
-        {
+        } else if self.policy.alters() && r.allowed.contains(&DataClass::Public) {
             Verdict::Redacted
         } else {
             Verdict::NotAllowed
@@ -295,7 +306,14 @@ impl Router {
             .map(|(r, model)| {
                 let mut v = self.verdict(r, &analysis.classes);
                 if v == Verdict::Redacted
-                    && scan::redact_for(req, &r.allowed, &self.detectors, &self.sources).is_none()
+                    && scan::redact_for(
+                        req,
+                        &r.allowed,
+                        &self.detectors,
+                        &self.sources,
+                        &Default::default(),
+                    )
+                    .is_none()
                 {
                     v = Verdict::NotAllowed;
                 }
@@ -324,6 +342,71 @@ struct Attempt {
     request: ModelRequest,
     redactions: Redactions,
     withheld: usize,
+    summarised: usize,
+    /// What writing its summaries cost (dollars).
+    summary_cost: f64,
+    /// Who wrote them.
+    summarised_by: Option<String>,
+}
+
+impl Router {
+    /// The request `r` may get, if any: as it is, or altered as the
+    /// policy says (summaries written first, where it says so).
+    async fn attempt(&self, r: &Routed, req: &ModelRequest, a: &Analysis) -> Option<Attempt> {
+        match self.verdict(r, &a.classes) {
+            Verdict::NotAllowed => None,
+            Verdict::AsIs => Some(Attempt {
+                request: req.clone(),
+                redactions: Redactions::default(),
+                withheld: 0,
+                summarised: 0,
+                summary_cost: 0.0,
+                summarised_by: None,
+            }),
+            Verdict::Redacted => {
+                let writer = self
+                    .summarise_with
+                    .and_then(|i| self.providers.get(i))
+                    .filter(|w| w.name != r.name);
+                let mut summaries = summarise::Summaries::default();
+                if let Some(w) = writer {
+                    let above = scan::sourced_above(req, &r.allowed, &self.sources);
+                    if !above.is_empty() {
+                        let task = last_user_text(req);
+                        let cost = |p: &Routed, resp: &ModelResponse| self.cost(p, resp);
+                        summaries = self.summariser.summarise(w, &above, &task, &cost).await;
+                    }
+                }
+                let x = scan::redact_for(
+                    req,
+                    &r.allowed,
+                    &self.detectors,
+                    &self.sources,
+                    &summaries.by_call,
+                )?;
+                Some(Attempt {
+                    request: x.request,
+                    redactions: x.redactions,
+                    withheld: x.withheld,
+                    summarised: x.summarised,
+                    summary_cost: summaries.cost_usd,
+                    summarised_by: writer.filter(|_| x.summarised > 0).map(|w| w.name.clone()),
+                })
+            }
+        }
+    }
+
+    /// What `resp` cost at `r`'s prices.
+    fn cost(&self, r: &Routed, resp: &ModelResponse) -> f64 {
+        match r.price {
+            Some(p) => {
+                (resp.usage.input_tokens as f64 * p.input
+                    + resp.usage.output_tokens as f64 * p.output)
+                    / 1e6
+            }
+            None => self.prices.cost(&resp.model, resp.usage),
+        }
+    }
 }
 
 #[async_trait]
@@ -368,41 +451,18 @@ impl Provider for Router {
             if only.as_ref().is_some_and(|o| *o != r.name) {
                 continue;
             }
-            let attempt = match self.verdict(r, &analysis.classes) {
-                Verdict::NotAllowed => continue,
-                Verdict::AsIs => Attempt {
-                    request: req.clone(),
-                    redactions: Redactions::default(),
-                    withheld: 0,
-                },
-                Verdict::Redacted => {
-                    match scan::redact_for(req, &r.allowed, &self.detectors, &self.sources) {
-                        Some(x) => Attempt {
-                            request: x.request,
-                            redactions: x.redactions,
-                            withheld: x.withheld,
-                        },
-                        None => continue,
-                    }
-                }
+            let Some(mut attempt) = self.attempt(r, req, &analysis).await else {
+                continue;
             };
-            let mut request = attempt.request;
-            request.model = model.clone();
-            match call(r, &request, &attempt.redactions, on_event).await {
+            attempt.request.model = model.clone();
+            match call(r, &attempt.request, &attempt.redactions, on_event).await {
                 Ok(mut resp) => {
                     restore(&mut resp, &attempt.redactions);
-                    let cost_usd = match r.price {
-                        Some(p) => {
-                            (resp.usage.input_tokens as f64 * p.input
-                                + resp.usage.output_tokens as f64 * p.output)
-                                / 1e6
-                        }
-                        None => self.prices.cost(&resp.model, resp.usage),
-                    };
+                    let cost_usd = self.cost(r, &resp) + attempt.summary_cost;
                     let reason = format!(
                         "{}; {}",
                         preference.why,
-                        reason_for(&analysis, &tried, &attempt.redactions, attempt.withheld)
+                        reason_for(&analysis, &tried, &attempt)
                     );
                     resp.route = Some(Box::new(RouteDecision {
                         provider: r.name.clone(),
@@ -412,6 +472,7 @@ impl Provider for Router {
                         labels: analysis.labels.clone(),
                         redactions: attempt.redactions.len(),
                         withheld: attempt.withheld,
+                        summarised: attempt.summarised,
                         fell_back_from: tried,
                         cost_usd,
                     }));
@@ -440,19 +501,22 @@ impl Provider for Router {
     }
 }
 
-fn reason_for(a: &Analysis, tried: &[String], red: &Redactions, withheld: usize) -> String {
+fn reason_for(a: &Analysis, tried: &[String], at: &Attempt) -> String {
     let mut why = if a.class() == DataClass::Public {
         "public data".to_string()
-    } else if red.is_empty() && withheld == 0 {
+    } else if at.redactions.is_empty() && at.withheld == 0 && at.summarised == 0 {
         format!("allowed {} data", a.class().as_str())
     } else {
         format!(
             "{} data redacted ({} values, {} results withheld)",
             a.class().as_str(),
-            red.len(),
-            withheld
+            at.redactions.len(),
+            at.withheld
         )
     };
+    if let Some(by) = &at.summarised_by {
+        why.push_str(&format!("; {} results summarised by {by}", at.summarised));
+    }
     if !tried.is_empty() {
         why.push_str(&format!("; fell back after {} failed", tried.len()));
     }

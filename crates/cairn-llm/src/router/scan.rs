@@ -145,16 +145,63 @@ pub struct Redacted {
     pub redactions: Redactions,
     /// Blocks withheld whole.
     pub withheld: usize,
+    /// Blocks sent as a summary in their place.
+    pub summarised: usize,
+}
+
+/// A tool result from a source declared above what a provider may get.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sourced {
+    /// The call it answers.
+    pub tool_use_id: String,
+    /// The tool that produced it.
+    pub tool: String,
+    /// Its class.
+    pub class: DataClass,
+    /// What it says.
+    pub content: String,
+}
+
+/// The results in `req` of sources declared above `allowed`.
+pub fn sourced_above(
+    req: &ModelRequest,
+    allowed: &BTreeSet<DataClass>,
+    sources: &Sources,
+) -> Vec<Sourced> {
+    let tools = tool_names(req);
+    req.messages
+        .iter()
+        .flat_map(|m| &m.content)
+        .filter_map(|b| match b {
+            ContentBlock::ToolResult {
+                tool_use_id,
+                content,
+                ..
+            } => {
+                let tool = tools.get(tool_use_id.as_str()).copied().unwrap_or_default();
+                let class = sources.tool_class(tool).filter(|c| !allowed.contains(c))?;
+                Some(Sourced {
+                    tool_use_id: tool_use_id.clone(),
+                    tool: tool.to_string(),
+                    class,
+                    content: content.clone(),
+                })
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// `req` with detector findings above `allowed` replaced by placeholders
-/// and results of sources above it withheld. `None` if the agent itself is
+/// and results of sources above it replaced by their entry in `summaries`
+/// (tool call id → summary), else withheld. `None` if the agent itself is
 /// declared above `allowed` (nothing of it may go).
 pub fn redact_for(
     req: &ModelRequest,
     allowed: &BTreeSet<DataClass>,
     detectors: &Detectors,
     sources: &Sources,
+    summaries: &HashMap<String, String>,
 ) -> Option<Redacted> {
     if !allowed.contains(&agent_class(req, sources)) {
         return None;
@@ -179,6 +226,7 @@ pub fn redact_for(
     let mut out = req.clone();
     out.system = fix(&req.system);
     let mut withheld = 0;
+    let mut summarised = 0;
     for block in out.messages.iter_mut().flat_map(|m| &mut m.content) {
         match block {
             ContentBlock::Text { text } => *text = fix(text),
@@ -194,6 +242,14 @@ pub fn redact_for(
                     .unwrap_or_default();
                 match sources.tool_class(tool) {
                     Some(class) if !allowed.contains(&class) => {
+                        if let Some(summary) = summaries.get(tool_use_id.as_str()) {
+                            summarised += 1;
+                            *content = fix(&format!(
+                                "[summarised by cairn: the result of {tool} is {} data, which may not be sent to this model; a model allowed to read it wrote this in its place]\n{summary}",
+                                class.as_str()
+                            ));
+                            continue;
+                        }
                         withheld += 1;
                         *content = format!(
                             "[withheld by cairn: the result of {tool} is {} data, which may not be sent to this model]",
@@ -209,6 +265,7 @@ pub fn redact_for(
         request: out,
         redactions,
         withheld,
+        summarised,
     })
 }
 

@@ -11,6 +11,7 @@ struct Counts {
     calls: u64,
     redactions: u64,
     withheld: u64,
+    summarised: u64,
     fallbacks: u64,
     cost_usd: f64,
 }
@@ -33,6 +34,7 @@ impl RouteStats {
             c.calls += 1;
             c.redactions += d.redactions as u64;
             c.withheld += d.withheld as u64;
+            c.summarised += d.summarised as u64;
             c.fallbacks += u64::from(!d.fell_back_from.is_empty());
             c.cost_usd += d.cost_usd;
         }
@@ -49,7 +51,7 @@ impl RouteStats {
     pub fn prometheus(&self) -> String {
         let mut out = String::new();
         let routes = self.by_route.lock().map(|m| m.clone()).unwrap_or_default();
-        let series: [Series; 5] = [
+        let series: [Series; 6] = [
             (
                 "cairn_model_calls_total",
                 "Model calls answered, by provider and data class.",
@@ -64,6 +66,11 @@ impl RouteStats {
                 "cairn_model_withheld_total",
                 "Tool results withheld whole from a provider.",
                 |c| c.withheld as f64,
+            ),
+            (
+                "cairn_model_summarised_total",
+                "Tool results sent as a summary a model allowed to read them wrote.",
+                |c| c.summarised as f64,
             ),
             (
                 "cairn_model_fallbacks_total",
