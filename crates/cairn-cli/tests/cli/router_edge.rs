@@ -89,7 +89,10 @@ async fn edge_data_reaches_the_cloud_only_as_a_guarded_local_summary() {
     );
     std::fs::write(docs.join("customers.csv"), &record).unwrap();
 
+    // The cloud model reads the file twice: the same result for the same
+    // task is summarised once.
     cloud.push([
+        Reply::tool("exec", json!({"command": "cat customers.csv"})),
         Reply::tool("exec", json!({"command": "cat customers.csv"})),
         Reply::text("You have one gold customer."),
     ]);
@@ -104,9 +107,15 @@ async fn edge_data_reaches_the_cloud_only_as_a_guarded_local_summary() {
     assert_eq!(done["run"]["output"], "You have one gold customer.");
     let r = routes(&h, done["run"]["id"].as_str().unwrap());
     let providers: Vec<&str> = r.iter().map(|x| x["provider"].as_str().unwrap()).collect();
-    assert_eq!(providers, ["claude", "claude"], "{r:?}");
+    assert_eq!(providers, ["claude", "claude", "claude"], "{r:?}");
     assert_eq!(r[1]["summarised"], 1, "{r:?}");
     assert_eq!(r[1]["withheld"], 0, "{r:?}");
+    assert_eq!(r[2]["summarised"], 2, "{r:?}");
+    assert_eq!(
+        local.requests().len(),
+        1,
+        "the same result summarised twice"
+    );
     let reason = r[1]["reason"].as_str().unwrap();
     assert!(reason.contains("1 results summarised by local"), "{reason}");
 
@@ -125,13 +134,14 @@ async fn edge_data_reaches_the_cloud_only_as_a_guarded_local_summary() {
     }
     cloud_saw_no_canary(&cloud);
 
-    // The next turn resends the result: its summary is remembered, not
-    // written again.
-    cloud.push([Reply::text("Still one.")]);
-    let done = api.turn("s1", "And now?").await;
-    assert_eq!(done["run"]["output"], "Still one.", "{done}");
-    assert_eq!(local.requests().len(), 1, "summarised again");
-    let sent = cloud.requests()[2].body.to_string();
-    assert!(sent.contains("the one gold customer."), "{sent}");
+    // Another question: a summary is written for its task (the one kept
+    // was guarded against the first), once for both copies of the result.
+    local.push([Reply::text("No silver customers.")]);
+    cloud.push([Reply::text("None.")]);
+    let done = api.turn("s1", "And how many are silver?").await;
+    assert_eq!(done["run"]["output"], "None.", "{done}");
+    assert_eq!(local.requests().len(), 2);
+    let sent = cloud.requests()[3].body.to_string();
+    assert_eq!(sent.matches("No silver customers.").count(), 2, "{sent}");
     cloud_saw_no_canary(&cloud);
 }

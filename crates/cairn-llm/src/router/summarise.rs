@@ -29,7 +29,10 @@ const INSTRUCTIONS: &str = "You are a data guard on the user's own machine. Anot
 /// Writes summaries, and remembers them.
 #[derive(Default)]
 pub(crate) struct Summariser {
-    cache: Mutex<HashMap<(String, String), String>>,
+    /// By a digest of the tool, the task and the result: a summary is
+    /// guarded against its task, so another task (another person's) must
+    /// not get it.
+    cache: Mutex<HashMap<[u8; 32], String>>,
 }
 
 /// What summarising one call's results produced.
@@ -53,7 +56,7 @@ impl Summariser {
     ) -> Summaries {
         let mut out = Summaries::default();
         for r in results {
-            let key = (r.tool.clone(), r.content.clone());
+            let key = digest(&[&r.tool, task, &r.content]);
             if let Some(s) = self.cached(&key) {
                 out.by_call.insert(r.tool_use_id.clone(), s);
                 continue;
@@ -73,11 +76,11 @@ impl Summariser {
         out
     }
 
-    fn cached(&self, key: &(String, String)) -> Option<String> {
+    fn cached(&self, key: &[u8; 32]) -> Option<String> {
         self.cache.lock().ok()?.get(key).cloned()
     }
 
-    fn remember(&self, key: (String, String), summary: String) {
+    fn remember(&self, key: [u8; 32], summary: String) {
         if let Ok(mut m) = self.cache.lock() {
             if m.len() >= CACHE {
                 m.clear();
@@ -85,6 +88,17 @@ impl Summariser {
             m.insert(key, summary);
         }
     }
+}
+
+/// SHA-256 of `parts`, each length-prefixed so no two lists collide.
+fn digest(parts: &[&str]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    h.finalize().into()
 }
 
 /// Asks `writer` for one result's summary.
