@@ -284,7 +284,10 @@ async fn cut_model(
     } = judged(&model, examples).await?;
     decision_latency(&with, 20).await; // loads the model
     let (p50, p99) = first_calls(&with, examples, None).await;
-    let mut p50s = Latency { first_us: p50, later_us: 0.0 };
+    let mut p50s = Latency {
+        first_us: p50,
+        later_us: 0.0,
+    };
     let default = if layers == 1 { " (the default)" } else { "" };
     println!(
         "  classifier on the model's first {layers} layer(s){default}: a turn's first call p50 {:.2} ms, p99 {:.2} ms   target p50 < 5 ms; {:.1}% agree with the labels (leave-one-out), {:.1}% local",
@@ -427,7 +430,10 @@ fn litellm(
     }
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let run: PeerRun = serde_json::from_str(line).context("the LiteLLM peer's output")?;
-        anyhow::ensure!(run.tiers.len() == examples.len(), "the peer skipped prompts");
+        anyhow::ensure!(
+            run.tiers.len() == examples.len(),
+            "the peer skipped prompts"
+        );
         println!(
             "  peer: LiteLLM complexity router ({}): a decision p50 {:.0} µs, p99 {:.0} µs (every call); cairn's first decision of a turn {:.1}x that, a later step's {:.2}x",
             run.classifier,
