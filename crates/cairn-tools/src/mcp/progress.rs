@@ -5,8 +5,13 @@
 //! answer (or not at all, once the call stopped listening). Reading them
 //! as the transport yields them, before rmcp sees the answer behind them,
 //! keeps "progress 4/4" ahead of the result.
+//!
+//! rmcp picks a request's token only as it sends the request, so a fast
+//! server's first progress can arrive before the call has registered for
+//! it: such progress is held (a little of it, for a few tokens) and handed
+//! over when the call registers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
@@ -17,8 +22,64 @@ use rmcp::transport::Transport;
 
 use crate::Progress;
 
-/// Calls waiting for progress, by token key.
-pub(crate) type Watchers = Arc<Mutex<HashMap<String, Progress>>>;
+/// Calls waiting for progress, and progress no call waits for yet.
+pub(crate) type Watchers = Arc<Mutex<Board>>;
+
+/// Tokens whose early progress is held; beyond, the oldest is dropped (a
+/// server sending progress for tokens nobody asked for fills no memory).
+const EARLY_TOKENS: usize = 32;
+/// Lines held per token.
+const EARLY_LINES: usize = 16;
+
+/// Who listens to which token.
+#[derive(Default)]
+pub(crate) struct Board {
+    watching: HashMap<String, Progress>,
+    early: HashMap<String, Vec<String>>,
+    /// `early`'s keys, oldest first.
+    arrived: VecDeque<String>,
+}
+
+impl Board {
+    /// `sink` gets the progress of `token` from now on, after whatever
+    /// arrived for it before.
+    pub fn watch(&mut self, token: String, sink: Progress) {
+        if let Some(lines) = self.early.remove(&token) {
+            self.arrived.retain(|t| *t != token);
+            for line in lines {
+                sink.send(&line);
+            }
+        }
+        self.watching.insert(token, sink);
+    }
+
+    /// Nobody listens to `token` any more.
+    pub fn forget(&mut self, token: &str) {
+        self.watching.remove(token);
+        if self.early.remove(token).is_some() {
+            self.arrived.retain(|t| t != token);
+        }
+    }
+
+    fn deliver(&mut self, token: String, line: String) {
+        if let Some(sink) = self.watching.get(&token) {
+            sink.send(&line);
+            return;
+        }
+        if !self.early.contains_key(&token) {
+            if self.arrived.len() >= EARLY_TOKENS
+                && let Some(oldest) = self.arrived.pop_front()
+            {
+                self.early.remove(&oldest);
+            }
+            self.arrived.push_back(token.clone());
+        }
+        let lines = self.early.entry(token).or_default();
+        if lines.len() < EARLY_LINES {
+            lines.push(line);
+        }
+    }
+}
 
 /// The map key of a progress token.
 pub(crate) fn token_key(token: &ProgressToken) -> String {
@@ -68,14 +129,49 @@ impl<T: Transport<RoleClient>> Transport<RoleClient> for Ordered<T> {
 }
 
 fn report(watchers: &Watchers, params: &ProgressNotificationParam) {
-    let key = token_key(&params.progress_token);
-    let sink = match watchers.lock() {
-        Ok(map) => map.get(&key).cloned(),
-        Err(_) => None,
-    };
-    if let Some(sink) = sink {
-        let total = params.total.map(|t| format!("/{t}")).unwrap_or_default();
-        let message = params.message.as_deref().unwrap_or("");
-        sink.send(&format!("progress {}{total} {message}\n", params.progress));
+    let total = params.total.map(|t| format!("/{t}")).unwrap_or_default();
+    let message = params.message.as_deref().unwrap_or("");
+    let line = format!("progress {}{total} {message}\n", params.progress);
+    match watchers.lock() {
+        Ok(mut board) => board.deliver(token_key(&params.progress_token), line),
+        Err(_) => tracing::debug!("progress board poisoned; a progress line is dropped"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(rx: &mut tokio::sync::mpsc::Receiver<String>) -> Vec<String> {
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+
+    #[test]
+    fn progress_before_the_call_registers_is_handed_over_in_order() {
+        let mut board = Board::default();
+        board.deliver("7".into(), "one".into());
+        board.deliver("7".into(), "two".into());
+        let (sink, mut rx) = Progress::channel();
+        board.watch("7".into(), sink);
+        board.deliver("7".into(), "three".into());
+        assert_eq!(drain(&mut rx), ["one", "two", "three"]);
+        board.forget("7");
+        board.deliver("7".into(), "late".into());
+        assert!(drain(&mut rx).is_empty());
+    }
+
+    #[test]
+    fn progress_for_tokens_nobody_asked_for_stays_bounded() {
+        let mut board = Board::default();
+        for t in 0..1_000 {
+            for l in 0..100 {
+                board.deliver(t.to_string(), format!("{l}"));
+            }
+        }
+        assert_eq!(board.early.len(), EARLY_TOKENS);
+        assert_eq!(board.arrived.len(), EARLY_TOKENS);
+        assert!(board.early.values().all(|l| l.len() == EARLY_LINES));
+        // The newest tokens are the ones kept.
+        assert!(board.early.contains_key("999") && !board.early.contains_key("0"));
     }
 }

@@ -129,19 +129,19 @@ impl McpTool {
             Ok(h) => h,
             Err(e) => return failed_call(&self.slot, conn, &e).await,
         };
-        // rmcp picks the request's progress token; progress for it goes to
-        // this call's watchers from now on.
+        // rmcp picks the request's progress token; progress for it (also
+        // what arrived already) goes to this call's watchers.
         let token = progress::token_key(&handle.progress_token);
-        if let (Some(p), Ok(mut map)) = (&ctx.progress, conn.handler.progress.lock()) {
-            map.insert(token.clone(), p.clone());
+        if let (Some(p), Ok(mut board)) = (&ctx.progress, conn.handler.progress.lock()) {
+            board.watch(token.clone(), p.clone());
         }
         let id = handle.id.clone();
         let outcome = tokio::select! {
             r = tokio::time::timeout(timeout, handle.await_response()) => Some(r),
             _ = ctx.cancel.cancelled() => None,
         };
-        if let Ok(mut map) = conn.handler.progress.lock() {
-            map.remove(&token);
+        if let Ok(mut board) = conn.handler.progress.lock() {
+            board.forget(&token);
         }
         let result = match outcome {
             Some(r) => r,
