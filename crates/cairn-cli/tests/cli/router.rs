@@ -292,88 +292,67 @@ fn route_explain_says_where_a_prompt_would_go() {
 fn policies_that_cannot_work_are_refused_at_load_with_their_line() {
     let (cloud, local) = (FakeLlm::start(), FakeLlm::start());
     let h = home();
+    let only_public = Some((
+        "data = [\"public\", \"internal\", \"restricted\"]",
+        "data = [\"public\"]",
+    ));
+    // `route explain` with `extra` in [router] and `edit` made to the file
+    // fails, saying `says`, at the line that starts with `at` (any line).
+    let refused = |extra: &str, edit: Option<(&str, &str)>, says: &str, at: &str| {
+        hybrid(&h, &cloud, &local, extra);
+        let text = std::fs::read_to_string(h.path().join("cairn.toml")).unwrap();
+        if let Some((from, to)) = edit {
+            h.write_config(&text.replace(from, to));
+        }
+        let out = run(cmd(&h), &["route", "explain", "hi"]);
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        let place = match text
+            .lines()
+            .position(|l| !at.is_empty() && l.starts_with(at))
+        {
+            Some(i) => format!("cairn.toml:{}:", i + 1),
+            None => "cairn.toml:".to_string(),
+        };
+        assert!(err.contains(says) && err.contains(&place), "{err}");
+    };
     // No provider may receive restricted data, and it is not redacted.
-    hybrid(&h, &cloud, &local, "");
-    let text = std::fs::read_to_string(h.path().join("cairn.toml")).unwrap();
-    h.write_config(&text.replace(
-        "data = [\"public\", \"internal\", \"restricted\"]",
-        "data = [\"public\"]",
-    ));
-    let out = run(cmd(&h), &["route", "explain", "hi"]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    assert!(
-        err.contains("no provider may receive restricted data") && err.contains("cairn.toml:"),
-        "{err}"
+    refused(
+        "",
+        only_public,
+        "no provider may receive restricted data",
+        "",
     );
-
     // Summaries with nobody allowed to read what they summarise.
-    hybrid(&h, &cloud, &local, "restricted = \"summarise\"");
-    let text = std::fs::read_to_string(h.path().join("cairn.toml")).unwrap();
-    h.write_config(&text.replace(
-        "data = [\"public\", \"internal\", \"restricted\"]",
-        "data = [\"public\"]",
-    ));
-    let err = stderr(&run(cmd(&h), &["route", "explain", "hi"]));
-    assert!(
-        err.contains(
-            "restricted = \"summarise\" needs a provider that may receive restricted data"
-        ) && err.contains("cairn.toml:"),
-        "{err}"
+    refused(
+        "restricted = \"summarise\"",
+        only_public,
+        "restricted = \"summarise\" needs a provider that may receive restricted data",
+        "",
     );
     // Or a summariser that may not read them.
-    hybrid(
-        &h,
-        &cloud,
-        &local,
+    refused(
         "restricted = \"summarise\"\nsummarise_with = \"claude\"",
+        None,
+        "summarise_with = \"claude\" may not receive restricted data",
+        "summarise_with",
     );
-    let text = std::fs::read_to_string(h.path().join("cairn.toml")).unwrap();
-    let out = run(cmd(&h), &["route", "explain", "hi"]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    let line = text
-        .lines()
-        .position(|l| l.starts_with("summarise_with"))
-        .unwrap()
-        + 1;
-    assert!(
-        err.contains("summarise_with = \"claude\" may not receive restricted data")
-            && err.contains(&format!("cairn.toml:{line}:")),
-        "{err}"
-    );
-
     // An unknown provider in the order.
-    hybrid(&h, &cloud, &local, "");
-    let text = std::fs::read_to_string(h.path().join("cairn.toml")).unwrap();
-    h.write_config(&text.replace(
-        "order = [\"claude\", \"local\"]",
-        "order = [\"claude\", \"gpt\"]",
-    ));
-    let out = run(cmd(&h), &["route", "explain", "hi"]);
-    let err = stderr(&out);
-    let line = text.lines().position(|l| l.starts_with("order =")).unwrap() + 1;
-    assert!(
-        err.contains("\"gpt\", which is not a provider")
-            && err.contains(&format!("cairn.toml:{line}:")),
-        "{err}"
+    refused(
+        "",
+        Some((
+            "order = [\"claude\", \"local\"]",
+            "order = [\"claude\", \"gpt\"]",
+        )),
+        "\"gpt\", which is not a provider",
+        "order =",
     );
-
     // An invalid regular expression: refused by the parser, with its line.
-    hybrid(&h, &cloud, &local, "");
-    let text = std::fs::read_to_string(h.path().join("cairn.toml")).unwrap();
-    h.write_config(&text.replace("EMP-[0-9]{6}", "EMP-[0-9"));
-    let out = run(cmd(&h), &["route", "explain", "hi"]);
-    let err = stderr(&out);
-    let line = text
-        .lines()
-        .position(|l| l.starts_with("patterns ="))
-        .unwrap()
-        + 1;
-    assert!(
-        err.contains("not a valid regular expression")
-            && err.contains(&format!("cairn.toml:{line}:")),
-        "{err}"
+    refused(
+        "",
+        Some(("EMP-[0-9]{6}", "EMP-[0-9")),
+        "not a valid regular expression",
+        "patterns =",
     );
 }
 

@@ -363,6 +363,8 @@ impl Router {
                 summary_cost: 0.0,
                 summarised_by: None,
             }),
+            // Nothing may go: no summary is worth writing.
+            Verdict::Redacted if !scan::agent_allowed(req, &r.allowed, &self.sources) => None,
             Verdict::Redacted => {
                 let writer = self
                     .summarise_with

@@ -137,6 +137,12 @@ pub fn analyse(req: &ModelRequest, detectors: &Detectors, sources: &Sources) -> 
     a
 }
 
+/// Whether anything of `req` may go to a provider allowed `allowed`: not
+/// when its agent is declared above that.
+pub fn agent_allowed(req: &ModelRequest, allowed: &BTreeSet<DataClass>, sources: &Sources) -> bool {
+    allowed.contains(&agent_class(req, sources))
+}
+
 /// A copy of a request fit for a provider allowed `allowed`.
 pub struct Redacted {
     /// The request to send.
@@ -203,7 +209,7 @@ pub fn redact_for(
     sources: &Sources,
     summaries: &HashMap<String, String>,
 ) -> Option<Redacted> {
-    if !allowed.contains(&agent_class(req, sources)) {
+    if !agent_allowed(req, allowed, sources) {
         return None;
     }
     let mut redactions = Redactions::default();

@@ -124,6 +124,9 @@ async fn ask(
         hints: Default::default(),
     };
     let resp = writer.provider.complete(&req, &|_| {}).await?;
+    // Blocks joined by a line break, not run together (as
+    // `Message::text` does): the guard works word by word, and "Jane" and
+    // "Roe" fused into one word would match no word of the result.
     let text: String = resp
         .content
         .iter()
