@@ -11,7 +11,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 # System packages the tests use. Each is installed only when missing.
-APT_PACKAGES=(ca-certificates procps python3 python3-venv bubblewrap postgresql)
+APT_PACKAGES=(ca-certificates procps python3 python3-venv bubblewrap postgresql iproute2)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -16,13 +16,21 @@ pub struct Client {
 
 impl Client {
     /// A client for `base` (e.g. `http://127.0.0.1:7420`); the API key comes
-    /// from `CAIRN_SERVER__API_KEY` when set.
+    /// from `CAIRN_SERVER__API_KEY` when set, else the local operator's key
+    /// (`$CAIRN_HOME/operator.key`) when this user can read it.
     pub fn new(base: &str) -> Client {
+        let operator = || {
+            let path = crate::wiring::operator_key_path(&crate::config::home_dir().ok()?);
+            let key = std::fs::read_to_string(path).ok()?;
+            Some(key.trim().to_string())
+        };
         Client {
             http: cairn_llm::http_client(),
             base: base.trim_end_matches('/').to_string(),
             key: std::env::var("CAIRN_SERVER__API_KEY")
                 .ok()
+                .filter(|k| !k.is_empty())
+                .or_else(operator)
                 .filter(|k| !k.is_empty()),
         }
     }

@@ -349,6 +349,8 @@ pub struct AgentConfig {
     pub placement: Option<cairn_core::Placement>,
     /// MCP servers (`[mcp.servers.<name>]`) whose tools it gets.
     pub mcp: Vec<String>,
+    /// Networks its sandboxed commands may reach although not public.
+    pub network_allow: Vec<String>,
 }
 
 impl Default for AgentConfig {
@@ -368,6 +370,7 @@ impl Default for AgentConfig {
             placement: None,
             env: d.env,
             mcp: d.mcp,
+            network_allow: d.network_allow,
         }
     }
 }
@@ -441,6 +444,7 @@ impl Loaded {
             env: cfg.env,
             placement: cfg.placement,
             mcp: cfg.mcp,
+            network_allow: cfg.network_allow,
             owner: match cfg.owner.trim() {
                 "" => None,
                 o if o
@@ -605,6 +609,11 @@ fn secret_keys(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
             _ => {}
         }
     }
+}
+
+/// A file holding only a secret (the operator key) must be private.
+pub fn check_secret_mode(path: &Path) -> Result<()> {
+    check_private(path, &["the whole file".to_string()])
 }
 
 /// Secrets may live in a file only when nobody else can read it.

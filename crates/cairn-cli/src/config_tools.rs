@@ -19,6 +19,12 @@ pub struct SandboxConfig {
     pub output_mb: u64,
     /// bubblewrap binary; empty: `bwrap` on PATH.
     pub bwrap: String,
+    /// Networks every `workspace` command may reach although not public
+    /// (agents add their own with `network_allow`).
+    pub network_allow: Vec<String>,
+    /// Who commands run as when the server runs as root; empty: the
+    /// `cairn-sandbox` user when it exists, else `nobody`.
+    pub user: String,
 }
 
 impl Default for SandboxConfig {
@@ -31,6 +37,8 @@ impl Default for SandboxConfig {
             cpu_s: d.cpu_s,
             output_mb: d.output_mb,
             bwrap: String::new(),
+            network_allow: Vec::new(),
+            user: String::new(),
         }
     }
 }

@@ -78,6 +78,7 @@ impl ToolRunner {
             policy: self.policy.clone(),
             profile: job.sandbox,
             env: Default::default(),
+            allow: Vec::new(),
         };
         hub.tools_for("worker", server, &sandbox, ws.root())
             .await
@@ -170,6 +171,7 @@ impl JobRunner for ToolRunner {
             policy: self.policy.clone(),
             profile: job.sandbox,
             env: Default::default(),
+            allow: Vec::new(),
         };
         let output = tool.call(&ctx, job.input.clone()).await;
         if ephemeral && let Err(e) = std::fs::remove_dir_all(workspace.root()) {

@@ -163,13 +163,17 @@ async fn finished(
     attempt: i64,
     output: ToolOutput,
 ) -> Option<CoordinatorMessage> {
-    let accepted = match co.store.finish_tool_job(&job, attempt, &output).await {
+    let accepted = match co
+        .store
+        .finish_tool_job(&job, &me.node.id, attempt, &output)
+        .await
+    {
         Ok(true) => {
             co.job_changed(&job);
             true
         }
         Ok(false) => {
-            tracing::warn!(node = %me.node.id, %job, attempt, "late result rejected: the job was given up or a newer attempt holds it");
+            tracing::warn!(node = %me.node.id, %job, attempt, "result rejected: the job was given up, a newer attempt holds it, or it is leased to another node");
             false
         }
         Err(e) => {
@@ -210,7 +214,11 @@ async fn read_loop(
         match msg {
             WorkerMessage::Heartbeat { running } => {
                 let until = co.lease_until();
-                match co.store.renew_tool_leases(&running, &co.id, until).await {
+                match co
+                    .store
+                    .renew_tool_leases(&running, &node.id, &co.id, until)
+                    .await
+                {
                     // Attempts that lost their jobs (cancelled, given up,
                     // run again elsewhere) are stopped, not left to run.
                     Ok(stale) => {

@@ -43,6 +43,10 @@ pub struct AgentSpec {
     /// MCP servers (names in `[mcp.servers]`) whose tools it may use.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mcp: Vec<String>,
+    /// Networks its sandboxed commands may reach although not public
+    /// (`192.168.1.0/24`); by default only public addresses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub network_allow: Vec<String>,
 }
 
 /// Where an agent's tools run in a cluster.
@@ -103,6 +107,7 @@ impl Default for AgentSpec {
             env: Default::default(),
             placement: None,
             mcp: Vec::new(),
+            network_allow: Vec::new(),
         }
     }
 }
@@ -111,3 +116,66 @@ impl Default for AgentSpec {
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are cairn, a capable assistant running on the user's machine. \
 You have tools to run shell commands and to read, write and edit files in your workspace directory, and to fetch URLs. \
 Use them when they help; prefer doing over describing. Keep answers short and concrete.";
+
+/// How far a profile lets commands reach: `offline` < `workspace` < `host`.
+fn breadth(p: SandboxProfile) -> u8 {
+    match p {
+        SandboxProfile::Offline => 0,
+        SandboxProfile::Workspace => 1,
+        SandboxProfile::Host => 2,
+    }
+}
+
+/// The fields in which `new` gives an agent's commands more than `current`
+/// does: a wider sandbox, other environment variables, MCP servers,
+/// networks or placement. Empty when `new` is as narrow or narrower.
+pub fn widened(current: &AgentSpec, new: &AgentSpec) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if breadth(new.sandbox) > breadth(current.sandbox) {
+        out.push("sandbox");
+    }
+    if new.env.iter().any(|(k, v)| current.env.get(k) != Some(v)) {
+        out.push("env");
+    }
+    if new.mcp.iter().any(|m| !current.mcp.contains(m)) {
+        out.push("mcp");
+    }
+    if new
+        .network_allow
+        .iter()
+        .any(|n| !current.network_allow.contains(n))
+    {
+        out.push("network_allow");
+    }
+    if new.placement.is_some() && new.placement != current.placement {
+        out.push("placement");
+    }
+    out
+}
+
+#[cfg(test)]
+mod widening_tests {
+    use super::*;
+
+    #[test]
+    fn narrowing_is_free_and_widening_is_named() {
+        let base = AgentSpec::default();
+        let mut offline = base.clone();
+        offline.sandbox = SandboxProfile::Offline;
+        assert!(widened(&base, &offline).is_empty());
+        assert_eq!(widened(&offline, &base), ["sandbox"]);
+        let mut loose = base.clone();
+        loose.sandbox = SandboxProfile::Host;
+        loose.env.insert("LD_PRELOAD".into(), "/x.so".into());
+        loose.network_allow.push("10.0.0.0/8".into());
+        loose.mcp.push("fs".into());
+        assert_eq!(
+            widened(&base, &loose),
+            ["sandbox", "env", "mcp", "network_allow"]
+        );
+        assert!(widened(&loose, &loose).is_empty());
+        let mut fewer = loose.clone();
+        fewer.env.clear();
+        assert!(widened(&loose, &fewer).is_empty());
+    }
+}

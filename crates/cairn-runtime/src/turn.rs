@@ -80,11 +80,7 @@ impl Runtime {
             path: ws_dir.display().to_string(),
             source,
         })?;
-        let sandbox = cairn_tools::sandbox::Sandbox {
-            policy: self.sandbox.clone(),
-            profile: agent.sandbox,
-            env: agent.env.clone(),
-        };
+        let sandbox = cairn_tools::sandbox::Sandbox::for_agent(self.sandbox.clone(), agent);
         let mut tools = ToolRegistry::default();
         // Failures are logged by the hub as they happen.
         hub.add_tools(agent, &sandbox, workspace.root(), &mut tools)
@@ -240,11 +236,7 @@ impl Runtime {
             }
         }
 
-        let sandbox = cairn_tools::sandbox::Sandbox {
-            policy: self.sandbox.clone(),
-            profile: agent.sandbox,
-            env: agent.env.clone(),
-        };
+        let sandbox = cairn_tools::sandbox::Sandbox::for_agent(self.sandbox.clone(), &agent);
         if let Some(hub) = self.mcp.as_ref().filter(|_| !agent.mcp.is_empty()) {
             for warning in hub
                 .add_tools(&agent, &sandbox, workspace.root(), &mut tools)

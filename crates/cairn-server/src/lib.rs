@@ -37,6 +37,9 @@ pub struct ServeOptions {
     pub shutdown_grace: Duration,
     /// Bearer key required on the API; `None` allows only loopback use.
     pub api_key: Option<String>,
+    /// The operator's key (`$CAIRN_HOME/operator.key`): admits to the API
+    /// like `api_key`, and is required to widen an agent's isolation.
+    pub operator_key: Option<String>,
     /// A run without progress for this long is cancelled (zero: never).
     pub watchdog_stuck: Duration,
     /// Cancel a stuck run, or cancel and start it again (once).
@@ -107,6 +110,7 @@ pub async fn serve(
     }
     let mut app_state = AppState::new(rt, opts.api_key.clone(), shutdown.clone());
     app_state.browser = opts.browser.clone();
+    app_state.operator_key = opts.operator_key.clone();
     app_state.channels = channels::Channels::new(&opts.channels, cairn_llm::http_client());
     let state = Arc::new(app_state);
     let mut executors = executor::start(state.clone(), opts.concurrency.max(1));

@@ -23,6 +23,9 @@ pub struct AppState {
     pub cancels: Mutex<HashMap<String, CancellationToken>>,
     /// Bearer key the API requires, if any.
     pub api_key: Option<String>,
+    /// The operator's key: also admits to the API, and alone may widen an
+    /// agent's isolation (sandbox, env, MCP servers, placement, network).
+    pub operator_key: Option<String>,
     /// Which Host and Origin values the API accepts.
     pub browser: crate::api::guard::BrowserPolicy,
     /// Fires when the server stops.
@@ -47,6 +50,7 @@ impl AppState {
             wake: Notify::new(),
             cancels: Mutex::new(HashMap::new()),
             api_key,
+            operator_key: None,
             browser: Default::default(),
             shutdown,
             channels: Default::default(),

@@ -58,6 +58,7 @@ async fn a_panicking_run_fails_alone() {
         body_limit: 1 << 20,
         shutdown_grace: Duration::from_secs(2),
         api_key: None,
+        operator_key: None,
         watchdog_stuck: Duration::ZERO,
         watchdog_action: Default::default(),
         channels: Default::default(),

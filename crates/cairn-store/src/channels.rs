@@ -115,10 +115,13 @@ pub trait ChannelStore: Send + Sync {
     async fn inbound_for_run(&self, run_id: &str) -> Result<Option<InboundMessage>, StoreError>;
 
     /// Folds channel messages that arrived for `lease`'s session while its
-    /// run works into that run: their queued runs are closed (answered
-    /// together), their jobs removed, their text appended to the session —
-    /// one transaction, under the session lease. Returns the texts, oldest
-    /// first; their senders get the running turn's reply.
+    /// run works into that run — only those of the person whose message
+    /// started it (same channel and sender): a turn acts for one person, so
+    /// in a group chat another member's message waits for a turn of its
+    /// own. Their queued runs are closed (answered together), their jobs
+    /// removed, their text appended to the session — one transaction, under
+    /// the session lease. Returns the texts, oldest first; their senders get
+    /// the running turn's reply.
     async fn absorb_queued_messages(
         &self,
         lease: &mut crate::SessionLease,

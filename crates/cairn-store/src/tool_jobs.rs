@@ -44,13 +44,15 @@ pub trait ToolJobStore: Send + Sync {
         until: i64,
     ) -> Result<Option<i64>, StoreError>;
 
-    /// Extends the leases of these attempts (the jobs a worker says it
+    /// Extends the leases of these attempts (the jobs worker `node` says it
     /// runs), taking them over for `owner` (the coordinator it is connected
     /// to now); returns the attempts that no longer hold their jobs (given
-    /// up, cancelled, finished), which the worker should stop.
+    /// up, cancelled, finished, or leased to another node), which the
+    /// worker should stop.
     async fn renew_tool_leases(
         &self,
         jobs: &[cairn_core::cluster::JobRef],
+        node: &str,
         owner: &str,
         until: i64,
     ) -> Result<Vec<cairn_core::cluster::JobRef>, StoreError>;
@@ -60,11 +62,13 @@ pub trait ToolJobStore: Send + Sync {
     /// held it, if a worker had it, so that worker can be told to stop.
     async fn cancel_tool_job(&self, id: &str) -> Result<Option<(String, i64)>, StoreError>;
 
-    /// Records the result of attempt `attempt`; `false` (nothing changes)
-    /// if that attempt no longer holds the job.
+    /// Records the result of attempt `attempt` of worker `node`; `false`
+    /// (nothing changes) if that attempt no longer holds the job or the job
+    /// is leased to another node (a worker cannot answer for another).
     async fn finish_tool_job(
         &self,
         id: &str,
+        node: &str,
         attempt: i64,
         output: &ToolOutput,
     ) -> Result<bool, StoreError>;

@@ -79,12 +79,32 @@ pub fn open_dir(root: &Path, rel: &Path, create: bool) -> Result<OwnedFd, Beneat
                     Ok(()) | Err(Errno::EEXIST) => {}
                     Err(e) => return Err(io(rel, e)),
                 }
-                openat(&fd, name, DIR_FLAGS, Mode::empty()).map_err(|e| io(rel, e))?
+                let made = openat(&fd, name, DIR_FLAGS, Mode::empty()).map_err(|e| io(rel, e))?;
+                inherit_owner(&fd, &made).map_err(|e| io(rel, e))?;
+                made
             }
             Err(e) => return Err(explain(&fd, name, rel, e)),
         };
     }
     Ok(fd)
+}
+
+/// Gives what a root server creates in a workspace the owner of the
+/// directory it is in, so the unprivileged user sandboxed commands run as
+/// (who owns the workspace) can change it too.
+fn inherit_owner(dir: &OwnedFd, made: &OwnedFd) -> Result<(), Errno> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let owner = nix::sys::stat::fstat(dir)?;
+    if owner.st_uid == 0 {
+        return Ok(());
+    }
+    nix::unistd::fchown(
+        made,
+        Some(nix::unistd::Uid::from_raw(owner.st_uid)),
+        Some(nix::unistd::Gid::from_raw(owner.st_gid)),
+    )
 }
 
 fn split(rel: &Path) -> Result<(&Path, &OsStr), BeneathError> {
@@ -176,6 +196,7 @@ pub fn write_atomic(root: &Path, rel: &Path, bytes: &[u8]) -> Result<(), Beneath
             Err(e) => return Err(io(rel, e)),
         }
     };
+    inherit_owner(&dirfd, &fd).map_err(|e| io(rel, e))?;
     let mut file = File::from(fd);
     let written = file.write_all(bytes).and_then(|_| file.sync_data());
     let result = written

@@ -71,16 +71,61 @@ pub struct FetchPolicy {
 impl FetchPolicy {
     /// `Ok` when `ip` may be connected to, else why not.
     pub fn check(&self, ip: IpAddr) -> Result<(), String> {
+        self.check_for(ip, "http_fetch", "tools.http_fetch.allow")
+    }
+
+    /// `check`, naming who is refused (`what`) and where exceptions go.
+    pub fn check_for(&self, ip: IpAddr, what: &str, exceptions: &str) -> Result<(), String> {
         if self.allow.iter().any(|n| n.contains(ip)) {
             return Ok(());
         }
-        match special(ip) {
+        // A public address of this host reaches its services (an API bound
+        // to 0.0.0.0) as surely as loopback does.
+        let kind =
+            special(ip).or_else(|| own_addresses().contains(&ip).then_some("this host's own"));
+        match kind {
             None => Ok(()),
             Some(kind) => Err(format!(
-                "{ip} is a {kind} address; http_fetch reaches only public addresses (tools.http_fetch.allow lists exceptions)"
+                "{ip} is a {kind} address; {what} reaches only public addresses ({exceptions} lists exceptions)"
             )),
         }
     }
+}
+
+/// The addresses of this host's interfaces, re-read at most every ten
+/// seconds (an interface may gain an address while the server runs).
+fn own_addresses() -> Vec<IpAddr> {
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    static CACHE: Mutex<Option<(Instant, Vec<IpAddr>)>> = Mutex::new(None);
+    let Ok(mut cache) = CACHE.lock() else {
+        return read_own_addresses();
+    };
+    if let Some((at, found)) = cache.as_ref()
+        && at.elapsed() < Duration::from_secs(10)
+    {
+        return found.clone();
+    }
+    let found = read_own_addresses();
+    *cache = Some((Instant::now(), found.clone()));
+    found
+}
+
+fn read_own_addresses() -> Vec<IpAddr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        tracing::warn!("cannot list this host's addresses; only special ranges are refused");
+        return Vec::new();
+    };
+    addrs
+        .filter_map(|a| {
+            let sa = a.address?;
+            if let Some(v4) = sa.as_sockaddr_in() {
+                Some(IpAddr::V4(v4.ip()))
+            } else {
+                sa.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+            }
+        })
+        .collect()
 }
 
 /// The kind of a non-public address, or `None` for a public one.

@@ -35,6 +35,11 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let store = wiring::store(&loaded).await?;
     drop(store);
     eprintln!("database {}", loaded.database().display());
+    wiring::operator_key(&loaded)?;
+    eprintln!(
+        "operator key (needed to widen an agent's sandbox through the API): {}",
+        wiring::operator_key_path(&loaded.home).display()
+    );
     let ws = loaded.workspaces_dir().join("default");
     std::fs::create_dir_all(&ws).with_context(|| format!("creating {}", ws.display()))?;
     eprintln!("workspace of the default agent: {}", ws.display());

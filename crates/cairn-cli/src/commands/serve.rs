@@ -89,6 +89,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         body_limit: server.body_limit_bytes.max(1024),
         shutdown_grace: Duration::from_secs(server.shutdown_grace_s),
         api_key: server.api_key.clone().filter(|k| !k.is_empty()),
+        operator_key: Some(wiring::operator_key(&loaded)?),
         watchdog_stuck: Duration::from_secs(server.watchdog_stuck_s),
         watchdog_action: cairn_server::watchdog::WatchdogAction::parse(&server.watchdog_action)
             .with_context(|| {

@@ -20,7 +20,7 @@ fn home_outside_tmp() -> CairnHome {
 
 /// Runs one turn whose model calls `exec` with each command in turn and
 /// returns each call's result as the model saw it.
-fn exec_all(h: &CairnHome, fake: &FakeLlm, calls: &[(&str, u64)]) -> Vec<String> {
+pub fn exec_all(h: &CairnHome, fake: &FakeLlm, calls: &[(&str, u64)]) -> Vec<String> {
     let calls: Vec<(&str, Value)> = calls
         .iter()
         .map(|(c, t)| ("exec", json!({"command": c, "timeout_s": t})))
@@ -113,7 +113,8 @@ fn a_hostile_command_cannot_reach_secrets_or_the_host() {
         results[3]
     );
     assert_eq!(
-        std::fs::read_to_string(h.workspace().join("inside.txt")).unwrap(),
+        std::fs::read_to_string(h.workspace().join("inside.txt"))
+            .unwrap_or_else(|e| panic!("{e}: {}", results[3])),
         "x\n"
     );
 }
@@ -191,8 +192,9 @@ fn offline_commands_cannot_connect_even_to_loopback() {
     assert!(results[0].contains("Error"), "{}", results[0]);
     assert!(listener.accept().is_err(), "a connection reached the host");
 
-    // The same command with network on does connect: the test can fail.
+    // The same command on the host does connect: the test can fail.
     let h = home();
+    write_config(&h, "[agents.default]\nsandbox = \"host\"\n");
     let fake = FakeLlm::start();
     let results = exec_all(&h, &fake, &[(&connect, 10)]);
     assert!(results[0].contains("connected"), "{}", results[0]);
@@ -238,11 +240,11 @@ fn a_missing_sandbox_refuses_instead_of_running_unconfined() {
 }
 
 #[test]
-fn landlock_keeps_a_networked_sandbox_off_the_hosts_abstract_sockets() {
+fn a_networked_sandbox_stays_off_the_hosts_abstract_sockets() {
     use std::os::linux::net::SocketAddrExt;
     // A host daemon listening on an abstract Unix socket (as D-Bus and X11
     // do): reachable from the host's network namespace, which the
-    // `workspace` profile shares.
+    // `workspace` profile shared before it had its own.
     let name = format!("cairn-test-{}", std::process::id());
     let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
     let listener = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
@@ -253,8 +255,14 @@ fn landlock_keeps_a_networked_sandbox_off_the_hosts_abstract_sockets() {
     let h = home();
     let fake = FakeLlm::start();
     let results = exec_all(&h, &fake, &[(&connect, 10)]);
+    // Abstract sockets belong to a network namespace, and the sandbox has
+    // its own; Landlock's scoping would refuse it too (PermissionError).
     assert!(!results[0].contains("connected\n"), "{}", results[0]);
-    assert!(results[0].contains("PermissionError"), "{}", results[0]);
+    assert!(
+        results[0].contains("ConnectionRefusedError") || results[0].contains("PermissionError"),
+        "{}",
+        results[0]
+    );
     assert!(
         listener.accept().is_err(),
         "the sandbox reached the host's socket"
@@ -272,4 +280,58 @@ fn landlock_keeps_a_networked_sandbox_off_the_hosts_abstract_sockets() {
     let fake = FakeLlm::start();
     let results = exec_all(&h, &fake, &[(&connect, 10)]);
     assert!(results[0].contains("connected"), "{}", results[0]);
+}
+
+#[test]
+fn commands_never_run_as_root_nor_read_roots_files() {
+    let me = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout).unwrap();
+    let marker = format!("root-only-{}", std::process::id());
+    let secret = Path::new("/srv/cairn-tests").join(&marker);
+    std::fs::create_dir_all("/srv/cairn-tests").unwrap();
+    let content = format!("TOP-SECRET-{}", std::process::id());
+    std::fs::write(&secret, &content).unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let read = format!("id -u; cat /etc/shadow {}; echo end", secret.display());
+    for profile in ["workspace", "offline"] {
+        let h = home();
+        write_config(&h, &format!("[agents.default]\nsandbox = \"{profile}\"\n"));
+        let fake = FakeLlm::start();
+        let results = call_tools(
+            h.anthropic(&fake),
+            &fake,
+            &[
+                ("exec", json!({"command": read, "timeout_s": 10})),
+                (
+                    "write_file",
+                    json!({"path": "notes/a.txt", "content": "from the tool\n"}),
+                ),
+                (
+                    "exec",
+                    json!({"command": "echo from the command >> notes/a.txt && cat notes/a.txt && touch notes/b", "timeout_s": 10}),
+                ),
+            ],
+        );
+        let r = &results[0];
+        let uid = r.lines().next().unwrap_or_default().trim().to_string();
+        if me.trim() == "0" {
+            // A root server: the command is someone else, and root's
+            // private files are closed to it.
+            assert_ne!(uid, "0", "{profile}: {r}");
+            assert!(!r.contains(&content), "{profile}: {r}");
+            assert!(!r.contains("root:"), "{profile}: {r}");
+            assert_eq!(r.matches("Permission denied").count(), 2, "{profile}: {r}");
+        } else {
+            // Not root: commands run as the server's own user.
+            assert_eq!(uid, me.trim(), "{profile}: {r}");
+        }
+        // What the file tools write, the command can change, and the
+        // other way round.
+        assert!(
+            results[2].contains("from the tool\nfrom the command"),
+            "{}",
+            results[2]
+        );
+        assert!(h.workspace().join("notes/b").exists());
+    }
+    std::fs::remove_file(&secret).unwrap();
 }

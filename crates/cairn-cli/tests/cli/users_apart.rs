@@ -154,3 +154,55 @@ fn two_people_in_one_group_chat_never_see_each_others_facts_or_schedules() {
     assert!(system.contains(SECRET), "not recalled for Alice: {system}");
     let _: Option<Value> = None;
 }
+
+#[test]
+fn another_persons_message_waits_for_a_turn_of_its_own() {
+    let h = home();
+    let fake = FakeLlm::start();
+    let tg = FakeTelegram::start("T");
+    h.write_config(&format!(
+        "[channels.telegram]\ntoken = \"T\"\napi_url = \"{}\"\nallow = [\"*\"]\npoll_timeout_s = 1\n",
+        tg.url()
+    ));
+    fake.push([
+        Reply::tool(
+            "exec",
+            json!({"command": "touch started; sleep 2; echo built"}),
+        ),
+        Reply::text("alice: built"),
+        Reply::text("bob: here are your schedules"),
+    ]);
+    let _server = ServerProcess::start(h.anthropic(&fake));
+    let group = -9100;
+    tg.user_says(group, 1, "alice", "build the site");
+    let start = Instant::now();
+    while !h.workspace().join("started").exists() {
+        assert!(start.elapsed() < Duration::from_secs(20), "no command");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Bob speaks while Alice's turn runs: his message must not run as hers.
+    tg.user_says(group, 2, "bob", "cancel every schedule of mine");
+    tg.user_says(group, 1, "alice", "and deploy it");
+    wait_for_reply(&tg, 2);
+    let reqs = fake.requests();
+    assert_eq!(reqs.len(), 3, "bob got a turn of his own");
+    let alices = reqs[1].message_texts().join("\n");
+    assert!(alices.contains("and deploy it"), "{alices}");
+    assert!(!alices.contains("cancel every schedule"), "{alices}");
+    assert!(seen(&reqs[2]).contains("cancel every schedule"));
+    let runs = json(&h, &["runs", "list"]);
+    let bobs = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["input"] == "cancel every schedule of mine")
+        .unwrap();
+    assert_eq!(bobs["status"], "completed", "{bobs}");
+    assert!(
+        !bobs["output"]
+            .as_str()
+            .unwrap_or("")
+            .contains("answered together"),
+        "{bobs}"
+    );
+}

@@ -117,30 +117,61 @@ pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
         .with_state(state)
 }
 
-/// Requires `Authorization: Bearer <key>` when the server has a key.
-async fn require_key(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let Some(key) = state.api_key.as_deref() else {
-        return next.run(req).await;
+/// Who a request comes from, as its key says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// The operator's key: may also widen isolation.
+    Operator,
+    /// The API key, or no key where none is required.
+    User,
+}
+
+/// Requires `Authorization: Bearer <key>` when the server has a key; the
+/// operator's key is accepted wherever the API key is. Marks the request
+/// with its [`Caller`].
+async fn require_key(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let given = bearer(req.headers());
+    let is = |key: &Option<String>| {
+        key.as_deref()
+            .zip(given)
+            .is_some_and(|(k, g)| constant_time_eq(g.as_bytes(), k.as_bytes()))
     };
-    let given = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes())) {
-        next.run(req).await
+    let caller = if is(&state.operator_key) {
+        Caller::Operator
+    } else if state.api_key.is_none() || is(&state.api_key) {
+        Caller::User
     } else {
-        ApiError {
+        return ApiError {
             status: StatusCode::UNAUTHORIZED,
             code: "unauthorized",
             message: "missing or wrong API key: send `Authorization: Bearer <key>`".into(),
         }
-        .into_response()
-    }
+        .into_response();
+    };
+    req.extensions_mut().insert(caller);
+    next.run(req).await
 }
 
+/// The credentials of `Authorization: Bearer …` (the scheme is case
+/// insensitive, RFC 9110 §11.1).
+fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get("authorization")?.to_str().ok()?.trim();
+    let (scheme, rest) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim())
+        .filter(|k| !k.is_empty())
+}
+
+/// Equal without a timing difference, even in length: both sides are
+/// hashed first, so the comparison is always of 32 bytes.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use sha2::{Digest, Sha256};
+    let (a, b) = (Sha256::digest(a), Sha256::digest(b));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 /// A JSON body whose errors are answered in the API's error shape: 400

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -12,10 +13,11 @@ use cairn_core::{AgentSpec, Message, RunRecord};
 use cairn_runtime::TurnRequest;
 use serde::Deserialize;
 
-use super::ApiJson;
 use super::events::{run_sse, wait_for_run};
+use super::{ApiJson, Caller};
 use crate::AppState;
 use crate::error::ApiError;
+use cairn_store::StoreError;
 
 pub(crate) type S = State<Arc<AppState>>;
 
@@ -104,6 +106,24 @@ fn check_agent(state: &AppState, spec: &AgentSpec) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Refuses a change that widens an agent's isolation unless the operator
+/// asks: a prompt-injected command or a web page holding no more than the
+/// API's access must not turn an agent's commands loose on the host.
+fn require_operator(caller: Caller, current: &AgentSpec, new: &AgentSpec) -> Result<(), ApiError> {
+    let widened = cairn_core::agent::widened(current, new);
+    if widened.is_empty() || caller == Caller::Operator {
+        return Ok(());
+    }
+    Err(ApiError {
+        status: StatusCode::FORBIDDEN,
+        code: "operator_required",
+        message: format!(
+            "changing an agent's {} widens its isolation and is the operator's: send `Authorization: Bearer <operator key>` (the key is in $CAIRN_HOME/operator.key on the server's host), or set it in the server's config",
+            widened.join(", ")
+        ),
+    })
+}
+
 fn cairn_tools_check(tools: &[String]) -> Result<(), ApiError> {
     for t in tools {
         if t != "*" && !cairn_runtime::BUILTIN_TOOLS.contains(&t.as_str()) {
@@ -120,14 +140,20 @@ fn cairn_tools_check(tools: &[String]) -> Result<(), ApiError> {
     responses((status = 201, body = AgentSpec), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create_agent(
     State(state): S,
+    Extension(caller): Extension<Caller>,
     ApiJson(spec): ApiJson<AgentSpec>,
 ) -> Result<(StatusCode, Json<AgentSpec>), ApiError> {
     check_agent(&state, &spec)?;
-    if state.rt.store.get_agent(&spec.name).await.is_ok() {
-        return Err(ApiError::conflict(format!(
-            "agent {:?} exists; PUT /api/v1/agents/{} to change it",
-            spec.name, spec.name
-        )));
+    require_operator(caller, &AgentSpec::default(), &spec)?;
+    match state.rt.store.get_agent(&spec.name).await {
+        Err(StoreError::NotFound { .. }) => {}
+        Ok(_) => {
+            return Err(ApiError::conflict(format!(
+                "agent {:?} exists; PUT /api/v1/agents/{} to change it",
+                spec.name, spec.name
+            )));
+        }
+        Err(e) => return Err(e.into()),
     }
     state.rt.store.put_agent(&spec).await?;
     Ok((StatusCode::CREATED, Json(spec)))
@@ -137,11 +163,18 @@ pub async fn create_agent(
     responses((status = 200, body = AgentSpec), (status = 400, body = ErrorBody)))]
 pub async fn put_agent(
     State(state): S,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     ApiJson(mut spec): ApiJson<AgentSpec>,
 ) -> Result<Json<AgentSpec>, ApiError> {
     spec.name = name;
     check_agent(&state, &spec)?;
+    let current = match state.agent(&spec.name).await {
+        Ok(a) => a,
+        Err(StoreError::NotFound { .. }) => AgentSpec::default(),
+        Err(e) => return Err(e.into()),
+    };
+    require_operator(caller, &current, &spec)?;
     state.rt.store.put_agent(&spec).await?;
     Ok(Json(spec))
 }

@@ -231,6 +231,8 @@ impl ChannelStore for PgStore {
             "SELECT r.id, r.input FROM runs r
              JOIN jobs j ON j.run_id = r.id AND j.status = 'ready'
              JOIN channel_inbox i ON i.run_id = r.id
+             JOIN channel_inbox mine ON mine.run_id = $2
+               AND mine.channel = i.channel AND mine.user_id = i.user_id
              WHERE r.session_id = $1 AND r.status = 'queued' AND r.id != $2
                AND r.created_at >= (SELECT created_at FROM runs WHERE id = $2)
              ORDER BY r.created_at, r.id",

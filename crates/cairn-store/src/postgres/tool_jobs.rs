@@ -112,6 +112,7 @@ impl ToolJobStore for PgStore {
     async fn renew_tool_leases(
         &self,
         jobs: &[cairn_core::cluster::JobRef],
+        node: &str,
         owner: &str,
         until: i64,
     ) -> Result<Vec<cairn_core::cluster::JobRef>, StoreError> {
@@ -121,12 +122,13 @@ impl ToolJobStore for PgStore {
         for j in jobs {
             let held = sqlx::query(
                 "UPDATE tool_jobs SET lease_until = $1, lease_owner = $2
-                 WHERE id = $3 AND attempt = $4 AND status = 'leased'",
+                 WHERE id = $3 AND attempt = $4 AND status = 'leased' AND node = $5",
             )
             .bind(until)
             .bind(owner)
             .bind(&j.job)
             .bind(j.attempt)
+            .bind(node)
             .execute(&self.pool)
             .await?
             .rows_affected();
@@ -140,6 +142,7 @@ impl ToolJobStore for PgStore {
     async fn finish_tool_job(
         &self,
         id: &str,
+        node: &str,
         attempt: i64,
         output: &ToolOutput,
     ) -> Result<bool, StoreError> {
@@ -147,12 +150,13 @@ impl ToolJobStore for PgStore {
         let done = sqlx::query(
             "UPDATE tool_jobs SET status = 'done', output = $1, finished_at = $2,
                  lease_owner = NULL, lease_until = NULL
-             WHERE id = $3 AND attempt = $4 AND status = 'leased'",
+             WHERE id = $3 AND attempt = $4 AND status = 'leased' AND node = $5",
         )
         .bind(output)
         .bind(now_ms())
         .bind(id)
         .bind(attempt)
+        .bind(node)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)

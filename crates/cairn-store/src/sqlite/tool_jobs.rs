@@ -110,6 +110,7 @@ impl ToolJobStore for SqliteStore {
     async fn renew_tool_leases(
         &self,
         jobs: &[cairn_core::cluster::JobRef],
+        node: &str,
         owner: &str,
         until: i64,
     ) -> Result<Vec<cairn_core::cluster::JobRef>, StoreError> {
@@ -120,12 +121,13 @@ impl ToolJobStore for SqliteStore {
         for j in jobs {
             let held = sqlx::query(
                 "UPDATE tool_jobs SET lease_until = ?, lease_owner = ?
-                 WHERE id = ? AND attempt = ? AND status = 'leased'",
+                 WHERE id = ? AND attempt = ? AND status = 'leased' AND node = ?",
             )
             .bind(until)
             .bind(owner)
             .bind(&j.job)
             .bind(j.attempt)
+            .bind(node)
             .execute(&self.writer)
             .await?
             .rows_affected();
@@ -139,6 +141,7 @@ impl ToolJobStore for SqliteStore {
     async fn finish_tool_job(
         &self,
         id: &str,
+        node: &str,
         attempt: i64,
         output: &ToolOutput,
     ) -> Result<bool, StoreError> {
@@ -147,12 +150,13 @@ impl ToolJobStore for SqliteStore {
         let done = sqlx::query(
             "UPDATE tool_jobs SET status = 'done', output = ?, finished_at = ?,
                  lease_owner = NULL, lease_until = NULL
-             WHERE id = ? AND attempt = ? AND status = 'leased'",
+             WHERE id = ? AND attempt = ? AND status = 'leased' AND node = ?",
         )
         .bind(output)
         .bind(now_ms())
         .bind(id)
         .bind(attempt)
+        .bind(node)
         .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)

@@ -75,21 +75,48 @@ async fn a_tool_job_is_leased_once_and_late_results_are_fenced<H: Harness>(h: H)
         attempt: 1,
     };
     assert_eq!(
-        b.renew_tool_leases(&[held, stale.clone()], "coord-b", until + 1)
-            .await
-            .unwrap(),
+        b.renew_tool_leases(
+            &[held.clone(), stale.clone()],
+            "node_b",
+            "coord-b",
+            until + 1
+        )
+        .await
+        .unwrap(),
         vec![stale],
         "the attempt that lost the job is named, for its worker to stop"
     );
-    // The first worker's late result is refused; the second's lands once.
-    let late = ToolOutput::ok("late");
-    assert!(!a.finish_tool_job("run_1/4", 1, &late).await.unwrap());
+    // Another worker cannot renew, nor answer for, a job leased to node_b,
+    // even naming its current attempt.
+    assert_eq!(
+        a.renew_tool_leases(std::slice::from_ref(&held), "node_a", "coord-a", until + 1)
+            .await
+            .unwrap(),
+        vec![held.clone()]
+    );
+    let forged = ToolOutput::ok("forged");
     assert!(
-        b.finish_tool_job("run_1/4", 2, &ToolOutput::ok("hi"))
+        !a.finish_tool_job("run_1/4", "node_a", 2, &forged)
             .await
             .unwrap()
     );
-    assert!(!b.finish_tool_job("run_1/4", 2, &late).await.unwrap());
+    // The first worker's late result is refused; the second's lands once.
+    let late = ToolOutput::ok("late");
+    assert!(
+        !a.finish_tool_job("run_1/4", "node_a", 1, &late)
+            .await
+            .unwrap()
+    );
+    assert!(
+        b.finish_tool_job("run_1/4", "node_b", 2, &ToolOutput::ok("hi"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !b.finish_tool_job("run_1/4", "node_b", 2, &late)
+            .await
+            .unwrap()
+    );
     let done = a.tool_job("run_1/4").await.unwrap().unwrap();
     assert_eq!(done.status, ToolJobStatus::Done);
     assert_eq!(done.output, Some(ToolOutput::ok("hi")));
@@ -159,6 +186,7 @@ async fn a_job_submitted_leased_goes_only_where_the_dispatcher_would_send_it<H: 
                 job: "run_1/1".into(),
                 attempt: 1,
             }],
+            "node_a",
             "coord-a",
             until + 1,
         )
@@ -209,7 +237,7 @@ async fn a_job_submitted_leased_goes_only_where_the_dispatcher_would_send_it<H: 
             .is_some()
     );
     assert!(
-        s.finish_tool_job("run_1/3", 1, &ToolOutput::ok("done"))
+        s.finish_tool_job("run_1/3", "node_b", 1, &ToolOutput::ok("done"))
             .await
             .unwrap(),
         "its result lands under attempt 1"
@@ -309,14 +337,14 @@ async fn a_cancelled_tool_job_is_final_and_names_its_worker<H: Harness>(h: H) {
         attempt: 1,
     };
     assert_eq!(
-        s.renew_tool_leases(std::slice::from_ref(&job_ref), "c", until)
+        s.renew_tool_leases(std::slice::from_ref(&job_ref), "node_a", "c", until)
             .await
             .unwrap(),
         vec![job_ref],
         "its heartbeat hears it again"
     );
     assert!(
-        !s.finish_tool_job("running", 1, &ToolOutput::ok("late"))
+        !s.finish_tool_job("running", "node_a", 1, &ToolOutput::ok("late"))
             .await
             .unwrap(),
         "its result is refused"
@@ -330,7 +358,7 @@ async fn a_cancelled_tool_job_is_final_and_names_its_worker<H: Harness>(h: H) {
     // A finished job stays finished.
     s.submit_tool_job(&job("finished", false)).await.unwrap();
     s.lease_tool_job("finished", "n", "c", until).await.unwrap();
-    s.finish_tool_job("finished", 1, &ToolOutput::ok("hi"))
+    s.finish_tool_job("finished", "n", 1, &ToolOutput::ok("hi"))
         .await
         .unwrap();
     assert_eq!(s.cancel_tool_job("finished").await.unwrap(), None);

@@ -5,8 +5,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
-use cairn_core::SandboxProfile;
-
 /// Whether sandboxed profiles can run here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Availability {
@@ -20,6 +18,9 @@ pub enum Availability {
 /// root's, runtime sockets (databases, Docker, D-Bus under `/run`), and
 /// shared temporary directories.
 const MASKED_DIRS: &[&str] = &["/home", "/root", "/run", "/tmp", "/var/tmp", "/var/run"];
+
+/// Masks that stay writable by everyone, as on the host.
+const SHARED_TMP: &[&str] = &["/tmp", "/var/tmp"];
 
 /// Finds `bwrap` (the configured path, else on PATH) and checks once per
 /// path that it can start a namespace sandbox here.
@@ -82,19 +83,36 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// bubblewrap's arguments (before `--`) for `profile`, hiding `hidden`.
-pub fn args(hidden: &[PathBuf], workspace: &Path, profile: SandboxProfile) -> Vec<String> {
-    let mut a: Vec<String> = [
+/// bubblewrap's arguments for either profile: `hidden` masked, then
+/// `workspace` bound writable and entered.
+///
+/// `as_root`: bubblewrap runs as root, so it needs no user namespace of its
+/// own (one would map the command to host root: owner of `/etc/shadow`,
+/// capabilities or not); the sandbox's init keeps only the capabilities to
+/// drop to the unprivileged user, and does so before anything else.
+pub fn args(hidden: &[PathBuf], workspace: &Path, as_root: bool) -> Vec<String> {
+    let userns: &[&str] = if as_root {
+        &[
+            "--cap-drop",
+            "ALL",
+            "--cap-add",
+            "CAP_SETUID",
+            "--cap-add",
+            "CAP_SETGID",
+        ]
+    } else {
+        &["--unshare-user", "--disable-userns", "--cap-drop", "ALL"]
+    };
+    let common = [
         "--die-with-parent",
         "--new-session",
-        "--unshare-user",
-        "--disable-userns",
         "--unshare-pid",
         "--unshare-ipc",
         "--unshare-uts",
         "--unshare-cgroup-try",
-        "--cap-drop",
-        "ALL",
+        // Both profiles get a network namespace of their own: `offline`
+        // has only loopback, `workspace` also the relay to the egress proxy.
+        "--unshare-net",
         "--hostname",
         "cairn-sandbox",
         "--ro-bind",
@@ -104,18 +122,20 @@ pub fn args(hidden: &[PathBuf], workspace: &Path, profile: SandboxProfile) -> Ve
         "/dev",
         "--proc",
         "/proc",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    if profile == SandboxProfile::Offline {
-        a.push("--unshare-net".into());
-    }
+    ];
+    let mut a: Vec<String> = userns
+        .iter()
+        .chain(&common)
+        .map(|s| s.to_string())
+        .collect();
     let mut masked: Vec<PathBuf> = Vec::new();
     for dir in MASKED_DIRS {
         let p = Path::new(dir);
         // A symlink (/var/run -> /run) is covered by its target's mask.
         if p.is_dir() && !p.is_symlink() {
+            if SHARED_TMP.contains(dir) {
+                a.extend(["--perms".into(), "1777".into()]);
+            }
             push_pair(&mut a, "--tmpfs", p);
             masked.push(p.to_path_buf());
         }
@@ -128,16 +148,42 @@ pub fn args(hidden: &[PathBuf], workspace: &Path, profile: SandboxProfile) -> Ve
         }
         if h.is_dir() {
             push_pair(&mut a, "--tmpfs", h);
+            masked.push(h.clone());
         } else if h.exists() {
             a.push("--ro-bind".into());
             a.push("/dev/null".into());
             a.push(h.display().to_string());
         }
     }
+    mount_points(&mut a, &masked, workspace);
     push_pair(&mut a, "--bind", workspace);
     a.push(workspace.display().to_string());
     push_pair(&mut a, "--chdir", workspace);
     a
+}
+
+/// The directories between an emptied mask and the workspace inside it
+/// are made by bubblewrap, by default as private as their host twins
+/// (0700 for a temporary home): made traversable, or an unprivileged
+/// command could not reach its own workspace by its path.
+fn mount_points(a: &mut Vec<String>, masked: &[PathBuf], workspace: &Path) {
+    let Some(mask) = masked
+        .iter()
+        .filter(|m| workspace.starts_with(m) && workspace != m.as_path())
+        .max_by_key(|m| m.components().count())
+    else {
+        return;
+    };
+    let mut between: Vec<&Path> = workspace
+        .ancestors()
+        .skip(1)
+        .take_while(|p| p != mask)
+        .collect();
+    between.reverse();
+    for dir in between {
+        a.extend(["--perms".into(), "0755".into()]);
+        push_pair(a, "--dir", dir);
+    }
 }
 
 fn push_pair(a: &mut Vec<String>, flag: &str, p: &Path) {
@@ -164,17 +210,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn workspace_is_bound_last_and_offline_has_no_network() {
-        let a = args(
-            &[PathBuf::from("/")],
-            Path::new("/srv/ws"),
-            SandboxProfile::Offline,
-        );
-        let bind = a.iter().rposition(|x| x == "--bind").unwrap();
-        assert_eq!(a[bind + 1], "/srv/ws");
-        assert!(a.iter().any(|x| x == "--unshare-net"));
-        let on = args(&[], Path::new("/srv/ws"), SandboxProfile::Workspace);
-        assert!(!on.iter().any(|x| x == "--unshare-net"));
-        assert!(on.windows(2).any(|w| w[0] == "--cap-drop" && w[1] == "ALL"));
+    fn every_sandbox_has_its_own_network_and_no_capabilities() {
+        for as_root in [false, true] {
+            let a = args(&[PathBuf::from("/")], Path::new("/srv/ws"), as_root);
+            assert!(a.iter().any(|x| x == "--unshare-net"));
+            assert!(a.windows(2).any(|w| w[0] == "--cap-drop" && w[1] == "ALL"));
+            let bind = a.iter().rposition(|x| x == "--bind").unwrap();
+            assert_eq!(a[bind + 1], "/srv/ws");
+        }
+    }
+
+    #[test]
+    fn directories_between_a_mask_and_the_workspace_are_traversable() {
+        let mut a = Vec::new();
+        let masked = [PathBuf::from("/tmp"), PathBuf::from("/tmp/home")];
+        mount_points(&mut a, &masked, Path::new("/tmp/home/workspaces/default"));
+        assert_eq!(a, ["--perms", "0755", "--dir", "/tmp/home/workspaces"]);
+        let mut a = Vec::new();
+        mount_points(&mut a, &masked, Path::new("/srv/ws"));
+        assert!(a.is_empty());
     }
 }

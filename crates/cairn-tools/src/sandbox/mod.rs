@@ -9,9 +9,11 @@
 //! less reviewed. Landlock alone cannot hide `/proc/<server>/environ`.
 
 mod bwrap;
+pub mod egress;
 mod env;
 pub mod landlock;
 mod limits;
+mod owner;
 mod pids;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +25,7 @@ use thiserror::Error;
 
 pub use bwrap::{Availability, probe};
 pub use limits::Limits;
+pub use owner::{DEDICATED_USER, RunAs};
 pub use pids::ProcessLimit;
 
 /// What every sandboxed command of this process is kept from.
@@ -37,6 +40,12 @@ pub struct SandboxPolicy {
     pub bwrap: Option<PathBuf>,
     /// What `http_fetch` may connect to.
     pub fetch: crate::net_guard::FetchPolicy,
+    /// What a `workspace` command's network may connect to besides public
+    /// addresses (`tools.sandbox.network_allow`).
+    pub network: crate::net_guard::FetchPolicy,
+    /// Who commands run as when the server is root (`None`: this
+    /// process's own user).
+    pub run_as: Option<RunAs>,
     /// The cairn binary, run inside the sandbox to add Landlock before the
     /// command (`None`: bubblewrap alone).
     pub landlock_helper: Option<PathBuf>,
@@ -51,6 +60,8 @@ pub struct Sandbox {
     pub profile: SandboxProfile,
     /// The agent's extra environment variables.
     pub env: std::collections::BTreeMap<String, String>,
+    /// Networks the agent's commands may reach although not public.
+    pub allow: Vec<crate::net_guard::Network>,
 }
 
 /// Why a command could not be started in its sandbox.
@@ -88,6 +99,8 @@ pub struct Confined {
     pub child: tokio::process::Child,
     group: Option<nix::unistd::Pid>,
     cgroup: Option<pids::PidsCgroup>,
+    /// The command's egress proxy, stopped with it.
+    _egress: Option<egress::Egress>,
 }
 
 impl Confined {
@@ -111,10 +124,29 @@ impl Drop for Confined {
 }
 
 impl Sandbox {
-    /// The Landlock helper, when there is one and the kernel enforces it.
-    fn landlock_helper(&self) -> Option<&Path> {
-        let helper = self.policy.landlock_helper.as_deref()?;
-        (landlock::probe(helper) != landlock::Enforcement::None).then_some(helper)
+    /// `agent`'s sandbox under `policy`; network exceptions that do not
+    /// parse (refused where the agent was defined) are left out and logged.
+    pub fn for_agent(
+        policy: std::sync::Arc<SandboxPolicy>,
+        agent: &cairn_core::AgentSpec,
+    ) -> Sandbox {
+        let allow = agent
+            .network_allow
+            .iter()
+            .filter_map(|n| match crate::net_guard::Network::parse(n) {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    tracing::warn!(agent = %agent.name, "network_allow: {e}; left out");
+                    None
+                }
+            })
+            .collect();
+        Sandbox {
+            policy,
+            profile: agent.sandbox,
+            env: agent.env.clone(),
+            allow,
+        }
     }
 
     /// Starts `sh -c command` in `workspace` under this sandbox, stdout and
@@ -154,66 +186,134 @@ impl Sandbox {
         stdin: Stdio,
         timeout: Duration,
     ) -> Result<Confined, SandboxError> {
-        let Launch { argv, env, read } = launch;
-        let Some((program, args)) = argv.split_first() else {
+        let Some((program, args)) = launch.argv.split_first() else {
             return Err(SandboxError::Spawn(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 "no program to run",
             )));
         };
-        let mut cmd = match self.profile {
+        let mut prepared = match self.profile {
             SandboxProfile::Host => {
                 let mut c = tokio::process::Command::new(program);
                 c.args(args).current_dir(workspace);
-                c
+                Prepared::plain(c)
             }
             SandboxProfile::Workspace | SandboxProfile::Offline => {
-                let bwrap = match probe(self.policy.bwrap.as_deref()) {
-                    Availability::Ready(path) => path.clone(),
-                    Availability::Missing(reason) => {
-                        return Err(SandboxError::Unavailable {
-                            profile: self.profile.as_str(),
-                            reason: reason.clone(),
-                        });
-                    }
-                };
-                let mut c = tokio::process::Command::new(bwrap);
-                c.args(bwrap::args(&self.policy.hidden, workspace, self.profile));
-                for p in read {
-                    c.arg("--ro-bind").arg(p).arg(p);
-                }
-                if let Some(helper) = self.landlock_helper() {
-                    c.args([
-                        "--ro-bind".as_ref(),
-                        helper.as_os_str(),
-                        landlock::INIT_PATH.as_ref(),
-                    ])
-                    .arg("--")
-                    .arg(landlock::INIT_PATH)
-                    .args(["--write".as_ref(), workspace.as_os_str()])
-                    .args(["--write", "/tmp", "--write", "/dev"]);
-                }
-                c.arg("--").arg(program).args(args).current_dir(workspace);
-                c
+                self.bwrap_command(workspace, launch.read, launch.argv)?
             }
         };
         let mut vars = self.env.clone();
-        vars.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        vars.extend(launch.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let mut vars = env::allowed(workspace, &vars);
+        if prepared.egress.is_some() {
+            vars.extend(egress::proxy_env());
+        }
+        let cmd = &mut prepared.cmd;
         cmd.env_clear()
-            .envs(env::allowed(workspace, &vars))
+            .envs(vars)
             .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
         let cgroup = pids::PidsCgroup::create(self.policy.limits.max_procs);
-        limits::apply_in_child(&mut cmd, &self.policy.limits, timeout, cgroup.as_ref());
+        limits::apply_in_child(cmd, &self.policy.limits, timeout, cgroup.as_ref());
         let child = cmd.spawn()?;
         let group = child.id().map(|id| nix::unistd::Pid::from_raw(id as i32));
         Ok(Confined {
             child,
             group,
             cgroup,
+            _egress: prepared.egress,
         })
+    }
+
+    /// bubblewrap's command for `argv` in `workspace`, with `read` bound
+    /// read-only; as the unprivileged identity when the server is root.
+    fn bwrap_command(
+        &self,
+        workspace: &Path,
+        read: &[PathBuf],
+        argv: &[String],
+    ) -> Result<Prepared, SandboxError> {
+        let bwrap = match probe(self.policy.bwrap.as_deref()) {
+            Availability::Ready(path) => path.clone(),
+            Availability::Missing(reason) => {
+                return Err(SandboxError::Unavailable {
+                    profile: self.profile.as_str(),
+                    reason: reason.clone(),
+                });
+            }
+        };
+        let run_as = self.policy.run_as;
+        let helper = self.policy.landlock_helper.as_deref();
+        if let Some(who) = run_as {
+            if helper.is_none() {
+                return Err(SandboxError::Unavailable {
+                    profile: self.profile.as_str(),
+                    reason: format!(
+                        "this server runs as root and needs cairn-sandbox-init (installed beside cairn) to run commands as {}",
+                        who.describe()
+                    ),
+                });
+            }
+            who.adopt(workspace)?;
+        }
+        let mut c = tokio::process::Command::new(bwrap);
+        c.args(bwrap::args(
+            &self.policy.hidden,
+            workspace,
+            run_as.is_some(),
+        ));
+        for p in read {
+            c.arg("--ro-bind").arg(p).arg(p);
+        }
+        let mut egress = None;
+        if let Some(helper) = helper {
+            c.arg("--ro-bind").arg(helper).arg(landlock::INIT_PATH);
+            let mut init: Vec<std::ffi::OsString> = vec![landlock::INIT_PATH.into()];
+            if let Some(who) = run_as {
+                init.extend(["--user".into(), format!("{}:{}", who.uid, who.gid).into()]);
+            }
+            if self.profile == SandboxProfile::Workspace {
+                let proxy = egress::Egress::start(self.egress_policy(), run_as.map(|r| r.uid))?;
+                c.arg("--bind").arg(proxy.socket()).arg(egress::SOCKET_PATH);
+                init.extend(["--egress".into(), egress::SOCKET_PATH.into()]);
+                egress = Some(proxy);
+            }
+            if landlock::probe(helper) != landlock::Enforcement::None {
+                init.push("--landlock".into());
+                for w in [workspace, Path::new("/tmp"), Path::new("/dev")] {
+                    init.extend(["--write".into(), w.as_os_str().to_owned()]);
+                }
+            }
+            c.arg("--").args(init);
+        } else if self.profile == SandboxProfile::Workspace {
+            tracing::warn!(
+                "cairn-sandbox-init is not installed beside cairn: the workspace profile runs without network"
+            );
+        }
+        c.arg("--").args(argv).current_dir(workspace);
+        Ok(Prepared { cmd: c, egress })
+    }
+
+    /// The rules for this sandbox's network: public addresses, plus the
+    /// host-wide and the agent's exceptions.
+    fn egress_policy(&self) -> std::sync::Arc<crate::net_guard::FetchPolicy> {
+        let mut allow = self.policy.network.allow.clone();
+        allow.extend(self.allow.iter().copied());
+        std::sync::Arc::new(crate::net_guard::FetchPolicy { allow })
+    }
+}
+
+/// A command ready to spawn, with what must live as long as it.
+struct Prepared {
+    cmd: tokio::process::Command,
+    egress: Option<egress::Egress>,
+}
+
+impl Prepared {
+    fn plain(cmd: tokio::process::Command) -> Prepared {
+        Prepared { cmd, egress: None }
     }
 }
