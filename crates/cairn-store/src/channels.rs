@@ -111,6 +111,13 @@ pub trait ChannelStore: Send + Sync {
     /// Saves a polling channel's position.
     async fn set_channel_cursor(&self, channel: &str, cursor: &str) -> Result<(), StoreError>;
 
+    /// The distinct (chat, thread) pairs of `channel` whose messages are
+    /// kept: who used a session id before ids were injective.
+    async fn inbound_conversations(
+        &self,
+        channel: &str,
+    ) -> Result<Vec<(String, Option<String>)>, StoreError>;
+
     /// The channel message that started `run_id`, if one did.
     async fn inbound_for_run(&self, run_id: &str) -> Result<Option<InboundMessage>, StoreError>;
 

@@ -4,6 +4,7 @@
 mod api;
 mod batch;
 mod browser_guard;
+mod channel_sessions;
 mod channels;
 mod cluster;
 mod cluster_batch;

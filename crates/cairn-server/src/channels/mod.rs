@@ -22,7 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cairn_core::channel::{InboundMessage, OutboxItem};
 use cairn_core::{RunRecord, RunStatus, now_ms};
-use cairn_store::{Accepted, NewOutbound};
+use cairn_store::{Accepted, NewOutbound, StoreError};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
@@ -313,9 +313,10 @@ pub async fn accept(
             .await?);
     }
     let agent = state.agent(&access.agent).await?;
+    let session = session_for(state, msg).await?;
     let mut run = state
         .rt
-        .queued_run(&agent, msg.session_id(), msg.text.clone(), now_ms());
+        .queued_run(&agent, session, msg.text.clone(), now_ms());
     // The run works for its sender: in a group chat each speaker's facts
     // and schedules stay theirs. `owner` is the local owner (CLI, API).
     run.user_id = (person != LOCAL_OWNER).then(|| person.clone());
@@ -328,6 +329,42 @@ pub async fn accept(
         state.wake.notify_waiters();
     }
     Ok(accepted)
+}
+
+/// The session of `msg`'s conversation. Ids are injective now; a
+/// conversation whose earlier id differs continues under it when that
+/// session exists and no other conversation ever mapped to it (one that
+/// did was mixed with another's, and gets a session of its own).
+async fn session_for(state: &AppState, msg: &InboundMessage) -> Result<String, StoreError> {
+    let (id, legacy) = (msg.session_id(), msg.legacy_session_id());
+    if id == legacy {
+        return Ok(id);
+    }
+    match state.rt.store.get_session(&id).await {
+        Ok(_) => return Ok(id),
+        Err(StoreError::NotFound { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    match state.rt.store.get_session(&legacy).await {
+        Ok(_) => {}
+        Err(StoreError::NotFound { .. }) => return Ok(id),
+        Err(e) => return Err(e),
+    }
+    let users: Vec<(String, Option<String>)> = state
+        .rt
+        .store
+        .inbound_conversations(&msg.channel)
+        .await?
+        .into_iter()
+        .filter(|(chat, thread)| {
+            cairn_core::channel::legacy_session_id(&msg.channel, chat, thread.as_deref()) == legacy
+        })
+        .collect();
+    let sole = !users.is_empty()
+        && users
+            .iter()
+            .all(|(chat, thread)| *chat == msg.chat_id && *thread == msg.thread);
+    Ok(if sole { legacy } else { id })
 }
 
 /// Splits `text` into pieces of at most `max` characters (counted in

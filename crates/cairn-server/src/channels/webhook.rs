@@ -213,11 +213,14 @@ pub async fn inbound(
         text: m.text,
     };
     match accept(&state, &hook.settings.access(), &msg, None).await {
-        Ok(Accepted::Queued { run_id }) => (
-            StatusCode::ACCEPTED,
-            Json(json!({"run_id": run_id, "session_id": msg.session_id()})),
-        )
-            .into_response(),
+        Ok(Accepted::Queued { run_id }) => match state.rt.store.get_run(&run_id).await {
+            Ok(run) => (
+                StatusCode::ACCEPTED,
+                Json(json!({"run_id": run_id, "session_id": run.session_id})),
+            )
+                .into_response(),
+            Err(e) => crate::error::ApiError::from(e).into_response(),
+        },
         Ok(Accepted::Refused) => {
             (StatusCode::ACCEPTED, Json(json!({"refused": true}))).into_response()
         }

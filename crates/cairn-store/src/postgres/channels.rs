@@ -205,6 +205,18 @@ impl ChannelStore for PgStore {
         Ok(())
     }
 
+    async fn inbound_conversations(
+        &self,
+        channel: &str,
+    ) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT DISTINCT chat_id, thread FROM channel_inbox WHERE channel = $1",
+        )
+        .bind(channel)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn inbound_for_run(&self, run_id: &str) -> Result<Option<InboundMessage>, StoreError> {
         let row: Option<InboundRow> = sqlx::query_as(
             "SELECT channel, platform_id, chat_id, thread, user_id, text FROM channel_inbox WHERE run_id = $1",

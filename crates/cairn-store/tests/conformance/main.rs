@@ -89,7 +89,14 @@ macro_rules! both {
 /// A queued run in session `session`, created with its job.
 pub async fn queued_run<S: Tables>(s: &S, session: &str) -> RunRecord {
     s.ensure_session(session, "default").await.unwrap();
-    let run = RunRecord {
+    let run = new_run(session);
+    s.create_run(&run).await.unwrap();
+    run
+}
+
+/// A queued run record in session `session`, not stored yet.
+pub fn new_run(session: &str) -> RunRecord {
+    RunRecord {
         id: cairn_core::ids::new_id("run"),
         session_id: session.into(),
         agent: "default".into(),
@@ -105,7 +112,5 @@ pub async fn queued_run<S: Tables>(s: &S, session: &str) -> RunRecord {
         created_at: cairn_core::now_ms(),
         finished_at: None,
         user_id: None,
-    };
-    s.create_run(&run).await.unwrap();
-    run
+    }
 }

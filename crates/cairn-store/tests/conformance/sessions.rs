@@ -11,6 +11,7 @@ both!(
     a_message_append_without_the_lease_is_its_own_error,
     a_run_is_created_with_its_job_and_found_by_prefix,
     a_queued_run_can_be_cancelled_until_it_is_claimed,
+    the_conversations_of_a_channel_are_listed_once_each,
 );
 
 async fn one_run_holds_a_session_and_a_stale_version_writes_nothing<H: Harness>(h: H) {
@@ -141,4 +142,37 @@ async fn a_queued_run_can_be_cancelled_until_it_is_claimed<H: Harness>(h: H) {
         .unwrap()
         .unwrap();
     assert!(!s.cancel_queued_run(&claimed.id, "too late").await.unwrap());
+}
+
+async fn the_conversations_of_a_channel_are_listed_once_each<H: Harness>(h: H) {
+    use cairn_store::ChannelStore;
+    let s = h.open().await;
+    let said = |id: &str, chat: &str, thread: Option<&str>| cairn_core::channel::InboundMessage {
+        channel: "webhook.ci".into(),
+        platform_id: id.into(),
+        chat_id: chat.into(),
+        thread: thread.map(str::to_string),
+        user_id: "u1".into(),
+        text: "hi".into(),
+    };
+    for (id, chat, thread) in [
+        ("1", "room/1", None),
+        ("2", "room/1", None),
+        ("3", "room_1", Some("t")),
+    ] {
+        let run = crate::new_run(&format!("s{id}"));
+        s.accept_inbound(&said(id, chat, thread), Some(&run), None)
+            .await
+            .unwrap();
+    }
+    let mut found = s.inbound_conversations("webhook.ci").await.unwrap();
+    found.sort();
+    assert_eq!(
+        found,
+        vec![
+            ("room/1".to_string(), None),
+            ("room_1".to_string(), Some("t".to_string()))
+        ]
+    );
+    assert!(s.inbound_conversations("slack").await.unwrap().is_empty());
 }
