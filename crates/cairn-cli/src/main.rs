@@ -68,6 +68,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Everything cairn creates holds someone's conversations or secrets:
+    // the database with its -wal and -shm (wherever it lives), exports,
+    // keys. Private whatever the umask it was started with; the commands it
+    // runs get the usual 022 back (see cairn_tools::sandbox).
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let cli = Cli::parse();
     wiring::init_logging();
     if let Some(db) = cli.database.clone() {

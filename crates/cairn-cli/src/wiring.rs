@@ -163,7 +163,11 @@ pub async fn store(loaded: &Loaded) -> Result<Store> {
         )
     };
     match loaded.database() {
-        Database::Sqlite(path) => Store::open_sqlite(&path).await.with_context(hint),
+        Database::Sqlite(path) => {
+            let store = Store::open_sqlite(&path).await.with_context(hint)?;
+            make_private(&path);
+            Ok(store)
+        }
         Database::Postgres(url) => {
             let settings = cairn_store::PgSettings {
                 max_connections: loaded.config.store.pool_max,
@@ -173,6 +177,26 @@ pub async fn store(loaded: &Loaded) -> Result<Store> {
                 .await
                 .with_context(hint)?;
             Ok(Store::new(pg))
+        }
+    }
+}
+
+/// A database made by an earlier version (or copied in) under a loose
+/// umask is closed to others now: each file, when this user owns it.
+fn make_private(db: &std::path::Path) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        let p = std::path::PathBuf::from(p);
+        let Ok(meta) = std::fs::metadata(&p) else {
+            continue;
+        };
+        if meta.mode() & 0o077 != 0
+            && meta.uid() == nix::unistd::geteuid().as_raw()
+            && let Err(e) = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+        {
+            tracing::warn!(file = %p.display(), error = %e, "cannot make the database private");
         }
     }
 }

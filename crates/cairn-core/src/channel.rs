@@ -50,8 +50,7 @@ impl InboundMessage {
     fn is_plain(&self) -> bool {
         let plain = |s: &str| {
             !s.is_empty()
-                && s
-                    .chars()
+                && s.chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_'))
         };
         plain(&self.channel)
@@ -77,7 +76,10 @@ impl InboundMessage {
                 None => h.update(u64::MAX.to_be_bytes()),
             }
         }
-        h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
+        h.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 
@@ -119,7 +121,10 @@ mod tests {
 
     #[test]
     fn plain_conversations_keep_their_ids() {
-        assert_eq!(msg("telegram", "-1001234", None).session_id(), "telegram--1001234");
+        assert_eq!(
+            msg("telegram", "-1001234", None).session_id(),
+            "telegram--1001234"
+        );
         assert_eq!(
             msg("slack", "C123", Some("1700000000.123")).session_id(),
             "slack-C123-1700000000.123"
@@ -154,7 +159,11 @@ mod tests {
         // on it.
         let victim = msg("webhook.ci", "room/1", None).session_id();
         let (head, digest) = victim.split_once("--").unwrap();
-        let forged = msg("webhook.ci", head.trim_start_matches("webhook.ci-"), Some(&format!("-{digest}")));
+        let forged = msg(
+            "webhook.ci",
+            head.trim_start_matches("webhook.ci-"),
+            Some(&format!("-{digest}")),
+        );
         assert_ne!(forged.session_id(), victim);
     }
 }

@@ -57,7 +57,11 @@ async fn colliding_chat_names_get_sessions_of_their_own() {
         sessions.push(v["session_id"].as_str().unwrap().to_string());
         let start = Instant::now();
         while fake.requests().len() <= i {
-            assert!(start.elapsed() < Duration::from_secs(30), "{}", server.log());
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{}",
+                server.log()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

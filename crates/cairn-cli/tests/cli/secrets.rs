@@ -98,3 +98,73 @@ async fn no_planted_secret_reaches_a_log_a_row_or_a_tool() {
     assert!(db.contains("show me the env"));
     assert!(log.contains("127.0.0.1:9") || db.contains("127.0.0.1:9") || db.contains("error"));
 }
+
+/// `cmd args` started under umask 022, as most shells leave it.
+fn under_umask_022(cmd: std::process::Command, args: &[&str]) -> std::process::Output {
+    let mut sh = std::process::Command::new("sh");
+    sh.arg("-c")
+        .arg("umask 022; exec \"$@\"")
+        .arg("sh")
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .args(args);
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => sh.env(k, v),
+            None => sh.env_remove(k),
+        };
+    }
+    let out = sh.output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", describe(&out));
+    out
+}
+
+#[test]
+fn what_cairn_writes_is_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let h = home();
+    let outside = tempfile::tempdir().unwrap();
+    let db = outside.path().join("data").join("cairn.db");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    let with_db = || {
+        let mut c = h.cmd();
+        c.env("CAIRN_STORE__DATABASE", &db);
+        c
+    };
+    under_umask_022(with_db(), &["init"]);
+    under_umask_022(with_db(), &["memory", "save", "the staging host is atlas"]);
+    let export = outside.path().join("export");
+    under_umask_022(with_db(), &["memory", "export", export.to_str().unwrap()]);
+    let mut files = vec![db.clone(), h.path().join("operator.key")];
+    for suffix in ["-wal", "-shm"] {
+        let p = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+        if p.exists() {
+            files.push(p);
+        }
+    }
+    for entry in walk(&export) {
+        files.push(entry);
+    }
+    assert!(files.len() > 3, "{files:?}");
+    for f in files {
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+        let private = if f.is_dir() {
+            mode & 0o077 == 0
+        } else {
+            mode == 0o600
+        };
+        assert!(private, "{} is {mode:o}", f.display());
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.path().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}

@@ -209,12 +209,12 @@ impl ChannelStore for PgStore {
         &self,
         channel: &str,
     ) -> Result<Vec<(String, Option<String>)>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT DISTINCT chat_id, thread FROM channel_inbox WHERE channel = $1",
+        Ok(
+            sqlx::query_as("SELECT DISTINCT chat_id, thread FROM channel_inbox WHERE channel = $1")
+                .bind(channel)
+                .fetch_all(&self.pool)
+                .await?,
         )
-        .bind(channel)
-        .fetch_all(&self.pool)
-        .await?)
     }
 
     async fn inbound_for_run(&self, run_id: &str) -> Result<Option<InboundMessage>, StoreError> {

@@ -97,6 +97,9 @@ fn pre_exec(
             setrlimit(Resource::RLIMIT_CPU, v.cpu, v.cpu)?;
             setrlimit(Resource::RLIMIT_FSIZE, v.file_size, v.file_size)?;
             setrlimit(Resource::RLIMIT_CORE, 0, 0)?;
+            // The server's own umask is 077; what a command writes in its
+            // workspace is the workspace's business.
+            nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
             if let Some(n) = v.procs {
                 setrlimit(Resource::RLIMIT_NPROC, n, n)?;
             }

@@ -71,12 +71,19 @@ impl RunAs {
 
     /// Makes `dir` and everything in it this identity's, once: a no-op
     /// when the directory already is. Symlinks are changed, not followed.
+    /// The directory itself is made traversable (0755): bubblewrap enters
+    /// it before the command becomes this identity, holding no capability
+    /// to pass a private one (the server's umask is 077).
     pub fn adopt(&self, dir: &Path) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
         let meta = std::fs::symlink_metadata(dir)?;
-        if meta.uid() == self.uid.as_raw() {
-            return Ok(());
+        if meta.uid() != self.uid.as_raw() {
+            self.adopt_tree(dir)?;
         }
-        self.adopt_tree(dir)
+        if meta.mode() & 0o011 != 0o011 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+        }
+        Ok(())
     }
 
     fn adopt_tree(&self, path: &Path) -> std::io::Result<()> {
