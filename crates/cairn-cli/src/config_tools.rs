@@ -7,12 +7,15 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SandboxConfig {
-    /// Address space per process, MiB (0: unlimited).
+    /// Memory per command (all its processes, where cgroups allow) and per
+    /// process, MiB (0: unlimited).
     pub memory_mb: u64,
     /// Processes and threads a command may have at once.
     pub max_procs: u64,
     /// Largest file a command may write, MiB.
     pub file_size_mb: u64,
+    /// All a command may write to disk, MiB (0: unlimited).
+    pub disk_mb: u64,
     /// CPU seconds per process (0: the call's timeout).
     pub cpu_s: u64,
     /// Output after which a command is killed, MiB.
@@ -34,6 +37,7 @@ impl Default for SandboxConfig {
             memory_mb: d.memory_mb,
             max_procs: d.max_procs,
             file_size_mb: d.file_size_mb,
+            disk_mb: d.disk_mb,
             cpu_s: d.cpu_s,
             output_mb: d.output_mb,
             bwrap: String::new(),
@@ -50,6 +54,7 @@ impl SandboxConfig {
             memory_mb: self.memory_mb,
             max_procs: self.max_procs.max(8),
             file_size_mb: self.file_size_mb.max(1),
+            disk_mb: self.disk_mb,
             cpu_s: self.cpu_s,
             output_mb: self.output_mb,
         }

@@ -173,7 +173,7 @@ async fn finished(
             true
         }
         Ok(false) => {
-            tracing::warn!(node = %me.node.id, %job, attempt, "result rejected: the job was given up, a newer attempt holds it, or it is leased to another node");
+            tracing::warn!(node = %me.node.id, %job, attempt, "late result rejected: the job was given up, a newer attempt holds it, or another node holds it");
             false
         }
         Err(e) => {

@@ -59,6 +59,7 @@ enum End {
     TimedOut,
     Cancelled,
     TooMuchOutput,
+    TooMuchWritten,
 }
 
 async fn run(ctx: &ToolContext, command: &str, timeout: Duration) -> ToolOutput {
@@ -68,7 +69,9 @@ async fn run(ctx: &ToolContext, command: &str, timeout: Duration) -> ToolOutput 
     };
     let out = Arc::new(Mutex::new(CappedOutput::new(ctx.output_limit)));
     let flood = Arc::new(Notify::new());
-    let max_output = ctx.sandbox.policy.limits.output_mb.saturating_mul(1 << 20) as usize;
+    let limits = &ctx.sandbox.policy.limits;
+    let max_output = limits.output_mb.saturating_mul(1 << 20) as usize;
+    let disk_budget = limits.disk_mb.saturating_mul(1 << 20);
     let mut readers = Vec::new();
     let sink = Sink {
         out: out.clone(),
@@ -82,12 +85,15 @@ async fn run(ctx: &ToolContext, command: &str, timeout: Duration) -> ToolOutput 
     if let Some(stderr) = confined.child.stderr.take() {
         readers.push(tokio::spawn(drain(stderr, sink)));
     }
+    let meter = confined.disk_meter();
     let end = tokio::select! {
         s = confined.child.wait() => End::Exited(s),
         _ = tokio::time::sleep(timeout) => End::TimedOut,
         _ = ctx.cancel.cancelled() => End::Cancelled,
         _ = flood.notified() => End::TooMuchOutput,
+        _ = over_disk_budget(meter, disk_budget) => End::TooMuchWritten,
     };
+    let oom = confined.oom_killed();
     // A flood ends the reading, which kills the command by SIGPIPE: both
     // may be ready at once, and the flood is the cause.
     let end = match end {
@@ -108,7 +114,38 @@ async fn run(ctx: &ToolContext, command: &str, timeout: Duration) -> ToolOutput 
         tracing::warn!(error = %e, "cleaning up a command's sandbox failed");
     }
     let text = out.lock().map(|o| o.render()).unwrap_or_default();
+    let limits = &ctx.sandbox.policy.limits;
+    let end = match end {
+        End::Exited(Ok(_)) if oom => {
+            return ToolOutput::error(format!(
+                "killed: the command's processes together used more than {} MiB of memory (tools.sandbox.memory_mb)\n{text}",
+                limits.memory_mb
+            ));
+        }
+        End::TooMuchWritten => {
+            return ToolOutput::error(format!(
+                "killed: the command wrote more than {} MiB to disk (tools.sandbox.disk_mb)\n{text}",
+                limits.disk_mb
+            ));
+        }
+        other => other,
+    };
     report(end, timeout, max_output, text)
+}
+
+/// Resolves when the command has written more than `budget` bytes; never
+/// when there is no budget or no way to measure.
+async fn over_disk_budget(meter: Option<crate::sandbox::DiskMeter>, budget: u64) {
+    let Some(meter) = meter.filter(|_| budget > 0) else {
+        return std::future::pending().await;
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tick.tick().await;
+        if meter.written() > budget {
+            return;
+        }
+    }
 }
 
 fn report(end: End, timeout: Duration, max_output: usize, text: String) -> ToolOutput {
@@ -148,6 +185,7 @@ fn report(end: End, timeout: Duration, max_output: usize, text: String) -> ToolO
             "the command printed more than {} MiB and was killed\n{text}",
             max_output >> 20
         )),
+        End::TooMuchWritten => ToolOutput::error(format!("killed: too much written\n{text}")),
     }
 }
 

@@ -130,8 +130,8 @@ pub async fn run() -> Result<ExitCode> {
     }
 }
 
-/// Whether the agents' sandbox profiles can run here, and how the process
-/// limit is enforced.
+/// Whether the agents' sandbox profiles can run here, how the process and
+/// memory limits are enforced, and who commands run as.
 fn sandbox_checks(loaded: &config::Loaded) -> bool {
     use cairn_tools::sandbox::{Availability, ProcessLimit, probe};
     let policy = match wiring::sandbox_policy(loaded) {
@@ -215,7 +215,42 @@ fn sandbox_checks(loaded: &config::Loaded) -> bool {
             "running as root without a writable pids cgroup: a fork bomb is stopped only by its timeout; run cairn as an ordinary user",
         ),
     };
-    ok
+    ok &= if cairn_tools::sandbox::memory_limited_per_command() {
+        report(
+            Level::Ok,
+            "memory limit",
+            "a memory cgroup per command (all its processes together)",
+        )
+    } else {
+        report(
+            Level::Warn,
+            "memory limit",
+            "no memory cgroup can be made here (cgroup v2 needs the memory controller delegated to cairn's cgroup, e.g. systemd Delegate=yes): memory_mb holds per process only, so a command's processes together may take more",
+        )
+    };
+    ok & identity_check(&policy)
+}
+
+/// Who sandboxed commands run as.
+fn identity_check(policy: &cairn_tools::sandbox::SandboxPolicy) -> bool {
+    match policy.run_as {
+        Some(who) => report(
+            Level::Ok,
+            "command user",
+            &format!(
+                "this server runs as root; commands run as {} (tools.sandbox.user)",
+                who.describe()
+            ),
+        ),
+        None => report(
+            Level::Ok,
+            "command user",
+            &format!(
+                "commands run as this user (uid {}), in a user namespace of their own",
+                nix::unistd::geteuid()
+            ),
+        ),
+    }
 }
 
 fn which(cmd: &str) -> Option<String> {

@@ -63,6 +63,12 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
     };
     publish_agents(&loaded, &rt).await?;
+    if let Some(who) = rt.sandbox.run_as {
+        tracing::info!(
+            "this server runs as root; sandboxed commands run as {}",
+            who.describe()
+        );
+    }
     warm_mcp(&loaded, &rt)?;
     let declared = crate::declared::sync(&loaded, &rt.store).await?;
     if declared > 0 {

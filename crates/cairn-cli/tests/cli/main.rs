@@ -30,6 +30,7 @@ mod provider_errors;
 mod router;
 mod router_edge;
 mod sandbox;
+mod sandbox_limits;
 mod sandbox_net;
 mod schedules;
 mod secrets;

@@ -39,10 +39,9 @@ impl BrowserPolicy {
     /// `localhost` or `*.localhost` (browsers resolve those to loopback
     /// themselves), or a name the operator listed.
     fn host_ok(&self, host: &str) -> bool {
-        let name = host_name(host);
-        if name.is_empty() {
+        let Some(name) = host_name(host) else {
             return false;
-        }
+        };
         if name.parse::<std::net::IpAddr>().is_ok() {
             return true;
         }
@@ -93,17 +92,28 @@ impl BrowserPolicy {
 }
 
 /// The host part of a Host header (`[::1]:7420` → `::1`), lower case.
-fn host_name(host: &str) -> String {
+/// The name of a `Host` value without its port, or `None` when the value
+/// is not a well-formed host: `[::1].evil.example` and `127.0.0.1..` are
+/// not loopback, they are malformed.
+fn host_name(host: &str) -> Option<String> {
     let host = host.trim().to_ascii_lowercase();
+    let is_port = |p: &str| !p.is_empty() && p.len() <= 5 && p.chars().all(|c| c.is_ascii_digit());
     if let Some(rest) = host.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or("").to_string();
+        let (inside, after) = rest.split_once(']')?;
+        let port_ok = after.is_empty() || after.strip_prefix(':').is_some_and(is_port);
+        return (port_ok && inside.parse::<std::net::Ipv6Addr>().is_ok())
+            .then(|| inside.to_string());
     }
-    match host.rsplit_once(':') {
-        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name.to_string(),
-        _ => host,
-    }
-    .trim_end_matches('.')
-    .to_string()
+    let name = match host.split_once(':') {
+        Some((name, port)) if is_port(port) => name,
+        Some(_) => return None,
+        None => host.as_str(),
+    };
+    // One trailing dot is the absolute form of a name; more is not a name.
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let well_formed =
+        !name.is_empty() && !name.ends_with('.') && !name.starts_with('.') && !name.contains("..");
+    well_formed.then(|| name.to_string())
 }
 
 fn carries_body(method: &Method, headers: &HeaderMap) -> bool {
@@ -195,6 +205,8 @@ mod tests {
             "app.localhost",
             "cairn.example:443",
             "localhost.",
+            "127.0.0.1.",
+            "[::1]",
         ] {
             assert!(p.host_ok(ok), "{ok}");
         }
@@ -204,6 +216,14 @@ mod tests {
             "",
             "localhost.evil.example",
             "127.0.0.1.nip.io",
+            "[::1].evil.example",
+            "[::1]evil:80",
+            "127.0.0.1..",
+            "127.0.0.1..:7420",
+            ".localhost",
+            "::1",
+            "[not-an-ip]",
+            "127.0.0.1:x",
         ] {
             assert!(!p.host_ok(bad), "{bad}");
         }

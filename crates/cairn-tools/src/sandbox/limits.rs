@@ -5,17 +5,23 @@ use std::time::Duration;
 
 use nix::sys::resource::{Resource, setrlimit};
 
-use super::pids::PidsCgroup;
+use super::cgroup::CommandCgroup;
 
 /// Per-command resource limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Address space per process, MiB (0: unlimited).
+    /// Memory, MiB (0: unlimited): for all of a command's processes
+    /// together where a memory cgroup can be made, and as the address
+    /// space of each process always.
     pub memory_mb: u64,
     /// Processes and threads the command may have at once.
     pub max_procs: u64,
     /// Largest file a command may write, MiB.
     pub file_size_mb: u64,
+    /// Bytes a command may write to disk in all, MiB (0: unlimited);
+    /// measured every 50 ms over its processes, so a fast writer passes it
+    /// by what it writes in that time.
+    pub disk_mb: u64,
     /// CPU seconds per process; 0: the call's timeout.
     pub cpu_s: u64,
     /// Output read from a command before it is killed, MiB (the model sees
@@ -29,6 +35,7 @@ impl Default for Limits {
             memory_mb: 8 * 1024,
             max_procs: 256,
             file_size_mb: 1024,
+            disk_mb: 4 * 1024,
             cpu_s: 0,
             output_mb: 64,
         }
@@ -50,7 +57,7 @@ pub fn apply_in_child(
     cmd: &mut tokio::process::Command,
     limits: &Limits,
     timeout: Duration,
-    cgroup: Option<&PidsCgroup>,
+    cgroup: Option<&CommandCgroup>,
 ) {
     let cpu = if limits.cpu_s == 0 {
         timeout.as_secs().max(1)
@@ -65,12 +72,12 @@ pub fn apply_in_child(
         // without one, RLIMIT_NPROC counts all of the user's tasks, so the
         // limit is what exists now plus the command's allowance.
         procs: match cgroup {
-            Some(_) => None,
-            None => Some(super::pids::tasks_now().saturating_add(limits.max_procs)),
+            Some(c) if c.limits_procs() => None,
+            _ => Some(super::cgroup::tasks_now().saturating_add(limits.max_procs)),
         },
     };
-    let procs_file = cgroup.map(PidsCgroup::procs_fd);
-    pre_exec(cmd, values, procs_file);
+    let procs_files = cgroup.map(CommandCgroup::procs_fds).unwrap_or_default();
+    pre_exec(cmd, values, procs_files);
 }
 
 // The one unsafe block: `pre_exec` runs between fork and exec, where only
@@ -80,13 +87,13 @@ pub fn apply_in_child(
 fn pre_exec(
     cmd: &mut tokio::process::Command,
     v: Values,
-    procs_file: Option<std::sync::Arc<std::fs::File>>,
+    procs_files: Vec<std::sync::Arc<std::fs::File>>,
 ) {
     // SAFETY: the closure only calls setrlimit(2) and write(2) on a file
     // opened before the fork; both are async-signal-safe.
     unsafe {
         cmd.pre_exec(move || {
-            if let Some(f) = &procs_file {
+            for f in &procs_files {
                 use std::io::Write;
                 // "0" moves the writing process (this child) into the cgroup.
                 (&**f).write_all(b"0")?;

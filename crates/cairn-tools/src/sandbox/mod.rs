@@ -9,12 +9,12 @@
 //! less reviewed. Landlock alone cannot hide `/proc/<server>/environ`.
 
 mod bwrap;
+mod cgroup;
 pub mod egress;
 mod env;
 pub mod landlock;
 mod limits;
 mod owner;
-mod pids;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -24,9 +24,9 @@ use cairn_core::SandboxProfile;
 use thiserror::Error;
 
 pub use bwrap::{Availability, probe};
+pub use cgroup::{ProcessLimit, memory_limited_per_command};
 pub use limits::Limits;
 pub use owner::{DEDICATED_USER, RunAs};
-pub use pids::ProcessLimit;
 
 /// What every sandboxed command of this process is kept from.
 #[derive(Debug, Clone, Default)]
@@ -98,12 +98,24 @@ pub struct Confined {
     /// The child (bwrap, or sh for `host`).
     pub child: tokio::process::Child,
     group: Option<nix::unistd::Pid>,
-    cgroup: Option<pids::PidsCgroup>,
+    cgroup: Option<std::sync::Arc<cgroup::CommandCgroup>>,
     /// The command's egress proxy, stopped with it.
     _egress: Option<egress::Egress>,
 }
 
 impl Confined {
+    /// Whether the kernel killed one of its processes for going past the
+    /// command's memory limit.
+    pub fn oom_killed(&self) -> bool {
+        self.cgroup.as_ref().is_some_and(|c| c.oom_killed())
+    }
+
+    /// What measures its writes, or `None` without a cgroup to find its
+    /// processes by.
+    pub fn disk_meter(&self) -> Option<DiskMeter> {
+        self.cgroup.clone().map(DiskMeter)
+    }
+
     /// Kills the command and everything it started: the process group,
     /// the PID namespace through its init, and the cgroup's members.
     pub fn kill_all(&self) {
@@ -115,6 +127,31 @@ impl Confined {
             cg.kill_all();
         }
     }
+}
+
+/// Counts what a command's processes write to storage.
+pub struct DiskMeter(std::sync::Arc<cgroup::CommandCgroup>);
+
+impl DiskMeter {
+    /// Bytes written so far by its live processes and, through them, by
+    /// the ones they reaped.
+    pub fn written(&self) -> u64 {
+        self.0.members().iter().map(|pid| written_by(*pid)).sum()
+    }
+}
+
+/// `write_bytes - cancelled_write_bytes` of one process (with its reaped
+/// children), 0 when it is gone.
+fn written_by(pid: i32) -> u64 {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/io")) else {
+        return 0;
+    };
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field("write_bytes:").saturating_sub(field("cancelled_write_bytes:"))
 }
 
 impl Drop for Confined {
@@ -216,8 +253,12 @@ impl Sandbox {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        let cgroup = pids::PidsCgroup::create(self.policy.limits.max_procs);
+        let cgroup = cgroup::CommandCgroup::create(cgroup::CgroupLimits {
+            max_procs: self.policy.limits.max_procs,
+            memory_bytes: self.policy.limits.memory_mb.saturating_mul(1 << 20),
+        });
         limits::apply_in_child(cmd, &self.policy.limits, timeout, cgroup.as_ref());
+        let cgroup = cgroup.map(std::sync::Arc::new);
         let child = cmd.spawn()?;
         let group = child.id().map(|id| nix::unistd::Pid::from_raw(id as i32));
         Ok(Confined {
