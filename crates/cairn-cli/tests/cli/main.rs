@@ -13,6 +13,7 @@ mod cluster_faults;
 mod cluster_jobs;
 mod cluster_live;
 mod cluster_mcp;
+mod cluster_rogue;
 mod compaction;
 mod concurrency;
 mod config_errors;
