@@ -83,7 +83,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 .await?;
             println!("{token}");
             eprintln!(
-                "one-time token, valid {ttl}, labels {}: cairn worker --join https://<coordinator>:7420 --token <token>",
+                "one-time token, valid {ttl}, labels {}: save it to a file and run cairn worker --join https://<coordinator>:7420 --token-file <file> (or CAIRN_JOIN_TOKEN=<token>; not --token, which ps shows)",
                 if labels.is_empty() {
                     "(none)".to_string()
                 } else {
@@ -124,7 +124,9 @@ fn init(ca: &CaDir, san: Vec<String>) -> Result<ExitCode> {
     println!("cluster CA created in {}", ca.0.display());
     println!("  CA sha256      {fingerprint}");
     println!("  coordinator    certificate for {}", names.join(", "));
-    println!("next: cairn serve --role coordinator --database postgres://… --listen 0.0.0.0:7420");
+    println!(
+        "next: CAIRN_DATABASE_URL=postgres://… cairn serve --role coordinator --listen 0.0.0.0:7420"
+    );
     println!("      cairn cluster join-token --labels region=eu --ttl 1h");
     println!(
         "other coordinators: copy {} to their $CAIRN_HOME (it holds the CA key: keep it private)",

@@ -69,6 +69,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         })?;
         println!("wrote {}", path.display());
     }
+    if !user && nix::unistd::geteuid().is_root() {
+        sandbox_user()?;
+    }
     let ctl = if user {
         "systemctl --user"
     } else {
@@ -83,6 +86,28 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         loaded.home.join("env").display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// A system unit runs `cairn serve` as root; its commands run as this
+/// dedicated user, made here when missing (a system user: no home, no
+/// login).
+fn sandbox_user() -> Result<()> {
+    use cairn_tools::sandbox::DEDICATED_USER;
+    if nix::unistd::User::from_name(DEDICATED_USER)?.is_some() {
+        println!("sandboxed commands run as {DEDICATED_USER}");
+        return Ok(());
+    }
+    let status = std::process::Command::new("useradd")
+        .args(["--system", "--no-create-home", "--home-dir", "/nonexistent"])
+        .args(["--shell", "/usr/sbin/nologin", DEDICATED_USER])
+        .status()
+        .context("cannot run useradd to create the user sandboxed commands run as")?;
+    anyhow::ensure!(
+        status.success(),
+        "useradd {DEDICATED_USER} failed ({status}); create it by hand, or commands run as nobody"
+    );
+    println!("created the system user {DEDICATED_USER}: sandboxed commands run as it");
+    Ok(())
 }
 
 fn unit_path(user: bool) -> Result<PathBuf> {
@@ -114,6 +139,8 @@ RestartSec=5
 WatchdogSec={WATCHDOG_SEC}
 TimeoutStopSec={stop}
 KillMode=mixed
+# Per-command cgroups (process and memory limits) under cgroup v2.
+Delegate=yes
 
 [Install]
 WantedBy={wanted}

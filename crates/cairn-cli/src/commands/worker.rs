@@ -22,9 +22,13 @@ pub struct Args {
     /// join, optional (given again, it replaces the saved list).
     #[arg(long, value_delimiter = ',')]
     join: Vec<String>,
-    /// One-time join token from `cairn cluster join-token` (first join only).
+    /// One-time join token from `cairn cluster join-token` (first join only;
+    /// prefer --token-file or CAIRN_JOIN_TOKEN: ps shows arguments).
     #[arg(long, env = "CAIRN_JOIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// A file holding the join token.
+    #[arg(long, value_name = "PATH", conflicts_with = "token")]
+    token_file: Option<std::path::PathBuf>,
     /// Node name (default: this host's name).
     #[arg(long)]
     name: Option<String>,
@@ -54,7 +58,16 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         .map(|u| u.trim().trim_end_matches('/').to_string())
         .filter(|u| !u.is_empty())
         .collect();
-    let identity = match (NodeIdentity::load(&dir)?, urls.first(), &args.token) {
+    let token = match &args.token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the join token from {}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => args.token.clone(),
+    };
+    let identity = match (NodeIdentity::load(&dir)?, urls.first(), &token) {
         (_, Some(url), Some(token)) => {
             let token = JoinToken::parse(token)?;
             let name = args.name.clone().unwrap_or_else(host_name);

@@ -64,9 +64,19 @@ pub fn joined_worker(
     token: &str,
     name: &str,
 ) -> LoggedProcess {
+    // As the README says to: the token in a file, not on the command line.
+    let file = w.path().join("join.token");
+    std::fs::write(&file, format!("{token}\n")).unwrap();
     let p = worker(
         w,
-        &["--join", &server.url, "--token", token, "--name", name],
+        &[
+            "--join",
+            &server.url,
+            "--token-file",
+            file.to_str().unwrap(),
+            "--name",
+            name,
+        ],
     );
     p.wait_for("connected to", Duration::from_secs(20));
     p
