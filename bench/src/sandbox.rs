@@ -19,6 +19,7 @@ use serde_json::json;
 const CALLS: usize = 200;
 const LOOP_STEPS: usize = 10;
 const LOOP_RUNS: usize = 7;
+const DOWNLOADS: usize = 7;
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -47,12 +48,69 @@ async fn spawn_times(program: &str, args: &[&str]) -> Result<(f64, f64)> {
     Ok(summary(ms))
 }
 
-/// The policy `cairn serve` uses, with or without the Landlock helper.
+/// The policy `cairn serve` uses, with or without the Landlock helper (as
+/// root, commands run as the unprivileged user, as under `cairn serve`).
 fn policy(helper: Option<&Path>) -> Arc<SandboxPolicy> {
     Arc::new(SandboxPolicy {
         landlock_helper: helper.map(Path::to_path_buf),
+        run_as: cairn_tools::sandbox::RunAs::for_this_process("")
+            .ok()
+            .flatten()
+            .filter(|_| helper.is_some()),
         ..Default::default()
     })
+}
+
+/// Median MB/s of a 10 MB download from a server in a network namespace
+/// on a public address, measured inside the command (process start left
+/// out), through `exec` under `profile`.
+async fn download_rate(url: &str, profile: SandboxProfile, helper: Option<&Path>) -> Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let mut ctx = ToolContext::new(Workspace::open(&dir.path().join("ws"))?);
+    ctx.sandbox = Sandbox {
+        policy: policy(helper),
+        profile,
+        ..Default::default()
+    };
+    let reg = ToolRegistry::builtin(&["exec".to_string()])?;
+    let Some(exec) = reg.get("exec") else {
+        bail!("no exec tool");
+    };
+    let command = format!(
+        "python3 -c \"import time, urllib.request as u; t = time.perf_counter(); n = len(u.urlopen('{url}').read()); print('rate', n / (time.perf_counter() - t) / 1e6)\""
+    );
+    let mut rates = Vec::new();
+    for _ in 0..DOWNLOADS {
+        let out = exec.call(&ctx, json!({"command": command})).await;
+        let rate = out
+            .content
+            .lines()
+            .find_map(|l| l.strip_prefix("rate ")?.trim().parse::<f64>().ok());
+        match rate {
+            Some(r) => rates.push(r),
+            None => bail!("download under {}: {}", profile.as_str(), out.content),
+        }
+    }
+    Ok(summary(rates).0)
+}
+
+/// The egress proxy's throughput against the host's own network.
+async fn egress(helper: Option<&Path>) -> Result<()> {
+    let Some(helper) = helper else {
+        println!("  egress: skipped, no cairn-sandbox-init beside cairn-bench");
+        return Ok(());
+    };
+    let site = tempfile::tempdir()?;
+    std::fs::write(site.path().join("10mb"), vec![b'x'; 10 << 20])?;
+    let host = cairn_testkit::PublicHost::start(site.path(), 7);
+    let url = format!("http://{}:8080/10mb", host.addr);
+    let direct = download_rate(&url, SandboxProfile::Host, None).await?;
+    let proxied = download_rate(&url, SandboxProfile::Workspace, Some(helper)).await?;
+    println!(
+        "  10 MB download, median of {DOWNLOADS}: {proxied:.0} MB/s through the egress proxy, {direct:.0} MB/s on the host's network ({:.2}x)",
+        proxied / direct
+    );
+    Ok(())
 }
 
 async fn exec_tool(profile: SandboxProfile, helper: Option<&Path>) -> Result<(f64, f64)> {
@@ -151,6 +209,7 @@ pub async fn run(fake: &FakeLlm, helper: Option<&Path>) -> Result<()> {
             p50 - plain50
         );
     }
+    egress(helper).await?;
     let host = exec_loop(fake, SandboxProfile::Host, None).await?;
     let sandboxed = exec_loop(fake, SandboxProfile::Workspace, helper).await?;
     println!(

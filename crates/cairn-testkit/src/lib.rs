@@ -9,6 +9,7 @@ mod fake_llm;
 mod fake_platforms;
 mod link;
 mod mcp_peers;
+mod netns;
 mod postgres;
 mod process;
 mod python;
@@ -23,6 +24,7 @@ pub use fake_platforms::{
 };
 pub use link::Link;
 pub use mcp_peers::{mcp_reference_server, node, repo_path};
+pub use netns::PublicHost;
 pub use postgres::{TestDatabase, admin_url as postgres_admin_url};
 pub use process::LoggedProcess;
 pub use python::{minilm_model_dir, mpnet_model_dir, test_python};

@@ -141,75 +141,12 @@ PY"#
     assert!(other.accept().is_err(), "the neighbour was reached");
 }
 
-/// A network namespace with a web server on a public-looking address,
-/// reached from the host over a veth pair: what "the internet" is in a test
-/// that has none. Removed when dropped.
-struct PublicHost {
-    ns: String,
-    addr: String,
-    server: std::process::Child,
-}
-
-impl PublicHost {
-    /// Serves `dir` at http://<addr>:8080/. 11.0.0.0/8 is public address
-    /// space that no test machine routes to otherwise.
-    fn start(dir: &std::path::Path) -> PublicHost {
-        let tag = std::process::id() % 250 + 1;
-        let ns = format!("cairn-pub-{}", std::process::id());
-        let (host_if, ns_if) = (format!("cph{tag}"), format!("cpn{tag}"));
-        let (host_addr, addr) = (format!("11.77.{tag}.1"), format!("11.77.{tag}.2"));
-        let ip = |args: &str| {
-            let out = Command::new("ip").args(args.split(' ')).output().unwrap();
-            assert!(
-                out.status.success(),
-                "ip {args}: {} (this test needs root and iproute2)",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let _ = Command::new("ip").args(["netns", "del", &ns]).output();
-        ip(&format!("netns add {ns}"));
-        ip(&format!("link add {host_if} type veth peer name {ns_if}"));
-        ip(&format!("link set {ns_if} netns {ns}"));
-        ip(&format!("addr add {host_addr}/30 dev {host_if}"));
-        ip(&format!("link set {host_if} up"));
-        ip(&format!(
-            "netns exec {ns} ip addr add {addr}/30 dev {ns_if}"
-        ));
-        ip(&format!("netns exec {ns} ip link set {ns_if} up"));
-        ip(&format!("netns exec {ns} ip link set lo up"));
-        let server = Command::new("ip")
-            .args(["netns", "exec", &ns, "python3", "-m", "http.server"])
-            .args(["--bind", &addr, "8080", "--directory"])
-            .arg(dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let url = format!("{addr}:8080");
-        wait_until(
-            "the public host's server",
-            std::time::Duration::from_secs(10),
-            || std::net::TcpStream::connect(&url).is_ok(),
-        );
-        PublicHost { ns, addr, server }
-    }
-}
-
-impl Drop for PublicHost {
-    fn drop(&mut self) {
-        let _ = self.server.kill();
-        let _ = self.server.wait();
-        // Deleting the namespace deletes the veth pair with it.
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
-    }
-}
-
 #[test]
 fn public_addresses_stay_reachable_through_every_proxy_form() {
     let site = tempfile::tempdir().unwrap();
     let body = "x".repeat(3_000_000);
     std::fs::write(site.path().join("pkg.tar"), &body).unwrap();
-    let public = PublicHost::start(site.path());
+    let public = cairn_testkit::PublicHost::start(site.path(), 1);
     let a = &public.addr;
     // What package managers do: plain http through HTTP_PROXY, a CONNECT
     // tunnel (https), and SOCKS5 with the name resolved by the proxy.
