@@ -41,7 +41,9 @@ impl PublicHost {
         ip(&format!("link set {ns_if} netns {ns}"));
         ip(&format!("addr add {host_addr}/30 dev {host_if}"));
         ip(&format!("link set {host_if} up"));
-        ip(&format!("netns exec {ns} ip addr add {addr}/30 dev {ns_if}"));
+        ip(&format!(
+            "netns exec {ns} ip addr add {addr}/30 dev {ns_if}"
+        ));
         ip(&format!("netns exec {ns} ip link set {ns_if} up"));
         ip(&format!("netns exec {ns} ip link set lo up"));
         let server = Command::new("ip")

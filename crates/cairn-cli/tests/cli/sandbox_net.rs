@@ -85,7 +85,31 @@ for label, opener in [("proxied", urllib.request.build_opener(proxy)),
         print(label, "failed", type(e).__name__, e)
 PY"#
     );
-    let results = exec_all(&h, &fake, &[(&escalate, 30), (&connect_each(&targets), 30)]);
+    // Names and spellings that mean loopback, asked of the proxy itself.
+    let tunnel = format!(
+        r#"python3 - <<'PY'
+import socket
+for target in ["localhost:{api}", "127.1:{api}", "[::ffff:127.0.0.1]:{api}", "0:{api}"]:
+    s = socket.create_connection(("127.0.0.1", 3128), 5)
+    s.sendall(("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (target, target)).encode())
+    print(target, s.recv(200).split(b"\r\n")[0].decode())
+PY"#
+    );
+    let results = exec_all(
+        &h,
+        &fake,
+        &[
+            (&escalate, 30),
+            (&connect_each(&targets), 30),
+            (&tunnel, 30),
+        ],
+    );
+    assert_eq!(
+        results[2].matches("HTTP/1.1 403 Forbidden").count(),
+        4,
+        "{}",
+        results[2]
+    );
     let escalation = &results[0];
     assert!(
         escalation.contains("proxied http 403") && escalation.contains("loopback address"),

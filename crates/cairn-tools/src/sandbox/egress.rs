@@ -115,16 +115,24 @@ pub fn proxy_env() -> Vec<(String, String)> {
     out
 }
 
+/// Serves connections until aborted; the connections are tasks of a set
+/// this owns, so stopping the proxy (the command ended) ends them too, even
+/// one whose far end would keep it open.
 async fn accept(listener: UnixListener, policy: Arc<FetchPolicy>) {
+    let mut conns = tokio::task::JoinSet::new();
     loop {
-        match listener.accept().await {
-            Ok((conn, _)) => {
-                tokio::spawn(serve(conn, policy.clone()));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "the sandbox's egress proxy stopped accepting");
-                return;
-            }
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((conn, _)) => {
+                    conns.spawn(serve(conn, policy.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the sandbox's egress proxy stopped accepting");
+                    return;
+                }
+            },
+            // Reap finished connections so the set does not grow.
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
         }
     }
 }
