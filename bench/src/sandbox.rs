@@ -65,17 +65,7 @@ fn policy(helper: Option<&Path>) -> Arc<SandboxPolicy> {
 /// on a public address, measured inside the command (process start left
 /// out), through `exec` under `profile`.
 async fn download_rate(url: &str, profile: SandboxProfile, helper: Option<&Path>) -> Result<f64> {
-    let dir = tempfile::tempdir()?;
-    let mut ctx = ToolContext::new(Workspace::open(&dir.path().join("ws"))?);
-    ctx.sandbox = Sandbox {
-        policy: policy(helper),
-        profile,
-        ..Default::default()
-    };
-    let reg = ToolRegistry::builtin(&["exec".to_string()])?;
-    let Some(exec) = reg.get("exec") else {
-        bail!("no exec tool");
-    };
+    let (_dir, ctx, exec) = exec_in(profile, helper)?;
     let command = format!(
         "python3 -c \"import time, urllib.request as u; t = time.perf_counter(); n = len(u.urlopen('{url}').read()); print('rate', n / (time.perf_counter() - t) / 1e6)\""
     );
@@ -113,7 +103,12 @@ async fn egress(helper: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-async fn exec_tool(profile: SandboxProfile, helper: Option<&Path>) -> Result<(f64, f64)> {
+/// The `exec` tool with a context in a fresh workspace under `profile`;
+/// the directory must outlive the calls.
+fn exec_in(
+    profile: SandboxProfile,
+    helper: Option<&Path>,
+) -> Result<(tempfile::TempDir, ToolContext, Arc<dyn cairn_tools::Tool>)> {
     let dir = tempfile::tempdir()?;
     let mut ctx = ToolContext::new(Workspace::open(&dir.path().join("ws"))?);
     ctx.sandbox = Sandbox {
@@ -125,6 +120,11 @@ async fn exec_tool(profile: SandboxProfile, helper: Option<&Path>) -> Result<(f6
     let Some(exec) = reg.get("exec") else {
         bail!("no exec tool");
     };
+    Ok((dir, ctx, exec.clone()))
+}
+
+async fn exec_tool(profile: SandboxProfile, helper: Option<&Path>) -> Result<(f64, f64)> {
+    let (_dir, ctx, exec) = exec_in(profile, helper)?;
     let mut ms = Vec::with_capacity(CALLS);
     for i in 0..=CALLS {
         let t = Instant::now();

@@ -19,6 +19,18 @@ fn wait_for_reply(tg: &FakeTelegram, n: usize) {
     }
 }
 
+/// A home, a fake model and a fake Telegram open to everyone.
+fn group_chat() -> (cairn_testkit::CairnHome, FakeLlm, FakeTelegram) {
+    let h = home();
+    let fake = FakeLlm::start();
+    let tg = FakeTelegram::start("T");
+    h.write_config(&format!(
+        "[channels.telegram]\ntoken = \"T\"\napi_url = \"{}\"\nallow = [\"*\"]\npoll_timeout_s = 1\n",
+        tg.url()
+    ));
+    (h, fake, tg)
+}
+
 /// Everything a request shows the model: system prompt and messages.
 fn seen(r: &cairn_testkit::RecordedRequest) -> String {
     format!("{}\n{}", r.body["system"], r.message_texts().join("\n"))
@@ -26,13 +38,7 @@ fn seen(r: &cairn_testkit::RecordedRequest) -> String {
 
 #[test]
 fn two_people_in_one_group_chat_never_see_each_others_facts_or_schedules() {
-    let h = home();
-    let fake = FakeLlm::start();
-    let tg = FakeTelegram::start("T");
-    h.write_config(&format!(
-            "[channels.telegram]\ntoken = \"T\"\napi_url = \"{}\"\nallow = [\"*\"]\npoll_timeout_s = 1\n",
-            tg.url()
-        ));
+    let (h, fake, tg) = group_chat();
     let server = ServerProcess::start(h.anthropic(&fake));
     let group = -9000;
 
@@ -157,13 +163,7 @@ fn two_people_in_one_group_chat_never_see_each_others_facts_or_schedules() {
 
 #[test]
 fn another_persons_message_waits_for_a_turn_of_its_own() {
-    let h = home();
-    let fake = FakeLlm::start();
-    let tg = FakeTelegram::start("T");
-    h.write_config(&format!(
-        "[channels.telegram]\ntoken = \"T\"\napi_url = \"{}\"\nallow = [\"*\"]\npoll_timeout_s = 1\n",
-        tg.url()
-    ));
+    let (h, fake, tg) = group_chat();
     fake.push([
         Reply::tool(
             "exec",
