@@ -152,16 +152,37 @@ mod relay {
     use nix::sys::wait::waitpid;
     use nix::unistd::{ForkResult, fork};
 
-    /// Forks twice; the grandchild relays until the sandbox ends.
+    /// Forks twice; the grandchild relays for as long as the command (or
+    /// anything it started that kept the lifeline) lives. The sandbox's
+    /// pid 1 waits for every process before it exits, so a relay outliving
+    /// the command would keep the sandbox up after the command is gone.
     pub fn start(listener: TcpListener, sock: PathBuf) -> std::io::Result<()> {
+        use std::os::fd::AsFd;
+        // The command keeps the write end (inherited across exec); the
+        // relay reads EOF once every holder is gone.
+        let (alive_r, alive_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         match fork_here()? {
             ForkResult::Parent { child } => {
+                drop(alive_r);
                 waitpid(child, None).map_err(std::io::Error::from)?;
+                nix::fcntl::fcntl(
+                    alive_w.as_fd(),
+                    nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+                )?;
+                // Left open on purpose: this process becomes the command.
+                let _lifeline = std::os::fd::IntoRawFd::into_raw_fd(alive_w);
                 Ok(())
             }
             ForkResult::Child => {
                 if let Ok(ForkResult::Child) = fork_here() {
+                    drop(alive_w);
                     quiet();
+                    std::thread::spawn(move || {
+                        let mut byte = [0u8; 1];
+                        // Blocks until EOF (or an error): the command is gone.
+                        let _ = nix::unistd::read(&alive_r, &mut byte);
+                        std::process::exit(0);
+                    });
                     serve(listener, sock);
                 }
                 std::process::exit(0);

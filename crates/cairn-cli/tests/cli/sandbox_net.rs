@@ -211,3 +211,58 @@ PY"#
     assert!(!results[0].contains("plain 3000000"), "{}", results[0]);
     assert!(results[0].contains("Error"), "{}", results[0]);
 }
+
+#[test]
+fn the_egress_relay_ends_with_the_command() {
+    // Without cairn around to clean up (a worker killed with -9 just after
+    // a command ended left such sandboxes behind), the sandbox must end by
+    // itself: its pid 1 waits for every process, the relay included. No
+    // --die-with-parent here, so nothing else ends it.
+    let marker = format!("relay-marker-{}", std::process::id());
+    let mut sandbox = Command::new("bwrap")
+        .args(["--unshare-pid", "--unshare-net"])
+        .args([
+            "--ro-bind",
+            "/",
+            "/",
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--",
+        ])
+        .arg(env!("CARGO_BIN_EXE_cairn-sandbox-init"))
+        .args(["--egress", "/nonexistent.sock", "--", "sh", "-c"])
+        .arg(format!("sleep 0.3 & true # {marker}"))
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let ended = loop {
+        if let Some(status) = sandbox.try_wait().unwrap() {
+            break Some(status);
+        }
+        if start.elapsed() > std::time::Duration::from_secs(5) {
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // The backgrounded sleep keeps the relay (it may still want the
+    // network) for its 0.3 s; then everything goes.
+    let gone = std::time::Instant::now();
+    while !processes_with(&marker).is_empty() && gone.elapsed() < std::time::Duration::from_secs(5)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let left = processes_with(&marker);
+    for p in &left {
+        if let Some(pid) = p.split(':').next() {
+            let _ = Command::new("kill").args(["-9", pid]).status();
+        }
+    }
+    let _ = sandbox.kill();
+    assert!(
+        ended.is_some_and(|s| s.success()),
+        "the sandbox did not end: {left:?}"
+    );
+    assert!(left.is_empty(), "{left:?}");
+}
