@@ -202,8 +202,17 @@ fn make_group(parent: &Path, configure: impl Fn(&Path) -> Option<()>) -> Option<
     }
 }
 
+/// `max` tasks for the command. A pooled group may still be charged for
+/// tasks of earlier commands: a pid namespace's tasks are released about
+/// a second and a half after they exit (seen on 6.18, cgroup v1), so at
+/// hundreds of commands a second the charges of the dead would otherwise
+/// refuse the living their forks. They are added to the limit.
 fn set_pids(dir: &Path, max: u64) -> Option<()> {
-    std::fs::write(dir.join("pids.max"), max.to_string()).ok()
+    let ghosts: u64 = std::fs::read_to_string(dir.join("pids.current"))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0);
+    std::fs::write(dir.join("pids.max"), max.saturating_add(ghosts).to_string()).ok()
 }
 
 /// v2: `memory.max`, no swap; v1: `memory.limit_in_bytes` and, where swap
