@@ -84,13 +84,13 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
 }
 
 /// bubblewrap's arguments for either profile: `hidden` masked, then
-/// `workspace` bound writable and entered.
+/// `workspace` bound writable and entered, and `read` bound read-only.
 ///
 /// `as_root`: bubblewrap runs as root, so it needs no user namespace of its
 /// own (one would map the command to host root: owner of `/etc/shadow`,
 /// capabilities or not); the sandbox's init keeps only the capabilities to
 /// drop to the unprivileged user, and does so before anything else.
-pub fn args(hidden: &[PathBuf], workspace: &Path, as_root: bool) -> Vec<String> {
+pub fn args(hidden: &[PathBuf], workspace: &Path, read: &[PathBuf], as_root: bool) -> Vec<String> {
     let userns: &[&str] = if as_root {
         &[
             "--cap-drop",
@@ -159,13 +159,18 @@ pub fn args(hidden: &[PathBuf], workspace: &Path, as_root: bool) -> Vec<String> 
     push_pair(&mut a, "--bind", workspace);
     a.push(workspace.display().to_string());
     push_pair(&mut a, "--chdir", workspace);
+    for p in read {
+        mount_points(&mut a, &masked, p);
+        push_pair(&mut a, "--ro-bind", p);
+        a.push(p.display().to_string());
+    }
     a
 }
 
-/// The directories between an emptied mask and the workspace inside it
-/// are made by bubblewrap, by default as private as their host twins
-/// (0700 for a temporary home): made traversable, or an unprivileged
-/// command could not reach its own workspace by its path.
+/// The directories between an emptied mask and a path bound inside it are
+/// made by bubblewrap, as private as their host twins (0700 for a
+/// temporary directory): made traversable, or an unprivileged command could
+/// not reach its own workspace, or an MCP server its install, by its path.
 fn mount_points(a: &mut Vec<String>, masked: &[PathBuf], workspace: &Path) {
     let Some(mask) = masked
         .iter()
@@ -212,7 +217,7 @@ mod tests {
     #[test]
     fn every_sandbox_has_its_own_network_and_no_capabilities() {
         for as_root in [false, true] {
-            let a = args(&[PathBuf::from("/")], Path::new("/srv/ws"), as_root);
+            let a = args(&[PathBuf::from("/")], Path::new("/srv/ws"), &[], as_root);
             assert!(a.iter().any(|x| x == "--unshare-net"));
             assert!(a.windows(2).any(|w| w[0] == "--cap-drop" && w[1] == "ALL"));
             let bind = a.iter().rposition(|x| x == "--bind").unwrap();

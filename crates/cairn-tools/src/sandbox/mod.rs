@@ -304,11 +304,9 @@ impl Sandbox {
         c.args(bwrap::args(
             &self.policy.hidden,
             workspace,
+            read,
             run_as.is_some(),
         ));
-        for p in read {
-            c.arg("--ro-bind").arg(p).arg(p);
-        }
         let mut egress = None;
         if let Some(helper) = helper {
             c.arg("--ro-bind").arg(helper).arg(landlock::INIT_PATH);
