@@ -246,15 +246,18 @@ impl Link<'_> {
                     sink.send(text(&hb)).await.map_err(dropped)?;
                     sink.send(Message::Ping(Default::default())).await.map_err(dropped)?;
                 }
+                // Output before results: a job's last chunks are queued
+                // before its result (see `start`), and a chunk arriving
+                // after the result is dropped by the coordinator.
+                Some((r, chunk)) = inbox.output.recv() => {
+                    let m = WorkerMessage::Output { job: r.job, attempt: r.attempt, chunk };
+                    sink.send(text(&m)).await.map_err(dropped)?;
+                }
                 Some(r) = inbox.done.recv() => {
                     let output = lock(&self.held.results).get(&r).cloned();
                     if let Some(output) = output {
                         sink.send(done(r, output)).await.map_err(dropped)?;
                     }
-                }
-                Some((r, chunk)) = inbox.output.recv() => {
-                    let m = WorkerMessage::Output { job: r.job, attempt: r.attempt, chunk };
-                    sink.send(text(&m)).await.map_err(dropped)?;
                 }
             }
         }
@@ -312,13 +315,24 @@ impl Link<'_> {
         }
         let stop = CancellationToken::new();
         lock(&self.held.running).insert(r.clone(), stop.clone());
+        let (progress, relayed) = self.relay_output(&r);
         let control = JobControl {
             cancel: stop,
-            progress: Some(self.relay_output(&r)),
+            progress: Some(progress),
         };
         let (runner, held, outbox) = (self.runner.clone(), self.held.clone(), self.outbox.clone());
         tokio::spawn(async move {
             let output = runner.run(&job, control).await;
+            // The job's progress sender is gone with its control: once the
+            // relay has queued the last chunk, the result may follow. Bounded:
+            // a sender kept elsewhere must not hold the result back.
+            match tokio::time::timeout(std::time::Duration::from_secs(2), relayed).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(error = %e, "a job's output relay ended early"),
+                Err(_) => {
+                    tracing::debug!("a job's output relay outlived it; its result goes first")
+                }
+            }
             lock(&held.running).remove(&r);
             lock(&held.results).insert(r.clone(), output);
             // The receiver lives as long as the worker.
@@ -327,18 +341,19 @@ impl Link<'_> {
     }
 
     /// A job's live output, passed to whichever connection is up; dropped
-    /// when none is or the link falls behind (the result has it all).
-    fn relay_output(&self, r: &JobRef) -> Progress {
+    /// when none is or the link falls behind (the result has it all). The
+    /// task ends once every chunk is queued and the job's sender is gone.
+    fn relay_output(&self, r: &JobRef) -> (Progress, tokio::task::JoinHandle<()>) {
         let (progress, mut chunks) = Progress::channel();
         let (tx, r) = (self.outbox.output.clone(), r.clone());
-        tokio::spawn(async move {
+        let relayed = tokio::spawn(async move {
             while let Some(chunk) = chunks.recv().await {
                 if tx.try_send((r.clone(), chunk)).is_err() {
                     // Full or gone: this chunk is lost, by design.
                 }
             }
         });
-        progress
+        (progress, relayed)
     }
 }
 
