@@ -137,7 +137,9 @@ fn cairn_tools_check(tools: &[String]) -> Result<(), ApiError> {
 }
 
 #[utoipa::path(post, path = "/api/v1/agents", tag = "agents", request_body = AgentSpec,
-    responses((status = 201, body = AgentSpec), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = AgentSpec), (status = 400, body = ErrorBody),
+              (status = 403, body = ErrorBody, description = "widens the agent's isolation without the operator key"),
+              (status = 409, body = ErrorBody)))]
 pub async fn create_agent(
     State(state): S,
     Extension(caller): Extension<Caller>,
@@ -160,7 +162,8 @@ pub async fn create_agent(
 }
 
 #[utoipa::path(put, path = "/api/v1/agents/{name}", tag = "agents", params(("name" = String, Path)), request_body = AgentSpec,
-    responses((status = 200, body = AgentSpec), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = AgentSpec), (status = 400, body = ErrorBody),
+              (status = 403, body = ErrorBody, description = "widens the agent's isolation without the operator key")))]
 pub async fn put_agent(
     State(state): S,
     Extension(caller): Extension<Caller>,
