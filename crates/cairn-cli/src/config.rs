@@ -427,6 +427,10 @@ impl Loaded {
         };
         cairn_tools::ToolRegistry::builtin(&cfg.tools)
             .map_err(|e| anyhow!("agent {name:?}: {e}"))?;
+        for n in &cfg.network_allow {
+            cairn_tools::net_guard::Network::parse(n)
+                .map_err(|e| anyhow!("agents.{name}.network_allow: {e}"))?;
+        }
         Ok(AgentSpec {
             name: name.to_string(),
             system_prompt: cfg.system_prompt,

@@ -43,12 +43,19 @@ output_limit_bytes = 32768
 
 [tools.sandbox]
 # Limits of each sandboxed command (bubblewrap; `apt-get install bubblewrap`).
-memory_mb = 8192      # address space per process
+memory_mb = 8192      # all its processes together (a memory cgroup), and each one
 max_procs = 256       # processes and threads at once
+disk_mb = 4096        # everything it writes to disk, across files
 file_size_mb = 1024   # largest file it may write
 cpu_s = 0             # CPU seconds per process; 0: the call's timeout
 output_mb = 64        # killed past this much output
 bwrap = ""            # empty: bwrap on PATH
+# A `workspace` command reaches public addresses only, through cairn's
+# egress proxy; list exceptions here (or per agent: agents.<name>.network_allow).
+network_allow = []
+# When cairn runs as root, commands run as this user; empty: cairn-sandbox
+# when it exists (cairn service install makes it), else nobody.
+user = ""
 
 [tools.http_fetch]
 # http_fetch reaches public addresses only; list exceptions (addresses or

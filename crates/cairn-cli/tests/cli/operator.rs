@@ -49,6 +49,14 @@ async fn agents_are_loosened_only_with_the_operator_key() {
         assert!(body.to_string().contains(field), "{body}");
         assert!(body.to_string().contains("operator.key"), "{body}");
     }
+    // A malformed network is a 400 before any key question.
+    let (status, body) = api
+        .post(
+            "/api/v1/agents",
+            agent(json!({"name": "pwn", "network_allow": ["10.0.0.0/33"]})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
     // Narrower than the default, or the same: no key needed.
     let (status, body) = api
         .post("/api/v1/agents", agent(json!({"sandbox": "offline"})))

@@ -266,3 +266,24 @@ fn the_egress_relay_ends_with_the_command() {
     );
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn a_malformed_network_exception_is_refused_with_its_key() {
+    for (config, key) in [
+        (
+            "[agents.default]\nnetwork_allow = [\"10.0.0.0/33\"]\n",
+            "agents.default.network_allow",
+        ),
+        (
+            "[tools.sandbox]\nnetwork_allow = [\"intranet\"]\n",
+            "tools.sandbox.network_allow",
+        ),
+    ] {
+        let h = home();
+        h.write_config(config);
+        let fake = FakeLlm::start();
+        let out = run(h.anthropic(&fake), &["run", "hello"]);
+        assert!(!out.status.success(), "{}", describe(&out));
+        assert!(stderr(&out).contains(key), "{}", describe(&out));
+    }
+}

@@ -89,6 +89,10 @@ fn check_agent(state: &AppState, spec: &AgentSpec) -> Result<(), ApiError> {
         .check_mcp(spec)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     cairn_tools_check(&spec.tools)?;
+    for n in &spec.network_allow {
+        cairn_tools::net_guard::Network::parse(n)
+            .map_err(|e| ApiError::bad_request(format!("network_allow: {e}")))?;
+    }
     if let Some(owner) = &spec.owner
         && !owner
             .split_once(':')
