@@ -27,7 +27,13 @@ pub async fn sync(loaded: &Loaded, store: &Store) -> Result<usize> {
         match ScheduleRecord::create(new, id.clone(), "config", now) {
             Ok(s) => store.upsert_schedule(&s).await?,
             // A one-shot that already fired stays as it is.
-            Err(ScheduleError::NeverDue(_)) if store.get_schedule(&id).await.is_ok() => {}
+            Err(ScheduleError::NeverDue(why)) => match store.get_schedule(&id).await {
+                Ok(_) => {}
+                Err(cairn_store::StoreError::NotFound { .. }) => {
+                    bail!("[schedules.{name}]: {}", ScheduleError::NeverDue(why))
+                }
+                Err(e) => return Err(e).with_context(|| format!("[schedules.{name}]")),
+            },
             Err(e) => bail!("[schedules.{name}]: {e}"),
         }
         kept.push(id);

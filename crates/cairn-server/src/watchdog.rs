@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_core::{RunStatus, now_ms};
-use cairn_store::RunProgress;
+use cairn_store::{RunProgress, StoreError};
 use tokio::task::JoinSet;
 
 use crate::AppState;
@@ -125,16 +125,11 @@ async fn check(
     );
     tracing::warn!(run = %r.run_id, "{reason}");
     token.cancel();
-    if let Ok(run) = state.rt.store.get_run(&r.run_id).await
-        && let Ok(agent) = state.agent(&run.agent).await
-    {
-        let text = format!(
-            "run {} (\"{}\"): {reason}",
-            run.id,
-            run.input.chars().take(60).collect::<String>()
-        );
-        state.rt.notify_owner(&agent, &text).await;
-        state.outbox.notify_waiters();
+    match owner_notice(state, &r.run_id, &reason).await {
+        Ok(()) => state.outbox.notify_waiters(),
+        Err(e) => {
+            tracing::warn!(run = %r.run_id, error = %e, "the owner could not be told the watchdog stopped a run");
+        }
     }
     // Say why on the run once it has stopped.
     let state = state.clone();
@@ -198,4 +193,18 @@ async fn retry(state: &Arc<AppState>, run_id: &str) -> Option<String> {
             None
         }
     }
+}
+
+/// Tells the agent's owner (when it has one) that the watchdog stopped a
+/// run; a store error is returned, not taken for "no such run".
+async fn owner_notice(state: &AppState, run_id: &str, reason: &str) -> Result<(), StoreError> {
+    let run = state.rt.store.get_run(run_id).await?;
+    let agent = state.agent(&run.agent).await?;
+    let text = format!(
+        "run {} (\"{}\"): {reason}",
+        run.id,
+        run.input.chars().take(60).collect::<String>()
+    );
+    state.rt.notify_owner(&agent, &text).await;
+    Ok(())
 }

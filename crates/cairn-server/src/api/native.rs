@@ -224,7 +224,11 @@ pub async fn create_session(
         }
         None => cairn_core::ids::new_id("ses"),
     };
-    let existed = state.rt.store.get_session(&id).await.is_ok();
+    let existed = match state.rt.store.get_session(&id).await {
+        Ok(_) => true,
+        Err(StoreError::NotFound { .. }) => false,
+        Err(e) => return Err(e.into()),
+    };
     let info = state.rt.store.ensure_session(&id, &req.agent).await?;
     Ok((
         if existed {
