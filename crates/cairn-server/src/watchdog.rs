@@ -71,7 +71,8 @@ fn allowance(r: &RunProgress, stuck: Duration) -> i64 {
         .in_flight
         .iter()
         .filter(|c| c.name == "exec")
-        .map(|c| c.input["timeout_s"].as_i64().unwrap_or(120) * 1000 + TOOL_SLACK_MS)
+        .filter_map(|c| cairn_tools::exec_timeout(&c.input))
+        .map(|t| t.as_millis() as i64 + TOOL_SLACK_MS)
         .max()
         .unwrap_or(0);
     (stuck.as_millis() as i64).max(tool_limit)

@@ -42,15 +42,25 @@ impl Tool for Exec {
 
     async fn call(&self, ctx: &ToolContext, input: serde_json::Value) -> ToolOutput {
         let command = tool_try!(str_arg(&input, "command")).to_string();
-        let timeout_s = match input.get("timeout_s") {
-            None | Some(serde_json::Value::Null) => DEFAULT_TIMEOUT_S,
-            Some(v) => match v.as_f64() {
-                Some(t) if t >= 1.0 => (t as u64).min(MAX_TIMEOUT_S),
-                _ => return ToolOutput::error("timeout_s must be a number of seconds >= 1"),
-            },
+        let Some(timeout) = exec_timeout(&input) else {
+            return ToolOutput::error("timeout_s must be a number of seconds >= 1");
         };
-        run(ctx, &command, Duration::from_secs(timeout_s)).await
+        run(ctx, &command, timeout).await
     }
+}
+
+/// How long an `exec` call with this input may run before it is killed
+/// (`None`: the input's `timeout_s` is invalid); the watchdog asks this too,
+/// so the two never disagree.
+pub fn exec_timeout(input: &serde_json::Value) -> Option<Duration> {
+    let seconds = match input.get("timeout_s") {
+        None | Some(serde_json::Value::Null) => DEFAULT_TIMEOUT_S,
+        Some(v) => match v.as_f64() {
+            Some(t) if t >= 1.0 => (t as u64).min(MAX_TIMEOUT_S),
+            _ => return None,
+        },
+    };
+    Some(Duration::from_secs(seconds))
 }
 
 /// How a command ended.
@@ -228,5 +238,20 @@ async fn drain(mut pipe: impl tokio::io::AsyncRead + Unpin, sink: Sink) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timeout_is_read_once_for_the_tool_and_the_watchdog() {
+        let t = |v: serde_json::Value| exec_timeout(&v).map(|d| d.as_secs());
+        assert_eq!(t(json!({})), Some(DEFAULT_TIMEOUT_S));
+        assert_eq!(t(json!({"timeout_s": 2.5})), Some(2));
+        assert_eq!(t(json!({"timeout_s": 100_000})), Some(MAX_TIMEOUT_S));
+        assert_eq!(t(json!({"timeout_s": 0})), None);
+        assert_eq!(t(json!({"timeout_s": "ten"})), None);
     }
 }

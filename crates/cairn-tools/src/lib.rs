@@ -33,6 +33,7 @@ use cairn_core::{ToolOutput, ToolSpec};
 use tokio_util::sync::CancellationToken;
 
 pub use cap::CappedOutput;
+pub use exec::exec_timeout;
 pub use progress::{Progress, Utf8Chunks};
 pub use registry::{BUILTIN_TOOLS, ToolRegistry, UnknownTool};
 pub use workspace::Workspace;
