@@ -8,7 +8,7 @@ use cairn_core::schedule::{
     CatchUp, HeartbeatPolicy, NewSchedule, ScheduleError, ScheduleKind, ScheduleRecord,
     parse_interval,
 };
-use cairn_store::Store;
+use cairn_store::{Found, Store};
 
 use crate::config::{Loaded, ScheduleConfig};
 
@@ -27,13 +27,16 @@ pub async fn sync(loaded: &Loaded, store: &Store) -> Result<usize> {
         match ScheduleRecord::create(new, id.clone(), "config", now) {
             Ok(s) => store.upsert_schedule(&s).await?,
             // A one-shot that already fired stays as it is.
-            Err(ScheduleError::NeverDue(why)) => match store.get_schedule(&id).await {
-                Ok(_) => {}
-                Err(cairn_store::StoreError::NotFound { .. }) => {
-                    bail!("[schedules.{name}]: {}", ScheduleError::NeverDue(why))
+            Err(ScheduleError::NeverDue(why)) => {
+                let kept = store
+                    .get_schedule(&id)
+                    .await
+                    .found()
+                    .with_context(|| format!("[schedules.{name}]"))?;
+                if kept.is_none() {
+                    bail!("[schedules.{name}]: {}", ScheduleError::NeverDue(why));
                 }
-                Err(e) => return Err(e).with_context(|| format!("[schedules.{name}]")),
-            },
+            }
             Err(e) => bail!("[schedules.{name}]: {e}"),
         }
         kept.push(id);

@@ -92,3 +92,21 @@ impl StoreError {
         }
     }
 }
+
+/// A lookup where absence is an answer, not an error: `NotFound` becomes
+/// `None`, and every other error (an outage) stays an error, so it is never
+/// taken for "absent".
+pub trait Found<T> {
+    /// `Ok(Some(row))`, `Ok(None)` for `NotFound`, or the error.
+    fn found(self) -> Result<Option<T>, StoreError>;
+}
+
+impl<T> Found<T> for Result<T, StoreError> {
+    fn found(self) -> Result<Option<T>, StoreError> {
+        match self {
+            Ok(v) => Ok(Some(v)),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}

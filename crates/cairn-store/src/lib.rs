@@ -31,7 +31,7 @@ pub use agents::AgentStore;
 pub use batches::BatchStore;
 pub use channels::{Accepted, AwaitingReply, ChannelStore, NewOutbound};
 pub use cluster::ClusterStore;
-pub use error::StoreError;
+pub use error::{Found, StoreError};
 pub use journal::{JournalStore, NewCompaction, NewEntry, StepCommit};
 pub use memories::{
     MemoryStore, NewMemory, SavedMemory, StoredVector, TermCounts, blob_to_vector, index_terms,

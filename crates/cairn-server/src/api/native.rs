@@ -17,7 +17,7 @@ use super::events::{run_sse, wait_for_run};
 use super::{ApiJson, Caller};
 use crate::AppState;
 use crate::error::ApiError;
-use cairn_store::StoreError;
+use cairn_store::Found;
 
 pub(crate) type S = State<Arc<AppState>>;
 
@@ -151,15 +151,18 @@ pub async fn create_agent(
 ) -> Result<(StatusCode, Json<AgentSpec>), ApiError> {
     check_agent(&state, &spec)?;
     require_operator(caller, &AgentSpec::default(), &spec)?;
-    match state.rt.store.get_agent(&spec.name).await {
-        Err(StoreError::NotFound { .. }) => {}
-        Ok(_) => {
-            return Err(ApiError::conflict(format!(
-                "agent {:?} exists; PUT /api/v1/agents/{} to change it",
-                spec.name, spec.name
-            )));
-        }
-        Err(e) => return Err(e.into()),
+    if state
+        .rt
+        .store
+        .get_agent(&spec.name)
+        .await
+        .found()?
+        .is_some()
+    {
+        return Err(ApiError::conflict(format!(
+            "agent {:?} exists; PUT /api/v1/agents/{} to change it",
+            spec.name, spec.name
+        )));
     }
     state.rt.store.put_agent(&spec).await?;
     Ok((StatusCode::CREATED, Json(spec)))
@@ -176,11 +179,7 @@ pub async fn put_agent(
 ) -> Result<Json<AgentSpec>, ApiError> {
     spec.name = name;
     check_agent(&state, &spec)?;
-    let current = match state.agent(&spec.name).await {
-        Ok(a) => a,
-        Err(StoreError::NotFound { .. }) => AgentSpec::default(),
-        Err(e) => return Err(e.into()),
-    };
+    let current = state.agent(&spec.name).await.found()?.unwrap_or_default();
     require_operator(caller, &current, &spec)?;
     state.rt.store.put_agent(&spec).await?;
     Ok(Json(spec))
@@ -224,11 +223,7 @@ pub async fn create_session(
         }
         None => cairn_core::ids::new_id("ses"),
     };
-    let existed = match state.rt.store.get_session(&id).await {
-        Ok(_) => true,
-        Err(StoreError::NotFound { .. }) => false,
-        Err(e) => return Err(e.into()),
-    };
+    let existed = state.rt.store.get_session(&id).await.found()?.is_some();
     let info = state.rt.store.ensure_session(&id, &req.agent).await?;
     Ok((
         if existed {

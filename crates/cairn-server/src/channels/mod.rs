@@ -22,7 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cairn_core::channel::{InboundMessage, OutboxItem};
 use cairn_core::{RunRecord, RunStatus, now_ms};
-use cairn_store::{Accepted, NewOutbound, StoreError};
+use cairn_store::{Accepted, Found, NewOutbound, StoreError};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
@@ -340,15 +340,10 @@ async fn session_for(state: &AppState, msg: &InboundMessage) -> Result<String, S
     if id == legacy {
         return Ok(id);
     }
-    match state.rt.store.get_session(&id).await {
-        Ok(_) => return Ok(id),
-        Err(StoreError::NotFound { .. }) => {}
-        Err(e) => return Err(e),
-    }
-    match state.rt.store.get_session(&legacy).await {
-        Ok(_) => {}
-        Err(StoreError::NotFound { .. }) => return Ok(id),
-        Err(e) => return Err(e),
+    if state.rt.store.get_session(&id).await.found()?.is_some()
+        || state.rt.store.get_session(&legacy).await.found()?.is_none()
+    {
+        return Ok(id);
     }
     let users: Vec<(String, Option<String>)> = state
         .rt
