@@ -11,6 +11,7 @@ use serde_json::json;
 use tokio::io::AsyncReadExt;
 use tokio::sync::Notify;
 
+use crate::sandbox::Limits;
 use crate::{CappedOutput, Tool, ToolContext, str_arg};
 
 const DEFAULT_TIMEOUT_S: u64 = 120;
@@ -70,6 +71,8 @@ enum End {
     Cancelled,
     TooMuchOutput,
     TooMuchWritten,
+    /// The kernel killed one of its processes for the command's memory.
+    OutOfMemory,
 }
 
 async fn run(ctx: &ToolContext, command: &str, timeout: Duration) -> ToolOutput {
@@ -103,11 +106,12 @@ async fn run(ctx: &ToolContext, command: &str, timeout: Duration) -> ToolOutput 
         _ = flood.notified() => End::TooMuchOutput,
         _ = over_disk_budget(meter, disk_budget) => End::TooMuchWritten,
     };
-    let oom = confined.oom_killed();
     // A flood ends the reading, which kills the command by SIGPIPE: both
-    // may be ready at once, and the flood is the cause.
+    // may be ready at once, and the flood is the cause. An OOM kill may
+    // leave the command's own exit status clean (its shell went on).
     let end = match end {
         End::Exited(_) if sink_flooded(&out, max_output) => End::TooMuchOutput,
+        End::Exited(Ok(_)) if confined.oom_killed() => End::OutOfMemory,
         other => other,
     };
     confined.kill_all();
@@ -124,23 +128,7 @@ async fn run(ctx: &ToolContext, command: &str, timeout: Duration) -> ToolOutput 
         tracing::warn!(error = %e, "cleaning up a command's sandbox failed");
     }
     let text = out.lock().map(|o| o.render()).unwrap_or_default();
-    let limits = &ctx.sandbox.policy.limits;
-    let end = match end {
-        End::Exited(Ok(_)) if oom => {
-            return ToolOutput::error(format!(
-                "killed: the command's processes together used more than {} MiB of memory (tools.sandbox.memory_mb)\n{text}",
-                limits.memory_mb
-            ));
-        }
-        End::TooMuchWritten => {
-            return ToolOutput::error(format!(
-                "killed: the command wrote more than {} MiB to disk (tools.sandbox.disk_mb)\n{text}",
-                limits.disk_mb
-            ));
-        }
-        other => other,
-    };
-    report(end, timeout, max_output, text)
+    report(end, timeout, &ctx.sandbox.policy.limits, text)
 }
 
 /// Resolves when the command has written more than `budget` bytes; never
@@ -158,7 +146,7 @@ async fn over_disk_budget(meter: Option<crate::sandbox::DiskMeter>, budget: u64)
     }
 }
 
-fn report(end: End, timeout: Duration, max_output: usize, text: String) -> ToolOutput {
+fn report(end: End, timeout: Duration, limits: &Limits, text: String) -> ToolOutput {
     match end {
         End::Exited(Ok(status)) => {
             let code = status.code().map_or_else(
@@ -193,9 +181,16 @@ fn report(end: End, timeout: Duration, max_output: usize, text: String) -> ToolO
         )),
         End::TooMuchOutput => ToolOutput::error(format!(
             "the command printed more than {} MiB and was killed\n{text}",
-            max_output >> 20
+            limits.output_mb
         )),
-        End::TooMuchWritten => ToolOutput::error(format!("killed: too much written\n{text}")),
+        End::TooMuchWritten => ToolOutput::error(format!(
+            "killed: the command wrote more than {} MiB to disk (tools.sandbox.disk_mb)\n{text}",
+            limits.disk_mb
+        )),
+        End::OutOfMemory => ToolOutput::error(format!(
+            "killed: the command's processes together used more than {} MiB of memory (tools.sandbox.memory_mb)\n{text}",
+            limits.memory_mb
+        )),
     }
 }
 

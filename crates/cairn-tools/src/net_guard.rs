@@ -92,6 +92,50 @@ impl FetchPolicy {
     }
 }
 
+/// Why a name gave no address that may be connected to.
+#[derive(Debug)]
+pub enum Unusable {
+    /// It does not resolve.
+    Unresolved(std::io::Error),
+    /// It has addresses, all refused; why the first was.
+    Refused(String),
+    /// It resolved to nothing.
+    NoAddress,
+}
+
+impl FetchPolicy {
+    /// The addresses `host` resolves to (an IP literal is itself) that may
+    /// be connected to, with `port`; refusals worded as in `check_for`.
+    /// The caller connects to these very addresses, so a name cannot
+    /// rebind to a refused one between check and use.
+    pub async fn resolve(
+        &self,
+        host: &str,
+        port: u16,
+        what: &str,
+        exceptions: &str,
+    ) -> Result<Vec<SocketAddr>, Unusable> {
+        let found = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(Unusable::Unresolved)?;
+        let mut refused = None;
+        let allowed: Vec<SocketAddr> = found
+            .filter(|a| match self.check_for(a.ip(), what, exceptions) {
+                Ok(()) => true,
+                Err(why) => {
+                    refused.get_or_insert(why);
+                    false
+                }
+            })
+            .collect();
+        match (allowed.is_empty(), refused) {
+            (false, _) => Ok(allowed),
+            (true, Some(why)) => Err(Unusable::Refused(why)),
+            (true, None) => Err(Unusable::NoAddress),
+        }
+    }
+}
+
 /// The addresses of this host's interfaces, re-read at most every ten
 /// seconds (an interface may gain an address while the server runs).
 fn own_addresses() -> Vec<IpAddr> {
@@ -197,26 +241,17 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let policy = self.policy.clone();
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let mut refused = Vec::new();
-            let allowed: Vec<SocketAddr> = found
-                .into_iter()
-                .filter(|a| match policy.check(a.ip()) {
-                    Ok(()) => true,
-                    Err(why) => {
-                        refused.push(why);
-                        false
-                    }
-                })
-                .collect();
-            if allowed.is_empty() {
-                let why = refused
-                    .into_iter()
-                    .next()
-                    .unwrap_or_else(|| "it has no address".into());
-                return Err(format!("refused {host}: {why}").into());
-            }
+            let allowed = match policy
+                .resolve(&host, 0, "http_fetch", "tools.http_fetch.allow")
+                .await
+            {
+                Ok(a) => a,
+                Err(Unusable::Unresolved(e)) => return Err(e.into()),
+                Err(Unusable::Refused(why)) => return Err(format!("refused {host}: {why}").into()),
+                Err(Unusable::NoAddress) => {
+                    return Err(format!("refused {host}: it has no address").into());
+                }
+            };
             Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
         })
     }

@@ -171,15 +171,15 @@ pub fn args(hidden: &[PathBuf], workspace: &Path, read: &[PathBuf], as_root: boo
 /// made by bubblewrap, as private as their host twins (0700 for a
 /// temporary directory): made traversable, or an unprivileged command could
 /// not reach its own workspace, or an MCP server its install, by its path.
-fn mount_points(a: &mut Vec<String>, masked: &[PathBuf], workspace: &Path) {
+fn mount_points(a: &mut Vec<String>, masked: &[PathBuf], bound: &Path) {
     let Some(mask) = masked
         .iter()
-        .filter(|m| workspace.starts_with(m) && workspace != m.as_path())
+        .filter(|m| bound.starts_with(m) && bound != m.as_path())
         .max_by_key(|m| m.components().count())
     else {
         return;
     };
-    let mut between: Vec<&Path> = workspace
+    let mut between: Vec<&Path> = bound
         .ancestors()
         .skip(1)
         .take_while(|p| p != mask)

@@ -71,6 +71,8 @@ struct Group {
 /// The cgroups holding one command; removed (or pooled) when dropped.
 pub struct CommandCgroup {
     groups: Vec<Group>,
+    /// Whether one of them is a pids group (else RLIMIT_NPROC is used).
+    limits_procs: bool,
 }
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -91,31 +93,42 @@ pub struct CgroupLimits {
 
 impl CommandCgroup {
     /// Fresh cgroups with these limits, or `None` where none can be made.
+    /// Each controller stands alone: a memory group that cannot be made
+    /// leaves the pids group (and the other way round), and whatever was
+    /// made is released by the value's drop.
     pub fn create(limits: CgroupLimits) -> Option<CommandCgroup> {
-        let mut groups = Vec::new();
+        let mut made = CommandCgroup {
+            groups: Vec::new(),
+            limits_procs: false,
+        };
         let pids = parent_dir(Controller::Pids);
-        let memory = parent_dir(Controller::Memory).filter(|_| limits.memory_bytes > 0);
-        if let Some(p) = &pids {
-            groups.push(make_group(p, |dir| set_pids(dir, limits.max_procs))?);
+        if let Some(g) = pids
+            .as_deref()
+            .and_then(|p| make_group(p, |dir| set_pids(dir, limits.max_procs)))
+        {
+            made.groups.push(g);
+            made.limits_procs = true;
         }
-        if let Some(m) = &memory {
-            if Some(m) == pids.as_ref() {
+        if let Some(m) = parent_dir(Controller::Memory).filter(|_| limits.memory_bytes > 0) {
+            let memory = match made.groups.first() {
                 // cgroup v2: one group holds both.
-                let dir = &groups.first()?.dir;
-                set_memory(dir, limits.memory_bytes)?;
-            } else {
-                groups.push(make_group(m, |dir| set_memory(dir, limits.memory_bytes))?);
+                Some(g) if Some(&m) == pids.as_ref() => set_memory(&g.dir, limits.memory_bytes),
+                _ => make_group(&m, |dir| set_memory(dir, limits.memory_bytes))
+                    .map(|g| made.groups.push(g)),
+            };
+            if memory.is_none() {
+                tracing::debug!("no memory cgroup for this command: memory_mb holds per process");
             }
         }
-        for g in &mut groups {
+        for g in &mut made.groups {
             g.oom_before = oom_kills(&g.dir);
         }
-        (!groups.is_empty()).then_some(CommandCgroup { groups })
+        (!made.groups.is_empty()).then_some(made)
     }
 
-    /// Whether the pids controller holds it (else RLIMIT_NPROC is used).
+    /// Whether a pids group holds it (else RLIMIT_NPROC is used).
     pub fn limits_procs(&self) -> bool {
-        parent_dir(Controller::Pids).is_some()
+        self.limits_procs
     }
 
     /// The open `cgroup.procs` files, written by the child before it execs.

@@ -15,7 +15,7 @@
 //! curl already honour through `HTTPS_PROXY`/`ALL_PROXY`. What does not
 //! honour a proxy (raw sockets, its own DNS) gets no network at all.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, UnixListener, UnixStream};
 
-use crate::net_guard::FetchPolicy;
+use crate::net_guard::{FetchPolicy, Unusable};
 
 /// Where the proxy's socket appears inside the sandbox.
 pub const SOCKET_PATH: &str = "/run/cairn-egress.sock";
@@ -164,20 +164,24 @@ enum Refused {
 /// Resolves `host` and connects to the first address the policy permits.
 async fn connect(host: &str, port: u16, policy: &FetchPolicy) -> Result<TcpStream, Refused> {
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
-        Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|e| Refused::Unreachable(format!("cannot resolve {host}: {e}")))?
-            .collect(),
-    };
-    let mut refusal = None;
-    let mut last = None;
-    for addr in addrs {
-        if let Err(why) = policy.check_for(addr.ip(), "the sandbox's network", EXCEPTIONS) {
-            refusal.get_or_insert(why);
-            continue;
+    let addrs = match policy
+        .resolve(host, port, "the sandbox's network", EXCEPTIONS)
+        .await
+    {
+        Ok(a) => a,
+        Err(Unusable::Unresolved(e)) => {
+            return Err(Refused::Unreachable(format!("cannot resolve {host}: {e}")));
         }
+        Err(Unusable::Refused(why)) => {
+            tracing::info!(host, port, "sandbox egress refused: {why}");
+            return Err(Refused::Policy(why));
+        }
+        Err(Unusable::NoAddress) => {
+            return Err(Refused::Unreachable(format!("{host} has no address")));
+        }
+    };
+    let mut last = format!("{host} has no address");
+    for addr in addrs {
         match tokio::time::timeout(Duration::from_secs(15), TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => {
                 // Interactive protocols (ssh over CONNECT, streamed answers)
@@ -187,18 +191,11 @@ async fn connect(host: &str, port: u16, policy: &FetchPolicy) -> Result<TcpStrea
                 }
                 return Ok(stream);
             }
-            Ok(Err(e)) => last = Some(format!("{addr}: {e}")),
-            Err(_) => last = Some(format!("{addr}: timed out")),
+            Ok(Err(e)) => last = format!("{addr}: {e}"),
+            Err(_) => last = format!("{addr}: timed out"),
         }
     }
-    match (last, refusal) {
-        (Some(e), _) => Err(Refused::Unreachable(e)),
-        (None, Some(why)) => {
-            tracing::info!(host, port, "sandbox egress refused: {why}");
-            Err(Refused::Policy(why))
-        }
-        (None, None) => Err(Refused::Unreachable(format!("{host} has no address"))),
-    }
+    Err(Refused::Unreachable(last))
 }
 
 async fn socks5(conn: &mut BufReader<UnixStream>, policy: &FetchPolicy) -> std::io::Result<()> {

@@ -89,8 +89,8 @@ fn pre_exec(
     v: Values,
     procs_files: Vec<std::sync::Arc<std::fs::File>>,
 ) {
-    // SAFETY: the closure only calls setrlimit(2) and write(2) on a file
-    // opened before the fork; both are async-signal-safe.
+    // SAFETY: the closure only calls setrlimit(2), umask(2) and write(2) on
+    // files opened before the fork; all are async-signal-safe.
     unsafe {
         cmd.pre_exec(move || {
             for f in &procs_files {

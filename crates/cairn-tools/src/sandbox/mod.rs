@@ -46,8 +46,9 @@ pub struct SandboxPolicy {
     /// Who commands run as when the server is root (`None`: this
     /// process's own user).
     pub run_as: Option<RunAs>,
-    /// The cairn binary, run inside the sandbox to add Landlock before the
-    /// command (`None`: bubblewrap alone).
+    /// `cairn-sandbox-init`, run inside the sandbox before the command: it
+    /// adds Landlock, starts the egress relay and gives up root (`None`:
+    /// bubblewrap alone, no network for `workspace`, refused as root).
     pub landlock_helper: Option<PathBuf>,
 }
 

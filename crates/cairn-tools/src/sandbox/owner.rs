@@ -2,7 +2,8 @@
 //! its own user namespace, but that uid maps to the server's: a server
 //! running as root would give every command root's ownership of host files
 //! (`/etc/shadow`, private keys), capabilities or not. So a root server
-//! starts bubblewrap as an unprivileged user, and that user owns the
+//! runs bubblewrap without a user namespace, its init gives up root for an
+//! unprivileged user before the command starts, and that user owns the
 //! workspaces.
 
 use std::os::unix::fs::MetadataExt;
