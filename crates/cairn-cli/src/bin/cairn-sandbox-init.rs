@@ -136,7 +136,7 @@ fn drop_to(uid: u32, gid: u32) -> nix::Result<()> {
 
 fn usage(why: &str) -> ExitCode {
     eprintln!(
-        "cairn-sandbox-init: {why}\nusage: cairn-sandbox-init [--probe] [--landlock] [--egress SOCKET] --write DIR... -- COMMAND ARGS..."
+        "cairn-sandbox-init: {why}\nusage: cairn-sandbox-init [--probe] [--landlock] [--egress SOCKET] [--user UID:GID] --write DIR... -- COMMAND ARGS..."
     );
     ExitCode::from(2)
 }

@@ -71,6 +71,28 @@ impl Api {
         (r.status().as_u16(), r.text().await.unwrap_or_default())
     }
 
+    /// Posts `body` to the signed webhook channel `hook`, signed now with
+    /// `secret` as a sender would.
+    pub async fn signed_webhook(
+        &self,
+        hook: &str,
+        secret: &str,
+        body: &Value,
+    ) -> reqwest::Response {
+        let body = body.to_string();
+        let now = cairn_core::now_ms() / 1000;
+        let (ts, sig) = cairn_testkit::webhook_signature(secret, now, &body);
+        self.http
+            .post(format!("{}/channels/webhook/{hook}", self.url))
+            .header("content-type", "application/json")
+            .header("X-Cairn-Timestamp", ts)
+            .header("X-Cairn-Signature", sig)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Posts a message asking for SSE; returns (event type, data) pairs until the stream ends.
     pub async fn post_sse(&self, session: &str, content: &str) -> Vec<(String, Value)> {
         let r = self

@@ -4,18 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use cairn_testkit::{FakeLlm, Reply, ServerProcess, webhook_signature};
+use cairn_testkit::{FakeLlm, Reply, ServerProcess};
 use serde_json::{Value, json};
 
 use crate::api::Api;
 use crate::*;
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn colliding_chat_names_get_sessions_of_their_own() {
@@ -25,21 +18,10 @@ async fn colliding_chat_names_get_sessions_of_their_own() {
     let server = ServerProcess::start(h.anthropic(&fake));
     let api = Api::new(&server);
     let post = |id: &str, chat: &str, thread: Option<&str>, text: &str| {
-        let body = json!({"id": id, "chat": chat, "thread": thread, "user": "u", "text": text})
-            .to_string();
-        let (ts, sig) = webhook_signature("whsec", now(), &body);
+        let body = json!({"id": id, "chat": chat, "thread": thread, "user": "u", "text": text});
         let api = &api;
         async move {
-            let r = api
-                .http
-                .post(format!("{}/channels/webhook/ops", api.url))
-                .header("content-type", "application/json")
-                .header("X-Cairn-Timestamp", ts)
-                .header("X-Cairn-Signature", sig)
-                .body(body)
-                .send()
-                .await
-                .unwrap();
+            let r = api.signed_webhook("ops", "whsec", &body).await;
             assert_eq!(r.status(), 202);
             r.json::<Value>().await.unwrap()
         }
