@@ -88,7 +88,10 @@ pub async fn schedules() -> Result<()> {
     let all = store.list_schedules(None).await?;
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
     let t = Instant::now();
-    let parsed: Vec<_> = all.iter().map(|s| s.timing()).collect::<Result<_, _>>()?;
+    let parsed: Vec<_> = all
+        .iter()
+        .map(cairn_core::schedule::ScheduleRecord::timing)
+        .collect::<Result<_, _>>()?;
     let parse_ms = t.elapsed().as_secs_f64() * 1e3;
     let t = Instant::now();
     for p in &parsed {
@@ -133,7 +136,7 @@ pub async fn channels(fake: &FakeLlm, bin: &Path) -> Result<()> {
                 let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
                 if let Some(chat) = v["chat"].as_str() {
                     sink.lock()
-                        .unwrap_or_else(|p| p.into_inner())
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .push((chat.to_string(), at));
                 }
                 axum::http::StatusCode::OK
@@ -192,7 +195,7 @@ pub async fn channels(fake: &FakeLlm, bin: &Path) -> Result<()> {
         loop {
             let got = arrivals
                 .lock()
-                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .iter()
                 .find(|(c, _)| *c == chat)
                 .map(|(_, at)| *at);
@@ -206,7 +209,7 @@ pub async fn channels(fake: &FakeLlm, bin: &Path) -> Result<()> {
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
     }
-    lat.sort_by(|a, b| a.total_cmp(b));
+    lat.sort_by(f64::total_cmp);
     println!("channels (signed webhook in → signed reply POST out; the fake LLM answers at once)");
     println!(
         "  inbound → first outbound byte: p50 {:.2} ms, p99 {:.2} ms (target p50 < 5)",

@@ -41,7 +41,7 @@ async fn slow_page() -> Result<(String, Arc<Mutex<HashMap<String, u32>>>)> {
                 async move {
                     *counter
                         .lock()
-                        .unwrap_or_else(|p| p.into_inner())
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .entry(key)
                         .or_default() += 1;
                     tokio::time::sleep(Duration::from_millis(PAGE_MS)).await;
@@ -176,7 +176,7 @@ async fn hop(co: &Arc<Coordinator>, worker_home: &Path, calls: usize) -> Result<
             times.push(t.elapsed().as_secs_f64() * 1000.0);
         }
     }
-    times.sort_by(|a, b| a.total_cmp(b));
+    times.sort_by(f64::total_cmp);
     Ok((
         crate::percentile(&times, 0.5),
         crate::percentile(&times, 0.99),
@@ -242,7 +242,7 @@ async fn throughput(
     let secs = t.elapsed().as_secs_f64();
     let twice = hits
         .lock()
-        .unwrap_or_else(|p| p.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .iter()
         .filter(|(k, v)| k.starts_with(&format!("{tag}-")) && **v > 1)
         .count();
@@ -336,7 +336,7 @@ pub async fn run(bin: &Path, args: &[String]) -> Result<()> {
     }
     let celery_twice = hits
         .lock()
-        .unwrap_or_else(|p| p.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .iter()
         .filter(|(k, v)| k.starts_with("celery") && **v > 1)
         .count();

@@ -67,7 +67,7 @@ fn script(fake: &FakeLlm) {
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
+    v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
 
@@ -437,7 +437,7 @@ async fn server_load(fake: &FakeLlm, bin: &Path) -> Result<()> {
             all.extend(t.await??);
         }
         let secs = started.elapsed().as_secs_f64();
-        all.sort_by(|a, b| a.total_cmp(b));
+        all.sort_by(f64::total_cmp);
         println!(
             "  {clients:>3} clients  {:>7.0} runs/s   p50 {:>7.2} ms   p99 {:>7.2} ms   ({} requests)",
             all.len() as f64 / secs,

@@ -37,7 +37,7 @@ fn everything() -> Result<PathBuf> {
 
 /// p50 and p99 of microsecond samples.
 fn p50_p99(mut us: Vec<f64>) -> (f64, f64) {
-    us.sort_by(|a, b| a.total_cmp(b));
+    us.sort_by(f64::total_cmp);
     (percentile(&us, 0.5), percentile(&us, 0.99))
 }
 

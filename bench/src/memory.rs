@@ -138,7 +138,7 @@ fn recall(found: &[usize], truth: &[usize]) -> f64 {
 }
 
 fn stats(mut ms: Vec<f64>) -> (f64, f64) {
-    ms.sort_by(|a, b| a.total_cmp(b));
+    ms.sort_by(f64::total_cmp);
     (percentile(&ms, 0.5), percentile(&ms, 0.99))
 }
 

@@ -146,7 +146,7 @@ async fn cairn_latency(n: usize, workers: usize) -> Result<(f64, f64)> {
     for t in tasks {
         t.abort();
     }
-    lat.sort_by(|a, b| a.total_cmp(b));
+    lat.sort_by(f64::total_cmp);
     Ok((lat[n / 2], lat[(n * 99 / 100).min(n - 1)]))
 }
 

@@ -188,7 +188,7 @@ pub async fn run(args: &[String]) -> Result<()> {
         meaning_floor: meaning_floor(embedder.model_id()),
         save_s,
         search_ms: {
-            times.sort_by(|a, b| a.total_cmp(b));
+            times.sort_by(f64::total_cmp);
             (median(times.clone()), percentile(&times, 0.99))
         },
     };

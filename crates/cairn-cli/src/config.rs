@@ -507,9 +507,9 @@ pub fn load() -> Result<Loaded> {
     for (var, value) in vars {
         let keys: Vec<String> = var["CAIRN_".len()..]
             .split("__")
-            .map(|k| k.to_ascii_lowercase())
+            .map(str::to_ascii_lowercase)
             .collect();
-        if keys.iter().any(|k| k.is_empty()) {
+        if keys.iter().any(std::string::String::is_empty) {
             bail!(
                 "environment variable {var}: cannot be read as a config key (use CAIRN_<SECTION>__<KEY>, e.g. CAIRN_LLM__MODEL)"
             );

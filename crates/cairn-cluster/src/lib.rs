@@ -2,6 +2,8 @@
 //! `join-token`), the coordinator side of the worker protocol (join and the
 //! mTLS WebSocket workers dial out to), and the worker itself.
 
+#![deny(clippy::too_many_lines)]
+
 pub mod coordinator;
 pub mod delegation;
 mod dispatch;

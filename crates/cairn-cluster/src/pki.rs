@@ -192,7 +192,7 @@ pub fn identity(
     key: &Path,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ClusterError> {
     let chain = CertificateDer::pem_file_iter(cert)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .and_then(std::iter::Iterator::collect::<Result<Vec<_>, _>>)
         .map_err(|e| ClusterError::BadCertificate(format!("{}: {e}", cert.display())))?;
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| ClusterError::BadCertificate(format!("{}: {e}", key.display())))?;

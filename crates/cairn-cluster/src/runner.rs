@@ -42,7 +42,10 @@ impl ToolRunner {
     /// Tools under `workspaces`, confined by `policy`; `allow_host` lets a
     /// job ask for no sandbox.
     pub fn new(workspaces: PathBuf, policy: Arc<SandboxPolicy>, allow_host: bool) -> ToolRunner {
-        let names: Vec<String> = WORKER_TOOLS.iter().map(|s| s.to_string()).collect();
+        let names: Vec<String> = WORKER_TOOLS
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect();
         ToolRunner {
             // The names are built-in ones, so this cannot fail; an empty
             // registry would refuse every job loudly anyway.

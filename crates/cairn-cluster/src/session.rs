@@ -194,12 +194,67 @@ async fn finished(
     })
 }
 
+/// A worker's heartbeat: renews the leases of the jobs it runs (stopping
+/// attempts that lost theirs), ends the link of a revoked node, and records
+/// the node's load.
+async fn heartbeat(
+    co: &Arc<Coordinator>,
+    me: &Connected,
+    running: &[cairn_core::cluster::JobRef],
+) -> Result<(), String> {
+    let (node, slots) = (&me.node, me.slots);
+    let until = co.lease_until();
+    match co
+        .store
+        .renew_tool_leases(running, &node.id, &co.id, until)
+        .await
+    {
+        // Attempts that lost their jobs (cancelled, given up, run again
+        // elsewhere) are stopped, not left to run.
+        Ok(stale) => {
+            for r in stale {
+                let stop = CoordinatorMessage::Cancel {
+                    job: r.job,
+                    attempt: r.attempt,
+                };
+                // The writer is gone only when the connection is.
+                let _sent = me.tx.send(stop).await;
+            }
+        }
+        Err(e) => {
+            tracing::warn!(node = %node.id, error = %e, "could not renew tool leases");
+        }
+    }
+    let revoked = match co.store.node_by_cert(&node.cert_sha256).await {
+        Ok(n) => n.is_none_or(|n| n.revoked_at.is_some()),
+        Err(e) => {
+            tracing::warn!(error = %e, "heartbeat: could not check the node");
+            false
+        }
+    };
+    if revoked {
+        return Err("node revoked".into());
+    }
+    if let Err(e) = co
+        .store
+        .node_seen(
+            &node.id,
+            Some(&co.id),
+            i64::from(slots),
+            running.len() as i64,
+        )
+        .await
+    {
+        tracing::warn!(node = %node.id, error = %e, "could not record a heartbeat");
+    }
+    Ok(())
+}
+
 async fn read_loop(
     co: &Arc<Coordinator>,
     me: &Connected,
     rx: &mut futures_util::stream::SplitStream<WebSocket>,
 ) -> Result<(), String> {
-    let (node, slots) = (&me.node, me.slots);
     loop {
         let next = tokio::select! {
             f = tokio::time::timeout(co.settings.heartbeat() * 4, next_frame(rx)) => f,
@@ -212,52 +267,7 @@ async fn read_loop(
             Ok(Err(e)) => return Err(e),
         };
         match msg {
-            WorkerMessage::Heartbeat { running } => {
-                let until = co.lease_until();
-                match co
-                    .store
-                    .renew_tool_leases(&running, &node.id, &co.id, until)
-                    .await
-                {
-                    // Attempts that lost their jobs (cancelled, given up,
-                    // run again elsewhere) are stopped, not left to run.
-                    Ok(stale) => {
-                        for r in stale {
-                            let stop = CoordinatorMessage::Cancel {
-                                job: r.job,
-                                attempt: r.attempt,
-                            };
-                            // The writer is gone only when the connection is.
-                            let _sent = me.tx.send(stop).await;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(node = %node.id, error = %e, "could not renew tool leases");
-                    }
-                }
-                let revoked = match co.store.node_by_cert(&node.cert_sha256).await {
-                    Ok(n) => n.is_none_or(|n| n.revoked_at.is_some()),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "heartbeat: could not check the node");
-                        false
-                    }
-                };
-                if revoked {
-                    return Err("node revoked".into());
-                }
-                if let Err(e) = co
-                    .store
-                    .node_seen(
-                        &node.id,
-                        Some(&co.id),
-                        i64::from(slots),
-                        running.len() as i64,
-                    )
-                    .await
-                {
-                    tracing::warn!(node = %node.id, error = %e, "could not record a heartbeat");
-                }
-            }
+            WorkerMessage::Heartbeat { running } => heartbeat(co, me, &running).await?,
             WorkerMessage::Done {
                 job,
                 attempt,

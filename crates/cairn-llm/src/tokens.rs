@@ -62,7 +62,7 @@ impl TokenCounter {
         }
     }
 
-    fn bytes(&self, n: usize) -> u64 {
+    fn bytes(self, n: usize) -> u64 {
         (n as f64 / self.bytes_per_token).ceil() as u64
     }
 
@@ -141,7 +141,7 @@ pub fn context_overflow(status: u16, body: &str) -> Option<Option<u64>> {
     let n_ctx = parsed
         .as_ref()
         .and_then(|v| v.pointer("/error/n_ctx").or_else(|| v.get("n_ctx")))
-        .and_then(|n| n.as_u64());
+        .and_then(serde_json::Value::as_u64);
     let limit = n_ctx
         .or_else(|| number_after(&lower, "maximum context length is "))
         .or_else(|| number_after(&lower, "tokens > "))
@@ -154,7 +154,7 @@ fn number_after(text: &str, marker: &str) -> Option<u64> {
     let digits: String = text[start..]
         .chars()
         .take_while(|c| c.is_ascii_digit() || *c == ',')
-        .filter(|c| c.is_ascii_digit())
+        .filter(char::is_ascii_digit)
         .collect();
     digits.parse().ok()
 }

@@ -21,14 +21,26 @@ use cairn_memory::SaveMemory;
 use cairn_store::{NewCompaction, SessionLease, StepCommit};
 
 use crate::history::close_open_tool_calls;
-use crate::steps::entry;
+use crate::shared::{Events, call_cost, entry};
 use crate::summary::{
     SUMMARIZER_PROMPT, Summarized, chunks, head_tail, parse_answer, request_text, split_point,
     transcript,
 };
-use crate::turn::Events;
-use crate::work::call_cost;
 use crate::{AgentSpec, Runtime, RuntimeError};
+
+/// Where a compaction cuts a session's context.
+struct Cut {
+    /// Messages up to this seq are summarized.
+    through_seq: i64,
+    /// How many of `messages` are.
+    cut: usize,
+    /// The context's messages, oldest first.
+    messages: Vec<Message>,
+    /// The summary already in force, if any.
+    summary: Option<String>,
+    /// Estimated prompt tokens before.
+    tokens_before: u64,
+}
 
 /// Importance of facts saved while compacting.
 const FLUSHED_FACT_IMPORTANCE: f64 = 0.6;
@@ -147,7 +159,6 @@ impl Runtime {
     /// Compacts the session's context to the budget's target and returns
     /// the new context; `Ok(Err(why))` when it cannot be made to fit (the
     /// caller fails the run).
-    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn compact(
         &self,
         run: &mut RunRecord,
@@ -157,60 +168,34 @@ impl Runtime {
         user_id: Option<&str>,
         events: Events<'_>,
     ) -> Result<Result<Vec<Message>, String>, RuntimeError> {
-        let ctx = self.store.session_context(&run.session_id).await?;
-        let seqs: Vec<i64> = ctx.messages.iter().map(|(s, _)| *s).collect();
-        let messages: Vec<Message> = ctx.messages.into_iter().map(|(_, m)| m).collect();
-        let before = context(ctx.summary.clone(), messages.iter().cloned());
-        let tokens_before = budget.estimate(fixed.system, &before, fixed.tools);
-        if messages.is_empty() {
-            return Ok(Err(self.cannot_fit(budget, tokens_before)));
-        }
-
-        let summary_tokens = budget.summary_tokens();
-        let fixed_tokens = budget.estimate(fixed.system, &[], fixed.tools);
-        if fixed_tokens + summary_tokens > budget.limit() {
-            // No summary can help: the fixed part alone leaves no room.
-            return Ok(Err(self.cannot_fit(budget, fixed_tokens + summary_tokens)));
-        }
-        let tail_budget = budget
-            .target()
-            .saturating_sub(fixed_tokens + summary_tokens);
-        // Calibrated tokens back to the counter's own units.
-        let tail_raw = (tail_budget as f64 / budget.calibration) as u64;
-        let cut = split_point(&messages, &budget.counter, tail_raw);
-        let through_seq = seqs[cut - 1];
+        let plan = match self.plan_cut(&run.session_id, budget, fixed).await? {
+            Ok(plan) => plan,
+            Err(why) => return Ok(Err(why)),
+        };
+        let (cut, messages) = (plan.cut, &plan.messages);
+        let intent = JournalPayload::CompactionStart(CompactionIntent {
+            through_seq: plan.through_seq,
+            messages: cut,
+            tokens_before: plan.tokens_before,
+        });
         self.store
             .commit_step(
                 &run.id,
                 None,
                 StepCommit {
-                    entries: vec![entry(
-                        None,
-                        JournalPayload::CompactionStart(CompactionIntent {
-                            through_seq,
-                            messages: cut,
-                            tokens_before,
-                        }),
-                    )],
+                    entries: vec![entry(None, intent)],
                     ..Default::default()
                 },
             )
             .await?;
-
+        let earlier = plan.summary.as_deref();
         let (summarized, calls, usage) = match self
-            .summarize(
-                run,
-                ctx.summary.as_deref(),
-                &messages[..cut],
-                budget,
-                events,
-            )
+            .summarize(run, earlier, &messages[..cut], budget, events)
             .await
         {
             Ok(s) => s,
             Err(e) => return Ok(Err(format!("compacting the context failed: {e}"))),
         };
-
         // Facts first: whatever the summary leaves out stays findable.
         let saved = self.flush_facts(run, user_id, &summarized.facts).await;
         let request_in_summary = self.request_note(run, &messages[..cut], budget);
@@ -226,44 +211,93 @@ impl Runtime {
         if tokens_after > budget.limit() {
             return Ok(Err(self.cannot_fit(budget, tokens_after)));
         }
-        let result = entry(
-            None,
-            JournalPayload::Compaction(CompactionDone {
-                through_seq,
-                messages: cut,
-                tokens_before,
-                tokens_after,
-                facts: summarized.facts,
-                facts_saved: saved,
-                model_calls: calls,
-                usage,
-                summary: text.clone(),
-            }),
-        );
+        let done = CompactionDone {
+            through_seq: plan.through_seq,
+            messages: cut,
+            tokens_before: plan.tokens_before,
+            tokens_after,
+            facts: summarized.facts,
+            facts_saved: saved,
+            model_calls: calls,
+            usage,
+            summary: text,
+        };
+        self.commit_compaction(run, lease, done, events).await?;
+        Ok(Ok(history))
+    }
+
+    /// Where to cut the session's context so what follows the cut fits
+    /// the budget beside a summary, or why no cut can make it fit.
+    async fn plan_cut(
+        &self,
+        session_id: &str,
+        budget: &ContextBudget,
+        fixed: &Fixed<'_>,
+    ) -> Result<Result<Cut, String>, RuntimeError> {
+        let ctx = self.store.session_context(session_id).await?;
+        let seqs: Vec<i64> = ctx.messages.iter().map(|(s, _)| *s).collect();
+        let messages: Vec<Message> = ctx.messages.into_iter().map(|(_, m)| m).collect();
+        let before = context(ctx.summary.clone(), messages.iter().cloned());
+        let tokens_before = budget.estimate(fixed.system, &before, fixed.tools);
+        if messages.is_empty() {
+            return Ok(Err(self.cannot_fit(budget, tokens_before)));
+        }
+        let summary_tokens = budget.summary_tokens();
+        let fixed_tokens = budget.estimate(fixed.system, &[], fixed.tools);
+        if fixed_tokens + summary_tokens > budget.limit() {
+            // No summary can help: the fixed part alone leaves no room.
+            return Ok(Err(self.cannot_fit(budget, fixed_tokens + summary_tokens)));
+        }
+        let tail_budget = budget
+            .target()
+            .saturating_sub(fixed_tokens + summary_tokens);
+        // Calibrated tokens back to the counter's own units.
+        let tail_raw = (tail_budget as f64 / budget.calibration) as u64;
+        let cut = split_point(&messages, budget.counter, tail_raw);
+        Ok(Ok(Cut {
+            through_seq: seqs[cut - 1],
+            cut,
+            messages,
+            summary: ctx.summary,
+            tokens_before,
+        }))
+    }
+
+    /// Records a finished compaction: its journal entry, the summary that
+    /// replaces the messages it covers, and the run's totals, together.
+    async fn commit_compaction(
+        &self,
+        run: &RunRecord,
+        lease: &mut SessionLease,
+        done: CompactionDone,
+        events: Events<'_>,
+    ) -> Result<(), RuntimeError> {
+        let compaction = NewCompaction {
+            through_seq: done.through_seq,
+            summary: done.summary.clone(),
+            tokens_before: done.tokens_before,
+            tokens_after: done.tokens_after,
+        };
+        let told = RunEvent::ContextCompacted {
+            tokens_before: done.tokens_before,
+            tokens_after: done.tokens_after,
+            messages: done.messages,
+            facts: done.facts_saved,
+        };
         self.store
             .commit_step(
                 &run.id,
                 Some(lease),
                 StepCommit {
-                    entries: vec![result],
+                    entries: vec![entry(None, JournalPayload::Compaction(done))],
                     run: Some(run),
-                    compaction: Some(NewCompaction {
-                        through_seq,
-                        summary: text,
-                        tokens_before,
-                        tokens_after,
-                    }),
+                    compaction: Some(compaction),
                     ..Default::default()
                 },
             )
             .await?;
-        events(RunEvent::ContextCompacted {
-            tokens_before,
-            tokens_after,
-            messages: cut,
-            facts: saved,
-        });
-        Ok(Ok(history))
+        events(told);
+        Ok(())
     }
 
     fn cannot_fit(&self, budget: &ContextBudget, tokens: u64) -> String {

@@ -72,7 +72,7 @@ impl Heartbeat {
             let (store, lease) = (store.clone(), lease.clone());
             async move {
                 if let Err(e) = store.renew_session_lease(&lease, lease_ms).await {
-                    tracing::warn!(session = %lease.session_id, error = %e, "session lease renewal failed");
+                    tracing::warn!(session = %lease.session_id(), error = %e, "session lease renewal failed");
                 }
                 true
             }
@@ -80,8 +80,9 @@ impl Heartbeat {
     }
 
     /// Keeps a job lease alive; if the lease is lost (another process took
-    /// the job over after it expired), fires `on_lost` so two never write;
-    /// if the run was cancelled through another process, fires `on_cancel`.
+    /// the job over after it expired), fires `on_lost` and stops the work
+    /// (`on_cancel`) so two never write; if the run was cancelled through
+    /// another process, fires `on_cancel`.
     pub fn job(
         store: Store,
         job: cairn_store::Job,
@@ -103,6 +104,7 @@ impl Heartbeat {
                     Ok(cairn_store::Beat::Lost) => {
                         tracing::warn!(job = %job.id, "job lease lost; stopping this driver");
                         on_lost.cancel();
+                        on_cancel.cancel();
                         false
                     }
                     Err(e) => {

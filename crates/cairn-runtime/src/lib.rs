@@ -4,13 +4,18 @@
 //! the turn is cancelled. Every step is journaled: intent before, result
 //! after, committed together with the session message and run totals.
 
+#![deny(clippy::too_many_lines)]
+
 mod batch;
 mod compact;
+mod control;
+mod drive;
 mod history;
 mod lease;
 mod notices;
 mod recall;
 mod scheduler;
+mod shared;
 mod steps;
 mod summary;
 mod tool_step;
@@ -29,6 +34,7 @@ use thiserror::Error;
 pub use cairn_core::AgentSpec;
 pub use cairn_core::agent::DEFAULT_SYSTEM_PROMPT;
 pub use cairn_tools::BUILTIN_TOOLS;
+pub use control::{CancelOutcome, Driven};
 pub use history::close_open_tool_calls;
 pub use scheduler::{AgentSource, ON_TIME_GRACE_MS, TickReport, iso};
 pub use turn::{JOB_LEASE_MS, TurnRequest};
@@ -56,6 +62,15 @@ pub enum RuntimeError {
     /// The agent names an MCP server that is not configured.
     #[error("agent's MCP servers: {0}")]
     Mcp(#[from] cairn_tools::mcp::McpError),
+}
+
+impl RuntimeError {
+    /// Whether trying again cannot help: the agent's setup is wrong (its
+    /// workspace, tools or MCP servers), so its runs fail rather than wait.
+    /// A store error may pass (an outage, a lost connection).
+    pub fn is_permanent(&self) -> bool {
+        !matches!(self, RuntimeError::Store(_))
+    }
 }
 
 /// Everything a turn needs; cheap to clone and share.
@@ -95,6 +110,8 @@ pub struct Runtime {
     pub placement: Option<Arc<dyn cairn_tools::ToolPlacement>>,
     /// MCP servers' connections, whose tools agents that name them get.
     pub mcp: Option<Arc<cairn_tools::mcp::McpHub>>,
+    /// The runs this process drives, with their cancel switches.
+    drivers: Arc<control::Drivers>,
 }
 
 impl Runtime {
@@ -110,13 +127,14 @@ impl Runtime {
             session_lease_ms: 30_000,
             job_lease_ms: JOB_LEASE_MS,
             stopping: Default::default(),
-            memory: Arc::new(Memory::new(store.clone(), None)),
+            memory: Arc::new(Memory::new(store, None)),
             memory_prompt_budget: 2000,
             home: None,
             inbound: Default::default(),
             sandbox: Default::default(),
             placement: None,
             mcp: None,
+            drivers: Default::default(),
         }
     }
 }

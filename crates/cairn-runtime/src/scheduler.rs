@@ -25,6 +25,62 @@ Act only where something needs doing; if nothing does, answer just HEARTBEAT_OK.
 /// least").
 const MISSED_COUNT_CAP: usize = 10_000;
 
+/// When a due schedule is handled, against when it was due.
+struct When {
+    /// The newest occurrence that passed (the due time itself if none).
+    latest: i64,
+    /// The next occurrence after now.
+    next_due: Option<i64>,
+    /// Handled within the grace, with no occurrence missed.
+    on_time: bool,
+    /// The occurrence the fire is recorded under.
+    key: i64,
+    /// What passed while no scheduler ran, in words.
+    missed: String,
+}
+
+impl When {
+    fn new(timing: &cairn_core::schedule::Timing, due: i64, now: i64) -> When {
+        let (count, last) = timing.occurrences(due - 1, now, MISSED_COUNT_CAP);
+        let latest = last.unwrap_or(due).max(due);
+        let on_time = count <= 1 && now - due <= ON_TIME_GRACE_MS;
+        let many = if count >= MISSED_COUNT_CAP {
+            format!("at least {count}")
+        } else {
+            count.to_string()
+        };
+        When {
+            latest,
+            next_due: timing.next_after(now),
+            on_time,
+            key: if on_time { due } else { latest },
+            missed: format!(
+                "{many} occurrence(s) from {} to {} passed while no scheduler was running",
+                iso(due),
+                iso(latest)
+            ),
+        }
+    }
+}
+
+/// A fire record of `s` for `due_at`, handled at `now`.
+fn fire_record(
+    s: &ScheduleRecord,
+    due_at: i64,
+    now: i64,
+    outcome: FireOutcome,
+    reason: Option<String>,
+) -> FireRecord {
+    FireRecord {
+        schedule_id: s.id.clone(),
+        due_at,
+        handled_at: now,
+        outcome,
+        reason,
+        run_id: None,
+    }
+}
+
 /// Where the scheduler finds the agents it wakes.
 #[async_trait]
 pub trait AgentSource: Send + Sync {
@@ -67,96 +123,37 @@ impl Runtime {
         let Some(due) = s.next_due else {
             return Ok(());
         };
-        let record = |due_at: i64, outcome: FireOutcome, reason: Option<String>| FireRecord {
-            schedule_id: s.id.clone(),
-            due_at,
-            handled_at: now,
-            outcome,
-            reason,
-            run_id: None,
-        };
         let timing = match s.timing() {
             Ok(t) => t,
-            Err(e) => {
-                // Stored by an older version or edited by hand: disable it,
-                // saying why, rather than fail every tick.
-                let fire = ScheduleFire {
-                    schedule_id: &s.id,
-                    expected_due: due,
-                    next_due: None,
-                    records: vec![record(
-                        due,
-                        FireOutcome::Skipped,
-                        Some(format!("schedule disabled: {e}")),
-                    )],
-                    run: None,
-                };
-                self.store.fire_schedule(fire).await?;
-                report.not_run += 1;
-                return Ok(());
-            }
+            Err(e) => return self.disable(s, due, now, &e.to_string(), report).await,
         };
-        let (count, last) = timing.occurrences(due - 1, now, MISSED_COUNT_CAP);
-        let latest = last.unwrap_or(due).max(due);
-        let next_due = timing.next_after(now);
-        let on_time = count <= 1 && now - due <= ON_TIME_GRACE_MS;
-        let many = if count >= MISSED_COUNT_CAP {
-            format!("at least {count}")
-        } else {
-            count.to_string()
-        };
-        let missed_note = format!(
-            "{many} occurrence(s) from {} to {} passed while no scheduler was running",
-            iso(due),
-            iso(latest)
-        );
-
+        let when = When::new(&timing, due, now);
         let mut records = Vec::new();
-        if !on_time && latest != due {
-            records.push(record(
-                due,
-                FireOutcome::Missed,
-                Some(format!("{missed_note}; recorded at {}", iso(latest))),
-            ));
+        if !when.on_time && when.latest != due {
+            let note = format!("{}; recorded at {}", when.missed, iso(when.latest));
+            records.push(fire_record(s, due, now, FireOutcome::Missed, Some(note)));
         }
-        let key = if on_time { due } else { latest };
         let agent = agents.agent(&s.agent).await;
-        // The agent and the prompt to run with (a heartbeat's checklist
-        // replaces it), or why nothing runs.
-        let decision: Result<(&AgentSpec, Option<String>), String> = match (&agent, &s.heartbeat) {
-            _ if !on_time && s.catch_up == CatchUp::Skip => {
-                Err(format!("{missed_note}; catch_up = skip"))
-            }
-            (Err(why), _) => Err(format!("agent {:?} is not available: {why}", s.agent)),
-            (Ok(a), Some(p)) => self.heartbeat_gate(s, p, now).await?.map(|c| (a, Some(c))),
-            (Ok(a), None) => Ok((a, None)),
-        };
-        let mut run = None;
-        match decision {
-            Ok((agent, checklist)) => {
-                let mut r = self.queued_run(
-                    agent,
-                    s.session_id.clone(),
-                    checklist.unwrap_or_else(|| s.prompt.clone()),
-                    now,
-                );
-                if let Some(m) = s.heartbeat.as_ref().and_then(|p| p.model.clone()) {
-                    r.model = m;
-                }
-                // A fire works for whoever made the schedule, whatever
-                // session it runs in.
-                r.user_id = s.user_id.clone();
-                let mut fired = record(
-                    key,
-                    FireOutcome::Fired,
-                    (!on_time).then(|| format!("{missed_note}; catch_up = once: ran once")),
-                );
-                fired.run_id = Some(r.id.clone());
+        let run = match self.decide(s, &agent, &when, now).await? {
+            Ok(run) => {
+                let note =
+                    (!when.on_time).then(|| format!("{}; catch_up = once: ran once", when.missed));
+                let mut fired = fire_record(s, when.key, now, FireOutcome::Fired, note);
+                fired.run_id = Some(run.id.clone());
                 records.push(fired);
-                run = Some(r);
+                Some(run)
             }
-            Err(why) => records.push(record(key, FireOutcome::Skipped, Some(why))),
-        }
+            Err(why) => {
+                records.push(fire_record(
+                    s,
+                    when.key,
+                    now,
+                    FireOutcome::Skipped,
+                    Some(why),
+                ));
+                None
+            }
+        };
         let not_run = records
             .iter()
             .filter(|r| r.outcome != FireOutcome::Fired)
@@ -164,36 +161,100 @@ impl Runtime {
         let fire = ScheduleFire {
             schedule_id: &s.id,
             expected_due: due,
-            next_due,
+            next_due: when.next_due,
             records,
             run: run.as_ref(),
         };
-        if self.store.fire_schedule(fire).await? {
-            // Downtime is news to the owner (a heartbeat's gates are not).
-            if !on_time
-                && s.heartbeat.is_none()
-                && let Ok(agent) = &agent
-            {
-                let action = match s.catch_up {
-                    CatchUp::Once => "ran it once now",
-                    CatchUp::Skip => "skipped them (catch_up = skip)",
-                };
-                let text = format!(
-                    "schedule {} (\"{}\"): {missed_note}; {action}",
-                    s.id,
-                    short(&s.prompt, 60)
-                );
-                self.notify_owner(agent, &text).await;
-            }
-            report.not_run += not_run;
-            if let Some(r) = run {
-                tracing::info!(schedule = %s.id, run = %r.id, "schedule fired");
-                report.fired.push(r.id);
-            }
-        } else {
+        if !self.store.fire_schedule(fire).await? {
             report.lost_races += 1;
+            return Ok(());
+        }
+        // Downtime is news to the owner (a heartbeat's gates are not).
+        if let Ok(agent) = &agent
+            && !when.on_time
+            && s.heartbeat.is_none()
+        {
+            self.tell_downtime(s, agent, &when).await;
+        }
+        report.not_run += not_run;
+        if let Some(r) = run {
+            tracing::info!(schedule = %s.id, run = %r.id, "schedule fired");
+            report.fired.push(r.id);
         }
         Ok(())
+    }
+
+    /// A schedule whose timing cannot be read (stored by an older version
+    /// or edited by hand) is disabled, saying why, rather than failing
+    /// every tick.
+    async fn disable(
+        &self,
+        s: &ScheduleRecord,
+        due: i64,
+        now: i64,
+        why: &str,
+        report: &mut TickReport,
+    ) -> Result<(), RuntimeError> {
+        let reason = Some(format!("schedule disabled: {why}"));
+        let fire = ScheduleFire {
+            schedule_id: &s.id,
+            expected_due: due,
+            next_due: None,
+            records: vec![fire_record(s, due, now, FireOutcome::Skipped, reason)],
+            run: None,
+        };
+        self.store.fire_schedule(fire).await?;
+        report.not_run += 1;
+        Ok(())
+    }
+
+    /// The run to start for this fire (a heartbeat's checklist replaces
+    /// the prompt), or why nothing runs.
+    async fn decide(
+        &self,
+        s: &ScheduleRecord,
+        agent: &Result<AgentSpec, String>,
+        when: &When,
+        now: i64,
+    ) -> Result<Result<cairn_core::RunRecord, String>, RuntimeError> {
+        let (agent, checklist) = match (agent, &s.heartbeat) {
+            _ if !when.on_time && s.catch_up == CatchUp::Skip => {
+                return Ok(Err(format!("{}; catch_up = skip", when.missed)));
+            }
+            (Err(why), _) => {
+                return Ok(Err(format!("agent {:?} is not available: {why}", s.agent)));
+            }
+            (Ok(a), Some(p)) => match self.heartbeat_gate(s, p, now).await? {
+                Ok(checklist) => (a, Some(checklist)),
+                Err(why) => return Ok(Err(why)),
+            },
+            (Ok(a), None) => (a, None),
+        };
+        let prompt = checklist.unwrap_or_else(|| s.prompt.clone());
+        let mut run = self.queued_run(agent, s.session_id.clone(), prompt, now);
+        if let Some(m) = s.heartbeat.as_ref().and_then(|p| p.model.clone()) {
+            run.model = m;
+        }
+        // A fire works for whoever made the schedule, whatever session it
+        // runs in.
+        run.user_id = s.user_id.clone();
+        Ok(Ok(run))
+    }
+
+    /// Tells the agent's owner that occurrences passed while no scheduler
+    /// ran, and what was done about them.
+    async fn tell_downtime(&self, s: &ScheduleRecord, agent: &AgentSpec, when: &When) {
+        let action = match s.catch_up {
+            CatchUp::Once => "ran it once now",
+            CatchUp::Skip => "skipped them (catch_up = skip)",
+        };
+        let text = format!(
+            "schedule {} (\"{}\"): {}; {action}",
+            s.id,
+            short(&s.prompt, 60),
+            when.missed
+        );
+        self.notify_owner(agent, &text).await;
     }
 
     /// Whether a heartbeat may run now: its prompt (the agent's checklist),

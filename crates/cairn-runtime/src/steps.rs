@@ -11,75 +11,13 @@
 //! activities: a crash in between re-runs calls that are safe to re-run.
 
 use cairn_core::{
-    ContentBlock, JournalPayload, Message, ModelCallIntent, ModelOutcome, ModelRequest,
-    ModelResponse, RunEnd, RunEvent, RunRecord, RunStatus, StreamEvent, ToolCall, now_ms,
+    JournalPayload, ModelRequest, ModelResponse, RunEnd, RunEvent, RunRecord, RunStatus,
+    StreamEvent, now_ms,
 };
-use cairn_store::{NewEntry, SessionLease, StepCommit};
+use cairn_store::{SessionLease, StepCommit};
 
-use crate::turn::Events;
+use crate::shared::{CallRef, Carry, Events, entry};
 use crate::{Runtime, RuntimeError};
-
-pub(crate) fn entry(ref_seq: Option<i64>, body: JournalPayload) -> NewEntry {
-    NewEntry {
-        ref_seq,
-        ref_entry: None,
-        body,
-    }
-}
-
-/// The journal intent of a model call over `messages` messages.
-pub(crate) fn model_intent(
-    run: &RunRecord,
-    messages: usize,
-    tools: usize,
-    stream: bool,
-) -> NewEntry {
-    entry(
-        None,
-        JournalPayload::ModelCall(ModelCallIntent {
-            provider: run.provider.clone(),
-            model: run.model.clone(),
-            messages,
-            tools,
-            stream,
-        }),
-    )
-}
-
-/// Where the intent of the next model call is journaled.
-#[derive(Clone, Copy)]
-pub(crate) enum CallRef {
-    /// Committed, at this seq.
-    Seq(i64),
-    /// Not yet committed: at this index of `Carry::entries`.
-    Pending(usize),
-}
-
-/// What a tool step leaves for the next commit.
-#[derive(Default)]
-pub(crate) struct Carry {
-    /// The results message, when it is not committed yet.
-    pub message: Option<Message>,
-    /// Journal entries not committed yet, in order.
-    pub entries: Vec<NewEntry>,
-    /// The next model call's intent, when the tool step journaled it.
-    pub call: Option<CallRef>,
-}
-
-impl Carry {
-    /// A result entry that refers to the pending intent gets its index.
-    pub(crate) fn result_for(&self, outcome: ModelOutcome) -> NewEntry {
-        let body = JournalPayload::ModelResult(outcome);
-        match self.call {
-            Some(CallRef::Seq(seq)) => entry(Some(seq), body),
-            Some(CallRef::Pending(i)) => NewEntry {
-                ref_entry: Some(i),
-                ..entry(None, body)
-            },
-            None => entry(None, body),
-        }
-    }
-}
 
 impl Runtime {
     /// Commits what is pending: a tool step's results, and the intent of
@@ -193,18 +131,4 @@ impl Runtime {
         });
         Ok(run.clone())
     }
-}
-
-pub(crate) fn tool_calls(content: &[ContentBlock]) -> Vec<ToolCall> {
-    content
-        .iter()
-        .filter_map(|b| match b {
-            ContentBlock::ToolUse { id, name, input } => Some(ToolCall {
-                id: id.clone(),
-                name: name.clone(),
-                input: input.clone(),
-            }),
-            _ => None,
-        })
-        .collect()
 }

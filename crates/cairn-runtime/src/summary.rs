@@ -25,7 +25,7 @@ A faithful, concise account written to the agent (\"you\"): what the user asked 
 /// follows its call, and it is the longest such part within `tail_budget`
 /// tokens; when none fits, everything is summarized (`messages.len()`).
 /// At least one message is always summarized.
-pub(crate) fn split_point(messages: &[Message], counter: &TokenCounter, tail_budget: u64) -> usize {
+pub(crate) fn split_point(messages: &[Message], counter: TokenCounter, tail_budget: u64) -> usize {
     let mut tail = 0u64;
     let mut best = messages.len();
     for k in (1..messages.len()).rev() {
@@ -222,7 +222,7 @@ mod tests {
             },
         ];
         for budget in [0, 10, 50, 130, 200, 1000, 1200, 100_000] {
-            let k = split_point(&h, &counter, budget);
+            let k = split_point(&h, counter, budget);
             assert!(k >= 1, "budget {budget}: something is summarized");
             if k < h.len() {
                 assert_eq!(h[k].role, Role::Assistant, "budget {budget}");
@@ -231,11 +231,11 @@ mod tests {
             }
         }
         // Room for the last call and its result but not the big one.
-        assert_eq!(split_point(&h, &counter, 200), 3);
+        assert_eq!(split_point(&h, counter, 200), 3);
         // Nothing fits: all of it is summarized.
-        assert_eq!(split_point(&h, &counter, 5), h.len());
+        assert_eq!(split_point(&h, counter, 5), h.len());
         // Everything but the first message fits.
-        assert_eq!(split_point(&h, &counter, 100_000), 1);
+        assert_eq!(split_point(&h, counter, 100_000), 1);
     }
 
     #[test]
@@ -260,7 +260,7 @@ mod tests {
         let lines: Vec<String> = (0..50)
             .map(|i| format!("line {i} {}", "y".repeat(90)))
             .collect();
-        let total: usize = lines.iter().map(|l| l.len()).sum();
+        let total: usize = lines.iter().map(std::string::String::len).sum();
         let cs = chunks(lines, 1000);
         assert!(cs.iter().all(|c| c.len() <= 1000));
         assert!(cs.len() >= total / 1000);

@@ -14,9 +14,7 @@ use cairn_tools::{ToolContext, ToolRegistry};
 use futures_util::future::join_all;
 
 use crate::history::OUTCOME_UNKNOWN;
-use crate::steps::{CallRef, Carry, entry};
-use crate::turn::Events;
-use crate::work::{Outcome, Turn};
+use crate::shared::{CallRef, Carry, Events, Outcome, Turn, entry};
 use crate::{Runtime, RuntimeError};
 
 /// What the journal says about a tool call from before a restart.
@@ -67,19 +65,10 @@ impl Runtime {
         prior: &HashMap<String, Prior>,
         next: Option<NewEntry>,
     ) -> Result<Result<(Message, Carry), Outcome>, RuntimeError> {
-        let (tools, ctx, events, cancel) = (turn.tools, turn.ctx, turn.events, turn.cancel);
-        let all_idempotent = calls.iter().all(|c| is_idempotent(tools, c));
+        let all_idempotent = calls.iter().all(|c| is_idempotent(turn.tools, c));
         let carry_over = next.is_some() && all_idempotent;
         let (results, mut entries) = self
-            .run_tools(
-                tools,
-                ctx,
-                run,
-                calls,
-                prior,
-                carry_over || calls.len() == 1,
-                events,
-            )
+            .run_tools(turn, run, calls, prior, carry_over || calls.len() == 1)
             .await?;
         let message = Message {
             role: Role::User,
@@ -93,7 +82,7 @@ impl Runtime {
                 })
                 .collect(),
         };
-        let next = next.filter(|_| !cancel.is_cancelled());
+        let next = next.filter(|_| !turn.cancel.is_cancelled());
         if let (true, Some(next)) = (carry_over, &next) {
             let at = entries.len();
             entries.push(next.clone());
@@ -118,7 +107,7 @@ impl Runtime {
                 },
             )
             .await?;
-        if cancel.is_cancelled() {
+        if turn.cancel.is_cancelled() {
             return Ok(Err(Outcome::Cancelled(
                 "cancelled during a tool call".into(),
             )));
@@ -178,25 +167,19 @@ impl Runtime {
     ///
     /// With `defer`, results are not committed here but returned, to commit
     /// with the results message or later (see `tool_step`).
-    #[allow(clippy::too_many_arguments)]
     async fn run_tools(
         &self,
-        tools: &ToolRegistry,
-        ctx: &ToolContext,
+        turn: &Turn<'_>,
         run: &RunRecord,
         calls: &[ToolCall],
         prior: &HashMap<String, Prior>,
         defer: bool,
-        events: Events<'_>,
     ) -> Result<(Vec<ToolOutput>, Vec<NewEntry>), RuntimeError> {
         let fresh: Vec<&ToolCall> = calls
             .iter()
             .filter(|c| !prior.contains_key(&c.id))
             .collect();
-        let intents = fresh
-            .iter()
-            .map(|c| tool_intent(tools, c))
-            .collect::<Vec<_>>();
+        let intents: Vec<NewEntry> = fresh.iter().map(|c| tool_intent(turn.tools, c)).collect();
         let new_seqs = if intents.is_empty() {
             vec![]
         } else {
@@ -213,78 +196,9 @@ impl Runtime {
         };
         let mut seq_of: HashMap<&str, i64> =
             fresh.iter().map(|c| c.id.as_str()).zip(new_seqs).collect();
-
         let futures = calls.iter().map(|call| {
-            let plan = match prior.get(&call.id) {
-                Some(Prior::Done(out)) => Plan::Reuse(out.clone()),
-                Some(Prior::Started {
-                    seq,
-                    idempotent: true,
-                }) => Plan::Run(*seq),
-                Some(Prior::Started {
-                    seq,
-                    idempotent: false,
-                }) if tools.get(&call.name).is_some_and(|t| t.keyed()) => Plan::Run(*seq),
-                Some(Prior::Started {
-                    seq,
-                    idempotent: false,
-                }) => Plan::Unknown(*seq),
-                Some(Prior::Journaled { seq }) => Plan::Run(*seq),
-                None => Plan::Run(seq_of.remove(call.id.as_str()).unwrap_or(0)),
-            };
-            async move {
-                let mut duration_ms = 0u64;
-                let (output, seq, unknown) = match plan {
-                    Plan::Reuse(out) => return Ok((out, None)),
-                    Plan::Unknown(seq) => (ToolOutput::error(OUTCOME_UNKNOWN), seq, true),
-                    Plan::Run(seq) => {
-                        events(RunEvent::ToolCall {
-                            id: call.id.clone(),
-                            name: call.name.clone(),
-                            input: call.input.clone(),
-                        });
-                        let started = Instant::now();
-                        let (progress, chunks) = cairn_tools::Progress::channel();
-                        let ctx = ctx.for_call(format!("{}/{seq}", run.id), Some(progress));
-                        let out =
-                            streamed(invoke(tools, &ctx, call), chunks, &call.id, events).await;
-                        duration_ms = started.elapsed().as_millis() as u64;
-                        (out, seq, false)
-                    }
-                };
-                let payload = JournalPayload::ToolResult(ToolResultEntry {
-                    id: call.id.clone(),
-                    name: call.name.clone(),
-                    output: output.content.clone(),
-                    is_error: output.is_error,
-                    bytes: output.content.len(),
-                    duration_ms,
-                    outcome_unknown: unknown,
-                });
-                let result = entry(Some(seq), payload);
-                let deferred = if defer {
-                    Some(result)
-                } else {
-                    self.store
-                        .commit_step(
-                            &run.id,
-                            None,
-                            StepCommit {
-                                entries: vec![result],
-                                ..Default::default()
-                            },
-                        )
-                        .await?;
-                    None
-                };
-                events(RunEvent::ToolResult {
-                    id: call.id.clone(),
-                    name: call.name.clone(),
-                    is_error: output.is_error,
-                    bytes: output.content.len(),
-                });
-                Ok::<_, cairn_store::StoreError>((output, deferred))
-            }
+            let plan = plan_for(call, prior.get(&call.id), turn.tools, &mut seq_of);
+            self.run_one(turn, run, call, plan, defer)
         });
         let mut outputs = Vec::with_capacity(calls.len());
         let mut deferred = Vec::new();
@@ -295,11 +209,104 @@ impl Runtime {
         }
         Ok((outputs, deferred))
     }
+
+    /// Carries out one call's plan and journals its result (or, with
+    /// `defer`, returns the entry to commit later).
+    async fn run_one(
+        &self,
+        turn: &Turn<'_>,
+        run: &RunRecord,
+        call: &ToolCall,
+        plan: Plan,
+        defer: bool,
+    ) -> Result<(ToolOutput, Option<NewEntry>), cairn_store::StoreError> {
+        let events = turn.events;
+        let mut duration_ms = 0u64;
+        let (output, seq, unknown) = match plan {
+            Plan::Reuse(out) => return Ok((out, None)),
+            Plan::Unknown(seq) => (ToolOutput::error(OUTCOME_UNKNOWN), seq, true),
+            Plan::Run(seq) => {
+                events(RunEvent::ToolCall {
+                    id: call.id.clone(),
+                    name: call.name.clone(),
+                    input: call.input.clone(),
+                });
+                let started = Instant::now();
+                let (progress, chunks) = cairn_tools::Progress::channel();
+                let ctx = turn
+                    .ctx
+                    .for_call(format!("{}/{seq}", run.id), Some(progress));
+                let out = streamed(invoke(turn.tools, &ctx, call), chunks, &call.id, events).await;
+                duration_ms = started.elapsed().as_millis() as u64;
+                (out, seq, false)
+            }
+        };
+        let payload = JournalPayload::ToolResult(ToolResultEntry {
+            id: call.id.clone(),
+            name: call.name.clone(),
+            output: output.content.clone(),
+            is_error: output.is_error,
+            bytes: output.content.len(),
+            duration_ms,
+            outcome_unknown: unknown,
+        });
+        let result = entry(Some(seq), payload);
+        let deferred = if defer {
+            Some(result)
+        } else {
+            self.store
+                .commit_step(
+                    &run.id,
+                    None,
+                    StepCommit {
+                        entries: vec![result],
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            None
+        };
+        events(RunEvent::ToolResult {
+            id: call.id.clone(),
+            name: call.name.clone(),
+            is_error: output.is_error,
+            bytes: output.content.len(),
+        });
+        Ok((output, deferred))
+    }
+}
+
+/// What to do with a call, from what the journal says of it.
+fn plan_for(
+    call: &ToolCall,
+    prior: Option<&Prior>,
+    tools: &ToolRegistry,
+    fresh_seqs: &mut HashMap<&str, i64>,
+) -> Plan {
+    match prior {
+        Some(Prior::Done(out)) => Plan::Reuse(out.clone()),
+        Some(Prior::Started {
+            seq,
+            idempotent: true,
+        }) => Plan::Run(*seq),
+        Some(Prior::Started {
+            seq,
+            idempotent: false,
+        }) if tools.get(&call.name).is_some_and(|t| t.keyed()) => Plan::Run(*seq),
+        Some(Prior::Started {
+            seq,
+            idempotent: false,
+        }) => Plan::Unknown(*seq),
+        Some(Prior::Journaled { seq }) => Plan::Run(*seq),
+        None => Plan::Run(fresh_seqs.remove(call.id.as_str()).unwrap_or(0)),
+    }
 }
 
 /// How long a cancelled tool gets to stop by itself.
 const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
+/// A call's plan: reuse its journaled result, run it (its intent at this
+/// seq), or report its outcome unknown.
 enum Plan {
     Reuse(ToolOutput),
     Run(i64),
@@ -377,7 +384,7 @@ async fn invoke(tools: &ToolRegistry, ctx: &ToolContext, call: &ToolCall) -> Too
         Err(panic) => {
             let what = panic
                 .downcast_ref::<&str>()
-                .map(|s| s.to_string())
+                .map(std::string::ToString::to_string)
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
             ToolOutput::error(format!("the tool crashed: {what}"))

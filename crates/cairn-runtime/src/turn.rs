@@ -7,12 +7,10 @@ use std::time::Duration;
 
 use cairn_core::ids::{new_id, validate_name};
 use cairn_core::{RunEvent, RunRecord, RunStatus, now_ms};
-use cairn_store::Job;
-use cairn_tools::{ToolContext, ToolRegistry, Workspace};
+use cairn_tools::{ToolRegistry, Workspace};
 use tokio_util::sync::CancellationToken;
 
-use crate::lease::{Heartbeat, acquire};
-use crate::work::{Outcome, Turn};
+use crate::shared::Events;
 use crate::{AgentSpec, Runtime, RuntimeError};
 
 /// A turn to run.
@@ -25,9 +23,6 @@ pub struct TurnRequest {
     /// The user's message.
     pub input: String,
 }
-
-/// Callback receiving run events.
-pub(crate) type Events<'a> = &'a (dyn Fn(RunEvent) + Send + Sync);
 
 /// How long a job lease lasts without a heartbeat.
 pub const JOB_LEASE_MS: i64 = 30_000;
@@ -48,7 +43,7 @@ impl Runtime {
     /// cluster workers; one that cannot be reached is left out, with a
     /// warning (the operator must see it: logged at `warn` under
     /// `cairn_tools::mcp`'s filter too).
-    async fn place_mcp(
+    pub(crate) async fn place_mcp(
         &self,
         agent: &AgentSpec,
         hub: &cairn_tools::mcp::McpHub,
@@ -193,170 +188,5 @@ impl Runtime {
                 _ = cancel.cancelled() => return Ok(current),
             }
         }
-    }
-
-    /// Drives the run of a claimed job from its journal to its end.
-    pub async fn drive(
-        &self,
-        job: Job,
-        agent: AgentSpec,
-        events: Events<'_>,
-        cancel: CancellationToken,
-    ) -> Result<RunRecord, RuntimeError> {
-        let run_id = job.run_id.clone().unwrap_or_default();
-        let mut run = self.store.get_run(&run_id).await?;
-        if run.status.is_terminal() {
-            // Finished before the process stopped; only the job was left.
-            self.store.complete_job(&job).await?;
-            return Ok(run);
-        }
-        events(RunEvent::RunStarted {
-            run_id: run.id.clone(),
-            session_id: run.session_id.clone(),
-        });
-        let cancel = cancel.child_token();
-        let _job_beat = Heartbeat::job(
-            self.store.clone(),
-            job.clone(),
-            self.job_lease_ms,
-            cancel.clone(),
-            cancel.clone(),
-        );
-
-        let ws_dir = self.workspaces.join(&agent.name);
-        let workspace = Workspace::open(&ws_dir).map_err(|source| RuntimeError::Workspace {
-            path: ws_dir.display().to_string(),
-            source,
-        })?;
-        let mut tools = ToolRegistry::builtin(&agent.tools)?;
-        if agent.placement.is_some() {
-            match &self.placement {
-                Some(p) => p.place(&agent, &mut tools),
-                None => cairn_tools::refuse_placed(&agent, &mut tools),
-            }
-        }
-
-        let sandbox = cairn_tools::sandbox::Sandbox::for_agent(self.sandbox.clone(), &agent);
-        if let Some(hub) = self.mcp.as_ref().filter(|_| !agent.mcp.is_empty()) {
-            for warning in hub
-                .add_tools(&agent, &sandbox, workspace.root(), &mut tools)
-                .await?
-            {
-                tracing::warn!(agent = %agent.name, run = %run.id, "{warning}; the run goes on without its tools");
-            }
-            self.place_mcp(&agent, hub, &mut tools).await;
-        }
-
-        let Some(mut lease) = acquire(
-            &self.store,
-            &run.session_id,
-            &run.id,
-            self.session_lease_ms,
-            &cancel,
-            events,
-        )
-        .await?
-        else {
-            let result = self
-                .finish(
-                    &mut run,
-                    RunStatus::Cancelled,
-                    Some("cancelled while waiting for the session".into()),
-                    events,
-                )
-                .await;
-            self.store.complete_job(&job).await?;
-            return result;
-        };
-        // While this waited for the session, its message may have joined
-        // the turn that held it.
-        let latest = self.store.get_run(&run.id).await?;
-        if latest.status.is_terminal() {
-            self.store.release_session(&lease).await?;
-            self.store.complete_job(&job).await?;
-            return Ok(latest);
-        }
-        let heartbeat =
-            Heartbeat::session(self.store.clone(), lease.clone(), self.session_lease_ms);
-        let ctx = ToolContext {
-            workspace,
-            cancel: cancel.child_token(),
-            output_limit: self.tool_output_limit,
-            agent: agent.name.clone(),
-            user_id: match &run.user_id {
-                Some(u) => Some(u.clone()),
-                None => self.store.session_user(&run.session_id).await?,
-            },
-            run_id: Some(run.id.clone()),
-            memory: Some(self.memory.clone()),
-            skill_dirs: self.skill_dirs(&agent.name),
-            session_id: Some(run.session_id.clone()),
-            store: Some(self.store.clone()),
-            sandbox,
-            call_key: None,
-            progress: None,
-        };
-        let turn = Turn {
-            agent: &agent,
-            tools: &tools,
-            ctx: &ctx,
-            events,
-            cancel: &cancel,
-        };
-        let outcome = self.work(&turn, &mut run, &mut lease).await;
-        drop(heartbeat);
-        let result = match outcome {
-            Ok(Outcome::CoolingDown) => {
-                // Cooling down: hand the job back for when the provider
-                // takes calls again (the latest end any run recorded); the
-                // session is free meanwhile.
-                let (until, reason) = self
-                    .store
-                    .provider_cooldown(self.provider.name(), now_ms())
-                    .await?
-                    .unwrap_or_else(|| (now_ms(), String::new()));
-                run.status = RunStatus::Queued;
-                self.store.update_run(&run).await?;
-                self.store.release_session(&lease).await?;
-                self.store.release_job_until(&job, until).await?;
-                events(RunEvent::CoolingDown { until, reason });
-                return Ok(run);
-            }
-            Ok(Outcome::Paused) => {
-                // Paused for shutdown: hand the job back, ready for the next start.
-                self.store.release_session(&lease).await?;
-                self.store.release_job(&job).await?;
-                return Ok(run);
-            }
-            Ok(Outcome::Completed) => {
-                self.finish(&mut run, RunStatus::Completed, None, events)
-                    .await
-            }
-            Ok(Outcome::Failed(reason)) => {
-                self.finish(&mut run, RunStatus::Failed, Some(reason), events)
-                    .await
-            }
-            Ok(Outcome::Cancelled(reason)) => {
-                self.finish(&mut run, RunStatus::Cancelled, Some(reason), events)
-                    .await
-            }
-            Err(e) => {
-                // The run's own error is what the caller needs; a failure to
-                // record it is logged (the watchdog ends the run later).
-                if let Err(record) = self
-                    .finish(&mut run, RunStatus::Failed, Some(e.to_string()), events)
-                    .await
-                {
-                    tracing::error!(run = %run.id, error = %record, cause = %e,
-                        "cannot record the run as failed");
-                }
-                Err(e)
-            }
-        };
-        if let Err(e) = self.store.release_session(&lease).await {
-            tracing::warn!(session = %lease.session_id, error = %e, "could not release session");
-        }
-        self.store.complete_job(&job).await?;
-        result
     }
 }

@@ -7,53 +7,19 @@
 use std::ops::ControlFlow;
 
 use cairn_core::{
-    AgentSpec, Message, ModelOutcome, ModelRequest, ModelResponse, Role, RunEvent, RunRecord,
-    RunStatus, ToolSpec, now_ms,
+    Message, ModelOutcome, ModelRequest, ModelResponse, Role, RunEvent, RunRecord, RunStatus,
+    ToolSpec, now_ms,
 };
 use cairn_llm::LlmError;
 use cairn_store::{SessionLease, StepCommit};
-use cairn_tools::{ToolContext, ToolRegistry};
-use tokio_util::sync::CancellationToken;
 
 use crate::compact::{ContextBudget, Fixed};
-use crate::steps::{CallRef, Carry, model_intent, tool_calls};
+use crate::shared::{CallRef, Carry, Outcome, Turn, call_cost, model_intent, tool_calls};
 use crate::tool_step::{Prior, tool_intent};
-use crate::turn::Events;
 use crate::{Runtime, RuntimeError};
 
 /// How long to wait when a provider rate-limits without saying.
 const DEFAULT_COOLDOWN: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// How a turn's loop ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    /// A final answer.
-    Completed,
-    /// Stopped by an error, for this reason.
-    Failed(String),
-    /// Stopped on request, for this reason.
-    Cancelled(String),
-    /// Waiting for a rate-limited provider: the job is handed back until
-    /// its cooldown ends.
-    CoolingDown,
-    /// The process is stopping: left at a step boundary, resumed at the
-    /// next start.
-    Paused,
-}
-
-/// What stays the same through a turn.
-pub(crate) struct Turn<'a> {
-    /// The agent.
-    pub agent: &'a AgentSpec,
-    /// Its tools.
-    pub tools: &'a ToolRegistry,
-    /// What tools run with.
-    pub ctx: &'a ToolContext,
-    /// Where events go.
-    pub events: Events<'a>,
-    /// Cancels the turn.
-    pub cancel: &'a CancellationToken,
-}
 
 /// What changes from step to step.
 struct Steps {
@@ -461,18 +427,5 @@ impl Runtime {
                 Ok(ControlFlow::Continue(()))
             }
         }
-    }
-}
-
-/// What a call cost: as the router priced it at the provider that
-/// answered, else at the run's model's price.
-pub(crate) fn call_cost(
-    prices: &cairn_llm::pricing::PriceTable,
-    model: &str,
-    response: &ModelResponse,
-) -> f64 {
-    match &response.route {
-        Some(route) => route.cost_usd,
-        None => prices.cost(model, response.usage),
     }
 }

@@ -6,33 +6,17 @@
 //! same key, so the tool itself makes the repeat take effect once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
-
 use cairn_core::{
     AgentSpec, ContentBlock, JournalPayload, Message, ModelCallIntent, ModelOutcome, ModelResponse,
     Role, StopReason, ToolIntent, Usage,
 };
-use cairn_llm::{ProviderChoice, ProviderSettings, select_provider};
 use cairn_runtime::{Runtime, TurnRequest};
-use cairn_store::{NewEntry, PgSettings, PgStore, StepCommit, Store, kinds};
-use cairn_testkit::{FakeLlm, Reply, TestDatabase};
+use cairn_store::{NewEntry, StepCommit, Store, kinds};
+use cairn_testkit::{FakeLlm, Reply};
 use tokio_util::sync::CancellationToken;
 
-fn runtime(store: Store, fake: &FakeLlm, ws: &std::path::Path) -> Runtime {
-    let url = fake.anthropic_url();
-    let settings = ProviderSettings {
-        choice: ProviderChoice::Anthropic,
-        model: String::new(),
-        timeout: Duration::from_secs(30),
-    };
-    let provider = select_provider(&settings, &|k| match k {
-        "ANTHROPIC_API_KEY" => Some("sk-ant-test".into()),
-        "ANTHROPIC_BASE_URL" => Some(url.clone()),
-        _ => None,
-    })
-    .unwrap();
-    Runtime::new(store, provider, ws.to_path_buf())
-}
+mod support;
+use support::{TestStore, drive_next, runtime};
 
 fn entry(ref_entry: Option<usize>, body: JournalPayload) -> NewEntry {
     NewEntry {
@@ -129,18 +113,6 @@ async fn crashed_during(
         .unwrap();
     store.release_session(&lease).await.unwrap();
     run.id
-}
-
-async fn drive_next(rt: &Runtime) -> cairn_core::RunRecord {
-    let job = rt
-        .store
-        .claim_job(&[kinds::ADVANCE_RUN], 30_000)
-        .await
-        .unwrap()
-        .unwrap();
-    rt.drive(job, AgentSpec::default(), &|_| {}, CancellationToken::new())
-        .await
-        .unwrap()
 }
 
 async fn a_side_effect_is_not_repeated(store: Store) {
@@ -302,52 +274,35 @@ async fn a_keyed_call_resumes_under_its_key(store: Store) {
     assert!(!asked.contains("outcome unknown"), "{asked}");
 }
 
-async fn sqlite_store(dir: &tempfile::TempDir) -> Store {
-    Store::open_sqlite(&dir.path().join("cairn.db"))
-        .await
-        .unwrap()
-}
-
-async fn pg_store(db: &TestDatabase) -> Store {
-    Store::new(
-        PgStore::connect(db.url(), &PgSettings::default())
-            .await
-            .unwrap(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_a_side_effect_is_not_repeated() {
-    let dir = tempfile::tempdir().unwrap();
-    a_side_effect_is_not_repeated(sqlite_store(&dir).await).await;
+    a_side_effect_is_not_repeated(TestStore::sqlite().open().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_side_effect_is_not_repeated() {
-    let db = TestDatabase::create().await;
-    a_side_effect_is_not_repeated(pg_store(&db).await).await;
+    let db = TestStore::postgres().await;
+    a_side_effect_is_not_repeated(db.open().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_an_idempotent_call_runs_again() {
-    let dir = tempfile::tempdir().unwrap();
-    an_idempotent_call_runs_again(sqlite_store(&dir).await).await;
+    an_idempotent_call_runs_again(TestStore::sqlite().open().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_an_idempotent_call_runs_again() {
-    let db = TestDatabase::create().await;
-    an_idempotent_call_runs_again(pg_store(&db).await).await;
+    let db = TestStore::postgres().await;
+    an_idempotent_call_runs_again(db.open().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_a_keyed_call_resumes_under_its_key() {
-    let dir = tempfile::tempdir().unwrap();
-    a_keyed_call_resumes_under_its_key(sqlite_store(&dir).await).await;
+    a_keyed_call_resumes_under_its_key(TestStore::sqlite().open().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_keyed_call_resumes_under_its_key() {
-    let db = TestDatabase::create().await;
-    a_keyed_call_resumes_under_its_key(pg_store(&db).await).await;
+    let db = TestStore::postgres().await;
+    a_keyed_call_resumes_under_its_key(db.open().await).await;
 }

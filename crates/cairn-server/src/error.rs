@@ -75,9 +75,9 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound { .. } => ApiError::not_found(e.to_string()),
             StoreError::Ambiguous { .. } => ApiError::bad_request(e.to_string()),
-            StoreError::WrongAgent { .. } | StoreError::VersionConflict { .. } => {
-                ApiError::conflict(e.to_string())
-            }
+            StoreError::WrongAgent { .. }
+            | StoreError::VersionConflict { .. }
+            | StoreError::RunEnded { .. } => ApiError::conflict(e.to_string()),
             other => ApiError::internal(other.to_string()),
         }
     }

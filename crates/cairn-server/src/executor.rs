@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_core::{RunEvent, RunStatus, now_ms};
-use cairn_store::{Job, kinds};
+use cairn_store::{Found, Job, kinds};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -42,7 +42,7 @@ pub fn start(state: Arc<AppState>, n: usize) -> JoinSet<()> {
     crate::scheduler::start(state.clone(), &mut set);
     let batches = state.clone();
     set.spawn(async move { batch_loop(batches).await });
-    let indexer = state.clone();
+    let indexer = state;
     set.spawn(async move {
         loop {
             tokio::select! {
@@ -145,66 +145,48 @@ async fn drive(state: &Arc<AppState>, job: Job) {
         finish_job(state, &job).await;
         return;
     };
-    let cancel = CancellationToken::new();
-    state
-        .cancels
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(run_id.clone(), cancel.clone());
     let task_state = state.clone();
     let task_job = job.clone();
     let task_run = run_id.clone();
     let handle = tokio::spawn(async move {
         let run = task_state.rt.store.get_run(&task_run).await?;
-        let agent = match task_state.agent(&run.agent).await {
-            Ok(a) => a,
-            Err(e) => {
-                fail(
-                    &task_state,
-                    &task_job,
-                    &task_run,
-                    &format!("agent {:?} is not available: {e}", run.agent),
-                )
-                .await;
-                return Ok(None);
-            }
-        };
         let hub_state = task_state.clone();
         let events = move |e: RunEvent| hub_state.hub.publish(&task_run, e);
-        task_state
-            .rt
-            .drive(task_job, agent, &events, cancel)
-            .await
-            .map(Some)
+        // A store error is not "no such agent": the job is left to its
+        // lease and the run is tried again.
+        match task_state.agent(&run.agent).await.found()? {
+            Some(agent) => {
+                let cancel = CancellationToken::new();
+                task_state.rt.drive(task_job, agent, &events, cancel).await
+            }
+            None => {
+                let reason = format!("agent {:?} is not available: it does not exist", run.agent);
+                task_state
+                    .rt
+                    .fail_run(&task_job, &run.id, &reason, &events)
+                    .await
+            }
+        }
     });
     match handle.await {
-        Ok(Ok(Some(run))) if run.status == RunStatus::Queued => {
-            tell_cooling_down(state, &run).await
-        }
-        Ok(Ok(Some(run))) => {
+        Ok(Ok(run)) if run.status == RunStatus::Queued => tell_cooling_down(state, &run).await,
+        Ok(Ok(run)) => {
             state
                 .cooldown_told
                 .lock()
-                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .remove(&run.id);
         }
-        Ok(Ok(None)) => {}
         Ok(Err(e)) => tracing::error!(run = %run_id, error = %e, "driving the run failed"),
         Err(panic) => {
-            fail(
-                state,
-                &job,
-                &run_id,
-                &format!("internal error while driving the run: {panic}"),
-            )
-            .await
+            let reason = format!("internal error while driving the run: {panic}");
+            let events = |e: RunEvent| state.hub.publish(&run_id, e);
+            if let Err(e) = state.rt.fail_run(&job, &run_id, &reason, &events).await {
+                tracing::error!(run = %run_id, error = %e,
+                    "cannot record the run as failed; it is driven again when its job's lease lapses");
+            }
         }
     }
-    state
-        .cancels
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&run_id);
     state.run_done.notify_waiters();
 }
 
@@ -214,7 +196,7 @@ async fn tell_cooling_down(state: &AppState, run: &cairn_core::RunRecord) {
     let first_time = state
         .cooldown_told
         .lock()
-        .unwrap_or_else(|p| p.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .insert(run.id.clone());
     if !first_time {
         return;
@@ -257,39 +239,6 @@ async fn tell_cooling_down(state: &AppState, run: &cairn_core::RunRecord) {
         Ok(()) => state.outbox.notify_waiters(),
         Err(e) => tracing::warn!(error = %e, "cannot enqueue a cooldown notice"),
     }
-}
-
-/// Ends a run as failed outside the runtime (panic, missing agent). Each
-/// store failure is logged: the run may stay unfinished until the lease
-/// watchdog takes it, which is why the job is completed last.
-async fn fail(state: &AppState, job: &Job, run_id: &str, reason: &str) {
-    tracing::error!(run = %run_id, reason, "run failed");
-    match state.rt.store.get_run(run_id).await {
-        Ok(mut run) => {
-            if !run.status.is_terminal() {
-                run.status = RunStatus::Failed;
-                run.error = Some(reason.to_string());
-                run.finished_at = Some(now_ms());
-                if let Err(e) = state.rt.store.update_run(&run).await {
-                    tracing::error!(run = %run_id, error = %e, "cannot record the run as failed");
-                }
-            }
-            let lease = cairn_store::SessionLease {
-                session_id: run.session_id.clone(),
-                run_id: run_id.to_string(),
-                version: 0,
-            };
-            if let Err(e) = state.rt.store.release_session(&lease).await {
-                tracing::error!(run = %run_id, session = %run.session_id, error = %e,
-                    "cannot free the session; it frees when its lease expires");
-            }
-            state
-                .hub
-                .publish(run_id, RunEvent::RunFinished { run: Box::new(run) });
-        }
-        Err(e) => tracing::error!(run = %run_id, error = %e, "cannot read the failed run"),
-    }
-    finish_job(state, job).await;
 }
 
 /// Completes a job, logging a fenced or failed completion.

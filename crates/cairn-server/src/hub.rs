@@ -16,7 +16,10 @@ pub struct EventHub {
 impl EventHub {
     /// Starts watching a run (before it starts, to miss nothing).
     pub fn subscribe(&self, run_id: &str) -> broadcast::Receiver<RunEvent> {
-        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self
+            .channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         map.entry(run_id.to_string())
             .or_insert_with(|| broadcast::channel(256).0)
             .subscribe()
@@ -24,7 +27,10 @@ impl EventHub {
 
     /// Sends an event to the run's watchers; the last event closes the channel.
     pub fn publish(&self, run_id: &str, event: RunEvent) {
-        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self
+            .channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let last = matches!(event, RunEvent::RunFinished { .. });
         if let Some(tx) = map.get(run_id) {
             let _ = tx.send(event);
@@ -36,7 +42,10 @@ impl EventHub {
 
     /// Drops a channel nobody listens to any more.
     pub fn forget_if_unwatched(&self, run_id: &str) {
-        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self
+            .channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if map.get(run_id).is_some_and(|tx| tx.receiver_count() == 0) {
             map.remove(run_id);
         }

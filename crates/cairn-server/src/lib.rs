@@ -3,6 +3,8 @@
 //! and WebSocket), an OpenAI-compatible `/v1/chat/completions` and
 //! `/v1/models`, health endpoints, and the executor that drives queued runs.
 
+#![deny(clippy::too_many_lines)]
+
 mod api;
 pub mod channels;
 mod error;

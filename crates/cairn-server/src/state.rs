@@ -1,6 +1,5 @@
 //! What every handler and executor shares.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use cairn_core::AgentSpec;
@@ -19,8 +18,6 @@ pub struct AppState {
     pub hub: EventHub,
     /// Wakes an executor when a run is queued.
     pub wake: Notify,
-    /// Cancel switches of runs being driven here.
-    pub cancels: Mutex<HashMap<String, CancellationToken>>,
     /// Bearer key the API requires, if any.
     pub api_key: Option<String>,
     /// The operator's key: also admits to the API, and alone may widen an
@@ -48,7 +45,6 @@ impl AppState {
             rt,
             hub: EventHub::default(),
             wake: Notify::new(),
-            cancels: Mutex::new(HashMap::new()),
             api_key,
             operator_key: None,
             browser: Default::default(),

@@ -9,7 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_core::{RunStatus, now_ms};
+use cairn_core::now_ms;
+use cairn_runtime::Driven;
 use cairn_store::{RunProgress, StoreError};
 use tokio::task::JoinSet;
 
@@ -89,22 +90,17 @@ async fn check(
     if idle <= allowance(r, stuck) {
         return;
     }
-    let token = state
-        .cancels
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&r.run_id)
-        .cloned();
-    let Some(token) = token else {
-        tracing::warn!(run = %r.run_id, idle_s = idle / 1000, "watchdog: run without progress is driven by another process");
-        return;
-    };
-    if token.is_cancelled() {
-        return;
+    match state.rt.driven(&r.run_id) {
+        Driven::Here => {}
+        Driven::Stopping => return,
+        Driven::Elsewhere => {
+            tracing::warn!(run = %r.run_id, idle_s = idle / 1000, "watchdog: run without progress is driven by another process");
+            return;
+        }
     }
     let is_retry = retries
         .lock()
-        .unwrap_or_else(|p| p.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .contains(&r.run_id);
     let retried = match action {
         WatchdogAction::Retry if !is_retry => retry(state, &r.run_id).await,
@@ -113,7 +109,7 @@ async fn check(
     if let Some(new_run) = &retried {
         retries
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(new_run.clone());
     }
     let reason = format!(
@@ -125,37 +121,14 @@ async fn check(
         }
     );
     tracing::warn!(run = %r.run_id, "{reason}");
-    token.cancel();
+    // The runtime ends the run with this reason in its journal.
+    state.rt.stop_stuck(&r.run_id, &reason);
     match owner_notice(state, &r.run_id, &reason).await {
         Ok(()) => state.outbox.notify_waiters(),
         Err(e) => {
             tracing::warn!(run = %r.run_id, error = %e, "the owner could not be told the watchdog stopped a run");
         }
     }
-    // Say why on the run once it has stopped.
-    let state = state.clone();
-    let run_id = r.run_id.clone();
-    tokio::spawn(async move {
-        for _ in 0..300 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            match state.rt.store.get_run(&run_id).await {
-                Ok(mut run) if run.status.is_terminal() => {
-                    if run.status == RunStatus::Cancelled {
-                        run.error = Some(reason);
-                        if let Err(e) = state.rt.store.update_run(&run).await {
-                            tracing::warn!(run = %run_id, error = %e, "watchdog: cannot record the reason");
-                        }
-                    }
-                    return;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(run = %run_id, error = %e, "watchdog: cannot read the run");
-                    return;
-                }
-            }
-        }
-    });
 }
 
 /// Queues the stuck run's turn again in its session (it runs once the

@@ -29,7 +29,11 @@ impl Provider for PanicsOnCue {
         req: &ModelRequest,
         _: EventSink<'_>,
     ) -> Result<ModelResponse, LlmError> {
-        let last = req.messages.last().map(|m| m.text()).unwrap_or_default();
+        let last = req
+            .messages
+            .last()
+            .map(cairn_core::Message::text)
+            .unwrap_or_default();
         if last.contains("PANIC") {
             panic!("provider bug triggered by {last:?}");
         }

@@ -30,6 +30,20 @@ pub enum StoreError {
         /// What was attempted.
         action: &'static str,
     },
+    /// A write to a run that has already ended: a run ends once, and
+    /// nothing changes it after.
+    #[error("run {run_id} has already ended")]
+    RunEnded {
+        /// The run.
+        run_id: String,
+    },
+    /// A run was to be ended by a plain update: a run ends only through a
+    /// step commit that journals its end (a bug in the caller).
+    #[error("run {run_id} can only end through a commit that journals its end")]
+    EndNotJournaled {
+        /// The run.
+        run_id: String,
+    },
     /// The thing asked for does not exist.
     #[error("{what} {id:?} not found")]
     NotFound {

@@ -108,6 +108,17 @@ pub(crate) fn encode_entries(entries: &[NewEntry]) -> Result<Vec<EncodedEntry>, 
         .collect()
 }
 
+/// The stored payload of a run's end, for the store's own ends of runs
+/// that never reached a driver (withdrawn, absorbed into another turn).
+pub(crate) fn run_end_payload(
+    status: cairn_core::RunStatus,
+    error: Option<String>,
+) -> Result<String, StoreError> {
+    JournalPayload::RunEnd(cairn_core::RunEnd { status, error })
+        .encode()
+        .map_err(|e| StoreError::corrupt("run_journal", e))
+}
+
 /// A step's messages as stored: role and JSON.
 pub(crate) fn encode_messages(
     messages: &[&Message],

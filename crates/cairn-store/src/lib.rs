@@ -5,6 +5,8 @@
 //! (`postgres/`) a deployment whose state must outlive its host or be
 //! shared by several processes.
 
+#![deny(clippy::too_many_lines)]
+
 mod agents;
 mod batches;
 mod channels;

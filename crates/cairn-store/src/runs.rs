@@ -101,7 +101,10 @@ pub trait RunStore: Send + Sync {
     /// never exists without a way to finish. Returns the job id.
     async fn create_run(&self, run: &RunRecord) -> Result<String, StoreError>;
 
-    /// Saves a run's status and totals.
+    /// Saves the status and totals of a run in progress. Refused for a run
+    /// that has ended (`RunEnded`) and for an ending status
+    /// (`EndNotJournaled`): a run ends through `commit_step` with its
+    /// `RunEnd` entry.
     async fn update_run(&self, run: &RunRecord) -> Result<(), StoreError>;
 
     /// A run by id or by a unique id prefix (as users type them).
@@ -129,6 +132,26 @@ pub trait RunStore: Send + Sync {
     /// cancelled and its job is withdrawn. `false` if it was already claimed
     /// (or finished).
     async fn cancel_queued_run(&self, run_id: &str, reason: &str) -> Result<bool, StoreError>;
+}
+
+/// Refuses a plain update that would end a run (see `update_run`).
+pub(crate) fn not_an_end(run: &RunRecord) -> Result<(), StoreError> {
+    if run.status.is_terminal() {
+        return Err(StoreError::EndNotJournaled {
+            run_id: run.id.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// `RunEnded` when an update of `run_id` matched no run in progress.
+pub(crate) fn changed_one(rows: u64, run_id: &str) -> Result<(), StoreError> {
+    if rows == 0 {
+        return Err(StoreError::RunEnded {
+            run_id: run_id.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// Exactly one run among the rows an id prefix matched.

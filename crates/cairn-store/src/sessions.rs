@@ -7,15 +7,39 @@ use cairn_core::api::SessionInfo;
 
 use crate::StoreError;
 
-/// Proof that a run owns a session right now, with the version it last saw.
+/// Proof that a run owns a session right now, with the version it last
+/// saw. Only the store issues one (to the runtime, which drives runs):
+/// nothing else can forge a lease to write a session's messages.
 #[derive(Debug, Clone)]
 pub struct SessionLease {
-    /// Session id.
-    pub session_id: String,
-    /// Run holding the lease.
-    pub run_id: String,
-    /// Session version as of this holder's last write.
-    pub version: i64,
+    pub(crate) session_id: String,
+    pub(crate) run_id: String,
+    pub(crate) version: i64,
+}
+
+impl SessionLease {
+    pub(crate) fn new(session_id: String, run_id: String, version: i64) -> Self {
+        SessionLease {
+            session_id,
+            run_id,
+            version,
+        }
+    }
+
+    /// The session held.
+    pub fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    /// The run holding it.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// The session's version as of this holder's last write.
+    pub fn version(&self) -> i64 {
+        self.version
+    }
 }
 
 /// What a session's next model call sees: the summary of compacted

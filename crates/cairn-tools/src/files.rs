@@ -170,7 +170,7 @@ impl Tool for ListDir {
     }
 
     async fn call(&self, ctx: &ToolContext, mut input: serde_json::Value) -> ToolOutput {
-        if input.get("path").is_none_or(|p| p.is_null()) {
+        if input.get("path").is_none_or(serde_json::Value::is_null) {
             input["path"] = json!(".");
         }
         let rel = tool_try!(relative(ctx, &input));

@@ -44,7 +44,7 @@ impl Tool for MemorySave {
     async fn call(&self, ctx: &ToolContext, input: serde_json::Value) -> ToolOutput {
         let memory = tool_try!(memory(ctx));
         let text = tool_try!(str_arg(&input, "text"));
-        let importance = input.get("importance").and_then(|v| v.as_f64());
+        let importance = input.get("importance").and_then(serde_json::Value::as_f64);
         let req = SaveMemory {
             agent: ctx.agent.clone(),
             user_id: ctx.user_id.clone(),
@@ -86,7 +86,7 @@ impl Tool for MemorySearch {
         let query = tool_try!(str_arg(&input, "query"));
         let limit = input
             .get("limit")
-            .and_then(|v| v.as_u64())
+            .and_then(serde_json::Value::as_u64)
             .unwrap_or(8)
             .clamp(1, 50) as usize;
         let opts = SearchOptions {

@@ -78,7 +78,10 @@ impl Tool for ScheduleCreate {
             }
             Err(e) => return ToolOutput::error(format!("NOT scheduled: {e}")),
         }
-        let new_session = input.get("new_session").and_then(|v| v.as_bool()) == Some(true);
+        let new_session = input
+            .get("new_session")
+            .and_then(serde_json::Value::as_bool)
+            == Some(true);
         let new = NewSchedule {
             agent: ctx.agent.clone(),
             session_id: if new_session {

@@ -108,7 +108,9 @@ async fn remote(url: &str, args: &Args, input: String) -> Result<ExitCode> {
     let run_id = std::sync::Mutex::new(None::<String>);
     let on_event = |e: &cairn_core::RunEvent| {
         if let cairn_core::RunEvent::RunStarted { run_id: id, .. } = e {
-            *run_id.lock().unwrap_or_else(|p| p.into_inner()) = Some(id.clone());
+            *run_id
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(id.clone());
         }
         if !json {
             render::live_event(e, quiet);
@@ -121,7 +123,7 @@ async fn remote(url: &str, args: &Args, input: String) -> Result<ExitCode> {
             r = &mut follow => break r?,
             _ = tokio::signal::ctrl_c() => {
                 eprintln!("\n· stopping this turn (Ctrl-C)…");
-                let id = run_id.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let id = run_id.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
                 if let Some(id) = id {
                     client.cancel(&id).await?;
                 }

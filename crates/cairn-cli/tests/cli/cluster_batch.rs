@@ -115,5 +115,10 @@ async fn a_thousand_item_batch_survives_a_worker_and_a_coordinator_killed() {
 }
 
 fn done_in(out: &std::path::Path, n: usize) -> impl FnMut() -> bool + '_ {
-    move || std::fs::read_dir(out).map(|d| d.count()).unwrap_or(0) >= n
+    move || {
+        std::fs::read_dir(out)
+            .map(std::iter::Iterator::count)
+            .unwrap_or(0)
+            >= n
+    }
 }

@@ -92,7 +92,10 @@ async fn a_worker_killed_mid_call_loses_nothing_and_repeats_no_side_effect() {
             server.log(),
             workers
                 .iter()
-                .map(|(_, p)| p.as_ref().map(|p| p.log()).unwrap_or_default())
+                .map(|(_, p)| p
+                    .as_ref()
+                    .map(cairn_testkit::LoggedProcess::log)
+                    .unwrap_or_default())
                 .collect::<Vec<_>>()
                 .join("\n---\n")
         );

@@ -106,7 +106,7 @@ async fn placed_tools_run_on_a_worker_with_the_labels_and_wait_for_one() {
         cluster_jobs(&h),
         fake.requests()
             .iter()
-            .map(|r| r.message_texts())
+            .map(cairn_testkit::RecordedRequest::message_texts)
             .collect::<Vec<_>>(),
         server.log()
     );

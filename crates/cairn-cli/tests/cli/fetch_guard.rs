@@ -86,5 +86,9 @@ fn private_loopback_and_metadata_addresses_are_refused() {
     assert!(results[8].contains("public"), "{}", results[8]);
     // Nothing reached the API: the only sessions are the test's own run.
     let sessions = json(&h, &["sessions", "list"]);
-    assert_eq!(sessions.as_array().map(|a| a.len()), Some(1), "{sessions}");
+    assert_eq!(
+        sessions.as_array().map(std::vec::Vec::len),
+        Some(1),
+        "{sessions}"
+    );
 }

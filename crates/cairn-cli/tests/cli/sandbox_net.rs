@@ -287,3 +287,40 @@ fn a_malformed_network_exception_is_refused_with_its_key() {
         assert!(stderr(&out).contains(key), "{}", describe(&out));
     }
 }
+
+#[test]
+fn the_egress_proxy_answers_malformed_requests_and_keeps_serving() {
+    let h = home();
+    let fake = FakeLlm::start();
+    let (_l, port) = bait("127.0.0.1:0");
+    let script = format!(
+        r#"python3 - <<'PY'
+import socket, struct
+def ask(data, want=1):
+    s = socket.create_connection(("127.0.0.1", 3128), 5)
+    s.sendall(data)
+    got = b""
+    try:
+        while len(got) < want and (chunk := s.recv(200)):
+            got += chunk
+    except Exception as e:
+        return repr(e).encode()
+    return got
+print("garbage", ask(b"hello there\r\n\r\n").split(b"\r\n")[0])
+print("https-form", ask(b"GET https://example.com/ HTTP/1.1\r\n\r\n").split(b"\r\n")[0])
+print("no-port", ask(b"CONNECT example.com HTTP/1.1\r\n\r\n").split(b"\r\n")[0])
+print("huge", ask(b"GET http://x/ HTTP/1.1\r\n" + b"X: " + b"a" * 40000 + b"\r\n\r\n").split(b"\r\n")[0])
+print("bind", ask(b"\x05\x01\x00" + b"\x05\x02\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", {port}), 12)[2:4])
+print("after", ask(b"CONNECT 127.0.0.1:{port} HTTP/1.1\r\n\r\n").split(b"\r\n")[0])
+PY"#
+    );
+    let results = exec_all(&h, &fake, &[(&script, 30)]);
+    let r = &results[0];
+    assert!(r.contains("garbage b'HTTP/1.1 400 Bad Request'"), "{r}");
+    assert!(r.contains("https-form b'HTTP/1.1 400 Bad Request'"), "{r}");
+    assert!(r.contains("no-port b'HTTP/1.1 400 Bad Request'"), "{r}");
+    assert!(r.contains("huge b'HTTP/1.1 400 Bad Request'"), "{r}");
+    // SOCKS5 BIND: the method answer, then 7 (command not supported).
+    assert!(r.contains("bind b'\\x05\\x07'"), "{r}");
+    assert!(r.contains("after b'HTTP/1.1 403 Forbidden'"), "{r}");
+}

@@ -120,12 +120,12 @@ fn two_people_in_one_group_chat_never_see_each_others_facts_or_schedules() {
         &h,
         &["memory", "search", "PIN hint", "--user", "telegram:2"],
     );
-    assert_eq!(hits.as_array().map(|a| a.len()), Some(0), "{hits}");
+    assert_eq!(hits.as_array().map(std::vec::Vec::len), Some(0), "{hits}");
     let hits = json(
         &h,
         &["memory", "search", "PIN hint", "--user", "telegram:1"],
     );
-    assert_eq!(hits.as_array().map(|a| a.len()), Some(1), "{hits}");
+    assert_eq!(hits.as_array().map(std::vec::Vec::len), Some(1), "{hits}");
     let api = crate::api::Api::new(&server);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -134,9 +134,13 @@ fn two_people_in_one_group_chat_never_see_each_others_facts_or_schedules() {
     let (status, hits) =
         rt.block_on(api.get("/api/v1/agents/default/memories/search?q=PIN%20hint&user=telegram:2"));
     assert_eq!(status, 200);
-    assert_eq!(hits.as_array().map(|a| a.len()), Some(0), "{hits}");
+    assert_eq!(hits.as_array().map(std::vec::Vec::len), Some(0), "{hits}");
     let (_, listed) = rt.block_on(api.get("/api/v1/agents/default/memories?user=telegram:2"));
-    assert_eq!(listed.as_array().map(|a| a.len()), Some(0), "{listed}");
+    assert_eq!(
+        listed.as_array().map(std::vec::Vec::len),
+        Some(0),
+        "{listed}"
+    );
 
     // In his own chat Bob sees nothing of it at all.
     let before = fake.requests().len();

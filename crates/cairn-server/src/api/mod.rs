@@ -23,9 +23,9 @@ use serde::de::DeserializeOwned;
 use crate::AppState;
 use crate::error::ApiError;
 
-/// All routes.
-pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
-    let api = Router::new()
+/// Agents, sessions and memories.
+fn agent_routes() -> Router<Arc<AppState>> {
+    Router::new()
         .route(
             "/api/v1/agents",
             get(native::list_agents).post(native::create_agent),
@@ -55,6 +55,11 @@ pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
             "/api/v1/sessions/{id}/messages",
             get(native::session_messages).post(native::post_message),
         )
+}
+
+/// Schedules and runs.
+fn run_routes() -> Router<Arc<AppState>> {
+    Router::new()
         .route(
             "/api/v1/schedules",
             get(schedules::list_schedules).post(schedules::create_schedule),
@@ -80,6 +85,12 @@ pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
         .route("/api/v1/runs/{id}/events", get(events::run_events_sse))
         .route("/api/v1/runs/{id}/ws", get(events::run_events_ws))
         .route("/api/v1/runs/{id}/cancel", post(native::cancel_run))
+}
+
+/// All routes.
+pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
+    let api = agent_routes()
+        .merge(run_routes())
         .route("/v1/models", get(openai::models))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/metrics", get(metrics::metrics))

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use cairn_core::api::{CreateSession, ErrorBody, Health, PostMessage, RunDetail, SessionInfo};
 use cairn_core::ids::validate_name;
 use cairn_core::{AgentSpec, Message, RunRecord};
-use cairn_runtime::TurnRequest;
+use cairn_runtime::{CancelOutcome, TurnRequest};
 use serde::Deserialize;
 
 use super::events::{run_sse, wait_for_run};
@@ -351,52 +351,21 @@ pub async fn cancel_run(
     Ok((StatusCode::ACCEPTED, Json(run)))
 }
 
-/// Stops `run` wherever it is: its driver here, its queue entry, or (held
-/// by another server on the same database) a request that server sees.
-pub(crate) async fn cancel(state: &AppState, mut run: RunRecord) -> Result<RunRecord, ApiError> {
-    let token = state
-        .cancels
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&run.id)
-        .cloned();
-    match token {
-        Some(t) => t.cancel(),
-        None => {
-            if state
-                .rt
-                .store
-                .cancel_queued_run(&run.id, "cancelled before it started")
-                .await?
-            {
-                run = state.rt.store.get_run(&run.id).await?;
-                state.hub.publish(
-                    &run.id,
-                    cairn_core::RunEvent::RunFinished {
-                        run: Box::new(run.clone()),
-                    },
-                );
-            } else {
-                // Claimed by an executor just now: its cancel switch exists soon.
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                let local = state
-                    .cancels
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&run.id)
-                    .cloned();
-                match local {
-                    Some(t) => t.cancel(),
-                    // Driven by another server on the same database: it
-                    // sees the request at its next lease renewal.
-                    None => {
-                        if !state.rt.store.request_run_cancel(&run.id).await? {
-                            tracing::info!(run = %run.id, "cancel: no process holds the run; it ended or waits to be resumed");
-                        }
-                    }
-                }
-            }
+/// Stops `run` wherever it is (the runtime decides how); a run withdrawn
+/// from the queue is told to its watchers as ended.
+pub(crate) async fn cancel(state: &AppState, run: RunRecord) -> Result<RunRecord, ApiError> {
+    match state.rt.cancel_run(&run.id).await? {
+        CancelOutcome::Withdrawn(ended) => {
+            state.hub.publish(
+                &ended.id,
+                cairn_core::RunEvent::RunFinished { run: ended.clone() },
+            );
+            Ok(*ended)
         }
+        CancelOutcome::Unheld => {
+            tracing::info!(run = %run.id, "cancel: no process holds the run; it ended or waits to be resumed");
+            Ok(run)
+        }
+        CancelOutcome::Stopping | CancelOutcome::Requested => Ok(run),
     }
-    Ok(run)
 }

@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use cairn_core::{Message, Role, RunEvent, RunRecord, RunStatus};
+use cairn_store::Found;
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -156,7 +157,14 @@ async fn complete(
         })?
         .to_string();
     let agent = model.strip_prefix("cairn:").unwrap_or(&model).to_string();
-    if state.agent(&agent).await.is_err() {
+    // A store error is an error, not "no such model".
+    if state
+        .agent(&agent)
+        .await
+        .found()
+        .map_err(ApiError::from)?
+        .is_none()
+    {
         return Err(OpenAiError {
             status: StatusCode::NOT_FOUND,
             kind: "invalid_request_error",
@@ -167,79 +175,12 @@ async fn complete(
             ),
         });
     }
-    let messages = req["messages"].as_array().ok_or_else(|| {
-        OpenAiError::invalid("`messages` must be a non-empty array", Some("messages"))
-    })?;
-    let mut convo = Vec::new();
-    for (i, m) in messages.iter().enumerate() {
-        let text = content_text(&m["content"]).ok_or_else(|| {
-            OpenAiError::invalid(
-                format!("messages[{i}].content must be a string or a list of text parts"),
-                Some("messages"),
-            )
-        })?;
-        match m["role"].as_str() {
-            Some("user") => convo.push(Message {
-                role: Role::User,
-                content: vec![cairn_core::ContentBlock::Text { text }],
-            }),
-            Some("assistant") => convo.push(Message {
-                role: Role::Assistant,
-                content: vec![cairn_core::ContentBlock::Text { text }],
-            }),
-            // The agent's own system prompt applies; tool messages belong to
-            // the client's tools, which cairn does not run.
-            Some("system" | "developer" | "tool") => {}
-            other => {
-                return Err(OpenAiError::invalid(
-                    format!(
-                        "messages[{i}].role {other:?} is not one of system, developer, user, assistant, tool"
-                    ),
-                    Some("messages"),
-                ));
-            }
-        }
-    }
-    let Some(last) = convo.pop().filter(|m| m.role == Role::User) else {
-        return Err(OpenAiError::invalid(
-            "the last message must be from the user",
-            Some("messages"),
-        ));
-    };
+    let (convo, last) = conversation(&req)?;
     let stream = req["stream"].as_bool().unwrap_or(false);
     let include_usage = req["stream_options"]["include_usage"]
         .as_bool()
         .unwrap_or(false);
-
-    let session_id = match headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) {
-        Some(s) => {
-            cairn_core::ids::validate_name("session", s)
-                .map_err(|e| OpenAiError::invalid(e.to_string(), None))?;
-            state
-                .rt
-                .store
-                .ensure_session(s, &agent)
-                .await
-                .map_err(ApiError::from)?;
-            s.to_string()
-        }
-        None => {
-            let id = cairn_core::ids::new_id("ses");
-            state
-                .rt
-                .store
-                .ensure_session(&id, &agent)
-                .await
-                .map_err(ApiError::from)?;
-            state
-                .rt
-                .store
-                .seed_messages(&id, &convo)
-                .await
-                .map_err(ApiError::from)?;
-            id
-        }
-    };
+    let session_id = session_for(&state, &headers, &agent, &convo).await?;
     let run = start_run(&state, &session_id, last.text()).await?;
     let rx = state.hub.subscribe(&run.id);
     state.wake.notify_one();
@@ -269,6 +210,78 @@ async fn complete(
         .headers_mut()
         .insert(SESSION_HEADER, session_header);
     Ok(response)
+}
+
+/// The earlier conversation a client sent, and its last (user) message.
+fn conversation(req: &Value) -> Result<(Vec<Message>, Message), OpenAiError> {
+    let messages = req["messages"].as_array().ok_or_else(|| {
+        OpenAiError::invalid("`messages` must be a non-empty array", Some("messages"))
+    })?;
+    let mut convo = Vec::new();
+    for (i, m) in messages.iter().enumerate() {
+        let text = content_text(&m["content"]).ok_or_else(|| {
+            OpenAiError::invalid(
+                format!("messages[{i}].content must be a string or a list of text parts"),
+                Some("messages"),
+            )
+        })?;
+        let role = match m["role"].as_str() {
+            Some("user") => Role::User,
+            Some("assistant") => Role::Assistant,
+            // The agent's own system prompt applies; tool messages belong to
+            // the client's tools, which cairn does not run.
+            Some("system" | "developer" | "tool") => continue,
+            other => {
+                return Err(OpenAiError::invalid(
+                    format!(
+                        "messages[{i}].role {other:?} is not one of system, developer, user, assistant, tool"
+                    ),
+                    Some("messages"),
+                ));
+            }
+        };
+        convo.push(Message {
+            role,
+            content: vec![cairn_core::ContentBlock::Text { text }],
+        });
+    }
+    let Some(last) = convo.pop().filter(|m| m.role == Role::User) else {
+        return Err(OpenAiError::invalid(
+            "the last message must be from the user",
+            Some("messages"),
+        ));
+    };
+    Ok((convo, last))
+}
+
+/// The session the request continues (`X-Cairn-Session`), or a new one
+/// holding the conversation the client sent.
+async fn session_for(
+    state: &AppState,
+    headers: &HeaderMap,
+    agent: &str,
+    convo: &[Message],
+) -> Result<String, OpenAiError> {
+    let store = &state.rt.store;
+    if let Some(s) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) {
+        cairn_core::ids::validate_name("session", s)
+            .map_err(|e| OpenAiError::invalid(e.to_string(), None))?;
+        store
+            .ensure_session(s, agent)
+            .await
+            .map_err(ApiError::from)?;
+        return Ok(s.to_string());
+    }
+    let id = cairn_core::ids::new_id("ses");
+    store
+        .ensure_session(&id, agent)
+        .await
+        .map_err(ApiError::from)?;
+    store
+        .seed_messages(&id, convo)
+        .await
+        .map_err(ApiError::from)?;
+    Ok(id)
 }
 
 fn usage(run: &RunRecord) -> Value {

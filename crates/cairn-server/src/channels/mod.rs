@@ -459,7 +459,7 @@ pub fn start(state: Arc<AppState>, channels: Channels, set: &mut JoinSet<()>) {
         set.spawn(async move { deliver_loop(state, channel).await });
     }
     if let Some(t) = channels.telegram.clone() {
-        let state = state.clone();
+        let state = state;
         set.spawn(async move {
             if let Err(e) = t.register().await {
                 tracing::warn!(error = %e.message, "telegram: cannot register how updates arrive");

@@ -120,7 +120,7 @@ pub fn http_service(
     let mut config = rmcp::transport::StreamableHttpServerConfig::default().disable_allowed_hosts();
     config.cancellation_token = state.shutdown.child_token();
     config.max_request_body_bytes = body_limit;
-    let factory_state = state.clone();
+    let factory_state = state;
     rmcp::transport::StreamableHttpService::new(
         move || Ok(CairnMcp::new(factory_state.clone())),
         Default::default(),

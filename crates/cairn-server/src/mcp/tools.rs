@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use cairn_core::{RunEvent, RunStatus};
 use cairn_memory::{Scope, SearchOptions};
+use cairn_store::Found;
 use rmcp::model::{JsonObject, ProgressNotificationParam, ProgressToken, Tool};
 use rmcp::{Peer, RoleServer};
 use serde_json::{Value, json};
@@ -90,71 +91,21 @@ pub(super) async fn ask_agent(call: Call<'_>) -> Outcome {
     let agent = call.required("agent")?;
     let message = call.required("message")?;
     let state = call.state;
-    state
+    // A store error is reported as such, not as "no agent".
+    if state
         .agent(agent)
         .await
-        .map_err(|_| format!("no agent named {agent:?}; list_agents names them"))?;
-    let session = match call.text("session")? {
-        Some(s) => {
-            cairn_core::ids::validate_name("session", s).map_err(|e| e.to_string())?;
-            let existing = state.rt.store.get_session(s).await;
-            if let Ok(found) = &existing
-                && found.agent != agent
-            {
-                return Err(format!(
-                    "session {s:?} belongs to agent {:?}, not {agent:?}",
-                    found.agent
-                ));
-            }
-            s.to_string()
-        }
-        None => cairn_core::ids::new_id("ses"),
-    };
-    state
-        .rt
-        .store
-        .ensure_session(&session, agent)
-        .await
-        .map_err(|e| e.to_string())?;
+        .found()
+        .map_err(|e| e.to_string())?
+        .is_none()
+    {
+        return Err(format!("no agent named {agent:?}; list_agents names them"));
+    }
+    let session = ask_session(state, agent, call.text("session")?).await?;
     let run = start_run(state, &session, message.to_string())
         .await
         .map_err(|e| e.message)?;
-    let mut rx = state.hub.subscribe(&run.id);
-    state.wake.notify_one();
-    let mut step = 0u32;
-    // Another process on the same database may drive the run; its events
-    // do not reach this one, so the run's record is read now and then.
-    let mut check = tokio::time::interval(std::time::Duration::from_secs(1));
-    loop {
-        let event = tokio::select! {
-            e = crate::api::events::next_event(state, &run.id, &mut rx, step == 0) => e,
-            _ = check.tick(), if step > 0 => {
-                match state.rt.store.get_run(&run.id).await {
-                    Ok(r) if r.status.is_terminal() => break,
-                    Ok(_) => continue,
-                    Err(e) => return Err(e.to_string()),
-                }
-            }
-            _ = call.cancel.cancelled() => {
-                if let Err(e) = crate::api::native::cancel(state, run.clone()).await {
-                    tracing::warn!(run = %run.id, "cancelling after the MCP client did: {}", e.message);
-                }
-                return Err(format!("cancelled; run {} was asked to stop", run.id));
-            }
-        };
-        step += 1;
-        let Some(event) = event else { break };
-        if matches!(event, RunEvent::RunFinished { .. }) {
-            break;
-        }
-        if let (Some(token), Some(message)) = (&call.progress, progress_message(&event)) {
-            let mut p = ProgressNotificationParam::new(token.clone(), f64::from(step));
-            p.message = Some(message);
-            if let Err(e) = call.peer.notify_progress(p).await {
-                tracing::debug!("MCP progress not delivered: {e}");
-            }
-        }
-    }
+    follow(&call, &run).await?;
     let done = state
         .rt
         .store
@@ -172,6 +123,86 @@ pub(super) async fn ask_agent(call: Call<'_>) -> Outcome {
             status.as_str(),
             done.error.unwrap_or_default()
         )),
+    }
+}
+
+/// The session `ask_agent` runs in: the one given (if it is the agent's)
+/// or a new one, made sure to exist.
+async fn ask_session(
+    state: &crate::AppState,
+    agent: &str,
+    given: Option<&str>,
+) -> Result<String, String> {
+    let session = match given {
+        Some(s) => {
+            cairn_core::ids::validate_name("session", s).map_err(|e| e.to_string())?;
+            let existing = state
+                .rt
+                .store
+                .get_session(s)
+                .await
+                .found()
+                .map_err(|e| e.to_string())?;
+            if let Some(found) = existing
+                && found.agent != agent
+            {
+                return Err(format!(
+                    "session {s:?} belongs to agent {:?}, not {agent:?}",
+                    found.agent
+                ));
+            }
+            s.to_string()
+        }
+        None => cairn_core::ids::new_id("ses"),
+    };
+    state
+        .rt
+        .store
+        .ensure_session(&session, agent)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(session)
+}
+
+/// Follows the run to its end, telling the client its progress; the
+/// client's cancel cancels the run.
+async fn follow(call: &Call<'_>, run: &cairn_core::RunRecord) -> Result<(), String> {
+    let state = call.state;
+    let mut rx = state.hub.subscribe(&run.id);
+    state.wake.notify_one();
+    let mut step = 0u32;
+    // Another process on the same database may drive the run; its events
+    // do not reach this one, so the run's record is read now and then.
+    let mut check = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        let event = tokio::select! {
+            e = crate::api::events::next_event(state, &run.id, &mut rx, step == 0) => e,
+            _ = check.tick(), if step > 0 => {
+                match state.rt.store.get_run(&run.id).await {
+                    Ok(r) if r.status.is_terminal() => return Ok(()),
+                    Ok(_) => continue,
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            _ = call.cancel.cancelled() => {
+                if let Err(e) = crate::api::native::cancel(state, run.clone()).await {
+                    tracing::warn!(run = %run.id, "cancelling after the MCP client did: {}", e.message);
+                }
+                return Err(format!("cancelled; run {} was asked to stop", run.id));
+            }
+        };
+        step += 1;
+        let Some(event) = event else { return Ok(()) };
+        if matches!(event, RunEvent::RunFinished { .. }) {
+            return Ok(());
+        }
+        if let (Some(token), Some(message)) = (&call.progress, progress_message(&event)) {
+            let mut p = ProgressNotificationParam::new(token.clone(), f64::from(step));
+            p.message = Some(message);
+            if let Err(e) = call.peer.notify_progress(p).await {
+                tracing::debug!("MCP progress not delivered: {e}");
+            }
+        }
     }
 }
 

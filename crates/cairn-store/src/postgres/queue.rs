@@ -166,7 +166,7 @@ impl JobQueue for PgStore {
         lease_ms: i64,
     ) -> Result<Vec<Job>, StoreError> {
         let now = now_ms();
-        let kinds: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
+        let kinds: Vec<String> = kinds.iter().map(std::string::ToString::to_string).collect();
         // One statement: see `cairn_claim_jobs` (migration 0009) for why
         // it is a function.
         let rows: Vec<ClaimedRow> = sqlx::query_as(

@@ -1,7 +1,8 @@
 //! Runs on PostgreSQL.
 
+use crate::journal::run_end_payload;
 use async_trait::async_trait;
-use cairn_core::RunRecord;
+use cairn_core::{RunRecord, RunStatus};
 
 use super::PgStore;
 use super::queue::insert_job;
@@ -19,6 +20,7 @@ impl RunStore for PgStore {
     }
 
     async fn update_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+        crate::runs::not_an_end(run)?;
         update_run_on(&mut *self.pool.acquire().await?, run).await
     }
 
@@ -106,26 +108,49 @@ impl RunStore for PgStore {
         if withdrawn == 0 {
             return Ok(false);
         }
+        let now = cairn_core::now_ms();
         sqlx::query("UPDATE runs SET status = 'cancelled', error = $1, finished_at = $2 WHERE id = $3 AND status IN ('queued', 'running')")
             .bind(reason)
-            .bind(cairn_core::now_ms())
+            .bind(now)
             .bind(run_id)
             .execute(&mut *tx)
             .await?;
+        let end = run_end_payload(RunStatus::Cancelled, Some(reason.to_string()))?;
+        journal_run_end(&mut tx, run_id, &end, now).await?;
         tx.commit().await?;
         Ok(true)
     }
 }
 
-/// Saves a run's status and totals on `conn`.
+/// Journals the end of a run the store ends itself, in `tx`.
+pub(crate) async fn journal_run_end(
+    tx: &mut sqlx::PgConnection,
+    run_id: &str,
+    payload: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO run_journal (run_id, seq, kind, ref_seq, payload, at)
+         SELECT $1, COALESCE(MAX(seq), 0) + 1, 'run_end', NULL, $2, $3 FROM run_journal WHERE run_id = $1",
+    )
+    .bind(run_id)
+    .bind(payload)
+    .bind(now)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Saves a run's status and totals on `conn`, unless it has ended; a run
+/// that ends here frees its session in the same transaction.
 pub(crate) async fn update_run_on(
     conn: &mut sqlx::PgConnection,
     run: &RunRecord,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    let done = sqlx::query(
         "UPDATE runs SET status = $1, output = $2, error = $3, steps = $4, input_tokens = $5,
             output_tokens = $6, cost_usd = $7, finished_at = $8, model = $9
-         WHERE id = $10",
+         WHERE id = $10 AND status NOT IN ('completed', 'failed', 'cancelled')",
     )
     .bind(run.status.as_str())
     .bind(&run.output)
@@ -137,8 +162,19 @@ pub(crate) async fn update_run_on(
     .bind(run.finished_at)
     .bind(&run.model)
     .bind(&run.id)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    crate::runs::changed_one(done.rows_affected(), &run.id)?;
+    if run.status.is_terminal() {
+        sqlx::query(
+            "UPDATE sessions SET busy_run = NULL, busy_until = NULL, busy_owner = NULL
+             WHERE id = $1 AND busy_run = $2",
+        )
+        .bind(&run.session_id)
+        .bind(&run.id)
+        .execute(conn)
+        .await?;
+    }
     Ok(())
 }
 

@@ -76,11 +76,8 @@ impl SessionStore for PgStore {
         .bind(session_id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(version.map(|version| SessionLease {
-            session_id: session_id.to_string(),
-            run_id: run_id.to_string(),
-            version,
-        }))
+        Ok(version
+            .map(|version| SessionLease::new(session_id.to_string(), run_id.to_string(), version)))
     }
 
     async fn renew_session_lease(

@@ -1,6 +1,7 @@
 //! Runs: one turn of work in a session, with its status and totals.
 
-use cairn_core::RunRecord;
+use crate::journal::run_end_payload;
+use cairn_core::{RunRecord, RunStatus};
 use sqlx::Row;
 
 use async_trait::async_trait;
@@ -21,6 +22,7 @@ impl RunStore for SqliteStore {
 
     async fn update_run(&self, run: &RunRecord) -> Result<(), StoreError> {
         let _writing = self.lock_writes().await;
+        crate::runs::not_an_end(run)?;
         update_run_tx(&mut *self.writer.acquire().await?, run).await
     }
 
@@ -115,25 +117,48 @@ impl RunStore for SqliteStore {
         if withdrawn == 0 {
             return Ok(false);
         }
+        let now = cairn_core::now_ms();
         sqlx::query("UPDATE runs SET status = 'cancelled', error = ?, finished_at = ? WHERE id = ? AND status IN ('queued', 'running')")
             .bind(reason)
-            .bind(cairn_core::now_ms())
+            .bind(now)
             .bind(run_id)
             .execute(&mut *tx)
             .await?;
+        let end = run_end_payload(RunStatus::Cancelled, Some(reason.to_string()))?;
+        journal_run_end(&mut tx, run_id, &end, now).await?;
         tx.commit().await?;
         Ok(true)
     }
 }
 
+/// Journals the end of a run the store ends itself, in `tx`.
+pub(crate) async fn journal_run_end(
+    tx: &mut sqlx::SqliteConnection,
+    run_id: &str,
+    payload: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO run_journal (run_id, seq, kind, ref_seq, payload, at)
+         SELECT ?1, COALESCE(MAX(seq), 0) + 1, 'run_end', NULL, ?2, ?3 FROM run_journal WHERE run_id = ?1",
+    )
+    .bind(run_id)
+    .bind(payload)
+    .bind(now)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Saves a run's status and totals on `conn`, unless it has ended.
 pub(crate) async fn update_run_tx(
     conn: &mut sqlx::SqliteConnection,
     run: &RunRecord,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    let done = sqlx::query(
         "UPDATE runs SET status = ?, output = ?, error = ?, steps = ?, input_tokens = ?,
             output_tokens = ?, cost_usd = ?, finished_at = ?, model = ?
-         WHERE id = ?",
+         WHERE id = ? AND status NOT IN ('completed', 'failed', 'cancelled')",
     )
     .bind(run.status.as_str())
     .bind(&run.output)
@@ -147,7 +172,7 @@ pub(crate) async fn update_run_tx(
     .bind(&run.id)
     .execute(conn)
     .await?;
-    Ok(())
+    crate::runs::changed_one(done.rows_affected(), &run.id)
 }
 
 /// Inserts a queued run and its job, creating its session if new, inside

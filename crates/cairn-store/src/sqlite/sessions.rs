@@ -83,11 +83,8 @@ impl SessionStore for SqliteStore {
         .bind(run_id) // ?7, also the "me" of the ordering check
         .fetch_optional(&self.writer)
         .await?;
-        Ok(version.map(|version| SessionLease {
-            session_id: session_id.to_string(),
-            run_id: run_id.to_string(),
-            version,
-        }))
+        Ok(version
+            .map(|version| SessionLease::new(session_id.to_string(), run_id.to_string(), version)))
     }
 
     async fn renew_session_lease(

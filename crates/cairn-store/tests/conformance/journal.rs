@@ -150,12 +150,24 @@ async fn a_step_and_the_jobs_it_starts_commit_together<H: Harness>(h: H) {
         .await
         .unwrap()
         .unwrap();
-    lease.version -= 1;
+    let first = cairn_core::Message::user_text("first");
+    let mut stale = lease.clone();
+    s.commit_step(
+        &run.id,
+        Some(&mut lease),
+        StepCommit {
+            messages: vec![&first],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    // The version moved on; the clone taken before still has the old one.
     let m = cairn_core::Message::user_text("x");
     let err = s
         .commit_step(
             &run.id,
-            Some(&mut lease),
+            Some(&mut stale),
             StepCommit {
                 messages: vec![&m],
                 jobs: vec![follow_up(2)],

@@ -8,6 +8,7 @@ mod journal;
 mod memories;
 mod parity;
 mod queue;
+mod run_end;
 mod sessions;
 mod tool_jobs;
 
@@ -112,5 +113,29 @@ pub fn new_run(session: &str) -> RunRecord {
         created_at: cairn_core::now_ms(),
         finished_at: None,
         user_id: None,
+    }
+}
+
+/// Ends `run` (with its status) the one way a run ends: a step commit that
+/// journals its end.
+pub async fn end_run<S: Tables>(s: &S, run: &RunRecord) {
+    s.commit_step(&run.id, None, run_end_step(run))
+        .await
+        .unwrap();
+}
+
+/// The commit that ends `run` with its status.
+pub fn run_end_step(run: &RunRecord) -> cairn_store::StepCommit<'_> {
+    cairn_store::StepCommit {
+        entries: vec![cairn_store::NewEntry {
+            ref_seq: None,
+            ref_entry: None,
+            body: cairn_core::JournalPayload::RunEnd(cairn_core::RunEnd {
+                status: run.status,
+                error: run.error.clone(),
+            }),
+        }],
+        run: Some(run),
+        ..Default::default()
     }
 }

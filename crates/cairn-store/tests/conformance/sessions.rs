@@ -45,8 +45,8 @@ async fn one_run_holds_a_session_and_a_stale_version_writes_nothing<H: Harness>(
     .await
     .unwrap();
     assert_eq!(
-        lease.version,
-        stale.version + 1,
+        lease.version(),
+        stale.version() + 1,
         "the append bumps the version"
     );
     let lost = Message::user_text("lost");
@@ -68,7 +68,12 @@ async fn one_run_holds_a_session_and_a_stale_version_writes_nothing<H: Harness>(
     s.release_session(&lease).await.unwrap();
     let mut done = first.clone();
     done.status = RunStatus::Completed;
-    s.update_run(&done).await.unwrap();
+    let err = s.update_run(&done).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::EndNotJournaled { .. }),
+        "a run ends only with its journal entry: {err}"
+    );
+    crate::end_run(&*s, &done).await;
     assert!(
         other
             .try_acquire_session("s1", &second.id, 30_000)

@@ -355,7 +355,7 @@ async fn side_call(
         SideTool::ListPrompts => {
             for p in peer.list_all_prompts().await? {
                 let v = serde_json::to_value(&p).unwrap_or(Value::Null);
-                out.push(format!("{}\n", v).as_bytes());
+                out.push(format!("{v}\n").as_bytes());
             }
         }
         SideTool::GetPrompt => {

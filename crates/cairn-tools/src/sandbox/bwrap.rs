@@ -126,7 +126,7 @@ pub fn args(hidden: &[PathBuf], workspace: &Path, read: &[PathBuf], as_root: boo
     let mut a: Vec<String> = userns
         .iter()
         .chain(&common)
-        .map(|s| s.to_string())
+        .map(std::string::ToString::to_string)
         .collect();
     let mut masked: Vec<PathBuf> = Vec::new();
     for dir in MASKED_DIRS {

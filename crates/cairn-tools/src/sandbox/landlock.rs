@@ -48,10 +48,10 @@ pub fn restrict(writable: &[PathBuf]) -> Result<Enforcement, String> {
     let status = Ruleset::default()
         .handle_access(AccessFs::from_all(abi))
         .and_then(|r| r.scope(Scope::AbstractUnixSocket | Scope::Signal))
-        .and_then(|r| r.create())
+        .and_then(landlock::Ruleset::create)
         .and_then(|r| r.add_rules(path_beneath_rules(["/"], AccessFs::from_read(abi))))
         .and_then(|r| r.add_rules(path_beneath_rules(writable, AccessFs::from_all(abi))))
-        .and_then(|r| r.restrict_self())
+        .and_then(landlock::RulesetCreated::restrict_self)
         .map_err(|e| format!("landlock: {e}"))?;
     Ok(match status.ruleset {
         RulesetStatus::FullyEnforced => Enforcement::Full,

@@ -279,11 +279,11 @@ impl Sandbox {
         argv: &[String],
     ) -> Result<Prepared, SandboxError> {
         let bwrap = match probe(self.policy.bwrap.as_deref()) {
-            Availability::Ready(path) => path.clone(),
+            Availability::Ready(path) => path,
             Availability::Missing(reason) => {
                 return Err(SandboxError::Unavailable {
                     profile: self.profile.as_str(),
-                    reason: reason.clone(),
+                    reason,
                 });
             }
         };

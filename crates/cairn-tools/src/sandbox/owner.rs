@@ -87,7 +87,7 @@ impl RunAs {
         Ok(())
     }
 
-    fn adopt_tree(&self, path: &Path) -> std::io::Result<()> {
+    fn adopt_tree(self, path: &Path) -> std::io::Result<()> {
         let meta = std::fs::symlink_metadata(path)?;
         nix::unistd::fchownat(
             nix::fcntl::AT_FDCWD,

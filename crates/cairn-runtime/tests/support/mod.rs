@@ -1,0 +1,100 @@
+//! What the runtime's tests share: a runtime on the fake LLM over real
+//! HTTP, a temporary store of each backend (with a way to reach its
+//! database directly, to make it fail), and driving the next queued run.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use cairn_core::{AgentSpec, RunRecord};
+use cairn_llm::{ProviderChoice, ProviderSettings, select_provider};
+use cairn_runtime::Runtime;
+use cairn_store::{PgSettings, PgStore, Store, kinds};
+use cairn_testkit::{FakeLlm, TestDatabase};
+use tokio_util::sync::CancellationToken;
+
+/// A runtime whose provider is `fake` (Anthropic's wire format).
+pub fn runtime(store: Store, fake: &FakeLlm, ws: &std::path::Path) -> Runtime {
+    let url = fake.anthropic_url();
+    let settings = ProviderSettings {
+        choice: ProviderChoice::Anthropic,
+        model: String::new(),
+        timeout: Duration::from_secs(30),
+    };
+    let provider = select_provider(&settings, &|k| match k {
+        "ANTHROPIC_API_KEY" => Some("sk-ant-test".into()),
+        "ANTHROPIC_BASE_URL" => Some(url.clone()),
+        _ => None,
+    })
+    .unwrap();
+    Runtime::new(store, provider, ws.to_path_buf())
+}
+
+/// A temporary database of one backend.
+pub enum TestStore {
+    /// A SQLite file in a temporary directory.
+    Sqlite(tempfile::TempDir),
+    /// A throwaway PostgreSQL database.
+    Postgres(TestDatabase),
+}
+
+impl TestStore {
+    /// A fresh SQLite store.
+    pub fn sqlite() -> TestStore {
+        TestStore::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    /// A fresh PostgreSQL store (no server is a failure).
+    pub async fn postgres() -> TestStore {
+        TestStore::Postgres(TestDatabase::create().await)
+    }
+
+    /// A handle on it.
+    pub async fn open(&self) -> Store {
+        match self {
+            TestStore::Sqlite(dir) => Store::open_sqlite(&dir.path().join("cairn.db"))
+                .await
+                .unwrap(),
+            TestStore::Postgres(db) => Store::new(
+                PgStore::connect(db.url(), &PgSettings::default())
+                    .await
+                    .unwrap(),
+            ),
+        }
+    }
+
+    /// Runs `sqlite` or `postgres` on the database, over a connection of
+    /// its own (as an operator's shell would).
+    pub async fn sql(&self, sqlite: &str, postgres: &str) {
+        use sqlx::Connection;
+        match self {
+            TestStore::Sqlite(dir) => {
+                let url = format!("sqlite://{}", dir.path().join("cairn.db").display());
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sqlite.to_string()))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            TestStore::Postgres(db) => {
+                let mut conn = sqlx::PgConnection::connect(db.url()).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(postgres.to_string()))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}
+
+/// Claims the next run's job and drives it with the default agent.
+pub async fn drive_next(rt: &Runtime) -> RunRecord {
+    let job = rt
+        .store
+        .claim_job(&[kinds::ADVANCE_RUN], 30_000)
+        .await
+        .unwrap()
+        .unwrap();
+    rt.drive(job, AgentSpec::default(), &|_| {}, CancellationToken::new())
+        .await
+        .unwrap()
+}
