@@ -28,6 +28,20 @@ use crate::summary::{
 };
 use crate::{AgentSpec, Runtime, RuntimeError};
 
+/// What a compaction made of the context.
+pub(crate) enum Compacted {
+    /// The new context, which fits.
+    Fits(Vec<Message>),
+    /// It cannot be made to fit, for this reason (the run fails).
+    CannotFit(String),
+}
+
+/// Where a compaction would cut, or why no cut helps.
+enum Planned {
+    Cut(Cut),
+    CannotFit(String),
+}
+
 /// Where a compaction cuts a session's context.
 struct Cut {
     /// Messages up to this seq are summarized.
@@ -157,7 +171,7 @@ impl Runtime {
     }
 
     /// Compacts the session's context to the budget's target and returns
-    /// the new context; `Ok(Err(why))` when it cannot be made to fit (the
+    /// the new context, or why it cannot be made to fit (the
     /// caller fails the run).
     pub(crate) async fn compact(
         &self,
@@ -167,10 +181,10 @@ impl Runtime {
         fixed: &Fixed<'_>,
         user_id: Option<&str>,
         events: Events<'_>,
-    ) -> Result<Result<Vec<Message>, String>, RuntimeError> {
+    ) -> Result<Compacted, RuntimeError> {
         let plan = match self.plan_cut(&run.session_id, budget, fixed).await? {
-            Ok(plan) => plan,
-            Err(why) => return Ok(Err(why)),
+            Planned::Cut(plan) => plan,
+            Planned::CannotFit(why) => return Ok(Compacted::CannotFit(why)),
         };
         let (cut, messages) = (plan.cut, &plan.messages);
         let intent = JournalPayload::CompactionStart(CompactionIntent {
@@ -194,7 +208,11 @@ impl Runtime {
             .await
         {
             Ok(s) => s,
-            Err(e) => return Ok(Err(format!("compacting the context failed: {e}"))),
+            Err(e) => {
+                return Ok(Compacted::CannotFit(format!(
+                    "compacting the context failed: {e}"
+                )));
+            }
         };
         // Facts first: whatever the summary leaves out stays findable.
         let saved = self.flush_facts(run, user_id, &summarized.facts).await;
@@ -209,7 +227,7 @@ impl Runtime {
         let history = context(Some(text.clone()), messages[cut..].iter().cloned());
         let tokens_after = budget.estimate(fixed.system, &history, fixed.tools);
         if tokens_after > budget.limit() {
-            return Ok(Err(self.cannot_fit(budget, tokens_after)));
+            return Ok(Compacted::CannotFit(self.cannot_fit(budget, tokens_after)));
         }
         let done = CompactionDone {
             through_seq: plan.through_seq,
@@ -223,7 +241,7 @@ impl Runtime {
             summary: text,
         };
         self.commit_compaction(run, lease, done, events).await?;
-        Ok(Ok(history))
+        Ok(Compacted::Fits(history))
     }
 
     /// Where to cut the session's context so what follows the cut fits
@@ -233,20 +251,21 @@ impl Runtime {
         session_id: &str,
         budget: &ContextBudget,
         fixed: &Fixed<'_>,
-    ) -> Result<Result<Cut, String>, RuntimeError> {
+    ) -> Result<Planned, RuntimeError> {
         let ctx = self.store.session_context(session_id).await?;
         let seqs: Vec<i64> = ctx.messages.iter().map(|(s, _)| *s).collect();
         let messages: Vec<Message> = ctx.messages.into_iter().map(|(_, m)| m).collect();
         let before = context(ctx.summary.clone(), messages.iter().cloned());
         let tokens_before = budget.estimate(fixed.system, &before, fixed.tools);
         if messages.is_empty() {
-            return Ok(Err(self.cannot_fit(budget, tokens_before)));
+            return Ok(Planned::CannotFit(self.cannot_fit(budget, tokens_before)));
         }
         let summary_tokens = budget.summary_tokens();
         let fixed_tokens = budget.estimate(fixed.system, &[], fixed.tools);
         if fixed_tokens + summary_tokens > budget.limit() {
             // No summary can help: the fixed part alone leaves no room.
-            return Ok(Err(self.cannot_fit(budget, fixed_tokens + summary_tokens)));
+            let needed = fixed_tokens + summary_tokens;
+            return Ok(Planned::CannotFit(self.cannot_fit(budget, needed)));
         }
         let tail_budget = budget
             .target()
@@ -254,7 +273,7 @@ impl Runtime {
         // Calibrated tokens back to the counter's own units.
         let tail_raw = (tail_budget as f64 / budget.calibration) as u64;
         let cut = split_point(&messages, budget.counter, tail_raw);
-        Ok(Ok(Cut {
+        Ok(Planned::Cut(Cut {
             through_seq: seqs[cut - 1],
             cut,
             messages,

@@ -10,7 +10,7 @@
 use async_trait::async_trait;
 use cairn_core::AgentSpec;
 use cairn_core::schedule::{CatchUp, FireOutcome, FireRecord, HeartbeatPolicy, ScheduleRecord};
-use cairn_store::ScheduleFire;
+use cairn_store::{ScheduleFire, StoreError};
 
 use crate::{Runtime, RuntimeError};
 
@@ -24,6 +24,22 @@ Act only where something needs doing; if nothing does, answer just HEARTBEAT_OK.
 /// Most missed occurrences counted one by one (beyond, the count says "at
 /// least").
 const MISSED_COUNT_CAP: usize = 10_000;
+
+/// What a fire does.
+enum Decision {
+    /// Starts this run.
+    Start(Box<cairn_core::RunRecord>),
+    /// Runs nothing, for this reason (recorded as skipped).
+    Skip(String),
+}
+
+/// Whether a heartbeat may run now.
+enum Gate {
+    /// Yes, with this prompt (the agent's checklist).
+    Open(String),
+    /// No, for this reason.
+    Closed(String),
+}
 
 /// When a due schedule is handled, against when it was due.
 struct When {
@@ -84,8 +100,10 @@ fn fire_record(
 /// Where the scheduler finds the agents it wakes.
 #[async_trait]
 pub trait AgentSource: Send + Sync {
-    /// The agent named `name`, or why it is not available.
-    async fn agent(&self, name: &str) -> Result<AgentSpec, String>;
+    /// The agent named `name`, `None` when there is none. A store error is
+    /// returned as one: the tick fails and the fire is tried again at the
+    /// next, rather than recorded as skipped.
+    async fn agent(&self, name: &str) -> Result<Option<AgentSpec>, StoreError>;
 }
 
 /// What one tick did.
@@ -133,17 +151,17 @@ impl Runtime {
             let note = format!("{}; recorded at {}", when.missed, iso(when.latest));
             records.push(fire_record(s, due, now, FireOutcome::Missed, Some(note)));
         }
-        let agent = agents.agent(&s.agent).await;
-        let run = match self.decide(s, &agent, &when, now).await? {
-            Ok(run) => {
+        let agent = agents.agent(&s.agent).await?;
+        let run = match self.decide(s, agent.as_ref(), &when, now).await? {
+            Decision::Start(run) => {
                 let note =
                     (!when.on_time).then(|| format!("{}; catch_up = once: ran once", when.missed));
                 let mut fired = fire_record(s, when.key, now, FireOutcome::Fired, note);
                 fired.run_id = Some(run.id.clone());
                 records.push(fired);
-                Some(run)
+                Some(*run)
             }
-            Err(why) => {
+            Decision::Skip(why) => {
                 records.push(fire_record(
                     s,
                     when.key,
@@ -170,7 +188,7 @@ impl Runtime {
             return Ok(());
         }
         // Downtime is news to the owner (a heartbeat's gates are not).
-        if let Ok(agent) = &agent
+        if let Some(agent) = &agent
             && !when.on_time
             && s.heartbeat.is_none()
         {
@@ -213,22 +231,25 @@ impl Runtime {
     async fn decide(
         &self,
         s: &ScheduleRecord,
-        agent: &Result<AgentSpec, String>,
+        agent: Option<&AgentSpec>,
         when: &When,
         now: i64,
-    ) -> Result<Result<cairn_core::RunRecord, String>, RuntimeError> {
+    ) -> Result<Decision, RuntimeError> {
         let (agent, checklist) = match (agent, &s.heartbeat) {
             _ if !when.on_time && s.catch_up == CatchUp::Skip => {
-                return Ok(Err(format!("{}; catch_up = skip", when.missed)));
+                return Ok(Decision::Skip(format!("{}; catch_up = skip", when.missed)));
             }
-            (Err(why), _) => {
-                return Ok(Err(format!("agent {:?} is not available: {why}", s.agent)));
+            (None, _) => {
+                return Ok(Decision::Skip(format!(
+                    "agent {:?} is not available: it does not exist",
+                    s.agent
+                )));
             }
-            (Ok(a), Some(p)) => match self.heartbeat_gate(s, p, now).await? {
-                Ok(checklist) => (a, Some(checklist)),
-                Err(why) => return Ok(Err(why)),
+            (Some(a), Some(p)) => match self.heartbeat_gate(s, p, now).await? {
+                Gate::Open(checklist) => (a, Some(checklist)),
+                Gate::Closed(why) => return Ok(Decision::Skip(why)),
             },
-            (Ok(a), None) => (a, None),
+            (Some(a), None) => (a, None),
         };
         let prompt = checklist.unwrap_or_else(|| s.prompt.clone());
         let mut run = self.queued_run(agent, s.session_id.clone(), prompt, now);
@@ -238,7 +259,7 @@ impl Runtime {
         // A fire works for whoever made the schedule, whatever session it
         // runs in.
         run.user_id = s.user_id.clone();
-        Ok(Ok(run))
+        Ok(Decision::Start(Box::new(run)))
     }
 
     /// Tells the agent's owner that occurrences passed while no scheduler
@@ -264,9 +285,9 @@ impl Runtime {
         s: &ScheduleRecord,
         p: &HeartbeatPolicy,
         now: i64,
-    ) -> Result<Result<String, String>, RuntimeError> {
+    ) -> Result<Gate, RuntimeError> {
         if p.is_quiet(now) {
-            return Ok(Err(format!(
+            return Ok(Gate::Closed(format!(
                 "quiet hours ({} {})",
                 p.quiet_hours.as_deref().unwrap_or(""),
                 p.tz
@@ -274,7 +295,7 @@ impl Runtime {
         }
         let active = self.store.last_person_activity(&s.agent).await?;
         if active.is_none_or(|t| now - t > p.idle_after_ms) {
-            return Ok(Err(format!(
+            return Ok(Gate::Closed(format!(
                 "nobody has used agent {:?} for {} (heartbeat idle_after)",
                 s.agent,
                 match active {
@@ -288,7 +309,7 @@ impl Runtime {
             .session_cost_since(&s.session_id, p.day_start(now))
             .await?;
         if spent >= p.max_daily_usd {
-            return Ok(Err(format!(
+            return Ok(Gate::Closed(format!(
                 "daily cost cap reached: ${spent:.4} spent today of ${:.4} (heartbeat max_daily_usd)",
                 p.max_daily_usd
             )));
@@ -302,8 +323,8 @@ impl Runtime {
             .and_then(|p| std::fs::read_to_string(p).ok())
             .filter(|t| !t.trim().is_empty());
         match checklist {
-            Some(c) => Ok(Ok(format!("{HEARTBEAT_PROMPT}\n\n{}", c.trim()))),
-            None => Ok(Err(format!(
+            Some(c) => Ok(Gate::Open(format!("{HEARTBEAT_PROMPT}\n\n{}", c.trim()))),
+            None => Ok(Gate::Closed(format!(
                 "no checklist: write {}",
                 path.map(|p| p.display().to_string())
                     .unwrap_or_else(|| "$CAIRN_HOME/agents/<agent>/HEARTBEAT.md".into())

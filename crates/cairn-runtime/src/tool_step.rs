@@ -17,6 +17,14 @@ use crate::history::OUTCOME_UNKNOWN;
 use crate::shared::{CallRef, Carry, Events, Outcome, Turn, entry};
 use crate::{Runtime, RuntimeError};
 
+/// How a tool step left the turn.
+pub(crate) enum Stepped {
+    /// Go on with this results message and what it leaves to commit.
+    Continue(Message, Carry),
+    /// Stop the turn (cancelled).
+    Stop(Outcome),
+}
+
 /// What the journal says about a tool call from before a restart.
 pub(crate) enum Prior {
     /// Its result was journaled: reuse it.
@@ -64,7 +72,7 @@ impl Runtime {
         calls: &[ToolCall],
         prior: &HashMap<String, Prior>,
         next: Option<NewEntry>,
-    ) -> Result<Result<(Message, Carry), Outcome>, RuntimeError> {
+    ) -> Result<Stepped, RuntimeError> {
         let all_idempotent = calls.iter().all(|c| is_idempotent(turn.tools, c));
         let carry_over = next.is_some() && all_idempotent;
         let (results, mut entries) = self
@@ -91,7 +99,7 @@ impl Runtime {
                 entries,
                 call: Some(CallRef::Pending(at)),
             };
-            return Ok(Ok((message, carry)));
+            return Ok(Stepped::Continue(message, carry));
         }
         let has_next = next.is_some();
         entries.extend(next);
@@ -108,7 +116,7 @@ impl Runtime {
             )
             .await?;
         if turn.cancel.is_cancelled() {
-            return Ok(Err(Outcome::Cancelled(
+            return Ok(Stepped::Stop(Outcome::Cancelled(
                 "cancelled during a tool call".into(),
             )));
         }
@@ -117,13 +125,13 @@ impl Runtime {
         } else {
             None
         };
-        Ok(Ok((
+        Ok(Stepped::Continue(
             message,
             Carry {
                 call,
                 ..Carry::default()
             },
-        )))
+        ))
     }
 
     /// Tool calls of this run the journal knows about, by call id.

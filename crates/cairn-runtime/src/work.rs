@@ -13,9 +13,9 @@ use cairn_core::{
 use cairn_llm::LlmError;
 use cairn_store::{SessionLease, StepCommit};
 
-use crate::compact::{ContextBudget, Fixed};
+use crate::compact::{Compacted, ContextBudget, Fixed};
 use crate::shared::{CallRef, Carry, Outcome, Turn, call_cost, model_intent, tool_calls};
-use crate::tool_step::{Prior, tool_intent};
+use crate::tool_step::{Prior, Stepped, tool_intent};
 use crate::{Runtime, RuntimeError};
 
 /// How long to wait when a provider rate-limits without saying.
@@ -105,7 +105,7 @@ impl Runtime {
                 }
                 let prior = self.prior_tool_calls(&run.id).await?;
                 self.store.update_run(run).await?;
-                if let Err(stop) = self
+                if let Stepped::Stop(stop) = self
                     .tool_step(turn, run, lease, &calls, &prior, None)
                     .await?
                 {
@@ -222,14 +222,16 @@ impl Runtime {
             .compact(run, lease, &st.budget, &fixed, user, turn.events)
             .await?
         {
-            Ok(compacted) => {
+            Compacted::Fits(compacted) => {
                 st.history = compacted;
                 Ok(ControlFlow::Continue(()))
             }
-            Err(reason) => Ok(ControlFlow::Break(Outcome::Failed(match &st.overflowed {
-                Some(e) => format!("{e}; {reason}"),
-                None => reason,
-            }))),
+            Compacted::CannotFit(reason) => {
+                Ok(ControlFlow::Break(Outcome::Failed(match &st.overflowed {
+                    Some(e) => format!("{e}; {reason}"),
+                    None => reason,
+                })))
+            }
         }
     }
 
@@ -420,8 +422,8 @@ impl Runtime {
             .tool_step(turn, run, lease, &calls, &journaled, next)
             .await?
         {
-            Err(stop) => Ok(ControlFlow::Break(stop)),
-            Ok((results, next_carry)) => {
+            Stepped::Stop(stop) => Ok(ControlFlow::Break(stop)),
+            Stepped::Continue(results, next_carry) => {
                 st.history.push(results);
                 st.carry = next_carry;
                 Ok(ControlFlow::Continue(()))

@@ -18,14 +18,14 @@ struct Agents;
 
 #[async_trait]
 impl AgentSource for Agents {
-    async fn agent(&self, name: &str) -> Result<AgentSpec, String> {
+    async fn agent(&self, name: &str) -> Result<Option<AgentSpec>, cairn_store::StoreError> {
         if name == "default" {
-            Ok(AgentSpec {
+            Ok(Some(AgentSpec {
                 owner: Some("telegram:555".into()),
                 ..AgentSpec::default()
-            })
+            }))
         } else {
-            Err("no such agent in the config".into())
+            Ok(None)
         }
     }
 }
@@ -446,4 +446,61 @@ async fn a_heartbeat_runs_only_when_someone_uses_the_agent_and_it_is_affordable(
         .filter(|f| f.outcome == FireOutcome::Fired)
         .count();
     assert_eq!(fired, 1, "one heartbeat ran in all that time");
+}
+
+/// Agents that cannot be looked up: the database is unreachable.
+struct Outage;
+
+#[async_trait]
+impl AgentSource for Outage {
+    async fn agent(&self, _name: &str) -> Result<Option<AgentSpec>, cairn_store::StoreError> {
+        Err(cairn_store::StoreError::Db(sqlx::Error::PoolTimedOut))
+    }
+}
+
+#[tokio::test]
+async fn a_store_error_looking_up_the_agent_is_not_a_skipped_fire() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path()).await;
+    let t0 = ms("2026-11-26T10:00:00Z");
+    let hour = 3_600_000;
+    let s = add(&rt, ScheduleKind::Every, "1h", "UTC", CatchUp::Once, t0).await;
+    let err = rt.scheduler_tick(t0 + hour, &Outage).await.unwrap_err();
+    assert!(err.to_string().contains("database"), "{err}");
+    assert!(
+        rt.store
+            .schedule_fires(Some(&s.id), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing is recorded while the agent cannot be read"
+    );
+    // The outage ends: the same due time fires, on time.
+    let r = rt.scheduler_tick(t0 + hour + 1_000, &Agents).await.unwrap();
+    assert_eq!(r.fired.len(), 1);
+    let fires = rt.store.schedule_fires(Some(&s.id), 10).await.unwrap();
+    assert_eq!(fires.len(), 1);
+    assert_eq!(fires[0].outcome, FireOutcome::Fired);
+    // An agent that does not exist is a skip, with the reason.
+    let new = NewSchedule {
+        agent: "nobody".into(),
+        session_id: None,
+        prompt: "hello?".into(),
+        kind: ScheduleKind::Every,
+        spec: "1h".into(),
+        tz: Some("UTC".into()),
+        catch_up: CatchUp::Once,
+    };
+    let gone = ScheduleRecord::create(new, new_id("sch"), "test", t0).unwrap();
+    rt.store.create_schedule(&gone).await.unwrap();
+    let r = rt.scheduler_tick(t0 + 2 * hour, &Agents).await.unwrap();
+    let fires = rt.store.schedule_fires(Some(&gone.id), 10).await.unwrap();
+    assert_eq!(fires[0].outcome, FireOutcome::Skipped, "{r:?}");
+    assert!(
+        fires[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("does not exist")
+    );
 }

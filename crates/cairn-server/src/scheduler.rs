@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cairn_core::{AgentSpec, now_ms};
 use cairn_runtime::AgentSource;
+use cairn_store::{Found, StoreError};
 use tokio::task::JoinSet;
 
 use crate::AppState;
@@ -52,8 +53,8 @@ const HEARTBEAT_EVERY_MS: i64 = 10_000;
 
 #[async_trait]
 impl AgentSource for AppState {
-    async fn agent(&self, name: &str) -> Result<AgentSpec, String> {
-        AppState::agent(self, name).await.map_err(|e| e.to_string())
+    async fn agent(&self, name: &str) -> Result<Option<AgentSpec>, StoreError> {
+        AppState::agent(self, name).await.found()
     }
 }
 

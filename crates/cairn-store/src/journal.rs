@@ -119,6 +119,35 @@ pub(crate) fn run_end_payload(
         .map_err(|e| StoreError::corrupt("run_journal", e))
 }
 
+/// Journals the end of a run the store ends itself, on either backend:
+/// one text serves both, as SQLite numbers `$n` parameters in the order
+/// they first appear, which here is their order.
+pub(crate) async fn journal_run_end<'c, DB, E>(
+    conn: E,
+    run_id: &str,
+    payload: &str,
+    now: i64,
+) -> Result<(), StoreError>
+where
+    DB: sqlx::Database,
+    E: sqlx::Executor<'c, Database = DB>,
+    <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    StoreError: From<sqlx::Error>,
+{
+    sqlx::query::<DB>(
+        "INSERT INTO run_journal (run_id, seq, kind, ref_seq, payload, at)
+         SELECT $1, COALESCE(MAX(seq), 0) + 1, 'run_end', NULL, $2, $3 FROM run_journal WHERE run_id = $1",
+    )
+    .bind(run_id)
+    .bind(payload)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// A step's messages as stored: role and JSON.
 pub(crate) fn encode_messages(
     messages: &[&Message],

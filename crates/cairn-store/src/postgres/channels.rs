@@ -376,7 +376,7 @@ async fn absorb_one(
     .execute(&mut **tx)
     .await?;
     let end = crate::journal::run_end_payload(cairn_core::RunStatus::Completed, None)?;
-    super::runs::journal_run_end(tx, run_id, &end, now).await?;
+    crate::journal::journal_run_end(&mut **tx, run_id, &end, now).await?;
     sqlx::query("UPDATE channel_inbox SET replied = true WHERE run_id = $1")
         .bind(run_id)
         .execute(&mut **tx)

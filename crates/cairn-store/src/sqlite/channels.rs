@@ -291,7 +291,7 @@ impl ChannelStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
             let end = crate::journal::run_end_payload(cairn_core::RunStatus::Completed, None)?;
-            super::runs::journal_run_end(&mut tx, &run_id, &end, now).await?;
+            crate::journal::journal_run_end(&mut *tx, &run_id, &end, now).await?;
             sqlx::query("UPDATE channel_inbox SET replied = 1 WHERE run_id = ?")
                 .bind(&run_id)
                 .execute(&mut *tx)

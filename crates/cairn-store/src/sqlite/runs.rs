@@ -1,6 +1,6 @@
 //! Runs: one turn of work in a session, with its status and totals.
 
-use crate::journal::run_end_payload;
+use crate::journal::{journal_run_end, run_end_payload};
 use cairn_core::{RunRecord, RunStatus};
 use sqlx::Row;
 
@@ -125,29 +125,10 @@ impl RunStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         let end = run_end_payload(RunStatus::Cancelled, Some(reason.to_string()))?;
-        journal_run_end(&mut tx, run_id, &end, now).await?;
+        journal_run_end(&mut *tx, run_id, &end, now).await?;
         tx.commit().await?;
         Ok(true)
     }
-}
-
-/// Journals the end of a run the store ends itself, in `tx`.
-pub(crate) async fn journal_run_end(
-    tx: &mut sqlx::SqliteConnection,
-    run_id: &str,
-    payload: &str,
-    now: i64,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO run_journal (run_id, seq, kind, ref_seq, payload, at)
-         SELECT ?1, COALESCE(MAX(seq), 0) + 1, 'run_end', NULL, ?2, ?3 FROM run_journal WHERE run_id = ?1",
-    )
-    .bind(run_id)
-    .bind(payload)
-    .bind(now)
-    .execute(tx)
-    .await?;
-    Ok(())
 }
 
 /// Saves a run's status and totals on `conn`, unless it has ended.
