@@ -346,13 +346,13 @@ pub fn sandbox_policy(loaded: &Loaded) -> Result<cairn_tools::sandbox::SandboxPo
         .allow
         .iter()
         .map(|a| cairn_tools::net_guard::Network::parse(a))
-        .collect::<Result<Vec<_>, String>>()
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow::anyhow!("tools.http_fetch.allow: {e}"))?;
     let network = s
         .network_allow
         .iter()
         .map(|a| cairn_tools::net_guard::Network::parse(a))
-        .collect::<Result<Vec<_>, String>>()
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow::anyhow!("tools.sandbox.network_allow: {e}"))?;
     Ok(cairn_tools::sandbox::SandboxPolicy {
         hidden,

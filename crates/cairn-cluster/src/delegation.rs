@@ -100,12 +100,29 @@ impl Delegator {
     }
 }
 
+/// Why a delegation token does not hold for a hop.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// The worker's copy of the cluster's public key does not parse.
+    #[error("cluster key: {0}")]
+    ClusterKey(String),
+    /// Not a token signed by the cluster (forged, truncated, garbage).
+    #[error("not valid: {0}")]
+    Invalid(String),
+    /// A name of the hop cannot be put in a check.
+    #[error("{0}")]
+    Unnameable(String),
+    /// A block's check failed: another job, tool, node, or too late.
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
 /// Checks `token` for `hop` against the cluster's public key (`ed25519/…`)
 /// at `now_ms`: signed by the cluster, every block's checks hold.
-pub fn verify(public_key: &str, token: &str, hop: &Hop<'_>, now_ms: i64) -> Result<(), String> {
-    let root = PublicKey::from_str(public_key).map_err(|e| format!("cluster key: {e}"))?;
-    let biscuit = Biscuit::from_base64(token, root).map_err(|e| format!("not valid: {e}"))?;
-    let lit = |s| literal(s).map_err(|e| e.to_string());
+pub fn verify(public_key: &str, token: &str, hop: &Hop<'_>, now_ms: i64) -> Result<(), Refusal> {
+    let root = PublicKey::from_str(public_key).map_err(|e| Refusal::ClusterKey(e.to_string()))?;
+    let biscuit = Biscuit::from_base64(token, root).map_err(|e| Refusal::Invalid(e.to_string()))?;
+    let lit = |s| literal(s).map_err(|e| Refusal::Unnameable(e.to_string()));
     let (run, job, tool, node) = (lit(hop.run)?, lit(hop.job)?, lit(hop.tool)?, lit(hop.node)?);
     let mut authorizer = AuthorizerBuilder::new()
         .fact(format!("job(\"{job}\")").as_str())
@@ -114,11 +131,11 @@ pub fn verify(public_key: &str, token: &str, hop: &Hop<'_>, now_ms: i64) -> Resu
         .and_then(|a| a.fact(format!("now_ms({now_ms})").as_str()))
         .and_then(|a| a.policy(format!("allow if run(\"{run}\")").as_str()))
         .and_then(|a| a.build(&biscuit))
-        .map_err(|e| format!("{e}"))?;
+        .map_err(|e| Refusal::Refused(e.to_string()))?;
     authorizer
         .authorize()
         .map(|_| ())
-        .map_err(|e| format!("refused: {e}"))
+        .map_err(|e| Refusal::Refused(e.to_string()))
 }
 
 #[cfg(test)]
@@ -141,7 +158,10 @@ mod tests {
         let t = d.token(&hop).unwrap();
         let pk = d.public_key();
         verify(&pk, &t, &hop, 1_000).unwrap();
-        assert!(verify(&pk, &t, &hop, 3_000).is_err(), "expired");
+        assert!(
+            matches!(verify(&pk, &t, &hop, 3_000), Err(Refusal::Refused(_))),
+            "expired"
+        );
         for other in [
             Hop {
                 tool: "write_file",
@@ -160,11 +180,24 @@ mod tests {
                 ..hop.clone()
             },
         ] {
-            assert!(verify(&pk, &t, &other, 1_000).is_err(), "{other:?}");
+            assert!(
+                matches!(verify(&pk, &t, &other, 1_000), Err(Refusal::Refused(_))),
+                "{other:?}"
+            );
         }
         let stranger = Delegator::load_or_create(&dir.path().join("other")).unwrap();
-        assert!(verify(&stranger.public_key(), &t, &hop, 1_000).is_err());
-        assert!(verify(&pk, "garbage", &hop, 1_000).is_err());
+        assert!(matches!(
+            verify(&stranger.public_key(), &t, &hop, 1_000),
+            Err(Refusal::Invalid(_))
+        ));
+        assert!(matches!(
+            verify(&pk, "garbage", &hop, 1_000),
+            Err(Refusal::Invalid(_))
+        ));
+        assert!(matches!(
+            verify("ed25519/nothex", &t, &hop, 1_000),
+            Err(Refusal::ClusterKey(_))
+        ));
         assert!(
             d.token(&Hop {
                 job: "x\"y",

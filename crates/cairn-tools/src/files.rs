@@ -21,7 +21,9 @@ fn path_schema(extra: serde_json::Value, required: &[&str]) -> serde_json::Value
 /// The `path` argument relative to the workspace, or the tool error.
 fn relative(ctx: &ToolContext, input: &serde_json::Value) -> Result<PathBuf, ToolOutput> {
     let raw = str_arg(input, "path")?;
-    ctx.workspace.relative(raw).map_err(ToolOutput::error)
+    ctx.workspace
+        .relative(raw)
+        .map_err(|e| ToolOutput::error(e.to_string()))
 }
 
 /// Runs blocking file work off the async workers.

@@ -74,7 +74,7 @@ fn check_url(url: &reqwest::Url, policy: &FetchPolicy) -> Result<(), String> {
         .trim_end_matches(']')
         .parse::<std::net::IpAddr>()
     {
-        Ok(ip) => policy.check(ip),
+        Ok(ip) => policy.check(ip).map_err(|e| e.to_string()),
         Err(_) => Ok(()),
     }
 }

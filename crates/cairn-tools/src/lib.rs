@@ -36,7 +36,7 @@ pub use cap::CappedOutput;
 pub use exec::exec_timeout;
 pub use progress::{Progress, Utf8Chunks};
 pub use registry::{BUILTIN_TOOLS, ToolRegistry, UnknownTool};
-pub use workspace::Workspace;
+pub use workspace::{PathRefused, Workspace};
 
 /// What a tool call runs with.
 #[derive(Clone)]

@@ -8,6 +8,41 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
+use thiserror::Error;
+
+/// A network that does not parse (its text, as given in the config or the
+/// API).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum BadNetwork {
+    /// Not an address.
+    #[error("{0:?} is not an IP address or network")]
+    NotAnAddress(String),
+    /// A prefix longer than the address.
+    #[error("{text:?}: the prefix length must be 0..={max}")]
+    Prefix {
+        /// As given.
+        text: String,
+        /// 32 or 128.
+        max: u8,
+    },
+}
+
+/// An address a tool may not connect to, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error(
+    "{ip} is a {kind} address; {what} reaches only public addresses ({exceptions} lists exceptions)"
+)]
+pub struct AddressRefused {
+    /// The address.
+    pub ip: IpAddr,
+    /// What kind of address it is (`loopback`, `private`, …).
+    pub kind: &'static str,
+    /// Who was refused (`http_fetch`, the sandbox's network).
+    pub what: String,
+    /// The config key that lists exceptions.
+    pub exceptions: String,
+}
+
 /// A network in CIDR form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Network {
@@ -17,7 +52,7 @@ pub struct Network {
 
 impl Network {
     /// Parses `10.0.0.5`, `192.168.1.0/24`, `::1`, `fd00::/8`.
-    pub fn parse(text: &str) -> Result<Network, String> {
+    pub fn parse(text: &str) -> Result<Network, BadNetwork> {
         let text = text.trim();
         let (ip, prefix) = match text.split_once('/') {
             Some((ip, p)) => (ip, Some(p)),
@@ -27,16 +62,18 @@ impl Network {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .parse()
-            .map_err(|_| format!("{text:?} is not an IP address or network"))?;
+            .map_err(|_| BadNetwork::NotAnAddress(text.to_string()))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("{text:?}: the prefix length must be 0..={max}"))?,
-        };
+        let prefix =
+            match prefix {
+                None => max,
+                Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| {
+                    BadNetwork::Prefix {
+                        text: text.to_string(),
+                        max,
+                    }
+                })?,
+            };
         Ok(Network { addr, prefix })
     }
 
@@ -70,12 +107,17 @@ pub struct FetchPolicy {
 
 impl FetchPolicy {
     /// `Ok` when `ip` may be connected to, else why not.
-    pub fn check(&self, ip: IpAddr) -> Result<(), String> {
+    pub fn check(&self, ip: IpAddr) -> Result<(), AddressRefused> {
         self.check_for(ip, "http_fetch", "tools.http_fetch.allow")
     }
 
     /// `check`, naming who is refused (`what`) and where exceptions go.
-    pub fn check_for(&self, ip: IpAddr, what: &str, exceptions: &str) -> Result<(), String> {
+    pub fn check_for(
+        &self,
+        ip: IpAddr,
+        what: &str,
+        exceptions: &str,
+    ) -> Result<(), AddressRefused> {
         if self.allow.iter().any(|n| n.contains(ip)) {
             return Ok(());
         }
@@ -85,9 +127,12 @@ impl FetchPolicy {
             special(ip).or_else(|| own_addresses().contains(&ip).then_some("this host's own"));
         match kind {
             None => Ok(()),
-            Some(kind) => Err(format!(
-                "{ip} is a {kind} address; {what} reaches only public addresses ({exceptions} lists exceptions)"
-            )),
+            Some(kind) => Err(AddressRefused {
+                ip,
+                kind,
+                what: what.to_string(),
+                exceptions: exceptions.to_string(),
+            }),
         }
     }
 }
@@ -98,7 +143,7 @@ pub enum Unusable {
     /// It does not resolve.
     Unresolved(std::io::Error),
     /// It has addresses, all refused; why the first was.
-    Refused(String),
+    Refused(AddressRefused),
     /// It resolved to nothing.
     NoAddress,
 }
@@ -297,10 +342,11 @@ mod tests {
         ] {
             assert!(p.check(good.parse().unwrap()).is_ok(), "{good}");
         }
+        let refused = p.check("169.254.169.254".parse().unwrap()).unwrap_err();
+        assert!(refused.kind.contains("metadata"), "{refused}");
         assert!(
-            p.check("169.254.169.254".parse().unwrap())
-                .unwrap_err()
-                .contains("metadata")
+            refused.to_string().contains("tools.http_fetch.allow"),
+            "{refused}"
         );
     }
 

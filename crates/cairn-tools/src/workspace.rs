@@ -2,6 +2,45 @@
 
 use std::path::{Component, Path, PathBuf};
 
+use thiserror::Error;
+
+/// Why a path the model gave is refused. Each says the path as given, so
+/// the model can correct it.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PathRefused {
+    /// No path at all.
+    #[error("path is empty")]
+    Empty,
+    /// A NUL byte, which no file name holds.
+    #[error("path contains a NUL byte")]
+    Nul,
+    /// An absolute path that is not under the workspace.
+    #[error(
+        "{path}: absolute paths outside the workspace are refused; use a path relative to the workspace ({root})"
+    )]
+    OutsideAbsolute {
+        /// As given.
+        path: String,
+        /// The workspace.
+        root: String,
+    },
+    /// `..` past the workspace's root.
+    #[error("{0}: leaves the workspace (via \"..\"); refused")]
+    Escapes(String),
+    /// A root or drive prefix in the middle of a path.
+    #[error("{0}: not a workspace path")]
+    NotWorkspace(String),
+    /// A symlink on the way leads outside.
+    #[error("{0}: resolves outside the workspace (through a symlink); refused")]
+    ThroughLink(String),
+    /// A symlink on the way points nowhere.
+    #[error("{0}: is a symlink to a missing target; refused")]
+    DanglingLink(String),
+    /// It cannot be resolved at all.
+    #[error("{0}: cannot be resolved")]
+    Unresolvable(String),
+}
+
 /// A directory a tool may work in, and nothing outside it.
 #[derive(Debug, Clone)]
 pub struct Workspace {
@@ -25,21 +64,21 @@ impl Workspace {
     /// A path the model gave, as a clean path relative to the root (no
     /// `..`, no root), or why not. Nothing is followed here: the file tools
     /// open it beneath the root without following symlinks.
-    pub fn relative(&self, raw: &str) -> Result<PathBuf, String> {
+    pub fn relative(&self, raw: &str) -> Result<PathBuf, PathRefused> {
         if raw.is_empty() {
-            return Err("path is empty".into());
+            return Err(PathRefused::Empty);
         }
         if raw.contains('\0') {
-            return Err("path contains a NUL byte".into());
+            return Err(PathRefused::Nul);
         }
         let given = Path::new(raw);
         let relative = if given.is_absolute() {
-            given.strip_prefix(&self.root).map_err(|_| {
-                format!(
-                    "{raw}: absolute paths outside the workspace are refused; use a path relative to the workspace ({})",
-                    self.root.display()
-                )
-            })?
+            given
+                .strip_prefix(&self.root)
+                .map_err(|_| PathRefused::OutsideAbsolute {
+                    path: raw.to_string(),
+                    root: self.root.display().to_string(),
+                })?
         } else {
             given
         };
@@ -50,11 +89,11 @@ impl Workspace {
                 Component::CurDir => {}
                 Component::ParentDir => {
                     if !clean.pop() {
-                        return Err(format!("{raw}: leaves the workspace (via \"..\"); refused"));
+                        return Err(PathRefused::Escapes(raw.to_string()));
                     }
                 }
                 Component::RootDir | Component::Prefix(_) => {
-                    return Err(format!("{raw}: not a workspace path"));
+                    return Err(PathRefused::NotWorkspace(raw.to_string()));
                 }
             }
         }
@@ -64,7 +103,7 @@ impl Workspace {
     /// Resolves a path the model gave to a location inside the workspace, or
     /// says why not. Relative paths are relative to the root; absolute paths
     /// must already point inside it; symlinks are followed and must stay in.
-    pub fn resolve(&self, raw: &str) -> Result<PathBuf, String> {
+    pub fn resolve(&self, raw: &str) -> Result<PathBuf, PathRefused> {
         let full = self.root.join(self.relative(raw)?);
         self.check_links(raw, &full)?;
         Ok(full)
@@ -72,28 +111,26 @@ impl Workspace {
 
     /// Follows symlinks along `full`: the deepest existing ancestor, once
     /// canonical, must still be inside the root.
-    fn check_links(&self, raw: &str, full: &Path) -> Result<(), String> {
+    fn check_links(&self, raw: &str, full: &Path) -> Result<(), PathRefused> {
         let mut probe = full.to_path_buf();
         loop {
             match std::fs::symlink_metadata(&probe) {
                 Ok(meta) => {
                     let real = probe.canonicalize().map_err(|_| {
                         if meta.file_type().is_symlink() {
-                            format!("{raw}: is a symlink to a missing target; refused")
+                            PathRefused::DanglingLink(raw.to_string())
                         } else {
-                            format!("{raw}: cannot be resolved")
+                            PathRefused::Unresolvable(raw.to_string())
                         }
                     })?;
                     if !real.starts_with(&self.root) {
-                        return Err(format!(
-                            "{raw}: resolves outside the workspace (through a symlink); refused"
-                        ));
+                        return Err(PathRefused::ThroughLink(raw.to_string()));
                     }
                     return Ok(());
                 }
                 Err(_) => {
                     if !probe.pop() {
-                        return Err(format!("{raw}: cannot be resolved"));
+                        return Err(PathRefused::Unresolvable(raw.to_string()));
                     }
                 }
             }
@@ -125,11 +162,22 @@ mod tests {
         );
         let inside = ws.root().join("sub/x").display().to_string();
         assert!(ws.resolve(&inside).is_ok());
-        for bad in ["../x", "sub/../../x", "/etc/passwd", ""] {
-            assert!(ws.resolve(bad).is_err(), "{bad}");
-        }
+        assert_eq!(ws.resolve("../x"), Err(PathRefused::Escapes("../x".into())));
+        assert_eq!(
+            ws.resolve("sub/../../x"),
+            Err(PathRefused::Escapes("sub/../../x".into()))
+        );
+        assert!(matches!(
+            ws.resolve("/etc/passwd"),
+            Err(PathRefused::OutsideAbsolute { .. })
+        ));
+        assert_eq!(ws.resolve(""), Err(PathRefused::Empty));
+        assert_eq!(ws.resolve("a\0b"), Err(PathRefused::Nul));
         std::os::unix::fs::symlink("/etc", ws.root().join("etc")).unwrap();
-        assert!(ws.resolve("etc/passwd").unwrap_err().contains("symlink"));
+        assert_eq!(
+            ws.resolve("etc/passwd"),
+            Err(PathRefused::ThroughLink("etc/passwd".into()))
+        );
         assert!(ws.resolve("etc/new-file").is_err());
         std::os::unix::fs::symlink("sub", ws.root().join("inner")).unwrap();
         assert!(ws.resolve("inner/x").is_ok());

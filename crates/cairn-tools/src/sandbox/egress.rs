@@ -156,7 +156,7 @@ async fn serve(conn: UnixStream, policy: Arc<FetchPolicy>) {
 /// Why a destination was not connected to.
 enum Refused {
     /// The rules forbid every address it has.
-    Policy(String),
+    Policy(crate::net_guard::AddressRefused),
     /// It does not resolve or does not answer.
     Unreachable(String),
 }
@@ -352,7 +352,7 @@ async fn http(conn: &mut BufReader<UnixStream>, policy: &FetchPolicy) -> std::io
 
 async fn refuse(conn: &mut BufReader<UnixStream>, refused: Refused) -> std::io::Result<()> {
     match refused {
-        Refused::Policy(why) => http_error(conn, "403 Forbidden", &why).await,
+        Refused::Policy(why) => http_error(conn, "403 Forbidden", &why.to_string()).await,
         Refused::Unreachable(why) => http_error(conn, "502 Bad Gateway", &why).await,
     }
 }
