@@ -146,7 +146,8 @@ pub trait ChannelStore: Send + Sync {
     /// minutes, so old inbox rows are no longer needed to de-duplicate.
     async fn prune_channel_history(&self, before: i64) -> Result<u64, StoreError>;
 
-    /// How many inbound messages a channel has recorded (all outcomes).
+    /// How many inbound messages a channel has kept (a stranger's is only
+    /// counted, in `stranger_counts`).
     async fn inbound_count(&self, channel: &str) -> Result<i64, StoreError>;
 }
 

@@ -3,12 +3,15 @@
 //! file) and PostgreSQL (a throwaway database; no server is a failure).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod batches;
+mod channels;
 mod cluster;
 mod journal;
 mod memories;
 mod parity;
 mod queue;
 mod run_end;
+mod schedules;
 mod sessions;
 mod tool_jobs;
 
