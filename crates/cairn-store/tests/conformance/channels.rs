@@ -31,7 +31,7 @@ fn out(chat: &str, parts: &[&str]) -> NewOutbound {
         channel: "telegram".into(),
         chat_id: chat.into(),
         thread: None,
-        parts: parts.iter().map(|p| p.to_string()).collect(),
+        parts: parts.iter().map(ToString::to_string).collect(),
         run_id: None,
     }
 }
