@@ -136,7 +136,9 @@ pub trait JobQueue: Send + Sync {
     async fn job_counts(&self) -> Result<Vec<(String, i64)>, StoreError>;
 
     /// Claims the oldest ready run-driving job among the runs of a session,
-    /// so interrupted earlier turns are finished before later ones.
+    /// so interrupted earlier turns are finished before later ones; `None`
+    /// while that oldest one is not due yet (a turn waiting for a cooldown
+    /// is not overtaken).
     async fn claim_session_backlog(
         &self,
         session_id: &str,

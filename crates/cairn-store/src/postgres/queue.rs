@@ -191,8 +191,9 @@ impl JobQueue for PgStore {
         let row: Option<JobRow> = sqlx::query_as(
             "UPDATE jobs SET status = 'leased', attempt = attempt + 1, lease_owner = $1, lease_until = $2
              WHERE id = (SELECT j.id FROM jobs j JOIN runs r ON r.id = j.run_id
-                         WHERE j.status = 'ready' AND j.kind = $3 AND r.session_id = $4 AND j.run_at <= $5
+                         WHERE j.status = 'ready' AND j.kind = $3 AND r.session_id = $4
                          ORDER BY r.created_at, r.id LIMIT 1 FOR UPDATE OF j SKIP LOCKED)
+               AND run_at <= $5
              RETURNING id, kind, run_id, payload, attempt",
         )
         .bind(this_process())

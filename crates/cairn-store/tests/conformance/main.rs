@@ -11,6 +11,7 @@ mod memories;
 mod parity;
 mod queue;
 mod run_end;
+mod runs_queue;
 mod schedules;
 mod sessions;
 mod tool_jobs;
