@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use cairn_store::{Backend, JobQueue, NewJob, PgSettings, PgStore};
+use cairn_store::{JobQueue, NewJob, PgSettings, PgStore};
 use sqlx::Connection;
 
 /// Where the bench makes its databases (an admin URL).

@@ -173,7 +173,7 @@ impl Runtime {
             memory: Some(self.memory.clone()),
             skill_dirs: self.skill_dirs(&agent.name),
             session_id: Some(run.session_id.clone()),
-            store: Some(self.store.clone()),
+            schedules: Some(self.store.schedules()),
             sandbox,
             call_key: None,
             progress: None,

@@ -32,7 +32,7 @@ pub fn start(state: Arc<AppState>, n: usize) -> JoinSet<()> {
                 _ = tokio::time::sleep(recovery_every(recovery.rt.job_lease_ms)) => {}
                 _ = recovery.shutdown.cancelled() => break,
             }
-            match recovery.rt.store.recover_leases().await {
+            match recovery.tables.queue.recover_leases().await {
                 Ok(n) if n > 0 => recovery.wake.notify_waiters(),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "lease recovery failed"),
@@ -49,7 +49,7 @@ pub fn start(state: Arc<AppState>, n: usize) -> JoinSet<()> {
                 _ = tokio::time::sleep(EPISODIC_INDEX_EVERY) => {}
                 _ = indexer.shutdown.cancelled() => break,
             }
-            if let Err(e) = indexer.rt.store.index_messages().await {
+            if let Err(e) = indexer.tables.memories.index_messages().await {
                 tracing::warn!(error = %e, "episodic indexing failed; searches will catch up");
             }
         }
@@ -71,7 +71,7 @@ async fn batch_loop(state: Arc<AppState>) {
             _ = state.shutdown.cancelled() => break,
         }
         let ttl = (BATCH_EVERY * 10).as_millis() as i64;
-        match state.rt.store.try_lead("batch", me, ttl).await {
+        match state.tables.batches.try_lead("batch", me, ttl).await {
             Ok(true) => {}
             Ok(false) => continue,
             Err(e) => {
@@ -115,10 +115,10 @@ async fn executor_loop(state: Arc<AppState>) {
         let woken = state.wake.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        let seen = state.rt.store.jobs_seen();
+        let seen = state.tables.queue.jobs_seen();
         match state
-            .rt
-            .store
+            .tables
+            .queue
             .claim_job(&[kinds::ADVANCE_RUN], state.rt.job_lease_ms)
             .await
         {
@@ -126,7 +126,7 @@ async fn executor_loop(state: Arc<AppState>) {
             Ok(None) => {
                 tokio::select! {
                     _ = woken => {}
-                    _ = state.rt.store.wait_for_jobs(seen, Duration::from_millis(500)) => {}
+                    _ = state.tables.queue.wait_for_jobs(seen, Duration::from_millis(500)) => {}
                     _ = state.shutdown.cancelled() => return,
                 }
             }
@@ -149,7 +149,7 @@ async fn drive(state: &Arc<AppState>, job: Job) {
     let task_job = job.clone();
     let task_run = run_id.clone();
     let handle = tokio::spawn(async move {
-        let run = task_state.rt.store.get_run(&task_run).await?;
+        let run = task_state.tables.runs.get_run(&task_run).await?;
         let hub_state = task_state.clone();
         let events = move |e: RunEvent| hub_state.hub.publish(&task_run, e);
         // A store error is not "no such agent": the job is left to its
@@ -201,7 +201,7 @@ async fn tell_cooling_down(state: &AppState, run: &cairn_core::RunRecord) {
     if !first_time {
         return;
     }
-    let msg = match state.rt.store.inbound_for_run(&run.id).await {
+    let msg = match state.tables.channels.inbound_for_run(&run.id).await {
         Ok(Some(msg)) => msg,
         Ok(None) => return,
         Err(e) => {
@@ -210,8 +210,8 @@ async fn tell_cooling_down(state: &AppState, run: &cairn_core::RunRecord) {
         }
     };
     let until = match state
-        .rt
-        .store
+        .tables
+        .queue
         .provider_cooldown(&run.provider, now_ms())
         .await
     {
@@ -235,7 +235,7 @@ async fn tell_cooling_down(state: &AppState, run: &cairn_core::RunRecord) {
         )],
         run_id: None,
     };
-    match state.rt.store.enqueue_outbound(&notice).await {
+    match state.tables.channels.enqueue_outbound(&notice).await {
         Ok(()) => state.outbox.notify_waiters(),
         Err(e) => tracing::warn!(error = %e, "cannot enqueue a cooldown notice"),
     }
@@ -243,7 +243,7 @@ async fn tell_cooling_down(state: &AppState, run: &cairn_core::RunRecord) {
 
 /// Completes a job, logging a fenced or failed completion.
 async fn finish_job(state: &AppState, job: &Job) {
-    match state.rt.store.complete_job(job).await {
+    match state.tables.queue.complete_job(job).await {
         Ok(true) => {}
         Ok(false) => tracing::warn!(job = %job.id, attempt = job.attempt,
             "job was taken over by a newer claim; this completion is ignored"),

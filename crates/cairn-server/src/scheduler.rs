@@ -27,8 +27,8 @@ const KEEP_CHANNEL_MS: i64 = 30 * 86_400_000;
 /// every-minute schedule or a busy chat does not grow the file forever.
 async fn prune(state: &AppState, now: i64) {
     match state
-        .rt
-        .store
+        .tables
+        .schedules
         .prune_schedule_fires(now - KEEP_FIRES_MS)
         .await
     {
@@ -37,8 +37,8 @@ async fn prune(state: &AppState, now: i64) {
         Err(e) => tracing::warn!(error = %e, "cannot prune fire records"),
     }
     match state
-        .rt
-        .store
+        .tables
+        .channels
         .prune_channel_history(now - KEEP_CHANNEL_MS)
         .await
     {
@@ -71,7 +71,7 @@ pub fn start(state: Arc<AppState>, set: &mut JoinSet<()>) {
                 prune(&state, now).await;
             }
             if now - last_beat >= HEARTBEAT_EVERY_MS {
-                match state.rt.store.scheduler_heartbeat(owner, now).await {
+                match state.tables.schedules.scheduler_heartbeat(owner, now).await {
                     Ok(()) => last_beat = now,
                     Err(e) => tracing::warn!(error = %e, "scheduler heartbeat failed"),
                 }

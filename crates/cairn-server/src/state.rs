@@ -4,16 +4,61 @@ use std::sync::Mutex;
 
 use cairn_core::AgentSpec;
 use cairn_runtime::Runtime;
-use cairn_store::StoreError;
+use std::sync::Arc;
+
+use cairn_store::{
+    AgentStore, BatchStore, ChannelStore, JobQueue, MemoryStore, RunsView, ScheduleStore,
+    SessionStore, Store, StoreError,
+};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::EventHub;
 
+/// The parts of the store the server holds: the tables it serves, the
+/// queue its executors claim from, and runs to read. Runs are changed by
+/// the runtime alone, so no handle here writes them.
+pub struct Tables {
+    /// Agents.
+    pub agents: Arc<dyn AgentStore>,
+    /// Sessions and their messages.
+    pub sessions: Arc<dyn SessionStore>,
+    /// Schedules and their fires.
+    pub schedules: Arc<dyn ScheduleStore>,
+    /// Channel inbox, outbox and cursors.
+    pub channels: Arc<dyn ChannelStore>,
+    /// Memories (the episodic index).
+    pub memories: Arc<dyn MemoryStore>,
+    /// The run-driving jobs.
+    pub queue: Arc<dyn JobQueue>,
+    /// Batches' leader row.
+    pub batches: Arc<dyn BatchStore>,
+    /// Runs and journals, read-only.
+    pub runs: RunsView,
+}
+
+impl Tables {
+    /// The server's handles on `store`.
+    pub fn of(store: &Store) -> Tables {
+        Tables {
+            agents: store.agents(),
+            sessions: store.sessions(),
+            schedules: store.schedules(),
+            channels: store.channels(),
+            memories: store.memories(),
+            queue: store.queue(),
+            batches: store.batches(),
+            runs: store.runs(),
+        }
+    }
+}
+
 /// Shared server state.
 pub struct AppState {
-    /// The runtime (store, provider, limits).
+    /// The runtime (provider, limits; the only writer of runs).
     pub rt: Runtime,
+    /// What the server reads and writes of the store.
+    pub tables: Tables,
     /// Live run events by run id.
     pub hub: EventHub,
     /// Wakes an executor when a run is queued.
@@ -42,6 +87,7 @@ impl AppState {
     /// New state around a runtime.
     pub fn new(rt: Runtime, api_key: Option<String>, shutdown: CancellationToken) -> Self {
         AppState {
+            tables: Tables::of(&rt.store),
             rt,
             hub: EventHub::default(),
             wake: Notify::new(),
@@ -58,7 +104,7 @@ impl AppState {
 
     /// An agent by name: the store's, or the built-in default.
     pub async fn agent(&self, name: &str) -> Result<AgentSpec, StoreError> {
-        match self.rt.store.get_agent(name).await {
+        match self.tables.agents.get_agent(name).await {
             Err(StoreError::NotFound { .. }) if name == "default" => Ok(AgentSpec::default()),
             other => other,
         }

@@ -54,7 +54,7 @@ pub fn start(state: Arc<AppState>, stuck: Duration, action: WatchdogAction, set:
                 _ = tokio::time::sleep(every) => {}
                 _ = state.shutdown.cancelled() => break,
             }
-            match state.rt.store.running_progress().await {
+            match state.tables.runs.running_progress().await {
                 Ok(runs) => {
                     for r in runs {
                         check(&state, &r, stuck, action, &retries).await;
@@ -135,7 +135,7 @@ async fn check(
 /// stuck one has stopped); a channel message it answered now waits for the
 /// new run's reply instead. Returns the new run's id.
 async fn retry(state: &Arc<AppState>, run_id: &str) -> Option<String> {
-    let run = match state.rt.store.get_run(run_id).await {
+    let run = match state.tables.runs.get_run(run_id).await {
         Ok(run) => run,
         Err(e) => {
             tracing::warn!(run = %run_id, error = %e, "watchdog: cannot read the run to retry it");
@@ -156,7 +156,12 @@ async fn retry(state: &Arc<AppState>, run_id: &str) -> Option<String> {
     };
     match state.rt.submit(&req).await {
         Ok((new_run, _job)) => {
-            if let Err(e) = state.rt.store.repoint_inbound(run_id, &new_run.id).await {
+            if let Err(e) = state
+                .tables
+                .channels
+                .repoint_inbound(run_id, &new_run.id)
+                .await
+            {
                 tracing::warn!(error = %e, "watchdog: the retry's reply will not reach the channel");
             }
             state.wake.notify_waiters();
@@ -172,7 +177,7 @@ async fn retry(state: &Arc<AppState>, run_id: &str) -> Option<String> {
 /// Tells the agent's owner (when it has one) that the watchdog stopped a
 /// run; a store error is returned, not taken for "no such run".
 async fn owner_notice(state: &AppState, run_id: &str, reason: &str) -> Result<(), StoreError> {
-    let run = state.rt.store.get_run(run_id).await?;
+    let run = state.tables.runs.get_run(run_id).await?;
     let agent = state.agent(&run.agent).await?;
     let text = format!(
         "run {} (\"{}\"): {reason}",

@@ -23,6 +23,7 @@ mod sessions;
 pub mod sqlite;
 mod tool_jobs;
 pub mod transfer;
+mod views;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -47,6 +48,7 @@ pub use schedules::{ScheduleFire, ScheduleStore};
 pub use sessions::{SessionContext, SessionLease, SessionStore};
 pub use sqlite::{SqliteStore, fts_query};
 pub use tool_jobs::{JobLease, ReadyToolJob, ToolJobStore};
+pub use views::RunsView;
 
 /// Everything a backend provides: every table's trait, plus health.
 #[async_trait]
@@ -74,19 +76,6 @@ pub trait Backend:
 
     /// Which backend and where, for logs and `doctor` (no credentials).
     fn describe(&self) -> String;
-
-    /// How many "jobs may be ready" signals this process has seen; read it
-    /// before looking at the queue and pass it to `wait_for_jobs`.
-    fn jobs_seen(&self) -> u64 {
-        0
-    }
-
-    /// Waits until jobs may have become ready since `seen` (another process
-    /// enqueued or released some), or `poll` has passed. Without
-    /// cross-process signals (SQLite) it is the poll.
-    async fn wait_for_jobs(&self, _seen: u64, poll: std::time::Duration) {
-        tokio::time::sleep(poll).await
-    }
 }
 
 /// Handle to the store; cheap to clone. Its methods are the table traits'

@@ -107,6 +107,19 @@ pub enum Beat {
 /// JobQueue: see the module documentation.
 #[async_trait]
 pub trait JobQueue: Send + Sync {
+    /// How many "jobs may be ready" signals this process has seen; read it
+    /// before looking at the queue and pass it to `wait_for_jobs`.
+    fn jobs_seen(&self) -> u64 {
+        0
+    }
+
+    /// Waits until jobs may have become ready since `seen` (another process
+    /// enqueued or released some), or `poll` has passed. Without
+    /// cross-process signals (SQLite) it is the poll.
+    async fn wait_for_jobs(&self, _seen: u64, poll: std::time::Duration) {
+        tokio::time::sleep(poll).await
+    }
+
     /// Adds a job; `None` when a live job with the same dedup key exists.
     async fn enqueue(&self, job: NewJob) -> Result<Option<String>, StoreError>;
 

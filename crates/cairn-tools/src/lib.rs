@@ -59,8 +59,9 @@ pub struct ToolContext {
     pub skill_dirs: Vec<std::path::PathBuf>,
     /// The session of the run making the call.
     pub session_id: Option<String>,
-    /// The store, for the schedule tools.
-    pub store: Option<cairn_store::Store>,
+    /// The schedules table, for the schedule tools (the only part of the
+    /// store a tool is given).
+    pub schedules: Option<std::sync::Arc<dyn cairn_store::ScheduleStore>>,
     /// Where the agent's commands run.
     pub sandbox: sandbox::Sandbox,
     /// This call's key, stable across restarts of the run (`<run>/<journal
@@ -85,7 +86,7 @@ impl ToolContext {
             memory: None,
             skill_dirs: vec![],
             session_id: None,
-            store: None,
+            schedules: None,
             sandbox: Default::default(),
             call_key: None,
             progress: None,

@@ -7,7 +7,7 @@ use cairn_core::ids::new_id;
 use cairn_core::now_ms;
 use cairn_core::schedule::{CatchUp, NewSchedule, ScheduleKind, ScheduleRecord};
 use cairn_core::{ToolOutput, ToolSpec};
-use cairn_store::Store;
+use cairn_store::ScheduleStore;
 use serde_json::json;
 
 use crate::{Tool, ToolContext, str_arg};
@@ -22,9 +22,9 @@ pub struct ScheduleList;
 /// The `schedule_cancel` tool.
 pub struct ScheduleCancel;
 
-fn store(ctx: &ToolContext) -> Result<&Store, ToolOutput> {
-    ctx.store
-        .as_ref()
+fn store(ctx: &ToolContext) -> Result<&dyn ScheduleStore, ToolOutput> {
+    ctx.schedules
+        .as_deref()
         .ok_or_else(|| ToolOutput::error("schedules are not available in this run"))
 }
 

@@ -24,7 +24,7 @@ pub(crate) async fn next_event(
     first: bool,
 ) -> Option<RunEvent> {
     if first {
-        match state.rt.store.get_run(run_id).await {
+        match state.tables.runs.get_run(run_id).await {
             Ok(run) if run.status.is_terminal() => {
                 return Some(RunEvent::RunFinished { run: Box::new(run) });
             }
@@ -38,7 +38,7 @@ pub(crate) async fn next_event(
                 Ok(e) => return Some(e),
                 Err(RecvError::Lagged(n)) => tracing::warn!(run = run_id, skipped = n, "a slow watcher missed events"),
                 Err(RecvError::Closed) => {
-                    return match state.rt.store.get_run(run_id).await {
+                    return match state.tables.runs.get_run(run_id).await {
                         Ok(run) => Some(RunEvent::RunFinished { run: Box::new(run) }),
                         Err(e) => {
                             tracing::warn!(run = run_id, error = %e, "cannot read the finished run");
@@ -102,7 +102,7 @@ pub async fn wait_for_run(
             break;
         }
     }
-    Ok(state.rt.store.get_run(run_id).await?)
+    Ok(state.tables.runs.get_run(run_id).await?)
 }
 
 #[utoipa::path(get, path = "/api/v1/runs/{id}/events", tag = "runs", params(("id" = String, Path)),
@@ -112,7 +112,7 @@ pub async fn run_events_sse(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let run = state.rt.store.get_run(&id).await?;
+    let run = state.tables.runs.get_run(&id).await?;
     let rx = state.hub.subscribe(&run.id);
     Ok(run_sse(state, run.id, rx).into_response())
 }
@@ -125,7 +125,7 @@ pub async fn run_events_ws(
     Path(id): Path<String>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let run = state.rt.store.get_run(&id).await?;
+    let run = state.tables.runs.get_run(&id).await?;
     let rx = state.hub.subscribe(&run.id);
     Ok(ws.on_upgrade(move |socket| forward_ws(socket, state, run.id, rx)))
 }

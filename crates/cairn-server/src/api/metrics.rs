@@ -14,7 +14,7 @@ use crate::error::ApiError;
 pub async fn metrics(State(state): S) -> Result<impl IntoResponse, ApiError> {
     let mut out =
         String::from("# HELP cairn_runs Runs in the store, by status.\n# TYPE cairn_runs gauge\n");
-    for (status, n) in state.rt.store.run_counts().await? {
+    for (status, n) in state.tables.runs.run_counts().await? {
         out.push_str(&format!("cairn_runs{{status=\"{status}\"}} {n}\n"));
     }
     out.push_str(&state.rt.provider.metrics());

@@ -34,7 +34,7 @@ pub async fn healthz() -> Json<Health> {
 
 #[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn readyz(State(state): S) -> Response {
-    let store = state.rt.store.ping().await.map_err(|e| e.to_string());
+    let store = state.tables.runs.ping().await.map_err(|e| e.to_string());
     let provider = state.rt.provider.readiness();
     let checks = vec![
         match &store {
@@ -66,7 +66,7 @@ pub async fn readyz(State(state): S) -> Response {
 
 #[utoipa::path(get, path = "/api/v1/agents", tag = "agents", responses((status = 200, body = Vec<AgentSpec>)))]
 pub async fn list_agents(State(state): S) -> Result<Json<Vec<AgentSpec>>, ApiError> {
-    let mut agents = state.rt.store.list_agents().await?;
+    let mut agents = state.tables.agents.list_agents().await?;
     if !agents.iter().any(|a| a.name == "default") {
         agents.insert(0, AgentSpec::default());
     }
@@ -152,8 +152,8 @@ pub async fn create_agent(
     check_agent(&state, &spec)?;
     require_operator(caller, &AgentSpec::default(), &spec)?;
     if state
-        .rt
-        .store
+        .tables
+        .agents
         .get_agent(&spec.name)
         .await
         .found()?
@@ -164,7 +164,7 @@ pub async fn create_agent(
             spec.name, spec.name
         )));
     }
-    state.rt.store.put_agent(&spec).await?;
+    state.tables.agents.put_agent(&spec).await?;
     Ok((StatusCode::CREATED, Json(spec)))
 }
 
@@ -181,7 +181,7 @@ pub async fn put_agent(
     check_agent(&state, &spec)?;
     let current = state.agent(&spec.name).await.found()?.unwrap_or_default();
     require_operator(caller, &current, &spec)?;
-    state.rt.store.put_agent(&spec).await?;
+    state.tables.agents.put_agent(&spec).await?;
     Ok(Json(spec))
 }
 
@@ -205,7 +205,7 @@ pub async fn list_sessions(
     State(state): S,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<SessionInfo>>, ApiError> {
-    Ok(Json(state.rt.store.list_sessions(q.limit()).await?))
+    Ok(Json(state.tables.sessions.list_sessions(q.limit()).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions", request_body = CreateSession,
@@ -223,8 +223,18 @@ pub async fn create_session(
         }
         None => cairn_core::ids::new_id("ses"),
     };
-    let existed = state.rt.store.get_session(&id).await.found()?.is_some();
-    let info = state.rt.store.ensure_session(&id, &req.agent).await?;
+    let existed = state
+        .tables
+        .sessions
+        .get_session(&id)
+        .await
+        .found()?
+        .is_some();
+    let info = state
+        .tables
+        .sessions
+        .ensure_session(&id, &req.agent)
+        .await?;
     Ok((
         if existed {
             StatusCode::OK
@@ -241,7 +251,7 @@ pub async fn get_session(
     State(state): S,
     Path(id): Path<String>,
 ) -> Result<Json<SessionInfo>, ApiError> {
-    Ok(Json(state.rt.store.get_session(&id).await?))
+    Ok(Json(state.tables.sessions.get_session(&id).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/messages", tag = "sessions", params(("id" = String, Path)),
@@ -250,8 +260,8 @@ pub async fn session_messages(
     State(state): S,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<Message>>, ApiError> {
-    state.rt.store.get_session(&id).await?;
-    Ok(Json(state.rt.store.messages(&id).await?))
+    state.tables.sessions.get_session(&id).await?;
+    Ok(Json(state.tables.sessions.messages(&id).await?))
 }
 
 /// Queues a run for `input` in an existing session and wakes an executor.
@@ -269,7 +279,7 @@ pub(crate) async fn start_run(
             input.len()
         )));
     }
-    let session = state.rt.store.get_session(session_id).await?;
+    let session = state.tables.sessions.get_session(session_id).await?;
     let agent = state.agent(&session.agent).await?;
     let (run, _job) = state
         .rt
@@ -318,8 +328,8 @@ pub async fn list_runs(
 ) -> Result<Json<Vec<RunRecord>>, ApiError> {
     Ok(Json(
         state
-            .rt
-            .store
+            .tables
+            .runs
             .list_runs(q.session.as_deref(), q.limit())
             .await?,
     ))
@@ -328,8 +338,8 @@ pub async fn list_runs(
 #[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "runs", params(("id" = String, Path, description = "run id or a unique prefix")),
     responses((status = 200, body = RunDetail), (status = 404, body = ErrorBody)))]
 pub async fn get_run(State(state): S, Path(id): Path<String>) -> Result<Json<RunDetail>, ApiError> {
-    let run = state.rt.store.get_run(&id).await?;
-    let journal = state.rt.store.journal(&run.id).await?;
+    let run = state.tables.runs.get_run(&id).await?;
+    let journal = state.tables.runs.journal(&run.id).await?;
     Ok(Json(RunDetail { run, journal }))
 }
 
@@ -339,7 +349,7 @@ pub async fn cancel_run(
     State(state): S,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<RunRecord>), ApiError> {
-    let run = state.rt.store.get_run(&id).await?;
+    let run = state.tables.runs.get_run(&id).await?;
     if run.status.is_terminal() {
         return Err(ApiError::conflict(format!(
             "run {} has already {}",

@@ -79,8 +79,8 @@ fn model_id(agent: &str) -> String {
     responses((status = 200, description = "OpenAI model list")))]
 pub async fn models(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let mut names: Vec<String> = state
-        .rt
-        .store
+        .tables
+        .agents
         .list_agents()
         .await?
         .into_iter()
@@ -262,7 +262,7 @@ async fn session_for(
     agent: &str,
     convo: &[Message],
 ) -> Result<String, OpenAiError> {
-    let store = &state.rt.store;
+    let store = &state.tables.sessions;
     if let Some(s) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) {
         cairn_core::ids::validate_name("session", s)
             .map_err(|e| OpenAiError::invalid(e.to_string(), None))?;

@@ -39,7 +39,11 @@ pub async fn list_schedules(
     Query(q): Query<ScheduleListQuery>,
 ) -> Result<Json<Vec<ScheduleRecord>>, ApiError> {
     Ok(Json(
-        state.rt.store.list_schedules(q.agent.as_deref()).await?,
+        state
+            .tables
+            .schedules
+            .list_schedules(q.agent.as_deref())
+            .await?,
     ))
 }
 
@@ -56,7 +60,7 @@ pub async fn create_schedule(
     state.agent(&new.agent).await?;
     let s = ScheduleRecord::create(new, new_id("sch"), "api", now_ms())
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    state.rt.store.create_schedule(&s).await?;
+    state.tables.schedules.create_schedule(&s).await?;
     Ok((StatusCode::CREATED, Json(s)))
 }
 
@@ -66,7 +70,7 @@ pub async fn get_schedule(
     State(state): S,
     Path(id): Path<String>,
 ) -> Result<Json<ScheduleRecord>, ApiError> {
-    Ok(Json(state.rt.store.get_schedule(&id).await?))
+    Ok(Json(state.tables.schedules.get_schedule(&id).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/schedules/{id}", tag = "schedules", params(("id" = String, Path)),
@@ -75,8 +79,8 @@ pub async fn delete_schedule(
     State(state): S,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let s = state.rt.store.get_schedule(&id).await?;
-    state.rt.store.delete_schedule(&s.id).await?;
+    let s = state.tables.schedules.get_schedule(&id).await?;
+    state.tables.schedules.delete_schedule(&s.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -86,13 +90,13 @@ pub async fn pause_schedule(
     State(state): S,
     Path(id): Path<String>,
 ) -> Result<Json<ScheduleRecord>, ApiError> {
-    let s = state.rt.store.get_schedule(&id).await?;
+    let s = state.tables.schedules.get_schedule(&id).await?;
     state
-        .rt
-        .store
+        .tables
+        .schedules
         .set_schedule_paused(&s.id, true, s.next_due)
         .await?;
-    Ok(Json(state.rt.store.get_schedule(&s.id).await?))
+    Ok(Json(state.tables.schedules.get_schedule(&s.id).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/schedules/{id}/resume", tag = "schedules", params(("id" = String, Path)),
@@ -101,16 +105,16 @@ pub async fn resume_schedule(
     State(state): S,
     Path(id): Path<String>,
 ) -> Result<Json<ScheduleRecord>, ApiError> {
-    let s = state.rt.store.get_schedule(&id).await?;
+    let s = state.tables.schedules.get_schedule(&id).await?;
     let next = s
         .next_due_on_resume(now_ms())
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     state
-        .rt
-        .store
+        .tables
+        .schedules
         .set_schedule_paused(&s.id, false, next)
         .await?;
-    Ok(Json(state.rt.store.get_schedule(&s.id).await?))
+    Ok(Json(state.tables.schedules.get_schedule(&s.id).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/schedules/{id}/fires", tag = "schedules", params(("id" = String, Path), FiresQuery),
@@ -120,9 +124,13 @@ pub async fn schedule_fires(
     Path(id): Path<String>,
     Query(q): Query<FiresQuery>,
 ) -> Result<Json<Vec<FireRecord>>, ApiError> {
-    let s = state.rt.store.get_schedule(&id).await?;
+    let s = state.tables.schedules.get_schedule(&id).await?;
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
     Ok(Json(
-        state.rt.store.schedule_fires(Some(&s.id), limit).await?,
+        state
+            .tables
+            .schedules
+            .schedule_fires(Some(&s.id), limit)
+            .await?,
     ))
 }

@@ -307,8 +307,8 @@ pub async fn accept(
             "message from someone not in the allowlist: refused (add them to `allow` to let them in)"
         );
         return Ok(state
-            .rt
-            .store
+            .tables
+            .channels
             .accept_inbound(msg, None, Some(&access.refusal))
             .await?);
     }
@@ -320,7 +320,11 @@ pub async fn accept(
     // The run works for its sender: in a group chat each speaker's facts
     // and schedules stay theirs. `owner` is the local owner (CLI, API).
     run.user_id = (person != LOCAL_OWNER).then(|| person.clone());
-    let accepted = state.rt.store.accept_inbound(msg, Some(&run), None).await?;
+    let accepted = state
+        .tables
+        .channels
+        .accept_inbound(msg, Some(&run), None)
+        .await?;
     if matches!(accepted, Accepted::Queued { .. }) {
         state
             .rt
@@ -340,14 +344,26 @@ async fn session_for(state: &AppState, msg: &InboundMessage) -> Result<String, S
     if id == legacy {
         return Ok(id);
     }
-    if state.rt.store.get_session(&id).await.found()?.is_some()
-        || state.rt.store.get_session(&legacy).await.found()?.is_none()
+    if state
+        .tables
+        .sessions
+        .get_session(&id)
+        .await
+        .found()?
+        .is_some()
+        || state
+            .tables
+            .sessions
+            .get_session(&legacy)
+            .await
+            .found()?
+            .is_none()
     {
         return Ok(id);
     }
     let users: Vec<(String, Option<String>)> = state
-        .rt
-        .store
+        .tables
+        .channels
         .inbound_conversations(&msg.channel)
         .await?
         .into_iter()
@@ -426,7 +442,7 @@ pub fn start(state: Arc<AppState>, channels: Channels, set: &mut JoinSet<()>) {
             let woken = replies.run_done.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            match replies.rt.store.awaiting_replies(50).await {
+            match replies.tables.channels.awaiting_replies(50).await {
                 Ok(done) => {
                     for d in done {
                         let out = NewOutbound {
@@ -439,7 +455,12 @@ pub fn start(state: Arc<AppState>, channels: Channels, set: &mut JoinSet<()>) {
                             ),
                             run_id: Some(d.run.id.clone()),
                         };
-                        match replies.rt.store.enqueue_reply(&d.message, &out).await {
+                        match replies
+                            .tables
+                            .channels
+                            .enqueue_reply(&d.message, &out)
+                            .await
+                        {
                             Ok(_) => replies.outbox.notify_waiters(),
                             Err(e) => tracing::warn!(error = %e, "cannot enqueue a reply"),
                         }
@@ -479,8 +500,8 @@ async fn deliver_loop(state: Arc<AppState>, channel: Arc<dyn Channel>) {
         tokio::pin!(woken);
         woken.as_mut().enable();
         let due = state
-            .rt
-            .store
+            .tables
+            .channels
             .due_outbound(channel.name(), now_ms(), 20)
             .await;
         match due {
@@ -501,7 +522,12 @@ async fn deliver_loop(state: Arc<AppState>, channel: Arc<dyn Channel>) {
                             Err((e.message, retry_at))
                         }
                     };
-                    if let Err(e) = state.rt.store.outbound_attempt(&item.id, record).await {
+                    if let Err(e) = state
+                        .tables
+                        .channels
+                        .outbound_attempt(&item.id, record)
+                        .await
+                    {
                         tracing::warn!(error = %e, "cannot record a delivery attempt");
                     }
                 }

@@ -141,7 +141,7 @@ impl Telegram {
     /// Reads updates until the server stops. The offset (Telegram's
     /// acknowledgement) moves only past messages already committed.
     pub async fn poll_loop(self: Arc<Self>, state: Arc<AppState>) {
-        let mut offset: i64 = match state.rt.store.channel_cursor("telegram").await {
+        let mut offset: i64 = match state.tables.channels.channel_cursor("telegram").await {
             Ok(Some(c)) => c.parse().unwrap_or(0),
             _ => 0,
         };
@@ -179,8 +179,8 @@ impl Telegram {
                     if next != offset {
                         offset = next;
                         if let Err(e) = state
-                            .rt
-                            .store
+                            .tables
+                            .channels
                             .set_channel_cursor("telegram", &offset.to_string())
                             .await
                         {

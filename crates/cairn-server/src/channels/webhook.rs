@@ -213,7 +213,7 @@ pub async fn inbound(
         text: m.text,
     };
     match accept(&state, &hook.settings.access(), &msg, None).await {
-        Ok(Accepted::Queued { run_id }) => match state.rt.store.get_run(&run_id).await {
+        Ok(Accepted::Queued { run_id }) => match state.tables.runs.get_run(&run_id).await {
             Ok(run) => (
                 StatusCode::ACCEPTED,
                 Json(json!({"run_id": run_id, "session_id": run.session_id})),

@@ -107,8 +107,8 @@ pub(super) async fn ask_agent(call: Call<'_>) -> Outcome {
         .map_err(|e| e.message)?;
     follow(&call, &run).await?;
     let done = state
-        .rt
-        .store
+        .tables
+        .runs
         .get_run(&run.id)
         .await
         .map_err(|e| e.to_string())?;
@@ -137,8 +137,8 @@ async fn ask_session(
         Some(s) => {
             cairn_core::ids::validate_name("session", s).map_err(|e| e.to_string())?;
             let existing = state
-                .rt
-                .store
+                .tables
+                .sessions
                 .get_session(s)
                 .await
                 .found()
@@ -156,8 +156,8 @@ async fn ask_session(
         None => cairn_core::ids::new_id("ses"),
     };
     state
-        .rt
-        .store
+        .tables
+        .sessions
         .ensure_session(&session, agent)
         .await
         .map_err(|e| e.to_string())?;
@@ -178,7 +178,7 @@ async fn follow(call: &Call<'_>, run: &cairn_core::RunRecord) -> Result<(), Stri
         let event = tokio::select! {
             e = crate::api::events::next_event(state, &run.id, &mut rx, step == 0) => e,
             _ = check.tick(), if step > 0 => {
-                match state.rt.store.get_run(&run.id).await {
+                match state.tables.runs.get_run(&run.id).await {
                     Ok(r) if r.status.is_terminal() => return Ok(()),
                     Ok(_) => continue,
                     Err(e) => return Err(e.to_string()),
@@ -263,8 +263,8 @@ pub(super) async fn memory_search(call: Call<'_>) -> Outcome {
 pub(super) async fn list_agents(call: Call<'_>) -> Outcome {
     let mut agents = call
         .state
-        .rt
-        .store
+        .tables
+        .agents
         .list_agents()
         .await
         .map_err(|e| e.to_string())?;

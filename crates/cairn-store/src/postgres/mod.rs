@@ -135,14 +135,6 @@ impl Backend for PgStore {
     fn describe(&self) -> String {
         format!("postgres {}", self.target)
     }
-
-    fn jobs_seen(&self) -> u64 {
-        self.wakeups.seen()
-    }
-
-    async fn wait_for_jobs(&self, seen: u64, poll: Duration) {
-        self.wakeups.wait(seen, poll).await
-    }
 }
 
 #[cfg(test)]

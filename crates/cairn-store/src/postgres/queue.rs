@@ -151,6 +151,14 @@ async fn announce(pool: PgPool, send: Arc<Notify>) {
 
 #[async_trait]
 impl JobQueue for PgStore {
+    fn jobs_seen(&self) -> u64 {
+        self.wakeups.seen()
+    }
+
+    async fn wait_for_jobs(&self, seen: u64, poll: std::time::Duration) {
+        self.wakeups.wait(seen, poll).await
+    }
+
     async fn enqueue(&self, job: NewJob) -> Result<Option<String>, StoreError> {
         let id = insert_job(&mut *self.pool.acquire().await?, &job).await?;
         if id.is_some() {

@@ -245,7 +245,6 @@ async fn many_claimers_never_share_a_job<H: Harness>(h: H) {
 /// wait (the claimer read the signal count first).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_wakes_claimers_in_other_processes() {
-    use cairn_store::Backend;
     let h = crate::postgres().await;
     let waiter = h.open().await;
     let other = h.open().await;
