@@ -192,16 +192,7 @@ impl Runtime {
             messages: cut,
             tokens_before: plan.tokens_before,
         });
-        self.store
-            .commit_step(
-                &run.id,
-                None,
-                StepCommit {
-                    entries: vec![entry(None, intent)],
-                    ..Default::default()
-                },
-            )
-            .await?;
+        self.journal(&run.id, vec![entry(None, intent)]).await?;
         let earlier = plan.summary.as_deref();
         let (summarized, calls, usage) = match self
             .summarize(run, earlier, &messages[..cut], budget, events)

@@ -20,6 +20,20 @@ use crate::shared::{CallRef, Carry, Events, entry};
 use crate::{Runtime, RuntimeError};
 
 impl Runtime {
+    /// Journals `entries` alone (intents, results no message depends on);
+    /// their seqs.
+    pub(crate) async fn journal(
+        &self,
+        run_id: &str,
+        entries: Vec<cairn_store::NewEntry>,
+    ) -> Result<Vec<i64>, RuntimeError> {
+        let step = StepCommit {
+            entries,
+            ..Default::default()
+        };
+        Ok(self.store.commit_step(run_id, None, step).await?)
+    }
+
     /// Commits what is pending: a tool step's results, and the intent of
     /// the next model call unless it is still only pending (the call will
     /// not happen now).

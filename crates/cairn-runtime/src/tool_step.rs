@@ -191,16 +191,7 @@ impl Runtime {
         let new_seqs = if intents.is_empty() {
             vec![]
         } else {
-            self.store
-                .commit_step(
-                    &run.id,
-                    None,
-                    StepCommit {
-                        entries: intents,
-                        ..Default::default()
-                    },
-                )
-                .await?
+            self.journal(&run.id, intents).await?
         };
         let mut seq_of: HashMap<&str, i64> =
             fresh.iter().map(|c| c.id.as_str()).zip(new_seqs).collect();
@@ -227,7 +218,7 @@ impl Runtime {
         call: &ToolCall,
         plan: Plan,
         defer: bool,
-    ) -> Result<(ToolOutput, Option<NewEntry>), cairn_store::StoreError> {
+    ) -> Result<(ToolOutput, Option<NewEntry>), RuntimeError> {
         let events = turn.events;
         let mut duration_ms = 0u64;
         let (output, seq, unknown) = match plan {
@@ -262,16 +253,7 @@ impl Runtime {
         let deferred = if defer {
             Some(result)
         } else {
-            self.store
-                .commit_step(
-                    &run.id,
-                    None,
-                    StepCommit {
-                        entries: vec![result],
-                        ..Default::default()
-                    },
-                )
-                .await?;
+            self.journal(&run.id, vec![result]).await?;
             None
         };
         events(RunEvent::ToolResult {

@@ -260,17 +260,7 @@ impl Runtime {
         };
         if st.carry.call.is_none() {
             let intent = model_intent(run, st.history.len(), st.specs.len(), turn.agent.stream);
-            let seqs = self
-                .store
-                .commit_step(
-                    &run.id,
-                    None,
-                    StepCommit {
-                        entries: vec![intent],
-                        ..Default::default()
-                    },
-                )
-                .await?;
+            let seqs = self.journal(&run.id, vec![intent]).await?;
             st.carry.call = seqs.first().copied().map(CallRef::Seq);
         }
         let response = tokio::select! {
