@@ -149,8 +149,11 @@ async fn exec_loop(fake: &FakeLlm, profile: SandboxProfile, helper: Option<&Path
         "claude-sonnet-4-5",
         Duration::from_secs(30),
     ));
-    let mut rt = Runtime::new(store, provider, dir.path().join("ws"));
-    rt.sandbox = policy(helper);
+    let settings = cairn_runtime::Settings {
+        sandbox: policy(helper),
+        ..Default::default()
+    };
+    let rt = Runtime::with_settings(store, provider, dir.path().join("ws"), settings);
     let agent = AgentSpec {
         name: "bench".into(),
         max_steps: LOOP_STEPS as u32 + 5,

@@ -303,27 +303,37 @@ async fn runtime_with(
     store: Store,
     provider: Arc<dyn Provider>,
 ) -> Result<Runtime> {
-    let mut rt = Runtime::new(store.clone(), provider, loaded.workspaces_dir());
-    rt.memory = Arc::new(memory(loaded, store)?);
-    rt.memory_prompt_budget = loaded.config.memory.prompt_budget_bytes;
-    rt.home = Some(loaded.home.clone());
-    rt.prices = PriceTable::new(loaded.config.pricing.clone());
-    rt.retry = RetryPolicy {
-        max_attempts: loaded.config.llm.max_attempts.max(1),
-        max_delay: std::time::Duration::from_secs(loaded.config.llm.max_retry_wait_s.max(1)),
-        ..RetryPolicy::default()
-    };
-    rt.tool_output_limit = loaded.config.tools.output_limit_bytes.max(1024);
     let lease = loaded.config.server.lease_ms.clamp(500, 3_600_000) as i64;
-    rt.job_lease_ms = lease;
-    rt.session_lease_ms = lease;
-    rt.sandbox = Arc::new(sandbox_policy(loaded)?);
-    if !loaded.config.mcp.servers.is_empty() {
-        rt.mcp = Some(Arc::new(cairn_tools::mcp::McpHub::new(
+    let mcp = if loaded.config.mcp.servers.is_empty() {
+        None
+    } else {
+        Some(Arc::new(cairn_tools::mcp::McpHub::new(
             loaded.config.mcp.servers.clone(),
-        )?));
-    }
-    Ok(rt)
+        )?))
+    };
+    let settings = cairn_runtime::Settings {
+        memory: Some(Arc::new(memory(loaded, store.clone())?)),
+        memory_prompt_budget: loaded.config.memory.prompt_budget_bytes,
+        home: Some(loaded.home.clone()),
+        prices: PriceTable::new(loaded.config.pricing.clone()),
+        retry: RetryPolicy {
+            max_attempts: loaded.config.llm.max_attempts.max(1),
+            max_delay: std::time::Duration::from_secs(loaded.config.llm.max_retry_wait_s.max(1)),
+            ..RetryPolicy::default()
+        },
+        tool_output_limit: loaded.config.tools.output_limit_bytes.max(1024),
+        job_lease_ms: lease,
+        session_lease_ms: lease,
+        sandbox: Arc::new(sandbox_policy(loaded)?),
+        mcp,
+        placement: None,
+    };
+    Ok(Runtime::with_settings(
+        store,
+        provider,
+        loaded.workspaces_dir(),
+        settings,
+    ))
 }
 
 /// What sandboxed commands are kept from: all of `CAIRN_HOME` but the

@@ -73,19 +73,13 @@ impl RuntimeError {
     }
 }
 
-/// Everything a turn needs; cheap to clone and share.
+/// How a runtime is set up; every field has a default (`Settings::default`).
 #[derive(Clone)]
-pub struct Runtime {
-    /// Durable state.
-    pub store: Store,
-    /// Model provider.
-    pub provider: Arc<dyn Provider>,
+pub struct Settings {
     /// Prices for cost accounting.
     pub prices: PriceTable,
     /// Retry policy for model calls.
     pub retry: RetryPolicy,
-    /// Directory holding one workspace per agent.
-    pub workspaces: PathBuf,
     /// Bytes of tool output kept per call.
     pub tool_output_limit: usize,
     /// How long a session lease lasts without renewal (ms).
@@ -93,48 +87,154 @@ pub struct Runtime {
     /// How long a run's job lease lasts without a heartbeat: after a crash,
     /// another process resumes the run this long after the last beat.
     pub job_lease_ms: i64,
-    /// When fired, runs pause at their next step boundary (graceful stop).
-    pub stopping: tokio_util::sync::CancellationToken,
-    /// What agents remember across sessions.
-    pub memory: Arc<Memory>,
+    /// What agents remember across sessions (words only over the store
+    /// when `None`).
+    pub memory: Option<Arc<Memory>>,
     /// `CAIRN_HOME`, under which skills live (none when `None`).
     pub home: Option<PathBuf>,
     /// Bytes of remembered facts put in the system prompt of a run (0: none).
     pub memory_prompt_budget: usize,
-    /// Bumped when a channel message is queued: running turns then look
-    /// for messages to take in at their next step.
-    pub inbound: Arc<std::sync::atomic::AtomicU64>,
     /// What sandboxed commands are kept from, and their limits.
     pub sandbox: Arc<cairn_tools::sandbox::SandboxPolicy>,
     /// Sends agents' placed tools to cluster workers (set on coordinators).
     pub placement: Option<Arc<dyn cairn_tools::ToolPlacement>>,
     /// MCP servers' connections, whose tools agents that name them get.
     pub mcp: Option<Arc<cairn_tools::mcp::McpHub>>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            prices: PriceTable::default(),
+            retry: RetryPolicy::default(),
+            tool_output_limit: 32 * 1024,
+            session_lease_ms: 30_000,
+            job_lease_ms: JOB_LEASE_MS,
+            memory: None,
+            home: None,
+            memory_prompt_budget: 2000,
+            sandbox: Default::default(),
+            placement: None,
+            mcp: None,
+        }
+    }
+}
+
+/// Everything a turn needs; cheap to clone and share. Its parts are
+/// private: it is set up once ([`Settings`]) and read through accessors, and
+/// runs change only through its methods.
+#[derive(Clone)]
+pub struct Runtime {
+    store: Store,
+    provider: Arc<dyn Provider>,
+    prices: PriceTable,
+    retry: RetryPolicy,
+    workspaces: PathBuf,
+    tool_output_limit: usize,
+    session_lease_ms: i64,
+    job_lease_ms: i64,
+    /// When fired, runs pause at their next step boundary (graceful stop).
+    stopping: tokio_util::sync::CancellationToken,
+    memory: Arc<Memory>,
+    home: Option<PathBuf>,
+    memory_prompt_budget: usize,
+    /// Bumped when a channel message is queued: running turns then look
+    /// for messages to take in at their next step.
+    inbound: Arc<std::sync::atomic::AtomicU64>,
+    sandbox: Arc<cairn_tools::sandbox::SandboxPolicy>,
+    placement: Option<Arc<dyn cairn_tools::ToolPlacement>>,
+    mcp: Option<Arc<cairn_tools::mcp::McpHub>>,
     /// The runs this process drives, with their cancel switches.
     drivers: Arc<control::Drivers>,
 }
 
 impl Runtime {
-    /// A runtime with default limits.
+    /// A runtime with default settings.
     pub fn new(store: Store, provider: Arc<dyn Provider>, workspaces: PathBuf) -> Self {
+        Runtime::with_settings(store, provider, workspaces, Settings::default())
+    }
+
+    /// A runtime set up with `settings`.
+    pub fn with_settings(
+        store: Store,
+        provider: Arc<dyn Provider>,
+        workspaces: PathBuf,
+        settings: Settings,
+    ) -> Self {
+        let memory = settings
+            .memory
+            .unwrap_or_else(|| Arc::new(Memory::new(store.clone(), None)));
         Runtime {
-            store: store.clone(),
+            store,
             provider,
-            prices: PriceTable::default(),
-            retry: RetryPolicy::default(),
+            prices: settings.prices,
+            retry: settings.retry,
             workspaces,
-            tool_output_limit: 32 * 1024,
-            session_lease_ms: 30_000,
-            job_lease_ms: JOB_LEASE_MS,
+            tool_output_limit: settings.tool_output_limit,
+            session_lease_ms: settings.session_lease_ms,
+            job_lease_ms: settings.job_lease_ms,
             stopping: Default::default(),
-            memory: Arc::new(Memory::new(store, None)),
-            memory_prompt_budget: 2000,
-            home: None,
+            memory,
+            home: settings.home,
+            memory_prompt_budget: settings.memory_prompt_budget,
             inbound: Default::default(),
-            sandbox: Default::default(),
-            placement: None,
-            mcp: None,
+            sandbox: settings.sandbox,
+            placement: settings.placement,
+            mcp: settings.mcp,
             drivers: Default::default(),
         }
+    }
+
+    /// This runtime, sending placed tools through `placement` (a
+    /// coordinator's cluster, known only once the cluster is up).
+    pub fn with_placement(mut self, placement: Arc<dyn cairn_tools::ToolPlacement>) -> Self {
+        self.placement = Some(placement);
+        self
+    }
+
+    /// Durable state.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The model provider.
+    pub fn provider(&self) -> &Arc<dyn Provider> {
+        &self.provider
+    }
+
+    /// What agents remember.
+    pub fn memory(&self) -> &Arc<Memory> {
+        &self.memory
+    }
+
+    /// MCP servers' connections, when any are configured.
+    pub fn mcp(&self) -> Option<&Arc<cairn_tools::mcp::McpHub>> {
+        self.mcp.as_ref()
+    }
+
+    /// `CAIRN_HOME`, when known.
+    pub fn home(&self) -> Option<&std::path::Path> {
+        self.home.as_deref()
+    }
+
+    /// How long a run's job lease lasts without a heartbeat (ms).
+    pub fn job_lease_ms(&self) -> i64 {
+        self.job_lease_ms
+    }
+
+    /// What sandboxed commands are kept from.
+    pub fn sandbox(&self) -> &cairn_tools::sandbox::SandboxPolicy {
+        &self.sandbox
+    }
+
+    /// Fired to pause runs at their next step boundary (graceful stop).
+    pub fn stopping(&self) -> &tokio_util::sync::CancellationToken {
+        &self.stopping
+    }
+
+    /// Tells running turns a channel message was queued for them to take in.
+    pub fn message_queued(&self) {
+        self.inbound
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
     }
 }

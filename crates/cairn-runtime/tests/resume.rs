@@ -44,7 +44,7 @@ async fn crashed_during(
         })
         .await
         .unwrap();
-    let store = &rt.store;
+    let store = &rt.store();
     let mut lease = store
         .try_acquire_session("s", &run.id, 30_000)
         .await
@@ -136,7 +136,7 @@ async fn a_side_effect_is_not_repeated(store: Store) {
     );
     let asked = fake.requests().pop().unwrap().body.to_string();
     assert!(asked.contains("outcome unknown"), "{asked}");
-    let journal = rt.store.journal(&run_id).await.unwrap();
+    let journal = rt.store().journal(&run_id).await.unwrap();
     assert!(journal.iter().any(|e| matches!(&e.body,
         JournalPayload::ToolResult(r) if r.outcome_unknown && r.id == "call_1")));
 }
@@ -164,7 +164,7 @@ async fn an_idempotent_call_runs_again(store: Store) {
     let asked = fake.requests().pop().unwrap().body.to_string();
     assert!(asked.contains("the code is 4417"), "re-read: {asked}");
     let results = rt
-        .store
+        .store()
         .journal(&run_id)
         .await
         .unwrap()
@@ -229,8 +229,8 @@ async fn a_keyed_call_resumes_under_its_key(store: Store) {
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeLlm::start();
     let keys = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut rt = runtime(store, &fake, dir.path());
-    rt.placement = Some(std::sync::Arc::new(KeyedWrites(keys.clone())));
+    let rt = runtime(store, &fake, dir.path())
+        .with_placement(std::sync::Arc::new(KeyedWrites(keys.clone())));
     let run_id = crashed_during(
         &rt,
         "write_file",
@@ -239,7 +239,7 @@ async fn a_keyed_call_resumes_under_its_key(store: Store) {
     )
     .await;
     let intent_seq = rt
-        .store
+        .store()
         .journal(&run_id)
         .await
         .unwrap()
@@ -249,7 +249,7 @@ async fn a_keyed_call_resumes_under_its_key(store: Store) {
         .seq;
     fake.push([Reply::text("Written.")]);
     let job = rt
-        .store
+        .store()
         .claim_job(&[kinds::ADVANCE_RUN], 30_000)
         .await
         .unwrap()

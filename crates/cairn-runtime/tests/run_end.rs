@@ -14,7 +14,7 @@ use cairn_testkit::{FakeLlm, Reply};
 use tokio_util::sync::CancellationToken;
 
 mod support;
-use support::{TestStore, drive_next, runtime};
+use support::{TestStore, drive_next, runtime, runtime_with};
 
 /// Makes the database refuse to journal a run's end, as a full disk or a
 /// lost connection would at that moment.
@@ -210,8 +210,11 @@ async fn a_store_error_at_the_moment_of_failing(t: TestStore) {
     let store = t.open().await;
     let fake = FakeLlm::start();
     let ws = tempfile::tempdir().unwrap();
-    let mut rt = runtime(store.clone(), &fake, ws.path());
-    rt.job_lease_ms = 600;
+    let settings = cairn_runtime::Settings {
+        job_lease_ms: 600,
+        ..Default::default()
+    };
+    let rt = runtime_with(store.clone(), &fake, ws.path(), settings);
     fake.push([
         Reply::error(400, "bad request"),
         Reply::text("second time lucky"),
@@ -219,7 +222,7 @@ async fn a_store_error_at_the_moment_of_failing(t: TestStore) {
     let run = submit(&rt, "e").await;
     t.sql(REFUSE_SQLITE, REFUSE_POSTGRES).await;
     let job = store
-        .claim_job(&[kinds::ADVANCE_RUN], rt.job_lease_ms)
+        .claim_job(&[kinds::ADVANCE_RUN], rt.job_lease_ms())
         .await
         .unwrap()
         .unwrap();

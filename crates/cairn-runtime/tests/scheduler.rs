@@ -36,14 +36,21 @@ fn ms(rfc: &str) -> i64 {
         .timestamp_millis()
 }
 
+/// A runtime on a SQLite store in `dir`, which is also its `CAIRN_HOME`
+/// (where a heartbeat's checklist is read).
 async fn runtime(dir: &std::path::Path) -> Runtime {
     let store = Store::open_sqlite(&dir.join("cairn.db")).await.unwrap();
-    Runtime::new(
+    let settings = cairn_runtime::Settings {
+        home: Some(dir.to_path_buf()),
+        ..Default::default()
+    };
+    Runtime::with_settings(
         store,
         Arc::new(UnconfiguredProvider::new(
             "tests fire runs, they do not drive them",
         )),
         dir.join("ws"),
+        settings,
     )
 }
 
@@ -65,7 +72,7 @@ async fn add(
         catch_up,
     };
     let s = ScheduleRecord::create(new, new_id("sch"), "test", now).unwrap();
-    rt.store.create_schedule(&s).await.unwrap();
+    rt.store().create_schedule(&s).await.unwrap();
     s
 }
 
@@ -107,7 +114,7 @@ async fn on_time_fires_and_missed_occurrences_across_a_restart() {
         .unwrap();
     assert_eq!(r.fired.len(), 1, "catch_up once: one run for all it missed");
 
-    let fires = rt.store.schedule_fires(Some(&once.id), 10).await.unwrap();
+    let fires = rt.store().schedule_fires(Some(&once.id), 10).await.unwrap();
     let outcomes: Vec<_> = fires.iter().map(|f| (f.outcome, f.due_at)).collect();
     assert_eq!(
         outcomes,
@@ -121,14 +128,14 @@ async fn on_time_fires_and_missed_occurrences_across_a_restart() {
     assert!(why.contains("4 occurrence(s)"), "{why}");
     assert!(why.contains("ran once"), "{why}");
     let run = rt
-        .store
+        .store()
         .get_run(fires[0].run_id.as_deref().unwrap())
         .await
         .unwrap();
     assert_eq!(run.input, "morning briefing");
     assert_eq!(run.session_id, once.session_id);
 
-    let fires = rt.store.schedule_fires(Some(&skip.id), 10).await.unwrap();
+    let fires = rt.store().schedule_fires(Some(&skip.id), 10).await.unwrap();
     assert_eq!(fires[0].outcome, FireOutcome::Skipped);
     assert!(fires[0].run_id.is_none());
     assert!(
@@ -140,7 +147,11 @@ async fn on_time_fires_and_missed_occurrences_across_a_restart() {
     );
 
     // The owner is told, once per schedule, on their channel.
-    let notices = rt.store.list_outbound(Some("telegram"), 10).await.unwrap();
+    let notices = rt
+        .store()
+        .list_outbound(Some("telegram"), 10)
+        .await
+        .unwrap();
     assert_eq!(notices.len(), 2, "{notices:#?}");
     assert!(notices.iter().all(|n| n.chat_id == "555"));
     assert!(notices.iter().any(|n| n.text.contains("ran it once now")));
@@ -154,19 +165,19 @@ async fn on_time_fires_and_missed_occurrences_across_a_restart() {
     // Records older than a cut-off are pruned; newer ones stay (each
     // schedule's on-time fire and its missed record go).
     assert_eq!(
-        rt.store
+        rt.store()
             .prune_schedule_fires(t0 + 2 * hour + 1)
             .await
             .unwrap(),
         4
     );
-    let left = rt.store.schedule_fires(Some(&once.id), 10).await.unwrap();
+    let left = rt.store().schedule_fires(Some(&once.id), 10).await.unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].due_at, t0 + 5 * hour);
 
     // Both continue at the next occurrence after the restart.
     for s in [&once, &skip] {
-        let now = rt.store.get_schedule(&s.id).await.unwrap();
+        let now = rt.store().get_schedule(&s.id).await.unwrap();
         assert_eq!(now.next_due, Some(t0 + 6 * hour));
     }
 }
@@ -195,7 +206,7 @@ async fn dst_nights_fire_once() {
     ] {
         if from.starts_with("2026-10") {
             // Skip the months between without firing them.
-            rt.store
+            rt.store()
                 .set_schedule_paused(&s.id, false, s.timing().unwrap().next_after(ms(from)))
                 .await
                 .unwrap();
@@ -206,7 +217,7 @@ async fn dst_nights_fire_once() {
             t += 300_000;
         }
     }
-    let fires = rt.store.schedule_fires(Some(&s.id), 10).await.unwrap();
+    let fires = rt.store().schedule_fires(Some(&s.id), 10).await.unwrap();
     let dues: Vec<i64> = fires.iter().map(|f| f.due_at).collect();
     assert_eq!(fired.len(), 2, "{fires:#?}");
     assert_eq!(
@@ -277,16 +288,16 @@ async fn a_one_shot_fires_once_and_an_unknown_agent_is_recorded() {
             .fired
             .is_empty()
     );
-    assert_eq!(rt.store.get_schedule(&s.id).await.unwrap().next_due, None);
+    assert_eq!(rt.store().get_schedule(&s.id).await.unwrap().next_due, None);
 
     let mut gone = add(&rt, ScheduleKind::Every, "1m", "UTC", CatchUp::Once, t0).await;
     gone.agent = "retired".into();
-    rt.store.delete_schedule(&gone.id).await.unwrap();
-    rt.store.create_schedule(&gone).await.unwrap();
+    rt.store().delete_schedule(&gone.id).await.unwrap();
+    rt.store().create_schedule(&gone).await.unwrap();
     let r = rt.scheduler_tick(t0 + 60_000, &Agents).await.unwrap();
     assert!(r.fired.is_empty());
     assert_eq!(r.not_run, 1);
-    let f = &rt.store.schedule_fires(Some(&gone.id), 1).await.unwrap()[0];
+    let f = &rt.store().schedule_fires(Some(&gone.id), 1).await.unwrap()[0];
     assert_eq!(f.outcome, FireOutcome::Skipped);
     assert!(f.reason.as_deref().unwrap().contains("not available"));
 }
@@ -315,10 +326,10 @@ async fn two_schedulers_racing_on_one_store_fire_each_due_time_once() {
         }
     }
     assert_eq!(fired, 25 * 4, "each due time fired once");
-    let fires = a.store.schedule_fires(None, 1000).await.unwrap();
+    let fires = a.store().schedule_fires(None, 1000).await.unwrap();
     assert_eq!(fires.len(), 100);
     assert!(fires.iter().all(|f| f.outcome == FireOutcome::Fired));
-    let runs = a.store.list_runs(None, 1000).await.unwrap();
+    let runs = a.store().list_runs(None, 1000).await.unwrap();
     assert_eq!(runs.len(), 100, "one run per fire, no more");
     eprintln!("lost races: {lost}");
 }
@@ -347,8 +358,7 @@ fn person_run(session: &str, at: i64) -> cairn_core::RunRecord {
 async fn a_heartbeat_runs_only_when_someone_uses_the_agent_and_it_is_affordable() {
     use cairn_core::schedule::HeartbeatPolicy;
     let dir = tempfile::tempdir().unwrap();
-    let mut rt = runtime(dir.path()).await;
-    rt.home = Some(dir.path().to_path_buf());
+    let rt = runtime(dir.path()).await;
     let t0 = ms("2026-11-26T11:00:00+01:00");
     let half = 1_800_000;
     let new = NewSchedule {
@@ -369,9 +379,9 @@ async fn a_heartbeat_runs_only_when_someone_uses_the_agent_and_it_is_affordable(
         idle_after_ms: 12 * 3_600_000,
         model: Some("small-local-model".into()),
     });
-    rt.store.upsert_schedule(&s).await.unwrap();
+    rt.store().upsert_schedule(&s).await.unwrap();
     let last_reason = |rt: &Runtime| {
-        let store = rt.store.clone();
+        let store = rt.store().clone();
         async move {
             let f = store
                 .schedule_fires(Some("sch_heartbeat-default"), 1)
@@ -393,8 +403,8 @@ async fn a_heartbeat_runs_only_when_someone_uses_the_agent_and_it_is_affordable(
     assert!(why.contains("nobody has used"), "{why}");
 
     // Someone talks to it; there is no checklist yet.
-    rt.store.ensure_session("chat", "default").await.unwrap();
-    rt.store
+    rt.store().ensure_session("chat", "default").await.unwrap();
+    rt.store()
         .create_run(&person_run("chat", t0 + half + 60_000))
         .await
         .unwrap();
@@ -411,7 +421,7 @@ async fn a_heartbeat_runs_only_when_someone_uses_the_agent_and_it_is_affordable(
     .unwrap();
     let r = rt.scheduler_tick(t0 + 3 * half, &Agents).await.unwrap();
     assert_eq!(r.fired.len(), 1);
-    let mut run = rt.store.get_run(&r.fired[0]).await.unwrap();
+    let mut run = rt.store().get_run(&r.fired[0]).await.unwrap();
     assert!(run.input.starts_with("Heartbeat:"), "{}", run.input);
     assert!(run.input.contains("Check the disk is not full."));
     assert_eq!(run.model, "small-local-model");
@@ -419,7 +429,7 @@ async fn a_heartbeat_runs_only_when_someone_uses_the_agent_and_it_is_affordable(
 
     // Its runs today cost the cap: no more today, and it says why.
     run.cost_usd = 0.06;
-    rt.store.update_run(&run).await.unwrap();
+    rt.store().update_run(&run).await.unwrap();
     let r = rt.scheduler_tick(t0 + 4 * half, &Agents).await.unwrap();
     assert!(r.fired.is_empty());
     assert!(last_reason(&rt).await.1.contains("daily cost cap"));
@@ -438,7 +448,7 @@ async fn a_heartbeat_runs_only_when_someone_uses_the_agent_and_it_is_affordable(
     let (_, why, _) = last_reason(&rt).await;
     assert!(why.contains("nobody has used"), "{why}");
     let fired = rt
-        .store
+        .store()
         .schedule_fires(Some("sch_heartbeat-default"), 100)
         .await
         .unwrap()
@@ -468,7 +478,7 @@ async fn a_store_error_looking_up_the_agent_is_not_a_skipped_fire() {
     let err = rt.scheduler_tick(t0 + hour, &Outage).await.unwrap_err();
     assert!(err.to_string().contains("database"), "{err}");
     assert!(
-        rt.store
+        rt.store()
             .schedule_fires(Some(&s.id), 10)
             .await
             .unwrap()
@@ -478,7 +488,7 @@ async fn a_store_error_looking_up_the_agent_is_not_a_skipped_fire() {
     // The outage ends: the same due time fires, on time.
     let r = rt.scheduler_tick(t0 + hour + 1_000, &Agents).await.unwrap();
     assert_eq!(r.fired.len(), 1);
-    let fires = rt.store.schedule_fires(Some(&s.id), 10).await.unwrap();
+    let fires = rt.store().schedule_fires(Some(&s.id), 10).await.unwrap();
     assert_eq!(fires.len(), 1);
     assert_eq!(fires[0].outcome, FireOutcome::Fired);
     // An agent that does not exist is a skip, with the reason.
@@ -492,9 +502,9 @@ async fn a_store_error_looking_up_the_agent_is_not_a_skipped_fire() {
         catch_up: CatchUp::Once,
     };
     let gone = ScheduleRecord::create(new, new_id("sch"), "test", t0).unwrap();
-    rt.store.create_schedule(&gone).await.unwrap();
+    rt.store().create_schedule(&gone).await.unwrap();
     let r = rt.scheduler_tick(t0 + 2 * hour, &Agents).await.unwrap();
-    let fires = rt.store.schedule_fires(Some(&gone.id), 10).await.unwrap();
+    let fires = rt.store().schedule_fires(Some(&gone.id), 10).await.unwrap();
     assert_eq!(fires[0].outcome, FireOutcome::Skipped, "{r:?}");
     assert!(
         fires[0]

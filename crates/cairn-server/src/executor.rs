@@ -29,7 +29,7 @@ pub fn start(state: Arc<AppState>, n: usize) -> JoinSet<()> {
     set.spawn(async move {
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(recovery_every(recovery.rt.job_lease_ms)) => {}
+                _ = tokio::time::sleep(recovery_every(recovery.rt.job_lease_ms())) => {}
                 _ = recovery.shutdown.cancelled() => break,
             }
             match recovery.tables.queue.recover_leases().await {
@@ -119,7 +119,7 @@ async fn executor_loop(state: Arc<AppState>) {
         match state
             .tables
             .queue
-            .claim_job(&[kinds::ADVANCE_RUN], state.rt.job_lease_ms)
+            .claim_job(&[kinds::ADVANCE_RUN], state.rt.job_lease_ms())
             .await
         {
             Ok(Some(job)) => drive(&state, job).await,

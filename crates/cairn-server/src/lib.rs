@@ -103,7 +103,7 @@ pub async fn serve(
         })?;
     let addr = listener.local_addr()?;
     // Runs a previous process left unfinished become claimable now.
-    let recovered = rt.store.recover_leases().await?;
+    let recovered = rt.store().recover_leases().await?;
     if recovered > 0 {
         tracing::info!(
             recovered,
@@ -154,9 +154,9 @@ pub async fn serve(
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await?;
     }
-    state.rt.stopping.cancel();
+    state.rt.stopping().cancel();
     executor::drain(executors, opts.shutdown_grace).await;
-    if let Some(hub) = &state.rt.mcp {
+    if let Some(hub) = state.rt.mcp() {
         hub.shutdown().await;
     }
     Ok(())
@@ -172,7 +172,7 @@ pub async fn serve_mcp_stdio(
     shutdown_grace: Duration,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let recovered = rt.store.recover_leases().await?;
+    let recovered = rt.store().recover_leases().await?;
     if recovered > 0 {
         tracing::info!(
             recovered,
@@ -183,9 +183,9 @@ pub async fn serve_mcp_stdio(
     let executors = executor::start(state.clone(), concurrency.max(1));
     let served = mcp::serve_stdio(state.clone(), shutdown.clone()).await;
     shutdown.cancel();
-    state.rt.stopping.cancel();
+    state.rt.stopping().cancel();
     executor::drain(executors, shutdown_grace).await;
-    if let Some(hub) = &state.rt.mcp {
+    if let Some(hub) = state.rt.mcp() {
         hub.shutdown().await;
     }
     served.map_err(ServeError::Io)

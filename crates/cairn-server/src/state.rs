@@ -20,21 +20,21 @@ use crate::hub::EventHub;
 /// the runtime alone, so no handle here writes them.
 pub struct Tables {
     /// Agents.
-    pub agents: Arc<dyn AgentStore>,
+    pub(crate) agents: Arc<dyn AgentStore>,
     /// Sessions and their messages.
-    pub sessions: Arc<dyn SessionStore>,
+    pub(crate) sessions: Arc<dyn SessionStore>,
     /// Schedules and their fires.
-    pub schedules: Arc<dyn ScheduleStore>,
+    pub(crate) schedules: Arc<dyn ScheduleStore>,
     /// Channel inbox, outbox and cursors.
-    pub channels: Arc<dyn ChannelStore>,
+    pub(crate) channels: Arc<dyn ChannelStore>,
     /// Memories (the episodic index).
-    pub memories: Arc<dyn MemoryStore>,
+    pub(crate) memories: Arc<dyn MemoryStore>,
     /// The run-driving jobs.
-    pub queue: Arc<dyn JobQueue>,
+    pub(crate) queue: Arc<dyn JobQueue>,
     /// Batches' leader row.
-    pub batches: Arc<dyn BatchStore>,
+    pub(crate) batches: Arc<dyn BatchStore>,
     /// Runs and journals, read-only.
-    pub runs: RunsView,
+    pub(crate) runs: RunsView,
 }
 
 impl Tables {
@@ -56,38 +56,38 @@ impl Tables {
 /// Shared server state.
 pub struct AppState {
     /// The runtime (provider, limits; the only writer of runs).
-    pub rt: Runtime,
+    pub(crate) rt: Runtime,
     /// What the server reads and writes of the store.
-    pub tables: Tables,
+    pub(crate) tables: Tables,
     /// Live run events by run id.
-    pub hub: EventHub,
+    pub(crate) hub: EventHub,
     /// Wakes an executor when a run is queued.
-    pub wake: Notify,
+    pub(crate) wake: Notify,
     /// Bearer key the API requires, if any.
-    pub api_key: Option<String>,
+    pub(crate) api_key: Option<String>,
     /// The operator's key: also admits to the API, and alone may widen an
     /// agent's isolation (sandbox, env, MCP servers, placement, network).
-    pub operator_key: Option<String>,
+    pub(crate) operator_key: Option<String>,
     /// Which Host and Origin values the API accepts.
-    pub browser: crate::api::guard::BrowserPolicy,
+    pub(crate) browser: crate::api::guard::BrowserPolicy,
     /// Fires when the server stops.
-    pub shutdown: CancellationToken,
+    pub(crate) shutdown: CancellationToken,
     /// The channels this server runs.
-    pub channels: crate::channels::Channels,
+    pub(crate) channels: crate::channels::Channels,
     /// Wakes the outbox senders when a reply is enqueued.
-    pub outbox: Notify,
+    pub(crate) outbox: Notify,
     /// Wakes the reply loop when a run ends.
-    pub run_done: Notify,
+    pub(crate) run_done: Notify,
     /// Runs whose channel was already told they wait for a cooldown (told
     /// once, not at every rate-limited attempt).
-    pub cooldown_told: Mutex<std::collections::HashSet<String>>,
+    pub(crate) cooldown_told: Mutex<std::collections::HashSet<String>>,
 }
 
 impl AppState {
     /// New state around a runtime.
     pub fn new(rt: Runtime, api_key: Option<String>, shutdown: CancellationToken) -> Self {
         AppState {
-            tables: Tables::of(&rt.store),
+            tables: Tables::of(rt.store()),
             rt,
             hub: EventHub::default(),
             wake: Notify::new(),

@@ -75,7 +75,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         &on_event,
     )
     .await?;
-    if let Some(hub) = &rt.mcp {
+    if let Some(hub) = rt.mcp() {
         hub.shutdown().await;
     }
     finish(&run, json, quiet)

@@ -51,26 +51,26 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         Role::Single => None,
         Role::Coordinator => {
             let co = cairn_cluster::Coordinator::new(
-                rt.store.clone(),
+                rt.store().clone(),
                 ca,
                 loaded.config.cluster.clone(),
                 shutdown.clone(),
             )?;
-            rt.placement = Some(std::sync::Arc::new(
+            rt = rt.with_placement(std::sync::Arc::new(
                 cairn_cluster::remote::ClusterPlacement::new(co.clone()),
             ));
             Some(co)
         }
     };
     publish_agents(&loaded, &rt).await?;
-    if let Some(who) = rt.sandbox.run_as {
+    if let Some(who) = rt.sandbox().run_as {
         tracing::info!(
             "this server runs as root; sandboxed commands run as {}",
             who.describe()
         );
     }
     warm_mcp(&loaded, &rt)?;
-    let declared = crate::declared::sync(&loaded, &rt.store).await?;
+    let declared = crate::declared::sync(&loaded, rt.store()).await?;
     if declared > 0 {
         tracing::info!(
             declared,
@@ -129,11 +129,11 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     });
     let provider = format!(
         "{} · model {}",
-        rt.provider.name(),
-        if rt.provider.default_model().is_empty() {
+        rt.provider().name(),
+        if rt.provider().default_model().is_empty() {
             "(the server's first)"
         } else {
-            rt.provider.default_model()
+            rt.provider().default_model()
         }
     );
     let db = loaded.database().display();
@@ -195,7 +195,7 @@ pub(crate) async fn publish_agents(
                 "warning: agent {name} runs commands unsandboxed on this host (sandbox = \"host\")"
             );
         }
-        rt.store.put_agent(&agent).await?;
+        rt.store().put_agent(&agent).await?;
     }
     Ok(())
 }
@@ -203,7 +203,7 @@ pub(crate) async fn publish_agents(
 /// Starts the agents' MCP servers in the background, so their tools are
 /// discovered at start and a server that cannot start is reported at once.
 fn warm_mcp(loaded: &config::Loaded, rt: &cairn_runtime::Runtime) -> Result<()> {
-    if rt.mcp.is_none() {
+    if rt.mcp().is_none() {
         return Ok(());
     }
     for name in loaded.config.agents.keys() {

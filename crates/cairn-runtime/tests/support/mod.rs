@@ -7,26 +7,36 @@ use std::time::Duration;
 
 use cairn_core::{AgentSpec, RunRecord};
 use cairn_llm::{ProviderChoice, ProviderSettings, select_provider};
-use cairn_runtime::Runtime;
+use cairn_runtime::{Runtime, Settings};
 use cairn_store::{PgSettings, PgStore, Store, kinds};
 use cairn_testkit::{FakeLlm, TestDatabase};
 use tokio_util::sync::CancellationToken;
 
 /// A runtime whose provider is `fake` (Anthropic's wire format).
 pub fn runtime(store: Store, fake: &FakeLlm, ws: &std::path::Path) -> Runtime {
+    runtime_with(store, fake, ws, Settings::default())
+}
+
+/// `runtime`, set up with `settings`.
+pub fn runtime_with(
+    store: Store,
+    fake: &FakeLlm,
+    ws: &std::path::Path,
+    settings: Settings,
+) -> Runtime {
     let url = fake.anthropic_url();
-    let settings = ProviderSettings {
+    let choice = ProviderSettings {
         choice: ProviderChoice::Anthropic,
         model: String::new(),
         timeout: Duration::from_secs(30),
     };
-    let provider = select_provider(&settings, &|k| match k {
+    let provider = select_provider(&choice, &|k| match k {
         "ANTHROPIC_API_KEY" => Some("sk-ant-test".into()),
         "ANTHROPIC_BASE_URL" => Some(url.clone()),
         _ => None,
     })
     .unwrap();
-    Runtime::new(store, provider, ws.to_path_buf())
+    Runtime::with_settings(store, provider, ws.to_path_buf(), settings)
 }
 
 /// A temporary database of one backend.
@@ -89,7 +99,7 @@ impl TestStore {
 /// Claims the next run's job and drives it with the default agent.
 pub async fn drive_next(rt: &Runtime) -> RunRecord {
     let job = rt
-        .store
+        .store()
         .claim_job(&[kinds::ADVANCE_RUN], 30_000)
         .await
         .unwrap()

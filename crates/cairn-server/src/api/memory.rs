@@ -71,7 +71,7 @@ pub async fn list_memories(
     Ok(Json(
         state
             .rt
-            .memory
+            .memory()
             .list(&name, q.user.as_deref(), limit)
             .await?,
     ))
@@ -90,7 +90,7 @@ pub async fn save_memory(
     agent_name(&name)?;
     let saved = state
         .rt
-        .memory
+        .memory()
         .save(SaveMemory {
             agent: name,
             user_id: req.user_id,
@@ -121,7 +121,7 @@ pub async fn search_memories(
         limit: q.limit.unwrap_or(10).clamp(1, 100),
         ..Default::default()
     };
-    Ok(Json(state.rt.memory.search(&name, &q.q, &opts).await?))
+    Ok(Json(state.rt.memory().search(&name, &q.q, &opts).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/agents/{name}/memories/{id}", tag = "memory",
@@ -133,6 +133,10 @@ pub async fn forget_memory(
 ) -> Result<Json<MemoryRecord>, ApiError> {
     agent_name(&name)?;
     Ok(Json(
-        state.rt.memory.forget(&name, &Scope::Everyone, &id).await?,
+        state
+            .rt
+            .memory()
+            .forget(&name, &Scope::Everyone, &id)
+            .await?,
     ))
 }

@@ -17,8 +17,8 @@ pub async fn metrics(State(state): S) -> Result<impl IntoResponse, ApiError> {
     for (status, n) in state.tables.runs.run_counts().await? {
         out.push_str(&format!("cairn_runs{{status=\"{status}\"}} {n}\n"));
     }
-    out.push_str(&state.rt.provider.metrics());
-    if let Some(hub) = &state.rt.mcp {
+    out.push_str(&state.rt.provider().metrics());
+    if let Some(hub) = state.rt.mcp() {
         out.push_str(&mcp_metrics(&hub.status().await));
     }
     Ok((

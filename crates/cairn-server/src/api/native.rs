@@ -35,14 +35,14 @@ pub async fn healthz() -> Json<Health> {
 #[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn readyz(State(state): S) -> Response {
     let store = state.tables.runs.ping().await.map_err(|e| e.to_string());
-    let provider = state.rt.provider.readiness();
+    let provider = state.rt.provider().readiness();
     let checks = vec![
         match &store {
             Ok(()) => "store: ok".to_string(),
             Err(e) => format!("store: {e}"),
         },
         match &provider {
-            Ok(()) => format!("provider: {} ok", state.rt.provider.name()),
+            Ok(()) => format!("provider: {} ok", state.rt.provider().name()),
             Err(e) => format!("provider: {e}"),
         },
     ];

@@ -326,10 +326,7 @@ pub async fn accept(
         .accept_inbound(msg, Some(&run), None)
         .await?;
     if matches!(accepted, Accepted::Queued { .. }) {
-        state
-            .rt
-            .inbound
-            .fetch_add(1, std::sync::atomic::Ordering::Release);
+        state.rt.message_queued();
         state.wake.notify_waiters();
     }
     Ok(accepted)

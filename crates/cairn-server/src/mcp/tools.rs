@@ -243,7 +243,7 @@ pub(super) async fn memory_search(call: Call<'_>) -> Outcome {
     let hits = call
         .state
         .rt
-        .memory
+        .memory()
         .search(agent, query, &opts)
         .await
         .map_err(|e| e.to_string())?;
