@@ -66,10 +66,14 @@ pub enum RuntimeError {
 
 impl RuntimeError {
     /// Whether trying again cannot help: the agent's setup is wrong (its
-    /// workspace, tools or MCP servers), so its runs fail rather than wait.
-    /// A store error may pass (an outage, a lost connection).
+    /// workspace, tools or MCP servers), so its runs fail rather than wait;
+    /// a store error is permanent unless it is an outage
+    /// (`StoreError::is_transient`).
     pub fn is_permanent(&self) -> bool {
-        !matches!(self, RuntimeError::Store(_))
+        match self {
+            RuntimeError::Store(e) => !e.is_transient(),
+            _ => true,
+        }
     }
 }
 

@@ -99,12 +99,51 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the same call may succeed if tried again: the database was
+    /// unreachable, busy or out of connections (an outage), as opposed to
+    /// an answer (absent, ambiguous, lost a race, corrupt, a caller's bug)
+    /// that trying again cannot change.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Db(sqlx::Error::Database(db)) => {
+                db.code().is_some_and(|code| transient_code(&code))
+            }
+            StoreError::Db(e) => matches!(
+                e,
+                sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+                    | sqlx::Error::Protocol(_)
+            ),
+            StoreError::Sqlite(e) => matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ),
+            StoreError::Open { .. } => true,
+            _ => false,
+        }
+    }
+
     pub(crate) fn corrupt(table: &'static str, e: impl std::fmt::Display) -> Self {
         StoreError::Corrupt {
             table,
             reason: e.to_string(),
         }
     }
+}
+
+/// A database's error code that says "try again": PostgreSQL's connection
+/// exceptions (08…), an administrator's shutdown or a server starting up
+/// (57P01–57P03), a serialization failure or deadlock (40001, 40P01);
+/// SQLite's busy and locked (5, 6).
+fn transient_code(code: &str) -> bool {
+    code.starts_with("08")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "5" | "6"
+        )
 }
 
 /// A lookup where absence is an answer, not an error: `NotFound` becomes
@@ -121,6 +160,29 @@ impl<T> Found<T> for Result<T, StoreError> {
             Ok(v) => Ok(Some(v)),
             Err(StoreError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StoreError;
+
+    #[test]
+    fn an_outage_is_transient_and_an_answer_is_not() {
+        assert!(StoreError::Db(sqlx::Error::PoolTimedOut).is_transient());
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert!(StoreError::Db(sqlx::Error::Io(io)).is_transient());
+        for answer in [
+            StoreError::NotFound {
+                what: "run",
+                id: "r".into(),
+            },
+            StoreError::RunEnded { run_id: "r".into() },
+            StoreError::corrupt("runs", "bad"),
+            StoreError::Db(sqlx::Error::RowNotFound),
+        ] {
+            assert!(!answer.is_transient(), "{answer}");
         }
     }
 }
