@@ -134,13 +134,13 @@ impl cairn_llm::router::budget::Spend for StoreSpend {
         &self,
         payer: cairn_llm::router::budget::Payer<'_>,
         since: i64,
-    ) -> Result<f64, String> {
+    ) -> Result<f64, cairn_llm::router::budget::SpendUnknown> {
         use cairn_llm::router::budget::Payer;
         let spent = match payer {
             Payer::Agent(a) => self.0.agent_cost_since(a, since).await,
             Payer::User(u) => self.0.user_cost_since(u, since).await,
         };
-        spent.map_err(|e| e.to_string())
+        spent.map_err(|e| cairn_llm::router::budget::SpendUnknown(Box::new(e)))
     }
 }
 

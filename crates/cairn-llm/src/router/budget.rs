@@ -63,11 +63,16 @@ impl Payer<'_> {
     }
 }
 
+/// Today's spend could not be read (the store failed); the cause kept.
+#[derive(Debug, thiserror::Error)]
+#[error("today's spend is unknown: {0}")]
+pub struct SpendUnknown(#[source] pub Box<dyn std::error::Error + Send + Sync>);
+
 /// What agents and people have spent, from the store.
 #[async_trait]
 pub trait Spend: Send + Sync {
     /// Dollars `payer`'s runs cost since `since` (ms since the epoch).
-    async fn spent_since(&self, payer: Payer<'_>, since: i64) -> Result<f64, String>;
+    async fn spent_since(&self, payer: Payer<'_>, since: i64) -> Result<f64, SpendUnknown>;
 }
 
 /// Midnight UTC before `now` (ms).
