@@ -391,7 +391,7 @@ impl Runtime {
             calls += 1;
             usage += response.usage;
             run.usage += response.usage;
-            run.cost_usd += call_cost(&self.prices, &run.model, &response);
+            run.cost_usd += call_cost(&self.settings.prices, &run.model, &response);
             let answer = Message {
                 role: cairn_core::Role::Assistant,
                 content: response.content,

@@ -60,7 +60,7 @@ impl Runtime {
         let _job_beat = Heartbeat::job(
             self.store.clone(),
             job.clone(),
-            self.job_lease_ms,
+            self.settings.job_lease_ms,
             lost.clone(),
             cancel.clone(),
         );
@@ -91,7 +91,7 @@ impl Runtime {
             &self.store,
             &run.session_id,
             &run.id,
-            self.session_lease_ms,
+            self.settings.session_lease_ms,
             cancel,
             events,
         )
@@ -105,7 +105,11 @@ impl Runtime {
         if latest.status.is_terminal() {
             return Ok(Left::Absorbed(Box::new(latest), lease));
         }
-        let _beat = Heartbeat::session(self.store.clone(), lease.clone(), self.session_lease_ms);
+        let _beat = Heartbeat::session(
+            self.store.clone(),
+            lease.clone(),
+            self.settings.session_lease_ms,
+        );
         let ctx = self
             .tool_context(agent, run, equipped.workspace, equipped.sandbox, cancel)
             .await?;
@@ -122,20 +126,17 @@ impl Runtime {
 
     /// The agent's workspace, tools (built-in, placed, MCP) and sandbox.
     async fn equip(&self, agent: &AgentSpec, run: &RunRecord) -> Result<Equipped, RuntimeError> {
-        let ws_dir = self.workspaces.join(&agent.name);
-        let workspace = Workspace::open(&ws_dir).map_err(|source| RuntimeError::Workspace {
-            path: ws_dir.display().to_string(),
-            source,
-        })?;
+        let workspace = self.agent_workspace(agent)?;
         let mut tools = ToolRegistry::builtin(&agent.tools)?;
         if agent.placement.is_some() {
-            match &self.placement {
+            match &self.settings.placement {
                 Some(p) => p.place(agent, &mut tools),
                 None => cairn_tools::refuse_placed(agent, &mut tools),
             }
         }
-        let sandbox = cairn_tools::sandbox::Sandbox::for_agent(self.sandbox.clone(), agent);
-        if let Some(hub) = self.mcp.as_ref().filter(|_| !agent.mcp.is_empty()) {
+        let sandbox =
+            cairn_tools::sandbox::Sandbox::for_agent(self.settings.sandbox.clone(), agent);
+        if let Some(hub) = self.settings.mcp.as_ref().filter(|_| !agent.mcp.is_empty()) {
             for warning in hub
                 .add_tools(agent, &sandbox, workspace.root(), &mut tools)
                 .await?
@@ -163,7 +164,7 @@ impl Runtime {
         Ok(ToolContext {
             workspace,
             cancel: cancel.child_token(),
-            output_limit: self.tool_output_limit,
+            output_limit: self.settings.tool_output_limit,
             agent: agent.name.clone(),
             user_id: match &run.user_id {
                 Some(u) => Some(u.clone()),
@@ -249,15 +250,17 @@ impl Runtime {
         Err(e)
     }
 
-    /// After an end was recorded (or not): gives the session back and
-    /// completes the job only when the end is in the journal.
+    /// After an end was recorded: completes the job (the end's commit
+    /// freed the session). An end not recorded leaves the job to its lease
+    /// and gives the session back, so the next turn need not wait for it.
     async fn end_job(
         &self,
         job: &Job,
         lease: Option<&SessionLease>,
         ended: Result<RunRecord, RuntimeError>,
     ) -> Result<RunRecord, RuntimeError> {
-        if let Some(lease) = lease
+        if ended.is_err()
+            && let Some(lease) = lease
             && let Err(e) = self.store.release_session(lease).await
         {
             tracing::warn!(session = %lease.session_id(), error = %e, "could not release session");

@@ -131,23 +131,15 @@ impl Default for Settings {
 pub struct Runtime {
     store: Store,
     provider: Arc<dyn Provider>,
-    prices: PriceTable,
-    retry: RetryPolicy,
     workspaces: PathBuf,
-    tool_output_limit: usize,
-    session_lease_ms: i64,
-    job_lease_ms: i64,
+    /// How it was set up (its `memory` taken out into the field below).
+    settings: Settings,
+    memory: Arc<Memory>,
     /// When fired, runs pause at their next step boundary (graceful stop).
     stopping: tokio_util::sync::CancellationToken,
-    memory: Arc<Memory>,
-    home: Option<PathBuf>,
-    memory_prompt_budget: usize,
     /// Bumped when a channel message is queued: running turns then look
     /// for messages to take in at their next step.
     inbound: Arc<std::sync::atomic::AtomicU64>,
-    sandbox: Arc<cairn_tools::sandbox::SandboxPolicy>,
-    placement: Option<Arc<dyn cairn_tools::ToolPlacement>>,
-    mcp: Option<Arc<cairn_tools::mcp::McpHub>>,
     /// The runs this process drives, with their cancel switches.
     drivers: Arc<control::Drivers>,
 }
@@ -163,28 +155,20 @@ impl Runtime {
         store: Store,
         provider: Arc<dyn Provider>,
         workspaces: PathBuf,
-        settings: Settings,
+        mut settings: Settings,
     ) -> Self {
         let memory = settings
             .memory
+            .take()
             .unwrap_or_else(|| Arc::new(Memory::new(store.clone(), None)));
         Runtime {
             store,
             provider,
-            prices: settings.prices,
-            retry: settings.retry,
             workspaces,
-            tool_output_limit: settings.tool_output_limit,
-            session_lease_ms: settings.session_lease_ms,
-            job_lease_ms: settings.job_lease_ms,
-            stopping: Default::default(),
+            settings,
             memory,
-            home: settings.home,
-            memory_prompt_budget: settings.memory_prompt_budget,
+            stopping: Default::default(),
             inbound: Default::default(),
-            sandbox: settings.sandbox,
-            placement: settings.placement,
-            mcp: settings.mcp,
             drivers: Default::default(),
         }
     }
@@ -192,7 +176,7 @@ impl Runtime {
     /// This runtime, sending placed tools through `placement` (a
     /// coordinator's cluster, known only once the cluster is up).
     pub fn with_placement(mut self, placement: Arc<dyn cairn_tools::ToolPlacement>) -> Self {
-        self.placement = Some(placement);
+        self.settings.placement = Some(placement);
         self
     }
 
@@ -213,22 +197,22 @@ impl Runtime {
 
     /// MCP servers' connections, when any are configured.
     pub fn mcp(&self) -> Option<&Arc<cairn_tools::mcp::McpHub>> {
-        self.mcp.as_ref()
+        self.settings.mcp.as_ref()
     }
 
     /// `CAIRN_HOME`, when known.
     pub fn home(&self) -> Option<&std::path::Path> {
-        self.home.as_deref()
+        self.settings.home.as_deref()
     }
 
     /// How long a run's job lease lasts without a heartbeat (ms).
     pub fn job_lease_ms(&self) -> i64 {
-        self.job_lease_ms
+        self.settings.job_lease_ms
     }
 
     /// What sandboxed commands are kept from.
     pub fn sandbox(&self) -> &cairn_tools::sandbox::SandboxPolicy {
-        &self.sandbox
+        &self.settings.sandbox
     }
 
     /// Fired to pause runs at their next step boundary (graceful stop).

@@ -39,14 +39,15 @@ impl Runtime {
 
     /// Where `agent`'s skills live.
     pub(crate) fn skill_dirs(&self, agent: &str) -> Vec<PathBuf> {
-        self.home
+        self.settings
+            .home
             .as_deref()
             .map(|h| skill_dirs(h, agent))
             .unwrap_or_default()
     }
 
     async fn with_memories(&self, agent: &AgentSpec, input: &str, user: Option<&str>) -> String {
-        if self.memory_prompt_budget == 0 {
+        if self.settings.memory_prompt_budget == 0 {
             return agent.system_prompt.clone();
         }
         match self.store.has_memories(&agent.name).await {
@@ -68,7 +69,7 @@ impl Runtime {
             ..Default::default()
         };
         match self.memory.search(&agent.name, input, &opts).await {
-            Ok(hits) => match format_for_prompt(&hits, self.memory_prompt_budget) {
+            Ok(hits) => match format_for_prompt(&hits, self.settings.memory_prompt_budget) {
                 Some(block) => format!("{}\n\n{block}", agent.system_prompt),
                 None => agent.system_prompt.clone(),
             },

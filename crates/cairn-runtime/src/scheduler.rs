@@ -315,8 +315,7 @@ impl Runtime {
             )));
         }
         let path = self
-            .home
-            .as_deref()
+            .home()
             .map(|h| h.join("agents").join(&s.agent).join("HEARTBEAT.md"));
         let checklist = path
             .as_deref()

@@ -108,7 +108,7 @@ impl Runtime {
         cairn_llm::complete_with_retry(
             self.provider.as_ref(),
             request,
-            &self.retry,
+            &self.settings.retry,
             &on_event,
             &on_retry,
         )

@@ -33,7 +33,7 @@ impl Runtime {
         if agent.mcp.is_empty() {
             return Ok(());
         }
-        match &self.mcp {
+        match &self.settings.mcp {
             Some(hub) => Ok(hub.check(agent)?),
             None => Err(cairn_tools::mcp::McpError::Unknown(agent.mcp[0].clone()).into()),
         }
@@ -53,7 +53,7 @@ impl Runtime {
             let Some(config) = hub.servers().get(server).filter(|c| c.pinned()) else {
                 continue;
             };
-            let placed = match &self.placement {
+            let placed = match &self.settings.placement {
                 Some(p) => p.place_mcp(server, config, tools).await,
                 None => Err("it is pinned to cluster workers (node = …), but this server is not a coordinator (cairn serve --role coordinator)".into()),
             };
@@ -63,19 +63,25 @@ impl Runtime {
         }
     }
 
+    /// `agent`'s workspace on this host, made if new.
+    pub(crate) fn agent_workspace(&self, agent: &AgentSpec) -> Result<Workspace, RuntimeError> {
+        let dir = self.workspaces.join(&agent.name);
+        Workspace::open(&dir).map_err(|source| RuntimeError::Workspace {
+            path: dir.display().to_string(),
+            source,
+        })
+    }
+
     /// Starts `agent`'s local MCP servers now, so their tools are known (and
     /// a server that cannot start is reported) before the first run needs
     /// them; `cairn serve` calls it for each agent at start.
     pub async fn warm_mcp(&self, agent: &AgentSpec) -> Result<(), RuntimeError> {
-        let Some(hub) = self.mcp.as_ref().filter(|_| !agent.mcp.is_empty()) else {
+        let Some(hub) = self.settings.mcp.as_ref().filter(|_| !agent.mcp.is_empty()) else {
             return Ok(());
         };
-        let ws_dir = self.workspaces.join(&agent.name);
-        let workspace = Workspace::open(&ws_dir).map_err(|source| RuntimeError::Workspace {
-            path: ws_dir.display().to_string(),
-            source,
-        })?;
-        let sandbox = cairn_tools::sandbox::Sandbox::for_agent(self.sandbox.clone(), agent);
+        let workspace = self.agent_workspace(agent)?;
+        let sandbox =
+            cairn_tools::sandbox::Sandbox::for_agent(self.settings.sandbox.clone(), agent);
         let mut tools = ToolRegistry::default();
         // Failures are logged by the hub as they happen.
         hub.add_tools(agent, &sandbox, workspace.root(), &mut tools)
@@ -158,7 +164,7 @@ impl Runtime {
             self.store.recover_leases().await?;
             if let Some(job) = self
                 .store
-                .claim_session_backlog(&run.session_id, self.job_lease_ms)
+                .claim_session_backlog(&run.session_id, self.settings.job_lease_ms)
                 .await?
             {
                 if job.run_id.as_deref() == Some(run.id.as_str()) {

@@ -359,7 +359,7 @@ impl Runtime {
         st: &mut Steps,
         response: ModelResponse,
     ) -> Result<Phase, RuntimeError> {
-        let cost = call_cost(&self.prices, &run.model, &response);
+        let cost = call_cost(&self.settings.prices, &run.model, &response);
         run.steps += 1;
         run.usage += response.usage;
         run.cost_usd += cost;
