@@ -42,6 +42,11 @@ impl SessionLease {
     }
 }
 
+/// Gives session `$1` back if run `$2` holds it: a release, and every end
+/// of a run (in the commit that ends it). One text for both backends
+/// (SQLite numbers `$n` in the order they first appear).
+pub(crate) const RELEASE_SESSION: &str = "UPDATE sessions SET busy_run = NULL, busy_until = NULL, busy_owner = NULL WHERE id = $1 AND busy_run = $2";
+
 /// What a session's next model call sees: the summary of compacted
 /// messages, if any, and the messages after it with their seqs.
 #[derive(Debug, Clone, Default)]

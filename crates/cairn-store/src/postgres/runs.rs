@@ -147,14 +147,11 @@ pub(crate) async fn update_run_on(
     .await?;
     crate::runs::changed_one(done.rows_affected(), &run.id)?;
     if run.status.is_terminal() {
-        sqlx::query(
-            "UPDATE sessions SET busy_run = NULL, busy_until = NULL, busy_owner = NULL
-             WHERE id = $1 AND busy_run = $2",
-        )
-        .bind(&run.session_id)
-        .bind(&run.id)
-        .execute(conn)
-        .await?;
+        sqlx::query(crate::sessions::RELEASE_SESSION)
+            .bind(&run.session_id)
+            .bind(&run.id)
+            .execute(conn)
+            .await?;
     }
     Ok(())
 }

@@ -99,13 +99,11 @@ impl SessionStore for PgStore {
     }
 
     async fn release_session(&self, lease: &SessionLease) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE sessions SET busy_run = NULL, busy_until = NULL, busy_owner = NULL WHERE id = $1 AND busy_run = $2",
-        )
-        .bind(&lease.session_id)
-        .bind(&lease.run_id)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(crate::sessions::RELEASE_SESSION)
+            .bind(&lease.session_id)
+            .bind(&lease.run_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

@@ -11,9 +11,6 @@ use crate::journal::*;
 use crate::{SessionLease, StoreError};
 use rusqlite::OptionalExtension;
 
-/// Frees the session an ending run holds.
-pub(crate) const RELEASE_ENDED: &str = "UPDATE sessions SET busy_run = NULL, busy_until = NULL, busy_owner = NULL WHERE id = ?1 AND busy_run = ?2";
-
 /// Why a step commit rolled back.
 enum Refused {
     /// The session lease was lost (or none was given).
@@ -211,7 +208,10 @@ fn save_run(tx: &rusqlite::Transaction<'_>, run: &cairn_core::RunRecord) -> rusq
         return Ok(false);
     }
     if run.status.is_terminal() {
-        tx.execute(RELEASE_ENDED, rusqlite::params![run.session_id, run.id])?;
+        tx.execute(
+            crate::sessions::RELEASE_SESSION,
+            rusqlite::params![run.session_id, run.id],
+        )?;
     }
     Ok(true)
 }

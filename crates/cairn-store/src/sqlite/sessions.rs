@@ -107,13 +107,11 @@ impl SessionStore for SqliteStore {
 
     async fn release_session(&self, lease: &SessionLease) -> Result<(), StoreError> {
         let _writing = self.lock_writes().await;
-        sqlx::query(
-            "UPDATE sessions SET busy_run = NULL, busy_until = NULL, busy_owner = NULL WHERE id = ? AND busy_run = ?",
-        )
-        .bind(&lease.session_id)
-        .bind(&lease.run_id)
-        .execute(&self.writer)
-        .await?;
+        sqlx::query(crate::sessions::RELEASE_SESSION)
+            .bind(&lease.session_id)
+            .bind(&lease.run_id)
+            .execute(&self.writer)
+            .await?;
         Ok(())
     }
 
