@@ -11,12 +11,11 @@ use cairn_core::{
     Role, StopReason, ToolIntent, Usage,
 };
 use cairn_runtime::{Runtime, TurnRequest};
-use cairn_store::{NewEntry, StepCommit, Store, kinds};
+use cairn_store::{NewEntry, StepCommit, Store};
 use cairn_testkit::{FakeLlm, Reply};
-use tokio_util::sync::CancellationToken;
 
 mod support;
-use support::{TestStore, drive_next, runtime};
+use support::{TestStore, drive_next, drive_next_as, runtime};
 
 fn entry(ref_entry: Option<usize>, body: JournalPayload) -> NewEntry {
     NewEntry {
@@ -248,20 +247,11 @@ async fn a_keyed_call_resumes_under_its_key(store: Store) {
         .unwrap()
         .seq;
     fake.push([Reply::text("Written.")]);
-    let job = rt
-        .store()
-        .claim_job(&[kinds::ADVANCE_RUN], 30_000)
-        .await
-        .unwrap()
-        .unwrap();
     let agent = AgentSpec {
         placement: Some(cairn_core::Placement::default()),
         ..AgentSpec::default()
     };
-    let done = rt
-        .drive(job, agent, &|_| {}, CancellationToken::new())
-        .await
-        .unwrap();
+    let done = drive_next_as(&rt, agent).await;
     assert_eq!(done.status, cairn_core::RunStatus::Completed, "{done:?}");
     let key = format!("{run_id}/{intent_seq}");
     assert_eq!(

@@ -14,7 +14,7 @@ use cairn_testkit::{FakeLlm, Reply};
 use tokio_util::sync::CancellationToken;
 
 mod support;
-use support::{TestStore, drive_next, runtime, runtime_with};
+use support::{TestStore, claim_next, drive_next, runtime, runtime_with};
 
 /// Makes the database refuse to journal a run's end, as a full disk or a
 /// lost connection would at that moment.
@@ -184,11 +184,7 @@ async fn failed_by_an_executor_that_could_not_drive_it(t: TestStore) {
     let ws = tempfile::tempdir().unwrap();
     let rt = runtime(store.clone(), &fake, ws.path());
     let run = submit(&rt, "d").await;
-    let job = store
-        .claim_job(&[kinds::ADVANCE_RUN], 30_000)
-        .await
-        .unwrap()
-        .unwrap();
+    let job = claim_next(&store, 30_000).await;
     let failed = rt
         .fail_run(&job, &run.id, "agent \"gone\" is not available", &|_| {})
         .await
@@ -221,11 +217,7 @@ async fn a_store_error_at_the_moment_of_failing(t: TestStore) {
     ]);
     let run = submit(&rt, "e").await;
     t.sql(REFUSE_SQLITE, REFUSE_POSTGRES).await;
-    let job = store
-        .claim_job(&[kinds::ADVANCE_RUN], rt.job_lease_ms())
-        .await
-        .unwrap()
-        .unwrap();
+    let job = claim_next(&store, rt.job_lease_ms()).await;
     let err = rt
         .drive(job, AgentSpec::default(), &|_| {}, CancellationToken::new())
         .await

@@ -96,15 +96,24 @@ impl TestStore {
     }
 }
 
-/// Claims the next run's job and drives it with the default agent.
-pub async fn drive_next(rt: &Runtime) -> RunRecord {
-    let job = rt
-        .store()
-        .claim_job(&[kinds::ADVANCE_RUN], 30_000)
+/// Claims the next run's job (leased for `lease_ms`); it must exist.
+pub async fn claim_next(store: &Store, lease_ms: i64) -> cairn_store::Job {
+    store
+        .claim_job(&[kinds::ADVANCE_RUN], lease_ms)
         .await
         .unwrap()
-        .unwrap();
-    rt.drive(job, AgentSpec::default(), &|_| {}, CancellationToken::new())
+        .expect("a run's job is queued")
+}
+
+/// Claims the next run's job and drives it with the default agent.
+pub async fn drive_next(rt: &Runtime) -> RunRecord {
+    drive_next_as(rt, AgentSpec::default()).await
+}
+
+/// Claims the next run's job and drives it with `agent`.
+pub async fn drive_next_as(rt: &Runtime, agent: AgentSpec) -> RunRecord {
+    let job = claim_next(rt.store(), 30_000).await;
+    rt.drive(job, agent, &|_| {}, CancellationToken::new())
         .await
         .unwrap()
 }
