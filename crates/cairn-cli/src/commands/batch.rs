@@ -276,8 +276,10 @@ async fn follow(store: &Store, batch: &BatchRecord, out: &Path) -> Result<ExitCo
     let mut hinted = false;
     let mut last_line = Instant::now() - Duration::from_secs(60);
     loop {
-        write_results(store, batch, out).await?;
+        // Counted before writing: an item done by the count is written
+        // below, so a finished count never leaves a result unwritten.
         let c = store.batch_counts(&batch.id).await?;
+        write_results(store, batch, out).await?;
         if tty {
             eprint!("\r{}", bar(&c));
             let _ = std::io::stderr().flush();
