@@ -119,7 +119,34 @@ impl PgStore {
     pub fn wakeups(&self) -> &Wakeups {
         &self.wakeups
     }
+
+    // The write seam the shared text in `both/` uses (see its header).
+
+    /// Nothing to hold: PostgreSQL orders writers by row locks.
+    pub(crate) async fn lock_writes(&self) -> NoWriteLock {
+        NoWriteLock
+    }
+
+    /// Starts a write transaction.
+    pub(crate) async fn write_tx(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// The pool single writes go to: the one pool.
+    pub(crate) fn writer(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Jobs were added: wake executors here and in every other process.
+    pub(crate) fn jobs_added(&self) {
+        self.wakeups.jobs_added();
+    }
 }
+
+/// The write lock of a backend that needs none.
+pub(crate) struct NoWriteLock;
 
 #[async_trait]
 impl Backend for PgStore {

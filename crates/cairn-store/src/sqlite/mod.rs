@@ -131,16 +131,26 @@ impl SqliteStore {
     }
 
     /// Takes the in-process write lock; every write holds it.
-    async fn lock_writes(&self) -> tokio::sync::MutexGuard<'_, ()> {
+    pub(crate) async fn lock_writes(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.write_lock.lock().await
     }
 
     /// Starts a write transaction that holds SQLite's write lock from its
     /// first statement, so read-then-write never fails on upgrade.
-    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+    pub(crate) async fn write_tx(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
         // Callers hold `write_lock` (see `lock_writes`).
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
+
+    /// The one connection single writes go to (callers hold `write_lock`).
+    pub(crate) fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    /// Jobs were added: nothing to signal, executors on SQLite poll.
+    pub(crate) fn jobs_added(&self) {}
 }
 
 #[async_trait]
