@@ -4,6 +4,19 @@
 //! SQLite backend (`sqlite/`) serves a single node, the PostgreSQL backend
 //! (`postgres/`) a deployment whose state must outlive its host or be
 //! shared by several processes.
+//!
+//! Where the two backends' SQL can be one text it is: `both/<table>.rs` is
+//! written once and `include!`d by `sqlite/<table>.rs` and
+//! `postgres/<table>.rs`, each of which first names its `Store` (and `Db`,
+//! the sqlx database) so the same text compiles once per backend. The
+//! text uses `$n` placeholders and `CAST(x AS T)`, which both dialects
+//! read, and writes through a seam both stores offer with the same names:
+//! `lock_writes()` (SQLite's one in-process writer; nothing on
+//! PostgreSQL), `write_tx()`, `writer()` (the pool writes go to) and
+//! `jobs_added()` (PostgreSQL's NOTIFY; SQLite executors poll). Tables
+//! whose statements differ in kind (the queue's claim, the journal's fast
+//! writer, full-text search, migrations) stay per backend, and their module
+//! header says why.
 
 #![deny(clippy::too_many_lines)]
 

@@ -1,6 +1,9 @@
 //! The run journal on PostgreSQL. A step commit locks its run's row first,
 //! so commits of one run (parallel tool results) take seqs one at a time,
 //! and compares and swaps the session's version before appending messages.
+//!
+//! Not shared with SQLite (see `both/`): SQLite commits steps on its
+//! rusqlite fast writer.
 
 use async_trait::async_trait;
 use cairn_core::{JournalEntry, now_ms};

@@ -4,6 +4,9 @@
 //! constants (k1 = 1.2, b = 0.75, IDF floored at 1e-6), so the fusion in
 //! cairn-memory reads the same scale from both backends. The vector index
 //! is built in process from stored embeddings, as on SQLite.
+//!
+//! Not shared with SQLite (see `both/`): the full-text and insert-order
+//! parts differ throughout (tsvector vs FTS5, advisory lock vs one writer).
 
 use async_trait::async_trait;
 use cairn_core::{MemoryRecord, MessageFilter, MessageHit, now_ms};

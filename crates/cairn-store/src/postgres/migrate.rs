@@ -1,6 +1,8 @@
 //! Schema migrations for PostgreSQL: the same numbered list as SQLite's
 //! (a test keeps them in step), applied under an advisory lock so several
 //! processes starting at once migrate once.
+//!
+//! Not shared with SQLite: see `sqlite/migrate.rs`.
 
 use sqlx::PgPool;
 

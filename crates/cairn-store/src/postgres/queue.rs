@@ -4,6 +4,9 @@
 //! stale completions. Wake-ups cross processes by `LISTEN/NOTIFY`,
 //! debounced (one NOTIFY per burst of enqueues, never a trigger per row),
 //! with polling as the fallback when a notification is lost.
+//!
+//! Not shared with SQLite (see `both/`): the locking clauses and wake-ups
+//! are PostgreSQL's own.
 
 use std::sync::Arc;
 use std::time::Duration;

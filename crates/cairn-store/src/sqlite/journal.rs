@@ -1,6 +1,10 @@
 //! The append-only run journal, and the one transaction that records a step:
 //! journal entries, the session message and the run's totals commit together
 //! or not at all.
+//!
+//! Not shared with PostgreSQL (see `both/`): a step commits here on the
+//! rusqlite fast writer (one prepared transaction, no async round trips),
+//! there through sqlx under the run's row lock.
 
 use cairn_core::{JournalEntry, now_ms};
 

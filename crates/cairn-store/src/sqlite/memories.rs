@@ -1,6 +1,12 @@
 //! Semantic memories (facts with embeddings, de-duplicated per agent) and
 //! full-text search over them and over every message (episodic memory).
 //! Ranking and the vector index live in cairn-memory; this is storage.
+//!
+//! Not shared with PostgreSQL (see `both/`): full text here is an FTS5
+//! index with its own query syntax and BM25, there a tsvector with BM25
+//! written in SQL; rowids come from SQLite's one writer, there from an
+//! advisory lock. Sharing the plain reads would split one table's code
+//! over two files for a few lines.
 
 use cairn_core::{MemoryRecord, MessageFilter, MessageHit, now_ms};
 

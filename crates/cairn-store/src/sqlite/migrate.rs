@@ -2,6 +2,9 @@
 //! transaction, recorded in `schema_migrations`. Hand-rolled rather than
 //! sqlx's `migrate!` so the same list serves SQLite and (later) PostgreSQL
 //! without the macros feature.
+//!
+//! Not shared with PostgreSQL: each backend has its own numbered SQL files
+//! (types differ), and PostgreSQL migrates under an advisory lock.
 
 use sqlx::SqlitePool;
 

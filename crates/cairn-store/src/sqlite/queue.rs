@@ -2,6 +2,10 @@
 //! re-queue expired leases. On SQLite one writer at a time makes a claim
 //! atomic; the claim picks the ready job with the lowest
 //! `(priority, run_at, id)` through a partial index.
+//!
+//! Not shared with PostgreSQL (see `both/`): the claim is a plain UPDATE
+//! under the one writer, there `FOR UPDATE SKIP LOCKED` with LISTEN/NOTIFY
+//! wake-ups; the statements differ in locking, not in placeholders.
 
 use cairn_core::now_ms;
 use sqlx::Row;
