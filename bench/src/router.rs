@@ -21,7 +21,9 @@ use anyhow::{Context, Result};
 use cairn_core::{DataClass, Message, ModelRequest, RouteHints};
 use cairn_llm::Router;
 use cairn_llm::pricing::PriceTable;
-use cairn_llm::router::classify::{Classifier, Complexity, TextEmbedder, read_examples};
+use cairn_llm::router::classify::{
+    Classifier, ClassifyError, Complexity, TextEmbedder, read_examples,
+};
 use cairn_llm::router::detect::Detectors;
 use cairn_llm::router::{ProviderEntry, RouterConfig, WireFormat};
 use cairn_memory::{Embedder, LocalEmbedder};
@@ -38,8 +40,11 @@ struct Local(Arc<dyn Embedder>);
 
 #[async_trait::async_trait]
 impl TextEmbedder for Local {
-    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
-        self.0.embed(texts).await.map_err(|e| e.to_string())
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, ClassifyError> {
+        self.0
+            .embed(texts)
+            .await
+            .map_err(|e| ClassifyError::Embed(Box::new(e)))
     }
 }
 
@@ -192,7 +197,7 @@ pub async fn run(model_dir: Option<PathBuf>) -> Result<()> {
         );
         return Ok(());
     };
-    let examples = read_examples(&shipped()).map_err(anyhow::Error::msg)?;
+    let examples = read_examples(&shipped())?;
     // The default: the model's first layer, its own cache.
     let (predicted, ours_p50) = cut_model(&dir, &examples, 1).await?;
     for layers in [2, 3] {
@@ -216,12 +221,8 @@ async fn judged(
     model: &Arc<dyn Embedder>,
     examples: &[cairn_llm::router::classify::Example],
 ) -> Result<Judged> {
-    let classifier = Classifier::new(Arc::new(Local(model.clone())), examples.to_vec(), 5)
-        .map_err(anyhow::Error::msg)?;
-    let predicted = classifier
-        .leave_one_out()
-        .await
-        .map_err(anyhow::Error::msg)?;
+    let classifier = Classifier::new(Arc::new(Local(model.clone())), examples.to_vec(), 5)?;
+    let predicted = classifier.leave_one_out().await?;
     let labels: Vec<Complexity> = examples.iter().map(|e| e.label).collect();
     let (agreement, local_share) = cairn_llm::router::classify::agreement(&labels, &predicted);
     Ok(Judged {

@@ -120,9 +120,9 @@ pub fn classifier(loaded: &Loaded) -> Result<cairn_llm::router::classify::Classi
     let mut examples = cfg.examples.clone();
     if !cfg.examples_file.is_empty() {
         let path = loaded.home.join(&cfg.examples_file);
-        examples.extend(read_examples(&path).map_err(anyhow::Error::msg)?);
+        examples.extend(read_examples(&path)?);
     }
-    Classifier::new(Arc::new(Local(model)), examples, cfg.k).map_err(anyhow::Error::msg)
+    Ok(Classifier::new(Arc::new(Local(model)), examples, cfg.k)?)
 }
 
 /// What agents spent, for the router's budgets.
@@ -149,8 +149,14 @@ struct Local(Arc<dyn Embedder>);
 
 #[async_trait::async_trait]
 impl cairn_llm::router::classify::TextEmbedder for Local {
-    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
-        self.0.embed(texts).await.map_err(|e| e.to_string())
+    async fn embed(
+        &self,
+        texts: &[String],
+    ) -> Result<Vec<Vec<f32>>, cairn_llm::router::classify::ClassifyError> {
+        self.0
+            .embed(texts)
+            .await
+            .map_err(|e| cairn_llm::router::classify::ClassifyError::Embed(Box::new(e)))
     }
 }
 

@@ -13,7 +13,7 @@ use cairn_core::cluster::Labels;
 use cairn_core::cluster::{NewToolJob, ToolJobRecord};
 use cairn_core::{AgentSpec, Placement, ToolOutput, ToolSpec, now_ms};
 use cairn_tools::mcp::{LIST_JOB, McpServerConfig, OfferedTool};
-use cairn_tools::{Tool, ToolContext, ToolPlacement, ToolRegistry, Workspace};
+use cairn_tools::{McpUnplaced, Tool, ToolContext, ToolPlacement, ToolRegistry, Workspace};
 
 use crate::coordinator::Coordinator;
 use crate::pki::sha256_hex;
@@ -49,7 +49,7 @@ impl ClusterPlacement {
         &self,
         server: &str,
         placement: &Placement,
-    ) -> Result<Vec<OfferedTool>, String> {
+    ) -> Result<Vec<OfferedTool>, McpUnplaced> {
         if let Ok(lists) = self.mcp_lists.lock()
             && let Some((at, list)) = lists.get(server)
             && at.elapsed() < MCP_LIST_TTL
@@ -64,7 +64,7 @@ impl ClusterPlacement {
             .store
             .list_nodes()
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|e| McpUnplaced::Cluster(Box::new(e)))?
             .into_iter()
             .any(|n| {
                 n.coordinator.is_some()
@@ -73,10 +73,7 @@ impl ClusterPlacement {
                     && n.labels.satisfies(&placement.requires)
             });
         if !up {
-            return Err(format!(
-                "no worker with labels {} is connected",
-                placement.requires
-            ));
+            return Err(McpUnplaced::NoWorker(placement.requires.to_string()));
         }
         let lister = RemoteTool {
             spec: ToolSpec {
@@ -89,15 +86,18 @@ impl ClusterPlacement {
             co: self.co.clone(),
         };
         let scratch = std::env::temp_dir().join("cairn-mcp-list");
-        let ctx = ToolContext::new(Workspace::open(&scratch).map_err(|e| e.to_string())?);
+        let ctx = ToolContext::new(
+            Workspace::open(&scratch).map_err(|e| McpUnplaced::Cluster(Box::new(e)))?,
+        );
         let out = lister
             .call(&ctx, serde_json::json!({ "server": server }))
             .await;
         if out.is_error {
-            return Err(out.content);
+            return Err(McpUnplaced::Listing(out.content));
         }
-        let list: Vec<OfferedTool> = serde_json::from_str(&out.content)
-            .map_err(|e| format!("the worker's tool list is unreadable: {e}"))?;
+        let list: Vec<OfferedTool> = serde_json::from_str(&out.content).map_err(|e| {
+            McpUnplaced::Listing(format!("the worker's tool list is unreadable: {e}"))
+        })?;
         if let Ok(mut lists) = self.mcp_lists.lock() {
             lists.insert(server.to_string(), (Instant::now(), list.clone()));
         }
@@ -112,7 +112,7 @@ impl ToolPlacement for ClusterPlacement {
         server: &str,
         config: &McpServerConfig,
         tools: &mut ToolRegistry,
-    ) -> Result<(), String> {
+    ) -> Result<(), McpUnplaced> {
         let placement = Placement {
             requires: Labels(config.node.clone()),
             tools: Vec::new(),

@@ -66,26 +66,27 @@ impl ToolRunner {
 
     /// The MCP server `server`'s tools, started in its own workspace under
     /// the job's sandbox profile when not running yet.
-    async fn mcp_tools(&self, server: &str, job: &ToolJob) -> Result<Vec<Arc<dyn Tool>>, String> {
+    async fn mcp_tools(
+        &self,
+        server: &str,
+        job: &ToolJob,
+    ) -> Result<Vec<Arc<dyn Tool>>, Unrunnable> {
         let Some(hub) = self
             .mcp
             .as_ref()
             .filter(|h| h.servers().contains_key(server))
         else {
-            return Err(format!("this worker has no MCP server named {server:?}"));
+            return Err(Unrunnable::NoSuchServer(server.to_string()));
         };
         let dir = self.workspaces.join("mcp").join(server);
-        let ws = Workspace::open(&dir)
-            .map_err(|e| format!("cannot open workspace {}: {e}", dir.display()))?;
+        let ws = open_workspace(&dir)?;
         let sandbox = Sandbox {
             policy: self.policy.clone(),
             profile: job.sandbox,
             env: Default::default(),
             allow: Vec::new(),
         };
-        hub.tools_for("worker", server, &sandbox, ws.root())
-            .await
-            .map_err(|e| e.to_string())
+        Ok(hub.tools_for("worker", server, &sandbox, ws.root()).await?)
     }
 
     /// The `mcp.list` job: what one of this worker's MCP servers offers.
@@ -101,7 +102,7 @@ impl ToolRunner {
                     idempotent: t.idempotent(),
                 })
                 .collect(),
-            Err(e) => return ToolOutput::error(e),
+            Err(e) => return ToolOutput::error(e.to_string()),
         };
         match serde_json::to_string(&offered) {
             Ok(text) => ToolOutput::ok(text),
@@ -111,11 +112,11 @@ impl ToolRunner {
 
     /// The tool a job names: a built-in, or `<server>__<tool>` of one of
     /// this worker's MCP servers.
-    async fn tool(&self, job: &ToolJob) -> Result<Arc<dyn Tool>, String> {
+    async fn tool(&self, job: &ToolJob) -> Result<Arc<dyn Tool>, Unrunnable> {
         if let Some(t) = self.tools.get(&job.tool) {
             return Ok(t.clone());
         }
-        let not_offered = || format!("this worker does not offer the tool {:?}", job.tool);
+        let not_offered = || Unrunnable::NotOffered(job.tool.clone());
         let Some((server, _)) = job.tool.split_once("__") else {
             return Err(not_offered());
         };
@@ -126,16 +127,48 @@ impl ToolRunner {
             .ok_or_else(not_offered)
     }
 
-    fn workspace(&self, job: &ToolJob) -> Result<(Workspace, bool), String> {
+    fn workspace(&self, job: &ToolJob) -> Result<(Workspace, bool), Unrunnable> {
         let (dir, ephemeral) = match &job.workspace {
             Some(name) if is_name(name) => (self.workspaces.join("named").join(name), false),
-            Some(name) => return Err(format!("workspace name {name:?} is not allowed")),
+            Some(name) => return Err(Unrunnable::BadWorkspaceName(name.clone())),
             None => (self.workspaces.join("jobs").join(&job.job), true),
         };
-        Workspace::open(&dir)
-            .map(|w| (w, ephemeral))
-            .map_err(|e| format!("cannot open workspace {}: {e}", dir.display()))
+        open_workspace(&dir).map(|w| (w, ephemeral))
     }
+}
+
+/// Why a worker cannot run the job it was sent; told back as the tool's
+/// error.
+#[derive(Debug, thiserror::Error)]
+enum Unrunnable {
+    /// No MCP server of that name here.
+    #[error("this worker has no MCP server named {0:?}")]
+    NoSuchServer(String),
+    /// Neither a built-in nor a tool of one of this worker's MCP servers.
+    #[error("this worker does not offer the tool {0:?}")]
+    NotOffered(String),
+    /// A workspace name that could climb out of the workspaces folder.
+    #[error("workspace name {0:?} is not allowed")]
+    BadWorkspaceName(String),
+    /// The workspace folder cannot be made or opened.
+    #[error("cannot open workspace {dir}: {source}")]
+    Workspace {
+        /// The folder.
+        dir: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The MCP server would not start or answer.
+    #[error(transparent)]
+    Mcp(#[from] cairn_tools::mcp::McpError),
+}
+
+/// Opens the workspace at `dir`.
+fn open_workspace(dir: &std::path::Path) -> Result<Workspace, Unrunnable> {
+    Workspace::open(dir).map_err(|source| Unrunnable::Workspace {
+        dir: dir.display().to_string(),
+        source,
+    })
 }
 
 fn is_name(s: &str) -> bool {
@@ -159,11 +192,11 @@ impl JobRunner for ToolRunner {
         }
         let tool = match self.tool(job).await {
             Ok(t) => t,
-            Err(e) => return ToolOutput::error(e),
+            Err(e) => return ToolOutput::error(e.to_string()),
         };
         let (workspace, ephemeral) = match self.workspace(job) {
             Ok(w) => w,
-            Err(e) => return ToolOutput::error(e),
+            Err(e) => return ToolOutput::error(e.to_string()),
         };
         let mut ctx = ToolContext::new(workspace.clone());
         ctx.output_limit = self.output_limit;

@@ -57,32 +57,61 @@ fn frame(m: &CoordinatorMessage) -> Message {
     Message::Text(serde_json::to_string(m).unwrap_or_default().into())
 }
 
+/// Why a worker's connection ended other than by a close.
+#[derive(Debug, thiserror::Error)]
+enum SessionEnd {
+    /// The WebSocket failed.
+    #[error("transport: {0}")]
+    Transport(#[from] axum::Error),
+    /// A text frame that is not a worker message.
+    #[error("bad frame: {0}")]
+    BadFrame(#[from] serde_json::Error),
+    /// No hello within the limit.
+    #[error("no hello")]
+    NoHello,
+    /// Something other than hello came first, or hello came twice.
+    #[error("the first frame, and only it, must be hello")]
+    HelloOutOfPlace,
+    /// The worker claimed labels its certificate was not issued with.
+    #[error("labels not issued")]
+    LabelsNotIssued,
+    /// The node was revoked while connected.
+    #[error("node revoked")]
+    Revoked,
+    /// The node could not be recorded as connected.
+    #[error("store: {0}")]
+    Store(#[from] cairn_store::StoreError),
+    /// No frame for four heartbeats.
+    #[error("silent past the heartbeat limit")]
+    Silent,
+}
+
 /// Reads the next worker frame (pings and such skipped); `None` at close.
 async fn next_frame(
     rx: &mut futures_util::stream::SplitStream<WebSocket>,
-) -> Result<Option<WorkerMessage>, String> {
+) -> Result<Option<WorkerMessage>, SessionEnd> {
     loop {
         match rx.next().await {
             None | Some(Ok(Message::Close(_))) => return Ok(None),
-            Some(Err(e)) => return Err(e.to_string()),
-            Some(Ok(Message::Text(t))) => {
-                return serde_json::from_str(&t)
-                    .map(Some)
-                    .map_err(|e| format!("bad frame: {e}"));
-            }
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(Message::Text(t))) => return Ok(Some(serde_json::from_str(&t)?)),
             Some(Ok(_)) => continue,
         }
     }
 }
 
 /// One worker's connection, from hello to close.
-async fn session(co: Arc<Coordinator>, node: NodeRecord, socket: WebSocket) -> Result<(), String> {
+async fn session(
+    co: Arc<Coordinator>,
+    node: NodeRecord,
+    socket: WebSocket,
+) -> Result<(), SessionEnd> {
     let (mut sink, mut rx) = socket.split();
     let hello = tokio::time::timeout(HELLO_TIMEOUT, next_frame(&mut rx))
         .await
-        .map_err(|_| "no hello".to_string())??;
+        .map_err(|_| SessionEnd::NoHello)??;
     let Some(WorkerMessage::Hello { labels, slots, .. }) = hello else {
-        return Err("the first frame must be hello".into());
+        return Err(SessionEnd::HelloOutOfPlace);
     };
     if labels != node.labels {
         tracing::warn!(node = %node.id, claimed = %labels, issued = %node.labels, "worker claimed labels it was not issued");
@@ -94,7 +123,7 @@ async fn session(co: Arc<Coordinator>, node: NodeRecord, socket: WebSocket) -> R
         let _sent = sink
             .send(frame(&CoordinatorMessage::Refused { reason }))
             .await;
-        return Err("labels not issued".into());
+        return Err(SessionEnd::LabelsNotIssued);
     }
     let (tx, mut outbox) = mpsc::channel::<CoordinatorMessage>(64);
     let welcome = CoordinatorMessage::Welcome {
@@ -102,13 +131,10 @@ async fn session(co: Arc<Coordinator>, node: NodeRecord, socket: WebSocket) -> R
         coordinator: co.id.clone(),
         heartbeat_ms: co.settings.heartbeat().as_millis() as u64,
     };
-    sink.send(frame(&welcome))
-        .await
-        .map_err(|e| e.to_string())?;
+    sink.send(frame(&welcome)).await?;
     co.store
         .node_seen(&node.id, Some(&co.id), i64::from(slots), 0)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let me = Connected {
         node: node.clone(),
         slots,
@@ -201,7 +227,7 @@ async fn heartbeat(
     co: &Arc<Coordinator>,
     me: &Connected,
     running: &[cairn_core::cluster::JobRef],
-) -> Result<(), String> {
+) -> Result<(), SessionEnd> {
     let (node, slots) = (&me.node, me.slots);
     let until = co.lease_until();
     match co
@@ -233,7 +259,7 @@ async fn heartbeat(
         }
     };
     if revoked {
-        return Err("node revoked".into());
+        return Err(SessionEnd::Revoked);
     }
     if let Err(e) = co
         .store
@@ -254,14 +280,14 @@ async fn read_loop(
     co: &Arc<Coordinator>,
     me: &Connected,
     rx: &mut futures_util::stream::SplitStream<WebSocket>,
-) -> Result<(), String> {
+) -> Result<(), SessionEnd> {
     loop {
         let next = tokio::select! {
             f = tokio::time::timeout(co.settings.heartbeat() * 4, next_frame(rx)) => f,
             () = co.stop.cancelled() => return Ok(()),
         };
         let msg = match next {
-            Err(_) => return Err("silent past the heartbeat limit".into()),
+            Err(_) => return Err(SessionEnd::Silent),
             Ok(Ok(None)) => return Ok(()),
             Ok(Ok(Some(m))) => m,
             Ok(Err(e)) => return Err(e),
@@ -288,7 +314,7 @@ async fn read_loop(
                     co.job_output(&job, &chunk);
                 }
             }
-            WorkerMessage::Hello { .. } => return Err("hello twice".into()),
+            WorkerMessage::Hello { .. } => return Err(SessionEnd::HelloOutOfPlace),
         }
     }
 }

@@ -55,7 +55,7 @@ impl Runtime {
             };
             let placed = match &self.settings.placement {
                 Some(p) => p.place_mcp(server, config, tools).await,
-                None => Err("it is pinned to cluster workers (node = …), but this server is not a coordinator (cairn serve --role coordinator)".into()),
+                None => Err(cairn_tools::McpUnplaced::NotCoordinator),
             };
             if let Err(e) = placed {
                 tracing::warn!(target: "cairn_tools::mcp", agent = %agent.name, "MCP server {server} is not available: {e}");

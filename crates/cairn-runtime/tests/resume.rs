@@ -197,8 +197,10 @@ impl cairn_tools::ToolPlacement for KeyedWrites {
         server: &str,
         _config: &cairn_tools::mcp::McpServerConfig,
         _tools: &mut cairn_tools::ToolRegistry,
-    ) -> Result<(), String> {
-        Err(format!("{server}: no MCP here"))
+    ) -> Result<(), cairn_tools::McpUnplaced> {
+        Err(cairn_tools::McpUnplaced::Listing(format!(
+            "{server}: no MCP here"
+        )))
     }
 }
 

@@ -103,6 +103,25 @@ impl ToolContext {
     }
 }
 
+/// Why an MCP server pinned to cluster workers offers no tools here.
+#[derive(Debug, thiserror::Error)]
+pub enum McpUnplaced {
+    /// This process dispatches to no workers.
+    #[error(
+        "it is pinned to cluster workers (node = …), but this server is not a coordinator (cairn serve --role coordinator)"
+    )]
+    NotCoordinator,
+    /// No connected worker has the labels it is pinned to.
+    #[error("no worker with labels {0} is connected")]
+    NoWorker(String),
+    /// A worker was asked and could not list its tools (its words).
+    #[error("{0}")]
+    Listing(String),
+    /// The cluster's own state could not be read.
+    #[error(transparent)]
+    Cluster(Box<dyn std::error::Error + Send + Sync>),
+}
+
 /// Moves some of an agent's tools elsewhere (to cluster workers): replaces
 /// them in its registry with stand-ins that dispatch the calls.
 #[async_trait]
@@ -117,7 +136,7 @@ pub trait ToolPlacement: Send + Sync {
         server: &str,
         config: &mcp::McpServerConfig,
         tools: &mut ToolRegistry,
-    ) -> Result<(), String>;
+    ) -> Result<(), McpUnplaced>;
 }
 
 /// Where no cluster is at hand, an agent's placed tools fail with an

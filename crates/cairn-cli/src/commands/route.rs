@@ -134,15 +134,12 @@ async fn evaluate(file: Option<std::path::PathBuf>, json: bool) -> Result<ExitCo
     let mut loaded = config::load()?;
     let cfg = &mut loaded.config.router.classifier;
     if let Some(path) = file {
-        cfg.examples = read_examples(&path).map_err(anyhow::Error::msg)?;
+        cfg.examples = read_examples(&path)?;
         cfg.examples_file.clear();
     }
     let classifier = wiring::classifier(&loaded)?;
     let n = loaded.config.router.classifier.examples.len();
-    let predicted = classifier
-        .leave_one_out()
-        .await
-        .map_err(anyhow::Error::msg)?;
+    let predicted = classifier.leave_one_out().await?;
     let labels: Vec<Complexity> = loaded
         .config
         .router

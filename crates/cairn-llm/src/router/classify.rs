@@ -9,6 +9,44 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+/// Why the classifier could not judge, or could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClassifyError {
+    /// Built without examples.
+    #[error("the classifier has no examples")]
+    NoExamples,
+    /// The embedder failed (its own error, boxed: it comes from the memory
+    /// tier's model, which this crate does not know).
+    #[error("the embedder failed: {0}")]
+    Embed(Box<dyn std::error::Error + Send + Sync>),
+    /// The embedder answered with fewer vectors than texts.
+    #[error("the embedder returned {got} vectors for {asked} texts")]
+    ShortAnswer {
+        /// Texts sent.
+        asked: usize,
+        /// Vectors back.
+        got: usize,
+    },
+    /// An examples file could not be read.
+    #[error("{path}: {source}")]
+    ExamplesUnreadable {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A line of an examples file is not an example.
+    #[error("{path}:{line}: {source}")]
+    BadExample {
+        /// The file.
+        path: String,
+        /// Its line, from 1.
+        line: usize,
+        /// Why.
+        source: serde_json::Error,
+    },
+}
+
 /// How demanding a prompt is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -76,7 +114,7 @@ impl ClassifierConfig {
 #[async_trait]
 pub trait TextEmbedder: Send + Sync {
     /// One vector per text, in order, each of unit length.
-    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String>;
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, ClassifyError>;
 }
 
 /// A verdict and how sure it is.
@@ -102,9 +140,9 @@ impl Classifier {
         embedder: Arc<dyn TextEmbedder>,
         examples: Vec<Example>,
         k: usize,
-    ) -> Result<Classifier, String> {
+    ) -> Result<Classifier, ClassifyError> {
         if examples.is_empty() {
-            return Err("the classifier has no examples".into());
+            return Err(ClassifyError::NoExamples);
         }
         Ok(Classifier {
             embedder,
@@ -114,14 +152,17 @@ impl Classifier {
         })
     }
 
-    async fn examples(&self) -> Result<&[(Vec<f32>, Complexity)], String> {
+    async fn examples(&self) -> Result<&[(Vec<f32>, Complexity)], ClassifyError> {
         let v = self
             .embedded
             .get_or_try_init(|| async {
                 let texts: Vec<String> = self.examples.iter().map(|e| e.text.clone()).collect();
                 let vectors = self.embedder.embed(&texts).await?;
                 if vectors.len() != texts.len() {
-                    return Err("the embedder returned too few vectors".to_string());
+                    return Err(ClassifyError::ShortAnswer {
+                        asked: texts.len(),
+                        got: vectors.len(),
+                    });
                 }
                 Ok(vectors
                     .into_iter()
@@ -135,20 +176,20 @@ impl Classifier {
     /// The label of `text`. A message classified again (every step of a
     /// tool chain) costs a vote, not an embedding: the embedder the CLI
     /// wires in caches recent texts for memory and classifier alike.
-    pub async fn classify(&self, text: &str) -> Result<Verdict, String> {
+    pub async fn classify(&self, text: &str) -> Result<Verdict, ClassifyError> {
         let examples = self.examples().await?;
         let v = self
             .embedder
             .embed(&[text.to_string()])
             .await?
             .pop()
-            .ok_or("the embedder returned nothing")?;
+            .ok_or(ClassifyError::ShortAnswer { asked: 1, got: 0 })?;
         Ok(vote(examples, self.k, &v, None))
     }
 
     /// Leave-one-out over the examples: each one's label as the others
     /// vote, in order.
-    pub async fn leave_one_out(&self) -> Result<Vec<Complexity>, String> {
+    pub async fn leave_one_out(&self) -> Result<Vec<Complexity>, ClassifyError> {
         let examples = self.examples().await?;
         Ok(examples
             .iter()
@@ -206,14 +247,21 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Reads examples from a JSON-lines file; errors name the line.
-pub fn read_examples(path: &std::path::Path) -> Result<Vec<Example>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn read_examples(path: &std::path::Path) -> Result<Vec<Example>, ClassifyError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ClassifyError::ExamplesUnreadable {
+            path: path.display().to_string(),
+            source,
+        })?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            serde_json::from_str::<Example>(l)
-                .map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))
+            serde_json::from_str::<Example>(l).map_err(|source| ClassifyError::BadExample {
+                path: path.display().to_string(),
+                line: i + 1,
+                source,
+            })
         })
         .collect()
 }
