@@ -21,7 +21,7 @@ use cairn_memory::SaveMemory;
 use cairn_store::{NewCompaction, SessionLease, StepCommit};
 
 use crate::history::close_open_tool_calls;
-use crate::shared::{Events, call_cost, entry};
+use crate::shared::{Events, Turn, call_cost, entry};
 use crate::summary::{
     SUMMARIZER_PROMPT, Summarized, chunks, head_tail, parse_answer, request_text, split_point,
     transcript,
@@ -175,13 +175,12 @@ impl Runtime {
     /// caller fails the run).
     pub(crate) async fn compact(
         &self,
-        run: &mut RunRecord,
-        lease: &mut SessionLease,
+        turn: &mut Turn<'_>,
         budget: &ContextBudget,
         fixed: &Fixed<'_>,
-        user_id: Option<&str>,
-        events: Events<'_>,
     ) -> Result<Compacted, RuntimeError> {
+        let (run, lease, events) = (&mut *turn.run, &mut *turn.lease, turn.events);
+        let user_id = turn.ctx.user_id.as_deref();
         let plan = match self.plan_cut(&run.session_id, budget, fixed).await? {
             Planned::Cut(plan) => plan,
             Planned::CannotFit(why) => return Ok(Compacted::CannotFit(why)),

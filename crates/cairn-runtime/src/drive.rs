@@ -113,14 +113,16 @@ impl Runtime {
         let ctx = self
             .tool_context(agent, run, equipped.workspace, equipped.sandbox, cancel)
             .await?;
-        let turn = Turn {
+        let mut turn = Turn {
+            run: &mut *run,
+            lease: &mut lease,
             agent,
             tools: &equipped.tools,
             ctx: &ctx,
             events,
             cancel,
         };
-        let outcome = self.work(&turn, run, &mut lease).await?;
+        let outcome = self.work(&mut turn).await?;
         Ok(Left::Worked(outcome, lease))
     }
 

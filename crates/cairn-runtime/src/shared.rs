@@ -32,8 +32,13 @@ pub(crate) enum Outcome {
     Paused,
 }
 
-/// What stays the same through a turn.
+/// A turn in progress: what stays the same through it, and the run and
+/// session lease its phases change (each phase takes `&mut Turn`).
 pub(crate) struct Turn<'a> {
+    /// The run: its status and totals as the phases change them.
+    pub run: &'a mut RunRecord,
+    /// The session lease every commit of the turn is made under.
+    pub lease: &'a mut cairn_store::SessionLease,
     /// The agent.
     pub agent: &'a AgentSpec,
     /// Its tools.

@@ -14,9 +14,9 @@ use cairn_core::{
     JournalPayload, ModelRequest, ModelResponse, RunEnd, RunEvent, RunRecord, RunStatus,
     StreamEvent, now_ms,
 };
-use cairn_store::{SessionLease, StepCommit};
+use cairn_store::StepCommit;
 
-use crate::shared::{CallRef, Carry, Events, entry};
+use crate::shared::{CallRef, Carry, Events, Turn, entry};
 use crate::{Runtime, RuntimeError};
 
 impl Runtime {
@@ -39,8 +39,7 @@ impl Runtime {
     /// not happen now).
     pub(crate) async fn flush(
         &self,
-        run: &RunRecord,
-        lease: &mut SessionLease,
+        turn: &mut Turn<'_>,
         mut carry: Carry,
     ) -> Result<(), RuntimeError> {
         if let Some(CallRef::Pending(i)) = carry.call {
@@ -51,8 +50,8 @@ impl Runtime {
         }
         self.store
             .commit_step(
-                &run.id,
-                Some(lease),
+                &turn.run.id,
+                Some(&mut *turn.lease),
                 StepCommit {
                     entries: carry.entries,
                     messages: carry.message.iter().collect(),
@@ -68,15 +67,14 @@ impl Runtime {
     /// stays the intent of the call that follows.
     pub(crate) async fn flush_keeping_call(
         &self,
-        run: &RunRecord,
-        lease: &mut SessionLease,
+        turn: &mut Turn<'_>,
         carry: Carry,
     ) -> Result<Carry, RuntimeError> {
         let kept = match carry.call {
             Some(CallRef::Seq(seq)) => Some(CallRef::Seq(seq)),
             _ => None,
         };
-        self.flush(run, lease, carry).await?;
+        self.flush(turn, carry).await?;
         Ok(Carry {
             call: kept,
             ..Default::default()

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use cairn_core::{
-    ContentBlock, JournalPayload, Message, Role, RunEvent, RunRecord, ToolCall, ToolIntent,
-    ToolOutput, ToolResultEntry,
+    ContentBlock, JournalPayload, Message, Role, RunEvent, ToolCall, ToolIntent, ToolOutput,
+    ToolResultEntry,
 };
-use cairn_store::{NewEntry, SessionLease, StepCommit};
+use cairn_store::{NewEntry, StepCommit};
 use cairn_tools::{ToolContext, ToolRegistry};
 use futures_util::future::join_all;
 
@@ -66,9 +66,7 @@ impl Runtime {
     /// leaves the same state as a crash before the result was known).
     pub(crate) async fn tool_step(
         &self,
-        turn: &Turn<'_>,
-        run: &RunRecord,
-        lease: &mut SessionLease,
+        turn: &mut Turn<'_>,
         calls: &[ToolCall],
         prior: &HashMap<String, Prior>,
         next: Option<NewEntry>,
@@ -76,7 +74,7 @@ impl Runtime {
         let all_idempotent = calls.iter().all(|c| is_idempotent(turn.tools, c));
         let carry_over = next.is_some() && all_idempotent;
         let (results, mut entries) = self
-            .run_tools(turn, run, calls, prior, carry_over || calls.len() == 1)
+            .run_tools(turn, calls, prior, carry_over || calls.len() == 1)
             .await?;
         let message = Message {
             role: Role::User,
@@ -106,8 +104,8 @@ impl Runtime {
         let seqs = self
             .store
             .commit_step(
-                &run.id,
-                Some(lease),
+                &turn.run.id,
+                Some(&mut *turn.lease),
                 StepCommit {
                     entries,
                     messages: vec![&message],
@@ -178,7 +176,6 @@ impl Runtime {
     async fn run_tools(
         &self,
         turn: &Turn<'_>,
-        run: &RunRecord,
         calls: &[ToolCall],
         prior: &HashMap<String, Prior>,
         defer: bool,
@@ -191,13 +188,13 @@ impl Runtime {
         let new_seqs = if intents.is_empty() {
             vec![]
         } else {
-            self.journal(&run.id, intents).await?
+            self.journal(&turn.run.id, intents).await?
         };
         let mut seq_of: HashMap<&str, i64> =
             fresh.iter().map(|c| c.id.as_str()).zip(new_seqs).collect();
         let futures = calls.iter().map(|call| {
             let plan = plan_for(call, prior.get(&call.id), turn.tools, &mut seq_of);
-            self.run_one(turn, run, call, plan, defer)
+            self.run_one(turn, call, plan, defer)
         });
         let mut outputs = Vec::with_capacity(calls.len());
         let mut deferred = Vec::new();
@@ -214,7 +211,6 @@ impl Runtime {
     async fn run_one(
         &self,
         turn: &Turn<'_>,
-        run: &RunRecord,
         call: &ToolCall,
         plan: Plan,
         defer: bool,
@@ -234,7 +230,7 @@ impl Runtime {
                 let (progress, chunks) = cairn_tools::Progress::channel();
                 let ctx = turn
                     .ctx
-                    .for_call(format!("{}/{seq}", run.id), Some(progress));
+                    .for_call(format!("{}/{seq}", turn.run.id), Some(progress));
                 let out = streamed(invoke(turn.tools, &ctx, call), chunks, &call.id, events).await;
                 duration_ms = started.elapsed().as_millis() as u64;
                 (out, seq, false)
@@ -253,7 +249,7 @@ impl Runtime {
         let deferred = if defer {
             Some(result)
         } else {
-            self.journal(&run.id, vec![result]).await?;
+            self.journal(&turn.run.id, vec![result]).await?;
             None
         };
         events(RunEvent::ToolResult {

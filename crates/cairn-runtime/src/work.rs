@@ -7,11 +7,10 @@
 use std::ops::ControlFlow;
 
 use cairn_core::{
-    Message, ModelOutcome, ModelRequest, ModelResponse, Role, RunEvent, RunRecord, RunStatus,
-    ToolSpec, now_ms,
+    Message, ModelOutcome, ModelRequest, ModelResponse, Role, RunEvent, RunStatus, ToolSpec, now_ms,
 };
 use cairn_llm::LlmError;
-use cairn_store::{SessionLease, StepCommit};
+use cairn_store::StepCommit;
 
 use crate::compact::{Compacted, ContextBudget, Fixed};
 use crate::shared::{CallRef, Carry, Outcome, Turn, call_cost, model_intent, tool_calls};
@@ -39,33 +38,25 @@ type Phase = ControlFlow<Outcome>;
 
 impl Runtime {
     /// Runs the loop to its outcome.
-    pub(crate) async fn work(
-        &self,
-        turn: &Turn<'_>,
-        run: &mut RunRecord,
-        lease: &mut SessionLease,
-    ) -> Result<Outcome, RuntimeError> {
-        if let ControlFlow::Break(done) = self.resume(turn, run, lease).await? {
+    pub(crate) async fn work(&self, turn: &mut Turn<'_>) -> Result<Outcome, RuntimeError> {
+        if let ControlFlow::Break(done) = self.resume(turn).await? {
             return Ok(done);
         }
-        let mut st = self.prepare(turn, run).await?;
+        let mut st = self.prepare(turn).await?;
         loop {
-            if let ControlFlow::Break(done) = self.at_boundary(turn, run, lease, &mut st).await? {
+            if let ControlFlow::Break(done) = self.at_boundary(turn, &mut st).await? {
                 return Ok(done);
             }
-            self.absorb_inbound(turn, run, lease, &mut st).await?;
-            if let ControlFlow::Break(done) = self.compact_if_due(turn, run, lease, &mut st).await?
-            {
+            self.absorb_inbound(turn, &mut st).await?;
+            if let ControlFlow::Break(done) = self.compact_if_due(turn, &mut st).await? {
                 return Ok(done);
             }
-            let response = match self.model_step(turn, run, lease, &mut st).await? {
+            let response = match self.model_step(turn, &mut st).await? {
                 ControlFlow::Break(done) => return Ok(done),
                 ControlFlow::Continue(None) => continue,
                 ControlFlow::Continue(Some(response)) => response,
             };
-            if let ControlFlow::Break(done) =
-                self.record(turn, run, lease, &mut st, response).await?
-            {
+            if let ControlFlow::Break(done) = self.record(turn, &mut st, response).await? {
                 return Ok(done);
             }
         }
@@ -74,24 +65,22 @@ impl Runtime {
     /// Picks up from the run's own messages: none yet (a fresh run: its
     /// message is appended), an answer (only the end was not recorded), or
     /// tool calls (their step is finished from the journal).
-    async fn resume(
-        &self,
-        turn: &Turn<'_>,
-        run: &mut RunRecord,
-        lease: &mut SessionLease,
-    ) -> Result<Phase, RuntimeError> {
-        let mine = self.store.run_messages(&run.session_id, &run.id).await?;
-        run.status = RunStatus::Running;
+    async fn resume(&self, turn: &mut Turn<'_>) -> Result<Phase, RuntimeError> {
+        let mine = self
+            .store
+            .run_messages(&turn.run.session_id, &turn.run.id)
+            .await?;
+        turn.run.status = RunStatus::Running;
         match mine.last() {
             None => {
-                let user = Message::user_text(&run.input);
+                let user = Message::user_text(&turn.run.input);
                 self.store
                     .commit_step(
-                        &run.id,
-                        Some(lease),
+                        &turn.run.id,
+                        Some(&mut *turn.lease),
                         StepCommit {
                             messages: vec![&user],
-                            run: Some(run),
+                            run: Some(&*turn.run),
                             ..Default::default()
                         },
                     )
@@ -100,19 +89,16 @@ impl Runtime {
             Some(last) if last.role == Role::Assistant => {
                 let calls = tool_calls(&last.content);
                 if calls.is_empty() {
-                    run.output = Some(last.text());
+                    turn.run.output = Some(last.text());
                     return Ok(ControlFlow::Break(Outcome::Completed));
                 }
-                let prior = self.prior_tool_calls(&run.id).await?;
-                self.store.update_run(run).await?;
-                if let Stepped::Stop(stop) = self
-                    .tool_step(turn, run, lease, &calls, &prior, None)
-                    .await?
-                {
+                let prior = self.prior_tool_calls(&turn.run.id).await?;
+                self.store.update_run(turn.run).await?;
+                if let Stepped::Stop(stop) = self.tool_step(turn, &calls, &prior, None).await? {
                     return Ok(ControlFlow::Break(stop));
                 }
             }
-            Some(_) => self.store.update_run(run).await?,
+            Some(_) => self.store.update_run(turn.run).await?,
         }
         Ok(ControlFlow::Continue(()))
     }
@@ -120,12 +106,12 @@ impl Runtime {
     /// The context in force (a compaction's summary and the messages after
     /// it; calls that stopped runs left open get an "outcome unknown"
     /// result, derived each time, never stored), the prompt and the budget.
-    async fn prepare(&self, turn: &Turn<'_>, run: &RunRecord) -> Result<Steps, RuntimeError> {
-        let history = self.load_context(&run.session_id).await?;
+    async fn prepare(&self, turn: &Turn<'_>) -> Result<Steps, RuntimeError> {
+        let history = self.load_context(&turn.run.session_id).await?;
         let system = self
             .system_prompt(
                 turn.agent,
-                &run.input,
+                &turn.run.input,
                 turn.tools,
                 &turn.ctx.skill_dirs,
                 turn.ctx.user_id.as_deref(),
@@ -135,7 +121,7 @@ impl Runtime {
             history,
             system,
             specs: turn.tools.specs(),
-            budget: ContextBudget::new(turn.agent, &run.model, self.provider.token_counter()),
+            budget: ContextBudget::new(turn.agent, &turn.run.model, self.provider.token_counter()),
             overflowed: None,
             force_compaction: false,
             carry: Carry::default(),
@@ -147,14 +133,12 @@ impl Runtime {
     /// is reached.
     async fn at_boundary(
         &self,
-        turn: &Turn<'_>,
-        run: &RunRecord,
-        lease: &mut SessionLease,
+        turn: &mut Turn<'_>,
         st: &mut Steps,
     ) -> Result<Phase, RuntimeError> {
         let outcome = if self.stopping.is_cancelled() {
             Outcome::Paused
-        } else if run.steps >= turn.agent.max_steps {
+        } else if turn.run.steps >= turn.agent.max_steps {
             Outcome::Failed(format!(
                 "step limit reached: {} model calls without a final answer (agent max_steps)",
                 turn.agent.max_steps
@@ -162,8 +146,7 @@ impl Runtime {
         } else {
             return Ok(ControlFlow::Continue(()));
         };
-        self.flush(run, lease, std::mem::take(&mut st.carry))
-            .await?;
+        self.flush(turn, std::mem::take(&mut st.carry)).await?;
         Ok(ControlFlow::Break(outcome))
     }
 
@@ -171,9 +154,7 @@ impl Runtime {
     /// instead of waiting for their own.
     async fn absorb_inbound(
         &self,
-        turn: &Turn<'_>,
-        run: &RunRecord,
-        lease: &mut SessionLease,
+        turn: &mut Turn<'_>,
         st: &mut Steps,
     ) -> Result<(), RuntimeError> {
         let inbound_now = self.inbound.load(std::sync::atomic::Ordering::Acquire);
@@ -184,9 +165,9 @@ impl Runtime {
         }
         st.inbound_seen = inbound_now;
         st.carry = self
-            .flush_keeping_call(run, lease, std::mem::take(&mut st.carry))
+            .flush_keeping_call(turn, std::mem::take(&mut st.carry))
             .await?;
-        for text in self.store.absorb_queued_messages(lease).await? {
+        for text in self.store.absorb_queued_messages(turn.lease).await? {
             (turn.events)(RunEvent::MessageJoined { text: text.clone() });
             st.history.push(Message::user_text(text));
         }
@@ -197,9 +178,7 @@ impl Runtime {
     /// said it did); a context that cannot be made to fit ends the run.
     async fn compact_if_due(
         &self,
-        turn: &Turn<'_>,
-        run: &mut RunRecord,
-        lease: &mut SessionLease,
+        turn: &mut Turn<'_>,
         st: &mut Steps,
     ) -> Result<Phase, RuntimeError> {
         if !st.force_compaction
@@ -211,17 +190,13 @@ impl Runtime {
         // Everything in the context must be committed (it is cut by
         // message seq).
         st.carry = self
-            .flush_keeping_call(run, lease, std::mem::take(&mut st.carry))
+            .flush_keeping_call(turn, std::mem::take(&mut st.carry))
             .await?;
         let fixed = Fixed {
             system: &st.system,
             tools: &st.specs,
         };
-        let user = turn.ctx.user_id.as_deref();
-        match self
-            .compact(run, lease, &st.budget, &fixed, user, turn.events)
-            .await?
-        {
+        match self.compact(turn, &st.budget, &fixed).await? {
             Compacted::Fits(compacted) => {
                 st.history = compacted;
                 Ok(ControlFlow::Continue(()))
@@ -240,13 +215,11 @@ impl Runtime {
     /// and call again.
     async fn model_step(
         &self,
-        turn: &Turn<'_>,
-        run: &RunRecord,
-        lease: &mut SessionLease,
+        turn: &mut Turn<'_>,
         st: &mut Steps,
     ) -> Result<ControlFlow<Outcome, Option<ModelResponse>>, RuntimeError> {
         let request = ModelRequest {
-            model: run.model.clone(),
+            model: turn.run.model.clone(),
             system: st.system.clone(),
             messages: st.history.clone(),
             tools: st.specs.clone(),
@@ -254,19 +227,24 @@ impl Runtime {
             stream: turn.agent.stream,
             hints: cairn_core::RouteHints {
                 agent: turn.agent.name.clone(),
-                user: run.user_id.clone(),
+                user: turn.run.user_id.clone(),
                 ..Default::default()
             },
         };
         if st.carry.call.is_none() {
-            let intent = model_intent(run, st.history.len(), st.specs.len(), turn.agent.stream);
-            let seqs = self.journal(&run.id, vec![intent]).await?;
+            let intent = model_intent(
+                turn.run,
+                st.history.len(),
+                st.specs.len(),
+                turn.agent.stream,
+            );
+            let seqs = self.journal(&turn.run.id, vec![intent]).await?;
             st.carry.call = seqs.first().copied().map(CallRef::Seq);
         }
         let response = tokio::select! {
             r = self.call_model(&request, turn.events, true) => r,
             _ = turn.cancel.cancelled() => {
-                self.flush(run, lease, std::mem::take(&mut st.carry)).await?;
+                self.flush(turn, std::mem::take(&mut st.carry)).await?;
                 return Ok(ControlFlow::Break(Outcome::Cancelled("cancelled during a model call".into())));
             }
         };
@@ -276,7 +254,7 @@ impl Runtime {
                 st.budget.calibrate(&request, r.usage.input_tokens);
                 Ok(ControlFlow::Continue(Some(r)))
             }
-            Err(e) => self.model_failed(turn, run, lease, st, e).await,
+            Err(e) => self.model_failed(turn, st, e).await,
         }
     }
 
@@ -285,9 +263,7 @@ impl Runtime {
     /// intent stays journaled with its error.
     async fn model_failed(
         &self,
-        turn: &Turn<'_>,
-        run: &RunRecord,
-        lease: &mut SessionLease,
+        turn: &mut Turn<'_>,
         st: &mut Steps,
         e: LlmError,
     ) -> Result<ControlFlow<Outcome, Option<ModelResponse>>, RuntimeError> {
@@ -331,8 +307,7 @@ impl Runtime {
                     .result_for(failed(reason.clone(), false, Some(until)));
                 st.carry.entries.push(result);
                 st.carry.call = None;
-                self.flush(run, lease, std::mem::take(&mut st.carry))
-                    .await?;
+                self.flush(turn, std::mem::take(&mut st.carry)).await?;
                 self.store
                     .set_provider_cooldown(self.provider.name(), until, &reason)
                     .await?;
@@ -342,8 +317,7 @@ impl Runtime {
                 let result = st.carry.result_for(failed(e.to_string(), false, None));
                 st.carry.entries.push(result);
                 st.carry.call = None;
-                self.flush(run, lease, std::mem::take(&mut st.carry))
-                    .await?;
+                self.flush(turn, std::mem::take(&mut st.carry)).await?;
                 Ok(ControlFlow::Break(Outcome::Failed(e.to_string())))
             }
         }
@@ -353,23 +327,21 @@ impl Runtime {
     /// (journaled before they run, in one transaction), then runs them.
     async fn record(
         &self,
-        turn: &Turn<'_>,
-        run: &mut RunRecord,
-        lease: &mut SessionLease,
+        turn: &mut Turn<'_>,
         st: &mut Steps,
         response: ModelResponse,
     ) -> Result<Phase, RuntimeError> {
-        let cost = call_cost(&self.settings.prices, &run.model, &response);
-        run.steps += 1;
-        run.usage += response.usage;
-        run.cost_usd += cost;
+        let cost = call_cost(&self.settings.prices, &turn.run.model, &response);
+        turn.run.steps += 1;
+        turn.run.usage += response.usage;
+        turn.run.cost_usd += cost;
         let assistant = Message {
             role: Role::Assistant,
             content: response.content.clone(),
         };
         let calls = tool_calls(&response.content);
         if calls.is_empty() {
-            run.output = Some(assistant.text());
+            turn.run.output = Some(assistant.text());
         }
         let result = st.carry.result_for(ModelOutcome::Answered {
             response,
@@ -384,12 +356,12 @@ impl Runtime {
         let seqs = self
             .store
             .commit_step(
-                &run.id,
-                Some(lease),
+                &turn.run.id,
+                Some(&mut *turn.lease),
                 StepCommit {
                     entries,
                     messages,
-                    run: Some(run),
+                    run: Some(&*turn.run),
                     ..Default::default()
                 },
             )
@@ -406,12 +378,16 @@ impl Runtime {
             .collect();
         // Journal the next model call with these results unless the loop
         // is about to leave (the checks at its top would stop it).
-        let next = (run.steps < turn.agent.max_steps && !self.stopping.is_cancelled())
-            .then(|| model_intent(run, st.history.len() + 1, st.specs.len(), turn.agent.stream));
-        match self
-            .tool_step(turn, run, lease, &calls, &journaled, next)
-            .await?
-        {
+        let next =
+            (turn.run.steps < turn.agent.max_steps && !self.stopping.is_cancelled()).then(|| {
+                model_intent(
+                    turn.run,
+                    st.history.len() + 1,
+                    st.specs.len(),
+                    turn.agent.stream,
+                )
+            });
+        match self.tool_step(turn, &calls, &journaled, next).await? {
             Stepped::Stop(stop) => Ok(ControlFlow::Break(stop)),
             Stepped::Continue(results, next_carry) => {
                 st.history.push(results);
