@@ -21,6 +21,7 @@
 #![deny(clippy::too_many_lines)]
 
 mod agents;
+mod audit;
 mod batches;
 mod channels;
 mod cluster;
@@ -44,6 +45,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use agents::AgentStore;
+pub use audit::AuditStore;
 pub use batches::BatchStore;
 pub use channels::{Accepted, AwaitingReply, ChannelStore, NewOutbound};
 pub use cluster::ClusterStore;
@@ -67,6 +69,7 @@ pub use views::RunsView;
 #[async_trait]
 pub trait Backend:
     AgentStore
+    + AuditStore
     + BatchStore
     + ChannelStore
     + ClusterStore

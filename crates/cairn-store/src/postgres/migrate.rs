@@ -71,6 +71,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
         17,
         include_str!("../../migrations/postgres/0017_workspace_homes.sql"),
     ),
+    (18, include_str!("../../migrations/postgres/0018_audit.sql")),
 ];
 
 pub(crate) async fn current_version(pool: &PgPool) -> Result<i64, StoreError> {

@@ -5,6 +5,7 @@
 //! run's row, a message append compares and swaps the session's version.
 
 mod agents;
+mod audit;
 mod batches;
 mod channels;
 mod cluster;

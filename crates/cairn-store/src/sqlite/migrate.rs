@@ -61,6 +61,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
         17,
         include_str!("../../migrations/sqlite/0017_workspace_homes.sql"),
     ),
+    (18, include_str!("../../migrations/sqlite/0018_audit.sql")),
 ];
 
 pub(crate) async fn current_version(pool: &SqlitePool) -> Result<i64, StoreError> {

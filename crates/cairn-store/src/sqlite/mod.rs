@@ -2,6 +2,7 @@
 //! host. Each table's trait is implemented in the file of the same name.
 
 mod agents;
+mod audit;
 mod batches;
 mod bulk_reader;
 mod channels;

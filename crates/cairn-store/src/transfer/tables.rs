@@ -330,4 +330,17 @@ pub const TABLES: &[Table] = &[
             ("error", Text),
         ],
     },
+    Table {
+        name: "audit_log",
+        key: &["seq"],
+        columns: &[
+            ("seq", Int),
+            ("at", Int),
+            ("key_id", Text),
+            ("actor", Text),
+            ("event", Text),
+            ("prev", Text),
+            ("seal", Text),
+        ],
+    },
 ];

@@ -3,6 +3,7 @@
 //! file) and PostgreSQL (a throwaway database; no server is a failure).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod audit;
 mod batches;
 mod channels;
 mod cluster;
@@ -34,6 +35,9 @@ pub trait Harness: Send + Sync {
     type S: Tables;
     /// A new handle on the same database.
     async fn open(&self) -> Arc<Self::S>;
+    /// Runs SQL on the database directly, as someone with write access
+    /// to it (but not to cairn's home) could.
+    async fn tamper(&self, sql: &str);
 }
 
 pub struct Sqlite(tempfile::TempDir);
@@ -48,6 +52,15 @@ impl Harness for Sqlite {
                 .unwrap(),
         )
     }
+    async fn tamper(&self, sql: &str) {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}", self.0.path().join("cairn.db").display());
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
 }
 
 pub struct Postgres(TestDatabase);
@@ -61,6 +74,14 @@ impl Harness for Postgres {
                 .await
                 .unwrap(),
         )
+    }
+    async fn tamper(&self, sql: &str) {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(self.0.url()).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&mut c)
+            .await
+            .unwrap();
     }
 }
 
