@@ -20,7 +20,7 @@ impl Client {
     /// (`$CAIRN_HOME/operator.key`) when this user can read it.
     pub fn new(base: &str) -> Client {
         let operator = || {
-            let path = crate::wiring::operator_key_path(&crate::config::home_dir().ok()?);
+            let path = crate::secrets::operator_key_path(&crate::config::home_dir().ok()?);
             let key = std::fs::read_to_string(path).ok()?;
             Some(key.trim().to_string())
         };

@@ -9,6 +9,7 @@ mod config_tools;
 mod declared;
 mod render;
 mod sd_notify;
+mod secrets;
 mod wiring;
 
 use std::process::ExitCode;
@@ -61,6 +62,8 @@ enum Command {
     Mcp(commands::mcp::Args),
     /// Hybrid routing: `cairn route explain "<prompt>"` shows where a prompt would go and why.
     Route(commands::route::Args),
+    /// The audit log: tail [--follow], verify [--head SEQ:SEAL], export (JSON lines).
+    Audit(commands::audit::Args),
     /// Show configuration, database and recent activity.
     Status(commands::status::Args),
     /// Check configuration, keys, database and sandbox tools, and say what to fix.
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
             Command::Worker(a) => commands::worker::run(a).await,
             Command::Route(a) => commands::route::run(a).await,
             Command::Mcp(a) => commands::mcp::run(a).await,
+            Command::Audit(a) => commands::audit::run(a).await,
             Command::Status(a) => commands::status::run(a).await,
             Command::Doctor => commands::doctor::run().await,
         }

@@ -333,6 +333,9 @@ async fn runtime_with(
         sandbox: Arc::new(sandbox_policy(loaded)?),
         mcp,
         placement: None,
+        audit: Some(
+            cairn_store::AuditLog::open(store.clone(), crate::secrets::audit_key(loaded)?).await?,
+        ),
     };
     Ok(Runtime::with_settings(
         store,
@@ -384,46 +387,4 @@ pub fn sandbox_policy(loaded: &Loaded) -> Result<cairn_tools::sandbox::SandboxPo
             .map(|exe| exe.with_file_name("cairn-sandbox-init"))
             .filter(|p| p.is_file()),
     })
-}
-
-/// Where the operator's key lives.
-pub fn operator_key_path(home: &std::path::Path) -> std::path::PathBuf {
-    home.join("operator.key")
-}
-
-/// The operator's key: read from `$CAIRN_HOME/operator.key`, made (256
-/// random bits, mode 0600) when missing. It admits to the API like the API
-/// key and alone may widen an agent's isolation; sandboxed commands never
-/// see it (all of `CAIRN_HOME` is hidden from them).
-pub fn operator_key(loaded: &Loaded) -> Result<String> {
-    use std::io::{Read, Write};
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = operator_key_path(&loaded.home);
-    match std::fs::read_to_string(&path) {
-        Ok(key) if !key.trim().is_empty() => {
-            crate::config::check_secret_mode(&path)?;
-            return Ok(key.trim().to_string());
-        }
-        Ok(_) => anyhow::bail!(
-            "{} is empty; delete it to have a new key made",
-            path.display()
-        ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
-    }
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .context("reading /dev/urandom for the operator key")?;
-    let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(key.as_bytes())
-        .and_then(|_| file.sync_all())
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(key)
 }

@@ -214,6 +214,10 @@ impl Tool for RemoteTool {
         true
     }
 
+    fn place(&self) -> cairn_core::audit::Place {
+        cairn_core::audit::Place::Cluster
+    }
+
     async fn call(&self, ctx: &ToolContext, input: serde_json::Value) -> ToolOutput {
         let job = self.job(ctx, input);
         let id = job.id.clone();

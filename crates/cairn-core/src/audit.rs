@@ -44,6 +44,18 @@ pub enum Actor {
     System,
 }
 
+/// Where a tool call ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Place {
+    /// In this process, or a sandbox it started.
+    Local,
+    /// On a cluster worker (the tool job names the node).
+    Cluster,
+    /// At an MCP server.
+    Mcp,
+}
+
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -59,6 +71,9 @@ pub enum AuditEvent {
         status: u16,
         /// Why, as the caller was told.
         reason: String,
+        /// Refusals not recorded just before this one (too many at once).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        suppressed: u64,
     },
     /// A key was used to change something.
     KeyUsed {
@@ -77,8 +92,8 @@ pub enum AuditEvent {
         tool: String,
         /// The call's id.
         call: String,
-        /// Where it ran: `local`, or the worker node.
-        place: String,
+        /// Where it ran.
+        place: Place,
         /// SHA-256 of the call's input (JSON), hex.
         input_sha256: String,
         /// SHA-256 of its output, hex.
@@ -140,6 +155,21 @@ pub enum AuditEvent {
         /// Its id.
         key: String,
     },
+    /// A server started with this configuration.
+    Started {
+        /// cairn's version.
+        version: String,
+        /// SHA-256 of the configuration file (empty when none).
+        config_sha256: String,
+        /// Where it listens.
+        listen: String,
+    },
+}
+
+// serde's `skip_serializing_if` passes a reference.
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// An entry to append (the store gives it its place and seal).
@@ -556,7 +586,7 @@ mod tests {
         assert_eq!(check(&k, &swapped), Err(ChainBreak::Edited { seq: 2 }));
 
         let stranger = key('b');
-        let mut forged = rows.clone();
+        let mut forged = rows;
         forged.push(chain(&stranger, 6).pop().unwrap());
         assert!(matches!(
             check(&k, &forged),

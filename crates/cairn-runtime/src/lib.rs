@@ -104,6 +104,8 @@ pub struct Settings {
     pub placement: Option<Arc<dyn cairn_tools::ToolPlacement>>,
     /// MCP servers' connections, whose tools agents that name them get.
     pub mcp: Option<Arc<cairn_tools::mcp::McpHub>>,
+    /// Where tool runs and refusals are recorded (none: not recorded).
+    pub audit: Option<cairn_store::AuditLog>,
 }
 
 impl Default for Settings {
@@ -120,6 +122,7 @@ impl Default for Settings {
             sandbox: Default::default(),
             placement: None,
             mcp: None,
+            audit: None,
         }
     }
 }
@@ -178,6 +181,11 @@ impl Runtime {
     pub fn with_placement(mut self, placement: Arc<dyn cairn_tools::ToolPlacement>) -> Self {
         self.settings.placement = Some(placement);
         self
+    }
+
+    /// The audit log, when one is kept.
+    pub fn audit(&self) -> Option<&cairn_store::AuditLog> {
+        self.settings.audit.as_ref()
     }
 
     /// Durable state.

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+use cairn_core::audit::{Actor, AuditEvent, digest};
 use cairn_core::{
     ContentBlock, JournalPayload, Message, Role, RunEvent, ToolCall, ToolIntent, ToolOutput,
     ToolResultEntry,
@@ -233,6 +234,7 @@ impl Runtime {
                     .for_call(format!("{}/{seq}", turn.run.id), Some(progress));
                 let out = streamed(invoke(turn.tools, &ctx, call), chunks, &call.id, events).await;
                 duration_ms = started.elapsed().as_millis() as u64;
+                self.audit_call(turn, call, &out).await;
                 (out, seq, false)
             }
         };
@@ -259,6 +261,37 @@ impl Runtime {
             bytes: output.content.len(),
         });
         Ok((output, deferred))
+    }
+}
+
+impl Runtime {
+    /// Records in the audit log that a call ran (with digests of its input
+    /// and output, not their text) or was refused as an unknown tool.
+    async fn audit_call(&self, turn: &Turn<'_>, call: &ToolCall, out: &ToolOutput) {
+        let Some(audit) = self.audit() else { return };
+        let run = turn.run.id.clone();
+        let actor = Actor::Agent {
+            agent: turn.run.agent.clone(),
+            run: run.clone(),
+        };
+        let event = match turn.tools.get(&call.name) {
+            Some(tool) => AuditEvent::ToolRan {
+                run,
+                tool: call.name.clone(),
+                call: call.id.clone(),
+                place: tool.place(),
+                input_sha256: digest(call.input.to_string().as_bytes()),
+                output_sha256: digest(out.content.as_bytes()),
+                is_error: out.is_error,
+            },
+            None => AuditEvent::ToolRefused {
+                run,
+                tool: call.name.clone(),
+                call: call.id.clone(),
+                reason: "the agent has no such tool".into(),
+            },
+        };
+        audit.note(actor, event).await;
     }
 }
 

@@ -6,6 +6,7 @@
 #![deny(clippy::too_many_lines)]
 
 mod api;
+mod audit;
 pub mod channels;
 mod error;
 mod executor;

@@ -81,6 +81,8 @@ pub struct AppState {
     /// Runs whose channel was already told they wait for a cooldown (told
     /// once, not at every rate-limited attempt).
     pub(crate) cooldown_told: Mutex<std::collections::HashSet<String>>,
+    /// How many refusals the audit log takes per second.
+    pub(crate) refusals: crate::audit::RefusalBudget,
 }
 
 impl AppState {
@@ -99,6 +101,7 @@ impl AppState {
             outbox: Notify::new(),
             run_done: Notify::new(),
             cooldown_told: Default::default(),
+            refusals: Default::default(),
         }
     }
 

@@ -79,3 +79,78 @@ pub(crate) fn decode_audit(c: AuditCols) -> AuditRow {
         seal,
     }
 }
+
+/// Where the server and the runtime write the audit log: the store and
+/// the key entries are sealed with. Cheap to clone.
+#[derive(Clone)]
+pub struct AuditLog {
+    store: crate::Store,
+    key: std::sync::Arc<AuditKey>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AuditLog({:?})", self.key)
+    }
+}
+
+/// The log was sealed by another key than this process has.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the audit log in the store was sealed by audit key {theirs}, and this process has key {ours}: every process writing one store must share one key (copy $CAIRN_HOME/audit.key from the host that made it)"
+)]
+pub struct ForeignAuditKey {
+    /// The newest entry's key id.
+    pub theirs: String,
+    /// Ours.
+    pub ours: String,
+}
+
+impl AuditLog {
+    /// Writes to `store`, sealing with `key`; refuses a key other than the
+    /// one that sealed the newest entry, so a misconfigured coordinator
+    /// cannot fork the chain.
+    pub async fn open(store: crate::Store, key: AuditKey) -> Result<AuditLog, StoreError> {
+        if let Some(last) = store.audit_tail(1).await?.pop()
+            && last.key_id != key.id()
+        {
+            return Err(ForeignAuditKey {
+                theirs: last.key_id,
+                ours: key.id().to_string(),
+            }
+            .into());
+        }
+        Ok(AuditLog {
+            store,
+            key: std::sync::Arc::new(key),
+        })
+    }
+
+    /// Appends one entry now. A store error is returned for callers that
+    /// must not go on without their entry; others log it.
+    pub async fn record(
+        &self,
+        actor: cairn_core::audit::Actor,
+        event: cairn_core::audit::AuditEvent,
+    ) -> Result<i64, StoreError> {
+        let seqs = self
+            .store
+            .append_audit(&self.key, &[NewAudit::now(actor, event)])
+            .await?;
+        seqs.first()
+            .copied()
+            .ok_or_else(|| StoreError::corrupt("audit_log", "an append returned no entry"))
+    }
+
+    /// Appends one entry, logging (not returning) a failure: for entries
+    /// about something that already happened.
+    pub async fn note(
+        &self,
+        actor: cairn_core::audit::Actor,
+        event: cairn_core::audit::AuditEvent,
+    ) {
+        if let Err(e) = self.record(actor, event).await {
+            tracing::error!(error = %e, "could not write an audit entry");
+        }
+    }
+}

@@ -44,6 +44,9 @@ pub enum StoreError {
         /// The run.
         run_id: String,
     },
+    /// The audit log was sealed by another key than this process has.
+    #[error(transparent)]
+    ForeignAuditKey(#[from] crate::audit::ForeignAuditKey),
     /// The thing asked for does not exist.
     #[error("{what} {id:?} not found")]
     NotFound {

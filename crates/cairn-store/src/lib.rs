@@ -45,7 +45,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use agents::AgentStore;
-pub use audit::AuditStore;
+pub use audit::{AuditLog, AuditStore, ForeignAuditKey};
 pub use batches::BatchStore;
 pub use channels::{Accepted, AwaitingReply, ChannelStore, NewOutbound};
 pub use cluster::ClusterStore;

@@ -193,6 +193,11 @@ pub trait Tool: Send + Sync {
         false
     }
 
+    /// Where its calls run, for the audit log.
+    fn place(&self) -> cairn_core::audit::Place {
+        cairn_core::audit::Place::Local
+    }
+
     /// Runs the call. Failures are results (`is_error`), for the model to read.
     async fn call(&self, ctx: &ToolContext, input: serde_json::Value) -> ToolOutput;
 }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
-use crate::{config, wiring};
+use crate::{config, secrets, wiring};
 
 /// Arguments of `cairn init`.
 #[derive(clap::Args)]
@@ -35,10 +35,15 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let store = wiring::store(&loaded).await?;
     drop(store);
     eprintln!("database {}", loaded.database().display());
-    wiring::operator_key(&loaded)?;
+    secrets::operator_key(&loaded)?;
     eprintln!(
         "operator key (needed to widen an agent's sandbox through the API): {}",
-        wiring::operator_key_path(&loaded.home).display()
+        secrets::operator_key_path(&loaded.home).display()
+    );
+    secrets::audit_key(&loaded)?;
+    eprintln!(
+        "audit key (seals the audit log; coordinators sharing a database share it): {}",
+        secrets::audit_key_path(&loaded.home).display()
     );
     let ws = loaded.workspaces_dir().join("default");
     std::fs::create_dir_all(&ws).with_context(|| format!("creating {}", ws.display()))?;

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use cairn_server::{ServeOptions, serve};
 use tokio_util::sync::CancellationToken;
 
-use crate::{config, wiring};
+use crate::{config, secrets, wiring};
 
 /// Arguments of `cairn serve`.
 #[derive(clap::Args)]
@@ -95,7 +95,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         body_limit: server.body_limit_bytes.max(1024),
         shutdown_grace: Duration::from_secs(server.shutdown_grace_s),
         api_key: server.api_key.clone().filter(|k| !k.is_empty()),
-        operator_key: Some(wiring::operator_key(&loaded)?),
+        operator_key: Some(secrets::operator_key(&loaded)?),
         watchdog_stuck: Duration::from_secs(server.watchdog_stuck_s),
         watchdog_action: cairn_server::watchdog::WatchdogAction::parse(&server.watchdog_action)
             .with_context(|| {
@@ -136,6 +136,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             rt.provider().default_model()
         }
     );
+    record_start(&loaded, &rt, listen).await?;
     let db = loaded.database().display();
     let pinger = crate::sd_notify::Notifier::from_env().map(std::sync::Arc::new);
     let stopped = shutdown.clone();
@@ -227,4 +228,28 @@ pub(crate) async fn wait_for_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
     }
+}
+
+/// Writes the start to the audit log with a digest of the configuration
+/// in force (file and environment), so a changed config shows between two
+/// starts. A server that cannot write its log does not start.
+async fn record_start(
+    loaded: &config::Loaded,
+    rt: &cairn_runtime::Runtime,
+    listen: SocketAddr,
+) -> Result<()> {
+    let Some(audit) = rt.audit() else {
+        return Ok(());
+    };
+    let config = serde_json::to_vec(&loaded.config).context("serializing the configuration")?;
+    let event = cairn_core::audit::AuditEvent::Started {
+        version: env!("CARGO_PKG_VERSION").into(),
+        config_sha256: cairn_core::audit::digest(&config),
+        listen: listen.to_string(),
+    };
+    audit
+        .record(cairn_core::audit::Actor::System, event)
+        .await
+        .context("writing the audit log")?;
+    Ok(())
 }

@@ -152,15 +152,21 @@ async fn require_key(State(state): State<Arc<AppState>>, mut req: Request, next:
     } else if state.api_key.is_none() || is(&state.api_key) {
         Caller::User
     } else {
+        let reason = "missing or wrong API key: send `Authorization: Bearer <key>`";
+        let status = StatusCode::UNAUTHORIZED;
+        crate::audit::refused(&state, req.method(), req.uri().path(), status, reason).await;
         return ApiError {
-            status: StatusCode::UNAUTHORIZED,
+            status,
             code: "unauthorized",
-            message: "missing or wrong API key: send `Authorization: Bearer <key>`".into(),
+            message: reason.into(),
         }
         .into_response();
     };
     req.extensions_mut().insert(caller);
-    next.run(req).await
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let response = next.run(req).await;
+    crate::audit::key_used(&state, caller, &method, &path, response.status()).await;
+    response
 }
 
 /// The credentials of `Authorization: Bearer …` (the scheme is case

@@ -165,6 +165,7 @@ pub async fn create_agent(
         )));
     }
     state.tables.agents.put_agent(&spec).await?;
+    crate::audit::agent_changed(&state, caller, &AgentSpec::default(), &spec).await;
     Ok((StatusCode::CREATED, Json(spec)))
 }
 
@@ -182,6 +183,7 @@ pub async fn put_agent(
     let current = state.agent(&spec.name).await.found()?.unwrap_or_default();
     require_operator(caller, &current, &spec)?;
     state.tables.agents.put_agent(&spec).await?;
+    crate::audit::agent_changed(&state, caller, &current, &spec).await;
     Ok(Json(spec))
 }
 

@@ -33,6 +33,7 @@ fn entry(i: usize) -> NewAudit {
             action: format!("POST /v1/thing/{i}"),
             status: 403,
             reason: "no".into(),
+            suppressed: 0,
         },
     )
 }

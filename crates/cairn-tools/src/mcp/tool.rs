@@ -96,6 +96,10 @@ impl Tool for McpTool {
         self.idempotent
     }
 
+    fn place(&self) -> cairn_core::audit::Place {
+        cairn_core::audit::Place::Mcp
+    }
+
     async fn call(&self, ctx: &ToolContext, input: Value) -> ToolOutput {
         let arguments = match input {
             Value::Object(map) => map,
@@ -287,6 +291,10 @@ impl Tool for BoundSide {
 
     fn idempotent(&self) -> bool {
         true
+    }
+
+    fn place(&self) -> cairn_core::audit::Place {
+        cairn_core::audit::Place::Mcp
     }
 
     async fn call(&self, ctx: &ToolContext, input: Value) -> ToolOutput {

@@ -1,0 +1,85 @@
+//! The secrets cairn keeps in its home, each a file of 256 random bits in
+//! hex, mode 0600, made at first use: the operator's key and the audit
+//! key. Sandboxed commands never see them (all of `CAIRN_HOME` is hidden
+//! from them), and neither is in the database.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use cairn_core::audit::AuditKey;
+
+use crate::config::Loaded;
+
+/// Where the operator's key lives.
+pub fn operator_key_path(home: &Path) -> PathBuf {
+    home.join("operator.key")
+}
+
+/// Where the audit key lives.
+pub fn audit_key_path(home: &Path) -> PathBuf {
+    home.join("audit.key")
+}
+
+/// The operator's key, made when missing. It admits to the API like the
+/// API key and alone may widen an agent's isolation.
+pub fn operator_key(loaded: &Loaded) -> Result<String> {
+    secret_file(&operator_key_path(&loaded.home), "the operator key")
+}
+
+/// The key audit entries are sealed with, made when missing. Every
+/// process writing one store (coordinators on one PostgreSQL) must have
+/// the same one.
+pub fn audit_key(loaded: &Loaded) -> Result<AuditKey> {
+    let path = audit_key_path(&loaded.home);
+    let text = secret_file(&path, "the audit key")?;
+    AuditKey::from_hex(&text).with_context(|| path.display().to_string())
+}
+
+/// The audit key, which must already exist (for reading the log: a
+/// missing key is not made, as a new one could verify nothing).
+pub fn existing_audit_key(home: &Path) -> Result<AuditKey> {
+    let path = audit_key_path(home);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+            "no audit key at {}: the log is verified with the key of the server that wrote it (copy its audit.key here, or set CAIRN_HOME)",
+            path.display()
+        ),
+        Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+    };
+    crate::config::check_secret_mode(&path)?;
+    AuditKey::from_hex(&text).with_context(|| path.display().to_string())
+}
+
+/// The secret in `path`, made (256 random bits, mode 0600) when missing.
+fn secret_file(path: &Path, what: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::read_to_string(path) {
+        Ok(key) if !key.trim().is_empty() => {
+            crate::config::check_secret_mode(path)?;
+            return Ok(key.trim().to_string());
+        }
+        Ok(_) => anyhow::bail!(
+            "{} is empty; delete it to have {what} made anew",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+    }
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .with_context(|| format!("reading /dev/urandom for {what}"))?;
+    let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(key.as_bytes())
+        .and_then(|_| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(key)
+}
