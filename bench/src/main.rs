@@ -236,6 +236,7 @@ async fn fresh_turn(rt: &Runtime, agent: &AgentSpec, input: &str) -> Result<cair
         agent: agent.clone(),
         session_id: None,
         input: input.into(),
+        user_id: None,
     };
     Ok(rt.run_turn(req, &|_| {}, Default::default()).await?)
 }

@@ -62,6 +62,8 @@ enum Command {
     Mcp(commands::mcp::Args),
     /// Hybrid routing: `cairn route explain "<prompt>"` shows where a prompt would go and why.
     Route(commands::route::Args),
+    /// People's API keys: create --user U --role viewer|member|admin [--agent A], list, revoke ID.
+    Apikey(commands::apikey::Args),
     /// The audit log: tail [--follow], verify [--head SEQ:SEAL], export (JSON lines).
     Audit(commands::audit::Args),
     /// Show configuration, database and recent activity.
@@ -110,6 +112,7 @@ fn main() -> ExitCode {
             Command::Worker(a) => commands::worker::run(a).await,
             Command::Route(a) => commands::route::run(a).await,
             Command::Mcp(a) => commands::mcp::run(a).await,
+            Command::Apikey(a) => commands::apikey::run(a).await,
             Command::Audit(a) => commands::audit::run(a).await,
             Command::Status(a) => commands::status::run(a).await,
             Command::Doctor => commands::doctor::run().await,

@@ -10,6 +10,7 @@ pub mod channel;
 pub mod cluster;
 pub mod ids;
 pub mod journal;
+pub mod keys;
 pub mod memory;
 pub mod message;
 pub mod model;

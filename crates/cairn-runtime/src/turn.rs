@@ -22,6 +22,8 @@ pub struct TurnRequest {
     pub session_id: Option<String>,
     /// The user's message.
     pub input: String,
+    /// The person the run works for (`None`: the local owner).
+    pub user_id: Option<String>,
 }
 
 /// How long a job lease lasts without a heartbeat.
@@ -105,7 +107,8 @@ impl Runtime {
         self.store
             .ensure_session(&session_id, &req.agent.name)
             .await?;
-        let run = self.queued_run(&req.agent, session_id, req.input.clone(), now_ms());
+        let mut run = self.queued_run(&req.agent, session_id, req.input.clone(), now_ms());
+        run.user_id = req.user_id.clone();
         let job = self.store.create_run(&run).await?;
         Ok((run, job))
     }

@@ -40,6 +40,7 @@ async fn crashed_during(
             agent,
             session_id: Some("s".into()),
             input: "do it".into(),
+            user_id: None,
         })
         .await
         .unwrap();

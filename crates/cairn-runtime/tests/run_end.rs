@@ -60,6 +60,7 @@ async fn submit(rt: &Runtime, session: &str) -> RunRecord {
         agent: AgentSpec::default(),
         session_id: Some(session.into()),
         input: "hello".into(),
+        user_id: None,
     };
     rt.submit(&req).await.unwrap().0
 }

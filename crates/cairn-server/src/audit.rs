@@ -60,21 +60,10 @@ pub(crate) fn surface(path: &str) -> &'static str {
     }
 }
 
-/// Who a request is from, for the log.
-pub(crate) fn actor(state: &AppState, caller: Option<Caller>) -> Actor {
-    match caller {
-        Some(Caller::Operator) => Actor::Operator,
-        Some(Caller::User) if state.api_key.is_some() => Actor::Key {
-            key: "server.api_key".into(),
-            user: "api".into(),
-        },
-        _ => Actor::Anonymous,
-    }
-}
-
 /// Records a refusal, within the budget.
 pub(crate) async fn refused(
     state: &AppState,
+    who: Actor,
     method: &Method,
     path: &str,
     status: StatusCode,
@@ -93,13 +82,13 @@ pub(crate) async fn refused(
         reason: reason.into(),
         suppressed,
     };
-    audit.note(Actor::Anonymous, event).await;
+    audit.note(who, event).await;
 }
 
 /// Records a request that changes something, with how it was answered.
 pub(crate) async fn key_used(
     state: &AppState,
-    caller: Caller,
+    caller: &Caller,
     method: &Method,
     path: &str,
     status: StatusCode,
@@ -115,14 +104,16 @@ pub(crate) async fn key_used(
         action: format!("{method} {path}"),
         status: status.as_u16(),
     };
-    audit.note(actor(state, Some(caller)), event).await;
+    audit
+        .note(caller.actor(state.api_key.is_some()), event)
+        .await;
 }
 
 /// Records that an agent was created or changed, and which isolation
 /// fields the change widened.
 pub(crate) async fn agent_changed(
     state: &AppState,
-    caller: Caller,
+    caller: &Caller,
     current: &cairn_core::AgentSpec,
     new: &cairn_core::AgentSpec,
 ) {
@@ -137,7 +128,9 @@ pub(crate) async fn agent_changed(
         name: new.name.clone(),
         widened,
     };
-    audit.note(actor(state, Some(caller)), event).await;
+    audit
+        .note(caller.actor(state.api_key.is_some()), event)
+        .await;
 }
 
 #[cfg(test)]

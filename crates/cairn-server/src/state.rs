@@ -7,7 +7,7 @@ use cairn_runtime::Runtime;
 use std::sync::Arc;
 
 use cairn_store::{
-    AgentStore, BatchStore, ChannelStore, JobQueue, MemoryStore, RunsView, ScheduleStore,
+    AgentStore, BatchStore, ChannelStore, JobQueue, KeyStore, MemoryStore, RunsView, ScheduleStore,
     SessionStore, Store, StoreError,
 };
 use tokio::sync::Notify;
@@ -35,6 +35,8 @@ pub struct Tables {
     pub(crate) batches: Arc<dyn BatchStore>,
     /// Runs and journals, read-only.
     pub(crate) runs: RunsView,
+    /// People's API keys.
+    pub(crate) keys: Arc<dyn KeyStore>,
 }
 
 impl Tables {
@@ -48,6 +50,7 @@ impl Tables {
             memories: store.memories(),
             queue: store.queue(),
             batches: store.batches(),
+            keys: store.keys(),
             runs: store.runs(),
         }
     }

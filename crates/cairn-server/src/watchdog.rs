@@ -153,6 +153,7 @@ async fn retry(state: &Arc<AppState>, run_id: &str) -> Option<String> {
         agent,
         session_id: Some(run.session_id.clone()),
         input: run.input.clone(),
+        user_id: run.user_id.clone(),
     };
     match state.rt.submit(&req).await {
         Ok((new_run, _job)) => {

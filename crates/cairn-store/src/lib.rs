@@ -27,6 +27,7 @@ mod channels;
 mod cluster;
 mod error;
 mod journal;
+mod keys;
 mod memories;
 mod owner;
 pub mod postgres;
@@ -51,6 +52,7 @@ pub use channels::{Accepted, AwaitingReply, ChannelStore, NewOutbound};
 pub use cluster::ClusterStore;
 pub use error::{Found, StoreError};
 pub use journal::{JournalStore, NewCompaction, NewEntry, StepCommit};
+pub use keys::KeyStore;
 pub use memories::{
     MemoryStore, NewMemory, SavedMemory, StoredVector, TermCounts, blob_to_vector, index_terms,
     index_words, terms_text, vector_to_blob,
@@ -74,6 +76,7 @@ pub trait Backend:
     + ChannelStore
     + ClusterStore
     + JournalStore
+    + KeyStore
     + MemoryStore
     + JobQueue
     + RunStore

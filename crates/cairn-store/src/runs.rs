@@ -117,6 +117,14 @@ pub trait RunStore: Send + Sync {
         limit: i64,
     ) -> Result<Vec<RunRecord>, StoreError>;
 
+    /// `user`'s runs, newest first, optionally of one session.
+    async fn list_runs_of(
+        &self,
+        user: &str,
+        session_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<RunRecord>, StoreError>;
+
     /// Runs in progress with their last sign of progress (their newest
     /// journal entry's time, or their creation) and the tool calls of
     /// their newest step, for the watchdog.

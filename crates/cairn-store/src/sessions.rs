@@ -71,6 +71,22 @@ pub trait SessionStore: Send + Sync {
     /// Sessions, most recently changed first.
     async fn list_sessions(&self, limit: i64) -> Result<Vec<SessionInfo>, StoreError>;
 
+    /// Returns the session, creating it for `agent` as `user`'s if it does
+    /// not exist (an existing session keeps its owner: the caller checks).
+    async fn ensure_session_of(
+        &self,
+        id: &str,
+        agent: &str,
+        user: &str,
+    ) -> Result<SessionInfo, StoreError>;
+
+    /// `user`'s sessions, most recently changed first.
+    async fn list_sessions_of(
+        &self,
+        user: &str,
+        limit: i64,
+    ) -> Result<Vec<SessionInfo>, StoreError>;
+
     /// Tries to take the session for `run_id` for `lease_ms`. Returns `None`
     /// while another live run holds it, or while an older run of the session
     /// is unfinished (turns go in the order they were asked); an expired

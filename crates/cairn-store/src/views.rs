@@ -8,7 +8,7 @@ use std::sync::Arc;
 use cairn_core::{JournalEntry, RunRecord};
 
 use crate::{
-    AgentStore, Backend, BatchStore, ChannelStore, JobQueue, MemoryStore, RunProgress,
+    AgentStore, Backend, BatchStore, ChannelStore, JobQueue, KeyStore, MemoryStore, RunProgress,
     ScheduleStore, SessionStore, Store, StoreError,
 };
 
@@ -29,6 +29,16 @@ impl RunsView {
         limit: i64,
     ) -> Result<Vec<RunRecord>, StoreError> {
         self.0.list_runs(session_id, limit).await
+    }
+
+    /// `user`'s runs, newest first, optionally of one session.
+    pub async fn list_runs_of(
+        &self,
+        user: &str,
+        session_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        self.0.list_runs_of(user, session_id, limit).await
     }
 
     /// Counts of runs per status.
@@ -86,6 +96,11 @@ impl Store {
 
     /// The job queue alone (claiming and completing run jobs).
     pub fn queue(&self) -> Arc<dyn JobQueue> {
+        self.0.clone()
+    }
+
+    /// People's API keys alone.
+    pub fn keys(&self) -> Arc<dyn KeyStore> {
         self.0.clone()
     }
 

@@ -75,6 +75,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             agent: agent.clone(),
             session_id: Some(session.clone()),
             input: line.to_string(),
+            user_id: None,
         };
         let run = super::turn_with_ctrl_c(&rt, req, &on_event).await?;
         println!();

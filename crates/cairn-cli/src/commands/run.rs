@@ -71,6 +71,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             agent,
             session_id: args.session,
             input,
+            user_id: None,
         },
         &on_event,
     )

@@ -18,6 +18,36 @@ impl Api {
         }
     }
 
+    /// Sending `Authorization: Bearer <key>` on every request.
+    pub fn with_key(server: &ServerProcess, key: &str) -> Api {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let value = format!("Bearer {key}").parse().unwrap();
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        Api {
+            http: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .unwrap(),
+            url: server.url.clone(),
+        }
+    }
+
+    /// A request with any method and optional body.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut r = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     /// Over TLS to a coordinator, trusting its cluster's CA (by fingerprint).
     pub fn tls(server: &ServerProcess, ca_sha256: &str) -> Api {
         let _ = rustls::crypto::ring::default_provider().install_default();

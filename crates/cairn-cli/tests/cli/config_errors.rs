@@ -15,7 +15,7 @@ fn init_writes_a_config_that_loads() {
     let again = ok(h.cmd(), &["init"]);
     assert!(stderr(&again).contains("already exists"));
     let status = json(&h, &["status"]);
-    assert_eq!(status["schema_version"], 17);
+    assert_eq!(status["schema_version"], 19);
     assert_eq!(status["sessions"], 0);
 }
 

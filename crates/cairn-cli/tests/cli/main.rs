@@ -27,6 +27,7 @@ mod memory;
 mod migrate;
 mod openai_compat;
 mod operator;
+mod people;
 mod postgres;
 mod provider_errors;
 mod router;

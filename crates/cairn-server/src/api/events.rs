@@ -110,9 +110,10 @@ pub async fn wait_for_run(
     responses((status = 200, content_type = "text/event-stream", body = RunEvent), (status = 404, body = ErrorBody)))]
 pub async fn run_events_sse(
     State(state): State<Arc<AppState>>,
+    axum::Extension(caller): axum::Extension<crate::api::Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let run = state.tables.runs.get_run(&id).await?;
+    let run = crate::api::caller::visible_run(&state, &caller, &id).await?;
     let rx = state.hub.subscribe(&run.id);
     Ok(run_sse(state, run.id, rx).into_response())
 }
@@ -122,10 +123,11 @@ pub async fn run_events_sse(
     responses((status = 101, description = "switching to WebSocket"), (status = 404, body = ErrorBody)))]
 pub async fn run_events_ws(
     State(state): State<Arc<AppState>>,
+    axum::Extension(caller): axum::Extension<crate::api::Caller>,
     Path(id): Path<String>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let run = state.tables.runs.get_run(&id).await?;
+    let run = crate::api::caller::visible_run(&state, &caller, &id).await?;
     let rx = state.hub.subscribe(&run.id);
     Ok(ws.on_upgrade(move |socket| forward_ws(socket, state, run.id, rx)))
 }

@@ -169,7 +169,8 @@ pub async fn browser_guard(
             };
             tracing::warn!(code, %message, "request refused");
             let path = req.uri().path();
-            crate::audit::refused(&state, req.method(), path, status, &message).await;
+            let who = cairn_core::audit::Actor::Anonymous;
+            crate::audit::refused(&state, who, req.method(), path, status, &message).await;
             ApiError {
                 status,
                 code,

@@ -1,5 +1,6 @@
 //! Routes, the JSON body extractor and the API-key check.
 
+pub mod caller;
 pub mod events;
 pub mod guard;
 pub mod memory;
@@ -128,45 +129,58 @@ pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
         .with_state(state)
 }
 
-/// Who a request comes from, as its key says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Caller {
-    /// The operator's key: may also widen isolation.
-    Operator,
-    /// The API key, or no key where none is required.
-    User,
+pub use caller::Caller;
+
+/// Requires a key when the server has one (the operator's key, the shared
+/// `server.api_key`, or a person's key), and a person's key always; then
+/// the role's limits at the door. Marks the request with its [`Caller`];
+/// refusals and changes go to the audit log.
+async fn require_key(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let caller = match identify(&state, req.headers()).await {
+        Ok(c) => c,
+        Err(e) => {
+            let who = cairn_core::audit::Actor::Anonymous;
+            crate::audit::refused(&state, who, &method, &path, e.status, &e.message).await;
+            return e.into_response();
+        }
+    };
+    if let Err(e) = caller::door(&caller, &method, &path) {
+        let who = caller.actor(state.api_key.is_some());
+        crate::audit::refused(&state, who, &method, &path, e.status, &e.message).await;
+        return e.into_response();
+    }
+    req.extensions_mut().insert(caller.clone());
+    let response = next.run(req).await;
+    crate::audit::key_used(&state, &caller, &method, &path, response.status()).await;
+    response
 }
 
-/// Requires `Authorization: Bearer <key>` when the server has a key; the
-/// operator's key is accepted wherever the API key is. Marks the request
-/// with its [`Caller`].
-async fn require_key(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
-    let given = bearer(req.headers());
+/// Who the request's key says it is from.
+async fn identify(state: &AppState, headers: &axum::http::HeaderMap) -> Result<Caller, ApiError> {
+    let given = bearer(headers);
     let is = |key: &Option<String>| {
         key.as_deref()
             .zip(given)
             .is_some_and(|(k, g)| constant_time_eq(g.as_bytes(), k.as_bytes()))
     };
-    let caller = if is(&state.operator_key) {
-        Caller::Operator
-    } else if state.api_key.is_none() || is(&state.api_key) {
-        Caller::User
-    } else {
-        let reason = "missing or wrong API key: send `Authorization: Bearer <key>`";
-        let status = StatusCode::UNAUTHORIZED;
-        crate::audit::refused(&state, req.method(), req.uri().path(), status, reason).await;
-        return ApiError {
-            status,
-            code: "unauthorized",
-            message: reason.into(),
-        }
-        .into_response();
-    };
-    req.extensions_mut().insert(caller);
-    let (method, path) = (req.method().clone(), req.uri().path().to_string());
-    let response = next.run(req).await;
-    crate::audit::key_used(&state, caller, &method, &path, response.status()).await;
-    response
+    if is(&state.operator_key) {
+        return Ok(Caller::Operator);
+    }
+    if let Some(person) = match given {
+        Some(g) => caller::person(state, g).await?,
+        None => None,
+    } {
+        return Ok(Caller::Person(person));
+    }
+    if state.api_key.is_none() || is(&state.api_key) {
+        return Ok(Caller::Owner);
+    }
+    Err(ApiError {
+        status: StatusCode::UNAUTHORIZED,
+        code: "unauthorized",
+        message: "missing or wrong API key: send `Authorization: Bearer <key>`".into(),
+    })
 }
 
 /// The credentials of `Authorization: Bearer …` (the scheme is case

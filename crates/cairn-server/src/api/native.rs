@@ -113,9 +113,9 @@ fn check_agent(state: &AppState, spec: &AgentSpec) -> Result<(), ApiError> {
 /// Refuses a change that widens an agent's isolation unless the operator
 /// asks: a prompt-injected command or a web page holding no more than the
 /// API's access must not turn an agent's commands loose on the host.
-fn require_operator(caller: Caller, current: &AgentSpec, new: &AgentSpec) -> Result<(), ApiError> {
+fn require_operator(caller: &Caller, current: &AgentSpec, new: &AgentSpec) -> Result<(), ApiError> {
     let widened = cairn_core::agent::widened(current, new);
-    if widened.is_empty() || caller == Caller::Operator {
+    if widened.is_empty() || *caller == Caller::Operator {
         return Ok(());
     }
     Err(ApiError {
@@ -150,7 +150,7 @@ pub async fn create_agent(
     ApiJson(spec): ApiJson<AgentSpec>,
 ) -> Result<(StatusCode, Json<AgentSpec>), ApiError> {
     check_agent(&state, &spec)?;
-    require_operator(caller, &AgentSpec::default(), &spec)?;
+    require_operator(&caller, &AgentSpec::default(), &spec)?;
     if state
         .tables
         .agents
@@ -165,7 +165,7 @@ pub async fn create_agent(
         )));
     }
     state.tables.agents.put_agent(&spec).await?;
-    crate::audit::agent_changed(&state, caller, &AgentSpec::default(), &spec).await;
+    crate::audit::agent_changed(&state, &caller, &AgentSpec::default(), &spec).await;
     Ok((StatusCode::CREATED, Json(spec)))
 }
 
@@ -181,9 +181,9 @@ pub async fn put_agent(
     spec.name = name;
     check_agent(&state, &spec)?;
     let current = state.agent(&spec.name).await.found()?.unwrap_or_default();
-    require_operator(caller, &current, &spec)?;
+    require_operator(&caller, &current, &spec)?;
     state.tables.agents.put_agent(&spec).await?;
-    crate::audit::agent_changed(&state, caller, &current, &spec).await;
+    crate::audit::agent_changed(&state, &caller, &current, &spec).await;
     Ok(Json(spec))
 }
 
@@ -205,9 +205,14 @@ impl ListQuery {
 #[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions", params(ListQuery), responses((status = 200, body = Vec<SessionInfo>)))]
 pub async fn list_sessions(
     State(state): S,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<SessionInfo>>, ApiError> {
-    Ok(Json(state.tables.sessions.list_sessions(q.limit()).await?))
+    let sessions = &state.tables.sessions;
+    Ok(Json(match caller.scope() {
+        Some(user) => sessions.list_sessions_of(user, q.limit()).await?,
+        None => sessions.list_sessions(q.limit()).await?,
+    }))
 }
 
 #[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions", request_body = CreateSession,
@@ -215,6 +220,7 @@ pub async fn list_sessions(
               (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create_session(
     State(state): S,
+    Extension(caller): Extension<Caller>,
     ApiJson(req): ApiJson<CreateSession>,
 ) -> Result<(StatusCode, Json<SessionInfo>), ApiError> {
     state.agent(&req.agent).await?;
@@ -232,11 +238,7 @@ pub async fn create_session(
         .await
         .found()?
         .is_some();
-    let info = state
-        .tables
-        .sessions
-        .ensure_session(&id, &req.agent)
-        .await?;
+    let info = super::caller::own_session(&state, &caller, &id, &req.agent).await?;
     Ok((
         if existed {
             StatusCode::OK
@@ -251,24 +253,29 @@ pub async fn create_session(
     responses((status = 200, body = SessionInfo), (status = 404, body = ErrorBody)))]
 pub async fn get_session(
     State(state): S,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<SessionInfo>, ApiError> {
-    Ok(Json(state.tables.sessions.get_session(&id).await?))
+    Ok(Json(
+        super::caller::visible_session(&state, &caller, &id).await?,
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/messages", tag = "sessions", params(("id" = String, Path)),
     responses((status = 200, body = Vec<Message>), (status = 404, body = ErrorBody)))]
 pub async fn session_messages(
     State(state): S,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<Message>>, ApiError> {
-    state.tables.sessions.get_session(&id).await?;
+    super::caller::visible_session(&state, &caller, &id).await?;
     Ok(Json(state.tables.sessions.messages(&id).await?))
 }
 
 /// Queues a run for `input` in an existing session and wakes an executor.
 pub(crate) async fn start_run(
     state: &AppState,
+    caller: &Caller,
     session_id: &str,
     input: String,
 ) -> Result<RunRecord, ApiError> {
@@ -281,7 +288,8 @@ pub(crate) async fn start_run(
             input.len()
         )));
     }
-    let session = state.tables.sessions.get_session(session_id).await?;
+    let session = super::caller::visible_session(state, caller, session_id).await?;
+    caller.may_use(&session.agent)?;
     let agent = state.agent(&session.agent).await?;
     let (run, _job) = state
         .rt
@@ -289,6 +297,7 @@ pub(crate) async fn start_run(
             agent,
             session_id: Some(session_id.to_string()),
             input,
+            user_id: caller.user().map(str::to_string),
         })
         .await?;
     Ok(run)
@@ -300,11 +309,12 @@ pub(crate) async fn start_run(
               (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub async fn post_message(
     State(state): S,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     headers: HeaderMap,
     ApiJson(req): ApiJson<PostMessage>,
 ) -> Result<Response, ApiError> {
-    let run = start_run(&state, &id, req.content).await?;
+    let run = start_run(&state, &caller, &id, req.content).await?;
     let events = state.hub.subscribe(&run.id);
     state.wake.notify_one();
     let wants_sse = headers
@@ -326,21 +336,25 @@ pub async fn post_message(
 #[utoipa::path(get, path = "/api/v1/runs", tag = "runs", params(ListQuery), responses((status = 200, body = Vec<RunRecord>)))]
 pub async fn list_runs(
     State(state): S,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<RunRecord>>, ApiError> {
-    Ok(Json(
-        state
-            .tables
-            .runs
-            .list_runs(q.session.as_deref(), q.limit())
-            .await?,
-    ))
+    let runs = &state.tables.runs;
+    let (session, limit) = (q.session.as_deref(), q.limit());
+    Ok(Json(match caller.scope() {
+        Some(user) => runs.list_runs_of(user, session, limit).await?,
+        None => runs.list_runs(session, limit).await?,
+    }))
 }
 
 #[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "runs", params(("id" = String, Path, description = "run id or a unique prefix")),
     responses((status = 200, body = RunDetail), (status = 404, body = ErrorBody)))]
-pub async fn get_run(State(state): S, Path(id): Path<String>) -> Result<Json<RunDetail>, ApiError> {
-    let run = state.tables.runs.get_run(&id).await?;
+pub async fn get_run(
+    State(state): S,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<RunDetail>, ApiError> {
+    let run = super::caller::visible_run(&state, &caller, &id).await?;
     let journal = state.tables.runs.journal(&run.id).await?;
     Ok(Json(RunDetail { run, journal }))
 }
@@ -349,9 +363,10 @@ pub async fn get_run(State(state): S, Path(id): Path<String>) -> Result<Json<Run
     responses((status = 202, body = RunRecord), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn cancel_run(
     State(state): S,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<RunRecord>), ApiError> {
-    let run = state.tables.runs.get_run(&id).await?;
+    let run = super::caller::visible_run(&state, &caller, &id).await?;
     if run.status.is_terminal() {
         return Err(ApiError::conflict(format!(
             "run {} has already {}",

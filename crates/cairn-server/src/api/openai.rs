@@ -19,6 +19,7 @@ use cairn_store::Found;
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::api::Caller;
 use crate::api::native::start_run;
 use crate::error::ApiError;
 
@@ -134,10 +135,11 @@ pub struct ChatCompletionRequest {
     responses((status = 200, description = "chat.completion or a stream of chat.completion.chunk"), (status = 400, description = "OpenAI error"), (status = 404, description = "unknown model")))]
 pub async fn chat_completions(
     State(state): State<Arc<AppState>>,
+    axum::Extension(caller): axum::Extension<Caller>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match complete(state, headers, body).await {
+    match complete(state, &caller, headers, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
@@ -145,6 +147,7 @@ pub async fn chat_completions(
 
 async fn complete(
     state: Arc<AppState>,
+    caller: &Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, OpenAiError> {
@@ -180,8 +183,8 @@ async fn complete(
     let include_usage = req["stream_options"]["include_usage"]
         .as_bool()
         .unwrap_or(false);
-    let session_id = session_for(&state, &headers, &agent, &convo).await?;
-    let run = start_run(&state, &session_id, last.text()).await?;
+    let session_id = session_for(&state, caller, &headers, &agent, &convo).await?;
+    let run = start_run(&state, caller, &session_id, last.text()).await?;
     let rx = state.hub.subscribe(&run.id);
     state.wake.notify_one();
     let session_header = HeaderValue::from_str(&session_id)
@@ -258,6 +261,7 @@ fn conversation(req: &Value) -> Result<(Vec<Message>, Message), OpenAiError> {
 /// holding the conversation the client sent.
 async fn session_for(
     state: &AppState,
+    caller: &Caller,
     headers: &HeaderMap,
     agent: &str,
     convo: &[Message],
@@ -266,17 +270,11 @@ async fn session_for(
     if let Some(s) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) {
         cairn_core::ids::validate_name("session", s)
             .map_err(|e| OpenAiError::invalid(e.to_string(), None))?;
-        store
-            .ensure_session(s, agent)
-            .await
-            .map_err(ApiError::from)?;
+        crate::api::caller::own_session(state, caller, s, agent).await?;
         return Ok(s.to_string());
     }
     let id = cairn_core::ids::new_id("ses");
-    store
-        .ensure_session(&id, agent)
-        .await
-        .map_err(ApiError::from)?;
+    crate::api::caller::own_session(state, caller, &id, agent).await?;
     store
         .seed_messages(&id, convo)
         .await

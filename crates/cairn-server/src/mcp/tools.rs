@@ -102,9 +102,14 @@ pub(super) async fn ask_agent(call: Call<'_>) -> Outcome {
         return Err(format!("no agent named {agent:?}; list_agents names them"));
     }
     let session = ask_session(state, agent, call.text("session")?).await?;
-    let run = start_run(state, &session, message.to_string())
-        .await
-        .map_err(|e| e.message)?;
+    let run = start_run(
+        state,
+        &crate::api::Caller::Owner,
+        &session,
+        message.to_string(),
+    )
+    .await
+    .map_err(|e| e.message)?;
     follow(&call, &run).await?;
     let done = state
         .tables

@@ -59,6 +59,23 @@ impl RunStore for Store {
         rows.into_iter().map(run_from_row).collect()
     }
 
+    async fn list_runs_of(
+        &self,
+        user: &str,
+        session_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let rows: Vec<RunRow> = sqlx::query_as(select_runs!(
+            "WHERE user_id = $1 AND (CAST($2 AS TEXT) IS NULL OR session_id = $2) ORDER BY created_at DESC, id DESC LIMIT $3"
+        ))
+        .bind(user)
+        .bind(session_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(run_from_row).collect()
+    }
+
     async fn running_progress(&self) -> Result<Vec<RunProgress>, StoreError> {
         let rows: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT r.id, r.session_id, COALESCE((SELECT MAX(at) FROM run_journal j WHERE j.run_id = r.id), r.created_at)

@@ -53,6 +53,43 @@ impl SessionStore for Store {
         Ok(rows.into_iter().map(session_from_row).collect())
     }
 
+    async fn ensure_session_of(
+        &self,
+        id: &str,
+        agent: &str,
+        user: &str,
+    ) -> Result<SessionInfo, StoreError> {
+        let _writing = self.lock_writes().await;
+        sqlx::query(
+            "INSERT INTO sessions (id, agent, version, created_at, updated_at, user_id)
+             VALUES ($1, $2, 0, $3, $3, $4) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(agent)
+        .bind(now_ms())
+        .bind(user)
+        .execute(self.writer())
+        .await?;
+        check_agent(self.get_session(id).await?, agent)
+    }
+
+    async fn list_sessions_of(
+        &self,
+        user: &str,
+        limit: i64,
+    ) -> Result<Vec<SessionInfo>, StoreError> {
+        let rows: Vec<SessionRow> = sqlx::query_as(
+            "SELECT s.id, s.agent, s.version, s.created_at, s.updated_at, s.user_id,
+                    (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id) AS n
+             FROM sessions s WHERE s.user_id = $1 ORDER BY s.updated_at DESC LIMIT $2",
+        )
+        .bind(user)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(session_from_row).collect())
+    }
+
     async fn try_acquire_session(
         &self,
         session_id: &str,

@@ -72,6 +72,10 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
         include_str!("../../migrations/postgres/0017_workspace_homes.sql"),
     ),
     (18, include_str!("../../migrations/postgres/0018_audit.sql")),
+    (
+        19,
+        include_str!("../../migrations/postgres/0019_api_keys.sql"),
+    ),
 ];
 
 pub(crate) async fn current_version(pool: &PgPool) -> Result<i64, StoreError> {

@@ -10,6 +10,7 @@ mod batches;
 mod channels;
 mod cluster;
 mod journal;
+mod keys;
 mod memories;
 pub(crate) mod migrate;
 mod queue;

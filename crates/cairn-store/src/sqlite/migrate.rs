@@ -62,6 +62,10 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0017_workspace_homes.sql"),
     ),
     (18, include_str!("../../migrations/sqlite/0018_audit.sql")),
+    (
+        19,
+        include_str!("../../migrations/sqlite/0019_api_keys.sql"),
+    ),
 ];
 
 pub(crate) async fn current_version(pool: &SqlitePool) -> Result<i64, StoreError> {

@@ -9,6 +9,7 @@ mod channels;
 mod cluster;
 mod fast_writer;
 mod journal;
+mod keys;
 mod memories;
 pub(crate) mod migrate;
 mod queue;

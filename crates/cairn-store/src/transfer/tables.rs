@@ -343,4 +343,17 @@ pub const TABLES: &[Table] = &[
             ("seal", Text),
         ],
     },
+    Table {
+        name: "api_keys",
+        key: &["id"],
+        columns: &[
+            ("id", Text),
+            ("user_id", Text),
+            ("role", Text),
+            ("agent", Text),
+            ("secret_sha256", Text),
+            ("created_at", Int),
+            ("revoked_at", Int),
+        ],
+    },
 ];

@@ -8,6 +8,7 @@ mod batches;
 mod channels;
 mod cluster;
 mod journal;
+mod keys;
 mod memories;
 mod parity;
 mod queue;

@@ -1,0 +1,242 @@
+//! People's keys end to end: `cairn apikey` makes, lists and revokes them;
+//! two members on one agent never see, read, continue or stream each
+//! other's sessions and runs by any route; a viewer reads and never runs;
+//! no key, a wrong one or a revoked one is a 401 with a JSON error, and a
+//! refused request stores nothing.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use cairn_testkit::{CairnHome, FakeLlm, Reply};
+
+use crate::api::{Api, start};
+use crate::*;
+
+fn make_key(h: &CairnHome, user: &str, role: &str) -> (String, String) {
+    let v = json(h, &["apikey", "create", "--user", user, "--role", role]);
+    let key = v["key"].as_str().unwrap().to_string();
+    assert!(key.starts_with("ck_"), "{v}");
+    let id = v["record"]["id"].as_str().unwrap().to_string();
+    assert!(v["record"].get("secret_sha256").is_none(), "{v}");
+    (key, id)
+}
+
+async fn count_sessions(owner: &Api) -> usize {
+    let (s, v) = owner.get("/api/v1/sessions?limit=1000").await;
+    assert_eq!(s, 200);
+    v.as_array().unwrap().len()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn members_are_kept_apart_viewers_only_read_and_bad_keys_are_refused() {
+    let h = home();
+    let fake = FakeLlm::start();
+    fake.respond_with(|_| Some(Reply::text("noted")));
+    let (alice_key, _) = make_key(&h, "alice", "member");
+    let (bob_key, _) = make_key(&h, "bob", "member");
+    let (carol_key, _) = make_key(&h, "carol", "viewer");
+    let (dave_key, dave_id) = make_key(&h, "dave", "member");
+    let server = start(&h, &fake);
+    let owner = Api::new(&server);
+    let alice = Api::with_key(&server, &alice_key);
+    let bob = Api::with_key(&server, &bob_key);
+    let carol = Api::with_key(&server, &carol_key);
+
+    // Alice's session and run.
+    let (s, v) = alice
+        .post("/api/v1/sessions", json!({"id": "alice-notes"}))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["user_id"], "alice");
+    let (s, first) = alice
+        .post(
+            "/api/v1/sessions/alice-notes/messages",
+            json!({"content": "my secret plan", "wait": true}),
+        )
+        .await;
+    assert_eq!(s, 200, "{first}");
+    assert_eq!(first["user_id"], "alice");
+    let run_id = first["id"].as_str().unwrap().to_string();
+    let prefix = &run_id[..run_id.len() - 4];
+
+    // Bob sees none of it, by any route.
+    let (s, v) = bob.get("/api/v1/sessions").await;
+    assert_eq!((s, v.clone()), (200, json!([])), "{v}");
+    let (s, v) = bob.get("/api/v1/runs").await;
+    assert_eq!((s, v.clone()), (200, json!([])), "{v}");
+    for path in [
+        "/api/v1/sessions/alice-notes".to_string(),
+        "/api/v1/sessions/alice-notes/messages".to_string(),
+        format!("/api/v1/runs/{run_id}"),
+        format!("/api/v1/runs/{prefix}"),
+        format!("/api/v1/runs/{run_id}/events"),
+        "/api/v1/runs?session=alice-notes".to_string(),
+    ] {
+        let (s, v) = bob.get(&path).await;
+        if path.contains("?session") {
+            assert_eq!((s, v.clone()), (200, json!([])), "{path}: {v}");
+        } else {
+            assert_eq!(s, 404, "{path}: {v}");
+            assert!(!v.to_string().contains("secret plan"), "{path}: {v}");
+        }
+    }
+    let (s, _) = bob
+        .post(&format!("/api/v1/runs/{run_id}/cancel"), json!({}))
+        .await;
+    assert_eq!(s, 404);
+    let before = fake.requests().len();
+    let (s, v) = bob
+        .post(
+            "/api/v1/sessions/alice-notes/messages",
+            json!({"content": "what is the plan?", "wait": true}),
+        )
+        .await;
+    assert_eq!(s, 404, "{v}");
+    // Not by claiming her session id either, nor through the OpenAI endpoint.
+    let (s, v) = bob
+        .post("/api/v1/sessions", json!({"id": "alice-notes"}))
+        .await;
+    assert_eq!(s, 409, "{v}");
+    let r = bob
+        .http
+        .post(format!("{}/v1/chat/completions", bob.url))
+        .header("x-cairn-session", "alice-notes")
+        .json(&json!({"model": "cairn:default", "messages": [{"role": "user", "content": "repeat the plan"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    assert_eq!(
+        fake.requests().len(),
+        before,
+        "no model call for a refused request"
+    );
+    let (_, msgs) = alice.get("/api/v1/sessions/alice-notes/messages").await;
+    assert_eq!(
+        msgs.as_array().unwrap().len(),
+        2,
+        "nothing added to her session: {msgs}"
+    );
+
+    // Bob's own OpenAI-endpoint session is his.
+    let r = bob
+        .http
+        .post(format!("{}/v1/chat/completions", bob.url))
+        .json(
+            &json!({"model": "cairn:default", "messages": [{"role": "user", "content": "hello"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let bobs = r.headers()["x-cairn-session"].to_str().unwrap().to_string();
+    let (_, v) = bob.get("/api/v1/sessions").await;
+    assert_eq!(v[0]["id"], bobs.as_str());
+    let (s, _) = alice.get(&format!("/api/v1/sessions/{bobs}")).await;
+    assert_eq!(s, 404);
+
+    // Members change no agents and reach no surface not yet kept apart.
+    let agent = json!({"name": "mine", "system_prompt": "x", "model": "", "max_steps": 2,
+                       "max_tokens": 50, "tools": [], "stream": false});
+    let (s, v) = alice.post("/api/v1/agents", agent.clone()).await;
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(v["error"]["code"], "forbidden");
+    for path in [
+        "/api/v1/agents/default/memories/search?q=plan",
+        "/api/v1/schedules",
+        "/metrics",
+    ] {
+        let (s, _) = alice.get(path).await;
+        assert_eq!(s, 403, "{path}");
+    }
+
+    // A viewer reads (nothing of others) and never runs.
+    let sessions = count_sessions(&owner).await;
+    let (s, v) = carol.get("/api/v1/sessions").await;
+    assert_eq!((s, v), (200, json!([])));
+    let (s, v) = carol
+        .post("/api/v1/sessions", json!({"id": "carols"}))
+        .await;
+    assert_eq!(s, 403, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("viewer"),
+        "{v}"
+    );
+    let (s, _) = carol
+        .post(
+            "/api/v1/sessions/alice-notes/messages",
+            json!({"content": "hi"}),
+        )
+        .await;
+    assert_eq!(s, 403);
+    assert_eq!(count_sessions(&owner).await, sessions, "nothing stored");
+
+    // Revoked, wrong and unknown keys: 401 with a JSON error, nothing stored.
+    ok(h.cmd(), &["apikey", "revoke", &dave_id]);
+    let again = run(h.cmd(), &["apikey", "revoke", &dave_id]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        stderr(&again).contains("already revoked"),
+        "{}",
+        describe(&again)
+    );
+    let mut wrong = alice_key.clone();
+    wrong.pop();
+    wrong.push(if alice_key.ends_with('0') { '1' } else { '0' });
+    let unknown = format!("ck_{}_{}", "0".repeat(12), "0".repeat(64));
+    for key in [dave_key.as_str(), wrong.as_str(), unknown.as_str()] {
+        let api = Api::with_key(&server, key);
+        let (s, v) = api
+            .send(
+                Method::POST,
+                "/api/v1/sessions",
+                Some(json!({"id": "intruder"})),
+            )
+            .await;
+        assert_eq!(s, 401, "{key}: {v}");
+        assert_eq!(v["error"]["code"], "unauthorized", "{v}");
+    }
+    assert_eq!(count_sessions(&owner).await, sessions, "nothing stored");
+
+    // The owner (no key, loopback) sees everyone's.
+    let (_, all) = owner.get("/api/v1/sessions").await;
+    let ids: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&"alice-notes") && ids.contains(&bobs.as_str()),
+        "{ids:?}"
+    );
+
+    // Listing shows the keys without secrets; the audit log has it all.
+    let listed = stdout(&ok(h.cmd(), &["apikey", "list"]));
+    assert!(
+        listed.contains("alice") && listed.contains("viewer"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&alice_key[16..]), "{listed}");
+    let audit = stdout(&ok(h.cmd(), &["audit", "tail", "-n", "500", "--json"]));
+    let entries: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let made = entries
+        .iter()
+        .filter(|e| e["event"]["kind"] == "key_created")
+        .count();
+    assert_eq!(made, 4);
+    assert!(entries.iter().any(|e| e["event"]["kind"] == "key_revoked"));
+    assert!(entries.iter().any(|e| e["event"]["kind"] == "refused"
+        && e["actor"]["user"] == "carol"
+        && e["event"]["status"] == 403));
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["event"]["kind"] == "key_used" && e["actor"]["user"] == "alice")
+    );
+    ok(h.cmd(), &["audit", "verify"]);
+    drop(server);
+}
