@@ -3,6 +3,7 @@
 //! See bench/README.md.
 
 mod always_on;
+mod audit;
 mod cluster;
 mod mcp;
 mod memory;
@@ -506,6 +507,10 @@ async fn main() -> Result<()> {
     if std::env::args().nth(1).as_deref() == Some("recall") {
         let args: Vec<String> = std::env::args().skip(2).collect();
         return recall::run(&args).await;
+    }
+    // `cairn-bench audit`: sealed audit appends against plain inserts.
+    if std::env::args().nth(1).as_deref() == Some("audit") {
+        return audit::run().await;
     }
     // `cairn-bench queue`: the job queue on PostgreSQL against its peers.
     if std::env::args().nth(1).as_deref() == Some("queue") {

@@ -15,9 +15,36 @@ pub fn operator_key_path(home: &Path) -> PathBuf {
     home.join("operator.key")
 }
 
-/// Where the audit key lives.
+/// Where the audit key lives: beside the cluster's CA once there is one
+/// (`cluster/audit.key`, so copying `cluster/` to another coordinator
+/// brings it: they must share it to extend one chain), else in the home.
 pub fn audit_key_path(home: &Path) -> PathBuf {
-    home.join("audit.key")
+    let cluster = home.join("cluster");
+    if cluster.is_dir() {
+        cluster.join("audit.key")
+    } else {
+        home.join("audit.key")
+    }
+}
+
+/// A home that made its key before its cluster did keeps it: the key is
+/// copied beside the CA (the chain it sealed goes on).
+fn carry_into_cluster(home: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let (old, new) = (home.join("audit.key"), audit_key_path(home));
+    if old == new || new.exists() || !old.exists() {
+        return Ok(());
+    }
+    let key = std::fs::read(&old).with_context(|| format!("reading {}", old.display()))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&new)
+        .with_context(|| format!("creating {}", new.display()))?;
+    std::io::Write::write_all(&mut file, &key)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", new.display()))
 }
 
 /// The operator's key, made when missing. It admits to the API like the
@@ -30,6 +57,7 @@ pub fn operator_key(loaded: &Loaded) -> Result<String> {
 /// process writing one store (coordinators on one PostgreSQL) must have
 /// the same one.
 pub fn audit_key(loaded: &Loaded) -> Result<AuditKey> {
+    carry_into_cluster(&loaded.home)?;
     let path = audit_key_path(&loaded.home);
     let text = secret_file(&path, "the audit key")?;
     AuditKey::from_hex(&text).with_context(|| path.display().to_string())
@@ -38,6 +66,7 @@ pub fn audit_key(loaded: &Loaded) -> Result<AuditKey> {
 /// The audit key, which must already exist (for reading the log: a
 /// missing key is not made, as a new one could verify nothing).
 pub fn existing_audit_key(home: &Path) -> Result<AuditKey> {
+    carry_into_cluster(home)?;
     let path = audit_key_path(home);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,

@@ -61,7 +61,12 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let loaded = config::load()?;
     let ca = CaDir(loaded.home.join("cluster"));
     match args.command {
-        ClusterCommand::Init { san } => init(&ca, san),
+        ClusterCommand::Init { san } => {
+            let code = init(&ca, san)?;
+            // The audit key goes beside the CA, for every coordinator to share.
+            crate::secrets::audit_key(&loaded)?;
+            Ok(code)
+        }
         ClusterCommand::JoinToken { labels, ttl } => {
             let labels = Labels::parse(&labels).context("--labels")?;
             let ttl_ms = cairn_core::schedule::parse_interval(&ttl).map_err(|_| {

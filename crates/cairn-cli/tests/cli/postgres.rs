@@ -27,7 +27,13 @@ async fn a_session_continues_on_another_host_after_the_first_is_killed() {
     assert_eq!(done["run"]["status"], "completed", "{done}");
     first.kill9();
 
+    // Another host on the same database seals the same audit chain.
     let second_host = home();
+    std::fs::copy(
+        first_host.path().join("audit.key"),
+        second_host.path().join("audit.key"),
+    )
+    .unwrap();
     let second = serve_on(&second_host, &fake, db.url());
     let api = Api::new(&second);
     let (_, messages) = api.get("/api/v1/sessions/s1/messages").await;
