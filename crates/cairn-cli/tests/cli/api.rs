@@ -20,6 +20,8 @@ impl Api {
 
     /// Sending `Authorization: Bearer <key>` on every request.
     pub fn with_key(server: &ServerProcess, key: &str) -> Api {
+        // Already installed by an earlier client, or installed now.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut headers = reqwest::header::HeaderMap::new();
         let value = format!("Bearer {key}").parse().unwrap();
         headers.insert(reqwest::header::AUTHORIZATION, value);

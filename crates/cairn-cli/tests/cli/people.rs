@@ -141,11 +141,7 @@ async fn members_are_kept_apart_viewers_only_read_and_bad_keys_are_refused() {
     let (s, v) = alice.post("/api/v1/agents", agent.clone()).await;
     assert_eq!(s, 403, "{v}");
     assert_eq!(v["error"]["code"], "forbidden");
-    for path in [
-        "/api/v1/agents/default/memories/search?q=plan",
-        "/api/v1/schedules",
-        "/metrics",
-    ] {
+    for path in ["/api/v1/schedules", "/metrics"] {
         let (s, _) = alice.get(path).await;
         assert_eq!(s, 403, "{path}");
     }
@@ -238,5 +234,134 @@ async fn members_are_kept_apart_viewers_only_read_and_bad_keys_are_refused() {
             .any(|e| e["event"]["kind"] == "key_used" && e["actor"]["user"] == "alice")
     );
     ok(h.cmd(), &["audit", "verify"]);
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn members_search_save_and_forget_only_their_own_and_shared_facts_by_any_route() {
+    let h = home();
+    let fake = FakeLlm::start();
+    let (alice_key, _) = make_key(&h, "alice", "member");
+    let (bob_key, _) = make_key(&h, "bob", "member");
+    let (carol_key, _) = make_key(&h, "carol", "viewer");
+    ok(
+        h.cmd(),
+        &[
+            "memory",
+            "save",
+            "--shared",
+            "The office wifi password is on the fridge.",
+        ],
+    );
+    let server = start(&h, &fake);
+    let alice = Api::with_key(&server, &alice_key);
+    let bob = Api::with_key(&server, &bob_key);
+    let carol = Api::with_key(&server, &carol_key);
+    let (s, fact) = alice
+        .post(
+            "/api/v1/agents/default/memories",
+            json!({"text": "Alice's locker code is 4512."}),
+        )
+        .await;
+    assert_eq!(s, 201, "{fact}");
+    assert_eq!(fact["user_id"], "alice");
+    let fact_id = fact["id"].as_str().unwrap().to_string();
+    // Saving as someone else is refused.
+    let (s, _) = bob
+        .post(
+            "/api/v1/agents/default/memories",
+            json!({"text": "Alice owes Bob $5.", "user_id": "alice"}),
+        )
+        .await;
+    assert_eq!(s, 403);
+
+    let (_, hits) = alice
+        .get("/api/v1/agents/default/memories/search?q=locker+code")
+        .await;
+    assert!(hits.to_string().contains("4512"), "{hits}");
+    for path in [
+        "/api/v1/agents/default/memories/search?q=locker+code",
+        "/api/v1/agents/default/memories",
+    ] {
+        let (s, v) = bob.get(path).await;
+        assert_eq!(s, 200, "{path}: {v}");
+        assert!(!v.to_string().contains("4512"), "{path}: {v}");
+    }
+    let (s, _) = bob
+        .get("/api/v1/agents/default/memories/search?q=locker&user=alice")
+        .await;
+    assert_eq!(s, 403);
+    // Shared facts reach everyone.
+    let (_, hits) = bob
+        .get("/api/v1/agents/default/memories/search?q=wifi+password")
+        .await;
+    assert!(hits.to_string().contains("fridge"), "{hits}");
+    // Bob cannot forget Alice's fact, nor can a viewer forget anything.
+    let (s, _) = bob
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/agents/default/memories/{fact_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 404);
+    let (s, _) = carol
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/agents/default/memories/{fact_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 403);
+
+    // Through a run: Bob's agent searching memory finds none of Alice's.
+    fake.push([
+        Reply::tool("memory_search", json!({"query": "locker code"})),
+        Reply::text("I do not know it."),
+    ]);
+    let (s, _) = bob.post("/api/v1/sessions", json!({"id": "bobs"})).await;
+    assert_eq!(s, 201);
+    let (s, done) = bob
+        .post(
+            "/api/v1/sessions/bobs/messages",
+            json!({"content": "what is the locker code?", "wait": true}),
+        )
+        .await;
+    assert_eq!(s, 200, "{done}");
+    for req in fake.requests() {
+        let body = req.body.to_string();
+        assert!(
+            !body.contains("4512"),
+            "Alice's fact reached Bob's run: {body}"
+        );
+    }
+    // Alice's own run recalls it.
+    fake.push([
+        Reply::tool("memory_search", json!({"query": "locker code"})),
+        Reply::text("4512."),
+    ]);
+    alice
+        .post("/api/v1/sessions", json!({"id": "alices"}))
+        .await;
+    let (s, _) = alice
+        .post(
+            "/api/v1/sessions/alices/messages",
+            json!({"content": "what is my locker code?", "wait": true}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let last = fake.requests().pop().unwrap();
+    assert!(
+        last.body.to_string().contains("4512"),
+        "her run sees her fact"
+    );
+    let (s, gone) = alice
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/agents/default/memories/{fact_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{gone}");
     drop(server);
 }

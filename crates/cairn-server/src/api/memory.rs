@@ -13,9 +13,10 @@ use cairn_memory::{MemoryError, SaveMemory, Scope, SearchOptions};
 use cairn_store::SavedMemory;
 use serde::Deserialize;
 
-use super::ApiJson;
+use super::{ApiJson, Caller};
 use crate::AppState;
 use crate::error::ApiError;
+use axum::Extension;
 
 type S = State<Arc<AppState>>;
 
@@ -36,6 +37,19 @@ impl From<MemoryError> for ApiError {
 
 fn agent_name(name: &str) -> Result<(), ApiError> {
     validate_name("agent", name).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// The person whose facts a caller asks for: a person's key is its own
+/// person whatever `?user=` says (another's is refused); the owner may
+/// name anyone.
+fn person_asked(caller: &Caller, asked: Option<String>) -> Result<Option<String>, ApiError> {
+    match (caller.scope(), asked) {
+        (None, asked) => Ok(asked),
+        (Some(me), Some(other)) if other != me => Err(super::caller::forbidden(
+            "a key sees its own person's facts (and shared ones) only",
+        )),
+        (Some(me), _) => Ok(Some(me.to_string())),
+    }
 }
 
 /// `?limit=&user=` on memory listings.
@@ -63,16 +77,19 @@ pub struct MemorySearchQuery {
     responses((status = 200, body = Vec<MemoryRecord>), (status = 400, body = ErrorBody)))]
 pub async fn list_memories(
     State(state): S,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Query(q): Query<MemoryListQuery>,
 ) -> Result<Json<Vec<MemoryRecord>>, ApiError> {
     agent_name(&name)?;
+    caller.may_use(&name)?;
+    let user = person_asked(&caller, q.user)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     Ok(Json(
         state
             .rt
             .memory()
-            .list(&name, q.user.as_deref(), limit)
+            .list(&name, user.as_deref(), limit)
             .await?,
     ))
 }
@@ -84,16 +101,19 @@ pub async fn list_memories(
               (status = 400, body = ErrorBody)))]
 pub async fn save_memory(
     State(state): S,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     ApiJson(req): ApiJson<SaveMemoryRequest>,
 ) -> Result<Response, ApiError> {
     agent_name(&name)?;
+    caller.may_use(&name)?;
+    let user_id = person_asked(&caller, req.user_id)?;
     let saved = state
         .rt
         .memory()
         .save(SaveMemory {
             agent: name,
-            user_id: req.user_id,
+            user_id,
             text: req.text,
             importance: req.importance,
             source: Some("api".into()),
@@ -112,12 +132,15 @@ pub async fn save_memory(
     responses((status = 200, body = Vec<MemoryHit>), (status = 400, body = ErrorBody)))]
 pub async fn search_memories(
     State(state): S,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Query(q): Query<MemorySearchQuery>,
 ) -> Result<Json<Vec<MemoryHit>>, ApiError> {
     agent_name(&name)?;
+    caller.may_use(&name)?;
+    let user = person_asked(&caller, q.user)?;
     let opts = SearchOptions {
-        scope: q.user.map_or(Scope::Everyone, |u| Scope::Person(Some(u))),
+        scope: user.map_or(Scope::Everyone, |u| Scope::Person(Some(u))),
         limit: q.limit.unwrap_or(10).clamp(1, 100),
         ..Default::default()
     };
@@ -129,14 +152,13 @@ pub async fn search_memories(
     responses((status = 200, description = "forgotten", body = MemoryRecord), (status = 404, body = ErrorBody)))]
 pub async fn forget_memory(
     State(state): S,
+    Extension(caller): Extension<Caller>,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<Json<MemoryRecord>, ApiError> {
     agent_name(&name)?;
-    Ok(Json(
-        state
-            .rt
-            .memory()
-            .forget(&name, &Scope::Everyone, &id)
-            .await?,
-    ))
+    caller.may_use(&name)?;
+    let scope = caller
+        .scope()
+        .map_or(Scope::Everyone, |me| Scope::Person(Some(me.to_string())));
+    Ok(Json(state.rt.memory().forget(&name, &scope, &id).await?))
 }
