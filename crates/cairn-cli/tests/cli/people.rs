@@ -141,10 +141,42 @@ async fn members_are_kept_apart_viewers_only_read_and_bad_keys_are_refused() {
     let (s, v) = alice.post("/api/v1/agents", agent.clone()).await;
     assert_eq!(s, 403, "{v}");
     assert_eq!(v["error"]["code"], "forbidden");
-    for path in ["/api/v1/schedules", "/metrics"] {
-        let (s, _) = alice.get(path).await;
-        assert_eq!(s, 403, "{path}");
+    let (s, _) = alice.get("/metrics").await;
+    assert_eq!(s, 403);
+
+    // Schedules: a member's are theirs alone.
+    let (s, sched) = alice
+        .post(
+            "/api/v1/schedules",
+            json!({"agent": "default", "prompt": "remind me of my plan", "kind": "every", "spec": "1h"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{sched}");
+    assert_eq!(sched["user_id"], "alice");
+    let sid = sched["id"].as_str().unwrap().to_string();
+    let (_, mine) = alice.get("/api/v1/schedules").await;
+    assert_eq!(mine.as_array().unwrap().len(), 1, "{mine}");
+    let (s, v) = bob.get("/api/v1/schedules").await;
+    assert_eq!((s, v), (200, json!([])));
+    for (method, path) in [
+        (Method::GET, format!("/api/v1/schedules/{sid}")),
+        (Method::GET, format!("/api/v1/schedules/{sid}/fires")),
+        (Method::POST, format!("/api/v1/schedules/{sid}/pause")),
+        (Method::DELETE, format!("/api/v1/schedules/{sid}")),
+    ] {
+        let (s, v) = bob.send(method, &path, None).await;
+        assert_eq!(s, 404, "{path}: {v}");
     }
+    // Nor may Bob schedule into Alice's session.
+    let (s, v) = bob
+        .post(
+            "/api/v1/schedules",
+            json!({"agent": "default", "session_id": "alice-notes", "prompt": "tell me the plan", "kind": "every", "spec": "1h"}),
+        )
+        .await;
+    assert_eq!(s, 409, "{v}");
+    let (_, still) = alice.get(&format!("/api/v1/schedules/{sid}")).await;
+    assert_eq!(still["paused"], false, "{still}");
 
     // A viewer reads (nothing of others) and never runs.
     let sessions = count_sessions(&owner).await;

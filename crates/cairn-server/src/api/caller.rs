@@ -3,8 +3,8 @@
 //! owner, as the CLI does; a person's key (`ck_…`, `cairn apikey create`)
 //! carries a role: a viewer reads, a member talks to agents, both see only
 //! their own sessions and runs; changing agents, keys or config is an
-//! admin's. Surfaces not yet scoped per person (schedules, `/mcp`,
-//! `/metrics`) are closed to members and viewers rather than shown whole.
+//! admin's. Surfaces not yet scoped per person (`/mcp`, `/metrics`) are
+//! closed to members and viewers rather than shown whole.
 
 use axum::http::{Method, StatusCode};
 use cairn_core::audit::Actor;
@@ -134,7 +134,7 @@ pub fn door(caller: &Caller, method: &Method, path: &str) -> Result<(), ApiError
         ));
     }
     // Not yet scoped per person: closed rather than shown whole.
-    let unscoped = path == "/mcp" || path == "/metrics" || path.starts_with("/api/v1/schedules");
+    let unscoped = path == "/mcp" || path == "/metrics";
     if unscoped {
         return Err(forbidden(format!(
             "{path} is open to admins only for now (this key's role is {})",

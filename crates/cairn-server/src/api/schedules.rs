@@ -12,9 +12,10 @@ use cairn_core::now_ms;
 use cairn_core::schedule::{FireRecord, NewSchedule, ScheduleRecord};
 use serde::Deserialize;
 
-use super::ApiJson;
+use super::{ApiJson, Caller};
 use crate::AppState;
 use crate::error::ApiError;
+use axum::Extension;
 
 type S = State<Arc<AppState>>;
 
@@ -36,14 +37,18 @@ pub struct FiresQuery {
     responses((status = 200, body = Vec<ScheduleRecord>)))]
 pub async fn list_schedules(
     State(state): S,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<ScheduleListQuery>,
 ) -> Result<Json<Vec<ScheduleRecord>>, ApiError> {
+    let all = state
+        .tables
+        .schedules
+        .list_schedules(q.agent.as_deref())
+        .await?;
     Ok(Json(
-        state
-            .tables
-            .schedules
-            .list_schedules(q.agent.as_deref())
-            .await?,
+        all.into_iter()
+            .filter(|s| caller.sees(s.user_id.as_deref()))
+            .collect(),
     ))
 }
 
@@ -51,6 +56,7 @@ pub async fn list_schedules(
     responses((status = 201, body = ScheduleRecord), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn create_schedule(
     State(state): S,
+    Extension(caller): Extension<Caller>,
     ApiJson(new): ApiJson<NewSchedule>,
 ) -> Result<(StatusCode, Json<ScheduleRecord>), ApiError> {
     validate_name("agent", &new.agent).map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -58,8 +64,14 @@ pub async fn create_schedule(
         validate_name("session", s).map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
     state.agent(&new.agent).await?;
-    let s = ScheduleRecord::create(new, new_id("sch"), "api", now_ms())
+    caller.may_use(&new.agent)?;
+    // A person's schedule fires into a session of theirs, never another's.
+    if let (Some(_), Some(session)) = (caller.user(), &new.session_id) {
+        crate::api::caller::own_session(&state, &caller, session, &new.agent).await?;
+    }
+    let mut s = ScheduleRecord::create(new, new_id("sch"), "api", now_ms())
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    s.user_id = caller.user().map(str::to_string);
     state.tables.schedules.create_schedule(&s).await?;
     Ok((StatusCode::CREATED, Json(s)))
 }
@@ -68,18 +80,20 @@ pub async fn create_schedule(
     responses((status = 200, body = ScheduleRecord), (status = 404, body = ErrorBody)))]
 pub async fn get_schedule(
     State(state): S,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<ScheduleRecord>, ApiError> {
-    Ok(Json(state.tables.schedules.get_schedule(&id).await?))
+    Ok(Json(visible(&state, &caller, &id).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/schedules/{id}", tag = "schedules", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn delete_schedule(
     State(state): S,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let s = state.tables.schedules.get_schedule(&id).await?;
+    let s = visible(&state, &caller, &id).await?;
     state.tables.schedules.delete_schedule(&s.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -88,9 +102,10 @@ pub async fn delete_schedule(
     responses((status = 200, body = ScheduleRecord), (status = 404, body = ErrorBody)))]
 pub async fn pause_schedule(
     State(state): S,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<ScheduleRecord>, ApiError> {
-    let s = state.tables.schedules.get_schedule(&id).await?;
+    let s = visible(&state, &caller, &id).await?;
     state
         .tables
         .schedules
@@ -103,9 +118,10 @@ pub async fn pause_schedule(
     responses((status = 200, body = ScheduleRecord), (status = 404, body = ErrorBody)))]
 pub async fn resume_schedule(
     State(state): S,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<ScheduleRecord>, ApiError> {
-    let s = state.tables.schedules.get_schedule(&id).await?;
+    let s = visible(&state, &caller, &id).await?;
     let next = s
         .next_due_on_resume(now_ms())
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -121,10 +137,11 @@ pub async fn resume_schedule(
     responses((status = 200, body = Vec<FireRecord>), (status = 404, body = ErrorBody)))]
 pub async fn schedule_fires(
     State(state): S,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Query(q): Query<FiresQuery>,
 ) -> Result<Json<Vec<FireRecord>>, ApiError> {
-    let s = state.tables.schedules.get_schedule(&id).await?;
+    let s = visible(&state, &caller, &id).await?;
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
     Ok(Json(
         state
@@ -133,4 +150,14 @@ pub async fn schedule_fires(
             .schedule_fires(Some(&s.id), limit)
             .await?,
     ))
+}
+
+/// A schedule this caller may see; another person's reads as absent.
+async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<ScheduleRecord, ApiError> {
+    let s = state.tables.schedules.get_schedule(id).await?;
+    if caller.sees(s.user_id.as_deref()) {
+        Ok(s)
+    } else {
+        Err(ApiError::not_found(format!("schedule {id:?} not found")))
+    }
 }
