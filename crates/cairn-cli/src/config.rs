@@ -242,6 +242,10 @@ pub struct ServerConfig {
     pub allowed_hosts: Vec<String>,
     /// Origins (`https://host[:port]`) whose pages may call the API.
     pub allowed_origins: Vec<String>,
+    /// TLS certificate chain (PEM) for a single node; with `tls_key`.
+    pub tls_cert: String,
+    /// Its private key (PEM).
+    pub tls_key: String,
 }
 
 impl Default for ServerConfig {
@@ -257,6 +261,8 @@ impl Default for ServerConfig {
             watchdog_action: "cancel".into(),
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
         }
     }
 }

@@ -221,3 +221,27 @@ pub fn save_node_identity(
     write(&dir.join("node.pem"), cert_pem, false)?;
     write(&dir.join("ca.pem"), ca_pem, false)
 }
+
+/// A self-signed server certificate for `names` in `dir` (`cert.pem`,
+/// `key.pem` 0600), made once and reused; returns its SHA-256, for clients
+/// to pin.
+pub fn self_signed_server(dir: &Path, names: &[String]) -> Result<String, ClusterError> {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    if !cert.exists() || !key.exists() {
+        std::fs::create_dir_all(dir).map_err(|e| ClusterError::io(dir, e))?;
+        let pair = KeyPair::generate()?;
+        let mut p = CertificateParams::new(names.to_vec())?;
+        p.distinguished_name
+            .push(DnType::CommonName, "cairn server");
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        validity(&mut p, CA_VALIDITY_DAYS);
+        let made = p.self_signed(&pair)?;
+        write(&key, &pair.serialize_pem(), true)?;
+        write(&cert, &made.pem(), false)?;
+    }
+    let (chain, _) = identity(&cert, &key)?;
+    let first = chain.first().ok_or_else(|| {
+        ClusterError::BadCertificate(format!("{}: no certificate", cert.display()))
+    })?;
+    Ok(sha256_hex(first))
+}

@@ -60,6 +60,22 @@ pub fn server_config(ca: &CaDir) -> Result<Arc<ServerConfig>, ClusterError> {
     Ok(Arc::new(config))
 }
 
+/// TLS settings of a server that is not a coordinator: a certificate chain
+/// and key from PEM files (yours, or `self_signed_server`'s), no client
+/// certificates.
+pub fn plain_server_config(cert: &Path, key: &Path) -> Result<ServerTls, ClusterError> {
+    let (chain, key) = identity(cert, key)?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A server's TLS settings, ready to listen with.
+pub type ServerTls = Arc<ServerConfig>;
+
 /// A worker's mTLS client settings from its node directory.
 pub fn node_client_config(dir: &Path) -> Result<Arc<ClientConfig>, ClusterError> {
     let (chain, key) = identity(&dir.join("node.pem"), &dir.join("node.key"))?;

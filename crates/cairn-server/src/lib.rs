@@ -20,6 +20,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use cairn_runtime::Runtime;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
@@ -54,6 +55,10 @@ pub struct ServeOptions {
     /// Serve as a cluster coordinator: TLS with the cluster's certificate,
     /// and the join and worker endpoints. `None`: a single node.
     pub coordinator: Option<Arc<cairn_cluster::Coordinator>>,
+    /// TLS for a single node (certificate files, or a self-signed one).
+    pub tls: Option<cairn_cluster::tls::ServerTls>,
+    /// Serve plain HTTP beyond loopback anyway (warned at every start).
+    pub insecure: bool,
 }
 
 /// Why the server could not start or stopped badly.
@@ -72,6 +77,12 @@ pub enum ServeError {
         "refusing to listen on {0} without an API key: anyone who can reach it could run tools on this host. Set CAIRN_SERVER__API_KEY (clients send `Authorization: Bearer <key>`), or listen on 127.0.0.1"
     )]
     Unprotected(SocketAddr),
+    /// Listening beyond this host in plain HTTP: keys and messages would
+    /// cross the network readable.
+    #[error(
+        "refusing to listen on {0} without TLS: API keys and conversations would cross the network in the clear. Give a certificate (--tls-cert FILE --tls-key FILE, or server.tls_cert / server.tls_key), or --tls-self-signed for one made here; --insecure serves plain HTTP anyway"
+    )]
+    Plaintext(SocketAddr),
     /// The store failed at start.
     #[error(transparent)]
     Store(#[from] cairn_store::StoreError),
@@ -93,16 +104,13 @@ pub async fn serve(
     shutdown: CancellationToken,
     on_ready: impl FnOnce(SocketAddr),
 ) -> Result<(), ServeError> {
-    if !opts.listen.ip().is_loopback() && opts.api_key.is_none() {
-        return Err(ServeError::Unprotected(opts.listen));
-    }
+    check_exposure(&opts)?;
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(|source| ServeError::Bind {
             addr: opts.listen,
             source,
         })?;
-    let addr = listener.local_addr()?;
     // Runs a previous process left unfinished become claimable now.
     let recovered = rt.store().recover_leases().await?;
     if recovered > 0 {
@@ -125,11 +133,56 @@ pub async fn serve(
     );
     channels::start(state.clone(), state.channels.clone(), &mut executors);
     let app = api::router(state.clone(), opts.body_limit);
-    let stop = shutdown.clone();
+    listen(app, listener, &opts, shutdown.clone(), on_ready).await?;
+    state.rt.stopping().cancel();
+    executor::drain(executors, opts.shutdown_grace).await;
+    if let Some(hub) = state.rt.mcp() {
+        hub.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Beyond loopback: a key, and TLS unless `--insecure` (warned).
+fn check_exposure(opts: &ServeOptions) -> Result<(), ServeError> {
+    if !opts.listen.ip().is_loopback() {
+        if opts.api_key.is_none() {
+            return Err(ServeError::Unprotected(opts.listen));
+        }
+        let encrypted = opts.tls.is_some() || opts.coordinator.is_some();
+        if !encrypted && !opts.insecure {
+            return Err(ServeError::Plaintext(opts.listen));
+        }
+        if !encrypted {
+            tracing::warn!(listen = %opts.listen, "--insecure: serving plain HTTP beyond loopback; API keys and conversations cross the network readable");
+        }
+    }
+    Ok(())
+}
+
+/// Serves `app` on `listener` (TLS when a coordinator or given a
+/// certificate) until `shutdown` fires.
+async fn listen(
+    app: Router,
+    listener: tokio::net::TcpListener,
+    opts: &ServeOptions,
+    shutdown: CancellationToken,
+    on_ready: impl FnOnce(SocketAddr),
+) -> Result<(), ServeError> {
+    let addr = listener.local_addr()?;
+    let stop = shutdown;
     if let Some(coordinator) = &opts.coordinator {
         let tls = cairn_cluster::tls::server_config(coordinator.ca())?;
         coordinator.start();
         let app = app.merge(coordinator.router());
+        let listener = cairn_cluster::tls::TlsListener::new(listener, tls)?;
+        on_ready(addr);
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<cairn_cluster::tls::Peer>(),
+        )
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await?;
+    } else if let Some(tls) = opts.tls.clone() {
         let listener = cairn_cluster::tls::TlsListener::new(listener, tls)?;
         on_ready(addr);
         axum::serve(
@@ -154,11 +207,6 @@ pub async fn serve(
         )
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await?;
-    }
-    state.rt.stopping().cancel();
-    executor::drain(executors, opts.shutdown_grace).await;
-    if let Some(hub) = state.rt.mcp() {
-        hub.shutdown().await;
     }
     Ok(())
 }

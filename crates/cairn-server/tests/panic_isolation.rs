@@ -68,6 +68,8 @@ async fn a_panicking_run_fails_alone() {
         channels: Default::default(),
         browser: Default::default(),
         coordinator: None,
+        tls: None,
+        insecure: false,
     };
     let shutdown = CancellationToken::new();
     let (tx, rx) = tokio::sync::oneshot::channel();

@@ -20,6 +20,19 @@ pub struct Args {
     /// with the cluster's certificate; workers join and connect here).
     #[arg(long, value_enum, default_value = "single")]
     role: Role,
+    /// TLS certificate chain, PEM (default: server.tls_cert).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// TLS private key, PEM (default: server.tls_key).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Serve TLS with a certificate made here once ($CAIRN_HOME/tls/) for
+    /// the listen address, localhost and this host's name.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    tls_self_signed: bool,
+    /// Serve plain HTTP beyond loopback anyway (logged at every start).
+    #[arg(long)]
+    insecure: bool,
 }
 
 /// What this server is.
@@ -33,7 +46,7 @@ enum Role {
 pub async fn run(args: Args) -> Result<ExitCode> {
     let loaded = config::load()?;
     let server = &loaded.config.server;
-    let listen_text = args.listen.unwrap_or_else(|| server.listen.clone());
+    let listen_text = args.listen.clone().unwrap_or_else(|| server.listen.clone());
     let listen: SocketAddr = listen_text.parse().with_context(|| {
         format!("--listen / server.listen {listen_text:?} is not an address such as 127.0.0.1:7420")
     })?;
@@ -41,9 +54,19 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     if args.role == Role::Coordinator && !ca.exists() {
         bail!(cairn_cluster::ClusterError::NotInitialised(ca.0));
     }
-    let scheme = match args.role {
-        Role::Single => "http",
-        Role::Coordinator => "https",
+    let role = args.role;
+    let tls = match args.role {
+        Role::Single => single_tls(&loaded, &args, listen)?,
+        Role::Coordinator => None,
+    };
+    if args.insecure && tls.is_none() && role == Role::Single && !listen.ip().is_loopback() {
+        eprintln!(
+            "warning: --insecure: serving plain HTTP on {listen}; API keys and conversations cross the network readable"
+        );
+    }
+    let scheme = match (args.role, &tls) {
+        (Role::Single, None) => "http",
+        _ => "https",
     };
     let shutdown = CancellationToken::new();
     let (mut rt, unconfigured) = wiring::serve_runtime(&loaded).await?;
@@ -118,6 +141,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 .collect(),
         },
         coordinator,
+        tls,
+        insecure: args.insecure,
     };
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -168,7 +193,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         eprintln!("  OpenAI API  {scheme}://{addr}/v1       (model \"cairn:<agent>\")");
         eprintln!("  provider    {provider}");
         eprintln!("  database    {db}");
-        if scheme == "https" {
+        if role == Role::Coordinator {
             eprintln!("  cluster     workers: cairn worker --join https://{addr} --token <cairn cluster join-token>");
         }
         if let Some(reason) = &unconfigured {
@@ -252,4 +277,57 @@ async fn record_start(
         .await
         .context("writing the audit log")?;
     Ok(())
+}
+
+/// TLS for a single node: the given certificate files, or one made here.
+fn single_tls(
+    loaded: &config::Loaded,
+    args: &Args,
+    listen: SocketAddr,
+) -> Result<Option<cairn_cluster::tls::ServerTls>> {
+    let server = &loaded.config.server;
+    let given = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+        _ if !server.tls_cert.is_empty() || !server.tls_key.is_empty() => {
+            if server.tls_cert.is_empty() || server.tls_key.is_empty() {
+                bail!("server.tls_cert and server.tls_key go together: set both, or neither");
+            }
+            Some((
+                loaded.home.join(&server.tls_cert),
+                loaded.home.join(&server.tls_key),
+            ))
+        }
+        _ => None,
+    };
+    if let Some((cert, key)) = given {
+        let tls = cairn_cluster::tls::plain_server_config(&cert, &key).with_context(|| {
+            format!(
+                "TLS certificate {} and key {}",
+                cert.display(),
+                key.display()
+            )
+        })?;
+        return Ok(Some(tls));
+    }
+    if !args.tls_self_signed {
+        return Ok(None);
+    }
+    let dir = loaded.home.join("tls");
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    if !listen.ip().is_unspecified() {
+        names.push(listen.ip().to_string());
+    }
+    if let Ok(host) = std::fs::read_to_string("/etc/hostname")
+        && !host.trim().is_empty()
+    {
+        names.push(host.trim().to_string());
+    }
+    let fingerprint = cairn_cluster::pki::self_signed_server(&dir, &names)?;
+    eprintln!(
+        "TLS with a self-signed certificate ({}, sha256 {fingerprint}): clients must trust {}",
+        names.join(", "),
+        dir.join("cert.pem").display()
+    );
+    let tls = cairn_cluster::tls::plain_server_config(&dir.join("cert.pem"), &dir.join("key.pem"))?;
+    Ok(Some(tls))
 }

@@ -40,6 +40,7 @@ mod secrets;
 mod server_api;
 mod server_crash;
 mod supervision;
+mod tls;
 mod tool_runs;
 mod users_apart;
 
