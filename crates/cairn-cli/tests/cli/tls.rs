@@ -28,7 +28,7 @@ fn started(mut cmd: std::process::Command) -> (std::process::Child, String) {
             return (child, log);
         }
     }
-    let _ = child.kill();
+    kill9(&mut child);
     panic!("did not start:\n{log}");
 }
 
