@@ -397,3 +397,114 @@ async fn members_search_save_and_forget_only_their_own_and_shared_facts_by_any_r
     assert_eq!(s, 200, "{gone}");
     drop(server);
 }
+
+/// The JSON-RPC message in a streamable-HTTP answer (JSON or SSE).
+fn rpc_body(text: &str) -> Value {
+    if let Ok(v) = serde_json::from_str(text) {
+        return v;
+    }
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .find(|v| v.get("id").is_some())
+        .unwrap_or_else(|| panic!("no JSON-RPC answer in {text}"))
+}
+
+/// Calls an MCP tool at `/mcp` with `key`, in a fresh MCP session.
+async fn mcp_call(api: &Api, tool: &str, args: Value) -> Value {
+    let post = |body: Value, session: Option<String>| {
+        let mut r = api
+            .http
+            .post(format!("{}/mcp", api.url))
+            .header("accept", "application/json, text/event-stream")
+            .json(&body);
+        if let Some(s) = session {
+            r = r.header("mcp-session-id", s);
+        }
+        r.send()
+    };
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "test", "version": "0"}}});
+    let r = post(init, None).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let session = r.headers()["mcp-session-id"].to_str().unwrap().to_string();
+    let _ = r.text().await.unwrap();
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    post(note, Some(session.clone())).await.unwrap();
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                      "params": {"name": tool, "arguments": args}});
+    let r = post(call, Some(session)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    rpc_body(&r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_mcp_a_member_asks_only_in_their_sessions_and_searches_only_their_facts() {
+    let h = home();
+    let fake = FakeLlm::start();
+    fake.respond_with(|_| Some(Reply::text("ok")));
+    let (alice_key, _) = make_key(&h, "alice", "member");
+    let (bob_key, _) = make_key(&h, "bob", "member");
+    let (carol_key, _) = make_key(&h, "carol", "viewer");
+    let server = start(&h, &fake);
+    let alice = Api::with_key(&server, &alice_key);
+    let bob = Api::with_key(&server, &bob_key);
+    alice
+        .post(
+            "/api/v1/agents/default/memories",
+            json!({"text": "Alice's locker code is 4512."}),
+        )
+        .await;
+    let v = mcp_call(
+        &alice,
+        "ask_agent",
+        json!({"agent": "default", "message": "hello", "session": "alice-mcp"}),
+    )
+    .await;
+    assert_eq!(v["result"]["isError"], false, "{v}");
+    let (_, s) = alice.get("/api/v1/sessions/alice-mcp").await;
+    assert_eq!(s["user_id"], "alice", "{s}");
+    let (_, runs) = alice.get("/api/v1/runs?session=alice-mcp").await;
+    assert_eq!(runs[0]["user_id"], "alice", "{runs}");
+
+    let before = fake.requests().len();
+    let v = mcp_call(
+        &bob,
+        "ask_agent",
+        json!({"agent": "default", "message": "what did she say?", "session": "alice-mcp"}),
+    )
+    .await;
+    assert_eq!(v["result"]["isError"], true, "{v}");
+    assert!(v.to_string().contains("taken"), "{v}");
+    assert_eq!(
+        fake.requests().len(),
+        before,
+        "no run for Bob in her session"
+    );
+    let v = mcp_call(
+        &bob,
+        "memory_search",
+        json!({"agent": "default", "query": "locker code"}),
+    )
+    .await;
+    assert!(!v.to_string().contains("4512"), "{v}");
+    let v = mcp_call(
+        &alice,
+        "memory_search",
+        json!({"agent": "default", "query": "locker code"}),
+    )
+    .await;
+    assert!(v.to_string().contains("4512"), "{v}");
+    // A viewer does not reach the MCP endpoint (its calls run agents).
+    let r = Api::with_key(&server, &carol_key)
+        .http
+        .post(format!("{}/mcp", alice.url))
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    drop(server);
+}

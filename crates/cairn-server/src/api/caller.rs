@@ -3,8 +3,7 @@
 //! owner, as the CLI does; a person's key (`ck_…`, `cairn apikey create`)
 //! carries a role: a viewer reads, a member talks to agents, both see only
 //! their own sessions and runs; changing agents, keys or config is an
-//! admin's. Surfaces not yet scoped per person (`/mcp`, `/metrics`) are
-//! closed to members and viewers rather than shown whole.
+//! admin's. `/metrics` (counts of everyone's work) is an admin's too.
 
 use axum::http::{Method, StatusCode};
 use cairn_core::audit::Actor;
@@ -134,7 +133,7 @@ pub fn door(caller: &Caller, method: &Method, path: &str) -> Result<(), ApiError
         ));
     }
     // Not yet scoped per person: closed rather than shown whole.
-    let unscoped = path == "/mcp" || path == "/metrics";
+    let unscoped = path == "/metrics";
     if unscoped {
         return Err(forbidden(format!(
             "{path} is open to admins only for now (this key's role is {})",

@@ -23,12 +23,34 @@ use crate::AppState;
 #[derive(Clone)]
 pub struct CairnMcp {
     state: Arc<AppState>,
+    /// Served at `/mcp`, where each request carries its caller (the API's
+    /// key check marks it); over stdio the caller is the host's owner.
+    over_http: bool,
 }
 
 impl CairnMcp {
-    /// The handler over `state`.
+    /// The handler over `state`, for stdio (the local owner).
     pub fn new(state: Arc<AppState>) -> Self {
-        CairnMcp { state }
+        CairnMcp {
+            state,
+            over_http: false,
+        }
+    }
+
+    /// Who makes this request: the key the HTTP request carried.
+    fn caller(
+        &self,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<crate::api::Caller, ErrorData> {
+        if !self.over_http {
+            return Ok(crate::api::Caller::Owner);
+        }
+        context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|p| p.extensions.get::<crate::api::Caller>())
+            .cloned()
+            .ok_or_else(|| ErrorData::invalid_request("this request carries no caller", None))
     }
 }
 
@@ -58,6 +80,7 @@ impl ServerHandler for CairnMcp {
     ) -> Result<CallToolResponse, ErrorData> {
         let args = request.arguments.unwrap_or_default();
         let call = tools::Call {
+            caller: self.caller(&context)?,
             state: &self.state,
             args: &args,
             peer: context.peer.clone(),
@@ -122,7 +145,12 @@ pub fn http_service(
     config.max_request_body_bytes = body_limit;
     let factory_state = state;
     rmcp::transport::StreamableHttpService::new(
-        move || Ok(CairnMcp::new(factory_state.clone())),
+        move || {
+            Ok(CairnMcp {
+                state: factory_state.clone(),
+                over_http: true,
+            })
+        },
         Default::default(),
         config,
     )

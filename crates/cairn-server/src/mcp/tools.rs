@@ -19,6 +19,8 @@ pub(super) type Outcome = Result<(String, Option<Value>), String>;
 
 /// One call's inputs.
 pub(super) struct Call<'a> {
+    /// Who asks (a person's key sees only their own sessions and facts).
+    pub caller: crate::api::Caller,
     pub state: &'a Arc<AppState>,
     pub args: &'a JsonObject,
     pub peer: Peer<RoleServer>,
@@ -101,15 +103,10 @@ pub(super) async fn ask_agent(call: Call<'_>) -> Outcome {
     {
         return Err(format!("no agent named {agent:?}; list_agents names them"));
     }
-    let session = ask_session(state, agent, call.text("session")?).await?;
-    let run = start_run(
-        state,
-        &crate::api::Caller::Owner,
-        &session,
-        message.to_string(),
-    )
-    .await
-    .map_err(|e| e.message)?;
+    let session = ask_session(&call, agent).await?;
+    let run = start_run(state, &call.caller, &session, message.to_string())
+        .await
+        .map_err(|e| e.message)?;
     follow(&call, &run).await?;
     let done = state
         .tables
@@ -131,41 +128,19 @@ pub(super) async fn ask_agent(call: Call<'_>) -> Outcome {
     }
 }
 
-/// The session `ask_agent` runs in: the one given (if it is the agent's)
-/// or a new one, made sure to exist.
-async fn ask_session(
-    state: &crate::AppState,
-    agent: &str,
-    given: Option<&str>,
-) -> Result<String, String> {
-    let session = match given {
+/// The session `ask_agent` runs in: the one given (if it is the agent's,
+/// and the caller's) or a new one, made sure to exist.
+async fn ask_session(call: &Call<'_>, agent: &str) -> Result<String, String> {
+    let session = match call.text("session")? {
         Some(s) => {
             cairn_core::ids::validate_name("session", s).map_err(|e| e.to_string())?;
-            let existing = state
-                .tables
-                .sessions
-                .get_session(s)
-                .await
-                .found()
-                .map_err(|e| e.to_string())?;
-            if let Some(found) = existing
-                && found.agent != agent
-            {
-                return Err(format!(
-                    "session {s:?} belongs to agent {:?}, not {agent:?}",
-                    found.agent
-                ));
-            }
             s.to_string()
         }
         None => cairn_core::ids::new_id("ses"),
     };
-    state
-        .tables
-        .sessions
-        .ensure_session(&session, agent)
+    crate::api::caller::own_session(call.state, &call.caller, &session, agent)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.message)?;
     Ok(session)
 }
 
@@ -228,8 +203,8 @@ fn progress_message(e: &RunEvent) -> Option<String> {
     }
 }
 
-/// `memory_search`: the agent's facts for a query (everyone's view, as the
-/// native API gives the operator).
+/// `memory_search`: the agent's facts for a query (everyone's for the
+/// owner; a person's own and shared ones for a person's key).
 pub(super) async fn memory_search(call: Call<'_>) -> Outcome {
     let agent = call.required("agent")?;
     let query = call.required("query")?;
@@ -240,8 +215,13 @@ pub(super) async fn memory_search(call: Call<'_>) -> Outcome {
         .and_then(Value::as_u64)
         .unwrap_or(10)
         .clamp(1, 50) as usize;
+    call.caller.may_use(agent).map_err(|e| e.message)?;
+    let scope = call
+        .caller
+        .scope()
+        .map_or(Scope::Everyone, |me| Scope::Person(Some(me.to_string())));
     let opts = SearchOptions {
-        scope: Scope::Everyone,
+        scope,
         limit,
         ..Default::default()
     };
