@@ -10,7 +10,10 @@ use crate::audit::*;
 
 macro_rules! select_audit {
     ($tail:literal) => {
-        concat!("SELECT seq, at, key_id, actor, event, prev, seal FROM audit_log ", $tail)
+        concat!(
+            "SELECT seq, at, key_id, actor, event, prev, seal FROM audit_log ",
+            $tail
+        )
     };
 }
 
@@ -61,21 +64,20 @@ impl AuditStore for Store {
     }
 
     async fn audit_page(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
-        let rows: Vec<AuditCols> = sqlx::query_as(select_audit!(
-            "WHERE seq > $1 ORDER BY seq LIMIT $2"
-        ))
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<AuditCols> =
+            sqlx::query_as(select_audit!("WHERE seq > $1 ORDER BY seq LIMIT $2"))
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
         Ok(rows.into_iter().map(decode_audit).collect())
     }
 
     async fn audit_tail(&self, n: i64) -> Result<Vec<AuditRow>, StoreError> {
         let mut rows: Vec<AuditCols> = sqlx::query_as(select_audit!("ORDER BY seq DESC LIMIT $1"))
-        .bind(n)
-        .fetch_all(&self.pool)
-        .await?;
+            .bind(n)
+            .fetch_all(&self.pool)
+            .await?;
         rows.reverse();
         Ok(rows.into_iter().map(decode_audit).collect())
     }

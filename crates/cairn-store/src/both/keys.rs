@@ -53,12 +53,13 @@ impl KeyStore for Store {
 
     async fn revoke_key(&self, id: &str, at: i64) -> Result<bool, StoreError> {
         let _writing = self.lock_writes().await;
-        let n = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-            .bind(at)
-            .bind(id)
-            .execute(self.writer())
-            .await?
-            .rows_affected();
+        let n =
+            sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(at)
+                .bind(id)
+                .execute(self.writer())
+                .await?
+                .rows_affected();
         Ok(n == 1)
     }
 }
