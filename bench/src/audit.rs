@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use cairn_core::audit::{Actor, AuditEvent, AuditKey, NewAudit, Verdict};
-use cairn_store::{AuditStore, Backend, PgSettings, PgStore, SqliteStore};
+use cairn_store::{Backend, PgSettings, PgStore, SqliteStore};
 
 /// Entries per measurement.
 const N: usize = 2000;

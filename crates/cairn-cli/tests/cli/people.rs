@@ -508,3 +508,45 @@ async fn over_mcp_a_member_asks_only_in_their_sessions_and_searches_only_their_f
     assert_eq!(r.status(), 403);
     drop(server);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_limited_to_one_agent_sees_and_uses_that_agent_only() {
+    let h = home();
+    let fake = FakeLlm::start();
+    let v = json(
+        &h,
+        &[
+            "apikey", "create", "--user", "erin", "--role", "member", "--agent", "helper",
+        ],
+    );
+    let key = v["key"].as_str().unwrap().to_string();
+    assert_eq!(v["record"]["agent"], "helper");
+    let server = start(&h, &fake);
+    let owner = Api::new(&server);
+    let agent = json!({"name": "helper", "system_prompt": "x", "model": "", "max_steps": 2,
+                       "max_tokens": 50, "tools": [], "stream": false});
+    let (s, v) = owner.post("/api/v1/agents", agent).await;
+    assert_eq!(s, 201, "{v}");
+    let erin = Api::with_key(&server, &key);
+    let (_, models) = erin.get("/v1/models").await;
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["cairn:helper"], "{models}");
+    let (_, agents) = erin.get("/api/v1/agents").await;
+    assert_eq!(agents.as_array().unwrap().len(), 1, "{agents}");
+    let (s, _) = erin.get("/api/v1/agents/default").await;
+    assert_eq!(s, 403);
+    let (s, v) = erin
+        .post("/api/v1/sessions", json!({"id": "e1", "agent": "default"}))
+        .await;
+    assert_eq!(s, 403, "{v}");
+    let (s, v) = erin
+        .post("/api/v1/sessions", json!({"id": "e2", "agent": "helper"}))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    drop(server);
+}

@@ -74,6 +74,12 @@ impl Caller {
         }
     }
 
+    /// Whether listings show this caller `agent` (a key limited to one
+    /// agent sees that one only).
+    pub fn shows_agent(&self, agent: &str) -> bool {
+        self.may_use(agent).is_ok()
+    }
+
     /// Whether this caller may see a thing belonging to `owner`
     /// (`None`: the host's owner).
     pub fn sees(&self, owner: Option<&str>) -> bool {

@@ -65,11 +65,15 @@ pub async fn readyz(State(state): S) -> Response {
 }
 
 #[utoipa::path(get, path = "/api/v1/agents", tag = "agents", responses((status = 200, body = Vec<AgentSpec>)))]
-pub async fn list_agents(State(state): S) -> Result<Json<Vec<AgentSpec>>, ApiError> {
+pub async fn list_agents(
+    State(state): S,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Vec<AgentSpec>>, ApiError> {
     let mut agents = state.tables.agents.list_agents().await?;
     if !agents.iter().any(|a| a.name == "default") {
         agents.insert(0, AgentSpec::default());
     }
+    agents.retain(|a| caller.shows_agent(&a.name));
     Ok(Json(agents))
 }
 
@@ -77,8 +81,10 @@ pub async fn list_agents(State(state): S) -> Result<Json<Vec<AgentSpec>>, ApiErr
     responses((status = 200, body = AgentSpec), (status = 404, body = ErrorBody)))]
 pub async fn get_agent(
     State(state): S,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<Json<AgentSpec>, ApiError> {
+    caller.may_use(&name)?;
     Ok(Json(state.agent(&name).await?))
 }
 

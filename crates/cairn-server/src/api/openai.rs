@@ -78,7 +78,10 @@ fn model_id(agent: &str) -> String {
 
 #[utoipa::path(get, path = "/v1/models", tag = "openai", description = "Agents as OpenAI models named `cairn:<agent>`.",
     responses((status = 200, description = "OpenAI model list")))]
-pub async fn models(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+pub async fn models(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Result<Json<Value>, ApiError> {
     let mut names: Vec<String> = state
         .tables
         .agents
@@ -90,6 +93,7 @@ pub async fn models(State(state): State<Arc<AppState>>) -> Result<Json<Value>, A
     if !names.iter().any(|n| n == "default") {
         names.insert(0, "default".into());
     }
+    names.retain(|n| caller.shows_agent(n));
     let data: Vec<Value> = names
         .iter()
         .map(|n| json!({"id": model_id(n), "object": "model", "created": 0, "owned_by": "cairn"}))

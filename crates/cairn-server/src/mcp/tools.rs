@@ -256,6 +256,7 @@ pub(super) async fn list_agents(call: Call<'_>) -> Outcome {
     if !agents.iter().any(|a| a.name == "default") {
         agents.insert(0, cairn_core::AgentSpec::default());
     }
+    agents.retain(|a| call.caller.shows_agent(&a.name));
     let list: Vec<Value> = agents
         .iter()
         .map(|a| json!({"name": a.name, "model": a.model, "tools": a.tools, "mcp": a.mcp}))
