@@ -107,17 +107,14 @@ pub async fn run() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("audit.db");
     let s = Arc::new(SqliteStore::open_sqlite(&db).await?);
-    let pool = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("plain.db").display()
-    ))
-    .await?;
-    sqlx::query("PRAGMA journal_mode = WAL")
-        .execute(&pool)
-        .await?;
-    sqlx::query("PRAGMA synchronous = NORMAL")
-        .execute(&pool)
-        .await?;
+    // The same durability as the store's: WAL, synchronous NORMAL, on every
+    // connection of the pool.
+    let opts = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.path().join("plain.db"))
+        .create_if_missing(true)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+        .synchronous(sqlx::sqlite::SqliteSynchronous::Normal);
+    let pool = sqlx::SqlitePool::connect_with(opts).await?;
     sqlx::query(
         "CREATE TABLE plain_log (seq INTEGER PRIMARY KEY, at INTEGER, actor TEXT, event TEXT)",
     )
