@@ -49,14 +49,7 @@ impl RunStore for Store {
         session_id: Option<&str>,
         limit: i64,
     ) -> Result<Vec<RunRecord>, StoreError> {
-        let rows: Vec<RunRow> = sqlx::query_as(select_runs!(
-            "WHERE (CAST($1 AS TEXT) IS NULL OR session_id = $1) ORDER BY created_at DESC, id DESC LIMIT $2"
-        ))
-        .bind(session_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(run_from_row).collect()
+        runs_of(self, None, session_id, limit).await
     }
 
     async fn list_runs_of(
@@ -65,15 +58,7 @@ impl RunStore for Store {
         session_id: Option<&str>,
         limit: i64,
     ) -> Result<Vec<RunRecord>, StoreError> {
-        let rows: Vec<RunRow> = sqlx::query_as(select_runs!(
-            "WHERE user_id = $1 AND (CAST($2 AS TEXT) IS NULL OR session_id = $2) ORDER BY created_at DESC, id DESC LIMIT $3"
-        ))
-        .bind(user)
-        .bind(session_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(run_from_row).collect()
+        runs_of(self, Some(user), session_id, limit).await
     }
 
     async fn running_progress(&self) -> Result<Vec<RunProgress>, StoreError> {
@@ -226,4 +211,23 @@ pub(crate) async fn insert_run_with_job(
     insert_job(tx, &job).await?.ok_or_else(|| {
         StoreError::corrupt("jobs", format!("a job for run {} already exists", run.id))
     })
+}
+
+/// Runs, newest first: `user`'s (all with `None`), of one session or all.
+async fn runs_of(
+    s: &Store,
+    user: Option<&str>,
+    session_id: Option<&str>,
+    limit: i64,
+) -> Result<Vec<RunRecord>, StoreError> {
+    let rows: Vec<RunRow> = sqlx::query_as(select_runs!(
+        "WHERE (CAST($1 AS TEXT) IS NULL OR user_id = $1) AND (CAST($2 AS TEXT) IS NULL OR session_id = $2)
+         ORDER BY created_at DESC, id DESC LIMIT $3"
+    ))
+    .bind(user)
+    .bind(session_id)
+    .bind(limit)
+    .fetch_all(&s.pool)
+    .await?;
+    rows.into_iter().map(run_from_row).collect()
 }

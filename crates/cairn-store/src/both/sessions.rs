@@ -12,17 +12,7 @@ use crate::sessions::*;
 #[async_trait]
 impl SessionStore for Store {
     async fn ensure_session(&self, id: &str, agent: &str) -> Result<SessionInfo, StoreError> {
-        let _writing = self.lock_writes().await;
-        sqlx::query(
-            "INSERT INTO sessions (id, agent, version, created_at, updated_at) VALUES ($1, $2, 0, $3, $3)
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(id)
-        .bind(agent)
-        .bind(now_ms())
-        .execute(self.writer())
-        .await?;
-        check_agent(self.get_session(id).await?, agent)
+        insert_session(self, id, agent, None).await
     }
 
     async fn get_session(&self, id: &str) -> Result<SessionInfo, StoreError> {
@@ -42,15 +32,7 @@ impl SessionStore for Store {
     }
 
     async fn list_sessions(&self, limit: i64) -> Result<Vec<SessionInfo>, StoreError> {
-        let rows: Vec<SessionRow> = sqlx::query_as(
-            "SELECT s.id, s.agent, s.version, s.created_at, s.updated_at, s.user_id,
-                    (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id) AS n
-             FROM sessions s ORDER BY s.updated_at DESC LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(session_from_row).collect())
+        sessions_of(self, None, limit).await
     }
 
     async fn ensure_session_of(
@@ -59,18 +41,7 @@ impl SessionStore for Store {
         agent: &str,
         user: &str,
     ) -> Result<SessionInfo, StoreError> {
-        let _writing = self.lock_writes().await;
-        sqlx::query(
-            "INSERT INTO sessions (id, agent, version, created_at, updated_at, user_id)
-             VALUES ($1, $2, 0, $3, $3, $4) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(id)
-        .bind(agent)
-        .bind(now_ms())
-        .bind(user)
-        .execute(self.writer())
-        .await?;
-        check_agent(self.get_session(id).await?, agent)
+        insert_session(self, id, agent, Some(user)).await
     }
 
     async fn list_sessions_of(
@@ -78,16 +49,7 @@ impl SessionStore for Store {
         user: &str,
         limit: i64,
     ) -> Result<Vec<SessionInfo>, StoreError> {
-        let rows: Vec<SessionRow> = sqlx::query_as(
-            "SELECT s.id, s.agent, s.version, s.created_at, s.updated_at, s.user_id,
-                    (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id) AS n
-             FROM sessions s WHERE s.user_id = $1 ORDER BY s.updated_at DESC LIMIT $2",
-        )
-        .bind(user)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(session_from_row).collect())
+        sessions_of(self, Some(user), limit).await
     }
 
     async fn try_acquire_session(
@@ -298,4 +260,47 @@ pub(crate) async fn append_message(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Returns session `id`, creating it for `agent` (as `user`'s, or the
+/// owner's with `None`) if it does not exist; an existing one keeps its owner.
+async fn insert_session(
+    s: &Store,
+    id: &str,
+    agent: &str,
+    user: Option<&str>,
+) -> Result<SessionInfo, StoreError> {
+    {
+        let _writing = s.lock_writes().await;
+        sqlx::query(
+            "INSERT INTO sessions (id, agent, version, created_at, updated_at, user_id)
+             VALUES ($1, $2, 0, $3, $3, $4) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(agent)
+        .bind(now_ms())
+        .bind(user)
+        .execute(s.writer())
+        .await?;
+    }
+    check_agent(s.get_session(id).await?, agent)
+}
+
+/// Sessions, most recently changed first: `user`'s, or all with `None`.
+async fn sessions_of(
+    s: &Store,
+    user: Option<&str>,
+    limit: i64,
+) -> Result<Vec<SessionInfo>, StoreError> {
+    let rows: Vec<SessionRow> = sqlx::query_as(
+        "SELECT s.id, s.agent, s.version, s.created_at, s.updated_at, s.user_id,
+                (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id) AS n
+         FROM sessions s WHERE (CAST($1 AS TEXT) IS NULL OR s.user_id = $1)
+         ORDER BY s.updated_at DESC LIMIT $2",
+    )
+    .bind(user)
+    .bind(limit)
+    .fetch_all(&s.pool)
+    .await?;
+    Ok(rows.into_iter().map(session_from_row).collect())
 }
