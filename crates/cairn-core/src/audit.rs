@@ -249,7 +249,8 @@ impl std::fmt::Debug for AuditKey {
 
 type HmacSha256 = Hmac<Sha256>;
 
-fn hex(bytes: &[u8]) -> String {
+/// Bytes as lowercase hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -304,11 +305,7 @@ impl AuditKey {
     /// Whether `row`'s seal is this key's seal of its fields.
     fn seals(&self, row: &AuditRow) -> bool {
         let want = self.seal(&row.prev, row.seq, row.at, &row.actor, &row.event);
-        let (a, b) = (
-            Sha256::digest(want.as_bytes()),
-            Sha256::digest(row.seal.as_bytes()),
-        );
-        a == b
+        crate::keys::constant_time_eq(want.as_bytes(), row.seal.as_bytes())
     }
 }
 

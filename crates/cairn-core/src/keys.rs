@@ -94,20 +94,26 @@ impl<'a> PresentedKey<'a> {
     /// digests, so in constant time whatever the input).
     pub fn matches(&self, record: &ApiKeyRecord) -> bool {
         let ours = crate::audit::digest(self.secret.as_bytes());
-        ours.len() == record.secret_sha256.len()
-            && ours
-                .bytes()
-                .zip(record.secret_sha256.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
+        constant_time_eq(ours.as_bytes(), record.secret_sha256.as_bytes())
     }
+}
+
+/// Equal without a timing difference, even in length: both sides are
+/// hashed first, so the comparison is always of 32 bytes. For secrets,
+/// signatures and seals.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
+    let (a, b) = (Sha256::digest(a), Sha256::digest(b));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 /// A new key's id and secret from 38 random bytes, and its full text.
 pub fn mint(random: &[u8; 38]) -> (String, String, String) {
-    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-    let id = hex(&random[..6]);
-    let secret = hex(&random[6..]);
+    let id = crate::audit::hex(&random[..6]);
+    let secret = crate::audit::hex(&random[6..]);
     let text = format!("{KEY_PREFIX}{id}_{secret}");
     (id, crate::audit::digest(secret.as_bytes()), text)
 }

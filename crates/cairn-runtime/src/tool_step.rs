@@ -262,9 +262,7 @@ impl Runtime {
         });
         Ok((output, deferred))
     }
-}
 
-impl Runtime {
     /// Records in the audit log that a call ran (with digests of its input
     /// and output, not their text) or was refused as an unknown tool.
     async fn audit_call(&self, turn: &Turn<'_>, call: &ToolCall, out: &ToolOutput) {

@@ -170,19 +170,23 @@ async fn listen(
 ) -> Result<(), ServeError> {
     let addr = listener.local_addr()?;
     let stop = shutdown;
-    if let Some(coordinator) = &opts.coordinator {
-        let tls = cairn_cluster::tls::server_config(coordinator.ca())?;
-        coordinator.start();
-        let app = app.merge(coordinator.router());
-        let listener = cairn_cluster::tls::TlsListener::new(listener, tls)?;
-        on_ready(addr);
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<cairn_cluster::tls::Peer>(),
-        )
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await?;
-    } else if let Some(tls) = opts.tls.clone() {
+    // A coordinator speaks TLS with the cluster's certificate and adds the
+    // join and worker endpoints; a single node speaks it when given one.
+    let tls = match &opts.coordinator {
+        Some(coordinator) => Some((
+            cairn_cluster::tls::server_config(coordinator.ca())?,
+            Some(coordinator),
+        )),
+        None => opts.tls.clone().map(|tls| (tls, None)),
+    };
+    if let Some((tls, coordinator)) = tls {
+        let app = match coordinator {
+            Some(co) => {
+                co.start();
+                app.merge(co.router())
+            }
+            None => app,
+        };
         let listener = cairn_cluster::tls::TlsListener::new(listener, tls)?;
         on_ready(addr);
         axum::serve(

@@ -5,7 +5,7 @@
 //! their own sessions and runs; changing agents, keys or config is an
 //! admin's. `/metrics` (counts of everyone's work) is an admin's too.
 
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 use cairn_core::audit::Actor;
 use cairn_core::keys::{PresentedKey, Role};
 
@@ -46,6 +46,15 @@ impl Caller {
         }
     }
 
+    /// The person runs started by this caller work for (`None`: the
+    /// host's owner).
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            Caller::Person(p) => Some(&p.user),
+            _ => None,
+        }
+    }
+
     /// Who, for the audit log.
     pub fn actor(&self, shared_key: bool) -> Actor {
         match self {
@@ -67,7 +76,7 @@ impl Caller {
         match self {
             Caller::Person(Person {
                 agent: Some(only), ..
-            }) if only != agent => Err(forbidden(format!(
+            }) if only != agent => Err(ApiError::forbidden(format!(
                 "this key may use agent {only:?} only, not {agent:?}"
             ))),
             _ => Ok(()),
@@ -87,32 +96,18 @@ impl Caller {
     }
 }
 
-/// A 403 in the API's error shape.
-pub fn forbidden(message: impl Into<String>) -> ApiError {
-    ApiError {
-        status: StatusCode::FORBIDDEN,
-        code: "forbidden",
-        message: message.into(),
-    }
-}
-
 /// A person's key from its text: `Ok(None)` when the text is not a
 /// person's key at all; an error (401) for an unknown, wrong or revoked one.
 pub async fn person(state: &AppState, text: &str) -> Result<Option<Person>, ApiError> {
     let Some(given) = PresentedKey::parse(text) else {
         return Ok(None);
     };
-    let unauthorized = |m: &str| ApiError {
-        status: StatusCode::UNAUTHORIZED,
-        code: "unauthorized",
-        message: m.into(),
-    };
     let record = state.tables.keys.get_key(given.id).await?;
     let Some(record) = record.filter(|r| given.matches(r)) else {
-        return Err(unauthorized("unknown API key"));
+        return Err(ApiError::unauthorized("unknown API key"));
     };
     if record.revoked_at.is_some() {
-        return Err(unauthorized("this API key was revoked"));
+        return Err(ApiError::unauthorized("this API key was revoked"));
     }
     Ok(Some(Person {
         key: record.id,
@@ -131,38 +126,23 @@ pub fn door(caller: &Caller, method: &Method, path: &str) -> Result<(), ApiError
         return Ok(());
     }
     let reads = matches!(*method, Method::GET | Method::HEAD);
+    let role = p.role;
     if path.starts_with("/api/v1/agents") && !path.contains("/memories") && !reads {
-        return Err(forbidden(
-            "changing agents is an admin's (this key's role is ".to_string()
-                + p.role.as_str()
-                + ")",
-        ));
+        return Err(ApiError::forbidden(format!(
+            "changing agents is an admin's (this key's role is {role})"
+        )));
     }
-    // Not yet scoped per person: closed rather than shown whole.
-    let unscoped = path == "/metrics";
-    if unscoped {
-        return Err(forbidden(format!(
-            "{path} is open to admins only for now (this key's role is {})",
-            p.role
+    if path == "/metrics" {
+        return Err(ApiError::forbidden(format!(
+            "{path} is open to admins only for now (this key's role is {role})"
         )));
     }
     if p.role == Role::Viewer && !reads {
-        return Err(forbidden(
+        return Err(ApiError::forbidden(
             "a viewer's key reads; it may not start or change anything",
         ));
     }
     Ok(())
-}
-
-impl Caller {
-    /// The person runs started by this caller work for (`None`: the
-    /// host's owner).
-    pub fn user(&self) -> Option<&str> {
-        match self {
-            Caller::Person(p) => Some(&p.user),
-            _ => None,
-        }
-    }
 }
 
 /// A session this caller may see; another person's reads as absent.

@@ -45,7 +45,7 @@ fn agent_name(name: &str) -> Result<(), ApiError> {
 fn person_asked(caller: &Caller, asked: Option<String>) -> Result<Option<String>, ApiError> {
     match (caller.scope(), asked) {
         (None, asked) => Ok(asked),
-        (Some(me), Some(other)) if other != me => Err(super::caller::forbidden(
+        (Some(me), Some(other)) if other != me => Err(ApiError::forbidden(
             "a key sees its own person's facts (and shared ones) only",
         )),
         (Some(me), _) => Ok(Some(me.to_string())),

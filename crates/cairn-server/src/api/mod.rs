@@ -23,6 +23,7 @@ use serde::de::DeserializeOwned;
 
 use crate::AppState;
 use crate::error::ApiError;
+use cairn_core::keys::constant_time_eq;
 
 /// Agents, sessions and memories.
 fn agent_routes() -> Router<Arc<AppState>> {
@@ -176,11 +177,9 @@ async fn identify(state: &AppState, headers: &axum::http::HeaderMap) -> Result<C
     if state.api_key.is_none() || is(&state.api_key) {
         return Ok(Caller::Owner);
     }
-    Err(ApiError {
-        status: StatusCode::UNAUTHORIZED,
-        code: "unauthorized",
-        message: "missing or wrong API key: send `Authorization: Bearer <key>`".into(),
-    })
+    Err(ApiError::unauthorized(
+        "missing or wrong API key: send `Authorization: Bearer <key>`",
+    ))
 }
 
 /// The credentials of `Authorization: Bearer …` (the scheme is case
@@ -192,17 +191,6 @@ fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
         .eq_ignore_ascii_case("bearer")
         .then(|| rest.trim())
         .filter(|k| !k.is_empty())
-}
-
-/// Equal without a timing difference, even in length: both sides are
-/// hashed first, so the comparison is always of 32 bytes.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    use sha2::{Digest, Sha256};
-    let (a, b) = (Sha256::digest(a), Sha256::digest(b));
-    a.iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
 }
 
 /// A JSON body whose errors are answered in the API's error shape: 400

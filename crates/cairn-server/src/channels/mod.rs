@@ -15,6 +15,7 @@ pub mod slack;
 pub mod telegram;
 pub mod webhook;
 
+pub use cairn_core::keys::constant_time_eq;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -563,11 +564,6 @@ const MAX_SIGNATURE_SKEW_S: i64 = 300;
 /// choose, so the arithmetic saturates) is within five minutes of `now_s`.
 pub fn fresh(timestamp_s: i64, now_s: i64) -> bool {
     now_s.saturating_sub(timestamp_s).saturating_abs() <= MAX_SIGNATURE_SKEW_S
-}
-
-/// Equality that takes the same time wherever the first difference is.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
