@@ -30,21 +30,12 @@ pub fn audit_key_path(home: &Path) -> PathBuf {
 /// A home that made its key before its cluster did keeps it: the key is
 /// copied beside the CA (the chain it sealed goes on).
 fn carry_into_cluster(home: &Path) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     let (old, new) = (home.join("audit.key"), audit_key_path(home));
     if old == new || new.exists() || !old.exists() {
         return Ok(());
     }
     let key = std::fs::read(&old).with_context(|| format!("reading {}", old.display()))?;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&new)
-        .with_context(|| format!("creating {}", new.display()))?;
-    std::io::Write::write_all(&mut file, &key)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", new.display()))
+    write_secret(&new, &key)
 }
 
 /// The operator's key, made when missing. It admits to the API like the
@@ -68,47 +59,67 @@ pub fn audit_key(loaded: &Loaded) -> Result<AuditKey> {
 pub fn existing_audit_key(home: &Path) -> Result<AuditKey> {
     carry_into_cluster(home)?;
     let path = audit_key_path(home);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+    let Some(text) = read_secret(&path, "the audit key")? else {
+        anyhow::bail!(
             "no audit key at {}: the log is verified with the key of the server that wrote it (copy its audit.key here, or set CAIRN_HOME)",
             path.display()
-        ),
-        Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+        );
     };
-    crate::config::check_secret_mode(&path)?;
     AuditKey::from_hex(&text).with_context(|| path.display().to_string())
 }
 
 /// The secret in `path`, made (256 random bits, mode 0600) when missing.
 fn secret_file(path: &Path, what: &str) -> Result<String> {
-    use std::io::{Read, Write};
-    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(key) = read_secret(path, what)? {
+        return Ok(key);
+    }
+    let key = hex(&random_bytes::<32>(what)?);
+    write_secret(path, key.as_bytes())?;
+    Ok(key)
+}
+
+/// The secret in `path` (trimmed), `None` when there is no such file; an
+/// empty file, or one others may read, is an error.
+fn read_secret(path: &Path, what: &str) -> Result<Option<String>> {
     match std::fs::read_to_string(path) {
         Ok(key) if !key.trim().is_empty() => {
             crate::config::check_secret_mode(path)?;
-            return Ok(key.trim().to_string());
+            Ok(Some(key.trim().to_string()))
         }
         Ok(_) => anyhow::bail!(
             "{} is empty; delete it to have {what} made anew",
             path.display()
         ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
     }
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .with_context(|| format!("reading /dev/urandom for {what}"))?;
-    let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+}
+
+/// Writes a new secret file (mode 0600; never over an existing one).
+fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(key.as_bytes())
-        .and_then(|_| file.sync_all())
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(key)
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// `N` bytes from the kernel's random source, for `what`.
+pub fn random_bytes<const N: usize>(what: &str) -> Result<[u8; N]> {
+    use std::io::Read;
+    let mut bytes = [0u8; N];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .with_context(|| format!("reading /dev/urandom for {what}"))?;
+    Ok(bytes)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -245,3 +245,11 @@ pub fn self_signed_server(dir: &Path, names: &[String]) -> Result<String, Cluste
     })?;
     Ok(sha256_hex(first))
 }
+
+/// This host's name (`/etc/hostname`), for the names a server certificate
+/// is good for.
+pub fn host_name() -> Option<String> {
+    let name = std::fs::read_to_string("/etc/hostname").ok()?;
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_string())
+}

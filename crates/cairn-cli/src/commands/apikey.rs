@@ -2,10 +2,9 @@
 //! the store keeps its id and a SHA-256 of its secret. Making and revoking
 //! keys is written to the audit log.
 
-use std::io::Read;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use cairn_core::audit::{Actor, AuditEvent};
 use cairn_core::keys::{ApiKeyRecord, Role, mint};
 use cairn_core::now_ms;
@@ -67,11 +66,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             if let Some(a) = &agent {
                 cairn_core::ids::validate_name("agent", a)?;
             }
-            let mut random = [0u8; 38];
-            std::fs::File::open("/dev/urandom")
-                .and_then(|mut f| f.read_exact(&mut random))
-                .context("reading /dev/urandom for the key")?;
-            let (id, secret_sha256, text) = mint(&random);
+            let (id, secret_sha256, text) = mint(&secrets::random_bytes("the key")?);
             let record = ApiKeyRecord {
                 id: id.clone(),
                 user_id: user.clone(),

@@ -118,12 +118,7 @@ fn init(ca: &CaDir, san: Vec<String>) -> Result<ExitCode> {
         .collect();
     if names.is_empty() {
         names = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
-        if let Ok(host) = std::fs::read_to_string("/etc/hostname") {
-            let host = host.trim();
-            if !host.is_empty() {
-                names.push(host.to_string());
-            }
-        }
+        names.extend(cairn_cluster::pki::host_name());
     }
     let fingerprint = ca.init(&names)?;
     println!("cluster CA created in {}", ca.0.display());

@@ -55,7 +55,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         bail!(cairn_cluster::ClusterError::NotInitialised(ca.0));
     }
     let role = args.role;
-    let tls = match args.role {
+    let tls = match role {
         Role::Single => single_tls(&loaded, &args, listen)?,
         Role::Coordinator => None,
     };
@@ -64,7 +64,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             "warning: --insecure: serving plain HTTP on {listen}; API keys and conversations cross the network readable"
         );
     }
-    let scheme = match (args.role, &tls) {
+    let scheme = match (role, &tls) {
         (Role::Single, None) => "http",
         _ => "https",
     };
@@ -317,11 +317,7 @@ fn single_tls(
     if !listen.ip().is_unspecified() {
         names.push(listen.ip().to_string());
     }
-    if let Ok(host) = std::fs::read_to_string("/etc/hostname")
-        && !host.trim().is_empty()
-    {
-        names.push(host.trim().to_string());
-    }
+    names.extend(cairn_cluster::pki::host_name());
     let fingerprint = cairn_cluster::pki::self_signed_server(&dir, &names)?;
     eprintln!(
         "TLS with a self-signed certificate ({}, sha256 {fingerprint}): clients must trust {}",

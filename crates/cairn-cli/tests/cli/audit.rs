@@ -24,6 +24,19 @@ fn kinds(all: &[Value]) -> Vec<String> {
         .collect()
 }
 
+/// A web page's POST to `path` (another Origin); the status answered.
+async fn cross_site_post(api: &Api, path: &str) -> u16 {
+    let r = api
+        .http
+        .post(format!("{}{path}", api.url))
+        .header("origin", "http://evil.example")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    r.status().as_u16()
+}
+
 async fn tamper(h: &cairn_testkit::CairnHome, sql: &str) {
     let url = format!("sqlite://{}", h.path().join("cairn.db").display());
     let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
@@ -55,15 +68,7 @@ async fn tool_runs_refusals_and_changes_are_sealed_and_tampering_is_named() {
     let server = start(&h, &fake);
     let api = Api::new(&server);
     // A web page's cross-origin request: refused, and recorded.
-    let r = api
-        .http
-        .post(format!("{}/api/v1/sessions", api.url))
-        .header("origin", "http://evil.example")
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
+    assert_eq!(cross_site_post(&api, "/api/v1/sessions").await, 403);
     let (status, body) = api
         .post(
             "/api/v1/agents",
@@ -233,15 +238,7 @@ async fn a_flood_of_refused_requests_is_recorded_within_a_budget() {
     };
     let first_second = wall();
     for _ in 0..300 {
-        let r = api
-            .http
-            .post(format!("{}/v1/chat/completions", api.url))
-            .header("origin", "http://evil.example")
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 403);
+        assert_eq!(cross_site_post(&api, "/v1/chat/completions").await, 403);
     }
     // The budget is per wall-clock second: count the seconds touched.
     let secs = (wall() - first_second) as usize + 1;
